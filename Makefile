@@ -1,0 +1,65 @@
+# ATP's front door. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TOOLS := .tools
+BUF_VERSION := 1.75.0
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "ATP needs $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv and install ATP with its pinned dependencies
+
+.PHONY: protos
+protos: $(VENV)/.installed ## Generate the gRPC stubs from protos/ into libs/common
+	$(PY) -m grpc_tools.protoc -I protos --python_out=libs/common --pyi_out=libs/common \
+		--grpc_python_out=libs/common $(PROTO_FILES)
+	@for d in $$(find libs/common/atp -type d); do touch $$d/__init__.py; done
+
+.PHONY: protos-check
+protos-check: protos ## Fail when the committed stubs differ from what the protos generate
+	@git diff --exit-code --stat -- libs/common/atp || { echo "generated stubs drifted from protos/: run make protos and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- libs/common/atp)" || { git status --short -- libs/common/atp; echo "untracked generated stubs: run make protos and commit"; exit 1; }
+
+$(TOOLS)/node_modules/.bin/buf:
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+.PHONY: buf-lint
+buf-lint: $(TOOLS)/node_modules/.bin/buf ## Lint the protos with buf
+	$(TOOLS)/node_modules/.bin/buf lint
+
+.PHONY: lint
+lint: $(VENV)/.installed ## ruff and mypy over the tree
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: run
+run: $(VENV)/.installed ## Start the whole suite on the default ports with embedded defaults (Ctrl-C drains)
+	$(PY) -m atp_common.suite
+
+.PHONY: test
+test: $(VENV)/.installed ## Run the test suite (real servers in-process, real processes end to end)
+	$(PY) -m pytest
+
+.PHONY: test-integration
+test-integration: $(VENV)/.installed ## Only the tests against real PostgreSQL and Redis
+	$(PY) -m pytest -m "postgres or redis"
+
+.PHONY: clean
+clean: ## Remove the virtualenv, tools and local state
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache

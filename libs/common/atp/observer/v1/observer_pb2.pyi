@@ -1,0 +1,267 @@
+import datetime
+
+from atp.common.v1 import chat_pb2 as _chat_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ObservationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OBSERVATION_STATUS_UNSPECIFIED: _ClassVar[ObservationStatus]
+    OBSERVATION_STATUS_OK: _ClassVar[ObservationStatus]
+    OBSERVATION_STATUS_ERROR: _ClassVar[ObservationStatus]
+    OBSERVATION_STATUS_PARTIAL: _ClassVar[ObservationStatus]
+    OBSERVATION_STATUS_CANCELLED: _ClassVar[ObservationStatus]
+OBSERVATION_STATUS_UNSPECIFIED: ObservationStatus
+OBSERVATION_STATUS_OK: ObservationStatus
+OBSERVATION_STATUS_ERROR: ObservationStatus
+OBSERVATION_STATUS_PARTIAL: ObservationStatus
+OBSERVATION_STATUS_CANCELLED: ObservationStatus
+
+class Observation(_message.Message):
+    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id")
+    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CLASS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    observation_id: str
+    request_id: str
+    tenant: str
+    decision: _chat_pb2.Decision
+    model: str
+    provider: str
+    prompt_hash: str
+    prompt_text: str
+    usage: _chat_pb2.Usage
+    cost_usd: float
+    latency_ms: float
+    time_to_first_token_ms: float
+    provider_ms: float
+    status: ObservationStatus
+    error_class: str
+    finish_reason: str
+    attempts: int
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    replica_id: str
+    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[Observation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("stored", "duplicates")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    duplicates: int
+    def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
+
+class RecordFeedbackRequest(_message.Message):
+    __slots__ = ("decision_id", "tenant", "score", "label", "comment", "source")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    tenant: str
+    score: float
+    label: str
+    comment: str
+    source: str
+    def __init__(self, decision_id: _Optional[str] = ..., tenant: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., comment: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class RecordFeedbackResponse(_message.Message):
+    __slots__ = ("feedback_id", "joined")
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    feedback_id: str
+    joined: bool
+    def __init__(self, feedback_id: _Optional[str] = ..., joined: _Optional[bool] = ...) -> None: ...
+
+class RewardEvent(_message.Message):
+    __slots__ = ("cursor", "decision_id", "tenant", "route", "model", "policy", "reward", "quality", "cost_usd", "latency_ms", "propensity", "features", "correction", "previous_reward", "previous_quality", "at")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CORRECTION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_REWARD_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    decision_id: str
+    tenant: str
+    route: str
+    model: str
+    policy: str
+    reward: float
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    propensity: float
+    features: _containers.RepeatedScalarFieldContainer[float]
+    correction: bool
+    previous_reward: float
+    previous_quality: float
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, cursor: _Optional[int] = ..., decision_id: _Optional[str] = ..., tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., policy: _Optional[str] = ..., reward: _Optional[float] = ..., quality: _Optional[float] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., propensity: _Optional[float] = ..., features: _Optional[_Iterable[float]] = ..., correction: _Optional[bool] = ..., previous_reward: _Optional[float] = ..., previous_quality: _Optional[float] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchRewardsRequest(_message.Message):
+    __slots__ = ("cursor", "max_batch")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    cursor: int
+    max_batch: int
+    def __init__(self, cursor: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
+
+class WatchRewardsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[RewardEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[RewardEvent, _Mapping]]] = ...) -> None: ...
+
+class QueryUsageRequest(_message.Message):
+    __slots__ = ("tenant", "start", "end", "group_by")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UsageRow(_message.Message):
+    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MEAN_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    route: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    mean_latency_ms: float
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ...) -> None: ...
+
+class QueryUsageResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
+
+class ListObservationsRequest(_message.Message):
+    __slots__ = ("tenant", "limit", "before")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    limit: int
+    before: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListObservationsResponse(_message.Message):
+    __slots__ = ("observations",)
+    OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    observations: _containers.RepeatedCompositeFieldContainer[Observation]
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
+
+class ArmStats(_message.Message):
+    __slots__ = ("route", "model", "tenant", "pulls", "reward_sum", "reward_sq_sum", "quality_sum", "cost_sum", "latency_sum")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    PULLS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_SUM_FIELD_NUMBER: _ClassVar[int]
+    REWARD_SQ_SUM_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_SUM_FIELD_NUMBER: _ClassVar[int]
+    COST_SUM_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SUM_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    model: str
+    tenant: str
+    pulls: float
+    reward_sum: float
+    reward_sq_sum: float
+    quality_sum: float
+    cost_sum: float
+    latency_sum: float
+    def __init__(self, route: _Optional[str] = ..., model: _Optional[str] = ..., tenant: _Optional[str] = ..., pulls: _Optional[float] = ..., reward_sum: _Optional[float] = ..., reward_sq_sum: _Optional[float] = ..., quality_sum: _Optional[float] = ..., cost_sum: _Optional[float] = ..., latency_sum: _Optional[float] = ...) -> None: ...
+
+class GetArmStatsRequest(_message.Message):
+    __slots__ = ("route",)
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    def __init__(self, route: _Optional[str] = ...) -> None: ...
+
+class GetArmStatsResponse(_message.Message):
+    __slots__ = ("arms", "cursor")
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    arms: _containers.RepeatedCompositeFieldContainer[ArmStats]
+    cursor: int
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmStats, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
+
+class GetDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class GetDecisionResponse(_message.Message):
+    __slots__ = ("decision", "tenant", "replica_id", "decided_at")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    decision: _chat_pb2.Decision
+    tenant: str
+    replica_id: str
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., tenant: _Optional[str] = ..., replica_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,213 @@
+"""The ATP configuration file: providers, models, routes and tenants, typed and validated."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from atp_common.errors import ConfigError
+
+Capability = Literal["tools", "vision", "json", "streaming"]
+PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
+Role = Literal["user", "admin"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intent: refuse them at start-up.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalProvider(_Strict):
+    """The built-in deterministic provider: echoes the last user message, so the suite runs offline."""
+
+    type: Literal["local"] = "local"
+    latency_ms: float = Field(0.0, ge=0, description="Delay before the first token.")
+    tokens_per_second: float = Field(0.0, ge=0, description="Streaming rate; 0 means as fast as possible.")
+    reply_prefix: str = "echo: "
+
+
+class HttpProvider(_Strict):
+    """A provider reached over HTTP. `openai` covers every OpenAI-compatible server."""
+
+    type: Literal["openai", "azure", "anthropic", "gemini"]
+    base_url: str
+    # A secret reference: `env:NAME`, `file:/path` or `vault:path#key`; empty for servers without auth.
+    api_key: str = ""
+    api_version: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    first_token_timeout_s: float = Field(60.0, gt=0)
+    idle_timeout_s: float = Field(30.0, gt=0)
+    total_timeout_s: float = Field(600.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+    max_retries: int = Field(2, ge=0)
+    retry_base_delay_s: float = Field(0.2, ge=0)
+    retry_max_delay_s: float = Field(8.0, ge=0)
+    circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
+    circuit_open_s: float = Field(30.0, gt=0, description="How long an open circuit waits before a probe.")
+
+
+ProviderConfig = Annotated[LocalProvider | HttpProvider, Field(discriminator="type")]
+
+
+class ModelConfig(_Strict):
+    """A model offered through one provider, with its list prices in USD per million tokens."""
+
+    provider: str
+    provider_model: str = ""
+    input_usd_per_mtok: float = Field(0.0, ge=0)
+    output_usd_per_mtok: float = Field(0.0, ge=0)
+    cached_input_usd_per_mtok: float | None = Field(None, ge=0)
+    reasoning_usd_per_mtok: float | None = Field(None, ge=0)
+    context_window: int = Field(8192, gt=0)
+    capabilities: list[Capability] = Field(default_factory=lambda: ["streaming"])
+    quality_prior: float = Field(0.5, ge=0, le=1)
+
+
+class RouteConfig(_Strict):
+    """A named route: the candidate models and the policy that picks among them."""
+
+    candidates: list[str] = Field(min_length=1)
+    policy: PolicyName = "static"
+    # Static policy only: traffic weights per candidate (canaries); empty means strict order.
+    weights: list[float] = Field(default_factory=list)
+    cost_weight: float = Field(0.0, ge=0, description="Reward penalty per USD.")
+    latency_weight: float = Field(0.0, ge=0, description="Reward penalty per second.")
+    quality_floor: float = Field(0.0, ge=0, le=1)
+    exploration: float = Field(1.0, ge=0)
+    per_tenant: bool = False
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> RouteConfig:
+        if self.weights and len(self.weights) != len(self.candidates):
+            raise ValueError("weights must have one entry per candidate")
+        return self
+
+
+class ApiKeyConfig(_Strict):
+    """An API key, stored only as its SHA-256 digest (`sha256:<hex>`)."""
+
+    hash: str
+    role: Role = "user"
+    name: str = ""
+
+    @field_validator("hash")
+    @classmethod
+    def _is_digest(cls, value: str) -> str:
+        digest = value.removeprefix("sha256:")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("hash must be 'sha256:' followed by 64 lowercase hex digits")
+        return "sha256:" + digest
+
+
+class TenantConfig(_Strict):
+    """A tenant: its keys and what it may use."""
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    allowed_models: list[str] = Field(default_factory=list)
+    denied_models: list[str] = Field(default_factory=list)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    daily_budget_usd: float | None = Field(None, ge=0)
+    monthly_budget_usd: float | None = Field(None, ge=0)
+    store_prompts: bool = False
+
+
+class AtpConfig(_Strict):
+    """The whole configuration. Each service reads the part it needs."""
+
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    routes: dict[str, RouteConfig]
+    default_route: str = "auto"
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> AtpConfig:
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                raise ValueError(f"model {name!r} names unknown provider {model.provider!r}")
+        for name, route in self.routes.items():
+            if name in self.models:
+                raise ValueError(f"route {name!r} has the same name as a model")
+            for candidate in route.candidates:
+                if candidate not in self.models:
+                    raise ValueError(f"route {name!r} names unknown model {candidate!r}")
+        if self.default_route not in self.routes:
+            raise ValueError(f"default_route {self.default_route!r} is not a route")
+        return self
+
+    def digest(self) -> str:
+        """A short stable digest of the configuration, to tell versions apart."""
+        blob = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def provider_model(self, model: str) -> str:
+        """The model's name at its provider."""
+        return self.models[model].provider_model or model
+
+
+def hash_api_key(key: str) -> str:
+    """The stored form of an API key."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+LOCAL_TENANT = "local"
+# The environment variable that supplies the local tenant's key when no configuration file is given.
+API_KEY_ENV = "ATP_API_KEY"
+
+
+def builtin_config(local_api_key: str | None = None) -> AtpConfig:
+    """The embedded default: two local echo models behind the `auto` route, and one local tenant."""
+    key = local_api_key if local_api_key is not None else os.environ.get(API_KEY_ENV, "")
+    tenants: dict[str, Any] = {}
+    if key:
+        tenants[LOCAL_TENANT] = {"api_keys": [{"hash": hash_api_key(key), "role": "admin", "name": "local"}]}
+    return AtpConfig.model_validate(
+        {
+            "providers": {"local": {"type": "local"}},
+            "models": {
+                "local-small": {
+                    "provider": "local",
+                    "provider_model": "echo-small",
+                    "input_usd_per_mtok": 0.10,
+                    "output_usd_per_mtok": 0.40,
+                    "context_window": 32768,
+                    "capabilities": ["streaming", "json", "tools"],
+                    "quality_prior": 0.6,
+                },
+                "local-large": {
+                    "provider": "local",
+                    "provider_model": "echo-large",
+                    "input_usd_per_mtok": 2.50,
+                    "output_usd_per_mtok": 10.00,
+                    "context_window": 131072,
+                    "capabilities": ["streaming", "json", "tools", "vision"],
+                    "quality_prior": 0.8,
+                },
+            },
+            "routes": {"auto": {"candidates": ["local-small", "local-large"], "policy": "static"}},
+            "default_route": "auto",
+            "tenants": tenants,
+        }
+    )
+
+
+def load_config(path: str | Path | None, local_api_key: str | None = None) -> AtpConfig:
+    """Load the YAML file at `path`, or the built-in default when `path` is empty."""
+    if not path:
+        return builtin_config(local_api_key)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+    try:
+        return AtpConfig.model_validate(raw or {})
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration {path}: {exc}") from exc

@@ -1,0 +1,163 @@
+"""ATP's one error tree, with the single table that maps it to gRPC, HTTP and WebSocket codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMapping:
+    """How one kind of error shows on each surface."""
+
+    grpc_code: grpc.StatusCode
+    http_status: int
+    openai_type: str
+    # WebSocket close code when the error ends the whole socket; per-request errors are messages instead.
+    ws_close_code: int
+
+
+class AtpError(Exception):
+    """Base of every error ATP raises on purpose. Servicers raise these; one interceptor maps them."""
+
+    mapping = ErrorMapping(grpc.StatusCode.INTERNAL, 500, "server_error", 1011)
+
+    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+    @property
+    def code(self) -> str:
+        """The OpenAI-style error code: the class name in snake case."""
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+class InvalidArgument(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request_error", 1007)
+
+
+class PayloadTooLarge(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.INVALID_ARGUMENT, 413, "invalid_request_error", 1009)
+
+
+class NotFound(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.NOT_FOUND, 404, "not_found_error", 1008)
+
+
+class Unauthenticated(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error", 1008)
+
+
+class PermissionDenied(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.PERMISSION_DENIED, 403, "permission_error", 1008)
+
+
+class RateLimited(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error", 1013)
+
+
+class BudgetExceeded(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota", 1008)
+
+
+class Conflict(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.ALREADY_EXISTS, 409, "invalid_request_error", 1008)
+
+
+class Unavailable(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.UNAVAILABLE, 503, "server_error", 1013)
+
+
+class UpstreamError(AtpError):
+    """A provider answered with an error that failover could not get around."""
+
+    mapping = ErrorMapping(grpc.StatusCode.UNAVAILABLE, 502, "upstream_error", 1011)
+
+
+class DeadlineExceeded(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout_error", 1011)
+
+
+class Cancelled(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.CANCELLED, 499, "cancelled", 1000)
+
+
+class Internal(AtpError):
+    mapping = ErrorMapping(grpc.StatusCode.INTERNAL, 500, "server_error", 1011)
+
+
+class ConfigError(AtpError):
+    """The configuration or settings are invalid; raised at start-up."""
+
+    mapping = ErrorMapping(grpc.StatusCode.FAILED_PRECONDITION, 500, "server_error", 1011)
+
+
+_BY_NAME: dict[str, type[AtpError]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidArgument,
+        PayloadTooLarge,
+        NotFound,
+        Unauthenticated,
+        PermissionDenied,
+        RateLimited,
+        BudgetExceeded,
+        Conflict,
+        Unavailable,
+        UpstreamError,
+        DeadlineExceeded,
+        Cancelled,
+        Internal,
+        ConfigError,
+    )
+}
+# When a peer sends a bare status (no ATP metadata), map the code to the closest class.
+_BY_GRPC_CODE: dict[grpc.StatusCode, type[AtpError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
+    grpc.StatusCode.FAILED_PRECONDITION: BudgetExceeded,
+    grpc.StatusCode.ALREADY_EXISTS: Conflict,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: Cancelled,
+}
+
+# Trailing metadata keys that carry an AtpError across a gRPC hop without losing its class.
+ERROR_CLASS_KEY = "atp-error-class"
+ERROR_PARAM_KEY = "atp-error-param"
+RETRY_AFTER_KEY = "retry-after"
+
+
+def error_metadata(error: AtpError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata that lets the peer rebuild `error` exactly."""
+    items = [(ERROR_CLASS_KEY, type(error).__name__)]
+    if error.param:
+        items.append((ERROR_PARAM_KEY, error.param))
+    if error.retry_after is not None:
+        items.append((RETRY_AFTER_KEY, f"{error.retry_after:.3f}"))
+    return tuple(items)
+
+
+def from_rpc_error(exc: grpc.aio.AioRpcError) -> AtpError:
+    """Turn a failed call into the typed error the server raised (or the closest one for its code)."""
+    trailers = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
+    cls = _BY_NAME.get(trailers.get(ERROR_CLASS_KEY, "")) or _BY_GRPC_CODE.get(exc.code(), Internal)
+    retry_after = trailers.get(RETRY_AFTER_KEY)
+    return cls(
+        exc.details() or exc.code().name.lower(),
+        param=trailers.get(ERROR_PARAM_KEY),
+        retry_after=float(retry_after) if retry_after else None,
+    )
+
+
+def error_class_named(name: str) -> type[AtpError]:
+    """The error class with this name, or Internal."""
+    return _BY_NAME.get(name, Internal)

@@ -1,0 +1,49 @@
+"""Typed settings every service shares; each service subclasses ServiceSettings with its own env prefix."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that look filled in but are not: refuse to start with them.
+_PLACEHOLDERS = {"changeme", "change-me", "todo", "xxx", "<set-me>", "replace-me"}
+
+
+def _default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every gRPC service. Environment: ATP_<SERVICE>_<NAME>, a few shared as ATP_<NAME>."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_prefix="ATP_")
+
+    host: str = Field("127.0.0.1", description="Address the gRPC listener binds.")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus port; unset disables.")
+    config_path: str = Field(
+        "",
+        validation_alias=AliasChoices("config_path", "ATP_CONFIG"),
+        description="The ATP YAML file; empty uses the built-in defaults.",
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("log_level", "ATP_LOG_LEVEL"))
+    log_json: bool = Field(True, validation_alias=AliasChoices("log_json", "ATP_LOG_JSON"))
+    otlp_endpoint: str = Field("", validation_alias=AliasChoices("otlp_endpoint", "ATP_OTLP_ENDPOINT"))
+    tracing: bool = Field(False, validation_alias=AliasChoices("tracing", "ATP_TRACING"))
+    drain_delay_s: float = Field(1.0, ge=0, description="Wait after NOT_SERVING so balancers notice.")
+    grace_s: float = Field(20.0, ge=0, description="How long in-flight calls may run after the drain starts.")
+    close_timeout_s: float = Field(5.0, gt=0, description="Bound on closing clients and flushing queues.")
+    replica_id: str = Field(default_factory=_default_replica_id)
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_placeholders(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _PLACEHOLDERS:
+            raise ValueError(f"placeholder value {value!r} must be replaced")
+        return value
