@@ -1,0 +1,26 @@
+"""Client channels between services: one long-lived channel per peer, with deadlines left to each call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from grpc import aio
+
+from atp_common.server import GRPC_OPTIONS
+from atp_common.settings import ServiceSettings
+
+
+def open_channel(target: str, settings: ServiceSettings | None = None) -> aio.Channel:
+    """A channel to `target` (host:port), secured with the service's TLS files when it has them."""
+    interceptors = None
+    if settings is not None and (settings.tracing or settings.otlp_endpoint):
+        from atp_common.telemetry import client_interceptors
+
+        interceptors = client_interceptors()
+    if settings is not None and settings.tls_ca:
+        cert = Path(settings.tls_cert).read_bytes() if settings.tls_cert else None
+        key = Path(settings.tls_key).read_bytes() if settings.tls_key else None
+        credentials = grpc.ssl_channel_credentials(Path(settings.tls_ca).read_bytes(), key, cert)
+        return aio.secure_channel(target, credentials, options=GRPC_OPTIONS, interceptors=interceptors)
+    return aio.insecure_channel(target, options=GRPC_OPTIONS, interceptors=interceptors)

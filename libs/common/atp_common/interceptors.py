@@ -1,0 +1,89 @@
+"""The one server interceptor that turns ATP errors (and surprises) into gRPC statuses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from atp_common.errors import AtpError, error_metadata
+
+log = logging.getLogger("atp.grpc")
+
+
+async def _abort(context: aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if isinstance(exc, AtpError):
+        context.set_trailing_metadata(error_metadata(exc))
+        await context.abort(exc.mapping.grpc_code, exc.message)
+    # Anything else is a bug: log it with its traceback here, and never send internals to the caller.
+    log.error("unhandled error in %s", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request_or_iterator, context)
+        except aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return handler
+
+
+def _wrap_stream(
+    behavior: Callable[..., AsyncIterator[Any]], method: str
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request_or_iterator, context):
+                yield response
+        except aio.AbortError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc, method)
+
+    return handler
+
+
+class ErrorInterceptor(aio.ServerInterceptor):
+    """Maps AtpError subclasses to their status code with trailing metadata, and hides unexpected errors."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        # Handlers are fixed per method, so wrap each once rather than on every call.
+        if method in self._cache:
+            cached = self._cache[method]
+            if cached is not None:
+                return cached
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        wrapped = _wrap_handler(handler, method)
+        self._cache[method] = wrapped
+        return wrapped
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    common = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **common)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **common)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **common)
+    return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **common)
