@@ -54,7 +54,7 @@ async def running():
 
 
 async def test_health_serving_for_server_and_each_service(running):
-    server, _, channel = running
+    _server, _, channel = running
     stub = health_pb2_grpc.HealthStub(channel)
     for name in ("", SERVICE):
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
