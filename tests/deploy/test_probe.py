@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from atp_common import probe
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from atp_common import probe
 
 
 @pytest.fixture

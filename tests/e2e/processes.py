@@ -87,7 +87,8 @@ def running_services(names: list[str], env: dict[str, str]) -> Iterator[dict[str
     try:
         for name in names:
             wiring = {
-                f"ATP_{name.upper()}_{peer.upper()}_ADDR": service.address for peer, service in started.items()
+                f"ATP_{name.upper()}_{peer.upper()}_ADDR": service.address
+                for peer, service in started.items()
             }
             started[name] = start_service(name, {**env, **wiring})
         yield started

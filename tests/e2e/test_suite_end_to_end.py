@@ -59,7 +59,9 @@ def suite(tmp_path_factory):
 
 
 def _grpcurl(*args: str) -> str:
-    result = subprocess.run([GRPCURL, "-plaintext", "-max-time", "10", *args], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [GRPCURL, "-plaintext", "-max-time", "10", *args], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
