@@ -1,0 +1,38 @@
+"""The routing policy kernel: request features, snapshot compilation, decisions, learning and evaluation."""
+
+from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES, compute_features
+from atp_common.policy.kernel import DIRECT_POLICY, POLICY_NAMES, CompiledPolicy
+from atp_common.policy.learning import ArmLearner, PolicyLearner, RouteArms, RouteLearner
+from atp_common.policy.offpolicy import (
+    Estimate,
+    LoggedRecord,
+    doubly_robust,
+    fit_reward_model,
+    ips,
+    records_from_events,
+    snips,
+)
+from atp_common.policy.snapshot import POLICY_KINDS, model_specs, snapshot_from_config
+
+__all__ = [
+    "DIRECT_POLICY",
+    "FEATURE_DIM",
+    "FEATURE_NAMES",
+    "POLICY_KINDS",
+    "POLICY_NAMES",
+    "ArmLearner",
+    "CompiledPolicy",
+    "Estimate",
+    "LoggedRecord",
+    "PolicyLearner",
+    "RouteArms",
+    "RouteLearner",
+    "compute_features",
+    "doubly_robust",
+    "fit_reward_model",
+    "ips",
+    "model_specs",
+    "records_from_events",
+    "snapshot_from_config",
+    "snips",
+]

@@ -1,0 +1,490 @@
+"""The routing policy kernel: compile a policy snapshot once, then decide per request in microseconds."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+from operator import mul
+from types import MappingProxyType
+
+from atp.common.v1 import chat_pb2
+from atp.router.v1 import router_pb2
+from atp_common.errors import AtpError, ConfigError, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_common.policy._math import (
+    DEFAULT_OUTPUT_TOKENS,
+    RIDGE,
+    UNTRIED_SCORE,
+    beta_prior,
+    gaussian_win_probability,
+)
+from atp_common.policy.features import FEATURE_DIM
+
+POLICY_NAMES: Mapping[int, str] = MappingProxyType(
+    {
+        router_pb2.POLICY_KIND_UNSPECIFIED: "static",
+        router_pb2.POLICY_KIND_STATIC: "static",
+        router_pb2.POLICY_KIND_CHEAPEST: "cheapest",
+        router_pb2.POLICY_KIND_THOMPSON: "thompson",
+        router_pb2.POLICY_KIND_UCB: "ucb",
+        router_pb2.POLICY_KIND_LINUCB: "linucb",
+    }
+)
+# The policy recorded when a request names a concrete model: no choice was made, so nothing is learned.
+DIRECT_POLICY = "direct"
+# Thompson propensities are approximations: keep them off zero so inverse-propensity weights stay finite.
+MIN_PROPENSITY = 1e-4
+
+_TOOLS, _VISION, _JSON, _STREAMING = 1, 2, 4, 8
+_CAPABILITY_NAMES = ((_TOOLS, "tools"), (_VISION, "vision"), (_JSON, "json"), (_STREAMING, "streaming"))
+
+# Filter stages, checked in this order. When nothing survives, the furthest stage any candidate reached
+# names the error: a model that was allowed and fit the request but is excluded means "try later".
+_STAGE_TENANT, _STAGE_REQUEST, _STAGE_EXCLUDED = 0, 1, 2
+_STAGE_ERRORS: tuple[type[AtpError], ...] = (PermissionDenied, InvalidArgument, Unavailable)
+
+_default_rng = random.Random()
+
+
+class _Model:
+    """A model as the kernel needs it, prices per token."""
+
+    __slots__ = (
+        "capabilities",
+        "context_window",
+        "input_per_token",
+        "name",
+        "output_per_token",
+        "provider",
+        "quality_prior",
+        "spec",
+    )
+
+    def __init__(self, spec: router_pb2.ModelSpec):
+        self.spec = spec
+        self.name = spec.name
+        self.provider = spec.provider
+        self.input_per_token = spec.input_usd_per_mtok / 1e6
+        self.output_per_token = spec.output_usd_per_mtok / 1e6
+        self.context_window = spec.context_window
+        self.quality_prior = spec.quality_prior
+        self.capabilities = (
+            (_TOOLS if spec.supports_tools else 0)
+            | (_VISION if spec.supports_vision else 0)
+            | (_JSON if spec.supports_json else 0)
+            | (_STREAMING if spec.supports_streaming else 0)
+        )
+
+    def expected_cost(self, features: chat_pb2.RequestFeatures) -> float:
+        output = features.max_output_tokens or DEFAULT_OUTPUT_TOKENS
+        return self.input_per_token * features.estimated_prompt_tokens + self.output_per_token * output
+
+
+class _Arm:
+    """One arm's statistics, digested once per snapshot into what each policy reads."""
+
+    __slots__ = (
+        "a_inv",
+        "alpha",
+        "beta",
+        "mean_reward",
+        "model",
+        "penalty",
+        "pulls",
+        "quality_mean",
+        "quality_std",
+        "theta",
+    )
+
+    def __init__(
+        self,
+        model: _Model,
+        state: router_pb2.ArmState | None,
+        weights: router_pb2.RewardWeights,
+        dim: int,
+    ):
+        self.model = model
+        pulls = state.pulls if state is not None else 0.0
+        self.pulls = pulls
+        self.mean_reward = state.reward_sum / pulls if state is not None and pulls > 0 else 0.0
+        if state is not None and state.alpha > 0 and state.beta > 0:
+            alpha, beta = state.alpha, state.beta
+        else:
+            alpha, beta = beta_prior(model.quality_prior)
+        self.alpha, self.beta = alpha, beta
+        total = alpha + beta
+        self.quality_mean = alpha / total
+        self.quality_std = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
+        # Learned cost and latency count only once measured; before that the caller prices the request.
+        self.penalty: float | None = None
+        if state is not None and pulls > 0:
+            self.penalty = (
+                weights.cost_weight * state.mean_cost_usd
+                + weights.latency_weight * state.mean_latency_ms / 1000.0
+            )
+        if state is not None and len(state.a_inv) == dim * dim and len(state.b) == dim:
+            a_inv = list(state.a_inv)
+            b = list(state.b)
+        else:
+            a_inv = [(1.0 / RIDGE if i == j else 0.0) for i in range(dim) for j in range(dim)]
+            b = [0.0] * dim
+            if dim:
+                b[0] = RIDGE * model.quality_prior
+        self.a_inv = tuple(tuple(a_inv[i * dim : (i + 1) * dim]) for i in range(dim))
+        self.theta = tuple(sum(map(mul, row, b)) for row in self.a_inv)
+
+    def expected_quality(self) -> float:
+        """Learned mean quality (posterior mean) once pulled, the configured prior before."""
+        return self.quality_mean if self.pulls > 0 else self.model.quality_prior
+
+
+class _Route:
+    __slots__ = (
+        "arms",
+        "candidates",
+        "cost_weight",
+        "dim",
+        "exploration",
+        "kind",
+        "name",
+        "policy",
+        "quality_floor",
+        "tenant_arms",
+        "weights",
+    )
+
+    def __init__(self, policy: router_pb2.RoutePolicy, models: Mapping[str, _Model]):
+        self.name = policy.name
+        self.kind = policy.kind
+        self.policy = POLICY_NAMES.get(policy.kind, "static")
+        missing = [c for c in policy.candidates if c not in models]
+        if missing:
+            raise ConfigError(f"route {policy.name!r} names models missing from the snapshot: {missing}")
+        self.candidates = tuple(models[c] for c in policy.candidates)
+        weights = list(policy.static_weights)
+        self.weights: dict[str, float] | None = None
+        if len(weights) == len(self.candidates) and any(w > 0 for w in weights):
+            self.weights = {c.name: max(w, 0.0) for c, w in zip(self.candidates, weights, strict=True)}
+        self.cost_weight = policy.weights.cost_weight
+        self.quality_floor = policy.quality_floor
+        self.exploration = policy.exploration
+        self.dim = policy.feature_dim or FEATURE_DIM
+        by_model = {arm.model: arm for arm in policy.arms}
+        self.arms = {c.name: _Arm(c, by_model.get(c.name), policy.weights, self.dim) for c in self.candidates}
+        self.tenant_arms: dict[str, dict[str, _Arm]] = {}
+        for entry in policy.tenant_arms:
+            merged = dict(self.arms)
+            for state in entry.arms:
+                if state.model in merged:
+                    merged[state.model] = _Arm(models[state.model], state, policy.weights, self.dim)
+            self.tenant_arms[entry.tenant] = merged
+
+
+class _Ranking:
+    """A policy's verdict: candidates in rank order with scores, the first one's propensity, and why."""
+
+    __slots__ = ("models", "propensity", "scores", "why")
+
+    def __init__(self, models: list[_Model], scores: list[float], propensity: float, why: str):
+        self.models = models
+        self.scores = scores
+        self.propensity = propensity
+        self.why = why
+
+
+class CompiledPolicy:
+    """A policy snapshot digested for fast decisions. Build once per snapshot; `decide` per request.
+
+    Immutable after construction, so one instance can serve concurrent requests on any thread.
+    """
+
+    def __init__(self, snapshot: router_pb2.PolicySnapshot):
+        self.version = snapshot.version
+        self.default_route = snapshot.default_route
+        self._models = {spec.name: _Model(spec) for spec in snapshot.models}
+        self.models: Mapping[str, router_pb2.ModelSpec] = MappingProxyType(
+            {name: m.spec for name, m in self._models.items()}
+        )
+        self._routes = {route.name: _Route(route, self._models) for route in snapshot.routes}
+        self._tenants: dict[str, tuple[frozenset[str] | None, frozenset[str]]] = {
+            t.tenant: (frozenset(t.allowed_models) or None, frozenset(t.denied_models))
+            for t in snapshot.tenants
+        }
+        self._exclusions: dict[str, tuple[str, float]] = {}
+        for exclusion in snapshot.exclusions:
+            until = (
+                exclusion.until.seconds + exclusion.until.nanos / 1e9 if exclusion.HasField("until") else 0.0
+            )
+            self._exclusions[exclusion.model] = (exclusion.reason or "excluded", until or math.inf)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: router_pb2.PolicySnapshot) -> CompiledPolicy:
+        """Compile a snapshot (once per snapshot version)."""
+        return cls(snapshot)
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """The routes this snapshot defines."""
+        return tuple(self._routes)
+
+    def decide(
+        self,
+        model_or_route: str,
+        tenant: str,
+        features: chat_pb2.RequestFeatures,
+        rng: random.Random | None = None,
+    ) -> chat_pb2.Decision:
+        """Rank the candidates for one request.
+
+        `model_or_route` is a route, a concrete model (a one-candidate "direct" decision), or empty for the
+        default route. Raises NotFound for an unknown name and PermissionDenied, InvalidArgument or
+        Unavailable when the hard constraints leave no candidate.
+        """
+        name = model_or_route or self.default_route
+        route = self._routes.get(name)
+        if route is None:
+            model = self._models.get(name)
+            if model is None:
+                raise NotFound(
+                    f"unknown model or route {name!r}; routes: {sorted(self._routes)}, "
+                    f"models: {sorted(self._models)}",
+                    param="model",
+                )
+            survivors, filtered = self._filter(name, (model,), tenant, features)
+            ranking = _Ranking(survivors, [1.0], 1.0, "named directly")
+            return self._decision("", DIRECT_POLICY, ranking, filtered, features)
+        survivors, filtered = self._filter(name, route.candidates, tenant, features)
+        arms = route.tenant_arms.get(tenant, route.arms) if route.tenant_arms else route.arms
+        if len(survivors) == 1:
+            ranking = _Ranking(survivors, [1.0], 1.0, "the only candidate left")
+        else:
+            ranking = _RANKERS.get(route.kind, _rank_static)(
+                route, survivors, arms, features, rng or _default_rng
+            )
+        return self._decision(route.name, route.policy, ranking, filtered, features)
+
+    def _filter(
+        self,
+        name: str,
+        candidates: Sequence[_Model],
+        tenant: str,
+        features: chat_pb2.RequestFeatures,
+    ) -> tuple[list[_Model], list[chat_pb2.FilteredCandidate]]:
+        need = (
+            (_TOOLS if features.needs_tools else 0)
+            | (_VISION if features.needs_vision else 0)
+            | (_JSON if features.needs_json else 0)
+            | (_STREAMING if features.stream else 0)
+        )
+        tokens = features.estimated_prompt_tokens + features.max_output_tokens
+        allowed, denied = self._tenants.get(tenant, (None, frozenset()))
+        exclusions = self._exclusions
+        survivors: list[_Model] = []
+        filtered: list[chat_pb2.FilteredCandidate] = []
+        furthest = -1
+        for model in candidates:
+            reason = ""
+            stage = _STAGE_TENANT
+            if allowed is not None and model.name not in allowed:
+                reason = f"not in tenant {tenant!r} allowed_models"
+            elif model.name in denied:
+                reason = f"in tenant {tenant!r} denied_models"
+            else:
+                stage = _STAGE_REQUEST
+                lacking = need & ~model.capabilities
+                if lacking:
+                    reason = "lacks " + ", ".join(n for bit, n in _CAPABILITY_NAMES if lacking & bit)
+                elif model.context_window < tokens:
+                    reason = f"context window {model.context_window} < {tokens} tokens needed"
+                elif model.name in exclusions:
+                    why, until = exclusions[model.name]
+                    if time.time() < until:
+                        stage = _STAGE_EXCLUDED
+                        reason = f"excluded: {why}"
+            if reason:
+                furthest = max(furthest, stage)
+                filtered.append(chat_pb2.FilteredCandidate(model=model.name, reason=reason))
+            else:
+                survivors.append(model)
+        if not survivors:
+            details = "; ".join(f"{f.model}: {f.reason}" for f in filtered)
+            raise _STAGE_ERRORS[furthest](f"no candidate of {name!r} can serve this request ({details})")
+        return survivors, filtered
+
+    def _decision(
+        self,
+        route: str,
+        policy: str,
+        ranking: _Ranking,
+        filtered: list[chat_pb2.FilteredCandidate],
+        features: chat_pb2.RequestFeatures,
+    ) -> chat_pb2.Decision:
+        chosen = ranking.models[0].name
+        explanation = f"{policy}: chose {chosen} ({ranking.why}); {len(ranking.models)} ranked"
+        if filtered:
+            explanation += f", {len(filtered)} filtered"
+        return chat_pb2.Decision(
+            decision_id=os.urandom(16).hex(),
+            route=route,
+            policy=policy,
+            candidates=[
+                chat_pb2.RankedCandidate(model=m.name, provider=m.provider, score=s)
+                for m, s in zip(ranking.models, ranking.scores, strict=True)
+            ],
+            filtered=filtered,
+            propensity=ranking.propensity,
+            explanation=explanation,
+            policy_version=self.version,
+            features=features,
+        )
+
+
+def _ordered(models: list[_Model], scores: list[float]) -> tuple[list[_Model], list[float]]:
+    # Highest score first; ties keep the configured order (sorted is stable).
+    order = sorted(range(len(models)), key=scores.__getitem__, reverse=True)
+    return [models[i] for i in order], [scores[i] for i in order]
+
+
+def _rank_static(
+    route: _Route,
+    survivors: list[_Model],
+    arms: Mapping[str, _Arm],
+    features: chat_pb2.RequestFeatures,
+    rng: random.Random,
+) -> _Ranking:
+    n = len(survivors)
+    weights = route.weights
+    if weights is not None:
+        shares = [weights[m.name] for m in survivors]
+        total = sum(shares)
+        if total > 0:
+            # A weighted draw for first place among the survivors; the rest keep the configured order.
+            point = rng.random() * total
+            pick = n - 1
+            for i, w in enumerate(shares):
+                point -= w
+                if point < 0 and w > 0:
+                    pick = i
+                    break
+            while shares[pick] <= 0:
+                pick -= 1
+            order = [pick, *(i for i in range(n) if i != pick)]
+            return _Ranking(
+                [survivors[i] for i in order],
+                [shares[i] / total for i in order],
+                shares[pick] / total,
+                f"weighted draw, share {shares[pick] / total:.3f}",
+            )
+    return _Ranking(survivors, [(n - i) / n for i in range(n)], 1.0, "configured order")
+
+
+def _rank_cheapest(
+    route: _Route,
+    survivors: list[_Model],
+    arms: Mapping[str, _Arm],
+    features: chat_pb2.RequestFeatures,
+    rng: random.Random,
+) -> _Ranking:
+    floor = route.quality_floor
+    qualities = [arms[m.name].expected_quality() for m in survivors]
+    costs = [m.expected_cost(features) for m in survivors]
+    meets = [i for i, q in enumerate(qualities) if q >= floor]
+    below = [i for i, q in enumerate(qualities) if q < floor]
+    meets.sort(key=costs.__getitem__)
+    below.sort(key=lambda i: -qualities[i])
+    order = meets + below
+    # Score: -expected cost (USD) for those meeting the floor, expected quality for those below it.
+    scores = [-costs[i] for i in meets] + [qualities[i] for i in below]
+    first = order[0]
+    if meets:
+        why = f"cheapest meeting quality floor {floor:g}: ${costs[first]:.6f}, quality {qualities[first]:.3f}"
+    else:
+        why = f"none meets quality floor {floor:g}, best quality {qualities[first]:.3f}"
+    return _Ranking([survivors[i] for i in order], scores, 1.0, why)
+
+
+def _rank_thompson(
+    route: _Route,
+    survivors: list[_Model],
+    arms: Mapping[str, _Arm],
+    features: chat_pb2.RequestFeatures,
+    rng: random.Random,
+) -> _Ranking:
+    means: list[float] = []
+    stds: list[float] = []
+    samples: list[float] = []
+    for model in survivors:
+        arm = arms[model.name]
+        penalty = (
+            arm.penalty if arm.penalty is not None else route.cost_weight * model.expected_cost(features)
+        )
+        means.append(arm.quality_mean - penalty)
+        stds.append(arm.quality_std)
+        samples.append(rng.betavariate(arm.alpha, arm.beta) - penalty)
+    order = sorted(range(len(survivors)), key=samples.__getitem__, reverse=True)
+    first = order[0]
+    propensity = max(gaussian_win_probability(first, means, stds), MIN_PROPENSITY)
+    return _Ranking(
+        [survivors[i] for i in order],
+        [samples[i] for i in order],
+        propensity,
+        f"highest posterior draw {samples[first]:.3f}, mean {means[first]:.3f}",
+    )
+
+
+def _rank_ucb(
+    route: _Route,
+    survivors: list[_Model],
+    arms: Mapping[str, _Arm],
+    features: chat_pb2.RequestFeatures,
+    rng: random.Random,
+) -> _Ranking:
+    chosen_arms = [arms[m.name] for m in survivors]
+    total = sum(arm.pulls for arm in chosen_arms)
+    log_total = math.log(total) if total > 1.0 else 0.0
+    c = route.exploration
+    scores = [
+        arm.mean_reward + c * math.sqrt(2.0 * log_total / arm.pulls)
+        if arm.pulls > 0
+        else UNTRIED_SCORE + arm.model.quality_prior
+        for arm in chosen_arms
+    ]
+    models, scores = _ordered(survivors, scores)
+    head = arms[models[0].name]
+    why = "untried arm" if head.pulls <= 0 else f"upper bound {scores[0]:.3f}, mean {head.mean_reward:.3f}"
+    return _Ranking(models, scores, 1.0, why)
+
+
+def _rank_linucb(
+    route: _Route,
+    survivors: list[_Model],
+    arms: Mapping[str, _Arm],
+    features: chat_pb2.RequestFeatures,
+    rng: random.Random,
+) -> _Ranking:
+    dim = route.dim
+    x = list(features.vector[:dim])
+    if len(x) < dim:
+        x.extend([0.0] * (dim - len(x)))
+    if not features.vector and dim:
+        x[0] = 1.0
+    alpha = route.exploration
+    scores = []
+    for model in survivors:
+        arm = arms[model.name]
+        ax = [sum(map(mul, row, x)) for row in arm.a_inv]
+        variance = sum(map(mul, ax, x))
+        scores.append(sum(map(mul, arm.theta, x)) + alpha * math.sqrt(variance if variance > 0 else 0.0))
+    models, scores = _ordered(survivors, scores)
+    return _Ranking(models, scores, 1.0, f"upper bound {scores[0]:.3f} for this context")
+
+
+_RANKERS = {
+    router_pb2.POLICY_KIND_STATIC: _rank_static,
+    router_pb2.POLICY_KIND_CHEAPEST: _rank_cheapest,
+    router_pb2.POLICY_KIND_THOMPSON: _rank_thompson,
+    router_pb2.POLICY_KIND_UCB: _rank_ucb,
+    router_pb2.POLICY_KIND_LINUCB: _rank_linucb,
+}

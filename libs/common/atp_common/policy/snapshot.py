@@ -1,0 +1,107 @@
+"""Build a PolicySnapshot from the configuration, learned arms and current exclusions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atp.router.v1 import router_pb2
+from atp_common.config import AtpConfig
+from atp_common.policy.features import FEATURE_DIM
+from atp_common.policy.learning import RouteArms
+
+POLICY_KINDS: Mapping[str, int] = {
+    "static": router_pb2.POLICY_KIND_STATIC,
+    "cheapest": router_pb2.POLICY_KIND_CHEAPEST,
+    "thompson": router_pb2.POLICY_KIND_THOMPSON,
+    "ucb": router_pb2.POLICY_KIND_UCB,
+    "linucb": router_pb2.POLICY_KIND_LINUCB,
+}
+
+
+def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
+    """Every configured model as routing sees it, in configuration order."""
+    specs = []
+    for name, model in config.models.items():
+        caps = set(model.capabilities)
+        specs.append(
+            router_pb2.ModelSpec(
+                name=name,
+                provider=model.provider,
+                provider_model=config.provider_model(name),
+                input_usd_per_mtok=model.input_usd_per_mtok,
+                output_usd_per_mtok=model.output_usd_per_mtok,
+                # Unpriced cached input is billed as plain input, reasoning as output: never under-charge.
+                cached_input_usd_per_mtok=(
+                    model.cached_input_usd_per_mtok
+                    if model.cached_input_usd_per_mtok is not None
+                    else model.input_usd_per_mtok
+                ),
+                reasoning_usd_per_mtok=(
+                    model.reasoning_usd_per_mtok
+                    if model.reasoning_usd_per_mtok is not None
+                    else model.output_usd_per_mtok
+                ),
+                context_window=model.context_window,
+                supports_tools="tools" in caps,
+                supports_vision="vision" in caps,
+                supports_json="json" in caps,
+                supports_streaming="streaming" in caps,
+                quality_prior=model.quality_prior,
+            )
+        )
+    return specs
+
+
+def snapshot_from_config(
+    config: AtpConfig,
+    version: int,
+    arms: Mapping[str, RouteArms] | None = None,
+    exclusions: Iterable[router_pb2.Exclusion] = (),
+    *,
+    generated_at: Timestamp | None = None,
+) -> router_pb2.PolicySnapshot:
+    """The snapshot for `config` at `version`, with learned `arms` per route (PolicyLearner.export()).
+
+    Tenant arms are included only for routes configured `per_tenant`. Without arms every learning policy
+    starts from the models' quality priors.
+    """
+    arms = arms or {}
+    routes = []
+    for name, route in config.routes.items():
+        learned = arms.get(name)
+        routes.append(
+            router_pb2.RoutePolicy(
+                name=name,
+                kind=POLICY_KINDS[route.policy],
+                candidates=route.candidates,
+                static_weights=route.weights,
+                weights=router_pb2.RewardWeights(
+                    cost_weight=route.cost_weight, latency_weight=route.latency_weight
+                ),
+                quality_floor=route.quality_floor,
+                exploration=route.exploration,
+                arms=learned.arms if learned else (),
+                tenant_arms=learned.tenant_arms if learned and route.per_tenant else (),
+                feature_dim=FEATURE_DIM,
+            )
+        )
+    tenants = [
+        router_pb2.TenantPolicy(tenant=name, allowed_models=t.allowed_models, denied_models=t.denied_models)
+        for name, t in config.tenants.items()
+        if t.allowed_models or t.denied_models
+    ]
+    if generated_at is None:
+        generated_at = Timestamp()
+        generated_at.GetCurrentTime()
+    return router_pb2.PolicySnapshot(
+        version=version,
+        generated_at=generated_at,
+        config_digest=config.digest(),
+        models=model_specs(config),
+        routes=routes,
+        tenants=tenants,
+        exclusions=list(exclusions),
+        default_route=config.default_route,
+    )
