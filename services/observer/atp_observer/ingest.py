@@ -1,0 +1,238 @@
+"""Ingest: a bounded buffer of observation batches, written by a few writers that ride out database outages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from atp.observer.v1 import observer_pb2
+from atp_common.errors import AtpError, Internal, InvalidArgument, Unavailable
+from atp_observer import metrics
+from atp_observer.store.base import Store
+
+log = logging.getLogger("atp.observer.ingest")
+
+try:  # asyncpg is a dependency, but only the PostgreSQL backend needs it loaded.
+    import asyncpg
+
+    _PG_TRANSIENT: tuple[type[BaseException], ...] = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.AdminShutdownError,
+        asyncpg.exceptions.TooManyConnectionsError,
+        asyncpg.exceptions.SerializationError,
+        asyncpg.exceptions.DeadlockDetectedError,
+    )
+except ImportError:  # pragma: no cover
+    _PG_TRANSIENT = ()
+
+# What a database outage looks like from here; anything else is a bug or bad data and fails the batch.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    Unavailable,
+    OSError,
+    TimeoutError,
+    sqlite3.OperationalError,
+    *_PG_TRANSIENT,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed write is worth retrying (the database is away or busy), not a bad batch."""
+    return isinstance(exc, _TRANSIENT)
+
+
+@dataclass(slots=True)
+class _Batch:
+    observations: Sequence[observer_pb2.Observation]
+    done: asyncio.Future[tuple[int, int]]
+    arrived: float
+
+
+class IngestBuffer:
+    """Batches waiting for a writer; bounded in observations, each batch committed in its own transaction.
+
+    Senders await their batch's future, which resolves after commit. While the database is down the writers
+    retry with exponential backoff and batches keep queueing until `capacity`; then `submit` waits up to
+    `wait_s` for room and refuses with Unavailable, so the adapters spool instead of the observer growing.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        capacity: int,
+        writers: int,
+        wait_s: float,
+        retry_initial_s: float,
+        retry_max_s: float,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._writer_count = max(1, writers)
+        self._wait_s = wait_s
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._on_commit = on_commit
+        self._queue: deque[_Batch] = deque()
+        # Observations queued or being written: what the capacity bounds.
+        self._size = 0
+        self._changed = asyncio.Condition()
+        self._writers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._outage_since: float | None = None
+
+    @property
+    def depth(self) -> int:
+        """Observations waiting or being written."""
+        return self._size
+
+    def start(self) -> None:
+        """Start the writer tasks."""
+        self._writers = [
+            asyncio.create_task(self._write_loop(), name=f"ingest-writer-{i}")
+            for i in range(self._writer_count)
+        ]
+
+    async def submit(
+        self, observations: Sequence[observer_pb2.Observation]
+    ) -> asyncio.Future[tuple[int, int]]:
+        """Queue one batch; the returned future gives (stored, duplicates) once it is committed."""
+        n = len(observations)
+        async with self._changed:
+            if self._closing:
+                raise Unavailable("observer is shutting down", retry_after=1.0)
+            # A batch larger than the free room still goes in when the buffer is empty, or it never would.
+            has_room = lambda: self._size == 0 or self._size + n <= self._capacity  # noqa: E731
+            if not has_room():
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(has_room), self._wait_s)
+                except TimeoutError:
+                    metrics.PUSHBACKS.inc()
+                    raise Unavailable(
+                        f"ingest buffer full ({self._size} observations waiting)", retry_after=1.0
+                    ) from None
+                if self._closing:
+                    raise Unavailable("observer is shutting down", retry_after=1.0)
+            done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+            self._queue.append(_Batch(observations, done, time.monotonic()))
+            self._size += n
+            metrics.BUFFER_DEPTH.set(self._size)
+            self._changed.notify_all()
+            return done
+
+    async def _next(self) -> _Batch:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._queue))
+            return self._queue.popleft()
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = await self._next()
+            try:
+                result = await self._write(batch.observations)
+            except Exception as exc:
+                if not batch.done.done():
+                    batch.done.set_exception(
+                        exc if isinstance(exc, AtpError) else Internal("storing the batch failed")
+                    )
+                if not isinstance(exc, AtpError):
+                    log.error("storing a batch of %d failed", len(batch.observations), exc_info=exc)
+            else:
+                metrics.COMMIT_SECONDS.observe(time.monotonic() - batch.arrived)
+                metrics.BATCH_SIZE.observe(len(batch.observations))
+                metrics.INGESTED.labels("stored").inc(result[0])
+                metrics.INGESTED.labels("duplicate").inc(result[1])
+                # The sender may have given up (deadline); the write still counts, and its resend dedups.
+                if not batch.done.done():
+                    batch.done.set_result(result)
+                if result[0]:
+                    self._on_commit()
+            finally:
+                async with self._changed:
+                    self._size -= len(batch.observations)
+                    metrics.BUFFER_DEPTH.set(self._size)
+                    self._changed.notify_all()
+
+    async def _write(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
+        delay = self._retry_initial_s
+        while True:
+            try:
+                result = await self._store.insert_observations(observations)
+            except InvalidArgument:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                metrics.DB_ERRORS.labels("insert").inc()
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
+                    log.warning("database unavailable, buffering observations: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max_s)
+                continue
+            if self._outage_since is not None:
+                log.info(
+                    "database back after %.1fs; writing buffered observations",
+                    time.monotonic() - self._outage_since,
+                )
+                self._outage_since = None
+            return result
+
+    async def close(self, flush_timeout_s: float) -> None:
+        """Refuse new batches, write what is buffered (bounded by `flush_timeout_s`), stop the writers."""
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._size == 0), flush_timeout_s)
+            except TimeoutError:
+                log.error("shutting down with %d observations unwritten (senders will resend)", self._size)
+        for task in self._writers:
+            task.cancel()
+        for task in self._writers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for batch in self._queue:
+            if not batch.done.done():
+                batch.done.set_exception(Unavailable("observer shut down before the write", retry_after=1.0))
+        self._queue.clear()
+
+
+async def ingest_stream(
+    buffer: IngestBuffer,
+    requests: AsyncIterator[observer_pb2.IngestRequest],
+    *,
+    max_batch: int,
+    commit_timeout_s: float,
+) -> observer_pb2.IngestResponse:
+    """Queue every batch of one Ingest call and reply once all of them are committed."""
+    pending: list[asyncio.Future[tuple[int, int]]] = []
+    try:
+        async for request in requests:
+            observations = request.observations
+            if not observations:
+                continue
+            if len(observations) > max_batch:
+                raise InvalidArgument(
+                    f"batch of {len(observations)} observations exceeds {max_batch}", param="observations"
+                )
+            pending.append(await buffer.submit(observations))
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*pending), commit_timeout_s)
+        except TimeoutError:
+            raise Unavailable("commit timed out; resend later", retry_after=1.0) from None
+    finally:
+        # Futures of a call that failed half-way: nobody will read them, so the writers must not fail them.
+        for future in pending:
+            future.cancel()
+    return observer_pb2.IngestResponse(
+        stored=sum(r[0] for r in results), duplicates=sum(r[1] for r in results)
+    )

@@ -1,0 +1,82 @@
+"""Feedback and the read side: usage, a tenant's observations, arm statistics and recorded decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atp.observer.v1 import observer_pb2
+from atp_common.errors import InvalidArgument, NotFound
+from atp_observer import metrics
+from atp_observer.store.base import MAX_LIST_LIMIT, Store
+
+DEFAULT_LIST_LIMIT = 100
+
+
+def _time(message: object, field: str) -> datetime | None:
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+class Queries:
+    """The observer's unary RPCs other than Ingest. The tenant is taken as given: the gateway enforces roles."""
+
+    def __init__(self, store: Store, *, on_reward: Callable[[], None]) -> None:
+        self._store = store
+        self._on_reward = on_reward
+
+    async def record_feedback(
+        self, request: observer_pb2.RecordFeedbackRequest
+    ) -> observer_pb2.RecordFeedbackResponse:
+        """Store feedback; joined says whether the decision's observation was already there."""
+        if not request.tenant:
+            raise InvalidArgument("feedback needs the caller's tenant", param="tenant")
+        try:
+            feedback_id, joined = await self._store.record_feedback(request)
+        except Exception:
+            metrics.DB_ERRORS.labels("feedback").inc()
+            raise
+        metrics.FEEDBACK.labels(str(joined).lower()).inc()
+        if joined:
+            self._on_reward()  # A joined late feedback made a correction event.
+        return observer_pb2.RecordFeedbackResponse(feedback_id=feedback_id, joined=joined)
+
+    async def query_usage(self, request: observer_pb2.QueryUsageRequest) -> observer_pb2.QueryUsageResponse:
+        """Usage and cost over [start, end), grouped as asked; an empty tenant means all (admin callers)."""
+        start, end = _time(request, "start"), _time(request, "end")
+        if start and end and end < start:
+            raise InvalidArgument("end is before start", param="end")
+        rows = await self._store.query_usage(request.tenant, start, end, list(request.group_by))
+        return observer_pb2.QueryUsageResponse(rows=rows)
+
+    async def list_observations(
+        self, request: observer_pb2.ListObservationsRequest
+    ) -> observer_pb2.ListObservationsResponse:
+        """A tenant's most recent observations, newest first, paged by `before`."""
+        if request.limit < 0:
+            raise InvalidArgument("limit must not be negative", param="limit")
+        limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        observations = await self._store.list_observations(request.tenant, limit, _time(request, "before"))
+        return observer_pb2.ListObservationsResponse(observations=observations)
+
+    async def get_arm_stats(
+        self, request: observer_pb2.GetArmStatsRequest
+    ) -> observer_pb2.GetArmStatsResponse:
+        """Arm statistics and the reward cursor they include."""
+        arms, cursor = await self._store.arm_stats(request.route)
+        return observer_pb2.GetArmStatsResponse(arms=arms, cursor=cursor)
+
+    async def get_decision(
+        self, request: observer_pb2.GetDecisionRequest
+    ) -> observer_pb2.GetDecisionResponse:
+        """The decision stored with an observation."""
+        if not request.decision_id:
+            raise InvalidArgument("decision_id is required", param="decision_id")
+        found = await self._store.get_decision(request.decision_id)
+        if found is None:
+            raise NotFound(f"no decision {request.decision_id}")
+        return found

@@ -1,0 +1,166 @@
+"""Builds the observer's gRPC server: the servicer, the store, the ingest buffer and their background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from grpc import aio
+
+from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_common.config import AtpConfig, load_config
+from atp_common.server import RunningServer, ServiceRegistration, start_server
+from atp_observer import metrics
+from atp_observer.drain import on_drain
+from atp_observer.ingest import IngestBuffer, ingest_stream
+from atp_observer.queries import Queries
+from atp_observer.rewards_feed import RewardsFeed
+from atp_observer.settings import ObserverSettings
+from atp_observer.store import open_store
+from atp_observer.store.base import Store
+from atp_observer.store.rewards import RewardModel
+
+log = logging.getLogger("atp.observer")
+
+SERVICE_NAME = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name
+
+
+class ObserverServicer(observer_pb2_grpc.ObserverServiceServicer):
+    """ObserverService: each RPC family lives in its own module; this class only routes calls to them."""
+
+    def __init__(self, settings: ObserverSettings, buffer: IngestBuffer, feed: RewardsFeed, queries: Queries):
+        self._settings = settings
+        self._buffer = buffer
+        self._feed = feed
+        self._queries = queries
+
+    async def Ingest(
+        self, request_iterator: AsyncIterator[observer_pb2.IngestRequest], context: aio.ServicerContext
+    ) -> observer_pb2.IngestResponse:
+        return await ingest_stream(
+            self._buffer,
+            request_iterator,
+            max_batch=self._settings.max_batch_observations,
+            commit_timeout_s=self._settings.commit_timeout_s,
+        )
+
+    async def RecordFeedback(
+        self, request: observer_pb2.RecordFeedbackRequest, context: aio.ServicerContext
+    ) -> observer_pb2.RecordFeedbackResponse:
+        return await self._queries.record_feedback(request)
+
+    async def WatchRewards(
+        self, request: observer_pb2.WatchRewardsRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[observer_pb2.WatchRewardsResponse]:
+        async for response in self._feed.watch(request):
+            yield response
+
+    async def QueryUsage(
+        self, request: observer_pb2.QueryUsageRequest, context: aio.ServicerContext
+    ) -> observer_pb2.QueryUsageResponse:
+        return await self._queries.query_usage(request)
+
+    async def ListObservations(
+        self, request: observer_pb2.ListObservationsRequest, context: aio.ServicerContext
+    ) -> observer_pb2.ListObservationsResponse:
+        return await self._queries.list_observations(request)
+
+    async def GetArmStats(
+        self, request: observer_pb2.GetArmStatsRequest, context: aio.ServicerContext
+    ) -> observer_pb2.GetArmStatsResponse:
+        return await self._queries.get_arm_stats(request)
+
+    async def GetDecision(
+        self, request: observer_pb2.GetDecisionRequest, context: aio.ServicerContext
+    ) -> observer_pb2.GetDecisionResponse:
+        return await self._queries.get_decision(request)
+
+
+async def _maintain_forever(store: Store, interval_s: float) -> None:
+    """Partition upkeep and retention, now and then every `interval_s`; a failure waits for the next round."""
+    while True:
+        try:
+            await store.maintain()
+        except Exception:
+            metrics.DB_ERRORS.labels("maintain").inc()
+            log.exception("store maintenance failed; retrying in %.0fs", interval_s)
+        await asyncio.sleep(interval_s)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def make_store(settings: ObserverSettings, reward_model: RewardModel) -> Store:
+    """The store the settings name: PostgreSQL when a DSN is set, else the SQLite file."""
+    return open_store(
+        settings.database_url,
+        settings.sqlite_path,
+        reward_model=reward_model,
+        retention_days=settings.retention_days,
+        pool_min=settings.pool_min_size,
+        pool_max=settings.pool_max_size,
+    )
+
+
+async def build_server(
+    settings: ObserverSettings, *, config: AtpConfig | None = None, store: Store | None = None
+) -> RunningServer:
+    """Open the store (the settings' one unless given), start the writers and maintenance, and serve.
+
+    The server owns the store either way: it is closed when the server stops.
+    """
+    if config is None:
+        config = load_config(settings.config_path)
+    if store is None:
+        store = make_store(settings, RewardModel.from_config(config))
+    await store.open()
+    feed = RewardsFeed(store, max_batch=settings.rewards_max_batch, poll_s=settings.rewards_poll_s)
+    buffer = IngestBuffer(
+        store,
+        capacity=settings.buffer_observations,
+        writers=settings.writer_count,
+        wait_s=settings.buffer_wait_s,
+        retry_initial_s=settings.retry_initial_s,
+        retry_max_s=settings.retry_max_s,
+        on_commit=feed.notify,
+    )
+    buffer.start()
+    servicer = ObserverServicer(settings, buffer, feed, Queries(store, on_reward=feed.notify))
+    try:
+        running = await start_server(
+            settings,
+            [
+                ServiceRegistration(
+                    observer_pb2_grpc.add_ObserverServiceServicer_to_server, servicer, SERVICE_NAME
+                )
+            ],
+        )
+    except BaseException:
+        await buffer.close(0.1)
+        await store.close()
+        raise
+    maintenance = asyncio.create_task(
+        _maintain_forever(store, settings.maintain_interval_s), name="observer-maintain"
+    )
+    # Reward watches never end on their own: end them when the drain starts, so server.stop need not wait
+    # out the grace period for them (routers reconnect, to another replica when there is one).
+    drain_watch = on_drain(running, feed.stop)
+
+    async def close_buffer() -> None:
+        # After server.stop no batch arrives any more: write what is buffered, bounded.
+        await buffer.close(settings.flush_timeout_s)
+
+    running.add_closer("drain-watch", lambda: _cancel(drain_watch))
+    running.add_closer("ingest-buffer", close_buffer)
+    running.add_closer("maintenance", lambda: _cancel(maintenance))
+    running.add_closer("store", store.close)
+    if settings.tracing or settings.otlp_endpoint:
+        from atp_common.telemetry import shutdown_tracing
+
+        running.add_closer("tracing", shutdown_tracing)
+    return running
