@@ -1,0 +1,1 @@
+"""ATP adapters: the data plane that routes a request, calls the provider and streams the reply."""

@@ -1,0 +1,443 @@
+"""What every HTTP provider shares: the pooled session, timeouts, SSE decoding and error translation."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from atp.common.v1 import chat_pb2
+from atp_adapters.providers.base import (
+    Provider,
+    ProviderBatch,
+    ProviderError,
+    ProviderRequest,
+    http_error,
+)
+from atp_common import config
+
+# Bounds on what an upstream can make us hold: one SSE line, a whole non-streamed body, an error body.
+MAX_SSE_LINE_BYTES = 1 << 20
+MAX_BODY_BYTES = 16 << 20
+MAX_ERROR_BODY_BYTES = 64 << 10
+_MAX_CACHED_URLS = 1024
+_DNS_CACHE_TTL_S = 300
+
+
+class SseError(ValueError):
+    """The event stream broke the SSE format."""
+
+
+class SseDecoder:
+    """Incremental Server-Sent Events decoder: bytes as they arrive in, complete (event, data) pairs out.
+
+    Handles events split across reads, many events per read, CRLF line ends, comments (keepalives) and
+    multi-line data. A line that is no SSE field is an error rather than ignored: from an LLM provider it
+    means the body is not the stream we asked for (an HTML error page, a proxy's message).
+    """
+
+    __slots__ = ("_data", "_event", "_partial")
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._event = b""
+        self._data: bytes | None = None
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        """Decode `chunk`; returns the events it completed, in order."""
+        lines = (self._partial + chunk if self._partial else chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > MAX_SSE_LINE_BYTES:
+            raise SseError(f"an SSE line exceeds {MAX_SSE_LINE_BYTES} bytes")
+        events: list[tuple[bytes, bytes]] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def close(self) -> list[tuple[bytes, bytes]]:
+        """End of stream: the last event counts even without its blank line (some servers omit it)."""
+        events: list[tuple[bytes, bytes]] = []
+        if self._partial:
+            self._line(self._partial, events)
+            self._partial = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[tuple[bytes, bytes]]) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            if self._data is not None:
+                events.append((self._event, self._data))
+            self._event = b""
+            self._data = None
+            return
+        if line[0] == 0x3A:  # ":" starts a comment, which servers send as keepalives
+            return
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data = value if self._data is None else self._data + b"\n" + value
+        elif name == b"event":
+            self._event = value
+        elif name not in (b"id", b"retry"):
+            raise SseError(f"not an SSE line: {line[:80]!r}")
+
+
+class DeltaBuilder:
+    """Collects the deltas of one read, merging adjacent text and adjacent fragments of one tool call,
+    so a batch carries few, larger deltas. The first delta of a reply gets role `assistant`."""
+
+    __slots__ = ("_deltas", "_role_sent", "_text")
+
+    def __init__(self) -> None:
+        self._deltas: list[chat_pb2.Delta] = []
+        self._text: list[str] = []
+        self._role_sent = False
+
+    def text(self, piece: str) -> None:
+        if piece:
+            self._text.append(piece)
+
+    def tool(self, index: int, call_id: str, call_type: str, name: str, arguments: str) -> None:
+        self._flush_text()
+        deltas = self._deltas
+        if deltas and deltas[-1].tool_calls:
+            last = deltas[-1].tool_calls[-1]
+            if last.index == index and not call_id and not name:
+                last.arguments += arguments
+                return
+            delta = deltas[-1]
+        else:
+            delta = chat_pb2.Delta()
+            deltas.append(delta)
+        delta.tool_calls.add(index=index, id=call_id, type=call_type, function_name=name, arguments=arguments)
+
+    def _flush_text(self) -> None:
+        if self._text:
+            self._deltas.append(chat_pb2.Delta(content="".join(self._text)))
+            self._text.clear()
+
+    def take(self) -> list[chat_pb2.Delta]:
+        """The deltas collected since the last call."""
+        self._flush_text()
+        if not self._deltas:
+            return []
+        out = self._deltas
+        self._deltas = []
+        if not self._role_sent:
+            out[0].role = "assistant"
+            self._role_sent = True
+        return out
+
+
+class StreamState(abc.ABC):
+    """Per-call decoding state of one provider's streamed wire format."""
+
+    __slots__ = ("deltas", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self.deltas = DeltaBuilder()
+        self.finish_reason = ""
+        self.usage: chat_pb2.Usage | None = None
+
+    @abc.abstractmethod
+    def event(self, name: bytes, data: bytes) -> bool:
+        """Apply one SSE event; True when the provider has said the reply is complete."""
+
+    def complete_at_eof(self) -> bool:
+        """Whether a stream that ends here (without the format's end marker) still ended properly."""
+        return bool(self.finish_reason)
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Retry-After (seconds or an HTTP date), or the millisecond variant some providers send."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def error_message(body: bytes) -> tuple[str, str | None]:
+    """The provider's own message (and offending parameter) from an error body, whatever its dialect.
+
+    OpenAI, Anthropic and Gemini all nest it as `{"error": {"message": ...}}`.
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or "no error body"), None
+    if isinstance(payload, list) and payload:  # Gemini's streaming endpoint wraps errors in a list
+        payload = payload[0]
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("type") or orjson.dumps(error).decode()[:500]
+            param = error.get("param")
+            return str(message), param if isinstance(param, str) and param else None
+        if isinstance(error, str):
+            return error, None
+    return body.decode("utf-8", "replace")[:500], None
+
+
+class HttpProvider(Provider):
+    """A provider over HTTP with one pooled aiohttp session, created in the running loop on first use.
+
+    Subclasses say how to build the URL, headers and body, and how to decode replies. Timeouts: connect
+    (socket connect), first token (until the response headers and the first event of a stream; for a
+    non-streamed call the whole body falls under the total timeout instead, since the headers come only
+    after generation), idle (between reads of a stream), total (the whole call, tightened by the request's
+    deadline).
+    """
+
+    def __init__(self, cfg: config.HttpProvider, api_key: str, name: str) -> None:
+        self.name = name
+        self.config = cfg
+        self._base_url = cfg.base_url.rstrip("/")
+        self._headers = {"content-type": "application/json", **self.auth_headers(api_key), **cfg.headers}
+        self._connect_s = cfg.connect_timeout_s
+        self._first_token_s = cfg.first_token_timeout_s
+        self._idle_s = cfg.idle_timeout_s
+        self._total_s = cfg.total_timeout_s
+        self._urls: dict[tuple[str, bool], URL] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    # What a subclass provides.
+
+    @abc.abstractmethod
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """Headers that carry the key."""
+
+    @abc.abstractmethod
+    def url_for(self, provider_model: str, stream: bool) -> str:
+        """The endpoint for this model and mode."""
+
+    @abc.abstractmethod
+    def encode(self, request: ProviderRequest) -> bytes:
+        """The request body. Raises ProviderError(kind='unsupported') for what cannot be honoured."""
+
+    @abc.abstractmethod
+    def decode_full(self, payload: Any) -> ProviderBatch:
+        """The single batch of a non-streamed reply, from its parsed JSON body."""
+
+    @abc.abstractmethod
+    def stream_state(self, request: ProviderRequest) -> StreamState:
+        """Fresh decoding state for one streamed call."""
+
+    # Shared machinery.
+
+    def _url(self, provider_model: str, stream: bool) -> URL:
+        key = (provider_model, stream)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            url = self._urls[key] = URL(self.url_for(provider_model, stream), encoded=True)
+        return url
+
+    def _client(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, ttl_dns_cache=_DNS_CACHE_TTL_S
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                # Our own per-phase deadlines bound everything else; aiohttp only bounds the socket connect.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
+                trust_env=False,
+            )
+        return session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _error(self, kind: Any, message: str, **kwargs: Any) -> ProviderError:
+        return ProviderError(f"provider {self.name}: {message}", kind=kind, provider=self.name, **kwargs)
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderBatch]:
+        body = self.encode(request)
+        url = self._url(request.provider_model, request.stream)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        total_at = now + self._total_s
+        total_label = f"total timeout {self._total_s:g}s"
+        remaining = request.remaining()
+        if remaining is not None and now + remaining < total_at:
+            if remaining <= 0:
+                raise self._error("timeout", "request deadline already passed")
+            total_at = now + remaining
+            total_label = "request deadline"
+        if request.stream and now + self._first_token_s < total_at:
+            phase_at, phase_label = now + self._first_token_s, f"first-token timeout {self._first_token_s:g}s"
+        else:
+            phase_at, phase_label = total_at, total_label
+
+        response: aiohttp.ClientResponse | None = None
+        finished = False
+        try:
+            try:
+                async with asyncio.timeout_at(phase_at):
+                    response = await self._client().post(url, data=body, headers=self._headers)
+            except aiohttp.ConnectionTimeoutError as exc:
+                raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
+            except TimeoutError as exc:
+                raise self._error("timeout", f"no response within the {phase_label}") from exc
+            except aiohttp.ClientConnectionError as exc:
+                raise self._error("connect", f"cannot connect: {exc}", retryable=True) from exc
+
+            if response.status >= 400:
+                raise await self._http_error(response, phase_at)
+            if not request.stream:
+                batch = await self._read_full(response, total_at, total_label)
+                finished = True
+                yield batch
+                return
+
+            state = self.stream_state(request)
+            decoder = SseDecoder()
+            chunks = 0
+            first_token = True
+            while True:
+                try:
+                    async with asyncio.timeout_at(phase_at):
+                        data = await response.content.readany()
+                except TimeoutError as exc:
+                    raise self._error(
+                        "timeout",
+                        f"no data within the {phase_label} after {chunks} chunks",
+                        before_first_token=first_token,
+                        chunks_received=chunks,
+                    ) from exc
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise self._error(
+                        "cut",
+                        f"stream broke after {chunks} chunks: {exc}",
+                        before_first_token=first_token,
+                        chunks_received=chunks,
+                        retryable=first_token,
+                    ) from exc
+                try:
+                    events = decoder.feed(data) if data else decoder.close()
+                    done = False
+                    for name, payload in events:
+                        chunks += 1
+                        if state.event(name, payload):
+                            done = True
+                            break
+                except ProviderError as exc:  # an error event inside the stream
+                    exc.before_first_token = first_token
+                    exc.chunks_received = chunks
+                    raise
+                except (SseError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                    raise self._error(
+                        "malformed",
+                        f"malformed stream after {chunks} chunks: {exc}",
+                        before_first_token=first_token,
+                        chunks_received=chunks,
+                    ) from exc
+                if not data and not done:
+                    if not state.complete_at_eof():
+                        raise self._error(
+                            "cut",
+                            f"stream ended without finishing after {chunks} chunks",
+                            before_first_token=first_token,
+                            chunks_received=chunks,
+                            retryable=first_token,
+                        )
+                    done = True
+                deltas = state.deltas.take()
+                if done:
+                    finished = True
+                    yield ProviderBatch(deltas, state.finish_reason or "stop", state.usage)
+                    return
+                if deltas:
+                    first_token = False
+                    yield ProviderBatch(deltas)
+                # The first-token phase ends with the first event; from then on reads are bounded by idle.
+                if chunks:
+                    phase_at = loop.time() + self._idle_s
+                    phase_label = f"idle timeout {self._idle_s:g}s"
+                    if phase_at > total_at:
+                        phase_at, phase_label = total_at, total_label
+        finally:
+            if response is not None:
+                if finished:
+                    response.release()
+                else:
+                    # Abandoned or failed mid-body: drop the connection so the provider stops generating
+                    # (and bills no more), instead of returning a half-read socket to the pool.
+                    response.close()
+
+    async def _read_body(self, response: aiohttp.ClientResponse, deadline: float, limit: int) -> bytes:
+        length = response.content_length
+        if length is not None and length > limit:
+            raise self._error("malformed", f"response body of {length} bytes exceeds {limit}")
+        parts: list[bytes] = []
+        size = 0
+        async with asyncio.timeout_at(deadline):
+            while chunk := await response.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise self._error("malformed", f"response body exceeds {limit} bytes")
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def _read_full(
+        self, response: aiohttp.ClientResponse, deadline: float, label: str
+    ) -> ProviderBatch:
+        try:
+            body = await self._read_body(response, deadline, MAX_BODY_BYTES)
+        except TimeoutError as exc:
+            raise self._error("timeout", f"no complete response within the {label}") from exc
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise self._error("cut", f"response broke: {exc}", retryable=True) from exc
+        try:
+            return self.decode_full(orjson.loads(body))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise self._error("malformed", f"malformed response: {exc}") from exc
+
+    async def _http_error(self, response: aiohttp.ClientResponse, deadline: float) -> ProviderError:
+        try:
+            body = await self._read_body(response, deadline, MAX_ERROR_BODY_BYTES)
+        except (TimeoutError, aiohttp.ClientError, ProviderError):
+            body = b""
+        message, param = error_message(body) if body else (response.reason or "no error body", None)
+        error = http_error(self.name, response.status, message, parse_retry_after(response.headers))
+        error.param = param
+        return error
+
+
+def usage_from(prompt: Any, completion: Any, cached: Any = 0, reasoning: Any = 0) -> chat_pb2.Usage:
+    """A provider-reported Usage; missing (None) counts are zero."""
+    return chat_pb2.Usage(
+        prompt_tokens=int(prompt or 0),
+        completion_tokens=int(completion or 0),
+        cached_prompt_tokens=int(cached or 0),
+        reasoning_tokens=int(reasoning or 0),
+    )

@@ -1,0 +1,173 @@
+"""The provider contract: one request in, an async iterator of batches out, typed errors on failure."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from atp.common.v1 import chat_pb2
+from atp_common.errors import (
+    AtpError,
+    DeadlineExceeded,
+    InvalidArgument,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    UpstreamError,
+)
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+ErrorKind = Literal["http", "timeout", "connect", "malformed", "cut", "unsupported"]
+
+# Statuses that say the request itself is wrong: retrying it, or opening a circuit over it, cannot help.
+_REQUEST_FAULT_STATUSES = frozenset((400, 413, 422))
+_RETRYABLE_STATUSES = frozenset((408, 409, 425, 429, 500, 502, 503, 504, 529))
+
+
+@dataclass(slots=True)
+class ProviderRequest:
+    """What the adapters ask one provider for. Built once per attempt; providers never mutate it."""
+
+    provider_model: str
+    messages: Sequence[chat_pb2.ChatMessage]
+    params: chat_pb2.GenerationParams
+    stream: bool = True
+    include_usage: bool = True
+    request_id: str = ""
+    # Absolute time on the time.monotonic() clock after which the whole call must have ended; None means
+    # only the provider's own timeouts apply. Absolute, so failover attempts share one budget.
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be negative), or None without a deadline."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass(slots=True)
+class ProviderBatch:
+    """Everything one network read produced.
+
+    `deltas` carries the reply pieces that arrived together (possibly none). `finish_reason` and `usage`
+    are set only on the last batch of a call, which always has a finish_reason; usage is None when the
+    provider did not report it (then the caller estimates).
+    """
+
+    deltas: list[chat_pb2.Delta] = field(default_factory=list)
+    finish_reason: str = ""
+    usage: chat_pb2.Usage | None = None
+
+
+class ProviderError(Exception):
+    """A provider call failed. Carries what failover, retry and circuit breaking need to decide.
+
+    `to_atp()` is the error to show the caller when no other candidate helps.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        provider: str = "",
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        before_first_token: bool = True,
+        chunks_received: int = 0,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.before_first_token = before_first_token
+        self.chunks_received = chunks_received
+        self.param = param
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderError({self.message!r}, kind={self.kind!r}, status={self.status}, "
+            f"retryable={self.retryable}, before_first_token={self.before_first_token})"
+        )
+
+    @property
+    def is_request_fault(self) -> bool:
+        """The request itself is at fault (bad argument, unsupported parameter), not the provider."""
+        return self.kind == "unsupported" or self.status in _REQUEST_FAULT_STATUSES
+
+    @property
+    def counts_for_circuit(self) -> bool:
+        """Whether this failure says something about the provider's health (for the circuit breaker)."""
+        return not self.is_request_fault
+
+    @property
+    def fail_over(self) -> bool:
+        """Whether the next candidate may be tried: nothing was emitted yet. A request fault still fails
+        over, because another provider may accept what this one refused (a parameter, a context size)."""
+        return self.before_first_token
+
+    def to_atp(self) -> AtpError:
+        """The typed error for the caller (one table: status and kind to ATP error class)."""
+        if self.kind == "unsupported":
+            return InvalidArgument(self.message, param=self.param)
+        if self.kind == "timeout":
+            return DeadlineExceeded(self.message)
+        if self.kind == "connect":
+            return Unavailable(self.message, retry_after=self.retry_after)
+        if self.status == 429:
+            return RateLimited(self.message, retry_after=self.retry_after)
+        if self.status == 413:
+            return PayloadTooLarge(self.message)
+        if self.status in (400, 422):
+            return InvalidArgument(self.message, param=self.param)
+        # 401/403 mean our key or account is wrong, 404 our model name: the caller did nothing wrong.
+        return UpstreamError(self.message, retry_after=self.retry_after)
+
+
+def unsupported(provider: str, param: str, why: str = "") -> ProviderError:
+    """A parameter this provider cannot honour; refusing is better than dropping it silently."""
+    detail = f": {why}" if why else ""
+    return ProviderError(
+        f"provider {provider} does not support parameter {param!r}{detail}",
+        kind="unsupported",
+        provider=provider,
+        param=param,
+    )
+
+
+def http_error(
+    provider: str, status: int, message: str, retry_after: float | None, *, before_first_token: bool = True
+) -> ProviderError:
+    """The error for an HTTP error status from a provider."""
+    return ProviderError(
+        f"provider {provider} answered HTTP {status}: {message}",
+        kind="http",
+        provider=provider,
+        status=status,
+        retryable=status in _RETRYABLE_STATUSES,
+        retry_after=retry_after,
+        before_first_token=before_first_token,
+    )
+
+
+class Provider(abc.ABC):
+    """One configured provider. `stream` is safe to call concurrently; `close` releases its pool."""
+
+    name: str
+
+    @abc.abstractmethod
+    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderBatch]:
+        """Call the provider and yield one batch per network read, the last one with a finish_reason.
+
+        Non-streamed requests yield exactly one batch. Raises ProviderError. Close the iterator (use
+        `contextlib.aclosing`) when abandoning it early, so the upstream connection is closed at once.
+        """
+
+    async def close(self) -> None:  # noqa: B027 - a provider without resources has nothing to close
+        """Release connections. The provider must not be used afterwards."""

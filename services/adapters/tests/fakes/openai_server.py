@@ -1,0 +1,114 @@
+"""A fake OpenAI-compatible Chat Completions server (also answering Azure's deployment path)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .base import FakeServer, sse
+
+
+class FakeOpenAI(FakeServer):
+    """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not."""
+
+    base_path = "/v1"
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.handle)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.handle)
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        kind = (
+            "rate_limit_error"
+            if status == 429
+            else "invalid_request_error"
+            if status < 500
+            else "server_error"
+        )
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+    def _usage(self) -> dict[str, Any]:
+        reply = self.reply
+        return {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        }
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await self.record(request)
+        failure = await self.before_reply(request)
+        if failure is not None:
+            return failure
+        model = body.get("model") or request.match_info.get("deployment", "")
+        if body.get("stream"):
+            return await self.send_events(request, self._events(model, body))
+        reply = self.reply
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": args}}
+                for i, (name, args) in enumerate(reply.tool_calls)
+            ]
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish()}],
+                "usage": self._usage(),
+            }
+        )
+
+    def _events(self, model: str, body: dict[str, Any]) -> list[bytes]:
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> bytes:
+            choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1700000000,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+            return sse(orjson.dumps(payload))
+
+        reply = self.reply
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in reply.pieces()]
+        for i, (name, args) in enumerate(reply.tool_calls):
+            start = {
+                "index": i,
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            events.append(chunk({"tool_calls": [start]}))
+            half = len(args) // 2
+            for part in (args[:half], args[half:]):
+                events.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}))
+        events.append(chunk({}, reply.finish()))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(chunk(None, usage=self._usage()))
+        events.append(sse(b"[DONE]"))
+        # A keepalive comment as the first bytes, as proxies and some servers send.
+        events[0] = b": keepalive\n\n" + events[0]
+        return events
+
+
+@asynccontextmanager
+async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A started FakeOpenAI; `base_url` ends in /v1 like OpenAI's."""
+    server = FakeOpenAI()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

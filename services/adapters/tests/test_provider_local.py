@@ -1,0 +1,93 @@
+"""The local echo provider: deterministic text, pacing, limits, tools and exact usage."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from atp.common.v1 import chat_pb2
+from atp_adapters.providers import LocalProvider, ProviderError, ProviderRequest, count_prompt_tokens
+from atp_common.config import LocalProvider as LocalConfig
+
+from .fakes.collect import collect
+
+MESSAGES = [
+    chat_pb2.ChatMessage(role="system", content="be brief"),
+    chat_pb2.ChatMessage(role="user", content="first question"),
+    chat_pb2.ChatMessage(role="assistant", content="first answer"),
+    chat_pb2.ChatMessage(role="user", content="tell me  about\tthe sea"),
+]
+
+
+def request(stream: bool = True, **params) -> ProviderRequest:
+    return ProviderRequest("echo", MESSAGES, chat_pb2.GenerationParams(**params), stream=stream)
+
+
+async def test_echoes_the_last_user_message_identically_streamed_or_not() -> None:
+    provider = LocalProvider(LocalConfig(reply_prefix="echo: "))
+    whole = await collect(provider.stream(request(stream=False)))
+    streamed = await collect(provider.stream(request(stream=True)))
+    assert whole.text == streamed.text == "echo: tell me  about\tthe sea"
+    assert whole.batches == streamed.batches == 1  # no pacing: everything at once
+    assert whole.roles == ["assistant"]
+    assert whole.finish_reason == "stop"
+    assert whole.usage == chat_pb2.Usage(prompt_tokens=count_prompt_tokens(MESSAGES), completion_tokens=6)
+    # Words plus 3 per message: 2+2+2+5 words, 4 messages.
+    assert count_prompt_tokens(MESSAGES) == 11 + 12
+
+
+async def test_pacing_yields_one_token_per_batch_at_the_configured_rate() -> None:
+    provider = LocalProvider(LocalConfig(latency_ms=50, tokens_per_second=100, reply_prefix=""))
+    started = time.monotonic()
+    first_at = None
+    sizes = []
+    async for batch in provider.stream(request()):
+        first_at = first_at or time.monotonic() - started
+        sizes.append(len(batch.deltas))
+        if batch.finish_reason:
+            assert batch.usage.completion_tokens == 5
+    elapsed = time.monotonic() - started
+    assert sizes == [1, 1, 1, 1, 1]
+    assert 0.045 <= first_at < 0.2
+    assert 0.05 + 4 * 0.01 <= elapsed < 0.5
+    paced = await collect(provider.stream(request()))
+    assert paced.text == (await collect(provider.stream(request(stream=False)))).text
+
+
+async def test_max_tokens_truncates_with_finish_length_and_stop_cuts() -> None:
+    provider = LocalProvider(LocalConfig(tokens_per_second=1000))
+    short = await collect(provider.stream(request(max_tokens=3)))
+    assert short.text == "echo: tell me"
+    assert short.finish_reason == "length"
+    assert short.usage.completion_tokens == 3
+    assert short.batches == 3
+    stopped = await collect(provider.stream(request(stop=["about"])))
+    assert stopped.text == "echo: tell me  "
+    assert stopped.finish_reason == "stop"
+
+
+async def test_json_response_format_and_forced_tool_call() -> None:
+    provider = LocalProvider(LocalConfig())
+    as_json = await collect(provider.stream(request(response_format_json=b'{"type":"json_object"}')))
+    assert orjson.loads(as_json.text) == {"echo": "echo: tell me  about\tthe sea"}
+    tools = orjson.dumps([{"type": "function", "function": {"name": "lookup", "parameters": {}}}])
+    called = await collect(provider.stream(request(tools_json=tools, tool_choice_json=b'"required"')))
+    assert called.finish_reason == "tool_calls"
+    assert called.text == ""
+    assert called.tool_calls == {0: ["call_local_0", "lookup", '{"text":"tell me  about\\tthe sea"}']}
+    auto = await collect(provider.stream(request(tools_json=tools, tool_choice_json=b'"auto"')))
+    assert auto.finish_reason == "stop" and not auto.tool_calls
+
+
+async def test_deadline_shorter_than_latency_is_a_timeout() -> None:
+    provider = LocalProvider(LocalConfig(latency_ms=5000))
+    req = request()
+    req.deadline = time.monotonic() + 0.05
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as info:
+        await collect(provider.stream(req))
+    assert info.value.kind == "timeout"
+    assert type(info.value.to_atp()).__name__ == "DeadlineExceeded"
+    assert time.monotonic() - started < 1.0
