@@ -1,0 +1,393 @@
+"""The store interface both backends implement, with the row layout and reward logic they share."""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from atp.common.v1 import chat_pb2
+from atp.observer.v1 import observer_pb2
+from atp_common.errors import InvalidArgument
+from atp_observer.store.rewards import RewardModel
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+# Columns of `observations`, in the order every row tuple uses.
+OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "observation_id",
+    "request_id",
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "provider",
+    "policy",
+    "propensity",
+    "features",
+    "prompt_hash",
+    "prompt_text",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "provider_ms",
+    "status",
+    "error_class",
+    "finish_reason",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "replica_id",
+    "decision",
+)
+# Positions used by the backends.
+OBS_ID, OBS_STARTED, OBS_FINISHED, OBS_FEATURES = 0, 25, 26, 9
+
+# Columns of `reward_events` that an append writes (the cursor is assigned by the database).
+REWARD_COLUMNS: tuple[str, ...] = (
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "reward",
+    "quality",
+    "cost_usd",
+    "latency_ms",
+    "propensity",
+    "features",
+    "correction",
+    "previous_reward",
+    "previous_quality",
+    "at",
+)
+REWARD_FEATURES, REWARD_AT = 10, 14
+
+GROUP_COLUMNS = ("tenant", "route", "model")
+MAX_LIST_LIMIT = 1000
+MAX_REWARDS_LIMIT = 10_000
+
+_OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
+_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
+
+
+def micros_to_datetime(micros: int) -> datetime:
+    """UTC datetime of a count of microseconds since the epoch."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def datetime_to_micros(value: datetime) -> int:
+    """Microseconds since the epoch of an aware (or UTC-naive) datetime."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // ONE_MICROSECOND
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the epoch."""
+    return datetime_to_micros(datetime.now(UTC))
+
+
+def observation_values(
+    obs: observer_pb2.Observation,
+    timestamp: Callable[[int], T],
+    vector: Callable[[Sequence[float]], V],
+) -> tuple[Any, ...]:
+    """One `observations` row, timestamps and the feature vector converted for the backend."""
+    if not obs.observation_id:
+        raise InvalidArgument("observation without observation_id", param="observation_id")
+    if not obs.HasField("started_at"):
+        raise InvalidArgument(f"observation {obs.observation_id} has no started_at", param="started_at")
+    has_decision = obs.HasField("decision")
+    decision = obs.decision
+    usage = obs.usage
+    return (
+        obs.observation_id,
+        obs.request_id,
+        decision.decision_id,
+        obs.tenant,
+        decision.route,
+        obs.model,
+        obs.provider,
+        decision.policy,
+        decision.propensity,
+        vector(decision.features.vector),
+        obs.prompt_hash,
+        obs.prompt_text,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_prompt_tokens,
+        usage.reasoning_tokens,
+        usage.estimated,
+        obs.cost_usd,
+        obs.latency_ms,
+        obs.time_to_first_token_ms,
+        obs.provider_ms,
+        obs.status,
+        obs.error_class,
+        obs.finish_reason,
+        obs.attempts,
+        timestamp(obs.started_at.ToMicroseconds()),
+        timestamp(obs.finished_at.ToMicroseconds()) if obs.HasField("finished_at") else None,
+        obs.replica_id,
+        decision.SerializeToString() if has_decision else None,
+    )
+
+
+def observation_from_values(row: Sequence[Any]) -> observer_pb2.Observation:
+    """The Observation proto of a row whose timestamps are microseconds (the decision bytes carry the
+    feature vector; the features column exists for queries)."""
+    obs = observer_pb2.Observation(
+        observation_id=row[0],
+        request_id=row[1],
+        tenant=row[3],
+        model=row[5],
+        provider=row[6],
+        prompt_hash=row[10],
+        prompt_text=row[11],
+        usage=chat_pb2.Usage(
+            prompt_tokens=row[12],
+            completion_tokens=row[13],
+            cached_prompt_tokens=row[14],
+            reasoning_tokens=row[15],
+            estimated=bool(row[16]),
+        ),
+        cost_usd=row[17],
+        latency_ms=row[18],
+        time_to_first_token_ms=row[19],
+        provider_ms=row[20],
+        status=row[21],
+        error_class=row[22],
+        finish_reason=row[23],
+        attempts=row[24],
+        replica_id=row[27],
+    )
+    obs.started_at.FromMicroseconds(row[25])
+    if row[26] is not None:
+        obs.finished_at.FromMicroseconds(row[26])
+    if row[28] is not None:
+        obs.decision.ParseFromString(row[28])
+    return obs
+
+
+def reward_event(row: Sequence[Any], features: Sequence[float], at_micros: int) -> observer_pb2.RewardEvent:
+    """The RewardEvent proto of a `cursor, *REWARD_COLUMNS` row."""
+    event = observer_pb2.RewardEvent(
+        cursor=row[0],
+        decision_id=row[1],
+        tenant=row[2],
+        route=row[3],
+        model=row[4],
+        policy=row[5],
+        reward=row[6],
+        quality=row[7],
+        cost_usd=row[8],
+        latency_ms=row[9],
+        propensity=row[10],
+        features=features,
+        correction=bool(row[12]),
+        previous_reward=row[13],
+        previous_quality=row[14],
+    )
+    event.at.FromMicroseconds(at_micros)
+    return event
+
+
+def eligible_for_reward(obs: observer_pb2.Observation) -> bool:
+    """Whether an observation earns a reward event: a routed decision that was not cancelled."""
+    return bool(obs.decision.route) and bool(obs.decision.decision_id) and obs.status != _CANCELLED
+
+
+def check_feedback(req: observer_pb2.RecordFeedbackRequest) -> None:
+    """Refuse feedback that can never be valid."""
+    if not req.decision_id:
+        raise InvalidArgument("feedback needs a decision_id", param="decision_id")
+    if not (0.0 <= req.score <= 1.0) or math.isnan(req.score):
+        raise InvalidArgument(f"score {req.score} is outside 0..1", param="score")
+
+
+def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
+    """The grouping columns in canonical order; unknown names are refused."""
+    wanted = set(group_by)
+    unknown = wanted.difference(GROUP_COLUMNS)
+    if unknown:
+        raise InvalidArgument(f"cannot group usage by {sorted(unknown)}", param="group_by")
+    return tuple(column for column in GROUP_COLUMNS if column in wanted)
+
+
+def check_limit(limit: int, maximum: int) -> int:
+    """A positive limit, capped so a single answer stays bounded."""
+    if limit <= 0:
+        raise InvalidArgument(f"limit must be positive, got {limit}", param="limit")
+    return min(limit, maximum)
+
+
+def usage_row(groups: tuple[str, ...], row: Sequence[Any]) -> observer_pb2.UsageRow:
+    """A UsageRow from `*groups, requests, errors, prompt, completion, cost, mean latency`."""
+    labels = dict(zip(groups, row, strict=False))
+    n = len(groups)
+    return observer_pb2.UsageRow(
+        tenant=labels.get("tenant", ""),
+        route=labels.get("route", ""),
+        model=labels.get("model", ""),
+        requests=row[n],
+        errors=row[n + 1],
+        prompt_tokens=row[n + 2],
+        completion_tokens=row[n + 3],
+        cost_usd=row[n + 4],
+        mean_latency_ms=row[n + 5],
+    )
+
+
+def arm_stats_row(row: Sequence[Any]) -> observer_pb2.ArmStats:
+    """ArmStats from `route, model, tenant, pulls, reward, reward^2, quality, cost, latency` sums."""
+    return observer_pb2.ArmStats(
+        route=row[0],
+        model=row[1],
+        tenant=row[2] or "",
+        pulls=row[3],
+        reward_sum=row[4],
+        reward_sq_sum=row[5],
+        quality_sum=row[6],
+        cost_sum=row[7],
+        latency_sum=row[8],
+    )
+
+
+class Store(abc.ABC):
+    """Durable storage of observations, feedback and reward events; one implementation per database.
+
+    Use as `async with open_store(...) as store:` or call `open()` and `close()` yourself.
+    """
+
+    def __init__(self, *, reward_model: RewardModel, retention_days: int) -> None:
+        if retention_days <= 0:
+            raise InvalidArgument(f"retention_days must be positive, got {retention_days}")
+        self.reward_model = reward_model
+        self.retention_days = retention_days
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection; the store cannot be used afterwards."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Return when the database answers; raise Unavailable when it does not."""
+
+    @abc.abstractmethod
+    async def insert_observations(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
+        """Store a batch in one transaction, with its reward events; return (stored, duplicates)."""
+
+    @abc.abstractmethod
+    async def record_feedback(self, req: observer_pb2.RecordFeedbackRequest) -> tuple[str, bool]:
+        """Store feedback and correct the decision's reward; return (feedback_id, joined)."""
+
+    @abc.abstractmethod
+    async def rewards_after(self, cursor: int, limit: int) -> list[observer_pb2.RewardEvent]:
+        """Reward events with a cursor above `cursor`, in cursor order, at most `limit`."""
+
+    @abc.abstractmethod
+    async def query_usage(
+        self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
+    ) -> list[observer_pb2.UsageRow]:
+        """Usage and cost over [start, end) grouped by any of tenant/route/model; empty tenant: all."""
+
+    @abc.abstractmethod
+    async def list_observations(
+        self, tenant: str, limit: int, before: datetime | None
+    ) -> list[observer_pb2.Observation]:
+        """One tenant's observations that started before `before`, newest first."""
+
+    @abc.abstractmethod
+    async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
+        """Arm statistics of `route` (empty: all) per model and per model and tenant, and their cursor."""
+
+    @abc.abstractmethod
+    async def get_decision(self, decision_id: str) -> observer_pb2.GetDecisionResponse | None:
+        """The decision recorded with an observation, or None."""
+
+    @abc.abstractmethod
+    async def maintain(self, now: datetime | None = None) -> None:
+        """Housekeeping: prepare upcoming storage and delete what is older than the retention."""
+
+    # Shared reward logic: both backends compute rewards the same way.
+
+    def fresh_rewards(
+        self,
+        observations: Iterable[observer_pb2.Observation],
+        scores: dict[tuple[str, str], float],
+        at: T,
+        vector: Callable[[Sequence[float]], V],
+    ) -> list[tuple[Any, ...]]:
+        """Reward rows for newly stored observations; `scores` holds feedback by (decision_id, tenant)."""
+        model = self.reward_model
+        rows = []
+        for obs in observations:
+            decision = obs.decision
+            quality = scores.get((decision.decision_id, obs.tenant))
+            if quality is None:
+                quality = model.proxy_quality(obs.status, obs.finish_reason)
+                if quality is None:
+                    continue
+            rows.append(
+                (
+                    decision.decision_id,
+                    obs.tenant,
+                    decision.route,
+                    obs.model,
+                    decision.policy,
+                    model.reward(decision.route, quality, obs.cost_usd, obs.latency_ms),
+                    quality,
+                    obs.cost_usd,
+                    obs.latency_ms,
+                    decision.propensity,
+                    vector(decision.features.vector),
+                    False,
+                    0.0,
+                    0.0,
+                    at,
+                )
+            )
+        return rows
+
+    def correction(self, previous: Sequence[Any], score: float, at: Any) -> tuple[Any, ...]:
+        """The reward row that replaces `previous` (a REWARD_COLUMNS row) now that feedback says `score`."""
+        route, cost_usd, latency_ms = previous[2], previous[7], previous[8]
+        return (
+            *previous[:5],
+            self.reward_model.reward(route, score, cost_usd, latency_ms),
+            score,
+            cost_usd,
+            latency_ms,
+            previous[9],
+            previous[10],
+            True,
+            previous[5],
+            previous[6],
+            at,
+        )

@@ -1,0 +1,368 @@
+"""The embedded backend: one SQLite file in WAL mode through aiosqlite, for a single observer replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import sys
+import uuid
+from array import array
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from atp.observer.v1 import observer_pb2
+from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
+from atp_observer.store.base import (
+    MAX_LIST_LIMIT,
+    MAX_REWARDS_LIMIT,
+    OBS_STARTED,
+    OBSERVATION_COLUMNS,
+    REWARD_COLUMNS,
+    REWARD_FEATURES,
+    Store,
+    arm_stats_row,
+    check_feedback,
+    check_group_by,
+    check_limit,
+    datetime_to_micros,
+    eligible_for_reward,
+    now_micros,
+    observation_from_values,
+    observation_values,
+    reward_event,
+    usage_row,
+)
+from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
+from atp_observer.store.rewards import RewardModel
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+# Bound on bound parameters per statement, well under SQLite's limit.
+_IN_CHUNK = 500
+
+_OBS_COLS = ", ".join(OBSERVATION_COLUMNS)
+_REWARD_COLS = ", ".join(REWARD_COLUMNS)
+_INSERT_STAGE = f"INSERT INTO obs_stage ({_OBS_COLS}) VALUES ({', '.join('?' * len(OBSERVATION_COLUMNS))})"
+# `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
+_INSERT_FROM_STAGE = (
+    f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM obs_stage WHERE true "
+    "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
+)
+_INSERT_REWARD = f"INSERT INTO reward_events ({_REWARD_COLS}) VALUES ({', '.join('?' * len(REWARD_COLUMNS))})"
+_STATUS_ERRORS = (
+    observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
+    observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+)
+
+
+def pack_vector(vector: Sequence[float]) -> bytes:
+    """A feature vector as little-endian float32 bytes."""
+    packed = array("f", vector)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_vector(blob: bytes) -> list[float]:
+    """The inverse of pack_vector."""
+    packed = array("f")
+    packed.frombytes(blob)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tolist()
+
+
+def _identity(micros: int) -> int:
+    return micros
+
+
+class SqliteStore(Store):
+    """Observations in one SQLite file (WAL). One connection; an asyncio lock serialises its use, so a
+    transaction never interleaves with another task's statements and reward cursors follow commit order."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        reward_model: RewardModel,
+        retention_days: int = 30,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(reward_model=reward_model, retention_days=retention_days)
+        self._path = Path(path)
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open (creating) the file, switch to WAL and apply pending migrations."""
+        if self._conn is not None:
+            return
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(self._path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(f"cannot open SQLite database {self._path}: {exc}") from exc
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: an acknowledged batch survives power loss, and the adapters delete their spool on ack.
+            await conn.execute("PRAGMA synchronous = FULL")
+            await self._migrate(conn)
+            await conn.execute("CREATE TEMP TABLE obs_stage AS SELECT * FROM observations WHERE 0")
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise Unavailable(f"cannot prepare SQLite database {self._path}: {exc}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Close the connection (waiting for the operation in progress)."""
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.close()
+
+    @staticmethod
+    async def _migrate(conn: aiosqlite.Connection) -> None:
+        await conn.execute(SQLITE_MIGRATIONS_TABLE)
+        applied = {row[0] for row in await conn.execute_fetchall("SELECT version FROM schema_migrations")}
+        for migration in SQLITE_MIGRATIONS:
+            if migration.version in applied:
+                continue
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, now_micros()),
+                )
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.asynccontextmanager
+    async def _session(self, *, write: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, held exclusively; with write=True inside one IMMEDIATE transaction."""
+        async with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise Unavailable("the observation store is not open")
+            try:
+                if not write:
+                    yield conn
+                    return
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                # Locked, busy, I/O or disk-full errors: the database cannot serve now.
+                raise Unavailable(f"SQLite database {self._path} unavailable: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        async with self._session() as conn:
+            await conn.execute_fetchall("SELECT 1")
+
+    async def insert_observations(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
+        """Stage the batch, insert what is new, and append its reward events, all in one transaction."""
+        rows = [observation_values(obs, _identity, pack_vector) for obs in observations]
+        if not rows:
+            return 0, 0
+        by_key: dict[tuple[str, int], observer_pb2.Observation] = {}
+        for obs, row in zip(observations, rows, strict=True):
+            by_key.setdefault((row[0], row[OBS_STARTED]), obs)
+        async with self._session(write=True) as conn:
+            await conn.executemany(_INSERT_STAGE, rows)
+            inserted = await conn.execute_fetchall(_INSERT_FROM_STAGE)
+            await conn.execute("DELETE FROM obs_stage")
+            eligible = [obs for key in inserted if eligible_for_reward(obs := by_key[(key[0], key[1])])]
+            if eligible:
+                scores = await self._feedback_scores(conn, {obs.decision.decision_id for obs in eligible})
+                rewards = self.fresh_rewards(eligible, scores, now_micros(), pack_vector)
+                await conn.executemany(_INSERT_REWARD, rewards)
+        return len(inserted), len(rows) - len(inserted)
+
+    @staticmethod
+    async def _feedback_scores(
+        conn: aiosqlite.Connection, decision_ids: set[str]
+    ) -> dict[tuple[str, str], float]:
+        """The latest feedback score per (decision_id, tenant) among `decision_ids`."""
+        scores: dict[tuple[str, str], float] = {}
+        ids = list(decision_ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            sql = (
+                "SELECT decision_id, tenant, score FROM feedback "
+                f"WHERE decision_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq"
+            )
+            for decision_id, tenant, score in await conn.execute_fetchall(sql, chunk):
+                scores[(decision_id, tenant)] = score  # ordered by seq: the latest wins
+        return scores
+
+    async def record_feedback(self, req: observer_pb2.RecordFeedbackRequest) -> tuple[str, bool]:
+        """Store feedback; when its observation is here, append a correction of the decision's reward."""
+        check_feedback(req)
+        feedback_id = str(uuid.uuid4())
+        now = now_micros()
+        async with self._session(write=True) as conn:
+            found = await conn.execute_fetchall(
+                "SELECT tenant FROM observations WHERE decision_id = ? ORDER BY started_at DESC LIMIT 1",
+                (req.decision_id,),
+            )
+            if found and found[0][0] != req.tenant:
+                raise PermissionDenied(f"decision {req.decision_id} belongs to another tenant")
+            await conn.execute(
+                "INSERT INTO feedback (feedback_id, decision_id, tenant, score, label, comment, source, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    feedback_id,
+                    req.decision_id,
+                    req.tenant,
+                    req.score,
+                    req.label,
+                    req.comment,
+                    req.source,
+                    now,
+                ),
+            )
+            if found:
+                previous = await conn.execute_fetchall(
+                    f"SELECT {_REWARD_COLS} FROM reward_events WHERE decision_id = ? ORDER BY cursor DESC LIMIT 1",
+                    (req.decision_id,),
+                )
+                if previous:
+                    await conn.execute(_INSERT_REWARD, self.correction(previous[0], req.score, now))
+        return feedback_id, bool(found)
+
+    async def rewards_after(self, cursor: int, limit: int) -> list[observer_pb2.RewardEvent]:
+        """Reward events after `cursor`, oldest first."""
+        limit = check_limit(limit, MAX_REWARDS_LIMIT)
+        async with self._session() as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT cursor, {_REWARD_COLS} FROM reward_events WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                (cursor, limit),
+            )
+        return [reward_event(row, unpack_vector(row[1 + REWARD_FEATURES]), row[-1]) for row in rows]
+
+    async def query_usage(
+        self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
+    ) -> list[observer_pb2.UsageRow]:
+        """Usage aggregated over observations that started in [start, end)."""
+        groups = check_group_by(group_by)
+        where, params = [], []
+        if tenant:
+            where.append("tenant = ?")
+            params.append(tenant)
+        if start is not None:
+            where.append("started_at >= ?")
+            params.append(datetime_to_micros(start))
+        if end is not None:
+            where.append("started_at < ?")
+            params.append(datetime_to_micros(end))
+        select = [*groups]
+        statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
+        select += [
+            "count(*)",
+            f"sum(CASE WHEN status IN ({statuses}) THEN 1 ELSE 0 END)",
+            "total(prompt_tokens)",
+            "total(completion_tokens)",
+            "total(cost_usd)",
+            "avg(latency_ms)",
+        ]
+        sql = f"SELECT {', '.join(select)} FROM observations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if groups:
+            sql += f" GROUP BY {', '.join(groups)}"
+        sql += " HAVING count(*) > 0"
+        if groups:
+            sql += f" ORDER BY {', '.join(groups)}"
+        async with self._session() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        n = len(groups)
+        return [
+            usage_row(groups, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
+            for row in rows
+        ]
+
+    async def list_observations(
+        self, tenant: str, limit: int, before: datetime | None
+    ) -> list[observer_pb2.Observation]:
+        """The tenant's observations, newest first."""
+        if not tenant:
+            raise InvalidArgument("listing observations needs a tenant", param="tenant")
+        limit = check_limit(limit, MAX_LIST_LIMIT)
+        sql = f"SELECT {_OBS_COLS} FROM observations WHERE tenant = ?"
+        params: list[Any] = [tenant]
+        if before is not None:
+            sql += " AND started_at < ?"
+            params.append(datetime_to_micros(before))
+        sql += " ORDER BY started_at DESC, observation_id DESC LIMIT ?"
+        params.append(limit)
+        async with self._session() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        return [observation_from_values(row) for row in rows]
+
+    async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
+        """Per-arm sums over each decision's latest reward event (a correction replaces the original)."""
+        route_filter = "AND r.route = :route" if route else ""
+        sql = f"""
+            WITH latest AS (
+                SELECT r.route, r.model, r.tenant, r.reward, r.quality, r.cost_usd, r.latency_ms
+                FROM reward_events r
+                WHERE r.cursor <= :bound {route_filter}
+                  AND NOT EXISTS (
+                      SELECT 1 FROM reward_events l
+                      WHERE l.decision_id = r.decision_id AND l.cursor > r.cursor AND l.cursor <= :bound)
+            )
+            SELECT route, model, '' AS tenant, count(*), total(reward), total(reward * reward),
+                   total(quality), total(cost_usd), total(latency_ms)
+            FROM latest GROUP BY route, model
+            UNION ALL
+            SELECT route, model, tenant, count(*), total(reward), total(reward * reward),
+                   total(quality), total(cost_usd), total(latency_ms)
+            FROM latest WHERE tenant <> '' GROUP BY route, model, tenant
+            ORDER BY 1, 2, 3
+        """
+        async with self._session() as conn:
+            bound_rows = await conn.execute_fetchall("SELECT coalesce(max(cursor), 0) FROM reward_events")
+            bound = bound_rows[0][0]
+            rows = await conn.execute_fetchall(sql, {"bound": bound, "route": route})
+        return [arm_stats_row(row) for row in rows], bound
+
+    async def get_decision(self, decision_id: str) -> observer_pb2.GetDecisionResponse | None:
+        """The latest observation's record of the decision."""
+        if not decision_id:
+            return None
+        async with self._session() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT decision, tenant, replica_id, started_at FROM observations "
+                "WHERE decision_id = ? AND decision IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+                (decision_id,),
+            )
+        if not rows:
+            return None
+        decision, tenant, replica_id, started_at = rows[0]
+        response = observer_pb2.GetDecisionResponse(tenant=tenant, replica_id=replica_id)
+        response.decision.ParseFromString(decision)
+        response.decided_at.FromMicroseconds(started_at)
+        return response
+
+    async def maintain(self, now: datetime | None = None) -> None:
+        """Delete observations, feedback and reward events older than the retention."""
+        cutoff = datetime_to_micros((now or datetime.now(UTC)) - timedelta(days=self.retention_days))
+        async with self._session(write=True) as conn:
+            await conn.execute("DELETE FROM observations WHERE started_at < ?", (cutoff,))
+            await conn.execute("DELETE FROM feedback WHERE created_at < ?", (cutoff,))
+            await conn.execute("DELETE FROM reward_events WHERE at < ?", (cutoff,))
