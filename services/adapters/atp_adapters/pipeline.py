@@ -1,0 +1,407 @@
+"""The Generate hot path: validate, decide locally, call candidates in rank order, stream, observe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from atp.adapters.v1 import adapters_pb2
+from atp.common.v1 import chat_pb2
+from atp.observer.v1 import observer_pb2
+from atp_adapters import metrics, observations
+from atp_adapters.circuit_exclusions import ModelCircuit
+from atp_adapters.policy_watch import PolicyHolder
+from atp_adapters.pricing import Prices
+from atp_adapters.providers import Provider, ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.resilience import RetryPolicy
+from atp_adapters.shipper import ObservationShipper
+from atp_common.config import AtpConfig
+from atp_common.errors import AtpError, InvalidArgument, Unavailable
+from atp_common.logs import decision_id_var, request_id_var
+from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
+
+log = logging.getLogger("atp.adapters.generate")
+
+_ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
+_FINISH_REASONS: Mapping[str, int] = {
+    "stop": adapters_pb2.FINISH_REASON_STOP,
+    "length": adapters_pb2.FINISH_REASON_LENGTH,
+    "tool_calls": adapters_pb2.FINISH_REASON_TOOL_CALLS,
+    "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
+}
+_DIRECT_ROUTE_LABEL = "direct"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Everything needed to call one model, resolved once at start-up."""
+
+    model: str
+    provider_name: str
+    provider: Provider
+    provider_model: str
+    prices: Prices
+    retry: RetryPolicy
+    circuit: ModelCircuit
+
+
+class _Call:
+    """Mutable per-request accounting, turned into the observation at the end."""
+
+    __slots__ = (
+        "attempts",
+        "error_class",
+        "finish_reason",
+        "first_token_at",
+        "provider_s",
+        "status",
+        "target",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.error_class = ""
+        self.finish_reason = ""
+        self.first_token_at = 0.0
+        self.provider_s = 0.0
+        self.status = observations.ERROR
+        self.target: Target | None = None
+        self.usage: chat_pb2.Usage | None = None
+
+
+def validate(request: adapters_pb2.GenerateRequest) -> None:
+    """Refuse requests no provider could serve, before any routing work."""
+    if not request.messages:
+        raise InvalidArgument("messages must not be empty", param="messages")
+    for index, message in enumerate(request.messages):
+        if message.role not in _ROLES:
+            raise InvalidArgument(
+                f"messages[{index}].role must be one of {sorted(_ROLES)}, not {message.role!r}",
+                param=f"messages[{index}].role",
+            )
+    params = request.params
+    if params.HasField("max_tokens") and params.max_tokens < 1:
+        raise InvalidArgument("max_tokens must be at least 1", param="max_tokens")
+    if params.HasField("temperature") and not 0.0 <= params.temperature <= 2.0:
+        raise InvalidArgument("temperature must be between 0 and 2", param="temperature")
+    if params.HasField("top_p") and not 0.0 <= params.top_p <= 1.0:
+        raise InvalidArgument("top_p must be between 0 and 1", param="top_p")
+
+
+class GeneratePipeline:
+    """Runs Generate calls. Built once per process; all per-model work is precomputed here.
+
+    For each ranked candidate: skip it when its circuit refuses; call it; retry retryable errors per its
+    RetryPolicy; fail over to the next candidate on any failure before the first delta was sent. After
+    that, a failure ends the stream with a terminal `GenerateResponse.error` (observation PARTIAL). Each
+    response message carries the deltas of one provider batch (one network read); the first message
+    carries the header, the last the completion. A non-streamed call yields exactly one message.
+    """
+
+    def __init__(
+        self,
+        config: AtpConfig,
+        holder: PolicyHolder,
+        targets: Mapping[str, Target],
+        shipper: ObservationShipper,
+        *,
+        replica_id: str,
+        default_tenant: str,
+        request_timeout_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._holder = holder
+        self._targets = targets
+        self._shipper = shipper
+        self._replica_id = replica_id
+        self._default_tenant = default_tenant
+        self._request_timeout_s = request_timeout_s
+        self._rng = rng or random.Random()
+        self._store_prompts = frozenset(t for t, cfg in config.tenants.items() if cfg.store_prompts)
+        # Metrics label per tenant: configured tenants by name, everyone else shares one label.
+        self._tenant_labels = {t: t for t in config.tenants}
+        self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
+
+    async def generate(
+        self, request: adapters_pb2.GenerateRequest, time_remaining: float | None = None
+    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+        """Serve one Generate call. Raises AtpError before any output; yields responses after."""
+        started_wall = time.time()
+        started = time.perf_counter()
+        validate(request)
+        tenant = request.tenant or self._default_tenant
+        if not tenant:
+            raise InvalidArgument("tenant must be set by the caller", param="tenant")
+        request_id = request.request_id or uuid.uuid4().hex
+        request_id_var.set(request_id)
+        features = compute_features(request.messages, request.params, request.stream)
+        decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
+        decision_id_var.set(decision.decision_id)
+        route_label = decision.route or _DIRECT_ROUTE_LABEL
+        self._count_decision(route_label, decision.candidates[0].model)
+
+        budget = (
+            self._request_timeout_s
+            if time_remaining is None
+            else min(time_remaining, self._request_timeout_s)
+        )
+        deadline = time.monotonic() + budget
+        call = _Call()
+        try:
+            # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
+            async with contextlib.aclosing(
+                self._run(request, request_id, decision, call, started, deadline)
+            ) as run:
+                async for response in run:
+                    yield response
+        except (asyncio.CancelledError, GeneratorExit):
+            call.status = observations.CANCELLED
+            call.error_class = "Cancelled"
+            raise
+        except AtpError as exc:
+            call.error_class = type(exc).__name__
+            raise
+        except Exception:
+            call.error_class = "Internal"
+            raise
+        finally:
+            self._finish(request, tenant, request_id, decision, route_label, call, started, started_wall)
+
+    async def _run(
+        self,
+        request: adapters_pb2.GenerateRequest,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        call: _Call,
+        started: float,
+        deadline: float,
+    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+        last_error: ProviderError | None = None
+        skipped: list[str] = []
+        for candidate in decision.candidates:
+            target = self._targets.get(candidate.model)
+            if target is None:
+                # The router's snapshot names a model this replica has no provider for (config skew).
+                skipped.append(f"{candidate.model}: not configured here")
+                continue
+            retries = 0
+            while True:
+                if not target.circuit.allow():
+                    skipped.append(f"{target.model}: circuit open")
+                    break
+                call.target = target
+                provider_request = ProviderRequest(
+                    provider_model=target.provider_model,
+                    messages=request.messages,
+                    params=request.params,
+                    stream=request.stream,
+                    include_usage=True,
+                    request_id=request_id,
+                    deadline=deadline,
+                )
+                header = adapters_pb2.GenerateHeader(
+                    decision_id=decision.decision_id,
+                    model=target.model,
+                    provider=target.provider_name,
+                    route=decision.route,
+                    request_id=request_id,
+                    created=int(time.time()),
+                )
+                attempt = self._attempt(
+                    target, provider_request, header, call, started, decision.features.estimated_prompt_tokens
+                )
+                try:
+                    async with contextlib.aclosing(attempt):
+                        async for response in attempt:
+                            yield response
+                except ProviderError as exc:
+                    target.circuit.record_failure(exc)
+                    metrics.ATTEMPTS.labels(target.model, exc.kind).inc()
+                    if call.first_token_at:
+                        # Output was sent: never retry, end with an explicit terminal error event.
+                        call.status = observations.PARTIAL
+                        atp_error = exc.to_atp()
+                        call.error_class = type(atp_error).__name__
+                        log.warning("provider failed mid-stream: %s", exc.message)
+                        yield adapters_pb2.GenerateResponse(
+                            error=adapters_pb2.GenerateError(
+                                code=atp_error.mapping.grpc_code.name,
+                                message=atp_error.message,
+                                type=atp_error.mapping.openai_type,
+                            )
+                        )
+                        return
+                    call.attempts += 1
+                    last_error = exc
+                    delay = target.retry.delay_for(retries, exc, deadline - time.monotonic())
+                    if delay is not None:
+                        retries += 1
+                        await asyncio.sleep(delay)
+                        continue
+                    log.info("failing over from %s: %s", target.model, exc.message)
+                    break
+                else:
+                    target.circuit.record_success()
+                    metrics.ATTEMPTS.labels(target.model, "ok").inc()
+                    call.status = observations.OK
+                    return
+        if last_error is not None:
+            raise last_error.to_atp() from last_error
+        raise Unavailable(
+            f"no candidate could be tried ({'; '.join(skipped) or 'none ranked'})", retry_after=1.0
+        )
+
+    async def _attempt(
+        self,
+        target: Target,
+        provider_request: ProviderRequest,
+        header: adapters_pb2.GenerateHeader,
+        call: _Call,
+        started: float,
+        prompt_estimate: int,
+    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+        stream_out = provider_request.stream
+        pending: list[chat_pb2.Delta] = []  # non-streamed calls collect everything into one message
+        output_chars = 0
+        header_sent = False
+        batches = target.provider.stream(provider_request)
+        async with contextlib.aclosing(batches):
+            while True:
+                waited = time.perf_counter()
+                try:
+                    batch: ProviderBatch = await anext(batches)
+                except StopAsyncIteration:
+                    raise ProviderError(
+                        f"provider {target.provider_name} ended the reply without a finish reason",
+                        kind="cut",
+                        provider=target.provider_name,
+                        before_first_token=not call.first_token_at,
+                    ) from None
+                finally:
+                    call.provider_s += time.perf_counter() - waited
+                for delta in batch.deltas:
+                    output_chars += len(delta.content)
+                    for tool_call in delta.tool_calls:
+                        output_chars += len(tool_call.function_name) + len(tool_call.arguments)
+                final = bool(batch.finish_reason)
+                if not stream_out:
+                    pending.extend(batch.deltas)
+                    if not final:
+                        continue
+                    deltas = pending
+                else:
+                    deltas = batch.deltas
+                    if not header_sent and deltas and not any(d.content or d.tool_calls for d in deltas):
+                        # A role-only opening event is no output yet: failover must still be possible.
+                        deltas = []
+                    if not deltas and not final:
+                        continue  # nothing to tell the client yet
+                if deltas and not header_sent and not deltas[0].role:
+                    deltas[0].role = "assistant"
+                response = adapters_pb2.GenerateResponse(deltas=deltas)
+                if not header_sent:
+                    response.header.CopyFrom(header)
+                    header_sent = True
+                    call.first_token_at = time.perf_counter()
+                if final:
+                    call.finish_reason = batch.finish_reason
+                    usage = batch.usage
+                    if usage is None:
+                        usage = chat_pb2.Usage(
+                            prompt_tokens=prompt_estimate,
+                            completion_tokens=-(-output_chars // CHARS_PER_TOKEN),
+                            estimated=True,
+                        )
+                    call.usage = usage
+                    now = time.perf_counter()
+                    completion = response.completion
+                    completion.finish_reason = _FINISH_REASONS.get(
+                        batch.finish_reason, adapters_pb2.FINISH_REASON_UNSPECIFIED
+                    )
+                    completion.usage.CopyFrom(usage)
+                    completion.cost_usd = target.prices.cost(usage)
+                    completion.latency_ms = (now - started) * 1000.0
+                    completion.provider_ms = call.provider_s * 1000.0
+                    completion.time_to_first_token_ms = (call.first_token_at - started) * 1000.0
+                    yield response
+                    return
+                yield response
+
+    def _count_decision(self, route: str, model: str) -> None:
+        counter = self._decision_counters.get((route, model))
+        if counter is None:
+            counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
+        counter.inc()
+
+    def _finish(
+        self,
+        request: adapters_pb2.GenerateRequest,
+        tenant: str,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        route_label: str,
+        call: _Call,
+        started: float,
+        started_wall: float,
+    ) -> None:
+        now = time.perf_counter()
+        latency_s = now - started
+        target = call.target
+        model = target.model if target is not None else decision.candidates[0].model
+        usage = call.usage or chat_pb2.Usage()
+        cost = target.prices.cost(usage) if target is not None and call.usage is not None else 0.0
+        ttft_s = call.first_token_at - started if call.first_token_at else 0.0
+
+        series = metrics.request_series(
+            self._tenant_labels.get(tenant, metrics.OTHER_TENANT), route_label, model
+        )
+        status = call.status
+        if status == observations.OK:
+            series.ok.inc()
+        elif status == observations.PARTIAL:
+            series.partial.inc()
+        elif status == observations.CANCELLED:
+            series.cancelled.inc()
+        else:
+            series.error.inc()
+        series.latency.observe(latency_s)
+        series.overhead.observe(max(latency_s - call.provider_s, 0.0))
+        if ttft_s:
+            series.ttft.observe(ttft_s)
+        if call.usage is not None:
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
+            series.cached_tokens.inc(usage.cached_prompt_tokens)
+            series.reasoning_tokens.inc(usage.reasoning_tokens)
+            series.cost.inc(cost)
+
+        observation = observer_pb2.Observation(
+            observation_id=observations.new_observation_id(),
+            request_id=request_id,
+            tenant=tenant,
+            decision=decision,
+            model=model,
+            provider=target.provider_name if target is not None else decision.candidates[0].provider,
+            prompt_hash=observations.prompt_hash(request.messages),
+            prompt_text=observations.prompt_text(request.messages) if tenant in self._store_prompts else "",
+            usage=usage,
+            cost_usd=cost,
+            latency_ms=latency_s * 1000.0,
+            time_to_first_token_ms=ttft_s * 1000.0,
+            provider_ms=call.provider_s * 1000.0,
+            status=status,
+            error_class=call.error_class,
+            finish_reason=call.finish_reason,
+            attempts=call.attempts,
+            replica_id=self._replica_id,
+        )
+        observation.started_at.FromNanoseconds(int(started_wall * 1e9))
+        observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
+        self._shipper.submit(observation)

@@ -1,0 +1,64 @@
+"""The AdaptersService servicer: Generate delegates to the pipeline, ListModels reads the current policy."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Collection
+
+from grpc import aio
+
+from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
+from atp.router.v1 import router_pb2
+from atp_adapters.pipeline import GeneratePipeline
+from atp_adapters.policy_watch import PolicyHolder
+
+
+class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
+    """Generate and ListModels."""
+
+    def __init__(
+        self, pipeline: GeneratePipeline, holder: PolicyHolder, served_models: Collection[str]
+    ) -> None:
+        self._pipeline = pipeline
+        self._holder = holder
+        self._served = frozenset(served_models)
+        self._models_cache: tuple[router_pb2.PolicySnapshot, adapters_pb2.ListModelsResponse] | None = None
+
+    async def Generate(
+        self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+        async with contextlib.aclosing(
+            self._pipeline.generate(request, context.time_remaining())
+        ) as responses:
+            async for response in responses:
+                yield response
+
+    async def ListModels(
+        self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.ListModelsResponse:
+        snapshot = self._holder.snapshot
+        cached = self._models_cache
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        response = list_models(snapshot, self._served)
+        self._models_cache = (snapshot, response)
+        return response
+
+
+def list_models(
+    snapshot: router_pb2.PolicySnapshot, served: Collection[str]
+) -> adapters_pb2.ListModelsResponse:
+    """The routes and the models this replica can serve, from one policy snapshot.
+
+    A model the snapshot names but this replica has no provider for is left out; a route is listed when
+    at least one candidate is served here, with the largest context window among them.
+    """
+    specs = {spec.name: spec for spec in snapshot.models if spec.name in served}
+    response = adapters_pb2.ListModelsResponse()
+    for route in snapshot.routes:
+        windows = [specs[m].context_window for m in route.candidates if m in specs]
+        if windows:
+            response.models.add(id=route.name, provider="", kind="route", context_window=max(windows))
+    for name, spec in specs.items():
+        response.models.add(id=name, provider=spec.provider, kind="model", context_window=spec.context_window)
+    return response
