@@ -273,7 +273,7 @@ async def test_client_aclose_closes_the_upstream_connection(
         async for batch in stream:
             assert batch.deltas
             break
-    await fake.wait_for_disconnects(1, timeout=2)
+    await fake.wait_for_disconnects(1, within_s=2)
 
 
 async def test_cancelling_the_consumer_closes_the_upstream_connection(
@@ -291,7 +291,7 @@ async def test_cancelling_the_consumer_closes_the_upstream_connection(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await fake.wait_for_disconnects(1, timeout=2)
+    await fake.wait_for_disconnects(1, within_s=2)
 
 
 async def test_connection_refused_is_retryable_unavailable() -> None:

@@ -72,6 +72,7 @@ class FakeServer:
         self.reply = FakeReply()
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
+        self._disconnected = asyncio.Event()
         self._faulted = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -103,11 +104,16 @@ class FakeServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def wait_for_disconnects(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Return once `count` clients have left mid-reply; fail after `timeout`."""
-        async with asyncio.timeout(timeout):
+    async def wait_for_disconnects(self, count: int = 1, within_s: float = 5.0) -> None:
+        """Return once `count` clients have left mid-reply; TimeoutError after `within_s`."""
+        async with asyncio.timeout(within_s):
             while self.disconnects < count:
-                await asyncio.sleep(_POLL_S)
+                self._disconnected.clear()
+                await self._disconnected.wait()
+
+    def _note_disconnect(self) -> None:
+        self.disconnects += 1
+        self._disconnected.set()
 
     # Shared request handling.
 
@@ -142,7 +148,7 @@ class FakeServer:
         while loop.time() < until:
             transport = request.transport
             if transport is None or transport.is_closing():
-                self.disconnects += 1
+                self._note_disconnect()
                 return True
             await asyncio.sleep(_POLL_S)
         return False
@@ -169,7 +175,7 @@ class FakeServer:
             try:
                 await response.write(event)
             except ConnectionError:
-                self.disconnects += 1
+                self._note_disconnect()
                 return response
         await response.write_eof()
         return response
