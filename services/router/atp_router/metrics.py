@@ -1,0 +1,19 @@
+"""Prometheus metrics of the router (bounded labels only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SNAPSHOT_VERSION = Gauge("atp_router_snapshot_version", "Version of the current policy snapshot.")
+SNAPSHOT_BYTES = Gauge("atp_router_snapshot_bytes", "Serialized size of the current policy snapshot.")
+SNAPSHOTS_PUBLISHED = Counter("atp_router_snapshots_published_total", "Policy snapshots published.")
+PUSHES = Counter("atp_router_snapshot_pushes_total", "Snapshots sent to WatchPolicy streams.")
+WATCHERS = Gauge("atp_router_policy_watchers", "Open WatchPolicy streams.")
+# Labelled by the model the policy chose; models come from configuration, so the label set is bounded.
+DECISIONS = Counter("atp_router_decisions_total", "Route decisions, by chosen model.", ["model"])
+CONFIG_RELOADS = Counter("atp_router_config_reloads_total", "Configuration reloads, by result.", ["result"])
+REWARDS_APPLIED = Counter("atp_router_rewards_applied_total", "Reward events fed to the learner.")
+REWARD_CURSOR = Gauge("atp_router_reward_cursor", "Last reward cursor the learner applied.")
+REWARD_STREAM_ERRORS = Counter(
+    "atp_router_reward_stream_errors_total", "Reward stream failures (reconnects)."
+)

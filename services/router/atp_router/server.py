@@ -1,0 +1,102 @@
+"""Builds the router's gRPC server: snapshot publisher, config watcher, learning loop and RouterService."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from atp.observer.v1 import observer_pb2_grpc
+from atp.router.v1 import router_pb2, router_pb2_grpc
+from atp_common.channels import open_channel
+from atp_common.config import AtpConfig, load_config
+from atp_common.server import RunningServer, ServiceRegistration, start_server
+from atp_router.config_source import ConfigWatcher
+from atp_router.decisions import DecisionLog
+from atp_router.drain import on_drain
+from atp_router.learning import RewardsSubscriber
+from atp_router.publisher import SnapshotPublisher
+from atp_router.routing import RouterServicer
+from atp_router.settings import RouterSettings
+
+log = logging.getLogger("atp.router")
+
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+async def build_server(settings: RouterSettings, *, config: AtpConfig | None = None) -> RunningServer:
+    """Publish snapshots from the configuration (and, with an observer, from learning) and serve.
+
+    `config` replaces the file for tests; the file named in the settings is still watched when set.
+    """
+    if config is None:
+        config = load_config(settings.config_path)
+    channel = open_channel(settings.observer_addr, settings) if settings.observer_addr else None
+    observer = observer_pb2_grpc.ObserverServiceStub(channel) if channel is not None else None
+
+    # The two refer to each other: learning marks the publisher dirty, the publisher reads learned arms.
+    subscriber = (
+        RewardsSubscriber(observer, config, settings, on_change=lambda: publisher.mark_dirty())
+        if observer is not None
+        else None
+    )
+    publisher = SnapshotPublisher(
+        config,
+        min_interval_s=settings.snapshot_min_interval_s,
+        arms=subscriber.arms if subscriber is not None else lambda: None,
+    )
+
+    def config_changed(new: AtpConfig) -> None:
+        publisher.set_config(new)
+        if subscriber is not None:
+            subscriber.set_config(new)
+
+    watcher = ConfigWatcher(
+        settings.config_path, config_changed, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
+    )
+    servicer = RouterServicer(
+        publisher,
+        DecisionLog(settings.decision_log_size),
+        observer=observer,
+        observer_timeout_s=settings.observer_timeout_s,
+        rng=random.Random(settings.seed),
+    )
+    try:
+        running = await start_server(
+            settings,
+            [
+                ServiceRegistration(
+                    router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME
+                )
+            ],
+        )
+    except BaseException:
+        if channel is not None:
+            await channel.close()
+        raise
+    publisher.start()
+    watcher.start()
+    if subscriber is not None:
+        subscriber.start()
+    # Policy watches never end on their own: end them when the drain starts, so server.stop need not wait
+    # out the grace period (adapters keep routing on their last snapshot and reconnect).
+    drain_watch = on_drain(running, publisher.stop)
+
+    async def stop_drain_watch() -> None:
+        drain_watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain_watch
+
+    running.add_closer("drain-watch", stop_drain_watch)
+    running.add_closer("config-watch", watcher.close)
+    if subscriber is not None:
+        running.add_closer("learning", subscriber.close)
+    running.add_closer("publisher", publisher.close)
+    if channel is not None:
+        running.add_closer("observer-channel", channel.close)
+    if settings.tracing or settings.otlp_endpoint:
+        from atp_common.telemetry import shutdown_tracing
+
+        running.add_closer("tracing", shutdown_tracing)
+    return running
