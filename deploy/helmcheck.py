@@ -243,10 +243,19 @@ def documents(manifest: str) -> list[dict[str, Any]]:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python deploy/helmcheck.py", description=__doc__)
-    parser.add_argument("action", choices=["lint", "template"])
+    parser.add_argument("action", choices=["lint", "template", "render-check"])
     parser.add_argument("chart")
     parser.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
     args = parser.parse_args(argv)
+    label = " ".join(["-f " + v for v in args.values]) or "default values"
+    if args.action == "render-check":
+        try:
+            manifest, _ = asyncio.run(render(args.chart, args.values))
+        except Exception as exc:  # helm-sdkpy's error types vary; each carries Helm's explanation.
+            print(f"helm template {args.chart} ({label}) failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"helm template {args.chart} ({label}): {len(documents(manifest))} objects")
+        return 0
     if args.action == "template":
         manifest, notes = asyncio.run(render(args.chart, args.values))
         sys.stdout.write(manifest)
@@ -257,7 +266,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
         severity = SEVERITY.get(message.get("Severity"), message.get("Severity"))
         print(f"[{severity}] {message.get('Path')}: {message.get('Err')}")
     problems = lint_problems(result)
-    label = " ".join(["-f " + v for v in args.values]) or "default values"
     if problems:
         print(f"helm lint {args.chart} ({label}): {len(problems)} problem(s)", file=sys.stderr)
         for line in problems:
