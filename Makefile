@@ -22,6 +22,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+include deploy/deploy.mk
+
 .PHONY: install
 install: $(VENV)/.installed ## Create .venv and install ATP with its pinned dependencies
 
