@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from statistics import NormalDist
 
 # Beta prior of an arm that has no data: a uniform Beta(1, 1) plus PRIOR_PSEUDO_COUNT observations at the
 # model's configured quality prior, so the prior leans toward it without drowning the first real rewards.
@@ -16,56 +15,15 @@ UNTRIED_SCORE = 1.0e6
 # Completion length assumed for cost estimates when the request sets no max_tokens.
 DEFAULT_OUTPUT_TOKENS = 256
 
-_SQRT1_2 = math.sqrt(0.5)
-# Standard-normal quantiles at the midpoints of 48 equal-probability bins: a midpoint rule in probability
-# space for E[f(Z)], robust when f is a near-step (a much more certain competitor), unlike Gauss-Hermite.
-_QUANTILE_NODES = tuple(NormalDist().inv_cdf((i + 0.5) / 48) for i in range(48))
+# Thompson prices an arm without measured cost at this request size, so that its draw distribution (and so
+# the propensity) is fixed per snapshot and can be cached.
+REFERENCE_PROMPT_TOKENS = 1000
 
 
 def beta_prior(quality_prior: float) -> tuple[float, float]:
     """The (alpha, beta) prior of an arm whose model has this configured quality prior."""
     p = min(max(quality_prior, 0.0), 1.0)
     return 1.0 + PRIOR_PSEUDO_COUNT * p, 1.0 + PRIOR_PSEUDO_COUNT * (1.0 - p)
-
-
-def normal_cdf(z: float) -> float:
-    """Standard normal CDF."""
-    return 0.5 * math.erfc(-z * _SQRT1_2)
-
-
-def gaussian_win_probability(index: int, means: Sequence[float], stds: Sequence[float]) -> float:
-    """P(X_index > X_j for every other j) for independent Gaussians X_k ~ N(means[k], stds[k]^2).
-
-    Two arms: the exact closed form. More: E over X_index of the product of the others' CDFs, by a
-    48-node midpoint rule in X_index's probability space (error well under 0.01 for routing-sized inputs).
-    """
-    mu, sd = means[index], stds[index]
-    others = [(means[j], stds[j]) for j in range(len(means)) if j != index]
-    if not others:
-        return 1.0
-    if len(others) == 1:
-        mu_j, sd_j = others[0]
-        spread = math.sqrt(sd * sd + sd_j * sd_j)
-        if spread <= 0.0:
-            return 1.0 if mu > mu_j else (0.5 if mu == mu_j else 0.0)
-        return normal_cdf((mu - mu_j) / spread)
-    # Each other CDF as erfc(-(a x + c)) / 2, folded once so the 48-node loop makes only C calls.
-    folded = []
-    for mu_j, sd_j in others:
-        if sd_j <= 0.0:
-            sd_j = 1e-12
-        a = _SQRT1_2 / sd_j
-        folded.append((-a, a * mu_j))
-    erfc = math.erfc
-    scale = 0.5 ** len(folded)
-    total = 0.0
-    for z in _QUANTILE_NODES:
-        x = mu + sd * z
-        p = scale
-        for a, c in folded:
-            p *= erfc(a * x + c)
-        total += p
-    return total / len(_QUANTILE_NODES)
 
 
 def invert(matrix: Sequence[float], dim: int) -> list[float]:
@@ -98,3 +56,71 @@ def invert(matrix: Sequence[float], dim: int) -> list[float]:
 def mat_vec(matrix: Sequence[float], vector: Sequence[float], dim: int) -> list[float]:
     """Row-major matrix times vector."""
     return [math.fsum(matrix[i * dim + j] * vector[j] for j in range(dim)) for i in range(dim)]
+
+
+class BetaGrid:
+    """A Beta distribution discretised for integration: 512 equal cells over mean +/- 8 sd within [0, 1].
+
+    Cell masses come from the density at cell midpoints, renormalised; the CDF is linear within a cell.
+    """
+
+    __slots__ = ("cdf", "cells", "lo", "masses", "mids", "step")
+
+    def __init__(self, alpha: float, beta: float, cells: int = 512):
+        total = alpha + beta
+        mean = alpha / total
+        sd = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
+        lo, hi = max(0.0, mean - 8.0 * sd), min(1.0, mean + 8.0 * sd)
+        step = (hi - lo) / cells
+        log_norm = math.lgamma(total) - math.lgamma(alpha) - math.lgamma(beta)
+        mids = [lo + (k + 0.5) * step for k in range(cells)]
+        logs = [(alpha - 1.0) * math.log(x) + (beta - 1.0) * math.log1p(-x) + log_norm for x in mids]
+        peak = max(logs)
+        weights = [math.exp(v - peak) for v in logs]
+        norm = math.fsum(weights)
+        self.cells = cells
+        self.lo = lo
+        self.step = step
+        self.mids = mids
+        self.masses = [w / norm for w in weights]
+        cdf = [0.0]
+        running = 0.0
+        for m in self.masses:
+            running += m
+            cdf.append(running)
+        cdf[-1] = 1.0
+        self.cdf = cdf
+
+    def cdf_at(self, x: float) -> float:
+        """P(X <= x)."""
+        u = (x - self.lo) / self.step if self.step > 0 else (math.inf if x >= self.lo else -math.inf)
+        if u <= 0.0:
+            return 0.0
+        if u >= self.cells:
+            return 1.0
+        k = int(u)
+        low = self.cdf[k]
+        return low + (u - k) * (self.cdf[k + 1] - low)
+
+
+def beta_win_probability(index: int, grids: Sequence[BetaGrid], shifts: Sequence[float]) -> float:
+    """P(X_index - shifts[index] > X_j - shifts[j] for every other j), X_k independent Betas on `grids`.
+
+    Exact up to the grids' discretisation (well under 0.005 here); costs about 512 * (K - 1) CDF lookups,
+    so callers cache it.
+    """
+    grid = grids[index]
+    others = [(grids[j], shifts[j] - shifts[index]) for j in range(len(grids)) if j != index]
+    if not others:
+        return 1.0
+    total = 0.0
+    for x, mass in zip(grid.mids, grid.masses, strict=True):
+        if mass < 1e-15:
+            continue
+        p = mass
+        for other, offset in others:
+            p *= other.cdf_at(x + offset)
+            if p == 0.0:
+                break
+        total += p
+    return min(max(total, 0.0), 1.0)

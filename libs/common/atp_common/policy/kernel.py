@@ -15,10 +15,12 @@ from atp.router.v1 import router_pb2
 from atp_common.errors import AtpError, ConfigError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from atp_common.policy._math import (
     DEFAULT_OUTPUT_TOKENS,
+    REFERENCE_PROMPT_TOKENS,
     RIDGE,
     UNTRIED_SCORE,
+    BetaGrid,
     beta_prior,
-    gaussian_win_probability,
+    beta_win_probability,
 )
 from atp_common.policy.features import FEATURE_DIM
 
@@ -34,8 +36,10 @@ POLICY_NAMES: Mapping[int, str] = MappingProxyType(
 )
 # The policy recorded when a request names a concrete model: no choice was made, so nothing is learned.
 DIRECT_POLICY = "direct"
-# Thompson propensities are approximations: keep them off zero so inverse-propensity weights stay finite.
+# Keep propensities off zero so inverse-propensity weights stay finite.
 MIN_PROPENSITY = 1e-4
+# Cached Thompson propensities per route; cleared when full (keys are per tenant and survivor set).
+_PROPENSITY_CACHE_SIZE = 4096
 
 _TOOLS, _VISION, _JSON, _STREAMING = 1, 2, 4, 8
 _CAPABILITY_NAMES = ((_TOOLS, "tools"), (_VISION, "vision"), (_JSON, "json"), (_STREAMING, "streaming"))
@@ -89,12 +93,12 @@ class _Arm:
         "a_inv",
         "alpha",
         "beta",
+        "grid",
         "mean_reward",
         "model",
         "penalty",
         "pulls",
         "quality_mean",
-        "quality_std",
         "theta",
     )
 
@@ -116,14 +120,21 @@ class _Arm:
         self.alpha, self.beta = alpha, beta
         total = alpha + beta
         self.quality_mean = alpha / total
-        self.quality_std = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
-        # Learned cost and latency count only once measured; before that the caller prices the request.
-        self.penalty: float | None = None
+        # Thompson's reward penalty: measured mean cost and latency once pulled; before that the list price
+        # of a reference request (no latency), so the draw distribution is fixed per snapshot.
         if state is not None and pulls > 0:
             self.penalty = (
                 weights.cost_weight * state.mean_cost_usd
                 + weights.latency_weight * state.mean_latency_ms / 1000.0
             )
+        else:
+            reference = (
+                model.input_per_token * REFERENCE_PROMPT_TOKENS
+                + model.output_per_token * DEFAULT_OUTPUT_TOKENS
+            )
+            self.penalty = weights.cost_weight * reference
+        # Discretised posterior for exact Thompson propensities, built on first use.
+        self.grid: BetaGrid | None = None
         if state is not None and len(state.a_inv) == dim * dim and len(state.b) == dim:
             a_inv = list(state.a_inv)
             b = list(state.b)
@@ -150,6 +161,7 @@ class _Route:
         "kind",
         "name",
         "policy",
+        "propensities",
         "quality_floor",
         "tenant_arms",
         "weights",
@@ -180,6 +192,7 @@ class _Route:
                 if state.model in merged:
                     merged[state.model] = _Arm(models[state.model], state, policy.weights, self.dim)
             self.tenant_arms[entry.tenant] = merged
+        self.propensities: dict[tuple[int, tuple[str, ...], int], float] = {}
 
 
 class _Ranking:
@@ -414,26 +427,44 @@ def _rank_thompson(
     features: chat_pb2.RequestFeatures,
     rng: random.Random,
 ) -> _Ranking:
-    means: list[float] = []
-    stds: list[float] = []
-    samples: list[float] = []
+    samples = []
     for model in survivors:
         arm = arms[model.name]
-        penalty = (
-            arm.penalty if arm.penalty is not None else route.cost_weight * model.expected_cost(features)
-        )
-        means.append(arm.quality_mean - penalty)
-        stds.append(arm.quality_std)
-        samples.append(rng.betavariate(arm.alpha, arm.beta) - penalty)
+        samples.append(rng.betavariate(arm.alpha, arm.beta) - arm.penalty)
     order = sorted(range(len(survivors)), key=samples.__getitem__, reverse=True)
     first = order[0]
-    propensity = max(gaussian_win_probability(first, means, stds), MIN_PROPENSITY)
+    head = arms[survivors[first].name]
     return _Ranking(
         [survivors[i] for i in order],
         [samples[i] for i in order],
-        propensity,
-        f"highest posterior draw {samples[first]:.3f}, mean {means[first]:.3f}",
+        _thompson_propensity(route, survivors, arms, first),
+        f"highest posterior draw {samples[first]:.3f}, mean {head.quality_mean - head.penalty:.3f}",
     )
+
+
+def _thompson_propensity(
+    route: _Route, survivors: list[_Model], arms: Mapping[str, _Arm], first: int
+) -> float:
+    """P(Thompson picks survivors[first]): exact integration over the Beta posteriors, cached.
+
+    The draw distribution depends only on the snapshot, the arm set (global or a tenant's) and which
+    candidates survived filtering, so each combination is integrated once per snapshot (~1 ms) and then
+    costs a dict lookup.
+    """
+    key = (id(arms), tuple(m.name for m in survivors), first)
+    cached = route.propensities.get(key)
+    if cached is not None:
+        return cached
+    chosen = [arms[m.name] for m in survivors]
+    for arm in chosen:
+        if arm.grid is None:
+            arm.grid = BetaGrid(arm.alpha, arm.beta)
+    grids = [arm.grid for arm in chosen if arm.grid is not None]
+    probability = max(beta_win_probability(first, grids, [arm.penalty for arm in chosen]), MIN_PROPENSITY)
+    if len(route.propensities) >= _PROPENSITY_CACHE_SIZE:
+        route.propensities.clear()
+    route.propensities[key] = probability
+    return probability
 
 
 def _rank_ucb(

@@ -1,0 +1,117 @@
+"""Request features: token estimate, hard needs and the context vector's cues."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+
+from atp.common.v1 import chat_pb2
+from atp_common.policy import FEATURE_DIM, FEATURE_NAMES, compute_features
+from atp_common.policy.features import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
+
+IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def _user(text: str) -> chat_pb2.ChatMessage:
+    return chat_pb2.ChatMessage(role="user", content=text)
+
+
+def _features(*messages: chat_pb2.ChatMessage, stream: bool = False, **params) -> chat_pb2.RequestFeatures:
+    return compute_features(list(messages), chat_pb2.GenerationParams(**params), stream)
+
+
+def _cue(text: str, name: str) -> float:
+    return _features(_user(text)).vector[IDX[name]]
+
+
+def test_vector_has_the_documented_order_and_length() -> None:
+    features = _features(_user("hello"))
+    assert FEATURE_DIM == len(FEATURE_NAMES) == len(features.vector) == 12
+    assert FEATURE_NAMES[0] == "bias" and features.vector[0] == 1.0
+
+
+def test_prompt_tokens_are_chars_over_four_plus_overheads() -> None:
+    features = _features(chat_pb2.ChatMessage(role="system", content="x" * 40), _user("y" * 400))
+    assert features.estimated_prompt_tokens == 440 // 4 + 2 * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+    assert math.isclose(features.vector[IDX["log_prompt_tokens"]], math.log1p(121) / 10, rel_tol=1e-6)
+
+
+def test_max_tokens_and_stream_are_carried() -> None:
+    features = _features(_user("hi"), stream=True, max_tokens=300)
+    assert features.max_output_tokens == 300 and features.stream
+    assert math.isclose(features.vector[IDX["log_max_output_tokens"]], math.log1p(300) / 10, rel_tol=1e-6)
+    unset = _features(_user("hi"))
+    assert unset.max_output_tokens == 0 and unset.vector[IDX["log_max_output_tokens"]] == 0.0
+
+
+def test_tools_offered_or_in_history_need_tools() -> None:
+    tools = orjson.dumps([{"type": "function", "function": {"name": "f", "parameters": {}}}])
+    assert _features(_user("hi"), tools_json=tools).needs_tools
+    assert not _features(_user("hi"), tools_json=b"[]").needs_tools
+    history = chat_pb2.ChatMessage(role="tool", content="42", tool_call_id="c1")
+    features = _features(_user("hi"), history)
+    assert features.needs_tools and features.vector[IDX["tools"]] == 1.0
+    with_tools = _features(_user("hi"), tools_json=tools)
+    assert with_tools.estimated_prompt_tokens > _features(_user("hi")).estimated_prompt_tokens
+
+
+def test_image_parts_need_vision_and_count_as_image_tokens() -> None:
+    parts = orjson.dumps(
+        [
+            {"type": "text", "text": "what is in this picture?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 40_000}},
+        ]
+    )
+    features = _features(chat_pb2.ChatMessage(role="user", content_parts_json=parts))
+    assert features.needs_vision and features.vector[IDX["vision"]] == 1.0
+    # The base64 payload must not count as text: one image is IMAGE_TOKENS, not 10,000.
+    assert IMAGE_TOKENS < features.estimated_prompt_tokens < IMAGE_TOKENS + 30
+    assert features.vector[IDX["question"]] == 1.0
+
+
+def test_malformed_parts_count_as_text_without_raising() -> None:
+    features = _features(chat_pb2.ChatMessage(role="user", content_parts_json=b"{not json" * 40))
+    assert not features.needs_vision and features.estimated_prompt_tokens >= 360 // 4
+
+
+def test_json_response_formats() -> None:
+    assert _features(_user("x"), response_format_json=b'{"type":"json_object"}').needs_json
+    schema = orjson.dumps({"type": "json_schema", "json_schema": {"name": "s", "schema": {}}})
+    assert _features(_user("x"), response_format_json=schema).needs_json
+    assert not _features(_user("x"), response_format_json=b'{"type":"text"}').needs_json
+    assert not _features(_user("x"), response_format_json=b"garbage").needs_json
+
+
+def test_text_cues() -> None:
+    assert _cue("```python\nprint(1)\n```", "has_code") == 1.0
+    assert _cue("Fix this:\ndef f(x):\n    return x", "has_code") == 1.0
+    assert _cue("int main() {\n  return 0;\n}", "has_code") == 1.0
+    assert _cue("Tell me a story about a cat.", "has_code") == 0.0
+    assert _cue("Why is the sky blue", "question") == 1.0
+    assert _cue("The sky is blue?", "question") == 1.0
+    assert _cue("Tell me a story.", "question") == 0.0
+    assert _cue("Pick one:\nA) red\nB) blue\nC) green", "multiple_choice") == 1.0
+    assert _cue("(a) red\n(b) blue", "multiple_choice") == 1.0
+    assert _cue("A list of colours: red, blue", "multiple_choice") == 0.0
+    assert _cue("What is 12 * 7?", "math") == 1.0
+    assert _cue("Compute \\frac{1}{2} of it", "math") == 1.0
+    assert _cue("Solve for x", "math") == 1.0
+    assert _cue("Write a haiku about autumn.", "math") == 0.0
+    assert _cue("hello", "non_ascii_share") == 0.0
+    assert _cue("日本語で答えて", "non_ascii_share") == 1.0
+    assert 0.0 < _cue("café au lait", "non_ascii_share") < 0.2
+
+
+def test_cues_read_the_last_user_message() -> None:
+    features = _features(_user("What is 2 + 2?"), chat_pb2.ChatMessage(role="assistant", content="4"), _user("thanks"))
+    assert features.vector[IDX["math"]] == 0.0 and features.vector[IDX["question"]] == 0.0
+    assert math.isclose(features.vector[IDX["log_turns"]], math.log1p(2) / 3, rel_tol=1e-6)
+
+
+def test_huge_prompt_is_measured_but_cues_read_a_bounded_sample() -> None:
+    text = "Tell me about cats. " * 50_000 + "What is 3 + 4?"
+    features = _features(_user(text))
+    assert features.estimated_prompt_tokens > 250_000
+    # The trailing arithmetic lies beyond the sample the cues read.
+    assert features.vector[IDX["math"]] == 0.0

@@ -1,0 +1,368 @@
+"""The policy kernel: constraint filtering and its errors, each policy's ranking and propensity."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atp.common.v1 import chat_pb2
+from atp.router.v1 import router_pb2
+from atp_common.config import AtpConfig
+from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_common.policy import CompiledPolicy, compute_features, snapshot_from_config
+from atp_common.policy.features import FEATURE_DIM
+
+MODELS: dict[str, dict[str, Any]] = {
+    "small": {
+        "provider": "p1",
+        "input_usd_per_mtok": 0.1,
+        "output_usd_per_mtok": 0.4,
+        "context_window": 4096,
+        "capabilities": ["streaming", "json"],
+        "quality_prior": 0.5,
+    },
+    "medium": {
+        "provider": "p1",
+        "input_usd_per_mtok": 1.0,
+        "output_usd_per_mtok": 4.0,
+        "context_window": 32768,
+        "capabilities": ["streaming", "json", "tools"],
+        "quality_prior": 0.7,
+    },
+    "large": {
+        "provider": "p2",
+        "input_usd_per_mtok": 5.0,
+        "output_usd_per_mtok": 15.0,
+        "context_window": 131072,
+        "capabilities": ["streaming", "json", "tools", "vision"],
+        "quality_prior": 0.9,
+    },
+}
+
+
+def _config(routes: dict[str, Any] | None = None, tenants: dict[str, Any] | None = None) -> AtpConfig:
+    return AtpConfig.model_validate(
+        {
+            "providers": {"p1": {"type": "local"}, "p2": {"type": "local"}},
+            "models": MODELS,
+            "routes": routes or {"auto": {"candidates": ["small", "medium", "large"]}},
+            "tenants": tenants or {},
+        }
+    )
+
+
+def _policy(config: AtpConfig, *, arms=None, exclusions=(), version: int = 3) -> CompiledPolicy:
+    return CompiledPolicy.from_snapshot(snapshot_from_config(config, version, arms, exclusions))
+
+
+def _features(prompt_tokens: int = 10, max_output: int = 0, **needs: bool) -> chat_pb2.RequestFeatures:
+    vector = [1.0] + [0.0] * (FEATURE_DIM - 1)
+    return chat_pb2.RequestFeatures(
+        estimated_prompt_tokens=prompt_tokens, max_output_tokens=max_output, vector=vector, **needs
+    )
+
+
+def _order(decision: chat_pb2.Decision) -> list[str]:
+    return [c.model for c in decision.candidates]
+
+
+def test_snapshot_from_config_carries_models_routes_and_tenants() -> None:
+    config = _config(
+        {
+            "auto": {"candidates": ["small", "large"], "policy": "thompson", "cost_weight": 2.0},
+            "canary": {"candidates": ["small", "medium"], "weights": [0.9, 0.1]},
+        },
+        {"acme": {"allowed_models": ["small"]}, "open": {}},
+    )
+    exclusion = router_pb2.Exclusion(model="large", reason="circuit open")
+    snapshot = snapshot_from_config(config, 7, exclusions=[exclusion])
+    assert snapshot.version == 7 and snapshot.default_route == "auto"
+    assert snapshot.config_digest == config.digest()
+    large = next(m for m in snapshot.models if m.name == "large")
+    assert large.supports_vision and large.supports_tools and large.context_window == 131072
+    assert large.cached_input_usd_per_mtok == 5.0 and large.reasoning_usd_per_mtok == 15.0
+    auto = next(r for r in snapshot.routes if r.name == "auto")
+    assert auto.kind == router_pb2.POLICY_KIND_THOMPSON and auto.weights.cost_weight == 2.0
+    assert auto.feature_dim == FEATURE_DIM
+    canary = next(r for r in snapshot.routes if r.name == "canary")
+    assert list(canary.static_weights) == pytest.approx([0.9, 0.1])
+    assert [t.tenant for t in snapshot.tenants] == ["acme"]
+    assert list(snapshot.exclusions) == [exclusion]
+
+
+def test_decision_fields() -> None:
+    policy = _policy(_config())
+    features = _features()
+    decision = policy.decide("", "t", features)
+    assert re.fullmatch(r"[0-9a-f]{32}", decision.decision_id)
+    assert decision.decision_id != policy.decide("", "t", features).decision_id
+    assert decision.route == "auto" and decision.policy == "static"
+    assert _order(decision) == ["small", "medium", "large"]
+    assert [c.provider for c in decision.candidates] == ["p1", "p1", "p2"]
+    assert decision.propensity == 1.0 and decision.policy_version == 3
+    assert decision.features == features
+    assert "static" in decision.explanation and "small" in decision.explanation
+
+
+def test_concrete_model_is_a_direct_decision() -> None:
+    decision = _policy(_config()).decide("medium", "t", _features())
+    assert decision.policy == "direct" and decision.route == ""
+    assert _order(decision) == ["medium"] and decision.propensity == 1.0
+
+
+def test_unknown_name_lists_what_exists() -> None:
+    with pytest.raises(NotFound) as caught:
+        _policy(_config()).decide("gpt-9", "t", _features())
+    assert "gpt-9" in caught.value.message
+    assert "auto" in caught.value.message and "large" in caught.value.message
+
+
+def test_context_and_capability_filtering_with_reasons() -> None:
+    policy = _policy(_config())
+    decision = policy.decide("auto", "t", _features(prompt_tokens=4000, max_output=200))
+    assert _order(decision) == ["medium", "large"]
+    assert [(f.model, f.reason) for f in decision.filtered] == [
+        ("small", "context window 4096 < 4200 tokens needed")
+    ]
+    assert "1 filtered" in decision.explanation
+    decision = policy.decide("auto", "t", _features(needs_tools=True))
+    assert _order(decision) == ["medium", "large"] and decision.filtered[0].reason == "lacks tools"
+    decision = policy.decide("auto", "t", _features(needs_vision=True, needs_tools=True))
+    assert _order(decision) == ["large"]
+    assert decision.filtered[0].reason == "lacks tools, vision" and decision.filtered[1].reason == "lacks vision"
+
+
+def test_everything_filtered_by_the_request_is_invalid_argument() -> None:
+    policy = _policy(_config())
+    with pytest.raises(InvalidArgument) as caught:
+        policy.decide("auto", "t", _features(prompt_tokens=200_000))
+    assert "small: context window" in caught.value.message and "large: context window" in caught.value.message
+    with pytest.raises(InvalidArgument, match="lacks vision"):
+        policy.decide("medium", "t", _features(needs_vision=True))
+
+
+def test_streaming_capability() -> None:
+    models = {**MODELS, "batch": {**MODELS["small"], "capabilities": ["json"]}}
+    config = AtpConfig.model_validate(
+        {
+            "providers": {"p1": {"type": "local"}, "p2": {"type": "local"}},
+            "models": models,
+            "routes": {"auto": {"candidates": ["batch", "small"]}},
+        }
+    )
+    policy = _policy(config)
+    assert _order(policy.decide("auto", "t", _features(stream=True))) == ["small"]
+    assert _order(policy.decide("auto", "t", _features(stream=False))) == ["batch", "small"]
+
+
+def test_tenant_lists() -> None:
+    config = _config(tenants={"acme": {"allowed_models": ["medium", "large"]}, "beta": {"denied_models": ["small"]}})
+    policy = _policy(config)
+    decision = policy.decide("auto", "acme", _features())
+    assert _order(decision) == ["medium", "large"]
+    assert "allowed_models" in decision.filtered[0].reason
+    assert _order(policy.decide("auto", "beta", _features())) == ["medium", "large"]
+    assert _order(policy.decide("auto", "other", _features())) == ["small", "medium", "large"]
+    with pytest.raises(PermissionDenied, match="small"):
+        policy.decide("small", "acme", _features())
+
+
+def test_exclusions_and_their_expiry() -> None:
+    config = _config({"auto": {"candidates": ["small", "medium"]}})
+    past = Timestamp(seconds=1)
+    future = Timestamp()
+    future.GetCurrentTime()
+    future.seconds += 3600
+    policy = _policy(
+        config,
+        exclusions=[
+            router_pb2.Exclusion(model="small", reason="circuit open", until=future),
+            router_pb2.Exclusion(model="medium", reason="unhealthy", until=past),
+        ],
+    )
+    decision = policy.decide("auto", "t", _features())
+    assert _order(decision) == ["medium"]
+    assert decision.filtered[0].reason == "excluded: circuit open"
+    policy = _policy(config, exclusions=[router_pb2.Exclusion(model=m, reason="down") for m in ("small", "medium")])
+    with pytest.raises(Unavailable, match="excluded: down"):
+        policy.decide("auto", "t", _features())
+
+
+def test_mixed_reasons_raise_the_error_of_the_furthest_candidate() -> None:
+    config = _config(tenants={"acme": {"denied_models": ["small"]}})
+    policy = _policy(config, exclusions=[router_pb2.Exclusion(model="large", reason="circuit open")])
+    # small: denied; medium: lacks vision; large: fits but excluded -> the request could succeed later.
+    with pytest.raises(Unavailable) as caught:
+        policy.decide("auto", "acme", _features(needs_vision=True))
+    assert "denied_models" in caught.value.message and "lacks vision" in caught.value.message
+    policy = _policy(config)
+    with pytest.raises(InvalidArgument):
+        policy.decide("auto", "acme", _features(prompt_tokens=500_000))
+
+
+def test_static_weights_split_traffic_as_their_propensity_says() -> None:
+    config = _config({"auto": {"candidates": ["small", "medium", "large"], "weights": [0.6, 0.3, 0.1]}})
+    policy = _policy(config)
+    rng = random.Random(11)
+    n = 20_000
+    counts: Counter[str] = Counter()
+    propensity: dict[str, float] = {}
+    for _ in range(n):
+        decision = policy.decide("auto", "t", _features(), rng)
+        first = decision.candidates[0].model
+        counts[first] += 1
+        propensity[first] = decision.propensity
+        assert len(decision.candidates) == 3
+    assert propensity == pytest.approx({"small": 0.6, "medium": 0.3, "large": 0.1})
+    for model, p in propensity.items():
+        assert abs(counts[model] / n - p) < 0.015
+    # With small filtered, the shares renormalise over the survivors.
+    decision = policy.decide("auto", "t", _features(needs_tools=True), random.Random(1))
+    assert decision.propensity in (pytest.approx(0.75), pytest.approx(0.25))
+
+
+def test_cheapest_meets_the_quality_floor() -> None:
+    config = _config({"auto": {"candidates": ["large", "medium", "small"], "policy": "cheapest", "quality_floor": 0.6}})
+    policy = _policy(config)
+    decision = policy.decide("auto", "t", _features(prompt_tokens=1000, max_output=100))
+    # small is cheapest but its prior 0.5 misses the floor: medium, then large, then small.
+    assert _order(decision) == ["medium", "large", "small"] and decision.propensity == 1.0
+    assert decision.candidates[0].score == pytest.approx(-(1000 * 1.0 + 100 * 4.0) / 1e6)
+    high = _config({"auto": {"candidates": ["small", "medium"], "policy": "cheapest", "quality_floor": 0.95}})
+    assert _order(_policy(high).decide("auto", "t", _features())) == ["medium", "small"]
+    # Learned quality replaces the prior once an arm has pulls.
+    arms = {"auto": _route_arms([_arm("small", pulls=50, alpha=45, beta=5)])}
+    assert _order(_policy(config, arms=arms).decide("auto", "t", _features()))[0] == "small"
+
+
+def _arm(model: str, **fields: Any) -> router_pb2.ArmState:
+    return router_pb2.ArmState(model=model, **fields)
+
+
+def _route_arms(arms, tenant_arms=()):
+    from atp_common.policy import RouteArms
+
+    return RouteArms(list(arms), list(tenant_arms))
+
+
+def test_ucb_tries_untried_arms_then_ranks_by_upper_bound() -> None:
+    config = _config({"auto": {"candidates": ["small", "medium", "large"], "policy": "ucb", "exploration": 1.0}})
+    arms = {"auto": _route_arms([_arm("small", pulls=10, reward_sum=9.0)])}
+    decision = _policy(config, arms=arms).decide("auto", "t", _features())
+    # Untried arms first, by prior (large 0.9 > medium 0.7), then the tried one.
+    assert _order(decision) == ["large", "medium", "small"] and decision.propensity == 1.0
+    arms = {
+        "auto": _route_arms(
+            [
+                _arm("small", pulls=100, reward_sum=60.0),
+                _arm("medium", pulls=100, reward_sum=70.0),
+                _arm("large", pulls=2, reward_sum=1.0),
+            ]
+        )
+    }
+    decision = _policy(config, arms=arms).decide("auto", "t", _features())
+    # large's mean is only 0.5 but two pulls give it the widest bound.
+    assert _order(decision) == ["large", "medium", "small"]
+    scores = [c.score for c in decision.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_tenant_arms_override_global_arms() -> None:
+    config = _config(
+        {"auto": {"candidates": ["small", "medium"], "policy": "ucb", "exploration": 0.0, "per_tenant": True}}
+    )
+    global_arms = [_arm("small", pulls=100, reward_sum=80.0), _arm("medium", pulls=100, reward_sum=50.0)]
+    tenant = router_pb2.TenantArms(tenant="acme", arms=[_arm("medium", pulls=100, reward_sum=95.0)])
+    policy = _policy(config, arms={"auto": _route_arms(global_arms, [tenant])})
+    assert _order(policy.decide("auto", "acme", _features())) == ["medium", "small"]
+    assert _order(policy.decide("auto", "other", _features())) == ["small", "medium"]
+
+
+def test_linucb_scores_the_context() -> None:
+    config = _config({"auto": {"candidates": ["small", "medium"], "policy": "linucb", "exploration": 0.1}})
+    dim = FEATURE_DIM
+    identity = [1.0 if i == j else 0.0 for i in range(dim) for j in range(dim)]
+    # small pays off on code (feature 2), medium on questions (feature 3).
+    b_small = [0.0] * dim
+    b_small[2] = 1.0
+    b_medium = [0.0] * dim
+    b_medium[3] = 1.0
+    arms = {
+        "auto": _route_arms(
+            [_arm("small", pulls=5, a_inv=identity, b=b_small), _arm("medium", pulls=5, a_inv=identity, b=b_medium)]
+        )
+    }
+    policy = _policy(config, arms=arms)
+    code = _features()
+    code.vector[2] = 1.0
+    question = _features()
+    question.vector[3] = 1.0
+    assert _order(policy.decide("auto", "t", code))[0] == "small"
+    assert _order(policy.decide("auto", "t", question))[0] == "medium"
+    assert policy.decide("auto", "t", code).propensity == 1.0
+
+
+def test_linucb_without_state_uses_priors() -> None:
+    config = _config({"auto": {"candidates": ["small", "large"], "policy": "linucb", "exploration": 0.5}})
+    real = compute_features([chat_pb2.ChatMessage(role="user", content="hi?")], chat_pb2.GenerationParams(), False)
+    assert _order(_policy(config).decide("auto", "t", real)) == ["large", "small"]
+
+
+@pytest.mark.parametrize(
+    "states",
+    [
+        [(3, 2), (2, 3)],
+        [(1, 1), (2, 1)],
+        [(30, 20), (25, 20), (10, 10)],
+        [(2, 2), (900, 100), (5, 1)],
+        [(12, 8), (11, 9), (10, 10), (9, 11)],
+    ],
+)
+def test_thompson_propensity_estimate_matches_empirical_frequency(states: list[tuple[float, float]]) -> None:
+    names = ["small", "medium", "large", "extra"][: len(states)]
+    models = {**MODELS, "extra": MODELS["medium"]}
+    config = AtpConfig.model_validate(
+        {
+            "providers": {"p1": {"type": "local"}, "p2": {"type": "local"}},
+            "models": models,
+            "routes": {"auto": {"candidates": names, "policy": "thompson"}},
+        }
+    )
+    arms = {"auto": _route_arms([_arm(n, pulls=a + b, alpha=a, beta=b) for n, (a, b) in zip(names, states)])}
+    policy = _policy(config, arms=arms)
+    rng = random.Random(5)
+    n = 12_000
+    counts: Counter[str] = Counter()
+    estimates: dict[str, float] = {}
+    features = _features()
+    for _ in range(n):
+        decision = policy.decide("auto", "t", features, rng)
+        first = decision.candidates[0].model
+        counts[first] += 1
+        estimates[first] = decision.propensity
+        scores = [c.score for c in decision.candidates]
+        assert scores == sorted(scores, reverse=True)
+    for model, estimate in estimates.items():
+        assert abs(counts[model] / n - estimate) < 0.02, (model, counts[model] / n, estimate)
+
+
+def test_thompson_subtracts_cost() -> None:
+    config = _config({"auto": {"candidates": ["small", "large"], "policy": "thompson", "cost_weight": 1000.0}})
+    arms = {
+        "auto": _route_arms(
+            [
+                _arm("small", pulls=200, alpha=120, beta=80, mean_cost_usd=0.0001),
+                _arm("large", pulls=200, alpha=180, beta=20, mean_cost_usd=0.01),
+            ]
+        )
+    }
+    policy = _policy(config, arms=arms)
+    rng = random.Random(3)
+    firsts = Counter(policy.decide("auto", "t", _features(), rng).candidates[0].model for _ in range(500))
+    # large is better (0.9 against 0.6) but costs 10 reward units a call at this cost weight.
+    assert firsts["small"] == 500
