@@ -1,0 +1,272 @@
+"""The FastAPI application: routes, the OpenAI-format error handlers and the health endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from grpc import aio
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from atp_common.config import AtpConfig, load_config
+from atp_common.errors import AtpError, Internal, InvalidArgument, NotFound, Unavailable
+from atp_gateway import metrics, schemas
+from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
+from atp_gateway.auth import KeyStore, api_key_from_headers
+from atp_gateway.chat import handle_chat
+from atp_gateway.errors import error_from_validation, error_reply
+from atp_gateway.gateway import Gateway
+from atp_gateway.settings import GatewaySettings
+from atp_gateway.websocket import handle_websocket
+
+log = logging.getLogger("atp.gateway.app")
+
+__all__ = ["create_app"]
+
+
+class _RawResponse(Response):
+    """Hands the ASGI triple to a handler that writes its own reply (no Starlette response machinery)."""
+
+    def __init__(self, handler: Any, gateway: Gateway):
+        self._handler = handler
+        self._gateway = gateway
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        await self._handler(self._gateway, scope, receive, send)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def _error_response(exc: AtpError) -> Response:
+    reply = error_reply(exc)
+    headers = {name.decode(): value.decode() for name, value in reply.headers}
+    return Response(reply.body, reply.status, headers=headers, media_type="application/json")
+
+
+async def _models(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    started = time.perf_counter()
+    headers = RequestHeaders(scope)
+    reply_headers = [(b"x-request-id", headers.request_id.encode())]
+    try:
+        gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
+        if gateway.adapters is None:
+            raise Unavailable("The gateway is starting.")
+        body = await gateway.adapters.models_json()
+    except AtpError as exc:
+        status = (await send_error(send, exc, reply_headers)).status
+    else:
+        await send_json(send, 200, body, reply_headers)
+        status = 200
+    metrics.observe("models", status, time.perf_counter() - started)
+
+
+async def _feedback(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    started = time.perf_counter()
+    headers = RequestHeaders(scope)
+    reply_headers = [(b"x-request-id", headers.request_id.encode())]
+    try:
+        principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
+        body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
+        try:
+            feedback = schemas.FEEDBACK_REQUEST.validate_json(body)
+        except ValidationError as exc:
+            raise error_from_validation(exc) from None
+        if gateway.observer is None:
+            raise Unavailable("The gateway is starting.")
+        reply = await gateway.observer.record_feedback(
+            decision_id=feedback["decision_id"],
+            tenant=principal.tenant,
+            score=feedback["score"],
+            label=feedback.get("label", ""),
+            comment=feedback.get("comment", ""),
+        )
+    except AtpError as exc:
+        status = (await send_error(send, exc, reply_headers)).status
+    else:
+        out = {
+            "id": reply.feedback_id,
+            "object": "feedback",
+            "decision_id": feedback["decision_id"],
+            "joined": reply.joined,
+        }
+        await send_json(send, 200, orjson.dumps(out), reply_headers)
+        status = 200
+    metrics.observe("feedback", status, time.perf_counter() - started)
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    config: AtpConfig | None = None,
+    adapters_channel: aio.Channel | None = None,
+    observer_channel: aio.Channel | None = None,
+    key_store: KeyStore | None = None,
+) -> FastAPI:
+    """The gateway application. Channels given here are used as they are and not closed by the app.
+
+    The app's lifespan opens the missing channels and starts following the adapters' health; a test
+    driving it through httpx's ASGITransport enters `app.router.lifespan_context(app)` itself.
+    """
+    gateway = Gateway(
+        settings,
+        config if config is not None else load_config(settings.config_path),
+        adapters_channel=adapters_channel,
+        observer_channel=observer_channel,
+        key_store=key_store,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="ATP gateway",
+        version="1",
+        description="OpenAI-compatible edge of ATP, an LLM routing gateway.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    _add_error_handlers(app)
+
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra=schemas.CHAT_OPENAPI,
+        responses=schemas.CHAT_RESPONSES,
+        response_class=Response,
+        summary="Create a chat completion (OpenAI-compatible, JSON or SSE)",
+    )
+    async def chat_completions(request: Request) -> Response:
+        return _RawResponse(handle_chat, gateway)
+
+    @app.get(
+        "/v1/models",
+        openapi_extra=schemas.MODELS_OPENAPI,
+        responses=schemas.MODELS_RESPONSES,
+        response_class=Response,
+        summary="List the models and routes served",
+    )
+    async def list_models(request: Request) -> Response:
+        return _RawResponse(_models, gateway)
+
+    @app.post(
+        "/v1/feedback",
+        openapi_extra=schemas.FEEDBACK_OPENAPI,
+        responses=schemas.FEEDBACK_RESPONSES,
+        response_class=Response,
+        summary="Score a decision (the x-atp-decision-id of a reply) from 0 to 1",
+    )
+    async def feedback(request: Request) -> Response:
+        return _RawResponse(_feedback, gateway)
+
+    @app.websocket("/v1/ws")
+    async def websocket(websocket: WebSocket) -> None:
+        await handle_websocket(gateway, websocket)
+
+    probe = {"200": {"description": "OK"}, "503": {"description": "Not ready"}}
+
+    @app.get("/livez", responses={"200": {"description": "The process is alive"}})
+    async def livez() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz", responses=probe)
+    async def readyz() -> Response:
+        if gateway.ready:
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "draining" if gateway.draining else "not ready"})
+
+    @app.get("/startupz", responses=probe)
+    async def startupz() -> Response:
+        return _json(
+            200 if gateway.started else 503, {"status": "started" if gateway.started else "starting"}
+        )
+
+    @app.get("/healthz", responses={"200": {"description": "Summary of the gateway's state"}})
+    async def healthz() -> Response:
+        adapters_serving = gateway.adapters is not None and gateway.adapters.serving
+        status = "draining" if gateway.draining else ("ok" if gateway.ready else "degraded")
+        return _json(
+            200,
+            {
+                "status": status,
+                "started": gateway.started,
+                "draining": gateway.draining,
+                "adapters": "serving" if adapters_serving else "not serving",
+                "websockets": len(gateway.websockets),
+                "tenants": len(gateway.config.tenants),
+                "config": gateway.config.digest(),
+            },
+        )
+
+    _customize_openapi(app)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    # Every error leaves in OpenAI's format, including FastAPI's and Starlette's own.
+    async def on_atp_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AtpError)
+        return _error_response(exc)
+
+    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return _error_response(
+            InvalidArgument(f"Invalid request: {first.get('msg', 'invalid')}.", param=param)
+        )
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return _error_response(NotFound(f"Unknown path: {request.url.path}"))
+        code = "method_not_allowed" if exc.status_code == 405 else "http_error"
+        body = {
+            "error": {
+                "message": str(exc.detail),
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+        return _json(exc.status_code, body, dict(exc.headers or {}))
+
+    async def on_unexpected(_request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return _error_response(Internal("internal error"))
+
+    app.add_exception_handler(AtpError, on_atp_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _customize_openapi(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(schemas.OPENAPI_COMPONENTS)
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,98 @@
+"""Small raw-ASGI helpers for the request path: headers, bounded body reading and JSON or error replies."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from atp_common.errors import AtpError, Cancelled, PayloadTooLarge
+from atp_gateway.errors import ErrorReply, error_reply
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+__all__ = ["RequestHeaders", "read_body", "send_error", "send_json"]
+
+JSON_CONTENT = (b"content-type", b"application/json")
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+class RequestHeaders:
+    """The few request headers the gateway reads, found in one pass over the ASGI header list."""
+
+    __slots__ = ("api_key", "authorization", "content_length", "request_id")
+
+    def __init__(self, scope: Scope):
+        authorization = api_key = request_id = content_length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"api-key" or name == b"x-api-key":
+                api_key = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"content-length":
+                content_length = value
+        self.authorization: bytes | None = authorization
+        self.api_key: bytes | None = api_key
+        self.content_length: bytes | None = content_length
+        # The caller's id when it is a sane token, so its logs and ours line up; otherwise a fresh one.
+        if request_id is not None and _REQUEST_ID.fullmatch(request_id):
+            self.request_id = request_id.decode()
+        else:
+            self.request_id = os.urandom(12).hex()
+
+
+async def read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes:
+    """The request body, refused with PayloadTooLarge as soon as it exceeds `limit` (never buffered past it)."""
+    if content_length is not None:
+        try:
+            declared = int(content_length)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise Cancelled("client disconnected")
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Cancelled("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A complete JSON reply."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [JSON_CONTENT, (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, exc: AtpError, headers: list[tuple[bytes, bytes]]) -> ErrorReply:
+    """The OpenAI-format error reply for `exc`; returns it so the caller can count its status."""
+    reply = error_reply(exc)
+    await send_json(send, reply.status, reply.body, [*headers, *reply.headers])
+    return reply

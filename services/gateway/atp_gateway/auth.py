@@ -1,0 +1,74 @@
+"""API keys to tenants: the key store the gateway authenticates every request against."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from atp_common.config import AtpConfig, Role
+from atp_common.errors import Unauthenticated
+
+__all__ = ["KeyStore", "Principal", "api_key_from_headers"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant the key belongs to, its role and the key's name (never the key)."""
+
+    tenant: str
+    role: Role
+    key_name: str
+
+
+_MISSING_KEY = (
+    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or an 'api-key' header)."
+)
+
+
+class KeyStore:
+    """SHA-256 digests of API keys mapped to principals, built once per configuration.
+
+    The seam for dynamic keys (issue 6): a store fed by the admin API replaces the dict behind `lookup`
+    without touching the request path.
+    """
+
+    def __init__(self, principals_by_digest: dict[str, Principal]):
+        self._by_digest = principals_by_digest
+
+    @classmethod
+    def from_config(cls, config: AtpConfig) -> KeyStore:
+        """Every tenant's keys from the configuration."""
+        by_digest: dict[str, Principal] = {}
+        for tenant, tenant_config in config.tenants.items():
+            for key in tenant_config.api_keys:
+                by_digest[key.hash.removeprefix("sha256:")] = Principal(tenant, key.role, key.name)
+        return cls(by_digest)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def lookup(self, api_key: str) -> Principal | None:
+        """The principal of `api_key`, or None. Only the digest is compared or kept."""
+        return self._by_digest.get(hashlib.sha256(api_key.encode()).hexdigest())
+
+    def authenticate(self, api_key: str | None) -> Principal:
+        """The principal of `api_key`; Unauthenticated when it is missing or unknown."""
+        if not api_key:
+            raise Unauthenticated(_MISSING_KEY)
+        principal = self.lookup(api_key)
+        if principal is None:
+            # Never echo the key, not even a prefix: error bodies end up in client logs.
+            raise Unauthenticated("Incorrect API key provided.")
+        return principal
+
+
+def api_key_from_headers(authorization: bytes | None, api_key: bytes | None) -> str | None:
+    """The key from `Authorization: Bearer <key>`, else from an `api-key` / `x-api-key` header."""
+    if authorization:
+        scheme, _, value = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and value.strip():
+            return value.strip().decode("latin-1")
+        return None
+    if api_key:
+        return api_key.strip().decode("latin-1")
+    return None

@@ -1,0 +1,211 @@
+"""POST /v1/chat/completions: validate, call Generate once, reply as JSON or as an SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import orjson
+from grpc import aio
+from pydantic import ValidationError
+
+from atp.adapters.v1 import adapters_pb2
+from atp_common.errors import AtpError, Cancelled, Internal, Unavailable
+from atp_gateway import metrics
+from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
+from atp_gateway.auth import api_key_from_headers
+from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
+from atp_gateway.gateway import Gateway
+from atp_gateway.schemas import CHAT_REQUEST
+from atp_gateway.translate import CompletionBuilder, SseEncoder, atp_error_event, to_generate_request
+
+log = logging.getLogger("atp.gateway.chat")
+
+__all__ = ["handle_chat"]
+
+ENDPOINT = "chat_completions"
+_SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Proxies such as nginx buffer responses unless told not to; a buffered stream is no stream.
+    (b"x-accel-buffering", b"no"),
+)
+_CLIENT_GONE = 499
+
+
+class _ClientGone(Exception):
+    """The client disconnected; the upstream call has been cancelled."""
+
+
+class _Exchange:
+    """One chat request in flight: its upstream call and the task that notices the client leaving."""
+
+    __slots__ = ("call", "disconnected", "watcher")
+
+    def __init__(self, call: aio.UnaryStreamCall, receive: Receive):
+        self.call = call
+        self.disconnected = False
+        self.watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        # The body has been read, so the next ASGI message is the disconnect. Cancelling the call here
+        # stops the provider request at once instead of at the next chunk we fail to write.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+        self.call.cancel()
+
+    async def read(self) -> adapters_pb2.GenerateResponse | None:
+        """The next message; None at the end of the stream; _ClientGone when the client left."""
+        try:
+            message = await self.call.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            # The call was cancelled by the watcher, not this task: the client is gone.
+            if self.disconnected and task is not None and not task.cancelling():
+                raise _ClientGone from None
+            raise
+        return None if message is aio.EOF else message
+
+    def close(self) -> None:
+        self.watcher.cancel()
+        self.call.cancel()
+
+
+async def handle_chat(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """The whole exchange; never raises (every failure becomes an OpenAI error reply or event)."""
+    started = time.perf_counter()
+    headers = RequestHeaders(scope)
+    reply_headers = [(b"x-request-id", headers.request_id.encode())]
+    status = 500
+    metrics.IN_FLIGHT_HTTP.inc()
+    try:
+        status = await _serve(gateway, headers, reply_headers, receive, send)
+    except _ClientGone:
+        status = _CLIENT_GONE
+        metrics.DISCONNECTS.inc()
+    except OSError:
+        # Writing to a client that went away (uvicorn raises ClientDisconnected, an OSError).
+        status = _CLIENT_GONE
+        metrics.DISCONNECTS.inc()
+    finally:
+        metrics.IN_FLIGHT_HTTP.dec()
+        metrics.observe(ENDPOINT, status, time.perf_counter() - started)
+
+
+async def _serve(
+    gateway: Gateway,
+    headers: RequestHeaders,
+    reply_headers: list[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+) -> int:
+    try:
+        if gateway.stopping.is_set():
+            reply_headers.append((b"connection", b"close"))
+            raise Unavailable("The gateway is shutting down; retry on another replica.")
+        principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
+        body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
+        try:
+            parsed = CHAT_REQUEST.validate_json(body)
+        except ValidationError as exc:
+            raise error_from_validation(exc) from None
+        stream = bool(parsed.get("stream"))
+        request = to_generate_request(
+            parsed, tenant=principal.tenant, request_id=headers.request_id, stream=stream
+        )
+        adapters = gateway.adapters
+        if adapters is None:
+            raise Unavailable("The gateway is starting.")
+    except Cancelled:
+        return _CLIENT_GONE
+    except AtpError as exc:
+        return (await send_error(send, exc, reply_headers)).status
+
+    exchange = _Exchange(adapters.generate(request), receive)
+    try:
+        try:
+            first = await exchange.read()
+        except aio.AioRpcError as exc:
+            return (await send_error(send, error_from_rpc(exc, generating=True), reply_headers)).status
+        if first is None or not first.HasField("header"):
+            log.error("adapters reply without a header", extra={"request_id": headers.request_id})
+            return (await send_error(send, Internal("internal error"), reply_headers)).status
+        if first.HasField("error"):
+            error = error_from_generate(first.error.code, first.error.message, first.error.type)
+            return (await send_error(send, error, reply_headers)).status
+        header = first.header
+        reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
+        reply_headers.append((b"x-atp-model", header.model.encode()))
+        if stream:
+            return await _stream(exchange, first, request.include_usage, reply_headers, send)
+        return await _complete(exchange, first, reply_headers, send)
+    finally:
+        exchange.close()
+
+
+async def _complete(
+    exchange: _Exchange,
+    first: adapters_pb2.GenerateResponse,
+    reply_headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> int:
+    builder = CompletionBuilder(first.header)
+    message: adapters_pb2.GenerateResponse | None = first
+    while message is not None:
+        if message.HasField("error"):
+            error = error_from_generate(message.error.code, message.error.message, message.error.type)
+            return (await send_error(send, error, reply_headers)).status
+        builder.add(message)
+        if builder.completion is not None:
+            await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
+            return 200
+        try:
+            message = await exchange.read()
+        except aio.AioRpcError as exc:
+            return (await send_error(send, error_from_rpc(exc, generating=True), reply_headers)).status
+    log.error("adapters reply ended without a completion")
+    return (await send_error(send, Internal("internal error"), reply_headers)).status
+
+
+async def _stream(
+    exchange: _Exchange,
+    first: adapters_pb2.GenerateResponse,
+    include_usage: bool,
+    reply_headers: list[tuple[bytes, bytes]],
+    send: Send,
+) -> int:
+    encoder = SseEncoder(first.header, include_usage)
+    await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *reply_headers]})
+    # The role event and the first deltas leave in one write.
+    out = encoder.start() + encoder.deltas(first.deltas)
+    message: adapters_pb2.GenerateResponse | None = first
+    while True:
+        if message is None:
+            log.error("adapters stream ended without a completion")
+            await _end_with_error(send, out, Internal("The reply ended unexpectedly."))
+            return 200
+        if message.HasField("completion"):
+            await send({"type": "http.response.body", "body": out + encoder.finish(message.completion)})
+            return 200
+        if message.HasField("error"):
+            error = error_from_generate(message.error.code, message.error.message, message.error.type)
+            await _end_with_error(send, out, error)
+            return 200
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        try:
+            message = await exchange.read()
+        except aio.AioRpcError as exc:
+            await _end_with_error(send, b"", error_from_rpc(exc, generating=True))
+            return 200
+        if message is not None:
+            out = encoder.deltas(message.deltas)
+
+
+async def _end_with_error(send: Send, pending: bytes, error: AtpError) -> None:
+    # A stream that broke after output ends with an error event and without [DONE], so no client
+    # mistakes a truncated reply for a complete one.
+    metrics.STREAM_ERRORS.labels(openai_error(error)[1]["code"] or "unknown").inc()
+    await send({"type": "http.response.body", "body": pending + atp_error_event(error)})

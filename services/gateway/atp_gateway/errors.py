@@ -1,0 +1,173 @@
+"""The gateway's one error table: ATP errors, gRPC statuses and validation failures as OpenAI error bodies."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+import orjson
+from pydantic import ValidationError
+
+from atp_common.errors import (
+    AtpError,
+    BudgetExceeded,
+    Cancelled,
+    Conflict,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+    UpstreamError,
+    from_rpc_error,
+)
+
+__all__ = [
+    "ErrorReply",
+    "error_from_generate",
+    "error_from_rpc",
+    "error_from_validation",
+    "error_reply",
+    "openai_error",
+]
+
+# Where OpenAI's own type and code differ from ATP's defaults for a class, clients branch on OpenAI's
+# (the SDKs and LangChain look for `model_not_found` and `invalid_api_key`). Keyed by (class, param).
+_OPENAI_OVERRIDES: dict[tuple[type[AtpError], str | None], tuple[str, str]] = {
+    (NotFound, "model"): ("invalid_request_error", "model_not_found"),
+    (Unauthenticated, None): ("invalid_request_error", "invalid_api_key"),
+}
+
+# A mid-stream GenerateError carries a gRPC code name and an OpenAI type; this rebuilds the ATP class.
+_CLASSES_BY_CODE: dict[str, type[AtpError]] = {}
+_CLASSES_BY_CODE_AND_TYPE: dict[tuple[str, str], type[AtpError]] = {}
+for _cls in (
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    PermissionDenied,
+    RateLimited,
+    BudgetExceeded,
+    Conflict,
+    Unavailable,
+    UpstreamError,
+    DeadlineExceeded,
+    Cancelled,
+    Internal,
+):
+    _CLASSES_BY_CODE.setdefault(_cls.mapping.grpc_code.name, _cls)
+    _CLASSES_BY_CODE_AND_TYPE[(_cls.mapping.grpc_code.name, _cls.mapping.openai_type)] = _cls
+
+
+def openai_error(exc: AtpError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and OpenAI error object (the value of the body's "error") for `exc`."""
+    error_type, code = _OPENAI_OVERRIDES.get((type(exc), exc.param), (exc.mapping.openai_type, exc.code))
+    return exc.mapping.http_status, {
+        "message": exc.message,
+        "type": error_type,
+        "param": exc.param,
+        "code": code,
+    }
+
+
+class ErrorReply:
+    """An error ready to send: status, encoded body and extra headers."""
+
+    __slots__ = ("body", "error", "headers", "status")
+
+    def __init__(self, status: int, error: dict[str, Any], headers: list[tuple[bytes, bytes]]):
+        self.status = status
+        self.error = error
+        self.body = orjson.dumps({"error": error})
+        self.headers = headers
+
+
+def error_reply(exc: AtpError) -> ErrorReply:
+    """The complete HTTP reply for `exc`, with Retry-After when the error says when to come back."""
+    status, error = openai_error(exc)
+    headers: list[tuple[bytes, bytes]] = []
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+    return ErrorReply(status, error, headers)
+
+
+def error_from_rpc(exc: grpc.aio.AioRpcError, *, generating: bool = False) -> AtpError:
+    """The typed error behind a failed call to another service.
+
+    A NotFound from Generate can only be about the requested model or route, so it names `model` (and
+    becomes OpenAI's 404 model_not_found) even when the adapters did not set the param.
+    """
+    error = from_rpc_error(exc)
+    if generating and isinstance(error, NotFound) and error.param is None:
+        error.param = "model"
+    if type(error) is Internal:
+        # Never pass another service's internals through; its own logs have the details.
+        error.message = "internal error"
+    return error
+
+
+def error_from_generate(code: str, message: str, error_type: str) -> AtpError:
+    """The typed error of a GenerateError (a stream that broke after output)."""
+    cls = _CLASSES_BY_CODE_AND_TYPE.get((code, error_type)) or _CLASSES_BY_CODE.get(code, Internal)
+    return cls(message or code.lower())
+
+
+# The OpenAI parameters ATP knows of but does not implement: refused by name, never silently dropped.
+_UNSUPPORTED = frozenset(
+    (
+        "logprobs",
+        "top_logprobs",
+        "logit_bias",
+        "functions",
+        "function_call",
+        "parallel_tool_calls",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "service_tier",
+        "store",
+        "metadata",
+        "web_search_options",
+        "verbosity",
+    )
+)
+# Pydantic puts the union member it tried into the location; it is not part of the request's shape.
+_TYPE_TAGS = frozenset(("str", "int", "float", "bool", "dict", "list", "none", "literal"))
+
+
+def _param(loc: tuple[int | str, ...]) -> str | None:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.isidentifier() and item not in _TYPE_TAGS:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or None
+
+
+def error_from_validation(exc: ValidationError) -> InvalidArgument:
+    """A 400 that names the first offending parameter, in OpenAI's wording where OpenAI has one."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    # An unknown parameter is the clearer message when a request has several faults.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    kind = first["type"]
+    param = _param(tuple(first["loc"]))
+    if kind == "json_invalid":
+        return InvalidArgument(
+            "We could not parse the JSON body of your request. The body must be a JSON object."
+        )
+    if kind in ("model_type", "dict_type", "model_attributes_type") and param is None:
+        return InvalidArgument("The request body must be a JSON object.")
+    if kind == "extra_forbidden":
+        name = str(first["loc"][-1])
+        if len(first["loc"]) == 1 and name in _UNSUPPORTED:
+            return InvalidArgument(f"Unsupported parameter: '{name}' is not supported by ATP.", param=name)
+        return InvalidArgument(f"Unrecognized request argument supplied: {param}", param=param)
+    if kind == "missing":
+        return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidArgument(f"Invalid value for '{param}': {first['msg']}.", param=param)

@@ -1,0 +1,110 @@
+"""The gateway's shared state: configuration, key store, upstream clients and the drain flags."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from grpc import aio
+
+from atp_common.channels import open_channel
+from atp_common.config import AtpConfig
+from atp_gateway.auth import KeyStore
+from atp_gateway.settings import GatewaySettings
+from atp_gateway.upstream import AdaptersClient, ObserverClient
+
+log = logging.getLogger("atp.gateway")
+
+__all__ = ["Gateway"]
+
+
+class Drainable(Protocol):
+    """A long-lived connection (a WebSocket session) that finishes its work and closes on drain."""
+
+    async def wait_closed(self) -> None: ...
+
+
+class Gateway:
+    """Everything the request handlers share. Built once per process; nothing here is per request."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        config: AtpConfig,
+        *,
+        adapters_channel: aio.Channel | None = None,
+        observer_channel: aio.Channel | None = None,
+        key_store: KeyStore | None = None,
+    ):
+        self.settings = settings
+        self.config = config
+        self.keys = key_store if key_store is not None else KeyStore.from_config(config)
+        self._given_adapters_channel = adapters_channel
+        self._given_observer_channel = observer_channel
+        self._owned_channels: list[aio.Channel] = []
+        self.adapters: AdaptersClient | None = None
+        self.observer: ObserverClient | None = None
+        self.started = False
+        # Draining: readiness fails at once; serving continues until `stopping` (after the drain delay).
+        self.draining = False
+        self.stopping = asyncio.Event()
+        self.websockets: set[Drainable] = set()
+
+    @property
+    def ready(self) -> bool:
+        """Whether a balancer should send new work here."""
+        return self.started and not self.draining and self.adapters is not None and self.adapters.serving
+
+    async def start(self) -> None:
+        """Open the channels (unless given) and start following the adapters' health."""
+        if self.started:
+            return
+        adapters_channel = self._given_adapters_channel
+        if adapters_channel is None:
+            adapters_channel = open_channel(self.settings.adapters_addr, self.settings)
+            self._owned_channels.append(adapters_channel)
+        observer_channel = self._given_observer_channel
+        if observer_channel is None:
+            observer_channel = open_channel(self.settings.observer_addr, self.settings)
+            self._owned_channels.append(observer_channel)
+        self.adapters = AdaptersClient(
+            adapters_channel,
+            request_timeout_s=self.settings.request_timeout_s,
+            control_timeout_s=self.settings.control_timeout_s,
+            models_cache_s=self.settings.models_cache_s,
+        )
+        self.observer = ObserverClient(observer_channel, control_timeout_s=self.settings.control_timeout_s)
+        self.adapters.start()
+        self.started = True
+
+    def begin_drain(self) -> None:
+        """Fail readiness from now on; requests are still served."""
+        self.draining = True
+
+    def stop_new_work(self) -> None:
+        """Refuse new requests (WebSockets finish their in-flight ones and close with 1001)."""
+        self.draining = True
+        self.stopping.set()
+
+    async def wait_websockets_closed(self, timeout_s: float) -> bool:
+        """Wait until every WebSocket session has closed; False when `timeout_s` ran out first."""
+        sessions = [asyncio.ensure_future(s.wait_closed()) for s in list(self.websockets)]
+        if not sessions:
+            return True
+        _done, pending = await asyncio.wait(sessions, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        return not pending
+
+    async def close(self) -> None:
+        """Stop background work and close the channels this gateway opened."""
+        if self.adapters is not None:
+            await self.adapters.close()
+        for channel in self._owned_channels:
+            try:
+                await channel.close()
+            except Exception:
+                log.exception("closing a channel failed")
+        self._owned_channels.clear()
+        self.started = False

@@ -1,0 +1,43 @@
+"""Prometheus metrics of the gateway; labels are bounded (endpoint names and HTTP statuses)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from atp_common.metrics import LATENCY_BUCKETS
+
+REQUESTS = Counter(
+    "atp_gateway_requests_total", "Requests answered, by endpoint and HTTP status.", ["endpoint", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "atp_gateway_request_seconds",
+    "Time from request to the end of the reply (streams included), by endpoint.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("atp_gateway_in_flight", "Chat requests being served, by transport.", ["transport"])
+WEBSOCKETS = Gauge("atp_gateway_websockets", "Open WebSocket connections.")
+STREAM_ERRORS = Counter(
+    "atp_gateway_stream_errors_total", "Streams that ended with an error event after output.", ["code"]
+)
+DISCONNECTS = Counter(
+    "atp_gateway_client_disconnects_total", "Requests whose client went away before the reply ended."
+)
+
+# Children resolved once: labels() takes a lock and hashes the tuple on every call.
+_request_children: dict[tuple[str, int], Counter] = {}
+_seconds_children: dict[str, Histogram] = {}
+IN_FLIGHT_HTTP = IN_FLIGHT.labels("http")
+IN_FLIGHT_WS = IN_FLIGHT.labels("websocket")
+
+
+def observe(endpoint: str, status: int, seconds: float) -> None:
+    """Count one answered request and its duration."""
+    counter = _request_children.get((endpoint, status))
+    if counter is None:
+        counter = _request_children[(endpoint, status)] = REQUESTS.labels(endpoint, str(status))
+    counter.inc()
+    histogram = _seconds_children.get(endpoint)
+    if histogram is None:
+        histogram = _seconds_children[endpoint] = REQUEST_SECONDS.labels(endpoint)
+    histogram.observe(seconds)

@@ -1,0 +1,321 @@
+"""The request shapes the gateway accepts, as TypedDicts validated straight from JSON bytes.
+
+Why TypedDicts and `TypeAdapter.validate_json`: pydantic-core parses and validates in one pass in Rust and
+hands back plain dicts, which the translation to protobuf reads directly. Measured here on a two-message
+request: 1.7 us, against 1.9 us for orjson.loads plus validate_python and 2.7 us for a BaseModel's
+model_validate_json (which also builds objects nobody needs). Strict mode: "100" is not an integer and
+"true" is not a boolean, as in OpenAI's API.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Required
+
+from pydantic import ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict
+
+_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+ShortText = Annotated[str, Field(max_length=256)]
+
+
+class ImageUrl(TypedDict, total=False):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    url: Required[str]
+    detail: Literal["auto", "low", "high"]
+
+
+class ContentPart(TypedDict, total=False):
+    """One part of a multimodal message (OpenAI content parts); passed through to the provider."""
+
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    type: Required[Literal["text", "image_url", "input_audio", "file"]]
+    text: str
+    image_url: ImageUrl
+    input_audio: dict[str, Any]
+    file: dict[str, Any]
+
+
+class FunctionCall(TypedDict):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    name: ShortText
+    arguments: str
+
+
+class ToolCall(TypedDict, total=False):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    id: Required[ShortText]
+    type: Literal["function"]
+    function: Required[FunctionCall]
+
+
+class ChatMessage(TypedDict, total=False):
+    """One message of the conversation."""
+
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    role: Required[Literal["system", "developer", "user", "assistant", "tool"]]
+    content: str | list[ContentPart] | None
+    name: ShortText | None
+    tool_call_id: ShortText | None
+    tool_calls: list[ToolCall] | None
+    # The SDKs echo these back when a reply is appended to the conversation; only null is accepted,
+    # so nothing with meaning is ever dropped.
+    refusal: None
+    function_call: None
+    audio: None
+    annotations: None
+
+
+class FunctionDefinition(TypedDict, total=False):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    name: Required[Annotated[str, Field(min_length=1, max_length=64)]]
+    description: str
+    parameters: dict[str, Any]
+    strict: bool | None
+
+
+class Tool(TypedDict):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(TypedDict):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    name: ShortText
+
+
+class NamedToolChoice(TypedDict):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ResponseFormat(TypedDict, total=False):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    type: Required[Literal["text", "json_object", "json_schema"]]
+    json_schema: dict[str, Any]
+
+
+class StreamOptions(TypedDict, total=False):
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    include_usage: bool | None
+    include_obfuscation: None
+
+
+class ChatCompletionRequest(TypedDict, total=False):
+    """OpenAI's chat completion request, limited to what ATP forwards (anything else is refused by name)."""
+
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    model: Required[Annotated[str, Field(min_length=1, max_length=256)]]
+    messages: Required[Annotated[list[ChatMessage], Field(min_length=1)]]
+    stream: bool | None
+    stream_options: StreamOptions | None
+    n: int | None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None
+    max_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
+    stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None
+    user: ShortText | None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None
+    response_format: ResponseFormat | None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None
+
+
+class FeedbackRequest(TypedDict, total=False):
+    """A quality score for one decision (the x-atp-decision-id of a reply)."""
+
+    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+    decision_id: Required[Annotated[str, Field(min_length=1, max_length=128)]]
+    score: Required[Annotated[float, Field(ge=0, le=1)]]
+    label: Annotated[str, Field(max_length=64)]
+    comment: Annotated[str, Field(max_length=4096)]
+
+
+class WsRequest(TypedDict):
+    """A WebSocket frame that starts a chat request (the body is validated as ChatCompletionRequest)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    type: Literal["request"]
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    body: dict[str, Any]
+
+
+class WsCancel(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[misc]
+    type: Literal["cancel"]
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+CHAT_REQUEST = TypeAdapter(ChatCompletionRequest)
+FEEDBACK_REQUEST = TypeAdapter(FeedbackRequest)
+WS_MESSAGE: TypeAdapter[WsRequest | WsCancel] = TypeAdapter(
+    Annotated[WsRequest | WsCancel, Field(discriminator="type")]
+)
+
+
+# Response shapes, for the OpenAPI document (and so for schemathesis' response checks).
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+_USAGE_SCHEMA = {
+    "type": "object",
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    "properties": {
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+    },
+}
+_COMPLETION_SCHEMA = {
+    "type": "object",
+    "required": ["id", "object", "created", "model", "choices"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "chat.completion"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "message", "finish_reason"],
+                "properties": {
+                    "index": {"type": "integer"},
+                    "message": {
+                        "type": "object",
+                        "required": ["role"],
+                        "properties": {
+                            "role": {"const": "assistant"},
+                            "content": {"type": ["string", "null"]},
+                        },
+                    },
+                    "finish_reason": {"type": "string"},
+                },
+            },
+        },
+        "usage": _USAGE_SCHEMA,
+    },
+}
+
+
+def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "Invalid request",
+        401: "Missing or wrong API key",
+        402: "Budget exhausted",
+        403: "Not allowed for this tenant",
+        404: "Unknown model or route",
+        413: "Body too large",
+        429: "Rate limited",
+        499: "Cancelled",
+        500: "Internal error",
+        502: "The provider failed",
+        503: "Unavailable or draining",
+        504: "Deadline exceeded",
+    }
+    return {
+        status: {
+            "description": described[status],
+            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+_SERVING_ERRORS = (400, 401, 402, 403, 404, 413, 429, 499, 500, 502, 503, 504)
+
+
+# Shared definitions referenced by the request schemas; create_app adds them to components/schemas.
+OPENAPI_COMPONENTS: dict[str, Any] = {}
+
+
+def _request_body(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+    OPENAPI_COMPONENTS.update(schema.pop("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+CHAT_OPENAPI: dict[str, Any] = {
+    **_request_body(CHAT_REQUEST),
+    "security": [{"bearer": []}],
+}
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A chat completion, or with `stream: true` an SSE stream of chat.completion.chunk",
+        "content": {
+            "application/json": {"schema": _COMPLETION_SCHEMA},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    },
+    **_error_responses(*_SERVING_ERRORS),
+}
+FEEDBACK_OPENAPI: dict[str, Any] = {**_request_body(FEEDBACK_REQUEST), "security": [{"bearer": []}]}
+FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Feedback stored",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["id", "object", "decision_id", "joined"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "feedback"},
+                        "decision_id": {"type": "string"},
+                        "joined": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    },
+    **_error_responses(400, 401, 403, 404, 413, 429, 500, 503, 504),
+}
+MODELS_OPENAPI: dict[str, Any] = {"security": [{"bearer": []}]}
+MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Models and routes this gateway serves",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "object", "created", "owned_by"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "object": {"const": "model"},
+                                    "created": {"type": "integer"},
+                                    "owned_by": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    },
+    **_error_responses(401, 500, 503, 504),
+}

@@ -1,0 +1,151 @@
+"""Running the gateway under uvicorn with ATP's drain sequence instead of uvicorn's signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from atp_gateway.app import create_app
+from atp_gateway.gateway import Gateway
+from atp_gateway.settings import GatewaySettings
+
+log = logging.getLogger("atp.gateway")
+
+__all__ = ["GatewayServer", "serve"]
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its signal handlers (ours drain first), reporting when its listener is up."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class GatewayServer:
+    """The gateway app on a real socket. `start()` returns once it listens; `drain()` runs the sequence."""
+
+    def __init__(self, settings: GatewaySettings, app: FastAPI | None = None):
+        self.settings = settings
+        self.app = app if app is not None else create_app(settings)
+        self.gateway: Gateway = self.app.state.gateway
+        config = uvicorn.Config(
+            self.app,
+            http="httptools",
+            ws="websockets-sansio",
+            lifespan="on",
+            # No per-request log line on the hot path; metrics count requests instead.
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            # Frames between our limit and twice it get a polite error frame from the app; beyond that
+            # the protocol layer closes with 1009 before buffering more.
+            ws_max_size=2 * settings.ws_max_message_bytes,
+            timeout_keep_alive=int(settings.keep_alive_s),
+            timeout_graceful_shutdown=settings.grace_s,
+        )
+        self._server = _Uvicorn(config)
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind (port 0 picks a free port), start the app's lifespan and listen."""
+        self._socket = _bind(self.settings.host, self.settings.port)
+        self.port = self._socket.getsockname()[1]
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="uvicorn")
+        listening = asyncio.create_task(self._server.listening.wait())
+        await asyncio.wait((self._task, listening), return_when=asyncio.FIRST_COMPLETED)
+        if not listening.done():
+            listening.cancel()
+            # uvicorn ended during start-up (the lifespan failed): surface its error.
+            await self._task
+            raise RuntimeError("the gateway failed to start")
+
+    async def drain(self) -> None:
+        """ATP's drain sequence (DESIGN.md), bounded by drain_delay_s + grace_s."""
+        settings = self.settings
+        gateway = self.gateway
+        # 1. /readyz answers 503 from now on, so balancers stop sending new work here.
+        gateway.begin_drain()
+        log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
+        # 2. Give them time to notice; requests still in transit are served meanwhile.
+        await asyncio.sleep(settings.drain_delay_s)
+        deadline = time.monotonic() + settings.grace_s
+        # 3. Stop accepting connections, and refuse new requests on connections already open.
+        for server in getattr(self._server, "servers", []):
+            server.close()
+        gateway.stop_new_work()
+        # 4. WebSockets get their in-flight replies, then close with 1001: uvicorn's own shutdown would
+        #    cut them with 1012, so they are done before it runs.
+        await gateway.wait_websockets_closed(max(0.0, deadline - time.monotonic()))
+        # 5. uvicorn lets in-flight HTTP requests and SSE streams finish within what is left of the grace,
+        #    closes idle keep-alive connections, then runs the lifespan's shutdown (closing the channels).
+        self._server.config.timeout_graceful_shutdown = max(0.0, deadline - time.monotonic())
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        log.info("stopped")
+
+    async def stop_now(self) -> None:
+        """Stop without the drain delay or grace (tests' teardown)."""
+        self.gateway.stop_new_work()
+        self._server.config.timeout_graceful_shutdown = 0.0
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    server = GatewayServer(settings)
+    await server.start()
+    metrics_port = None
+    if settings.metrics_port is not None:
+        from atp_common.metrics import start_metrics_server
+
+        metrics_port = start_metrics_server(settings.host, settings.metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Tests and `make run` wait for this line, never on sleeps.
+    log.info(
+        "ready",
+        extra={
+            "address": f"http://{settings.host}:{server.port}",
+            "port": server.port,
+            "metrics_port": metrics_port,
+        },
+    )
+    await stop.wait()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    await server.drain()

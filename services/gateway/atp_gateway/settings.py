@@ -1,0 +1,38 @@
+"""Typed settings of the gateway (environment prefix ATP_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from atp_common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """The HTTP edge's settings. The shared fields (config, logging, drain, TLS for its clients) come from
+    ServiceSettings; host and port are the HTTP listener here, not a gRPC one."""
+
+    model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_GATEWAY_"})
+
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port; 0 picks a free one (tests).")
+    metrics_port: int | None = Field(9100, ge=0, le=65535, description="Prometheus port; unset disables.")
+    adapters_addr: str = Field("127.0.0.1:50053", description="host:port of the adapters (Generate).")
+    router_addr: str = Field("127.0.0.1:50051", description="host:port of the router (admin, dry runs).")
+    observer_addr: str = Field("127.0.0.1:50052", description="host:port of the observer (feedback).")
+    redis_url: str = Field("", description="Shared limits store; empty keeps limits in process.")
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker processes sharing the listener.")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body, enforced while reading."
+    )
+    request_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline of one Generate call, streams included."
+    )
+    control_timeout_s: float = Field(
+        5.0, gt=0, description="Deadline of ListModels and RecordFeedback calls."
+    )
+    models_cache_s: float = Field(5.0, ge=0, description="How long a ListModels answer is reused.")
+    ws_max_concurrent: int = Field(16, ge=1, description="Requests in flight on one WebSocket.")
+    ws_max_message_bytes: int = Field(1024 * 1024, ge=1024, description="Largest WebSocket message accepted.")
+    keep_alive_s: float = Field(
+        75.0, gt=0, description="Idle HTTP keep-alive; above typical balancer idle timeouts."
+    )

@@ -1,0 +1,136 @@
+"""The gateway's gRPC clients: the adapters (Generate, ListModels, health) and the observer (feedback)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import orjson
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
+from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_gateway.errors import error_from_rpc
+
+log = logging.getLogger("atp.gateway.upstream")
+
+__all__ = ["AdaptersClient", "ObserverClient"]
+
+# Health polling: readiness follows the adapters within a second; while they are not serving, checks
+# come faster so a starting suite becomes ready quickly.
+_HEALTH_INTERVAL_S = 1.0
+_HEALTH_RETRY_S = 0.1
+
+
+class AdaptersClient:
+    """Calls to the adapters over one long-lived channel, and whether the adapters say they are SERVING."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        *,
+        request_timeout_s: float,
+        control_timeout_s: float,
+        models_cache_s: float,
+    ):
+        self._channel = channel
+        self._stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._request_timeout_s = request_timeout_s
+        self._control_timeout_s = control_timeout_s
+        self._models_cache_s = models_cache_s
+        self._models: tuple[float, bytes] | None = None
+        self._models_lock = asyncio.Lock()
+        self._watch_task: asyncio.Task[None] | None = None
+        self.serving = False
+
+    def generate(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryStreamCall:
+        """Start a Generate call; the caller reads it and cancels it when its client goes away."""
+        return self._stub.Generate(request, timeout=self._request_timeout_s)
+
+    async def models_json(self) -> bytes:
+        """OpenAI's model list, encoded; reused for models_cache_s so a polling client costs nothing."""
+        cached = self._models
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        # One refresh at a time: concurrent callers wait for it instead of each calling the adapters.
+        async with self._models_lock:
+            cached = self._models
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1]
+            try:
+                reply = await self._stub.ListModels(
+                    adapters_pb2.ListModelsRequest(), timeout=self._control_timeout_s
+                )
+            except aio.AioRpcError as exc:
+                raise error_from_rpc(exc) from exc
+            body = orjson.dumps(
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": model.id,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": model.provider or "atp",
+                            "kind": model.kind,
+                            "context_window": model.context_window,
+                        }
+                        for model in reply.models
+                    ],
+                }
+            )
+            self._models = (time.monotonic() + self._models_cache_s, body)
+            return body
+
+    def start(self) -> None:
+        """Start following the adapters' health (readiness depends on it)."""
+        if self._watch_task is None:
+            self._watch_task = asyncio.create_task(self._watch_health(), name="adapters-health")
+
+    async def close(self) -> None:
+        """Stop the health watch (the channel's owner closes the channel)."""
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.serving = False
+
+    async def _watch_health(self) -> None:
+        # Polls Check rather than following Watch: the server kit's error interceptor wraps the health
+        # servicer's Watch (written with context.write) as an async generator and breaks it. Polling is
+        # bounded per call and costs one small RPC a second.
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            try:
+                reply = await self._health.Check(request, timeout=self._control_timeout_s)
+                self.serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            except aio.AioRpcError as exc:
+                if self.serving:
+                    log.warning("adapters health check failed: %s", exc.code().name)
+                self.serving = False
+            await asyncio.sleep(_HEALTH_INTERVAL_S if self.serving else _HEALTH_RETRY_S)
+
+
+class ObserverClient:
+    """Feedback to the observer."""
+
+    def __init__(self, channel: aio.Channel, *, control_timeout_s: float):
+        self._stub = observer_pb2_grpc.ObserverServiceStub(channel)
+        self._timeout_s = control_timeout_s
+
+    async def record_feedback(
+        self, *, decision_id: str, tenant: str, score: float, label: str, comment: str
+    ) -> observer_pb2.RecordFeedbackResponse:
+        """Store one feedback; typed errors (NotFound, PermissionDenied, Unavailable) on failure."""
+        request = observer_pb2.RecordFeedbackRequest(
+            decision_id=decision_id, tenant=tenant, score=score, label=label, comment=comment, source="api"
+        )
+        try:
+            return await self._stub.RecordFeedback(request, timeout=self._timeout_s)
+        except aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
