@@ -87,7 +87,8 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX feedback_decision ON feedback (decision_id, seq)",
-            "CREATE INDEX feedback_created ON feedback (created_at)",
+            # BRIN: rows arrive in time order, and retention is the only reader.
+            "CREATE INDEX feedback_created ON feedback USING brin (created_at)",
             """
             CREATE TABLE reward_events (
                 cursor bigserial PRIMARY KEY,
@@ -110,7 +111,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             """,
             # The latest event of a decision (corrections) and retention.
             "CREATE INDEX reward_events_decision ON reward_events (decision_id, cursor)",
-            "CREATE INDEX reward_events_at ON reward_events (at)",
+            "CREATE INDEX reward_events_at ON reward_events USING brin (at)",
         ),
     ),
 )

@@ -76,6 +76,14 @@ def unpack_vector(blob: bytes) -> list[float]:
     return packed.tolist()
 
 
+def _probe(path: Path) -> None:
+    sqlite3.connect(path).close()
+
+
+async def _fetchall(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    return list(await conn.execute_fetchall(sql, params))
+
+
 def _identity(micros: int) -> int:
     return micros
 
@@ -104,6 +112,9 @@ class SqliteStore(Store):
             return
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+            # Probe with plain sqlite3 first: a failed aiosqlite.connect (0.22) leaves its worker thread
+            # reporting to the event loop after we return, which breaks when that loop has closed.
+            await asyncio.to_thread(_probe, self._path)
             conn = await aiosqlite.connect(self._path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(f"cannot open SQLite database {self._path}: {exc}") from exc
@@ -179,18 +190,17 @@ class SqliteStore(Store):
         rows = [observation_values(obs, _identity, pack_vector) for obs in observations]
         if not rows:
             return 0, 0
-        by_key: dict[tuple[str, int], observer_pb2.Observation] = {}
-        for obs, row in zip(observations, rows, strict=True):
-            by_key.setdefault((row[0], row[OBS_STARTED]), obs)
+        by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
+        for row in rows:
+            by_key.setdefault((row[0], row[OBS_STARTED]), row)
         async with self._session(write=True) as conn:
             await conn.executemany(_INSERT_STAGE, rows)
-            inserted = await conn.execute_fetchall(_INSERT_FROM_STAGE)
+            inserted = await _fetchall(conn, _INSERT_FROM_STAGE)
             await conn.execute("DELETE FROM obs_stage")
-            eligible = [obs for key in inserted if eligible_for_reward(obs := by_key[(key[0], key[1])])]
+            eligible = [row for key in inserted if eligible_for_reward(row := by_key[(key[0], key[1])])]
             if eligible:
-                scores = await self._feedback_scores(conn, {obs.decision.decision_id for obs in eligible})
-                rewards = self.fresh_rewards(eligible, scores, now_micros(), pack_vector)
-                await conn.executemany(_INSERT_REWARD, rewards)
+                scores = await self._feedback_scores(conn, {row[2] for row in eligible})
+                await conn.executemany(_INSERT_REWARD, self.fresh_rewards(eligible, scores, now_micros()))
         return len(inserted), len(rows) - len(inserted)
 
     @staticmethod
@@ -216,7 +226,8 @@ class SqliteStore(Store):
         feedback_id = str(uuid.uuid4())
         now = now_micros()
         async with self._session(write=True) as conn:
-            found = await conn.execute_fetchall(
+            found = await _fetchall(
+                conn,
                 "SELECT tenant FROM observations WHERE decision_id = ? ORDER BY started_at DESC LIMIT 1",
                 (req.decision_id,),
             )
@@ -237,7 +248,8 @@ class SqliteStore(Store):
                 ),
             )
             if found:
-                previous = await conn.execute_fetchall(
+                previous = await _fetchall(
+                    conn,
                     f"SELECT {_REWARD_COLS} FROM reward_events WHERE decision_id = ? ORDER BY cursor DESC LIMIT 1",
                     (req.decision_id,),
                 )
@@ -249,7 +261,8 @@ class SqliteStore(Store):
         """Reward events after `cursor`, oldest first."""
         limit = check_limit(limit, MAX_REWARDS_LIMIT)
         async with self._session() as conn:
-            rows = await conn.execute_fetchall(
+            rows = await _fetchall(
+                conn,
                 f"SELECT cursor, {_REWARD_COLS} FROM reward_events WHERE cursor > ? ORDER BY cursor LIMIT ?",
                 (cursor, limit),
             )
@@ -260,7 +273,8 @@ class SqliteStore(Store):
     ) -> list[observer_pb2.UsageRow]:
         """Usage aggregated over observations that started in [start, end)."""
         groups = check_group_by(group_by)
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if tenant:
             where.append("tenant = ?")
             params.append(tenant)
@@ -289,7 +303,7 @@ class SqliteStore(Store):
         if groups:
             sql += f" ORDER BY {', '.join(groups)}"
         async with self._session() as conn:
-            rows = await conn.execute_fetchall(sql, params)
+            rows = await _fetchall(conn, sql, params)
         n = len(groups)
         return [
             usage_row(groups, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
@@ -311,7 +325,7 @@ class SqliteStore(Store):
         sql += " ORDER BY started_at DESC, observation_id DESC LIMIT ?"
         params.append(limit)
         async with self._session() as conn:
-            rows = await conn.execute_fetchall(sql, params)
+            rows = await _fetchall(conn, sql, params)
         return [observation_from_values(row) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
@@ -336,9 +350,9 @@ class SqliteStore(Store):
             ORDER BY 1, 2, 3
         """
         async with self._session() as conn:
-            bound_rows = await conn.execute_fetchall("SELECT coalesce(max(cursor), 0) FROM reward_events")
+            bound_rows = await _fetchall(conn, "SELECT coalesce(max(cursor), 0) FROM reward_events")
             bound = bound_rows[0][0]
-            rows = await conn.execute_fetchall(sql, {"bound": bound, "route": route})
+            rows = await _fetchall(conn, sql, {"bound": bound, "route": route})
         return [arm_stats_row(row) for row in rows], bound
 
     async def get_decision(self, decision_id: str) -> observer_pb2.GetDecisionResponse | None:
@@ -346,7 +360,8 @@ class SqliteStore(Store):
         if not decision_id:
             return None
         async with self._session() as conn:
-            rows = await conn.execute_fetchall(
+            rows = await _fetchall(
+                conn,
                 "SELECT decision, tenant, replica_id, started_at FROM observations "
                 "WHERE decision_id = ? AND decision IS NOT NULL ORDER BY started_at DESC LIMIT 1",
                 (decision_id,),
