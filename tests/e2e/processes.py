@@ -27,6 +27,7 @@ class ServiceProcess:
     port: int = 0
     lines: list[dict] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread = field(default_factory=threading.Thread)
 
     @property
     def address(self) -> str:
@@ -36,7 +37,9 @@ class ServiceProcess:
         """SIGTERM and wait for the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
 
     def events(self, name: str) -> list[dict]:
         return [line for line in self.lines if line.get("event") == name]
@@ -55,6 +58,7 @@ def _read(service: ServiceProcess) -> None:
         if line.get("event") == "ready" and not service._ready.is_set():
             service.port = int(line["port"])
             service._ready.set()
+    service.process.stderr.close()
 
 
 def start_service(name: str, env: dict[str, str], timeout: float = 30.0) -> ServiceProcess:
@@ -70,7 +74,8 @@ def start_service(name: str, env: dict[str, str], timeout: float = 30.0) -> Serv
         stderr=subprocess.PIPE,
     )
     service = ServiceProcess(name, process)
-    threading.Thread(target=_read, args=(service,), daemon=True).start()
+    service._reader = threading.Thread(target=_read, args=(service,), daemon=True)
+    service._reader.start()
     deadline = time.monotonic() + timeout
     while not service._ready.wait(0.05):
         if process.poll() is not None or time.monotonic() > deadline:

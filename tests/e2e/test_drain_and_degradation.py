@@ -9,6 +9,7 @@ import time
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -90,7 +91,7 @@ async def test_adapters_drain_finishes_stream_refuses_new_work_and_exits_zero(tm
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             text = "".join(d.content for d in first.deltas)
             completion = None
-            async for message in call:
+            while (message := await call.read()) is not aio.EOF:
                 text += "".join(d.content for d in message.deltas)
                 if message.HasField("completion"):
                     completion = message.completion
@@ -110,7 +111,7 @@ async def test_router_drain_ends_watch_streams_cleanly_and_exits_zero(tmp_path):
             assert first.snapshot.version >= 1
             router.process.send_signal(15)
             assert await _wait_not_serving(router.address, 0.4) < 0.4
-            async for _ in watch:
+            while await watch.read() is not aio.EOF:
                 pass
             assert await watch.code() == grpc.StatusCode.OK
         assert router.process.wait(15) == 0
@@ -129,6 +130,9 @@ async def test_observer_drain_commits_an_ingest_in_flight_and_exits_zero(tmp_pat
                 while (batch := await queue.get()) is not None:
                     yield batch
 
+            now = Timestamp()
+            now.GetCurrentTime()
+
             def batch(n: int) -> observer_pb2.IngestRequest:
                 return observer_pb2.IngestRequest(
                     observations=[
@@ -138,6 +142,8 @@ async def test_observer_drain_commits_an_ingest_in_flight_and_exits_zero(tmp_pat
                             model="slow-echo",
                             status=observer_pb2.OBSERVATION_STATUS_OK,
                             decision=chat_pb2.Decision(decision_id=f"d-{n}-{i}", route="auto"),
+                            started_at=now,
+                            finished_at=now,
                         )
                         for i in range(5)
                     ]
