@@ -104,7 +104,9 @@ def test_text_cues() -> None:
 
 
 def test_cues_read_the_last_user_message() -> None:
-    features = _features(_user("What is 2 + 2?"), chat_pb2.ChatMessage(role="assistant", content="4"), _user("thanks"))
+    features = _features(
+        _user("What is 2 + 2?"), chat_pb2.ChatMessage(role="assistant", content="4"), _user("thanks")
+    )
     assert features.vector[IDX["math"]] == 0.0 and features.vector[IDX["question"]] == 0.0
     assert math.isclose(features.vector[IDX["log_turns"]], math.log1p(2) / 3, rel_tol=1e-6)
 

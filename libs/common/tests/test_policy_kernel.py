@@ -134,7 +134,9 @@ def test_context_and_capability_filtering_with_reasons() -> None:
     assert _order(decision) == ["medium", "large"] and decision.filtered[0].reason == "lacks tools"
     decision = policy.decide("auto", "t", _features(needs_vision=True, needs_tools=True))
     assert _order(decision) == ["large"]
-    assert decision.filtered[0].reason == "lacks tools, vision" and decision.filtered[1].reason == "lacks vision"
+    assert (
+        decision.filtered[0].reason == "lacks tools, vision" and decision.filtered[1].reason == "lacks vision"
+    )
 
 
 def test_everything_filtered_by_the_request_is_invalid_argument() -> None:
@@ -161,7 +163,9 @@ def test_streaming_capability() -> None:
 
 
 def test_tenant_lists() -> None:
-    config = _config(tenants={"acme": {"allowed_models": ["medium", "large"]}, "beta": {"denied_models": ["small"]}})
+    config = _config(
+        tenants={"acme": {"allowed_models": ["medium", "large"]}, "beta": {"denied_models": ["small"]}}
+    )
     policy = _policy(config)
     decision = policy.decide("auto", "acme", _features())
     assert _order(decision) == ["medium", "large"]
@@ -188,7 +192,9 @@ def test_exclusions_and_their_expiry() -> None:
     decision = policy.decide("auto", "t", _features())
     assert _order(decision) == ["medium"]
     assert decision.filtered[0].reason == "excluded: circuit open"
-    policy = _policy(config, exclusions=[router_pb2.Exclusion(model=m, reason="down") for m in ("small", "medium")])
+    policy = _policy(
+        config, exclusions=[router_pb2.Exclusion(model=m, reason="down") for m in ("small", "medium")]
+    )
     with pytest.raises(Unavailable, match="excluded: down"):
         policy.decide("auto", "t", _features())
 
@@ -227,7 +233,9 @@ def test_static_weights_split_traffic_as_their_propensity_says() -> None:
 
 
 def test_cheapest_meets_the_quality_floor() -> None:
-    config = _config({"auto": {"candidates": ["large", "medium", "small"], "policy": "cheapest", "quality_floor": 0.6}})
+    config = _config(
+        {"auto": {"candidates": ["large", "medium", "small"], "policy": "cheapest", "quality_floor": 0.6}}
+    )
     policy = _policy(config)
     decision = policy.decide("auto", "t", _features(prompt_tokens=1000, max_output=100))
     # small is cheapest but its prior 0.5 misses the floor: medium, then large, then small.
@@ -251,7 +259,9 @@ def _route_arms(arms, tenant_arms=()):
 
 
 def test_ucb_tries_untried_arms_then_ranks_by_upper_bound() -> None:
-    config = _config({"auto": {"candidates": ["small", "medium", "large"], "policy": "ucb", "exploration": 1.0}})
+    config = _config(
+        {"auto": {"candidates": ["small", "medium", "large"], "policy": "ucb", "exploration": 1.0}}
+    )
     arms = {"auto": _route_arms([_arm("small", pulls=10, reward_sum=9.0)])}
     decision = _policy(config, arms=arms).decide("auto", "t", _features())
     # Untried arms first, by prior (large 0.9 > medium 0.7), then the tried one.
@@ -294,7 +304,10 @@ def test_linucb_scores_the_context() -> None:
     b_medium[3] = 1.0
     arms = {
         "auto": _route_arms(
-            [_arm("small", pulls=5, a_inv=identity, b=b_small), _arm("medium", pulls=5, a_inv=identity, b=b_medium)]
+            [
+                _arm("small", pulls=5, a_inv=identity, b=b_small),
+                _arm("medium", pulls=5, a_inv=identity, b=b_medium),
+            ]
         )
     }
     policy = _policy(config, arms=arms)
@@ -309,7 +322,9 @@ def test_linucb_scores_the_context() -> None:
 
 def test_linucb_without_state_uses_priors() -> None:
     config = _config({"auto": {"candidates": ["small", "large"], "policy": "linucb", "exploration": 0.5}})
-    real = compute_features([chat_pb2.ChatMessage(role="user", content="hi?")], chat_pb2.GenerationParams(), False)
+    real = compute_features(
+        [chat_pb2.ChatMessage(role="user", content="hi?")], chat_pb2.GenerationParams(), False
+    )
     assert _order(_policy(config).decide("auto", "t", real)) == ["large", "small"]
 
 
@@ -333,7 +348,11 @@ def test_thompson_propensity_estimate_matches_empirical_frequency(states: list[t
             "routes": {"auto": {"candidates": names, "policy": "thompson"}},
         }
     )
-    arms = {"auto": _route_arms([_arm(n, pulls=a + b, alpha=a, beta=b) for n, (a, b) in zip(names, states)])}
+    arms = {
+        "auto": _route_arms(
+            [_arm(n, pulls=a + b, alpha=a, beta=b) for n, (a, b) in zip(names, states, strict=True)]
+        )
+    }
     policy = _policy(config, arms=arms)
     rng = random.Random(5)
     n = 12_000
@@ -352,7 +371,9 @@ def test_thompson_propensity_estimate_matches_empirical_frequency(states: list[t
 
 
 def test_thompson_subtracts_cost() -> None:
-    config = _config({"auto": {"candidates": ["small", "large"], "policy": "thompson", "cost_weight": 1000.0}})
+    config = _config(
+        {"auto": {"candidates": ["small", "large"], "policy": "thompson", "cost_weight": 1000.0}}
+    )
     arms = {
         "auto": _route_arms(
             [
