@@ -1,4 +1,4 @@
-"""Small pure-Python numerics the kernel and the learner share (priors, Gaussian tails, matrix inverse)."""
+"""Small pure-Python numerics the kernel and the learner share: priors, Beta posteriors on a grid, inverses."""
 
 from __future__ import annotations
 
