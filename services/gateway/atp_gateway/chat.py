@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -89,6 +90,13 @@ async def handle_chat(gateway: Gateway, scope: Scope, receive: Receive, send: Se
         # Writing to a client that went away (uvicorn raises ClientDisconnected, an OSError).
         status = _CLIENT_GONE
         metrics.DISCONNECTS.inc()
+    except Exception:
+        # A bug: logged with its traceback here, never shown to the client.
+        log.exception("chat request failed", extra={"request_id": headers.request_id})
+        status = 500
+        with contextlib.suppress(Exception):
+            # Fails harmlessly when the reply had already started.
+            await send_error(send, Internal("internal error"), reply_headers)
     finally:
         metrics.IN_FLIGHT_HTTP.dec()
         metrics.observe(ENDPOINT, status, time.perf_counter() - started)

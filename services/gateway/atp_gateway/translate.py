@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,6 +39,14 @@ _JSON_PARAMS = (
 _NEEDS_CONTENT = frozenset(("system", "developer", "user"))
 
 
+def _dump(value: Any) -> bytes:
+    """JSON for a pass-through value; orjson, or the standard library for integers beyond 64 bits."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _message(index: int, raw: dict[str, Any]) -> chat_pb2.ChatMessage:
     role = raw["role"]
     content = raw.get("content")
@@ -45,7 +54,7 @@ def _message(index: int, raw: dict[str, Any]) -> chat_pb2.ChatMessage:
     if isinstance(content, str):
         message.content = content
     elif content is not None:
-        message.content_parts_json = orjson.dumps(content)
+        message.content_parts_json = _dump(content)
     elif role in _NEEDS_CONTENT:
         raise InvalidArgument(
             f"Missing required parameter: 'messages[{index}].content'.", param=f"messages[{index}].content"
@@ -112,7 +121,7 @@ def to_generate_request(
     for name, field in _JSON_PARAMS:
         value = body.get(name)
         if value is not None:
-            setattr(params, field, orjson.dumps(value))
+            setattr(params, field, _dump(value))
     if body.get("tool_choice") is not None and not body.get("tools"):
         raise InvalidArgument("'tool_choice' is only allowed when 'tools' are given.", param="tool_choice")
     stream_options = body.get("stream_options")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import httpx
@@ -402,3 +403,12 @@ def test_openapi_declares_the_request_schema(settings, config):
     assert "ChatMessage" in schema["components"]["schemas"]
     assert {"400", "401", "404", "413"} <= set(operation["responses"])
     assert adapters_pb2.FINISH_REASON_STOP  # the stubs the gateway speaks are importable
+
+
+async def test_pass_through_json_keeps_integers_beyond_64_bits(client, adapters):
+    # Found by schemathesis: orjson refuses such integers; the request is valid JSON and must pass as is.
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"maximum": 10**30}}}]
+    content = json.dumps(_body(tools=tools)).encode()
+    response = await client.post(CHAT, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert json.loads(adapters[1].requests[0].params.tools_json) == tools
