@@ -11,7 +11,7 @@ from atp_common.config import AtpConfig
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.learning import RouteArms
 
-POLICY_KINDS: Mapping[str, int] = {
+POLICY_KINDS: Mapping[str, router_pb2.PolicyKind] = {
     "static": router_pb2.POLICY_KIND_STATIC,
     "cheapest": router_pb2.POLICY_KIND_CHEAPEST,
     "thompson": router_pb2.POLICY_KIND_THOMPSON,
