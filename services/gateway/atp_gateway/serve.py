@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from atp_common.errors import ConfigError
 from atp_gateway.app import create_app
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
@@ -125,6 +126,10 @@ class GatewayServer:
 
 async def serve(settings: GatewaySettings) -> None:
     """Run until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
+    if settings.workers != 1:
+        # Several processes sharing the listener need a supervisor and multiprocess metrics (issue 8);
+        # refusing is better than silently running one.
+        raise ConfigError("ATP_GATEWAY_WORKERS other than 1 is not supported yet; run more replicas")
     server = GatewayServer(settings)
     await server.start()
     metrics_port = None
