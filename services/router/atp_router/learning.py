@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 
@@ -71,8 +71,24 @@ class RewardsSubscriber:
         return self._cursor
 
     def arms(self) -> Mapping[str, RouteArms] | None:
-        """The learned arms for the next snapshot; None until the first bootstrap."""
-        return self._learner.export() if self._learner is not None else None
+        """The learned arms for the next snapshot; None until the first bootstrap.
+
+        Only contextual routes carry the regression (a_inv, b): for the others it is dead weight in every
+        snapshot (d*d + d doubles per arm), and it is the one part that seeding from aggregates cannot
+        rebuild, so leaving it out also keeps replicas' snapshots identical however they started.
+        """
+        if self._learner is None:
+            return None
+        exported = self._learner.export()
+        routes = self._config.routes
+        for name, route_arms in exported.items():
+            route = routes.get(name)
+            if route is not None and route.policy == "linucb":
+                continue
+            for arm in (*route_arms.arms, *(a for t in route_arms.tenant_arms for a in t.arms)):
+                del arm.a_inv[:]
+                del arm.b[:]
+        return exported
 
     def start(self) -> None:
         """Start (or restart) the loop."""
@@ -115,6 +131,8 @@ class RewardsSubscriber:
         settings = self._settings
         backoff = settings.rewards_backoff_initial_s
         learner: PolicyLearner | None = None
+        # The last cursor applied to `learner`: where every reconnect resumes, and below which resent
+        # events are skipped, so nothing is applied twice however the stream breaks.
         cursor = 0
         while True:
             try:
@@ -123,40 +141,41 @@ class RewardsSubscriber:
                     self._learner, self._cursor = learner, cursor
                     metrics.REWARD_CURSOR.set(cursor)
                     self._on_change()
-                cursor = await self._follow(learner, cursor)
-                backoff = settings.rewards_backoff_initial_s  # a clean end (observer draining)
+                # Long-lived on purpose (no deadline): the channel's keepalive pings detect a dead observer.
+                call = self._stub.WatchRewards(
+                    observer_pb2.WatchRewardsRequest(cursor=cursor, max_batch=settings.rewards_max_batch)
+                )
+                try:
+                    async for response in call:
+                        cursor = self._apply(learner, response.events, cursor)
+                        backoff = settings.rewards_backoff_initial_s
+                finally:
+                    call.cancel()
             except grpc.aio.AioRpcError as exc:
                 metrics.REWARD_STREAM_ERRORS.inc()
                 error = from_rpc_error(exc)
                 log.warning("reward stream from the observer failed (%s); retrying in %.1fs", error, backoff)
-            # Jitter, so replicas that lost the same observer do not come back in lockstep.
+            # A clean end means the observer is draining; either way reconnect after a pause, with jitter so
+            # replicas that lost the same observer do not come back in lockstep.
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, settings.rewards_backoff_max_s)
 
-    async def _follow(self, learner: PolicyLearner, cursor: int) -> int:
-        """Apply the stream from `cursor` until it ends; returns the last cursor applied."""
-        # Long-lived on purpose (no deadline): the channel's keepalive pings detect a dead observer.
-        call = self._stub.WatchRewards(
-            observer_pb2.WatchRewardsRequest(cursor=cursor, max_batch=self._settings.rewards_max_batch)
-        )
-        try:
-            async for response in call:
-                applied = 0
-                for event in response.events:
-                    if event.cursor <= cursor:
-                        continue  # already applied (a resend after a reconnect)
-                    try:
-                        learner.apply(event)
-                    except Exception:
-                        # Every replica skips the same bad event, so they still agree; the log has it.
-                        log.exception("skipping reward event %d that the learner rejected", event.cursor)
-                    cursor = event.cursor
-                    applied += 1
-                if applied:
-                    self._cursor = cursor
-                    metrics.REWARDS_APPLIED.inc(applied)
-                    metrics.REWARD_CURSOR.set(cursor)
-                    self._on_change()
-            return cursor
-        finally:
-            call.cancel()
+    def _apply(self, learner: PolicyLearner, events: Sequence[observer_pb2.RewardEvent], cursor: int) -> int:
+        """Apply the events above `cursor` in order; returns the new last cursor."""
+        applied = 0
+        for event in events:
+            if event.cursor <= cursor:
+                continue  # already applied (a resend after a reconnect)
+            try:
+                learner.apply(event)
+            except Exception:
+                # Every replica skips the same bad event, so they still agree; the log has it.
+                log.exception("skipping reward event %d that the learner rejected", event.cursor)
+            cursor = event.cursor
+            applied += 1
+        if applied:
+            self._cursor = cursor
+            metrics.REWARDS_APPLIED.inc(applied)
+            metrics.REWARD_CURSOR.set(cursor)
+            self._on_change()
+        return cursor
