@@ -70,6 +70,11 @@ class ObservationShipper:
         metrics.OBSERVATION_QUEUE.set(self._queue.qsize())
 
     @property
+    def backlog(self) -> tuple[int, int]:
+        """Observations not yet delivered: (queued or in a batch being sent, spool bytes)."""
+        return self._queue.qsize() + len(self._pending), self._spool.size_bytes
+
+    @property
     def observer_reachable(self) -> bool:
         """False while backing off after a failed delivery."""
         return time.monotonic() >= self._retry_at

@@ -400,3 +400,26 @@ async def test_list_models_names_routes_and_models(suite: Suite):
     assert kinds["m-a"] == ("model", "primary", 100_000)
     assert kinds["echo"] == ("model", "local", 4096)
     assert set(kinds) == {"chain", "auto", "m-a", "m-b", "echo"}
+
+
+async def test_metrics_count_requests_tokens_cost_and_circuits(suite: Suite):
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before_ok = sample("atp_adapters_requests_total", route="chain", model="m-a", status="ok")
+    before_tokens = sample(
+        "atp_adapters_tokens_total", tenant="acme", route="chain", model="m-a", kind="prompt"
+    )
+    before_other = sample("atp_adapters_cost_usd_total", tenant="other", route="chain", model="m-a")
+    await generate(suite.stub, request(stream=True))
+    await generate(suite.stub, request(stream=False, tenant="unconfigured-tenant"))
+    assert sample("atp_adapters_requests_total", route="chain", model="m-a", status="ok") == before_ok + 2
+    assert sample("atp_adapters_tokens_total", tenant="acme", route="chain", model="m-a", kind="prompt") == (
+        before_tokens + 11
+    )
+    # Tenants the configuration does not name share one label.
+    assert sample("atp_adapters_cost_usd_total", tenant="other", route="chain", model="m-a") > before_other
+    assert sample("atp_adapters_overhead_seconds_count", route="chain") > 0
+    assert sample("atp_adapters_circuit_state", model="m-a") == 0
