@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, NotFound
 from atp_observer import metrics
+from atp_observer.ingest import is_transient
 from atp_observer.store.base import MAX_LIST_LIMIT, Store
 
 DEFAULT_LIST_LIMIT = 100
@@ -37,8 +38,9 @@ class Queries:
             raise InvalidArgument("feedback needs the caller's tenant", param="tenant")
         try:
             feedback_id, joined = await self._store.record_feedback(request)
-        except Exception:
-            metrics.DB_ERRORS.labels("feedback").inc()
+        except Exception as exc:
+            if is_transient(exc):
+                metrics.DB_ERRORS.labels("feedback").inc()
             raise
         metrics.FEEDBACK.labels(str(joined).lower()).inc()
         if joined:

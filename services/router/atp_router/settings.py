@@ -24,7 +24,7 @@ class RouterSettings(ServiceSettings):
     config_poll_s: float = Field(1.0, gt=0, description="How often the config file's mtime is checked.")
     reload_on_sighup: bool = Field(True, description="Reload the configuration on SIGHUP too.")
 
-    decision_log_size: int = Field(100_000, ge=1, description="Route decisions kept for Explain (LRU).")
+    decision_log_size: int = Field(20_000, ge=1, description="Route decisions kept for Explain (LRU).")
     seed: int | None = Field(None, description="Seed of the policy's sampling (tests, evaluations).")
 
     # Learning: calls to the observer and the reward stream's reconnect backoff.
