@@ -216,8 +216,8 @@ def print_table(summaries: list[dict[str, object]], report: dict[str, object]) -
         ("+p99 ms", "added_p99_ms", 2),
         ("stream req/s", "stream_rps_c32", 0),
         ("chunks ok", "stream_checks", 0),
-        ("CPU ms/req", "cpu_ms_per_request", 2),
-        ("CPU ms/stream", "cpu_ms_per_stream", 2),
+        ("CPU ms/req", "cpu_ms_per_request", 3),
+        ("CPU ms/stream", "cpu_ms_per_stream", 3),
         ("peak RSS MB", "peak_rss_mb", 0),
         ("errors", "errors", 0),
     ]

@@ -1,0 +1,15 @@
+# Benchmark targets, included from the main Makefile (`include bench/bench.mk`). Never part of `make test`.
+BENCH_ARGS ?=
+SOAK_ARGS ?=
+
+.PHONY: bench
+bench: $(VENV)/.installed ## ATP vs LiteLLM and Portkey on an nginx mock, interleaved (a few minutes; BENCH_ARGS=--quick)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: $(VENV)/.installed ## The same comparison in about a minute of load
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
+.PHONY: bench-soak
+bench-soak: $(VENV)/.installed ## Memory soak of ATP's full path: 10 min of wrk load, RSS growth per service (SOAK_ARGS=--duration N)
+	$(PY) bench/soak.py $(SOAK_ARGS)
