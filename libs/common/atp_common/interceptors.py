@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -83,7 +84,11 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary, method), **common)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream, method), **common)
+        # A streaming handler is either an async generator or a coroutine that calls context.write()
+        # (the library's health Watch is the latter); each needs its own wrapper.
+        wrap = _wrap_stream if inspect.isasyncgenfunction(handler.unary_stream) else _wrap_unary
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, method), **common)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary, method), **common)
-    return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream, method), **common)
+    wrap = _wrap_stream if inspect.isasyncgenfunction(handler.stream_stream) else _wrap_unary
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, method), **common)

@@ -31,6 +31,10 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC's default reconnect backoff grows to 120 s; a peer back from an outage must be found in seconds.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
     # Long-lived watch streams must not be cut by an idle timer.
     ("grpc.max_connection_idle_ms", 2**31 - 1),
 )

@@ -129,3 +129,15 @@ async def test_drain_finishes_in_flight_stream_and_refuses_new_calls(running):
     assert last.HasField("completion")
     assert await call.code() == grpc.StatusCode.OK
     await asyncio.wait_for(drain, 10)
+
+
+async def test_health_watch_streams_status_changes(running):
+    server, _, channel = running
+    stub = health_pb2_grpc.HealthStub(channel)
+    watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10)
+    first = await watch.read()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    await server.set_serving(False)
+    second = await watch.read()
+    assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    watch.cancel()
