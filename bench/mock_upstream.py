@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,15 +151,15 @@ class MockUpstream:
         return [self.process.pid] if self.process and self.process.poll() is None else []
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # SIGQUIT is nginx's graceful shutdown; its workers exit with the master.
-        self.process.send_signal(signal.SIGQUIT)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        if self.process is not None and self.process.poll() is None:
+            # SIGQUIT is nginx's graceful shutdown; its workers exit with the master.
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> MockUpstream:
         self.start()
