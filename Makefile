@@ -65,3 +65,4 @@ test-integration: $(VENV)/.installed ## Only the tests against real PostgreSQL a
 .PHONY: clean
 clean: ## Remove the virtualenv, tools and local state
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache
+include bench/bench.mk
