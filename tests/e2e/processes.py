@@ -65,6 +65,8 @@ def start_service(name: str, env: dict[str, str], timeout: float = 30.0) -> Serv
     """`python -m atp_<name>` with `env` added to ours; returns once it logged its ready line."""
     full_env = {**os.environ, "ATP_LOG_JSON": "true", **env}
     full_env.setdefault(f"ATP_{name.upper()}_PORT", "0")
+    # Free ports for metrics too, so tests never collide with a suite running on the defaults.
+    full_env.setdefault(f"ATP_{name.upper()}_METRICS_PORT", "0")
     process = subprocess.Popen(
         [sys.executable, "-m", f"atp_{name}"],
         env=full_env,

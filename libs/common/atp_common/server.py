@@ -62,6 +62,7 @@ class RunningServer:
     settings: ServiceSettings
     service_names: tuple[str, ...]
     closers: list[tuple[str, Closer]] = field(default_factory=list)
+    drain_hooks: list[Callable[[], None]] = field(default_factory=list)
     metrics_port: int | None = None
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _draining: bool = False
@@ -75,6 +76,10 @@ class RunningServer:
     def add_closer(self, name: str, closer: Closer) -> None:
         """Register something to close after the server stopped (clients, queues, exporters), in order."""
         self.closers.append((name, closer))
+
+    def on_drain(self, hook: Callable[[], None]) -> None:
+        """Call `hook` as soon as the drain starts (e.g. to end endless watch streams before server.stop)."""
+        self.drain_hooks.append(hook)
 
     async def set_serving(self, serving: bool) -> None:
         """Mark every hosted service (and the whole server, "") SERVING or NOT_SERVING."""
@@ -98,6 +103,13 @@ class RunningServer:
         settings = self.settings
         # 1. NOT_SERVING for good, so balancers and probes stop sending new work here.
         await self.health.enter_graceful_shutdown()
+        # Endless streams (policy and reward watches) end now, so their peers reconnect elsewhere at once
+        # and server.stop need not wait out the grace period for them.
+        for hook in self.drain_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("drain hook failed")
         log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
         # 2. Give them time to notice before we refuse anything (requests still in transit are served).
         await asyncio.sleep(settings.drain_delay_s)

@@ -19,7 +19,10 @@ def _default_replica_id() -> str:
 class ServiceSettings(BaseSettings):
     """Settings common to every gRPC service. Environment: ATP_<SERVICE>_<NAME>, a few shared as ATP_<NAME>."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_prefix="ATP_")
+    # `ATP_<SVC>_METRICS_PORT=none` turns an optional listener off.
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, env_prefix="ATP_", env_parse_none_str="none"
+    )
 
     host: str = Field("127.0.0.1", description="Address the gRPC listener binds.")
     port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one (tests).")

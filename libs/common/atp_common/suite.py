@@ -53,8 +53,10 @@ def _env_for(name: str, args: argparse.Namespace, ports: dict[str, int]) -> dict
     prefix = f"ATP_{name.upper()}_"
     env = dict(os.environ)
     env[prefix + "PORT"] = str(0 if args.ephemeral_ports else DEFAULT_PORTS[name])
-    if not args.ephemeral_ports and not args.no_metrics:
-        env[prefix + "METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
+    if args.no_metrics:
+        env[prefix + "METRICS_PORT"] = "none"
+    else:
+        env[prefix + "METRICS_PORT"] = str(0 if args.ephemeral_ports else DEFAULT_METRICS_PORTS[name])
     if args.state_dir:
         env.setdefault("ATP_OBSERVER_SQLITE_PATH", os.path.join(args.state_dir, "observer.sqlite3"))
         env.setdefault("ATP_ADAPTERS_SPOOL_DIR", os.path.join(args.state_dir, "spool"))

@@ -13,7 +13,6 @@ from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.config import AtpConfig, load_config
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_observer import metrics
-from atp_observer.drain import on_drain
 from atp_observer.ingest import IngestBuffer, ingest_stream
 from atp_observer.queries import Queries
 from atp_observer.rewards_feed import RewardsFeed
@@ -149,13 +148,12 @@ async def build_server(
     )
     # Reward watches never end on their own: end them when the drain starts, so server.stop need not wait
     # out the grace period for them (routers reconnect, to another replica when there is one).
-    drain_watch = on_drain(running, feed.stop)
+    running.on_drain(feed.stop)
 
     async def close_buffer() -> None:
         # After server.stop no batch arrives any more: write what is buffered, bounded.
         await buffer.close(settings.flush_timeout_s)
 
-    running.add_closer("drain-watch", lambda: _cancel(drain_watch))
     running.add_closer("ingest-buffer", close_buffer)
     running.add_closer("maintenance", lambda: _cancel(maintenance))
     running.add_closer("store", store.close)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 
@@ -14,7 +12,6 @@ from atp_common.config import AtpConfig, load_config
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.config_source import ConfigWatcher
 from atp_router.decisions import DecisionLog
-from atp_router.drain import on_drain
 from atp_router.learning import RewardsSubscriber
 from atp_router.publisher import SnapshotPublisher
 from atp_router.routing import RouterServicer
@@ -81,14 +78,7 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
         subscriber.start()
     # Policy watches never end on their own: end them when the drain starts, so server.stop need not wait
     # out the grace period (adapters keep routing on their last snapshot and reconnect).
-    drain_watch = on_drain(running, publisher.stop)
-
-    async def stop_drain_watch() -> None:
-        drain_watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await drain_watch
-
-    running.add_closer("drain-watch", stop_drain_watch)
+    running.on_drain(publisher.stop)
     running.add_closer("config-watch", watcher.close)
     if subscriber is not None:
         running.add_closer("learning", subscriber.close)
