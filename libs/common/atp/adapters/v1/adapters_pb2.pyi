@@ -1,13 +1,10 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
+from atp.common.v1 import chat_pb2 as _chat_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-
-from atp.common.v1 import chat_pb2 as _chat_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -18,7 +15,6 @@ class FinishReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FINISH_REASON_LENGTH: _ClassVar[FinishReason]
     FINISH_REASON_TOOL_CALLS: _ClassVar[FinishReason]
     FINISH_REASON_CONTENT_FILTER: _ClassVar[FinishReason]
-
 FINISH_REASON_UNSPECIFIED: FinishReason
 FINISH_REASON_STOP: FinishReason
 FINISH_REASON_LENGTH: FinishReason
@@ -26,7 +22,7 @@ FINISH_REASON_TOOL_CALLS: FinishReason
 FINISH_REASON_CONTENT_FILTER: FinishReason
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("include_usage", "messages", "model", "params", "request_id", "stream", "tenant")
+    __slots__ = ("request_id", "tenant", "model", "messages", "params", "stream", "include_usage")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -41,19 +37,10 @@ class GenerateRequest(_message.Message):
     params: _chat_pb2.GenerationParams
     stream: bool
     include_usage: bool
-    def __init__(
-        self,
-        request_id: str | None = ...,
-        tenant: str | None = ...,
-        model: str | None = ...,
-        messages: _Iterable[_chat_pb2.ChatMessage | _Mapping] | None = ...,
-        params: _chat_pb2.GenerationParams | _Mapping | None = ...,
-        stream: bool | None = ...,
-        include_usage: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., include_usage: _Optional[bool] = ...) -> None: ...
 
 class GenerateHeader(_message.Message):
-    __slots__ = ("created", "decision_id", "model", "provider", "request_id", "route")
+    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -66,18 +53,10 @@ class GenerateHeader(_message.Message):
     route: str
     request_id: str
     created: int
-    def __init__(
-        self,
-        decision_id: str | None = ...,
-        model: str | None = ...,
-        provider: str | None = ...,
-        route: str | None = ...,
-        request_id: str | None = ...,
-        created: int | None = ...,
-    ) -> None: ...
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ...) -> None: ...
 
 class GenerateCompletion(_message.Message):
-    __slots__ = ("cost_usd", "finish_reason", "latency_ms", "provider_ms", "time_to_first_token_ms", "usage")
+    __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms")
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
@@ -90,15 +69,7 @@ class GenerateCompletion(_message.Message):
     latency_ms: float
     provider_ms: float
     time_to_first_token_ms: float
-    def __init__(
-        self,
-        finish_reason: FinishReason | str | None = ...,
-        usage: _chat_pb2.Usage | _Mapping | None = ...,
-        cost_usd: float | None = ...,
-        latency_ms: float | None = ...,
-        provider_ms: float | None = ...,
-        time_to_first_token_ms: float | None = ...,
-    ) -> None: ...
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ...) -> None: ...
 
 class GenerateError(_message.Message):
     __slots__ = ("code", "message", "type")
@@ -108,10 +79,10 @@ class GenerateError(_message.Message):
     code: str
     message: str
     type: str
-    def __init__(self, code: str | None = ..., message: str | None = ..., type: str | None = ...) -> None: ...
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("completion", "deltas", "error", "header")
+    __slots__ = ("header", "deltas", "completion", "error")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DELTAS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
@@ -120,20 +91,14 @@ class GenerateResponse(_message.Message):
     deltas: _containers.RepeatedCompositeFieldContainer[_chat_pb2.Delta]
     completion: GenerateCompletion
     error: GenerateError
-    def __init__(
-        self,
-        header: GenerateHeader | _Mapping | None = ...,
-        deltas: _Iterable[_chat_pb2.Delta | _Mapping] | None = ...,
-        completion: GenerateCompletion | _Mapping | None = ...,
-        error: GenerateError | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, header: _Optional[_Union[GenerateHeader, _Mapping]] = ..., deltas: _Optional[_Iterable[_Union[_chat_pb2.Delta, _Mapping]]] = ..., completion: _Optional[_Union[GenerateCompletion, _Mapping]] = ..., error: _Optional[_Union[GenerateError, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("context_window", "id", "kind", "provider")
+    __slots__ = ("id", "provider", "kind", "context_window")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -142,16 +107,10 @@ class ModelInfo(_message.Message):
     provider: str
     kind: str
     context_window: int
-    def __init__(
-        self,
-        id: str | None = ...,
-        provider: str | None = ...,
-        kind: str | None = ...,
-        context_window: int | None = ...,
-    ) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., kind: _Optional[str] = ..., context_window: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Iterable[ModelInfo | _Mapping] | None = ...) -> None: ...
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...

@@ -1,15 +1,13 @@
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
-
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ToolCall(_message.Message):
-    __slots__ = ("arguments", "function_name", "id", "type")
+    __slots__ = ("id", "type", "function_name", "arguments")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -18,16 +16,10 @@ class ToolCall(_message.Message):
     type: str
     function_name: str
     arguments: str
-    def __init__(
-        self,
-        id: str | None = ...,
-        type: str | None = ...,
-        function_name: str | None = ...,
-        arguments: str | None = ...,
-    ) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., function_name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
-    __slots__ = ("content", "content_parts_json", "name", "role", "tool_call_id", "tool_calls")
+    __slots__ = ("role", "content", "name", "tool_call_id", "tool_calls", "content_parts_json")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -40,30 +32,10 @@ class ChatMessage(_message.Message):
     tool_call_id: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     content_parts_json: bytes
-    def __init__(
-        self,
-        role: str | None = ...,
-        content: str | None = ...,
-        name: str | None = ...,
-        tool_call_id: str | None = ...,
-        tool_calls: _Iterable[ToolCall | _Mapping] | None = ...,
-        content_parts_json: bytes | None = ...,
-    ) -> None: ...
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., content_parts_json: _Optional[bytes] = ...) -> None: ...
 
 class GenerationParams(_message.Message):
-    __slots__ = (
-        "frequency_penalty",
-        "max_tokens",
-        "presence_penalty",
-        "response_format_json",
-        "seed",
-        "stop",
-        "temperature",
-        "tool_choice_json",
-        "tools_json",
-        "top_p",
-        "user",
-    )
+    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "user", "tools_json", "tool_choice_json", "response_format_json", "presence_penalty", "frequency_penalty")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -86,29 +58,10 @@ class GenerationParams(_message.Message):
     response_format_json: bytes
     presence_penalty: float
     frequency_penalty: float
-    def __init__(
-        self,
-        temperature: float | None = ...,
-        top_p: float | None = ...,
-        max_tokens: int | None = ...,
-        stop: _Iterable[str] | None = ...,
-        seed: int | None = ...,
-        user: str | None = ...,
-        tools_json: bytes | None = ...,
-        tool_choice_json: bytes | None = ...,
-        response_format_json: bytes | None = ...,
-        presence_penalty: float | None = ...,
-        frequency_penalty: float | None = ...,
-    ) -> None: ...
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., tools_json: _Optional[bytes] = ..., tool_choice_json: _Optional[bytes] = ..., response_format_json: _Optional[bytes] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = (
-        "cached_prompt_tokens",
-        "completion_tokens",
-        "estimated",
-        "prompt_tokens",
-        "reasoning_tokens",
-    )
+    __slots__ = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens", "estimated")
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -119,32 +72,20 @@ class Usage(_message.Message):
     cached_prompt_tokens: int
     reasoning_tokens: int
     estimated: bool
-    def __init__(
-        self,
-        prompt_tokens: int | None = ...,
-        completion_tokens: int | None = ...,
-        cached_prompt_tokens: int | None = ...,
-        reasoning_tokens: int | None = ...,
-        estimated: bool | None = ...,
-    ) -> None: ...
+    def __init__(self, prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cached_prompt_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., estimated: _Optional[bool] = ...) -> None: ...
 
 class Delta(_message.Message):
-    __slots__ = ("content", "role", "tool_calls")
+    __slots__ = ("content", "tool_calls", "role")
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     content: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCallDelta]
     role: str
-    def __init__(
-        self,
-        content: str | None = ...,
-        tool_calls: _Iterable[ToolCallDelta | _Mapping] | None = ...,
-        role: str | None = ...,
-    ) -> None: ...
+    def __init__(self, content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCallDelta, _Mapping]]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class ToolCallDelta(_message.Message):
-    __slots__ = ("arguments", "function_name", "id", "index", "type")
+    __slots__ = ("index", "id", "type", "function_name", "arguments")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -155,25 +96,10 @@ class ToolCallDelta(_message.Message):
     type: str
     function_name: str
     arguments: str
-    def __init__(
-        self,
-        index: int | None = ...,
-        id: str | None = ...,
-        type: str | None = ...,
-        function_name: str | None = ...,
-        arguments: str | None = ...,
-    ) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., type: _Optional[str] = ..., function_name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class RequestFeatures(_message.Message):
-    __slots__ = (
-        "estimated_prompt_tokens",
-        "max_output_tokens",
-        "needs_json",
-        "needs_tools",
-        "needs_vision",
-        "stream",
-        "vector",
-    )
+    __slots__ = ("estimated_prompt_tokens", "max_output_tokens", "needs_tools", "needs_vision", "needs_json", "stream", "vector")
     ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NEEDS_TOOLS_FIELD_NUMBER: _ClassVar[int]
@@ -188,16 +114,7 @@ class RequestFeatures(_message.Message):
     needs_json: bool
     stream: bool
     vector: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(
-        self,
-        estimated_prompt_tokens: int | None = ...,
-        max_output_tokens: int | None = ...,
-        needs_tools: bool | None = ...,
-        needs_vision: bool | None = ...,
-        needs_json: bool | None = ...,
-        stream: bool | None = ...,
-        vector: _Iterable[float] | None = ...,
-    ) -> None: ...
+    def __init__(self, estimated_prompt_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ..., stream: _Optional[bool] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RankedCandidate(_message.Message):
     __slots__ = ("model", "provider", "score")
@@ -207,9 +124,7 @@ class RankedCandidate(_message.Message):
     model: str
     provider: str
     score: float
-    def __init__(
-        self, model: str | None = ..., provider: str | None = ..., score: float | None = ...
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class FilteredCandidate(_message.Message):
     __slots__ = ("model", "reason")
@@ -217,20 +132,10 @@ class FilteredCandidate(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     reason: str
-    def __init__(self, model: str | None = ..., reason: str | None = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = (
-        "candidates",
-        "decision_id",
-        "explanation",
-        "features",
-        "filtered",
-        "policy",
-        "policy_version",
-        "propensity",
-        "route",
-    )
+    __slots__ = ("decision_id", "route", "policy", "candidates", "filtered", "propensity", "explanation", "policy_version", "features")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -249,15 +154,4 @@ class Decision(_message.Message):
     explanation: str
     policy_version: int
     features: RequestFeatures
-    def __init__(
-        self,
-        decision_id: str | None = ...,
-        route: str | None = ...,
-        policy: str | None = ...,
-        candidates: _Iterable[RankedCandidate | _Mapping] | None = ...,
-        filtered: _Iterable[FilteredCandidate | _Mapping] | None = ...,
-        propensity: float | None = ...,
-        explanation: str | None = ...,
-        policy_version: int | None = ...,
-        features: RequestFeatures | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, decision_id: _Optional[str] = ..., route: _Optional[str] = ..., policy: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[RankedCandidate, _Mapping]]] = ..., filtered: _Optional[_Iterable[_Union[FilteredCandidate, _Mapping]]] = ..., propensity: _Optional[float] = ..., explanation: _Optional[str] = ..., policy_version: _Optional[int] = ..., features: _Optional[_Union[RequestFeatures, _Mapping]] = ...) -> None: ...

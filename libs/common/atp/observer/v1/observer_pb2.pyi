@@ -1,15 +1,13 @@
 import datetime
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
 
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
+from atp.common.v1 import chat_pb2 as _chat_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-
-from atp.common.v1 import chat_pb2 as _chat_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -20,7 +18,6 @@ class ObservationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OBSERVATION_STATUS_ERROR: _ClassVar[ObservationStatus]
     OBSERVATION_STATUS_PARTIAL: _ClassVar[ObservationStatus]
     OBSERVATION_STATUS_CANCELLED: _ClassVar[ObservationStatus]
-
 OBSERVATION_STATUS_UNSPECIFIED: ObservationStatus
 OBSERVATION_STATUS_OK: ObservationStatus
 OBSERVATION_STATUS_ERROR: ObservationStatus
@@ -28,28 +25,7 @@ OBSERVATION_STATUS_PARTIAL: ObservationStatus
 OBSERVATION_STATUS_CANCELLED: ObservationStatus
 
 class Observation(_message.Message):
-    __slots__ = (
-        "attempts",
-        "cost_usd",
-        "decision",
-        "error_class",
-        "finish_reason",
-        "finished_at",
-        "latency_ms",
-        "model",
-        "observation_id",
-        "prompt_hash",
-        "prompt_text",
-        "provider",
-        "provider_ms",
-        "replica_id",
-        "request_id",
-        "started_at",
-        "status",
-        "tenant",
-        "time_to_first_token_ms",
-        "usage",
-    )
+    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id")
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -90,46 +66,24 @@ class Observation(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     replica_id: str
-    def __init__(
-        self,
-        observation_id: str | None = ...,
-        request_id: str | None = ...,
-        tenant: str | None = ...,
-        decision: _chat_pb2.Decision | _Mapping | None = ...,
-        model: str | None = ...,
-        provider: str | None = ...,
-        prompt_hash: str | None = ...,
-        prompt_text: str | None = ...,
-        usage: _chat_pb2.Usage | _Mapping | None = ...,
-        cost_usd: float | None = ...,
-        latency_ms: float | None = ...,
-        time_to_first_token_ms: float | None = ...,
-        provider_ms: float | None = ...,
-        status: ObservationStatus | str | None = ...,
-        error_class: str | None = ...,
-        finish_reason: str | None = ...,
-        attempts: int | None = ...,
-        started_at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        finished_at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        replica_id: str | None = ...,
-    ) -> None: ...
+    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("observations",)
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     observations: _containers.RepeatedCompositeFieldContainer[Observation]
-    def __init__(self, observations: _Iterable[Observation | _Mapping] | None = ...) -> None: ...
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
-    __slots__ = ("duplicates", "stored")
+    __slots__ = ("stored", "duplicates")
     STORED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     stored: int
     duplicates: int
-    def __init__(self, stored: int | None = ..., duplicates: int | None = ...) -> None: ...
+    def __init__(self, stored: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...
 
 class RecordFeedbackRequest(_message.Message):
-    __slots__ = ("comment", "decision_id", "label", "score", "source", "tenant")
+    __slots__ = ("decision_id", "tenant", "score", "label", "comment", "source")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -142,15 +96,7 @@ class RecordFeedbackRequest(_message.Message):
     label: str
     comment: str
     source: str
-    def __init__(
-        self,
-        decision_id: str | None = ...,
-        tenant: str | None = ...,
-        score: float | None = ...,
-        label: str | None = ...,
-        comment: str | None = ...,
-        source: str | None = ...,
-    ) -> None: ...
+    def __init__(self, decision_id: _Optional[str] = ..., tenant: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., comment: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
 
 class RecordFeedbackResponse(_message.Message):
     __slots__ = ("feedback_id", "joined")
@@ -158,27 +104,10 @@ class RecordFeedbackResponse(_message.Message):
     JOINED_FIELD_NUMBER: _ClassVar[int]
     feedback_id: str
     joined: bool
-    def __init__(self, feedback_id: str | None = ..., joined: bool | None = ...) -> None: ...
+    def __init__(self, feedback_id: _Optional[str] = ..., joined: _Optional[bool] = ...) -> None: ...
 
 class RewardEvent(_message.Message):
-    __slots__ = (
-        "at",
-        "correction",
-        "cost_usd",
-        "cursor",
-        "decision_id",
-        "features",
-        "latency_ms",
-        "model",
-        "policy",
-        "previous_quality",
-        "previous_reward",
-        "propensity",
-        "quality",
-        "reward",
-        "route",
-        "tenant",
-    )
+    __slots__ = ("cursor", "decision_id", "tenant", "route", "model", "policy", "reward", "quality", "cost_usd", "latency_ms", "propensity", "features", "correction", "previous_reward", "previous_quality", "at")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -211,25 +140,7 @@ class RewardEvent(_message.Message):
     previous_reward: float
     previous_quality: float
     at: _timestamp_pb2.Timestamp
-    def __init__(
-        self,
-        cursor: int | None = ...,
-        decision_id: str | None = ...,
-        tenant: str | None = ...,
-        route: str | None = ...,
-        model: str | None = ...,
-        policy: str | None = ...,
-        reward: float | None = ...,
-        quality: float | None = ...,
-        cost_usd: float | None = ...,
-        latency_ms: float | None = ...,
-        propensity: float | None = ...,
-        features: _Iterable[float] | None = ...,
-        correction: bool | None = ...,
-        previous_reward: float | None = ...,
-        previous_quality: float | None = ...,
-        at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, cursor: _Optional[int] = ..., decision_id: _Optional[str] = ..., tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., policy: _Optional[str] = ..., reward: _Optional[float] = ..., quality: _Optional[float] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., propensity: _Optional[float] = ..., features: _Optional[_Iterable[float]] = ..., correction: _Optional[bool] = ..., previous_reward: _Optional[float] = ..., previous_quality: _Optional[float] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchRewardsRequest(_message.Message):
     __slots__ = ("cursor", "max_batch")
@@ -237,16 +148,16 @@ class WatchRewardsRequest(_message.Message):
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     cursor: int
     max_batch: int
-    def __init__(self, cursor: int | None = ..., max_batch: int | None = ...) -> None: ...
+    def __init__(self, cursor: _Optional[int] = ..., max_batch: _Optional[int] = ...) -> None: ...
 
 class WatchRewardsResponse(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[RewardEvent]
-    def __init__(self, events: _Iterable[RewardEvent | _Mapping] | None = ...) -> None: ...
+    def __init__(self, events: _Optional[_Iterable[_Union[RewardEvent, _Mapping]]] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
-    __slots__ = ("end", "group_by", "start", "tenant")
+    __slots__ = ("tenant", "start", "end", "group_by")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -255,26 +166,10 @@ class QueryUsageRequest(_message.Message):
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     group_by: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        tenant: str | None = ...,
-        start: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        end: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        group_by: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UsageRow(_message.Message):
-    __slots__ = (
-        "completion_tokens",
-        "cost_usd",
-        "errors",
-        "mean_latency_ms",
-        "model",
-        "prompt_tokens",
-        "requests",
-        "route",
-        "tenant",
-    )
+    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -293,58 +188,32 @@ class UsageRow(_message.Message):
     completion_tokens: int
     cost_usd: float
     mean_latency_ms: float
-    def __init__(
-        self,
-        tenant: str | None = ...,
-        route: str | None = ...,
-        model: str | None = ...,
-        requests: int | None = ...,
-        errors: int | None = ...,
-        prompt_tokens: int | None = ...,
-        completion_tokens: int | None = ...,
-        cost_usd: float | None = ...,
-        mean_latency_ms: float | None = ...,
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("rows",)
     ROWS_FIELD_NUMBER: _ClassVar[int]
     rows: _containers.RepeatedCompositeFieldContainer[UsageRow]
-    def __init__(self, rows: _Iterable[UsageRow | _Mapping] | None = ...) -> None: ...
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
 
 class ListObservationsRequest(_message.Message):
-    __slots__ = ("before", "limit", "tenant")
+    __slots__ = ("tenant", "limit", "before")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     limit: int
     before: _timestamp_pb2.Timestamp
-    def __init__(
-        self,
-        tenant: str | None = ...,
-        limit: int | None = ...,
-        before: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListObservationsResponse(_message.Message):
     __slots__ = ("observations",)
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     observations: _containers.RepeatedCompositeFieldContainer[Observation]
-    def __init__(self, observations: _Iterable[Observation | _Mapping] | None = ...) -> None: ...
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
 
 class ArmStats(_message.Message):
-    __slots__ = (
-        "cost_sum",
-        "latency_sum",
-        "model",
-        "pulls",
-        "quality_sum",
-        "reward_sq_sum",
-        "reward_sum",
-        "route",
-        "tenant",
-    )
+    __slots__ = ("route", "model", "tenant", "pulls", "reward_sum", "reward_sq_sum", "quality_sum", "cost_sum", "latency_sum")
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -363,24 +232,13 @@ class ArmStats(_message.Message):
     quality_sum: float
     cost_sum: float
     latency_sum: float
-    def __init__(
-        self,
-        route: str | None = ...,
-        model: str | None = ...,
-        tenant: str | None = ...,
-        pulls: float | None = ...,
-        reward_sum: float | None = ...,
-        reward_sq_sum: float | None = ...,
-        quality_sum: float | None = ...,
-        cost_sum: float | None = ...,
-        latency_sum: float | None = ...,
-    ) -> None: ...
+    def __init__(self, route: _Optional[str] = ..., model: _Optional[str] = ..., tenant: _Optional[str] = ..., pulls: _Optional[float] = ..., reward_sum: _Optional[float] = ..., reward_sq_sum: _Optional[float] = ..., quality_sum: _Optional[float] = ..., cost_sum: _Optional[float] = ..., latency_sum: _Optional[float] = ...) -> None: ...
 
 class GetArmStatsRequest(_message.Message):
     __slots__ = ("route",)
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     route: str
-    def __init__(self, route: str | None = ...) -> None: ...
+    def __init__(self, route: _Optional[str] = ...) -> None: ...
 
 class GetArmStatsResponse(_message.Message):
     __slots__ = ("arms", "cursor")
@@ -388,18 +246,16 @@ class GetArmStatsResponse(_message.Message):
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     arms: _containers.RepeatedCompositeFieldContainer[ArmStats]
     cursor: int
-    def __init__(
-        self, arms: _Iterable[ArmStats | _Mapping] | None = ..., cursor: int | None = ...
-    ) -> None: ...
+    def __init__(self, arms: _Optional[_Iterable[_Union[ArmStats, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class GetDecisionRequest(_message.Message):
     __slots__ = ("decision_id",)
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
-    def __init__(self, decision_id: str | None = ...) -> None: ...
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
 
 class GetDecisionResponse(_message.Message):
-    __slots__ = ("decided_at", "decision", "replica_id", "tenant")
+    __slots__ = ("decision", "tenant", "replica_id", "decided_at")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
@@ -408,10 +264,4 @@ class GetDecisionResponse(_message.Message):
     tenant: str
     replica_id: str
     decided_at: _timestamp_pb2.Timestamp
-    def __init__(
-        self,
-        decision: _chat_pb2.Decision | _Mapping | None = ...,
-        tenant: str | None = ...,
-        replica_id: str | None = ...,
-        decided_at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., tenant: _Optional[str] = ..., replica_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,15 +1,13 @@
 import datetime
-from collections.abc import Iterable as _Iterable
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar
 
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
+from atp.common.v1 import chat_pb2 as _chat_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
-
-from atp.common.v1 import chat_pb2 as _chat_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -21,7 +19,6 @@ class PolicyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_KIND_THOMPSON: _ClassVar[PolicyKind]
     POLICY_KIND_UCB: _ClassVar[PolicyKind]
     POLICY_KIND_LINUCB: _ClassVar[PolicyKind]
-
 POLICY_KIND_UNSPECIFIED: PolicyKind
 POLICY_KIND_STATIC: PolicyKind
 POLICY_KIND_CHEAPEST: PolicyKind
@@ -30,21 +27,7 @@ POLICY_KIND_UCB: PolicyKind
 POLICY_KIND_LINUCB: PolicyKind
 
 class ModelSpec(_message.Message):
-    __slots__ = (
-        "cached_input_usd_per_mtok",
-        "context_window",
-        "input_usd_per_mtok",
-        "name",
-        "output_usd_per_mtok",
-        "provider",
-        "provider_model",
-        "quality_prior",
-        "reasoning_usd_per_mtok",
-        "supports_json",
-        "supports_streaming",
-        "supports_tools",
-        "supports_vision",
-    )
+    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -71,36 +54,10 @@ class ModelSpec(_message.Message):
     supports_streaming: bool
     quality_prior: float
     reasoning_usd_per_mtok: float
-    def __init__(
-        self,
-        name: str | None = ...,
-        provider: str | None = ...,
-        provider_model: str | None = ...,
-        input_usd_per_mtok: float | None = ...,
-        output_usd_per_mtok: float | None = ...,
-        cached_input_usd_per_mtok: float | None = ...,
-        context_window: int | None = ...,
-        supports_tools: bool | None = ...,
-        supports_vision: bool | None = ...,
-        supports_json: bool | None = ...,
-        supports_streaming: bool | None = ...,
-        quality_prior: float | None = ...,
-        reasoning_usd_per_mtok: float | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ...) -> None: ...
 
 class ArmState(_message.Message):
-    __slots__ = (
-        "a_inv",
-        "alpha",
-        "b",
-        "beta",
-        "mean_cost_usd",
-        "mean_latency_ms",
-        "model",
-        "pulls",
-        "reward_sq_sum",
-        "reward_sum",
-    )
+    __slots__ = ("model", "pulls", "reward_sum", "reward_sq_sum", "alpha", "beta", "a_inv", "b", "mean_cost_usd", "mean_latency_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PULLS_FIELD_NUMBER: _ClassVar[int]
     REWARD_SUM_FIELD_NUMBER: _ClassVar[int]
@@ -121,19 +78,7 @@ class ArmState(_message.Message):
     b: _containers.RepeatedScalarFieldContainer[float]
     mean_cost_usd: float
     mean_latency_ms: float
-    def __init__(
-        self,
-        model: str | None = ...,
-        pulls: float | None = ...,
-        reward_sum: float | None = ...,
-        reward_sq_sum: float | None = ...,
-        alpha: float | None = ...,
-        beta: float | None = ...,
-        a_inv: _Iterable[float] | None = ...,
-        b: _Iterable[float] | None = ...,
-        mean_cost_usd: float | None = ...,
-        mean_latency_ms: float | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., pulls: _Optional[float] = ..., reward_sum: _Optional[float] = ..., reward_sq_sum: _Optional[float] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., a_inv: _Optional[_Iterable[float]] = ..., b: _Optional[_Iterable[float]] = ..., mean_cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ...) -> None: ...
 
 class RewardWeights(_message.Message):
     __slots__ = ("cost_weight", "latency_weight")
@@ -141,31 +86,18 @@ class RewardWeights(_message.Message):
     LATENCY_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     cost_weight: float
     latency_weight: float
-    def __init__(self, cost_weight: float | None = ..., latency_weight: float | None = ...) -> None: ...
+    def __init__(self, cost_weight: _Optional[float] = ..., latency_weight: _Optional[float] = ...) -> None: ...
 
 class TenantArms(_message.Message):
-    __slots__ = ("arms", "tenant")
+    __slots__ = ("tenant", "arms")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ARMS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     arms: _containers.RepeatedCompositeFieldContainer[ArmState]
-    def __init__(
-        self, tenant: str | None = ..., arms: _Iterable[ArmState | _Mapping] | None = ...
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ...) -> None: ...
 
 class RoutePolicy(_message.Message):
-    __slots__ = (
-        "arms",
-        "candidates",
-        "exploration",
-        "feature_dim",
-        "kind",
-        "name",
-        "quality_floor",
-        "static_weights",
-        "tenant_arms",
-        "weights",
-    )
+    __slots__ = ("name", "kind", "candidates", "static_weights", "weights", "quality_floor", "exploration", "arms", "tenant_arms", "feature_dim")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -186,34 +118,17 @@ class RoutePolicy(_message.Message):
     arms: _containers.RepeatedCompositeFieldContainer[ArmState]
     tenant_arms: _containers.RepeatedCompositeFieldContainer[TenantArms]
     feature_dim: int
-    def __init__(
-        self,
-        name: str | None = ...,
-        kind: PolicyKind | str | None = ...,
-        candidates: _Iterable[str] | None = ...,
-        static_weights: _Iterable[float] | None = ...,
-        weights: RewardWeights | _Mapping | None = ...,
-        quality_floor: float | None = ...,
-        exploration: float | None = ...,
-        arms: _Iterable[ArmState | _Mapping] | None = ...,
-        tenant_arms: _Iterable[TenantArms | _Mapping] | None = ...,
-        feature_dim: int | None = ...,
-    ) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ...) -> None: ...
 
 class TenantPolicy(_message.Message):
-    __slots__ = ("allowed_models", "denied_models", "tenant")
+    __slots__ = ("tenant", "allowed_models", "denied_models")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
     denied_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(
-        self,
-        tenant: str | None = ...,
-        allowed_models: _Iterable[str] | None = ...,
-        denied_models: _Iterable[str] | None = ...,
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., denied_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Exclusion(_message.Message):
     __slots__ = ("model", "reason", "until")
@@ -223,24 +138,10 @@ class Exclusion(_message.Message):
     model: str
     reason: str
     until: _timestamp_pb2.Timestamp
-    def __init__(
-        self,
-        model: str | None = ...,
-        reason: str | None = ...,
-        until: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
-    __slots__ = (
-        "config_digest",
-        "default_route",
-        "exclusions",
-        "generated_at",
-        "models",
-        "routes",
-        "tenants",
-        "version",
-    )
+    __slots__ = ("version", "generated_at", "config_digest", "models", "routes", "tenants", "exclusions", "default_route")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -257,34 +158,24 @@ class PolicySnapshot(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[TenantPolicy]
     exclusions: _containers.RepeatedCompositeFieldContainer[Exclusion]
     default_route: str
-    def __init__(
-        self,
-        version: int | None = ...,
-        generated_at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        config_digest: str | None = ...,
-        models: _Iterable[ModelSpec | _Mapping] | None = ...,
-        routes: _Iterable[RoutePolicy | _Mapping] | None = ...,
-        tenants: _Iterable[TenantPolicy | _Mapping] | None = ...,
-        exclusions: _Iterable[Exclusion | _Mapping] | None = ...,
-        default_route: str | None = ...,
-    ) -> None: ...
+    def __init__(self, version: _Optional[int] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., config_digest: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelSpec, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[RoutePolicy, _Mapping]]] = ..., tenants: _Optional[_Iterable[_Union[TenantPolicy, _Mapping]]] = ..., exclusions: _Optional[_Iterable[_Union[Exclusion, _Mapping]]] = ..., default_route: _Optional[str] = ...) -> None: ...
 
 class WatchPolicyRequest(_message.Message):
-    __slots__ = ("known_version", "replica_id")
+    __slots__ = ("replica_id", "known_version")
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
     replica_id: str
     known_version: int
-    def __init__(self, replica_id: str | None = ..., known_version: int | None = ...) -> None: ...
+    def __init__(self, replica_id: _Optional[str] = ..., known_version: _Optional[int] = ...) -> None: ...
 
 class WatchPolicyResponse(_message.Message):
     __slots__ = ("snapshot",)
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     snapshot: PolicySnapshot
-    def __init__(self, snapshot: PolicySnapshot | _Mapping | None = ...) -> None: ...
+    def __init__(self, snapshot: _Optional[_Union[PolicySnapshot, _Mapping]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("features", "messages", "model", "params", "stream", "tenant")
+    __slots__ = ("tenant", "model", "messages", "params", "stream", "features")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -297,30 +188,22 @@ class RouteRequest(_message.Message):
     params: _chat_pb2.GenerationParams
     stream: bool
     features: _chat_pb2.RequestFeatures
-    def __init__(
-        self,
-        tenant: str | None = ...,
-        model: str | None = ...,
-        messages: _Iterable[_chat_pb2.ChatMessage | _Mapping] | None = ...,
-        params: _chat_pb2.GenerationParams | _Mapping | None = ...,
-        stream: bool | None = ...,
-        features: _chat_pb2.RequestFeatures | _Mapping | None = ...,
-    ) -> None: ...
+    def __init__(self, tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., features: _Optional[_Union[_chat_pb2.RequestFeatures, _Mapping]] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("decision",)
     DECISION_FIELD_NUMBER: _ClassVar[int]
     decision: _chat_pb2.Decision
-    def __init__(self, decision: _chat_pb2.Decision | _Mapping | None = ...) -> None: ...
+    def __init__(self, decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("decision_id",)
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
-    def __init__(self, decision_id: str | None = ...) -> None: ...
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("decided_at", "decided_by", "decision", "tenant")
+    __slots__ = ("decision", "decided_by", "decided_at", "tenant")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -329,10 +212,4 @@ class ExplainResponse(_message.Message):
     decided_by: str
     decided_at: _timestamp_pb2.Timestamp
     tenant: str
-    def __init__(
-        self,
-        decision: _chat_pb2.Decision | _Mapping | None = ...,
-        decided_by: str | None = ...,
-        decided_at: datetime.datetime | _timestamp_pb2.Timestamp | _Mapping | None = ...,
-        tenant: str | None = ...,
-    ) -> None: ...
+    def __init__(self, decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., decided_by: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
