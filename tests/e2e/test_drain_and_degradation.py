@@ -168,35 +168,51 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_requests_keep_flowing_without_the_router_and_a_new_router_reaches_adapters(tmp_path):
+async def test_requests_keep_flowing_without_the_router_and_a_new_router_reaches_every_adapters(tmp_path):
     port = _free_port()
     fast = SLOW_CONFIG.replace("tokens_per_second: 20", "tokens_per_second: 0")
     env = _env(tmp_path, fast, ATP_ROUTER_PORT=str(port))
     with running_services(["observer", "router", "adapters"], env) as services:
-        adapters = services["adapters"]
-        async with aio.insecure_channel(adapters.address) as channel:
-            stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+        wiring = {
+            "ATP_ADAPTERS_ROUTER_ADDR": services["router"].address,
+            "ATP_ADAPTERS_OBSERVER_ADDR": services["observer"].address,
+            "ATP_ADAPTERS_SPOOL_DIR": str(tmp_path / "spool-2"),
+        }
+        second = start_service("adapters", {**env, **wiring})
+        try:
+            replicas = [services["adapters"], second]
+            channels = [aio.insecure_channel(replica.address) for replica in replicas]
+            stubs = [adapters_pb2_grpc.AdaptersServiceStub(channel) for channel in channels]
 
-            async def generate_ok() -> None:
+            async def generate_ok(stub) -> None:
                 messages = [m async for m in stub.Generate(_request(stream=False), timeout=10)]
                 assert messages[-1].HasField("completion")
 
-            await generate_ok()
+            for stub in stubs:
+                await generate_ok(stub)
             assert services["router"].terminate() == 0
             for _ in range(5):
-                await generate_ok()
+                for stub in stubs:
+                    await generate_ok(stub)
 
-            # A restarted router with a new route: its snapshot must reach the running adapters.
+            # A restarted router with a new route: its snapshot must reach every running adapters process.
             (tmp_path / "atp.yaml").write_text(
                 fast.replace("routes:\n", "routes:\n  fresh: {candidates: [slow-echo]}\n")
             )
             services["router"] = start_service("router", env)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                listed = await stub.ListModels(adapters_pb2.ListModelsRequest(), timeout=5)
-                if any(m.id == "fresh" for m in listed.models):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the restarted router's snapshot never reached the adapters")
-            await generate_ok()
+            for replica, stub in zip(replicas, stubs, strict=True):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    listed = await stub.ListModels(adapters_pb2.ListModelsRequest(), timeout=5)
+                    if any(m.id == "fresh" for m in listed.models):
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(
+                        f"the new router's snapshot never reached adapters at {replica.address}"
+                    )
+                await generate_ok(stub)
+            for channel in channels:
+                await channel.close()
+        finally:
+            assert second.terminate() == 0
