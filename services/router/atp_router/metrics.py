@@ -17,3 +17,7 @@ REWARD_CURSOR = Gauge("atp_router_reward_cursor", "Last reward cursor the learne
 REWARD_STREAM_ERRORS = Counter(
     "atp_router_reward_stream_errors_total", "Reward stream failures (reconnects)."
 )
+EXCLUSION_REPORTS = Counter(
+    "atp_router_exclusion_reports_total", "Circuit reports from adapters replicas, by result.", ["result"]
+)
+EXCLUDED_MODELS = Gauge("atp_router_reported_exclusions", "Models excluded by adapters' circuit reports.")

@@ -6,12 +6,13 @@ import logging
 import random
 
 from atp.observer.v1 import observer_pb2_grpc
-from atp.router.v1 import router_pb2, router_pb2_grpc
+from atp.router.v1 import health_report_pb2, health_report_pb2_grpc, router_pb2, router_pb2_grpc
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.config_source import ConfigWatcher
 from atp_router.decisions import DecisionLog
+from atp_router.health_reports import HealthReportServicer, ReportedExclusions
 from atp_router.learning import RewardsSubscriber
 from atp_router.publisher import SnapshotPublisher
 from atp_router.routing import RouterServicer
@@ -20,6 +21,7 @@ from atp_router.settings import RouterSettings
 log = logging.getLogger("atp.router")
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+HEALTH_REPORT_SERVICE_NAME = health_report_pb2.DESCRIPTOR.services_by_name["HealthReportService"].full_name
 
 
 async def build_server(settings: RouterSettings, *, config: AtpConfig | None = None) -> RunningServer:
@@ -59,13 +61,25 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
         observer_timeout_s=settings.observer_timeout_s,
         rng=random.Random(settings.seed),
     )
+    # Open circuits reported by adapters replicas become the snapshot's exclusions (and Route's).
+    reported = ReportedExclusions(
+        publisher.set_exclusions,
+        max_replicas=settings.exclusion_max_replicas,
+        max_exclusions=settings.exclusion_max_per_report,
+        max_hold_s=settings.exclusion_max_hold_s,
+    )
     try:
         running = await start_server(
             settings,
             [
                 ServiceRegistration(
                     router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME
-                )
+                ),
+                ServiceRegistration(
+                    health_report_pb2_grpc.add_HealthReportServiceServicer_to_server,
+                    HealthReportServicer(reported),
+                    HEALTH_REPORT_SERVICE_NAME,
+                ),
             ],
         )
     except BaseException:
@@ -73,6 +87,7 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
             await channel.close()
         raise
     publisher.start()
+    reported.start()
     watcher.start()
     if subscriber is not None:
         subscriber.start()
@@ -82,6 +97,7 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
     running.add_closer("config-watch", watcher.close)
     if subscriber is not None:
         running.add_closer("learning", subscriber.close)
+    running.add_closer("reported-exclusions", reported.close)
     running.add_closer("publisher", publisher.close)
     if channel is not None:
         running.add_closer("observer-channel", channel.close)

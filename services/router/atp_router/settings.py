@@ -24,6 +24,12 @@ class RouterSettings(ServiceSettings):
     config_poll_s: float = Field(1.0, gt=0, description="How often the config file's mtime is checked.")
     reload_on_sighup: bool = Field(True, description="Reload the configuration on SIGHUP too.")
 
+    # Circuit reports from adapters replicas: how long one may exclude a model without being renewed, and
+    # how many replicas (and exclusions per report) are remembered.
+    exclusion_max_hold_s: float = Field(600.0, gt=0, description="Longest a reported exclusion lasts.")
+    exclusion_max_replicas: int = Field(4096, ge=1, description="Reporting replicas remembered.")
+    exclusion_max_per_report: int = Field(1024, ge=1, description="Exclusions accepted in one report.")
+
     decision_log_size: int = Field(20_000, ge=1, description="Route decisions kept for Explain (LRU).")
     seed: int | None = Field(None, description="Seed of the policy's sampling (tests, evaluations).")
 
