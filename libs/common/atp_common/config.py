@@ -112,8 +112,12 @@ class TenantConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     allowed_models: list[str] = Field(default_factory=list)
     denied_models: list[str] = Field(default_factory=list)
+    requests_per_second: int | None = Field(None, ge=1)
     requests_per_minute: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=1)
+    tokens_per_second: int | None = Field(None, ge=1)
     tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
     store_prompts: bool = False
