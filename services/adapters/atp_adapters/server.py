@@ -11,7 +11,7 @@ from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
-from atp_adapters.providers import Provider, SecretResolver, build_provider, resolve_secret
+from atp_adapters.providers import Provider, build_provider
 from atp_adapters.resilience import Circuits, RetryPolicy
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
@@ -21,6 +21,7 @@ from atp_common import config as config_mod
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.policy.kernel import CompiledPolicy
+from atp_common.secrets import SecretResolver
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 
 log = logging.getLogger("atp.adapters")
@@ -66,13 +67,32 @@ async def build_server(
     settings: AdaptersSettings,
     *,
     config: AtpConfig | None = None,
-    secret_resolver: SecretResolver = resolve_secret,
+    secrets: SecretResolver | None = None,
     rng: random.Random | None = None,
 ) -> RunningServer:
-    """Start the adapters on settings.host:settings.port with every background task running."""
+    """Start the adapters on settings.host:settings.port with every background task running.
+
+    Provider keys come from `secrets` (by default a resolver built from the ATP_VAULT_* environment, owned
+    and closed by this server): read now, so a missing key fails the start, and kept current in the
+    background so that a rotated key is used without a restart.
+    """
     config = config if config is not None else load_config(settings.config_path)
+    owns_secrets = secrets is None
+    secrets = secrets if secrets is not None else SecretResolver.from_settings()
+    try:
+        keys = {
+            name: await secrets.ref(cfg.api_key)
+            for name, cfg in config.providers.items()
+            if isinstance(cfg, config_mod.HttpProvider)
+        }
+    except BaseException:
+        if owns_secrets:
+            await secrets.close()
+        raise
     # Built once and reused by every request: each HTTP provider owns a pooled keep-alive session.
-    providers = {name: build_provider(name, cfg, secret_resolver) for name, cfg in config.providers.items()}
+    providers = {
+        name: build_provider(name, cfg, secret=keys.get(name)) for name, cfg in config.providers.items()
+    }
     holder = PolicyHolder(config, CompiledPolicy.from_snapshot)
     exclusions = CircuitExclusions(holder)
     targets = build_targets(config, providers, exclusions, Circuits())
@@ -124,7 +144,10 @@ async def build_server(
         await close_providers()
         await router_channel.close()
         await observer_channel.close()
+        if owns_secrets:
+            await secrets.close()
         raise
+    secrets.start()
     watcher.start()
     shipper.start()
     # After server.stop(grace) every in-flight request has submitted its observation: stop following the
@@ -134,6 +157,8 @@ async def build_server(
     running.add_closer("providers", close_providers)
     running.add_closer("router channel", router_channel.close)
     running.add_closer("observer channel", observer_channel.close)
+    if owns_secrets:
+        running.add_closer("secrets", secrets.close)
     # Tests and diagnostics reach the parts through the running server.
     running.adapters = AdaptersParts(holder, watcher, shipper, exclusions, targets)  # type: ignore[attr-defined]
     return running

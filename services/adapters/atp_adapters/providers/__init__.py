@@ -14,8 +14,9 @@ from atp_adapters.providers.base import (
 from atp_adapters.providers.gemini import GeminiProvider
 from atp_adapters.providers.local import LocalProvider, count_prompt_tokens
 from atp_adapters.providers.openai import OpenAIProvider
-from atp_adapters.providers.secrets import SecretResolver, resolve_secret
+from atp_adapters.providers.secrets import SyncSecretResolver, resolve_secret
 from atp_common import config
+from atp_common.secrets import SecretRef
 
 __all__ = [
     "AnthropicProvider",
@@ -27,7 +28,7 @@ __all__ = [
     "ProviderBatch",
     "ProviderError",
     "ProviderRequest",
-    "SecretResolver",
+    "SyncSecretResolver",
     "build_provider",
     "count_prompt_tokens",
     "resolve_secret",
@@ -45,10 +46,17 @@ _HTTP_PROVIDERS: dict[str, type[OpenAIProvider | AnthropicProvider | GeminiProvi
 def build_provider(
     name: str,
     cfg: config.LocalProvider | config.HttpProvider,
-    secret_resolver: SecretResolver = resolve_secret,
+    secret_resolver: SyncSecretResolver = resolve_secret,
+    *,
+    secret: SecretRef | None = None,
 ) -> Provider:
-    """The provider client for one configured provider, its key resolved now (a missing secret is a
-    ConfigError at start-up, not a failure on the first request)."""
+    """The provider client for one configured provider.
+
+    Servers pass `secret`, the live key from atp_common.secrets.SecretResolver (resolved at start-up and
+    kept current through rotation). Without it the key is resolved now through `secret_resolver` and
+    stays fixed. Either way a missing secret is a ConfigError at start-up, not on the first request.
+    """
     if isinstance(cfg, config.LocalProvider):
         return LocalProvider(cfg, name)
-    return _HTTP_PROVIDERS[cfg.type](cfg, secret_resolver(cfg.api_key), name)
+    key = secret if secret is not None else secret_resolver(cfg.api_key)
+    return _HTTP_PROVIDERS[cfg.type](cfg, key, name)

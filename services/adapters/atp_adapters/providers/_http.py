@@ -22,6 +22,7 @@ from atp_adapters.providers.base import (
     http_error,
 )
 from atp_common import config
+from atp_common.secrets import SecretRef
 
 # Bounds on what an upstream can make us hold: one SSE line, a whole non-streamed body, an error body.
 MAX_SSE_LINE_BYTES = 1 << 20
@@ -211,13 +212,19 @@ class HttpProvider(Provider):
     non-streamed call the whole body falls under the total timeout instead, since the headers come only
     after generation), idle (between reads of a stream), total (the whole call, tightened by the request's
     deadline).
+
+    The key is a SecretRef that the resolver keeps current: each call compares its version with the one
+    the cached headers were built from (an attribute read), so a rotated key is used from the next call
+    on, without a restart. A 401 or 403 asks the resolver to re-read the key early.
     """
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str, name: str) -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str) -> None:
         self.name = name
         self.config = cfg
         self._base_url = cfg.base_url.rstrip("/")
-        self._headers = {"content-type": "application/json", **self.auth_headers(api_key), **cfg.headers}
+        self._secret = api_key if isinstance(api_key, SecretRef) else SecretRef.static(api_key)
+        self._secret_version = -1
+        self._headers: dict[str, str] = {}
         self._connect_s = cfg.connect_timeout_s
         self._first_token_s = cfg.first_token_timeout_s
         self._idle_s = cfg.idle_timeout_s
@@ -248,6 +255,18 @@ class HttpProvider(Provider):
         """Fresh decoding state for one streamed call."""
 
     # Shared machinery.
+
+    def _current_headers(self) -> dict[str, str]:
+        secret = self._secret
+        if secret.version != self._secret_version:
+            # First call, or the key rotated: build the headers once for every call until the next rotation.
+            self._headers = {
+                "content-type": "application/json",
+                **self.auth_headers(secret.value),
+                **self.config.headers,
+            }
+            self._secret_version = secret.version
+        return self._headers
 
     def _url(self, provider_model: str, stream: bool) -> URL:
         key = (provider_model, stream)
@@ -303,7 +322,7 @@ class HttpProvider(Provider):
         try:
             try:
                 async with asyncio.timeout_at(phase_at):
-                    response = await self._client().post(url, data=body, headers=self._headers)
+                    response = await self._client().post(url, data=body, headers=self._current_headers())
             except aiohttp.ConnectionTimeoutError as exc:
                 raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
             except TimeoutError as exc:
@@ -427,6 +446,9 @@ class HttpProvider(Provider):
             body = await self._read_body(response, deadline, MAX_ERROR_BODY_BYTES)
         except (TimeoutError, aiohttp.ClientError, ProviderError):
             body = b""
+        if response.status in (401, 403):
+            # Our key may have been rotated at the source: fetch it again (rate-limited by the resolver).
+            self._secret.request_refresh()
         message, param = error_message(body) if body else (response.reason or "no error body", None)
         error = http_error(self.name, response.status, message, parse_retry_after(response.headers))
         error.param = param

@@ -10,6 +10,7 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, StreamState, usage_from
 from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest
 from atp_common import config
+from atp_common.secrets import SecretRef
 
 _FINISH_REASONS = {
     "stop": "stop",
@@ -152,7 +153,7 @@ class OpenAIProvider(HttpProvider):
     is the resource endpoint for Azure (`https://NAME.openai.azure.com`).
     """
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str, name: str = "openai") -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str = "openai") -> None:
         self._azure = cfg.type == "azure"
         super().__init__(cfg, api_key, name)
         self._api_version = cfg.api_version or DEFAULT_AZURE_API_VERSION

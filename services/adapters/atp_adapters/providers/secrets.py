@@ -1,39 +1,21 @@
-"""Resolving secret references (`env:NAME`, `file:/path`) from the configuration to their values."""
+"""Resolving a provider's secret reference without Vault (`env:NAME`, `file:/path`), synchronously."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
-from atp_common.errors import ConfigError
+from atp_common.secrets import resolve_static
 
-SecretResolver = Callable[[str], str]
+# A synchronous resolver, for building one provider by hand (tests, tools). Servers use
+# atp_common.secrets.SecretResolver, which also knows Vault and follows rotation.
+SyncSecretResolver = Callable[[str], str]
 
 
 def resolve_secret(ref: str) -> str:
     """The value behind a secret reference; an empty reference means no secret.
 
     `env:NAME` reads an environment variable, `file:/path` a file (one trailing newline stripped, as
-    editors and `echo` add one). `vault:` references need a resolver that knows Vault: pass one to
-    `build_provider`. A bare value is refused so that keys never sit in the configuration file.
+    editors and `echo` add one). `vault:` references need atp_common.secrets.SecretResolver with a Vault
+    backend. A bare value is refused so that keys never sit in the configuration file.
     """
-    if not ref:
-        return ""
-    scheme, sep, rest = ref.partition(":")
-    if not sep or not rest:
-        raise ConfigError("a secret must be a reference: env:NAME, file:/path or vault:path#key")
-    if scheme == "env":
-        value = os.environ.get(rest)
-        if value is None:
-            raise ConfigError(f"secret {ref}: environment variable {rest} is not set")
-        return value
-    if scheme == "file":
-        try:
-            text = Path(rest).read_text()
-        except OSError as exc:
-            raise ConfigError(f"secret {ref}: cannot read {rest}: {exc.strerror}") from exc
-        return text.removesuffix("\n").removesuffix("\r")
-    if scheme == "vault":
-        raise ConfigError(f"secret {ref}: no Vault resolver is configured")
-    raise ConfigError(f"secret {ref}: unknown scheme {scheme!r} (use env:, file: or vault:)")
+    return resolve_static(ref)

@@ -16,6 +16,8 @@ class FakeOpenAI(FakeServer):
     """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not."""
 
     base_path = "/v1"
+    # When set, requests must carry it (`Authorization: Bearer <key>`, or Azure's `api-key`); others get 401.
+    api_key: str | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.handle)
@@ -43,6 +45,14 @@ class FakeOpenAI(FakeServer):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
+        if self.api_key is not None and self.api_key not in (
+            request.headers.get("authorization", "").removeprefix("Bearer "),
+            request.headers.get("api-key"),
+        ):
+            return web.json_response(
+                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+                status=401,
+            )
         failure = await self.before_reply(request)
         if failure is not None:
             return failure
