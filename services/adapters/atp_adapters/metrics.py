@@ -53,6 +53,9 @@ CIRCUIT_STATE = Gauge(
     "Circuit per model in this replica: 0 closed, 1 half-open, 2 open.",
     ["model"],
 )
+CIRCUIT_REPORTS = Counter(
+    "atp_adapters_circuit_reports_total", "Circuit reports sent to the router, by outcome.", ["outcome"]
+)
 POLICY_VERSION = Gauge("atp_adapters_policy_version", "Version of the policy snapshot in use.")
 POLICY_RECONNECTS = Counter("atp_adapters_policy_watch_reconnects_total", "WatchPolicy streams that ended.")
 OBSERVATIONS = Counter(

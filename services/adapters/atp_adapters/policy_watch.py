@@ -24,9 +24,11 @@ LOCAL_CIRCUIT_REASON = "circuit open in this replica"
 class PolicyHolder:
     """The current CompiledPolicy, swapped atomically (one attribute assignment) and compiled once per change.
 
-    Two inputs make the policy: the router's snapshot, and the models whose circuit is open in this
-    replica (the router cannot know them yet: the protos have no call to report them). Both change
-    rarely, so each change recompiles; deciding reads `policy` and never waits.
+    Two inputs make the policy: the router's snapshot (whose exclusions merge every replica's reported
+    circuits), and the models whose circuit is not closed in this replica. For those, this replica's own
+    breaker decides (its exclusion lapses at its probe time, when the router's may still hold): that is
+    how the probe that can reopen a model for everyone gets sent. Both inputs change rarely, so each
+    change recompiles; deciding reads `policy` and never waits.
     """
 
     def __init__(
@@ -57,19 +59,22 @@ class PolicyHolder:
         metrics.POLICY_VERSION.set(snapshot.version)
 
     def set_local_exclusions(self, exclusions: Mapping[str, router_pb2.Exclusion]) -> None:
-        """Replace the models excluded by this replica's circuits; recompiles only when they changed."""
-        if exclusions.keys() == self._local_exclusions.keys():
+        """Replace the exclusions of this replica's circuits; recompiles only when they changed."""
+        # Values too: a circuit that reopens after a failed probe keeps its model but gets a new `until`.
+        if exclusions == self._local_exclusions:
             return
         self._local_exclusions = dict(exclusions)
         self._recompile()
 
     def _recompile(self) -> None:
         snapshot = self._snapshot
-        if self._local_exclusions:
+        local = self._local_exclusions
+        if local:
             merged = router_pb2.PolicySnapshot()
             merged.CopyFrom(snapshot)
-            known = {e.model for e in merged.exclusions}
-            merged.exclusions.extend(e for m, e in self._local_exclusions.items() if m not in known)
+            del merged.exclusions[:]
+            merged.exclusions.extend(e for e in snapshot.exclusions if e.model not in local)
+            merged.exclusions.extend(local.values())
             snapshot = merged
         self.policy = self._compile(snapshot)
         self._notify()
@@ -100,8 +105,10 @@ class PolicyWatcher:
         replica_id: str,
         backoff_initial_s: float,
         backoff_max_s: float,
+        on_connect: Callable[[], None] = lambda: None,
     ) -> None:
         self._holder = holder
+        self._on_connect = on_connect
         self._stub = router_pb2_grpc.RouterServiceStub(channel)
         self._replica_id = replica_id
         self._backoff_initial_s = backoff_initial_s
@@ -141,6 +148,8 @@ class PolicyWatcher:
                 if not received:
                     self.connected = True
                     log.info("following the router's policy", extra={"version": snapshot.version})
+                    # A router that restarted has forgotten this replica's circuits: tell it again.
+                    self._on_connect()
                 received = True
                 current = holder.snapshot
                 # The router sends only what it judges newer; an identical resend (same version and

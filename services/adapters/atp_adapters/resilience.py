@@ -104,6 +104,16 @@ class CircuitBreaker:
         """Monotonic time when an open circuit lets a probe through."""
         return self._opened_until
 
+    @property
+    def probe_until(self) -> float:
+        """Monotonic time when the lease of the probe handed out last expires."""
+        return self._probe_until
+
+    @property
+    def open_s(self) -> float:
+        """How long the circuit stays open before a probe, and how long a probe's lease lasts."""
+        return self._open_s
+
     def allow(self) -> bool:
         """Whether a call may go now. In half-open, True hands out the single probe."""
         if self._state == "closed":

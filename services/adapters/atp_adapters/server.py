@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.circuit_exclusions import CircuitExclusions
+from atp_adapters.circuit_reporter import CircuitReporter
 from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
@@ -94,16 +95,26 @@ async def build_server(
         name: build_provider(name, cfg, secret=keys.get(name)) for name, cfg in config.providers.items()
     }
     holder = PolicyHolder(config, CompiledPolicy.from_snapshot)
-    exclusions = CircuitExclusions(holder)
+    router_channel = open_channel(settings.router_addr, settings)
+    # The reporter reads the exclusions' current set; the exclusions wake the reporter on each transition.
+    reporter = CircuitReporter(
+        router_channel,
+        lambda: exclusions.report(),
+        replica_id=settings.replica_id,
+        timeout_s=settings.report_timeout_s,
+        backoff_initial_s=settings.report_backoff_initial_s,
+        backoff_max_s=settings.report_backoff_max_s,
+    )
+    exclusions = CircuitExclusions(holder, on_change=reporter.mark_dirty)
     targets = build_targets(config, providers, exclusions, Circuits())
 
-    router_channel = open_channel(settings.router_addr, settings)
     watcher = PolicyWatcher(
         holder,
         router_channel,
         replica_id=settings.replica_id,
         backoff_initial_s=settings.watch_backoff_initial_s,
         backoff_max_s=settings.watch_backoff_max_s,
+        on_connect=reporter.reconnected,
     )
     observer_channel = open_channel(settings.observer_addr, settings)
     shipper = ObservationShipper(
@@ -149,10 +160,12 @@ async def build_server(
         raise
     secrets.start()
     watcher.start()
+    reporter.start()
     shipper.start()
     # After server.stop(grace) every in-flight request has submitted its observation: stop following the
     # router, deliver (or spool) the queue, then release connections.
     running.add_closer("policy watch", watcher.close)
+    running.add_closer("circuit reporter", reporter.close)
     running.add_closer("observation shipper", lambda: shipper.close(settings.close_timeout_s * _FLUSH_SHARE))
     running.add_closer("providers", close_providers)
     running.add_closer("router channel", router_channel.close)
@@ -160,7 +173,9 @@ async def build_server(
     if owns_secrets:
         running.add_closer("secrets", secrets.close)
     # Tests and diagnostics reach the parts through the running server.
-    running.adapters = AdaptersParts(holder, watcher, shipper, exclusions, targets)  # type: ignore[attr-defined]
+    running.adapters = AdaptersParts(  # type: ignore[attr-defined]
+        holder, watcher, shipper, exclusions, targets, reporter
+    )
     return running
 
 
@@ -174,9 +189,11 @@ class AdaptersParts:
         shipper: ObservationShipper,
         exclusions: CircuitExclusions,
         targets: Mapping[str, Target],
+        reporter: CircuitReporter,
     ) -> None:
         self.holder = holder
         self.watcher = watcher
         self.shipper = shipper
         self.exclusions = exclusions
         self.targets = targets
+        self.reporter = reporter

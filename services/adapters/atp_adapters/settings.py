@@ -31,6 +31,11 @@ class AdaptersSettings(ServiceSettings):
     watch_backoff_initial_s: float = Field(0.1, gt=0)
     watch_backoff_max_s: float = Field(5.0, gt=0)
 
+    # Circuit reports to the router (ReportExclusions): deadline of one call, backoff between retries.
+    report_timeout_s: float = Field(2.0, gt=0, description="Deadline of one circuit report.")
+    report_backoff_initial_s: float = Field(0.1, gt=0)
+    report_backoff_max_s: float = Field(5.0, gt=0)
+
     # Observation shipping.
     observation_queue_size: int = Field(10_000, ge=1, description="Observations buffered in memory.")
     ship_batch_size: int = Field(256, ge=1, description="Observations per Ingest batch, at most.")
