@@ -6,10 +6,19 @@ import logging
 import random
 
 from atp.observer.v1 import observer_pb2_grpc
-from atp.router.v1 import health_report_pb2, health_report_pb2_grpc, router_pb2, router_pb2_grpc
+from atp.router.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    health_report_pb2,
+    health_report_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
+from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
 from atp_common.server import RunningServer, ServiceRegistration, start_server
+from atp_router.admin import AdminServicer
 from atp_router.config_source import ConfigWatcher
 from atp_router.decisions import DecisionLog
 from atp_router.health_reports import HealthReportServicer, ReportedExclusions
@@ -21,6 +30,7 @@ from atp_router.settings import RouterSettings
 log = logging.getLogger("atp.router")
 
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 HEALTH_REPORT_SERVICE_NAME = health_report_pb2.DESCRIPTOR.services_by_name["HealthReportService"].full_name
 
 
@@ -46,10 +56,22 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
         arms=subscriber.arms if subscriber is not None else lambda: None,
     )
 
-    def config_changed(new: AtpConfig) -> None:
-        publisher.set_config(new)
+    def directory_changed(directory: Directory) -> None:
+        # Tenant overrides from the admin API (allow/deny lists) reach the adapters through the snapshot.
+        publisher.set_config(directory.config)
         if subscriber is not None:
-            subscriber.set_config(new)
+            subscriber.set_config(directory.config)
+
+    directory = DirectoryFollower(
+        config,
+        open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
+        poll_s=settings.directory_poll_s,
+        on_change=directory_changed,
+    )
+    await directory.start()
+
+    def config_changed(new: AtpConfig) -> None:
+        directory.set_config(new)
 
     watcher = ConfigWatcher(
         settings.config_path, config_changed, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
@@ -80,9 +102,15 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
                     HealthReportServicer(reported),
                     HEALTH_REPORT_SERVICE_NAME,
                 ),
+                ServiceRegistration(
+                    admin_pb2_grpc.add_AdminServiceServicer_to_server,
+                    AdminServicer(directory),
+                    ADMIN_SERVICE_NAME,
+                ),
             ],
         )
     except BaseException:
+        await directory.close()
         if channel is not None:
             await channel.close()
         raise
@@ -95,6 +123,7 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
     # out the grace period (adapters keep routing on their last snapshot and reconnect).
     running.on_drain(publisher.stop)
     running.add_closer("config-watch", watcher.close)
+    running.add_closer("directory", directory.close)
     if subscriber is not None:
         running.add_closer("learning", subscriber.close)
     running.add_closer("reported-exclusions", reported.close)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from atp_common.settings import ServiceSettings
@@ -43,3 +43,14 @@ class RouterSettings(ServiceSettings):
     # but the contextual regression and decay start fresh), `replay` re-reads every reward event (exact),
     # `auto` replays when a route is contextual or decay is on, and uses the aggregates otherwise.
     bootstrap: Literal["auto", "stats", "replay"] = "auto"
+
+    # Tenants and keys set through AdminService: in Redis when configured (shared by every replica), else in
+    # a local JSON file (one host, the embedded default).
+    redis_url: str = Field(
+        "",
+        validation_alias=AliasChoices("redis_url", "ATP_ROUTER_REDIS_URL", "ATP_REDIS_URL"),
+        description="Redis holding the tenant directory; empty uses directory_path.",
+    )
+    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
+    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
+    directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")

@@ -1,0 +1,360 @@
+"""Dynamic API keys and tenant settings: stored in Redis (or a local file), followed by every replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from atp_common.config import AtpConfig, Role, TenantConfig
+from atp_common.limits.rules import TenantLimits, compile_limits
+
+log = logging.getLogger("atp.limits.directory")
+
+__all__ = [
+    "TENANT_FIELDS",
+    "Directory",
+    "DirectoryFollower",
+    "DirectoryState",
+    "DirectoryStore",
+    "FileDirectoryStore",
+    "KeyRecord",
+    "RedisDirectoryStore",
+    "new_api_key",
+    "open_directory_store",
+]
+
+# The tenant settings the admin API may override; api_keys are managed as key records instead.
+TENANT_FIELDS = tuple(f for f in TenantConfig.model_fields if f != "api_keys")
+KEY_PREFIX = "sk-atp-"
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key and its digest (hex). The key is shown once and never stored."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A key as stored: its digest only. `source` is "admin" for created keys and "config" for a
+    revocation of a key from the configuration file."""
+
+    key_id: str
+    digest: str
+    tenant: str
+    role: Role = "user"
+    name: str = ""
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    source: str = "admin"
+    # The key this one replaced (rotation), for the audit trail.
+    rotated_from: str = ""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({f: getattr(self, f) for f in self.__slots__})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> KeyRecord:
+        data = orjson.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+
+
+def config_key_id(digest: str) -> str:
+    """The id under which a configuration-file key is listed and revoked."""
+    return "cfg_" + digest[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryState:
+    """What the store holds: key records by id and tenant overrides by tenant, with a version."""
+
+    version: str = ""
+    keys: Mapping[str, KeyRecord] = field(default_factory=dict)
+    tenants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+class DirectoryStore(Protocol):
+    """Persistence of the directory. Writers are the router's admin service; everyone else reads."""
+
+    name: str
+
+    async def version(self) -> str: ...
+
+    async def load(self) -> DirectoryState: ...
+
+    async def put_keys(self, records: list[KeyRecord]) -> None: ...
+
+    async def put_tenant(self, tenant: str, overrides: Mapping[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisDirectoryStore:
+    """Two hashes (keys, tenants) and a version counter bumped in the same MULTI as every change, so a
+    follower that sees a new version reads a consistent state."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "atp:", timeout_s: float = 1.0):
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=8
+        )
+        self._keys = f"{prefix}dir:keys"
+        self._tenants = f"{prefix}dir:tenants"
+        self._version = f"{prefix}dir:version"
+
+    async def version(self) -> str:
+        value = await self._redis.get(self._version)
+        return value.decode() if value else "0"
+
+    async def load(self) -> DirectoryState:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(self._version).hgetall(self._keys).hgetall(self._tenants)
+            version, keys, tenants = await pipe.execute()
+        return DirectoryState(
+            version.decode() if version else "0",
+            {k.decode(): KeyRecord.from_json(v) for k, v in keys.items()},
+            {k.decode(): orjson.loads(v) for k, v in tenants.items()},
+        )
+
+    async def put_keys(self, records: list[KeyRecord]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for record in records:
+                pipe.hset(self._keys, record.key_id, record.to_json())
+            pipe.incr(self._version)
+            await pipe.execute()
+
+    async def put_tenant(self, tenant: str, overrides: Mapping[str, Any]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if overrides:
+                pipe.hset(self._tenants, tenant, orjson.dumps(dict(overrides)))
+            else:
+                pipe.hdel(self._tenants, tenant)
+            pipe.incr(self._version)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class FileDirectoryStore:
+    """The directory in one JSON file, replaced atomically: the embedded default, where the services run
+    on one host (`make run`) and no Redis is configured. One writer (the router) is assumed."""
+
+    name = "file"
+
+    def __init__(self, path: str | Path):
+        self._path = Path(path)
+        self._lock = asyncio.Lock()
+
+    async def version(self) -> str:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return "0"
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+    async def load(self) -> DirectoryState:
+        version = await self.version()
+        try:
+            data = orjson.loads(self._path.read_bytes())
+        except FileNotFoundError:
+            return DirectoryState("0")
+        keys = {k: KeyRecord(**v) for k, v in data.get("keys", {}).items()}
+        return DirectoryState(version, keys, data.get("tenants", {}))
+
+    async def _write(self, change: Callable[[dict[str, Any]], None]) -> None:
+        async with self._lock:
+            try:
+                data = orjson.loads(self._path.read_bytes())
+            except FileNotFoundError:
+                data = {"keys": {}, "tenants": {}}
+            change(data)
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self._path)
+
+    async def put_keys(self, records: list[KeyRecord]) -> None:
+        def change(data: dict[str, Any]) -> None:
+            for record in records:
+                data["keys"][record.key_id] = orjson.loads(record.to_json())
+
+        await self._write(change)
+
+    async def put_tenant(self, tenant: str, overrides: Mapping[str, Any]) -> None:
+        def change(data: dict[str, Any]) -> None:
+            if overrides:
+                data["tenants"][tenant] = dict(overrides)
+            else:
+                data["tenants"].pop(tenant, None)
+
+        await self._write(change)
+
+    async def close(self) -> None:
+        return None
+
+
+def open_directory_store(redis_url: str, *, prefix: str = "atp:", path: str = "") -> DirectoryStore:
+    """Redis when configured, else the local file."""
+    if redis_url:
+        return RedisDirectoryStore(redis_url, prefix=prefix)
+    return FileDirectoryStore(path or "var/tenants.json")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """A key as the request path sees it: who it authenticates (never the key itself)."""
+
+    tenant: str
+    role: Role
+    name: str
+    key_id: str
+
+
+class Directory:
+    """The configuration merged with the store's state, precomputed for the request path: key digests
+    to principals, each tenant's effective settings and compiled limits, and the effective AtpConfig."""
+
+    def __init__(self, config: AtpConfig, state: DirectoryState | None = None):
+        state = state or DirectoryState()
+        self.version = state.version
+        self.state = state
+        revoked = {r.digest for r in state.keys.values() if r.revoked_at is not None}
+        keys: dict[str, KeyInfo] = {}
+        for tenant, tenant_config in config.tenants.items():
+            for key in tenant_config.api_keys:
+                digest = key.hash.removeprefix("sha256:")
+                if digest not in revoked:
+                    keys[digest] = KeyInfo(tenant, key.role, key.name, config_key_id(digest))
+        for record in state.keys.values():
+            if record.revoked_at is None and record.source == "admin":
+                keys[record.digest] = KeyInfo(record.tenant, record.role, record.name, record.key_id)
+        self.keys = keys
+        tenants = dict(config.tenants)
+        for tenant, overrides in state.tenants.items():
+            base = tenants.get(tenant, TenantConfig())
+            merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if k in TENANT_FIELDS}}
+            tenants[tenant] = TenantConfig.model_validate(merged)
+        self.tenants = tenants
+        self.limits: dict[str, TenantLimits] = {}
+        for tenant, tenant_config in tenants.items():
+            compiled = compile_limits(tenant, tenant_config)
+            if compiled.checks:
+                self.limits[tenant] = compiled
+        self.config = config if not state.tenants else config.model_copy(update={"tenants": tenants})
+
+    def config_keys(self, config: AtpConfig) -> list[KeyRecord]:
+        """The configuration file's keys as records (for listing)."""
+        return [
+            KeyRecord(
+                config_key_id(k.hash.removeprefix("sha256:")),
+                k.hash.removeprefix("sha256:"),
+                t,
+                k.role,
+                k.name,
+                source="config",
+            )
+            for t, tc in config.tenants.items()
+            for k in tc.api_keys
+        ]
+
+
+class DirectoryFollower:
+    """Keeps `directory` current: polls the store's version every `poll_s` (one small read) and reloads on
+    change, so a revocation reaches every replica within poll_s plus one load. While the store is
+    unreachable the last directory stays in force and `healthy` is False."""
+
+    def __init__(
+        self,
+        config: AtpConfig,
+        store: DirectoryStore,
+        *,
+        poll_s: float = 0.25,
+        timeout_s: float = 2.0,
+        on_change: Callable[[Directory], None] | None = None,
+    ):
+        self._config = config
+        self.store = store
+        self._poll_s = poll_s
+        self._timeout_s = timeout_s
+        self._on_change = on_change
+        self.directory = Directory(config)
+        self.healthy = True
+        self.last_error = ""
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load once (bounded), then follow in the background."""
+        await self.refresh()
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="directory-follow")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+    @property
+    def config(self) -> AtpConfig:
+        """The configuration file's content (without the store's overrides)."""
+        return self._config
+
+    def set_config(self, config: AtpConfig) -> None:
+        """A new configuration file: rebuild on the current state."""
+        self._config = config
+        self._publish(Directory(config, self.directory.state))
+
+    def _publish(self, directory: Directory) -> None:
+        self.directory = directory
+        if self._on_change is not None:
+            try:
+                self._on_change(directory)
+            except Exception:
+                log.exception("directory change handler failed")
+
+    async def refresh(self) -> bool:
+        """Reload when the store's version changed; True when it did. Errors mark the follower unhealthy."""
+        try:
+            version = await asyncio.wait_for(self.store.version(), self._timeout_s)
+            if version == self.directory.version:
+                self._healthy(True)
+                return False
+            state = await asyncio.wait_for(self.store.load(), self._timeout_s)
+        except Exception as exc:  # a store outage must not stop authentication with the last state
+            self._healthy(False, f"{type(exc).__name__}: {exc}")
+            return False
+        self._healthy(True)
+        self._publish(Directory(self._config, state))
+        return True
+
+    def _healthy(self, healthy: bool, error: str = "") -> None:
+        if healthy != self.healthy:
+            if healthy:
+                log.info("directory store reachable again", extra={"store": self.store.name})
+            else:
+                log.error("directory store unreachable", extra={"store": self.store.name, "error": error})
+        self.healthy = healthy
+        if error:
+            self.last_error = error
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self.refresh()

@@ -1,0 +1,229 @@
+"""AdminService: API keys and tenant settings, written to the directory store every replica follows."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+
+from atp.router.v1 import admin_pb2, admin_pb2_grpc
+from atp_common.config import TenantConfig
+from atp_common.errors import InvalidArgument, NotFound
+from atp_common.limits.directory import TENANT_FIELDS, DirectoryFollower, KeyRecord, new_api_key
+
+__all__ = ["AdminServicer"]
+
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ROLES = ("user", "admin")
+_INT_LIMITS = (
+    "requests_per_second",
+    "requests_per_minute",
+    "requests_per_day",
+    "tokens_per_second",
+    "tokens_per_minute",
+    "tokens_per_day",
+)
+_BUDGETS = ("daily_budget_usd", "monthly_budget_usd")
+_LISTS = ("allowed_models", "denied_models")
+
+
+def _timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def key_info(record: KeyRecord) -> admin_pb2.ApiKeyInfo:
+    """The listing form of a key: everything but the key."""
+    info = admin_pb2.ApiKeyInfo(
+        key_id=record.key_id,
+        tenant=record.tenant,
+        role=record.role,
+        name=record.name,
+        source=record.source,
+        rotated_from=record.rotated_from,
+    )
+    if record.created_at:
+        info.created_at.CopyFrom(_timestamp(record.created_at))
+    if record.revoked_at is not None:
+        info.revoked_at.CopyFrom(_timestamp(record.revoked_at))
+    return info
+
+
+def tenant_settings(config: TenantConfig) -> admin_pb2.TenantSettings:
+    """A tenant's effective settings as the proto message."""
+    settings = admin_pb2.TenantSettings()
+    for name in (*_INT_LIMITS, *_BUDGETS):
+        value = getattr(config, name)
+        if value is not None:
+            setattr(settings, name, value)
+    settings.allowed_models.models.extend(config.allowed_models)
+    settings.denied_models.models.extend(config.denied_models)
+    return settings
+
+
+def overrides_from(settings: admin_pb2.TenantSettings) -> dict[str, Any]:
+    """The fields a SetTenant sets; 0 removes a rate limit (None means unlimited in TenantConfig)."""
+    out: dict[str, Any] = {}
+    for name in _INT_LIMITS:
+        if settings.HasField(name):
+            value = getattr(settings, name)
+            if value < 0:
+                raise InvalidArgument(f"{name} must not be negative", param=name)
+            out[name] = value or None
+    for name in _BUDGETS:
+        if settings.HasField(name):
+            value = getattr(settings, name)
+            if not value >= 0:
+                raise InvalidArgument(f"{name} must not be negative", param=name)
+            out[name] = value
+    for name in _LISTS:
+        if settings.HasField(name):
+            out[name] = list(getattr(settings, name).models)
+    return out
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    """Writes go to the store and bump its version; this router's follower is refreshed at once so a
+    read after a write sees it, and every other replica picks the change up within its poll interval."""
+
+    def __init__(self, follower: DirectoryFollower):
+        self._follower = follower
+
+    async def _state(self):  # type: ignore[no-untyped-def]
+        await self._follower.refresh()
+        return self._follower.directory
+
+    async def _all_keys(self) -> dict[str, KeyRecord]:
+        directory = await self._state()
+        records = {r.key_id: r for r in directory.config_keys(self._follower.config)}
+        records.update(directory.state.keys)
+        return records
+
+    async def CreateKey(
+        self, request: admin_pb2.CreateKeyRequest, context: aio.ServicerContext
+    ) -> admin_pb2.CreateKeyResponse:
+        if not _TENANT_NAME.match(request.tenant):
+            raise InvalidArgument("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
+        role = request.role or "user"
+        if role not in _ROLES:
+            raise InvalidArgument("role must be 'user' or 'admin'", param="role")
+        secret, digest = new_api_key()
+        record = KeyRecord(
+            key_id="key_" + secrets.token_hex(8),
+            digest=digest,
+            tenant=request.tenant,
+            role=role,  # type: ignore[arg-type]
+            name=request.name[:128],
+            created_at=time.time(),
+        )
+        await self._follower.store.put_keys([record])
+        await self._follower.refresh()
+        return admin_pb2.CreateKeyResponse(key=key_info(record), secret=secret)
+
+    async def ListKeys(
+        self, request: admin_pb2.ListKeysRequest, context: aio.ServicerContext
+    ) -> admin_pb2.ListKeysResponse:
+        records = await self._all_keys()
+        keys = [
+            key_info(r)
+            for r in sorted(records.values(), key=lambda r: (r.tenant, r.created_at, r.key_id))
+            if (not request.tenant or r.tenant == request.tenant)
+            and (request.include_revoked or r.revoked_at is None)
+        ]
+        return admin_pb2.ListKeysResponse(keys=keys)
+
+    async def _find(self, key_id: str) -> KeyRecord:
+        record = (await self._all_keys()).get(key_id)
+        if record is None:
+            raise NotFound(f"no key {key_id!r}", param="key_id")
+        return record
+
+    async def RotateKey(
+        self, request: admin_pb2.RotateKeyRequest, context: aio.ServicerContext
+    ) -> admin_pb2.RotateKeyResponse:
+        old = await self._find(request.key_id)
+        if old.revoked_at is not None:
+            raise InvalidArgument("a revoked key cannot be rotated", param="key_id")
+        now = time.time()
+        secret, digest = new_api_key()
+        new = KeyRecord(
+            key_id="key_" + secrets.token_hex(8),
+            digest=digest,
+            tenant=old.tenant,
+            role=old.role,
+            name=old.name,
+            created_at=now,
+            rotated_from=old.key_id,
+        )
+        revoked = _revoked(old, now)
+        # One MULTI: the new key and the revocation become visible together.
+        await self._follower.store.put_keys([new, revoked])
+        await self._follower.refresh()
+        return admin_pb2.RotateKeyResponse(key=key_info(new), secret=secret, revoked=key_info(revoked))
+
+    async def RevokeKey(
+        self, request: admin_pb2.RevokeKeyRequest, context: aio.ServicerContext
+    ) -> admin_pb2.RevokeKeyResponse:
+        record = await self._find(request.key_id)
+        if record.revoked_at is None:
+            record = _revoked(record, time.time())
+            await self._follower.store.put_keys([record])
+            await self._follower.refresh()
+        return admin_pb2.RevokeKeyResponse(key=key_info(record))
+
+    async def GetTenant(
+        self, request: admin_pb2.GetTenantRequest, context: aio.ServicerContext
+    ) -> admin_pb2.GetTenantResponse:
+        directory = await self._state()
+        config = directory.tenants.get(request.tenant)
+        if config is None:
+            raise NotFound(f"no tenant {request.tenant!r}", param="tenant")
+        overridden = sorted(directory.state.tenants.get(request.tenant, {}))
+        return admin_pb2.GetTenantResponse(
+            tenant=request.tenant, settings=tenant_settings(config), overridden=overridden
+        )
+
+    async def SetTenant(
+        self, request: admin_pb2.SetTenantRequest, context: aio.ServicerContext
+    ) -> admin_pb2.SetTenantResponse:
+        if not _TENANT_NAME.match(request.tenant):
+            raise InvalidArgument("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
+        unknown = [f for f in request.reset if f not in TENANT_FIELDS]
+        if unknown:
+            raise InvalidArgument(f"cannot reset unknown fields {unknown}", param="reset")
+        directory = await self._state()
+        overrides = dict(directory.state.tenants.get(request.tenant, {}))
+        for name in request.reset:
+            overrides.pop(name, None)
+        overrides.update(overrides_from(request.settings))
+        base = self._follower.config.tenants.get(request.tenant, TenantConfig())
+        try:
+            merged = TenantConfig.model_validate({**base.model_dump(), **overrides})
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid tenant settings: {exc}") from exc
+        await self._follower.store.put_tenant(request.tenant, overrides)
+        await self._follower.refresh()
+        return admin_pb2.SetTenantResponse(
+            tenant=request.tenant, settings=tenant_settings(merged), overridden=sorted(overrides)
+        )
+
+
+def _revoked(record: KeyRecord, now: float) -> KeyRecord:
+    return KeyRecord(
+        key_id=record.key_id,
+        digest=record.digest,
+        tenant=record.tenant,
+        role=record.role,
+        name=record.name,
+        created_at=record.created_at,
+        revoked_at=now,
+        source=record.source,
+        rotated_from=record.rotated_from,
+    )
