@@ -8,13 +8,14 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations
+from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import ModelCircuit
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.pricing import Prices
@@ -116,8 +117,10 @@ class GeneratePipeline:
         default_tenant: str,
         request_timeout_s: float,
         rng: random.Random | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._holder = holder
+        self._admission = admission
         self._targets = targets
         self._shipper = shipper
         self._replica_id = replica_id
@@ -130,9 +133,17 @@ class GeneratePipeline:
         self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
 
     async def generate(
-        self, request: adapters_pb2.GenerateRequest, time_remaining: float | None = None
+        self,
+        request: adapters_pb2.GenerateRequest,
+        time_remaining: float | None = None,
+        send_metadata: Callable[[tuple[tuple[str, str], ...]], Awaitable[None]] | None = None,
     ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
-        """Serve one Generate call. Raises AtpError before any output; yields responses after."""
+        """Serve one Generate call. Raises AtpError before any output; yields responses after.
+
+        With limits configured for the tenant, the request is admitted (or refused with RateLimited /
+        BudgetExceeded) before any provider is called, `send_metadata` receives the x-ratelimit-* values,
+        and the reservation is settled from the actual usage when the call ends, however it ends.
+        """
         started_wall = time.time()
         started = time.perf_counter()
         validate(request)
@@ -146,6 +157,11 @@ class GeneratePipeline:
         decision_id_var.set(decision.decision_id)
         route_label = decision.route or _DIRECT_ROUTE_LABEL
         self._count_decision(route_label, decision.candidates[0].model)
+        ticket = None
+        if self._admission is not None:
+            ticket = await self._admission.admit(tenant, decision, request.params)
+            if ticket is not None and ticket.headers and send_metadata is not None:
+                await send_metadata(ticket.headers)
 
         budget = (
             self._request_timeout_s
@@ -173,6 +189,8 @@ class GeneratePipeline:
             raise
         finally:
             self._finish(request, tenant, request_id, decision, route_label, call, started, started_wall)
+            if ticket is not None and self._admission is not None:
+                self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
 
     async def _run(
         self,

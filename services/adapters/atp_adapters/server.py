@@ -7,6 +7,7 @@ import random
 from collections.abc import Mapping
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
+from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
 from atp_adapters.pipeline import GeneratePipeline, Target
@@ -21,6 +22,8 @@ from atp_adapters.spool import Spool
 from atp_common import config as config_mod
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
+from atp_common.limits import open_limiter
+from atp_common.limits.directory import DirectoryFollower, open_directory_store
 from atp_common.policy.kernel import CompiledPolicy
 from atp_common.secrets import SecretResolver
 from atp_common.server import RunningServer, ServiceRegistration, start_server
@@ -126,6 +129,18 @@ async def build_server(
         timeout_s=settings.ship_timeout_s,
         backoff_max_s=settings.ship_backoff_max_s,
     )
+    limiter = open_limiter(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        fail_mode=settings.limits_fail_mode,
+        timeout_s=settings.limits_timeout_s,
+    )
+    directory = DirectoryFollower(
+        config,
+        open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
+        poll_s=settings.directory_poll_s,
+    )
+    admission = Admission(limiter, directory, targets, default_output_tokens=settings.default_output_tokens)
     pipeline = GeneratePipeline(
         config,
         holder,
@@ -135,6 +150,7 @@ async def build_server(
         default_tenant=settings.default_tenant,
         request_timeout_s=settings.request_timeout_s,
         rng=rng,
+        admission=admission,
     )
     servicer = AdaptersServicer(pipeline, holder, targets.keys())
 
@@ -153,6 +169,8 @@ async def build_server(
         )
     except BaseException:
         await close_providers()
+        await limiter.close()
+        await directory.close()
         await router_channel.close()
         await observer_channel.close()
         if owns_secrets:
@@ -160,6 +178,9 @@ async def build_server(
         raise
     secrets.start()
     watcher.start()
+    # The first directory load is bounded; a store that is down leaves the configuration's tenants in force.
+    await directory.start()
+    limiter.start()
     reporter.start()
     shipper.start()
     # After server.stop(grace) every in-flight request has submitted its observation: stop following the
@@ -167,6 +188,8 @@ async def build_server(
     running.add_closer("policy watch", watcher.close)
     running.add_closer("circuit reporter", reporter.close)
     running.add_closer("observation shipper", lambda: shipper.close(settings.close_timeout_s * _FLUSH_SHARE))
+    running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
+    running.add_closer("directory", directory.close)
     running.add_closer("providers", close_providers)
     running.add_closer("router channel", router_channel.close)
     running.add_closer("observer channel", observer_channel.close)
@@ -176,6 +199,7 @@ async def build_server(
     running.adapters = AdaptersParts(  # type: ignore[attr-defined]
         holder, watcher, shipper, exclusions, targets, reporter
     )
+    running.admission = admission  # type: ignore[attr-defined]
     return running
 
 

@@ -28,7 +28,7 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
     ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
         async with contextlib.aclosing(
-            self._pipeline.generate(request, context.time_remaining())
+            self._pipeline.generate(request, context.time_remaining(), context.send_initial_metadata)
         ) as responses:
             async for response in responses:
                 yield response

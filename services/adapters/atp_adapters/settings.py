@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from atp_common.settings import ServiceSettings
@@ -35,6 +37,23 @@ class AdaptersSettings(ServiceSettings):
     report_timeout_s: float = Field(2.0, gt=0, description="Deadline of one circuit report.")
     report_backoff_initial_s: float = Field(0.1, gt=0)
     report_backoff_max_s: float = Field(5.0, gt=0)
+
+    # Limits and budgets (enforced here, where every request passes) and the tenant directory.
+    redis_url: str = Field(
+        "",
+        validation_alias=AliasChoices("redis_url", "ATP_ADAPTERS_REDIS_URL", "ATP_REDIS_URL"),
+        description="Shared counters and tenant directory; empty keeps counters in process.",
+    )
+    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
+    limits_fail_mode: Literal["open", "closed"] = Field(
+        "closed", description="When the limits store is down: admit unchecked (open) or refuse (closed)."
+    )
+    limits_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of one limits store call.")
+    default_output_tokens: int = Field(
+        1024, ge=1, description="Output tokens reserved for a request without max_tokens."
+    )
+    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
+    directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")
 
     # Observation shipping.
     observation_queue_size: int = Field(10_000, ge=1, description="Observations buffered in memory.")

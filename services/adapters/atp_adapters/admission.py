@@ -1,0 +1,76 @@
+"""Limits and budgets at the one place every request passes: reserve before the provider call, settle after."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from atp.common.v1 import chat_pb2
+from atp_common.limits import Limiter, Ticket
+from atp_common.limits.directory import DirectoryFollower
+
+if TYPE_CHECKING:
+    from atp_adapters.pipeline import Target
+
+__all__ = ["Admission"]
+
+
+class Admission:
+    """Admits a request for its tenant: requests, a token estimate and a cost estimate, in one limiter call.
+
+    The cost estimate is the most expensive candidate's price for the estimated prompt plus max_tokens
+    (or `default_output_tokens`), because failover may serve the request with any ranked candidate; the
+    spend is settled from the actual cost afterwards. A tenant without limits costs one dict lookup.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        follower: DirectoryFollower,
+        targets: Mapping[str, Target],
+        *,
+        default_output_tokens: int,
+    ):
+        self.limiter = limiter
+        self.follower = follower
+        self._targets = targets
+        self._default_output_tokens = default_output_tokens
+
+    async def admit(
+        self, tenant: str, decision: chat_pb2.Decision, params: chat_pb2.GenerationParams
+    ) -> Ticket | None:
+        """None when the tenant has no limits; raises RateLimited / BudgetExceeded / Unavailable."""
+        limits = self.follower.directory.limits.get(tenant)
+        if limits is None:
+            return None
+        prompt = decision.features.estimated_prompt_tokens
+        output = params.max_tokens if params.HasField("max_tokens") else self._default_output_tokens
+        cost = 0.0
+        if limits.limits_budget:
+            for candidate in decision.candidates:
+                target = self._targets.get(candidate.model)
+                if target is not None:
+                    prices = target.prices
+                    estimate = prompt * prices.input + output * max(prices.output, prices.reasoning)
+                    cost = max(cost, estimate)
+        return await self.limiter.admit(limits, tokens=prompt + output, cost_usd=cost)
+
+    def settle(
+        self,
+        ticket: Ticket,
+        usage: chat_pb2.Usage | None,
+        target: Target | None,
+        produced_output: bool,
+    ) -> None:
+        """Correct the reservation to the actual usage and cost.
+
+        A reply cut after output without usage (cancelled or broken mid-stream) keeps its reservation:
+        the provider bills what it generated, which is unknown here, and the estimate bounds it.
+        """
+        if usage is None:
+            if produced_output:
+                return
+            self.limiter.settle(ticket, tokens=0, cost_usd=0.0)
+            return
+        cost = target.prices.cost(usage) if target is not None else 0.0
+        self.limiter.settle(ticket, tokens=usage.prompt_tokens + usage.completion_tokens, cost_usd=cost)
