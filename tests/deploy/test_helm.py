@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from atp_common.config import AtpConfig
+from atp_common.server import LIVENESS_SERVICE
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "atp"
@@ -94,15 +95,21 @@ def test_probe_ports_are_the_service_ports(rendered: Any) -> None:
             continue
         assert ports["grpc"] == svc_values["port"] == service_ports["grpc"]["port"]
         assert service_ports["grpc"]["appProtocol"] == "grpc"
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # Liveness asks for the kit's "liveness" health name, which stays SERVING during a drain; the
+        # others ask for "" (the whole server), which turns NOT_SERVING as the drain starts.
+        health_names = {"startupProbe": "", "readinessProbe": "", "livenessProbe": LIVENESS_SERVICE}
+        for probe, health_name in health_names.items():
             if tls:
                 # kubelet's gRPC probe cannot do TLS: the image's probe dials the gRPC port with the certs.
                 command = container[probe]["exec"]["command"]
                 assert command[:3] == ["python", "-m", "atp_common.probe"]
                 assert command[3] == f"127.0.0.1:{ports['grpc']}"
                 assert "--ca=/etc/atp/tls/ca.crt" in command
+                service_args = [arg for arg in command if arg.startswith("--service")]
+                assert service_args == ([f"--service={health_name}"] if health_name else []), probe
             else:
-                assert container[probe]["grpc"] == {"port": ports["grpc"]}, probe
+                expected = {"port": ports["grpc"], **({"service": health_name} if health_name else {})}
+                assert container[probe]["grpc"] == expected, probe
         assert ports["metrics"] == svc_values["metricsPort"] == service_ports["metrics"]["port"]
 
 

@@ -1,9 +1,11 @@
-"""The one server interceptor that turns ATP errors (and surprises) into gRPC statuses."""
+"""The one server interceptor that turns ATP errors (and surprises) into gRPC statuses, and counts calls."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,8 +13,39 @@ import grpc
 from grpc import aio
 
 from atp_common.errors import AtpError, error_metadata
+from atp_common.metrics import GRPC_REQUESTS, GRPC_SECONDS
 
 log = logging.getLogger("atp.grpc")
+
+
+class _MethodSeries:
+    """The metric children of one method, bound once: per call, a lookup by code and two updates."""
+
+    __slots__ = ("_counters", "_method", "seconds")
+
+    def __init__(self, method: str) -> None:
+        self._method = method
+        self._counters: dict[str, Any] = {}
+        self.seconds = GRPC_SECONDS.labels(method)
+
+    def done(self, code: str, started: float) -> None:
+        counter = self._counters.get(code)
+        if counter is None:
+            # Codes are a fixed enum, so this dict stays small.
+            counter = self._counters[code] = GRPC_REQUESTS.labels(self._method, code)
+        counter.inc()
+        self.seconds.observe(time.perf_counter() - started)
+
+
+def _code_of(exc: BaseException, context: aio.ServicerContext) -> str:
+    if isinstance(exc, AtpError):
+        return exc.mapping.grpc_code.name
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    if isinstance(exc, aio.AbortError):
+        code = context.code()
+        return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    return "INTERNAL"
 
 
 async def _abort(context: aio.ServicerContext, exc: BaseException, method: str) -> None:
@@ -25,13 +58,24 @@ async def _abort(context: aio.ServicerContext, exc: BaseException, method: str) 
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    series = _MethodSeries(method)
+
     async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> Any:
+        started = time.perf_counter()
         try:
-            return await behavior(request_or_iterator, context)
-        except aio.AbortError:
+            reply = await behavior(request_or_iterator, context)
+        except aio.AbortError as exc:
+            series.done(_code_of(exc, context), started)
+            raise
+        except asyncio.CancelledError:
+            series.done("CANCELLED", started)
             raise
         except Exception as exc:
+            series.done(_code_of(exc, context), started)
             await _abort(context, exc, method)
+        else:
+            series.done("OK", started)
+            return reply
 
     return handler
 
@@ -39,14 +83,25 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
 def _wrap_stream(
     behavior: Callable[..., AsyncIterator[Any]], method: str
 ) -> Callable[..., AsyncIterator[Any]]:
+    series = _MethodSeries(method)
+
     async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
         try:
             async for response in behavior(request_or_iterator, context):
                 yield response
-        except aio.AbortError:
+        except aio.AbortError as exc:
+            series.done(_code_of(exc, context), started)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # The caller went away (or the server stopped) while the stream was open.
+            series.done("CANCELLED", started)
             raise
         except Exception as exc:
+            series.done(_code_of(exc, context), started)
             await _abort(context, exc, method)
+        else:
+            series.done("OK", started)
 
     return handler
 

@@ -37,7 +37,27 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_reconnect_backoff_ms", 5_000),
     # Long-lived watch streams must not be cut by an idle timer.
     ("grpc.max_connection_idle_ms", 2**31 - 1),
+    # Hot-path cost (issue 8): channelz keeps per-call statistics nobody reads here, and BDP probing
+    # sends pings to size flow-control windows that loopback and small messages never fill.
+    ("grpc.enable_channelz", 0),
+    ("grpc.http2.bdp_probe", 0),
 )
+
+
+# The health name that liveness probes ask for. It stays SERVING through the drain, while "" (readiness)
+# and every hosted service turn NOT_SERVING: a draining pod is alive and must not be restarted by its
+# liveness probe before its in-flight calls have finished.
+LIVENESS_SERVICE = "liveness"
+
+
+class HealthServicer(health_aio.HealthServicer):
+    """The library's asyncio health servicer, with LIVENESS_SERVICE left SERVING by the drain."""
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()
+        # The library's shutdown marks every name NOT_SERVING and then ignores set(); its own _set still
+        # notifies Watch streams, so liveness watchers see the process as alive.
+        await self._set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +78,7 @@ class RunningServer:
 
     server: aio.Server
     port: int
-    health: health_aio.HealthServicer
+    health: HealthServicer
     settings: ServiceSettings
     service_names: tuple[str, ...]
     closers: list[tuple[str, Closer]] = field(default_factory=list)
@@ -88,6 +108,8 @@ class RunningServer:
         )
         for name in ("", *self.service_names):
             await self.health.set(name, status)
+        # Alive from the moment the server is bound, whatever readiness says.
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     @property
     def draining(self) -> bool:
@@ -173,7 +195,7 @@ async def start_server(
         registration.add_to_server(registration.servicer, server)
 
     # The library's asyncio servicer: Watch streams push status changes without polling threads.
-    health_servicer = health_aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = tuple(r.full_name for r in services)
     reflection.enable_server_reflection(

@@ -75,7 +75,9 @@
 
 {{/*
 The probe of a gRPC service: kubelet's native gRPC probe, or, with mTLS (which kubelet's gRPC probe cannot
-speak), the image's probe CLI with the service's own certificate.
+speak), the image's probe CLI with the service's own certificate. `service` names the health service to ask:
+"" (readiness, NOT_SERVING from the start of a drain) or "liveness" (SERVING until the process exits, so a
+draining pod is not restarted before its in-flight calls finish).
 */}}
 {{- define "atp.grpcProbe" -}}
 {{- if .root.Values.tls.enabled -}}
@@ -86,6 +88,9 @@ exec:
     - atp_common.probe
     - 127.0.0.1:{{ .svc.port }}
     - --timeout={{ .root.Values.probes.timeoutSeconds }}
+    {{- with .service }}
+    - --service={{ . }}
+    {{- end }}
     - --ca=/etc/atp/tls/ca.crt
     - --cert=/etc/atp/tls/tls.crt
     - --key=/etc/atp/tls/tls.key
@@ -95,5 +100,8 @@ exec:
 {{- else -}}
 grpc:
   port: {{ .svc.port }}
+  {{- with .service }}
+  service: {{ . }}
+  {{- end }}
 {{- end -}}
 {{- end -}}
