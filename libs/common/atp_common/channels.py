@@ -18,9 +18,12 @@ def open_channel(target: str, settings: ServiceSettings | None = None) -> aio.Ch
         from atp_common.telemetry import client_interceptors
 
         interceptors = client_interceptors()
-    if settings is not None and settings.tls_ca:
+    if settings is not None and (settings.tls_ca or settings.tls_cert):
+        # With TLS settings every peer is dialled over TLS: the CA verifies the peer (the system's roots
+        # without one), and our certificate, when we have one, answers the peer's mTLS challenge.
+        ca = Path(settings.tls_ca).read_bytes() if settings.tls_ca else None
         cert = Path(settings.tls_cert).read_bytes() if settings.tls_cert else None
         key = Path(settings.tls_key).read_bytes() if settings.tls_key else None
-        credentials = grpc.ssl_channel_credentials(Path(settings.tls_ca).read_bytes(), key, cert)
+        credentials = grpc.ssl_channel_credentials(ca, key, cert)
         return aio.secure_channel(target, credentials, options=GRPC_OPTIONS, interceptors=interceptors)
     return aio.insecure_channel(target, options=GRPC_OPTIONS, interceptors=interceptors)

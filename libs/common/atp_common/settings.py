@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that look filled in but are not: refuse to start with them.
@@ -40,9 +40,9 @@ class ServiceSettings(BaseSettings):
     grace_s: float = Field(20.0, ge=0, description="How long in-flight calls may run after the drain starts.")
     close_timeout_s: float = Field(5.0, gt=0, description="Bound on closing clients and flushing queues.")
     replica_id: str = Field(default_factory=_default_replica_id)
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_ca: str = ""
+    tls_cert: str = Field("", description="PEM certificate: served by gRPC servers, presented by clients.")
+    tls_key: str = Field("", description="PEM private key of tls_cert.")
+    tls_ca: str = Field("", description="PEM CA bundle: servers require client certs it signed (mTLS).")
 
     @field_validator("*", mode="after")
     @classmethod
@@ -50,3 +50,10 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in _PLACEHOLDERS:
             raise ValueError(f"placeholder value {value!r} must be replaced")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> ServiceSettings:
+        # Half a key pair would fail only at the first connection; refuse it at start-up instead.
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
