@@ -82,7 +82,7 @@ async def handle_chat(gateway: Gateway, scope: Scope, receive: Receive, send: Se
     status = 500
     metrics.IN_FLIGHT_HTTP.inc()
     try:
-        status = await _serve(gateway, headers, reply_headers, receive, send)
+        status = await _serve(gateway, headers, reply_headers, receive, send, started)
     except _ClientGone:
         status = _CLIENT_GONE
         metrics.DISCONNECTS.inc()
@@ -108,6 +108,7 @@ async def _serve(
     reply_headers: list[tuple[bytes, bytes]],
     receive: Receive,
     send: Send,
+    started: float,
 ) -> int:
     try:
         if gateway.stopping.is_set():
@@ -144,11 +145,16 @@ async def _serve(
             error = error_from_generate(first.error.code, first.error.message, first.error.type)
             return (await send_error(send, error, reply_headers)).status
         header = first.header
+        # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
+        # the initial metadata (absent when the tenant has no limits).
+        for key, value in await exchange.call.initial_metadata() or ():
+            if key.startswith("x-ratelimit-"):
+                reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
         reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
         reply_headers.append((b"x-atp-model", header.model.encode()))
         if stream:
-            return await _stream(exchange, first, request.include_usage, reply_headers, send)
-        return await _complete(exchange, first, reply_headers, send)
+            return await _stream(exchange, first, request.include_usage, reply_headers, send, started)
+        return await _complete(exchange, first, reply_headers, send, started)
     finally:
         exchange.close()
 
@@ -158,6 +164,7 @@ async def _complete(
     first: adapters_pb2.GenerateResponse,
     reply_headers: list[tuple[bytes, bytes]],
     send: Send,
+    started: float,
 ) -> int:
     builder = CompletionBuilder(first.header)
     message: adapters_pb2.GenerateResponse | None = first
@@ -167,6 +174,10 @@ async def _complete(
             return (await send_error(send, error, reply_headers)).status
         builder.add(message)
         if builder.completion is not None:
+            # ATP's overhead: everything but the provider's time, measured before the body leaves.
+            metrics.OVERHEAD_JSON.observe(
+                max(time.perf_counter() - started - builder.completion.provider_ms / 1000.0, 0.0)
+            )
             await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
             return 200
         try:
@@ -183,6 +194,7 @@ async def _stream(
     include_usage: bool,
     reply_headers: list[tuple[bytes, bytes]],
     send: Send,
+    started: float,
 ) -> int:
     encoder = SseEncoder(first.header, include_usage)
     await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, *reply_headers]})
@@ -196,6 +208,10 @@ async def _stream(
             return 200
         if message.HasField("completion"):
             await send({"type": "http.response.body", "body": out + encoder.finish(message.completion)})
+            # Measured after the last write: a stream's overhead includes delivering every event.
+            metrics.OVERHEAD_SSE.observe(
+                max(time.perf_counter() - started - message.completion.provider_ms / 1000.0, 0.0)
+            )
             return 200
         if message.HasField("error"):
             error = error_from_generate(message.error.code, message.error.message, message.error.type)

@@ -23,6 +23,15 @@ STREAM_ERRORS = Counter(
 DISCONNECTS = Counter(
     "atp_gateway_client_disconnects_total", "Requests whose client went away before the reply ended."
 )
+OVERHEAD = Histogram(
+    "atp_gateway_overhead_seconds",
+    "Time ATP added to a completed chat request as seen at the edge: the gateway's total time minus the "
+    "time the adapters waited on the provider (provider_ms), by reply mode (json or sse).",
+    ["mode"],
+    buckets=LATENCY_BUCKETS,
+)
+OVERHEAD_JSON = OVERHEAD.labels("json")
+OVERHEAD_SSE = OVERHEAD.labels("sse")
 
 # Children resolved once: labels() takes a lock and hashes the tuple on every call.
 _request_children: dict[tuple[str, int], Counter] = {}
@@ -41,3 +50,8 @@ def observe(endpoint: str, status: int, seconds: float) -> None:
     if histogram is None:
         histogram = _seconds_children[endpoint] = REQUEST_SECONDS.labels(endpoint)
     histogram.observe(seconds)
+DIRECTORY_STORE_UP = Gauge(
+    "atp_gateway_directory_store_up",
+    "1 while the tenant directory store (Redis or the local file) answers; keys keep working from the last "
+    "state while it does not.",
+)
