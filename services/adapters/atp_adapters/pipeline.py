@@ -11,6 +11,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
@@ -37,6 +40,7 @@ _FINISH_REASONS: Mapping[str, int] = {
     "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
 }
 _DIRECT_ROUTE_LABEL = "direct"
+_tracer = trace.get_tracer("atp.adapters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,13 @@ class GeneratePipeline:
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         features = compute_features(request.messages, request.params, request.stream)
-        decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
+        # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
+        # the untraced hot path pays for one context lookup.
+        traced = trace.get_current_span().is_recording()
+        if traced:
+            decision = self._traced_decide(request, tenant, features)
+        else:
+            decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
         decision_id_var.set(decision.decision_id)
         route_label = decision.route or _DIRECT_ROUTE_LABEL
         self._count_decision(route_label, decision.candidates[0].model)
@@ -173,7 +183,7 @@ class GeneratePipeline:
         try:
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
             async with contextlib.aclosing(
-                self._run(request, request_id, decision, call, started, deadline)
+                self._run(request, request_id, decision, call, started, deadline, traced)
             ) as run:
                 async for response in run:
                     yield response
@@ -200,6 +210,7 @@ class GeneratePipeline:
         call: _Call,
         started: float,
         deadline: float,
+        traced: bool = False,
     ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
         last_error: ProviderError | None = None
         skipped: list[str] = []
@@ -235,6 +246,8 @@ class GeneratePipeline:
                 attempt = self._attempt(
                     target, provider_request, header, call, started, decision.features.estimated_prompt_tokens
                 )
+                if traced:
+                    attempt = _traced_attempt(attempt, target, call, decision, retries)
                 try:
                     async with contextlib.aclosing(attempt):
                         async for response in attempt:
@@ -352,6 +365,35 @@ class GeneratePipeline:
                     return
                 yield response
 
+    def _traced_decide(
+        self, request: adapters_pb2.GenerateRequest, tenant: str, features: chat_pb2.RequestFeatures
+    ) -> chat_pb2.Decision:
+        with _tracer.start_as_current_span("atp.route") as span:
+            decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
+            span.set_attributes(
+                {
+                    "atp.requested_model": request.model,
+                    "atp.route": decision.route or _DIRECT_ROUTE_LABEL,
+                    "atp.policy": decision.policy,
+                    "atp.decision_id": decision.decision_id,
+                    "atp.tenant": tenant,
+                    "atp.model": decision.candidates[0].model if decision.candidates else "",
+                    "atp.candidates": [c.model for c in decision.candidates],
+                    "atp.filtered": [f"{f.model}: {f.reason}" for f in decision.filtered],
+                    "atp.propensity": decision.propensity,
+                    "atp.policy_version": decision.policy_version,
+                }
+            )
+        # The Generate server span carries the decision too, so a trace search by decision id finds it.
+        trace.get_current_span().set_attributes(
+            {
+                "atp.decision_id": decision.decision_id,
+                "atp.tenant": tenant,
+                "atp.request_id": request.request_id,
+            }
+        )
+        return decision
+
     def _count_decision(self, route: str, model: str) -> None:
         counter = self._decision_counters.get((route, model))
         if counter is None:
@@ -423,3 +465,51 @@ class GeneratePipeline:
         observation.started_at.FromNanoseconds(int(started_wall * 1e9))
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
         self._shipper.submit(observation)
+
+
+async def _traced_attempt(
+    attempt: AsyncIterator[adapters_pb2.GenerateResponse],
+    target: Target,
+    call: _Call,
+    decision: chat_pb2.Decision,
+    retry: int,
+) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+    """`attempt` inside a client span that is current while the provider is called, so the provider's
+    HTTP request carries this span's W3C traceparent."""
+    span = _tracer.start_span(
+        f"provider {target.provider_name}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "atp.provider": target.provider_name,
+            "atp.model": target.model,
+            "atp.provider_model": target.provider_model,
+            "atp.decision_id": decision.decision_id,
+            "atp.route": decision.route or _DIRECT_ROUTE_LABEL,
+            "atp.retry": retry,
+        },
+    )
+    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+        try:
+            async with contextlib.aclosing(attempt):
+                async for response in attempt:
+                    yield response
+        except ProviderError as exc:
+            span.set_attribute("atp.error_kind", exc.kind)
+            if exc.status is not None:
+                span.set_attribute("http.response.status_code", exc.status)
+            span.set_status(Status(StatusCode.ERROR, exc.message))
+            raise
+        finally:
+            usage = call.usage
+            if usage is not None and call.target is target:
+                span.set_attributes(
+                    {
+                        "atp.finish_reason": call.finish_reason,
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                        "gen_ai.usage.output_tokens": usage.completion_tokens,
+                        "atp.usage_estimated": usage.estimated,
+                        "atp.cost_usd": target.prices.cost(usage),
+                    }
+                )
+            if call.first_token_at:
+                span.set_attribute("atp.first_token", True)

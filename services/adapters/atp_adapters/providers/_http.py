@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry import propagate, trace
 from yarl import URL
 
 from atp.common.v1 import chat_pb2
@@ -317,12 +318,17 @@ class HttpProvider(Provider):
         else:
             phase_at, phase_label = total_at, total_label
 
+        headers = self._current_headers()
+        if trace.get_current_span().is_recording():
+            # Inside a traced call: the provider (or a proxy before it) continues our trace.
+            headers = dict(headers)
+            propagate.inject(headers)
         response: aiohttp.ClientResponse | None = None
         finished = False
         try:
             try:
                 async with asyncio.timeout_at(phase_at):
-                    response = await self._client().post(url, data=body, headers=self._current_headers())
+                    response = await self._client().post(url, data=body, headers=headers)
             except aiohttp.ConnectionTimeoutError as exc:
                 raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
             except TimeoutError as exc:
