@@ -16,6 +16,7 @@ from atp_common.errors import ConfigError
 Capability = Literal["tools", "vision", "json", "streaming"]
 PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
 Role = Literal["user", "admin"]
+PiiKind = Literal["email", "phone", "card", "iban", "ip", "ssn"]
 
 
 class _Strict(BaseModel):
@@ -82,6 +83,8 @@ class RouteConfig(_Strict):
     quality_floor: float = Field(0.0, ge=0, le=1)
     exploration: float = Field(1.0, ge=0)
     per_tenant: bool = False
+    # Redact PII from the messages forwarded to the provider (off: requests are forwarded as sent).
+    redact_pii_upstream: bool = False
 
     @model_validator(mode="after")
     def _weights_match(self) -> RouteConfig:
@@ -121,6 +124,15 @@ class TenantConfig(_Strict):
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
     store_prompts: bool = False
+    # Redact PII before anything of this tenant is stored; None follows `privacy.redact_pii`.
+    redact_pii: bool | None = None
+
+
+class PrivacyConfig(_Strict):
+    """What is redacted before storage (stored prompts, feedback comments), for tenants that do not say."""
+
+    redact_pii: bool = False
+    kinds: list[PiiKind] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "ssn"])
 
 
 class AtpConfig(_Strict):
@@ -131,6 +143,7 @@ class AtpConfig(_Strict):
     routes: dict[str, RouteConfig]
     default_route: str = "auto"
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> AtpConfig:
