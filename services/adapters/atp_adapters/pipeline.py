@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -29,6 +29,7 @@ from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
+from atp_common.privacy import PrivacyPolicy
 
 log = logging.getLogger("atp.adapters.generate")
 
@@ -132,6 +133,8 @@ class GeneratePipeline:
         self._request_timeout_s = request_timeout_s
         self._rng = rng or random.Random()
         self._store_prompts = frozenset(t for t, cfg in config.tenants.items() if cfg.store_prompts)
+        # Who gets PII redaction (stored prompts; forwarded messages on routes that ask), decided once.
+        self._privacy = PrivacyPolicy(config)
         # Metrics label per tenant: configured tenants by name, everyone else shares one label.
         self._tenant_labels = {t: t for t in config.tenants}
         self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
@@ -214,6 +217,10 @@ class GeneratePipeline:
     ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
         last_error: ProviderError | None = None
         skipped: list[str] = []
+        messages = request.messages
+        scrub = self._privacy.for_upstream(decision.route)
+        if scrub is not None:
+            messages = _redacted(messages, scrub)
         for candidate in decision.candidates:
             target = self._targets.get(candidate.model)
             if target is None:
@@ -228,7 +235,7 @@ class GeneratePipeline:
                 call.target = target
                 provider_request = ProviderRequest(
                     provider_model=target.provider_model,
-                    messages=request.messages,
+                    messages=messages,
                     params=request.params,
                     stream=request.stream,
                     include_usage=True,
@@ -450,7 +457,9 @@ class GeneratePipeline:
             model=model,
             provider=target.provider_name if target is not None else decision.candidates[0].provider,
             prompt_hash=observations.prompt_hash(request.messages),
-            prompt_text=observations.prompt_text(request.messages) if tenant in self._store_prompts else "",
+            prompt_text=self._privacy.for_storage(tenant)(observations.prompt_text(request.messages))
+            if tenant in self._store_prompts
+            else "",
             usage=usage,
             cost_usd=cost,
             latency_ms=latency_s * 1000.0,
@@ -513,3 +522,20 @@ async def _traced_attempt(
                 )
             if call.first_token_at:
                 span.set_attribute("atp.first_token", True)
+
+
+def _redacted(
+    messages: Sequence[chat_pb2.ChatMessage], scrub: Callable[[str], str]
+) -> list[chat_pb2.ChatMessage]:
+    """Copies of `messages` with PII redacted from their text (the caller's request stays as sent)."""
+    out = []
+    for message in messages:
+        copy = chat_pb2.ChatMessage()
+        copy.CopyFrom(message)
+        if copy.content:
+            copy.content = scrub(copy.content)
+        if copy.content_parts_json:
+            # Replacement tokens hold no quote or backslash, so the JSON stays valid.
+            copy.content_parts_json = scrub(copy.content_parts_json.decode("utf-8", "replace")).encode()
+        out.append(copy)
+    return out

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, NotFound
+from atp_common.privacy import PrivacyPolicy
 from atp_observer import metrics
 from atp_observer.ingest import is_transient
 from atp_observer.store.base import MAX_LIST_LIMIT, Store
@@ -26,9 +27,12 @@ def _time(message: object, field: str) -> datetime | None:
 class Queries:
     """The observer's unary RPCs other than Ingest. The tenant is taken as given: the gateway enforces roles."""
 
-    def __init__(self, store: Store, *, on_reward: Callable[[], None]) -> None:
+    def __init__(
+        self, store: Store, *, on_reward: Callable[[], None], privacy: PrivacyPolicy | None = None
+    ) -> None:
         self._store = store
         self._on_reward = on_reward
+        self._privacy = privacy
 
     async def record_feedback(
         self, request: observer_pb2.RecordFeedbackRequest
@@ -36,6 +40,14 @@ class Queries:
         """Store feedback; joined says whether the decision's observation was already there."""
         if not request.tenant:
             raise InvalidArgument("feedback needs the caller's tenant", param="tenant")
+        if request.comment and self._privacy is not None:
+            # Whoever sent it (the gateway or an internal caller), PII is gone before the comment is stored.
+            comment = self._privacy.for_storage(request.tenant)(request.comment)
+            if comment != request.comment:
+                redacted = observer_pb2.RecordFeedbackRequest()
+                redacted.CopyFrom(request)
+                redacted.comment = comment
+                request = redacted
         try:
             feedback_id, joined = await self._store.record_feedback(request)
         except Exception as exc:

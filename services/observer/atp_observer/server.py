@@ -11,6 +11,7 @@ from grpc import aio
 
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.config import AtpConfig, load_config
+from atp_common.privacy import PrivacyPolicy
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_observer import metrics
 from atp_observer.ingest import IngestBuffer, ingest_stream
@@ -129,7 +130,9 @@ async def build_server(
         on_commit=feed.notify,
     )
     buffer.start()
-    servicer = ObserverServicer(settings, buffer, feed, Queries(store, on_reward=feed.notify))
+    servicer = ObserverServicer(
+        settings, buffer, feed, Queries(store, on_reward=feed.notify, privacy=PrivacyPolicy(config))
+    )
     try:
         running = await start_server(
             settings,
