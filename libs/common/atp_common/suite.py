@@ -91,6 +91,8 @@ async def run_suite(args: argparse.Namespace) -> int:
                 env=_env_for(name, args, ports),
                 stdin=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                # Own session: Ctrl-C reaches only this launcher, which stops the services in order.
+                start_new_session=True,
             )
             child = Child(name, process)
             child.pump = asyncio.create_task(_pump(child, args.quiet))
