@@ -1,0 +1,245 @@
+"""`atp-eval`: replay a dataset through the running router and observer (or `atp-eval synthetic`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+
+import orjson
+
+from atp_router.evaluation import metrics, synthetic
+from atp_router.evaluation.dataset import load_dataset, parse_prices
+from atp_router.evaluation.offline import ROUTE, eval_config, sweep_in_process
+from atp_router.evaluation.replay import replay_over_grpc
+from atp_router.evaluation.report import (
+    SweepPoint,
+    build_report,
+    cost_weight_grid,
+    plot,
+    render_text,
+)
+from atp_router.evaluation.spawn import spawn_services
+
+# The router publishes at most one snapshot per interval (1 s by default). A replay runs far faster than
+# live traffic, so --spawn lowers it: the router then relearns every few prompts instead of every ~150.
+DEFAULT_SNAPSHOT_INTERVAL_S = 0.05
+
+
+def _floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part.strip()]
+
+
+def _replay_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atp-eval",
+        description=(
+            "Replay a dataset of prompts with per-model quality through ATP's router and observer over gRPC "
+            "(online learning, as in production), sweep the cost weight with the same kernel in-process, and "
+            "report accuracy, cost, baselines and RouteLLM's metrics. `atp-eval synthetic --help` for the "
+            "synthetic bandit environments."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, help="jsonl file in the mmlu_dev.jsonl format")
+    parser.add_argument("--limit", type=int, help="replay only the first N prompts")
+    parser.add_argument(
+        "--price", action="append", default=[], metavar="MODEL=IN/OUT", help="USD per million tokens"
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--spawn", action="store_true", help="start an observer and a router (ephemeral ports) for the run"
+    )
+    target.add_argument("--router", help="host:port of a running router (with --observer)")
+    target.add_argument(
+        "--offline", action="store_true", help="no services: the main pass runs in-process too"
+    )
+    parser.add_argument("--observer", help="host:port of the observer the router learns from")
+    parser.add_argument(
+        "--route", default=ROUTE, help=f"route to ask for (running services; --spawn uses {ROUTE!r})"
+    )
+    parser.add_argument(
+        "--cost-weight",
+        type=float,
+        help="cost weight of the gRPC pass (--spawn); default: the sweep's cheapest one reaching 95%%",
+    )
+    parser.add_argument(
+        "--cost-weights", type=_floats, help="comma-separated sweep; default: 14 around break-even"
+    )
+    parser.add_argument("--exploration", type=float, default=0.1, help="LinUCB exploration (alpha)")
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=DEFAULT_SNAPSHOT_INTERVAL_S,
+        help="router's snapshot_min_interval_s under --spawn (production default 1.0)",
+    )
+    parser.add_argument(
+        "--republish-every", type=int, default=10, help="in-process sweep: decisions per snapshot"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="processes for the in-process sweep")
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
+    parser.add_argument("--plot", default="atp-eval.png", help="PNG of the cost-quality curve ('' for none)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return parser
+
+
+def _synthetic_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atp-eval synthetic",
+        description=(
+            "Seeded bandit environments (Bernoulli, Gaussian, several arms, a model that degrades mid-run, a "
+            "price change) through the policy kernel and learner; cumulative expected regret against the "
+            "best fixed arm in hindsight and against the per-step oracle, mean over seeds."
+        ),
+    )
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--exploration", type=float, default=0.5)
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    return parser
+
+
+def _progress(label: str, total: int) -> object:
+    step = max(total // 10, 1)
+
+    def report(done: int) -> None:
+        if done % step == 0 or done == total:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+
+    return report
+
+
+async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) -> list[str]:  # type: ignore[no-untyped-def]
+    progress = _progress("gRPC replay", len(dataset.prompts))
+    if args.spawn:
+        config = eval_config(dataset, cost_weight=cost_weight, exploration=args.exploration)
+        async with spawn_services(config, snapshot_interval_s=args.snapshot_interval) as services:
+            return await replay_over_grpc(
+                dataset,
+                services.router_addr,
+                services.observer_addr,
+                timeout_s=args.timeout,
+                progress=progress,  # type: ignore[arg-type]
+            )
+    return await replay_over_grpc(
+        dataset,
+        args.router,
+        args.observer,
+        timeout_s=args.timeout,
+        route=args.route,
+        progress=progress,  # type: ignore[arg-type]
+    )
+
+
+def run_replay(argv: Sequence[str]) -> dict[str, object]:
+    """Parse replay arguments, run the sweep and the main pass, and return the report."""
+    parser = _replay_parser()
+    args = parser.parse_args(argv)
+    if args.router and not args.observer:
+        parser.error("--router needs --observer")
+    started = time.monotonic()
+    dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
+    strong, weak = dataset.strong_and_weak()
+    weights = args.cost_weights or cost_weight_grid(dataset, strong, weak)
+    print(f"sweep: {len(weights)} cost weights, {args.workers} processes", file=sys.stderr, flush=True)
+    sweep_choices = sweep_in_process(
+        dataset,
+        weights,
+        exploration=args.exploration,
+        republish_every=args.republish_every,
+        workers=args.workers,
+    )
+    sweep = [
+        SweepPoint(w, metrics.outcome(dataset, choices, strong))
+        for w, choices in zip(weights, sweep_choices, strict=True)
+    ]
+    sweep_s = time.monotonic() - started
+
+    strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
+    reaching = [p for p in sweep if p.outcome.accuracy >= 0.95 * strong_acc]
+    cost_weight = args.cost_weight
+    if cost_weight is None:
+        cost_weight = min(reaching, key=lambda p: p.outcome.cost_usd).cost_weight if reaching else weights[0]
+    main_started = time.monotonic()
+    if args.offline:
+        choices = sweep_in_process(
+            dataset, [cost_weight], exploration=args.exploration, republish_every=args.republish_every
+        )[0]
+        through = "in-process kernel"
+    else:
+        choices = asyncio.run(_services_pass(args, dataset, cost_weight))
+        through = "router+observer over gRPC"
+    main_s = time.monotonic() - main_started
+    extra: dict[str, object] = {
+        "exploration": args.exploration,
+        "timings_s": {
+            "sweep": round(sweep_s, 1),
+            "main_pass": round(main_s, 1),
+            "total": round(time.monotonic() - started, 1),
+        },
+    }
+    if args.spawn:
+        extra["snapshot_interval_s"] = args.snapshot_interval
+    if args.router:
+        extra["route"] = args.route
+    report = build_report(
+        dataset,
+        strong,
+        weak,
+        metrics.outcome(dataset, choices, strong),
+        cost_weight if not args.router else float("nan"),
+        sweep,
+        through=through,
+        extra=extra,
+    )
+    if args.plot:
+        report["plot"] = str(plot(report, args.plot))
+    return report
+
+
+def run_synthetic(argv: Sequence[str]) -> dict[str, object]:
+    """Parse synthetic arguments and return regret per environment and policy."""
+    args = _synthetic_parser().parse_args(argv)
+    envs = synthetic.environments(args.steps)
+    results = synthetic.evaluate(envs, seeds=args.seeds, exploration=args.exploration)
+    return {
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "environments": [
+            {"name": e.name, "kind": e.kind, "arms": len(e.means), "change_at": e.change_at, "decay": e.decay}
+            for e in envs
+        ],
+        "results": [r.as_dict() for r in results],
+    }
+
+
+def _synthetic_text(report: dict[str, object]) -> str:
+    lines = [f"{'environment':14s} {'policy':9s} {'regret vs best fixed':>21s} {'vs oracle':>10s}"]
+    for row in report["results"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"{row['environment']:14s} {row['policy']:9s} {row['regret_vs_best_fixed']:21.1f} "
+            f"{row['regret_vs_oracle']:10.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "synthetic":
+        report = run_synthetic(argv[1:])
+        text = _synthetic_text(report)
+    else:
+        if argv and argv[0] == "replay":
+            argv = argv[1:]
+        report = run_replay(argv)
+        text = render_text(report)
+    if "--json" in argv:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The evaluation report: RouteLLM's metrics over a cost-weight sweep, text and JSON forms, and the plot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from atp_router.evaluation import metrics
+from atp_router.evaluation.dataset import Dataset
+from atp_router.evaluation.metrics import Outcome
+
+TARGET_SHARE_OF_STRONG = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    """One online pass at one cost weight."""
+
+    cost_weight: float
+    outcome: Outcome
+
+
+def cost_weight_grid(dataset: Dataset, strong: str, weak: str, points: int = 14) -> list[float]:
+    """Cost weights around the break-even one, where the strong model's mean quality edge equals the
+    weighted mean extra cost: from a fifth to five times it, geometrically spaced."""
+    n = len(dataset.prompts)
+    edge = sum(p.quality[strong] - p.quality[weak] for p in dataset.prompts) / n
+    extra = sum(dataset.cost(p, strong) - dataset.cost(p, weak) for p in dataset.prompts) / n
+    if edge <= 0 or extra <= 0:
+        raise ValueError("the strong model must be both better and dearer on this dataset")
+    pivot = edge / extra
+    low, high = pivot / 5.0, pivot * 5.0
+    return [low * (high / low) ** (i / (points - 1)) for i in range(points)]
+
+
+def build_report(
+    dataset: Dataset,
+    strong: str,
+    weak: str,
+    main: Outcome,
+    main_cost_weight: float,
+    sweep: Sequence[SweepPoint],
+    *,
+    through: str,
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The report as one JSON-ready dict (see the cli's --json)."""
+    base = metrics.baselines(dataset, strong)
+    strong_acc, weak_acc = base[strong].accuracy, base[weak].accuracy
+    strong_cost, weak_cost = base[strong].cost_usd, base[weak].cost_usd
+    target = TARGET_SHARE_OF_STRONG * strong_acc
+    share_points = [(p.outcome.strong_share, p.outcome.accuracy) for p in sweep]
+    cost_points = [(p.outcome.cost_usd, p.outcome.accuracy) for p in sweep]
+    reaching = [p for p in sweep if p.outcome.accuracy >= target]
+    best = min(reaching, key=lambda p: p.outcome.cost_usd) if reaching else None
+    interpolated = metrics.cost_at_accuracy(
+        cost_points, target, (weak_cost, weak_acc), (strong_cost, strong_acc)
+    )
+    target_pgr = metrics.pgr(target, weak_acc, strong_acc)
+    calls = metrics.cpt(share_points, weak_acc, strong_acc, target_pgr) if target_pgr <= 1 else 1.0
+    return {
+        "through": through,
+        "prompts": len(dataset.prompts),
+        "strong_model": strong,
+        "weak_model": weak,
+        "cost_weight": main_cost_weight,
+        **main.as_dict(),
+        "target_accuracy": target,
+        "cost_saved_at_95": metrics.cost_saved(best.outcome.cost_usd, strong_cost) if best else None,
+        "cost_weight_at_95": best.cost_weight if best else None,
+        "cost_saved_at_95_interpolated": metrics.cost_saved(interpolated, strong_cost),
+        "calls_saved_at_95": 1.0 - calls,
+        "cpt50": metrics.cpt(share_points, weak_acc, strong_acc, 0.5),
+        "cpt80": metrics.cpt(share_points, weak_acc, strong_acc, 0.8),
+        "apgr": metrics.apgr(share_points, weak_acc, strong_acc),
+        "baselines": {name: outcome.as_dict() for name, outcome in base.items()},
+        "sweep": [{"cost_weight": p.cost_weight, **p.outcome.as_dict()} for p in sweep],
+        **(extra or {}),
+    }
+
+
+def _pct(value: object) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.1f}%"  # type: ignore[arg-type]
+
+
+def render_text(report: Mapping[str, object]) -> str:
+    """A human-readable summary of a report."""
+    baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
+    lines = [
+        f"{report['prompts']} prompts through {report['through']}, cost weight {report['cost_weight']:.4g}:",
+        f"  accuracy {report['accuracy']:.4f}  cost ${report['cost_usd']:.4f}  "
+        f"strong share {_pct(report['strong_share'])}",
+        "baselines:",
+    ]
+    for name, row in baselines.items():
+        lines.append(
+            f"  {name:28s} accuracy {row['accuracy']:.4f}  cost ${row['cost_usd']:.4f}  "
+            f"strong share {_pct(row['strong_share'])}"
+        )
+    lines.append("sweep (in-process kernel, online from zero at each cost weight):")
+    for row in report["sweep"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"  w={row['cost_weight']:9.4g}  accuracy {row['accuracy']:.4f}  cost ${row['cost_usd']:.4f}  "
+            f"strong share {_pct(row['strong_share'])}"
+        )
+    lines += [
+        f"target (95% of {report['strong_model']}): accuracy {report['target_accuracy']:.4f}",
+        f"  cost saved at 95%: {_pct(report['cost_saved_at_95'])} (cost weight "
+        f"{report['cost_weight_at_95']}), interpolated {_pct(report['cost_saved_at_95_interpolated'])}, "
+        f"strong calls saved {_pct(report['calls_saved_at_95'])}",
+        f"  CPT(50%) {_pct(report['cpt50'])}  CPT(80%) {_pct(report['cpt80'])}  APGR {report['apgr']:.3f}",
+    ]
+    if "timings_s" in report:
+        lines.append(f"timings (s): {report['timings_s']}")
+    return "\n".join(lines)
+
+
+def plot(report: Mapping[str, object], path: str | Path) -> Path:
+    """The cost-quality curve (sweep, single models, random, oracle, the services' pass) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    from matplotlib import pyplot
+
+    baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
+    sweep: Sequence[Mapping[str, float]] = report["sweep"]  # type: ignore[assignment]
+    strong, weak = str(report["strong_model"]), str(report["weak_model"])
+    figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=120)
+    try:
+        curve = sorted(
+            [(baselines[weak]["cost_usd"], baselines[weak]["accuracy"])]
+            + [(row["cost_usd"], row["accuracy"]) for row in sweep]
+            + [(baselines[strong]["cost_usd"], baselines[strong]["accuracy"])]
+        )
+        axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP LinUCB, cost-weight sweep")
+        for name, marker in ((strong, "s"), (weak, "s"), ("random", "x"), ("oracle", "*")):
+            row = baselines[name]
+            axes.plot(row["cost_usd"], row["accuracy"], marker, markersize=9, label=name)
+        axes.plot(
+            report["cost_usd"],
+            report["accuracy"],
+            "D",
+            color="tab:red",
+            markersize=8,
+            label=f"through {report['through']} (w={report['cost_weight']:.3g})",
+        )
+        axes.axhline(
+            float(report["target_accuracy"]),  # type: ignore[arg-type]
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"95% of {strong}",
+        )
+        axes.set_xlabel("cost (USD)")
+        axes.set_ylabel("accuracy")
+        axes.set_title(f"{report['prompts']} prompts: cost vs quality")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="lower right")
+        figure.tight_layout()
+        out = Path(path)
+        figure.savefig(out)
+    finally:
+        pyplot.close(figure)
+    return out
