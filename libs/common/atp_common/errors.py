@@ -61,7 +61,8 @@ class RateLimited(AtpError):
 
 
 class BudgetExceeded(AtpError):
-    mapping = ErrorMapping(grpc.StatusCode.FAILED_PRECONDITION, 402, "insufficient_quota", 1008)
+    # OpenAI answers an exhausted quota with 429 and type/code insufficient_quota, so SDKs see it that way.
+    mapping = ErrorMapping(grpc.StatusCode.FAILED_PRECONDITION, 429, "insufficient_quota", 1008)
 
 
 class Conflict(AtpError):

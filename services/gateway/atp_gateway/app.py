@@ -19,6 +19,7 @@ from starlette.responses import Response
 from atp_common.config import AtpConfig, load_config
 from atp_common.errors import AtpError, Internal, InvalidArgument, NotFound, Unavailable
 from atp_gateway import metrics, schemas
+from atp_gateway.admin import admin_router
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
@@ -174,6 +175,8 @@ def create_app(
     async def feedback(request: Request) -> Response:
         return _RawResponse(_feedback, gateway)
 
+    app.include_router(admin_router(gateway))
+
     @app.websocket("/v1/ws")
     async def websocket(websocket: WebSocket) -> None:
         await handle_websocket(gateway, websocket)
@@ -209,6 +212,12 @@ def create_app(
                 "adapters": "serving" if adapters_serving else "not serving",
                 "websockets": len(gateway.websockets),
                 "tenants": len(gateway.config.tenants),
+                # Keys and revocations come from this store; while it is unreachable the last state holds.
+                "directory": {
+                    "store": gateway.directory.store.name if gateway.directory else "config",
+                    "reachable": gateway.directory.healthy if gateway.directory else True,
+                    "version": gateway.directory.directory.version if gateway.directory else "",
+                },
                 "config": gateway.config.digest(),
             },
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from atp_common.config import AtpConfig, Role
 from atp_common.errors import Unauthenticated
+from atp_common.limits.directory import Directory
 
 __all__ = ["KeyStore", "Principal", "api_key_from_headers"]
 
@@ -28,8 +29,9 @@ _MISSING_KEY = (
 class KeyStore:
     """SHA-256 digests of API keys mapped to principals, built once per configuration.
 
-    The seam for dynamic keys (issue 6): a store fed by the admin API replaces the dict behind `lookup`
-    without touching the request path.
+    Dynamic keys: the gateway follows the tenant directory (keys created, rotated and revoked through the
+    admin API) and swaps in a new KeyStore built by `from_directory` on every change, so a lookup stays
+    one hash and one dict access.
     """
 
     def __init__(self, principals_by_digest: dict[str, Principal]):
@@ -43,6 +45,11 @@ class KeyStore:
             for key in tenant_config.api_keys:
                 by_digest[key.hash.removeprefix("sha256:")] = Principal(tenant, key.role, key.name)
         return cls(by_digest)
+
+    @classmethod
+    def from_directory(cls, directory: Directory) -> KeyStore:
+        """The configuration's keys and the admin API's, minus revoked ones."""
+        return cls({d: Principal(k.tenant, k.role, k.name) for d, k in directory.keys.items()})
 
     def __len__(self) -> int:
         return len(self._by_digest)

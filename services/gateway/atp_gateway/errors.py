@@ -40,6 +40,8 @@ __all__ = [
 _OPENAI_OVERRIDES: dict[tuple[type[AtpError], str | None], tuple[str, str]] = {
     (NotFound, "model"): ("invalid_request_error", "model_not_found"),
     (Unauthenticated, None): ("invalid_request_error", "invalid_api_key"),
+    (RateLimited, None): ("rate_limit_error", "rate_limit_exceeded"),
+    (BudgetExceeded, None): ("insufficient_quota", "insufficient_quota"),
 }
 
 # A mid-stream GenerateError carries a gRPC code name and an OpenAI type; this rebuilds the ATP class.

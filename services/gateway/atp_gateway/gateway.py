@@ -10,7 +10,10 @@ from grpc import aio
 
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig
+from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
+from atp_gateway import metrics
 from atp_gateway.auth import KeyStore
+from atp_gateway.control import ControlClient
 from atp_gateway.settings import GatewaySettings
 from atp_gateway.upstream import AdaptersClient, ObserverClient
 
@@ -40,6 +43,20 @@ class Gateway:
         self.settings = settings
         self.config = config
         self.keys = key_store if key_store is not None else KeyStore.from_config(config)
+        # Keys created, rotated or revoked through the admin API: a given key store is kept as it is.
+        self.directory: DirectoryFollower | None = None
+        if key_store is None:
+            self.directory = DirectoryFollower(
+                config,
+                open_directory_store(
+                    settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path
+                ),
+                poll_s=settings.directory_poll_s,
+                on_change=self._directory_changed,
+            )
+        self.control: ControlClient | None = None
+        directory = self.directory
+        metrics.DIRECTORY_STORE_UP.set_function(lambda: 1 if directory is None or directory.healthy else 0)
         self._given_adapters_channel = adapters_channel
         self._given_observer_channel = observer_channel
         self._owned_channels: list[aio.Channel] = []
@@ -50,6 +67,10 @@ class Gateway:
         self.draining = False
         self.stopping = asyncio.Event()
         self.websockets: set[Drainable] = set()
+
+    def _directory_changed(self, directory: Directory) -> None:
+        # One attribute swap: requests in flight keep the store they started with.
+        self.keys = KeyStore.from_directory(directory)
 
     @property
     def ready(self) -> bool:
@@ -75,6 +96,14 @@ class Gateway:
             models_cache_s=self.settings.models_cache_s,
         )
         self.observer = ObserverClient(observer_channel, control_timeout_s=self.settings.control_timeout_s)
+        router_channel = open_channel(self.settings.router_addr, self.settings)
+        self._owned_channels.append(router_channel)
+        self.control = ControlClient(
+            router_channel, observer_channel, timeout_s=self.settings.control_timeout_s
+        )
+        if self.directory is not None:
+            # Bounded: a store that is down leaves the configuration's keys in force, and is retried.
+            await self.directory.start()
         self.adapters.start()
         self.started = True
 
@@ -101,6 +130,8 @@ class Gateway:
         """Stop background work and close the channels this gateway opened."""
         if self.adapters is not None:
             await self.adapters.close()
+        if self.directory is not None:
+            await self.directory.close()
         for channel in self._owned_channels:
             try:
                 await channel.close()

@@ -72,14 +72,15 @@ async def handle_websocket(gateway: Gateway, websocket: WebSocket) -> None:
     try:
         if gateway.stopping.is_set():
             raise Unavailable("The gateway is shutting down; reconnect to another replica.")
-        principal = gateway.keys.authenticate(api_key_from_headers(authorization, api_key))
+        key = api_key_from_headers(authorization, api_key)
+        principal = gateway.keys.authenticate(key)
     except AtpError as exc:
         with contextlib.suppress(Exception):
             await websocket.send_text(orjson.dumps(_error_frame(None, exc)).decode())
             code = GOING_AWAY if isinstance(exc, Unavailable) else exc.mapping.ws_close_code
             await websocket.close(code, exc.message[:120])
         return
-    session = _Session(gateway, websocket, principal)
+    session = _Session(gateway, websocket, principal, key or "")
     gateway.websockets.add(session)
     metrics.WEBSOCKETS.inc()
     try:
@@ -93,10 +94,13 @@ async def handle_websocket(gateway: Gateway, websocket: WebSocket) -> None:
 class _Session:
     """One socket: a reader loop, one task per request in flight, and one lock that orders writes."""
 
-    def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal):
+    def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal, api_key: str):
         self._gateway = gateway
         self._websocket = websocket
         self._principal = principal
+        # Kept in memory only, to re-check each request: a key revoked while the socket is open stops
+        # working within the directory's poll interval, as on HTTP.
+        self._api_key = api_key
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Tasks that only send a refusal; held here because the event loop keeps tasks weakly.
         self._untracked: set[asyncio.Task[None]] = set()
@@ -226,6 +230,7 @@ class _Session:
         except ValidationError as exc:
             raise error_from_validation(exc) from None
         stream = parsed.get("stream", True) is not False
+        self._principal = self._gateway.keys.authenticate(self._api_key)
         request = to_generate_request(
             parsed, tenant=self._principal.tenant, request_id=request_id, stream=stream
         )

@@ -1,0 +1,238 @@
+"""The HTTP admin API: keys and tenant settings (admin role), usage, observations and decision explanations
+(any key for its own tenant; an admin may name any tenant). Off the hot path, so plain FastAPI routes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import Response
+
+from atp.observer.v1 import observer_pb2
+from atp.router.v1 import admin_pb2
+from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_gateway.auth import Principal, api_key_from_headers
+from atp_gateway.control import ControlClient
+from atp_gateway.errors import error_from_validation
+from atp_gateway.gateway import Gateway
+
+__all__ = ["admin_router"]
+
+PREFIX = "/v1/admin"
+_MAX_OBSERVATIONS = 1000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateKeyBody(_Body):
+    tenant: str
+    role: Literal["user", "admin"] = "user"
+    name: str = Field("", max_length=128)
+
+
+class TenantBody(_Body):
+    """Fields to set; null or absent leaves a field as it is; 0 removes a rate limit; `reset` names fields
+    that go back to the configuration file's value."""
+
+    requests_per_second: int | None = Field(None, ge=0)
+    requests_per_minute: int | None = Field(None, ge=0)
+    requests_per_day: int | None = Field(None, ge=0)
+    tokens_per_second: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0)
+    tokens_per_day: int | None = Field(None, ge=0)
+    daily_budget_usd: float | None = Field(None, ge=0)
+    monthly_budget_usd: float | None = Field(None, ge=0)
+    allowed_models: list[str] | None = None
+    denied_models: list[str] | None = None
+    reset: list[str] = Field(default_factory=list)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+def _dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"object": "api_key", "id": info.key_id, **_dict(info)}
+    out.pop("key_id", None)
+    if secret:
+        out["key"] = secret  # the only time the key is ever shown
+    return out
+
+
+def _tenant(tenant: str, settings: admin_pb2.TenantSettings, overridden: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"object": "tenant", "tenant": tenant}
+    for field in (
+        "requests_per_second",
+        "requests_per_minute",
+        "requests_per_day",
+        "tokens_per_second",
+        "tokens_per_minute",
+        "tokens_per_day",
+        "daily_budget_usd",
+        "monthly_budget_usd",
+    ):
+        out[field] = getattr(settings, field) if settings.HasField(field) else None
+    out["allowed_models"] = list(settings.allowed_models.models)
+    out["denied_models"] = list(settings.denied_models.models)
+    out["overridden"] = list(overridden)
+    return out
+
+
+async def _parse(request: Request, model: type[_Body], gateway: Gateway) -> Any:
+    body = await request.body()
+    if len(body) > gateway.settings.max_body_bytes:
+        raise InvalidArgument("The request body is too large.")
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise error_from_validation(exc) from None
+
+
+def admin_router(gateway: Gateway) -> APIRouter:
+    """The /v1/admin routes over `gateway`'s control clients."""
+    # Left out of the OpenAPI document, which describes the OpenAI-compatible surface clients generate
+    # code from; the README documents these operations.
+    router = APIRouter(prefix=PREFIX, tags=["admin"], include_in_schema=False)
+
+    def principal_of(request: Request) -> Principal:
+        headers = request.headers
+        key = api_key_from_headers(
+            headers.get("authorization", "").encode() or None,
+            (headers.get("api-key") or headers.get("x-api-key") or "").encode() or None,
+        )
+        return gateway.keys.authenticate(key)
+
+    def admin_of(request: Request) -> Principal:
+        principal = principal_of(request)
+        if principal.role != "admin":
+            raise PermissionDenied("This endpoint needs an admin key.")
+        return principal
+
+    def control() -> ControlClient:
+        if gateway.control is None:
+            raise Unavailable("The gateway is starting.")
+        return gateway.control
+
+    def scoped_tenant(principal: Principal, asked: str | None) -> str:
+        # A user key only ever sees its own tenant; naming another is refused, not silently narrowed.
+        if principal.role == "admin":
+            return asked if asked is not None else principal.tenant
+        if asked is not None and asked != principal.tenant:
+            raise PermissionDenied("A key can only read its own tenant's data.", param="tenant")
+        return principal.tenant
+
+    @router.post("/keys", status_code=201, summary="Create an API key (the key is returned once)")
+    async def create_key(request: Request) -> Response:
+        admin_of(request)
+        body = await _parse(request, CreateKeyBody, gateway)
+        client = control()
+        reply = await client.call(
+            client.admin.CreateKey,
+            admin_pb2.CreateKeyRequest(tenant=body.tenant, role=body.role, name=body.name),
+        )
+        return _json(_key(reply.key, reply.secret), 201)
+
+    @router.get("/keys", summary="List API keys (never the keys themselves)")
+    async def list_keys(request: Request, tenant: str = "", include_revoked: bool = False) -> Response:
+        admin_of(request)
+        client = control()
+        reply = await client.call(
+            client.admin.ListKeys, admin_pb2.ListKeysRequest(tenant=tenant, include_revoked=include_revoked)
+        )
+        return _json({"object": "list", "data": [_key(k) for k in reply.keys]})
+
+    @router.post("/keys/{key_id}/rotate", summary="Replace a key with a new one and revoke the old one")
+    async def rotate_key(request: Request, key_id: str) -> Response:
+        admin_of(request)
+        client = control()
+        reply = await client.call(client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id))
+        return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
+
+    @router.delete("/keys/{key_id}", summary="Revoke a key (refused by every gateway within a second)")
+    async def revoke_key(request: Request, key_id: str) -> Response:
+        admin_of(request)
+        client = control()
+        reply = await client.call(client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id))
+        return _json(_key(reply.key))
+
+    @router.get("/tenants/{tenant}", summary="A tenant's effective limits, budgets and models")
+    async def get_tenant(request: Request, tenant: str) -> Response:
+        principal = principal_of(request)
+        tenant = scoped_tenant(principal, tenant)
+        client = control()
+        reply = await client.call(client.admin.GetTenant, admin_pb2.GetTenantRequest(tenant=tenant))
+        return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
+
+    @router.patch("/tenants/{tenant}", summary="Set a tenant's limits, budgets and allowed models")
+    async def set_tenant(request: Request, tenant: str) -> Response:
+        admin_of(request)
+        body: TenantBody = await _parse(request, TenantBody, gateway)
+        settings = admin_pb2.TenantSettings()
+        for name, value in body.model_dump(exclude={"reset"}).items():
+            if value is None:
+                continue
+            if isinstance(value, list):
+                getattr(settings, name).models.extend(value)
+                getattr(settings, name).SetInParent()
+            else:
+                setattr(settings, name, value)
+        client = control()
+        reply = await client.call(
+            client.admin.SetTenant,
+            admin_pb2.SetTenantRequest(tenant=tenant, settings=settings, reset=body.reset),
+        )
+        return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
+
+    @router.get("/usage", summary="Usage and cost over a time range (own tenant unless admin)")
+    async def usage(
+        request: Request,
+        tenant: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        group_by: str = "model",
+    ) -> Response:
+        principal = principal_of(request)
+        scoped = scoped_tenant(principal, tenant)
+        if principal.role == "admin" and tenant == "*":
+            scoped = ""  # every tenant
+        query = observer_pb2.QueryUsageRequest(tenant=scoped, group_by=[g for g in group_by.split(",") if g])
+        if start is not None:
+            query.start.FromSeconds(start)
+        if end is not None:
+            query.end.FromSeconds(end)
+        reply = await control().query_usage(query)
+        return _json({"object": "list", "data": [_dict(row) for row in reply.rows]})
+
+    @router.get("/observations", summary="Recent observations (own tenant unless admin)")
+    async def observations(request: Request, tenant: str | None = None, limit: int = 50) -> Response:
+        principal = principal_of(request)
+        scoped = scoped_tenant(principal, tenant)
+        if not 1 <= limit <= _MAX_OBSERVATIONS:
+            raise InvalidArgument(f"limit must be between 1 and {_MAX_OBSERVATIONS}", param="limit")
+        reply = await control().list_observations(
+            observer_pb2.ListObservationsRequest(tenant=scoped, limit=limit)
+        )
+        # Defence in depth: whatever the observer returns, nothing of another tenant leaves here.
+        data = [_dict(o) for o in reply.observations if o.tenant == scoped]
+        return _json({"object": "list", "data": data})
+
+    @router.get("/decisions/{decision_id}", summary="Explain a routing decision (own tenant unless admin)")
+    async def explain(request: Request, decision_id: str) -> Response:
+        principal = principal_of(request)
+        reply = await control().explain(decision_id)
+        if principal.role != "admin" and reply.tenant != principal.tenant:
+            # The same answer as an unknown id: a user key learns nothing about other tenants' decisions.
+            raise NotFound(f"no decision {decision_id!r}", param="decision_id")
+        return _json({"object": "decision", **_dict(reply)})
+
+    return router
