@@ -225,10 +225,17 @@ async def ingest_stream(
                     f"batch of {len(observations)} observations exceeds {max_batch}", param="observations"
                 )
             pending.append(await buffer.submit(observations))
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*pending), commit_timeout_s)
-        except TimeoutError:
-            raise Unavailable("commit timed out; resend later", retry_after=1.0) from None
+        # asyncio.wait, not wait_for(gather(...)): a sender that gives up cancels this handler, and a
+        # cancelled gather keeps a CancelledError nobody retrieves, logged as an error on every such call.
+        if pending:
+            done, waiting = await asyncio.wait(
+                pending, timeout=commit_timeout_s, return_when=asyncio.FIRST_EXCEPTION
+            )
+            for future in done:
+                future.result()  # raises the error of a batch that failed
+            if waiting:
+                raise Unavailable("commit timed out; resend later", retry_after=1.0)
+        results = [future.result() for future in pending]
     finally:
         # Futures of a call that failed half-way: nobody will read them, so the writers must not fail them.
         for future in pending:

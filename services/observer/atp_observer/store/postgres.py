@@ -46,6 +46,10 @@ _UNAVAILABLE_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    # A server shutting down ends idle pooled connections with a FATAL; asyncpg may still hand one out, and
+    # its next query fails with "another operation is in progress". The pool discards it on release, so
+    # the retry gets a fresh connection (seen under `pg_ctl stop -m fast` with ingest running).
+    asyncpg.exceptions.InternalClientError,
 )
 # A transaction that lost a deadlock (partition DDL against ingest) or hit a partition dropped under it is
 # safe to run again from the start.
