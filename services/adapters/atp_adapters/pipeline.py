@@ -191,8 +191,10 @@ class GeneratePipeline:
                 async for response in run:
                     yield response
         except (asyncio.CancelledError, GeneratorExit):
-            call.status = observations.CANCELLED
-            call.error_class = "Cancelled"
+            # A caller may stop reading as soon as it has the completion: that call was served.
+            if call.status != observations.OK:
+                call.status = observations.CANCELLED
+                call.error_class = "Cancelled"
             raise
         except AtpError as exc:
             call.error_class = type(exc).__name__
@@ -285,10 +287,13 @@ class GeneratePipeline:
                         continue
                     log.info("failing over from %s: %s", target.model, exc.message)
                     break
+                except (asyncio.CancelledError, GeneratorExit):
+                    if call.finish_reason:
+                        # Closed after the completion was handed over: the attempt succeeded.
+                        self._succeeded(target, call)
+                    raise
                 else:
-                    target.circuit.record_success()
-                    metrics.ATTEMPTS.labels(target.model, "ok").inc()
-                    call.status = observations.OK
+                    self._succeeded(target, call)
                     return
         if last_error is not None:
             raise last_error.to_atp() from last_error
@@ -400,6 +405,12 @@ class GeneratePipeline:
             }
         )
         return decision
+
+    @staticmethod
+    def _succeeded(target: Target, call: _Call) -> None:
+        target.circuit.record_success()
+        metrics.ATTEMPTS.labels(target.model, "ok").inc()
+        call.status = observations.OK
 
     def _count_decision(self, route: str, model: str) -> None:
         counter = self._decision_counters.get((route, model))

@@ -69,6 +69,13 @@ class _Exchange:
             raise
         return None if message is aio.EOF else message
 
+    async def finish(self) -> None:
+        """After the completion: read the stream's end, so the call ends OK rather than cancelled (the
+        adapters then record it as served and skip their cancellation path); one read, the server ends
+        the stream right after the completion."""
+        with contextlib.suppress(aio.AioRpcError, _ClientGone):
+            await self.read()
+
     def close(self) -> None:
         self.watcher.cancel()
         self.call.cancel()
@@ -179,6 +186,7 @@ async def _complete(
                 max(time.perf_counter() - started - builder.completion.provider_ms / 1000.0, 0.0)
             )
             await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
+            await exchange.finish()
             return 200
         try:
             message = await exchange.read()
@@ -212,6 +220,7 @@ async def _stream(
             metrics.OVERHEAD_SSE.observe(
                 max(time.perf_counter() - started - message.completion.provider_ms / 1000.0, 0.0)
             )
+            await exchange.finish()
             return 200
         if message.HasField("error"):
             error = error_from_generate(message.error.code, message.error.message, message.error.type)
