@@ -144,6 +144,11 @@ def create_app(
     )
     app.state.gateway = gateway
     _add_error_handlers(app)
+    if settings.tracing or settings.otlp_endpoint:
+        # Only when tracing is on: the middleware costs a span per request even when nothing exports it.
+        from atp_common.telemetry import instrument_app
+
+        instrument_app(app)
 
     @app.post(
         "/v1/chat/completions",
