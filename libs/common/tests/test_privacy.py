@@ -116,9 +116,13 @@ def test_redaction_is_fast() -> None:
         * 20
     )[:2000]
     REDACT(prompt)
-    rounds = 200
-    started = time.perf_counter()
-    for _ in range(rounds):
-        REDACT(prompt)
-    per_call_us = (time.perf_counter() - started) / rounds * 1e6
-    assert per_call_us < 500, f"{per_call_us:.0f} us per 2 kB prompt"
+    # The best of several batches: a loaded machine slows some batches, never the fastest one much.
+    batches = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(30):
+            REDACT(prompt)
+        batches.append((time.perf_counter() - started) / 30 * 1e6)
+    per_call_us = min(batches)
+    # About 140 us here; one alternation tried at every position took about 900.
+    assert per_call_us < 400, f"{per_call_us:.0f} us per 2 kB prompt"
