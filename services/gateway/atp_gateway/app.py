@@ -24,6 +24,7 @@ from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, se
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
 from atp_gateway.errors import error_from_validation, error_reply
+from atp_gateway.fastpath import GatewayApp
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
 from atp_gateway.websocket import handle_websocket
@@ -135,7 +136,7 @@ def create_app(
         finally:
             await gateway.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="ATP gateway",
         version="1",
         description="OpenAI-compatible edge of ATP, an LLM routing gateway.",
@@ -143,6 +144,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.gateway = gateway
+    # Chat requests skip the FastAPI stack unless tracing needs its middleware (fastpath.py).
+    app.chat_gateway = None if settings.tracing or settings.otlp_endpoint else gateway
     _add_error_handlers(app)
     if settings.tracing or settings.otlp_endpoint:
         # Only when tracing is on: the middleware costs a span per request even when nothing exports it.

@@ -181,10 +181,11 @@ async def _complete(
             return (await send_error(send, error, reply_headers)).status
         builder.add(message)
         if builder.completion is not None:
-            # ATP's overhead: everything but the provider's time, measured before the body leaves.
-            metrics.OVERHEAD_JSON.observe(
-                max(time.perf_counter() - started - builder.completion.provider_ms / 1000.0, 0.0)
-            )
+            # ATP's overhead: everything but the provider's time, measured before the body leaves, so
+            # the reply can carry it.
+            overhead = metrics.overhead_seconds(started, builder.completion.provider_ms)
+            metrics.OVERHEAD_JSON.observe(overhead)
+            reply_headers.append(metrics.overhead_header(overhead))
             await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
             await exchange.finish()
             return 200
@@ -217,9 +218,8 @@ async def _stream(
         if message.HasField("completion"):
             await send({"type": "http.response.body", "body": out + encoder.finish(message.completion)})
             # Measured after the last write: a stream's overhead includes delivering every event.
-            metrics.OVERHEAD_SSE.observe(
-                max(time.perf_counter() - started - message.completion.provider_ms / 1000.0, 0.0)
-            )
+            # (The headers left with the first event, before this was known: no x-atp-overhead-ms here.)
+            metrics.OVERHEAD_SSE.observe(metrics.overhead_seconds(started, message.completion.provider_ms))
             await exchange.finish()
             return 200
         if message.HasField("error"):

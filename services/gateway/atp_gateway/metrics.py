@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from atp_common.metrics import LATENCY_BUCKETS
@@ -33,6 +35,18 @@ OVERHEAD = Histogram(
 OVERHEAD_JSON = OVERHEAD.labels("json")
 OVERHEAD_SSE = OVERHEAD.labels("sse")
 
+
+def overhead_seconds(started: float, provider_ms: float) -> float:
+    """ATP's overhead, the one definition behind the metric and the x-atp-overhead-ms header: the time since
+    `started` (perf_counter at the request's arrival) minus the provider time the adapters reported."""
+    return max(time.perf_counter() - started - provider_ms / 1000.0, 0.0)
+
+
+def overhead_header(seconds: float) -> tuple[bytes, bytes]:
+    """The x-atp-overhead-ms response header for an overhead in seconds (microsecond resolution)."""
+    return (b"x-atp-overhead-ms", b"%.3f" % (seconds * 1000.0))
+
+
 # Children resolved once: labels() takes a lock and hashes the tuple on every call.
 _request_children: dict[tuple[str, int], Counter] = {}
 _seconds_children: dict[str, Histogram] = {}
@@ -50,6 +64,8 @@ def observe(endpoint: str, status: int, seconds: float) -> None:
     if histogram is None:
         histogram = _seconds_children[endpoint] = REQUEST_SECONDS.labels(endpoint)
     histogram.observe(seconds)
+
+
 DIRECTORY_STORE_UP = Gauge(
     "atp_gateway_directory_store_up",
     "1 while the tenant directory store (Redis or the local file) answers; keys keep working from the last "
