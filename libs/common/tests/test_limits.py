@@ -265,3 +265,13 @@ async def test_tenant_overrides_merge_over_the_configuration_and_compile_limits(
     assert directory.limits["newco"].checks[0].limit == 2_500_000
     await writer.put_tenant("local", {})
     assert "local" not in Directory(config, await reader.load()).limits
+
+
+async def test_a_burst_larger_than_the_connection_pool_waits_for_connections(redis_url):
+    limiter = Limiter(RedisBackend(redis_url, max_connections=2), prefix=_prefix())
+    limits = _limits(requests_per_minute=25)
+    outcomes = await asyncio.gather(*(limiter.admit(limits) for _ in range(60)), return_exceptions=True)
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 25
+    assert all(isinstance(o, RateLimited) for o in outcomes if isinstance(o, Exception))
+    assert limiter.healthy
+    await limiter.close()

@@ -127,14 +127,17 @@ class RedisBackend:
     def __init__(self, url: str, *, timeout_s: float = 0.25, max_connections: int = 64):
         import redis.asyncio as redis
 
-        self._redis = redis.Redis.from_url(
+        # A blocking pool: when every connection is busy, an admission waits up to the timeout for one
+        # instead of failing at once (the plain pool raises "Too many connections" under a burst).
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
-            # A pool exhausted by a stalled Redis waits at most the timeout for a connection.
             health_check_interval=30,
         )
+        self._redis = redis.Redis.from_pool(pool)
         self._admit = self._redis.register_script(_ADMIT_LUA)
         self._settle = self._redis.register_script(_SETTLE_LUA)
 
