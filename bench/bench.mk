@@ -13,3 +13,9 @@ bench-quick: $(VENV)/.installed ## The same comparison in about a minute of load
 .PHONY: bench-soak
 bench-soak: $(VENV)/.installed ## Memory soak of ATP's full path: 10 min of wrk load, RSS growth per service (SOAK_ARGS=--duration N)
 	$(PY) bench/soak.py $(SOAK_ARGS)
+
+INGEST_ARGS ?=
+
+.PHONY: bench-ingest
+bench-ingest: $(VENV)/.installed ## Observations/s into PostgreSQL via gRPC Ingest vs a raw asyncpg COPY of the same rows, and the ratio (INGEST_ARGS=--rounds 1)
+	$(PY) bench/ingest.py $(INGEST_ARGS)
