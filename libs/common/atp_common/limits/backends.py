@@ -134,7 +134,8 @@ class RedisBackend:
             max_connections=max_connections,
             timeout=timeout_s,
             socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
+            # Connecting gets longer than a call: a burst on a cold pool opens many connections at once.
+            socket_connect_timeout=max(timeout_s, 1.0),
             health_check_interval=30,
         )
         self._redis = redis.Redis.from_pool(pool)
