@@ -5,7 +5,6 @@ from __future__ import annotations
 import uvloop
 
 from atp_common.logs import configure_logging
-from atp_gateway.serve import serve
 from atp_gateway.settings import GatewaySettings
 
 
@@ -13,10 +12,18 @@ def main() -> None:
     """Entry point."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    if settings.workers > 1:
+        # The supervisor never imports the app: only its workers serve requests.
+        from atp_gateway.supervisor import supervise
+
+        uvloop.run(supervise(settings))
+        return
     if settings.tracing or settings.otlp_endpoint:
         from atp_common.telemetry import setup_tracing
 
         setup_tracing("gateway", settings.otlp_endpoint)
+    from atp_gateway.serve import serve
+
     uvloop.run(serve(settings))
 
 

@@ -17,8 +17,15 @@ REQUEST_SECONDS = Histogram(
     ["endpoint"],
     buckets=LATENCY_BUCKETS,
 )
-IN_FLIGHT = Gauge("atp_gateway_in_flight", "Chat requests being served, by transport.", ["transport"])
-WEBSOCKETS = Gauge("atp_gateway_websockets", "Open WebSocket connections.")
+# multiprocess_mode: how the supervisor merges the gauges of several workers (ATP_GATEWAY_WORKERS > 1,
+# supervisor.py); ignored in a single process.
+IN_FLIGHT = Gauge(
+    "atp_gateway_in_flight",
+    "Chat requests being served, by transport.",
+    ["transport"],
+    multiprocess_mode="livesum",
+)
+WEBSOCKETS = Gauge("atp_gateway_websockets", "Open WebSocket connections.", multiprocess_mode="livesum")
 STREAM_ERRORS = Counter(
     "atp_gateway_stream_errors_total", "Streams that ended with an error event after output.", ["code"]
 )
@@ -70,4 +77,6 @@ DIRECTORY_STORE_UP = Gauge(
     "atp_gateway_directory_store_up",
     "1 while the tenant directory store (Redis or the local file) answers; keys keep working from the last "
     "state while it does not.",
+    # Several workers: 0 when any live worker cannot reach the store.
+    multiprocess_mode="livemin",
 )

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from fastapi import FastAPI
 
-from atp_common.errors import ConfigError
 from atp_gateway.app import create_app
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
@@ -40,10 +41,13 @@ class _Uvicorn(uvicorn.Server):
             self.listening.set()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Worker processes each bind the same port; the kernel spreads new connections across them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -53,8 +57,9 @@ def _bind(host: str, port: int) -> socket.socket:
 class GatewayServer:
     """The gateway app on a real socket. `start()` returns once it listens; `drain()` runs the sequence."""
 
-    def __init__(self, settings: GatewaySettings, app: FastAPI | None = None):
+    def __init__(self, settings: GatewaySettings, app: FastAPI | None = None, *, reuse_port: bool = False):
         self.settings = settings
+        self._reuse_port = reuse_port
         self.app = app if app is not None else create_app(settings)
         self.gateway: Gateway = self.app.state.gateway
         config = uvicorn.Config(
@@ -79,7 +84,7 @@ class GatewayServer:
 
     async def start(self) -> None:
         """Bind (port 0 picks a free port), start the app's lifespan and listen."""
-        self._socket = _bind(self.settings.host, self.settings.port)
+        self._socket = _bind(self.settings.host, self.settings.port, self._reuse_port)
         self.port = self._socket.getsockname()[1]
         self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="uvicorn")
         listening = asyncio.create_task(self._server.listening.wait())
@@ -125,11 +130,16 @@ class GatewayServer:
 
 
 async def serve(settings: GatewaySettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
-    if settings.workers != 1:
-        # Several processes sharing the listener need a supervisor and multiprocess metrics (issue 8);
-        # refusing is better than silently running one.
-        raise ConfigError("ATP_GATEWAY_WORKERS other than 1 is not supported yet; run more replicas")
+    """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
+
+    With `workers` above 1 this process becomes the supervisor of that many worker processes
+    (supervisor.py); each worker runs `serve_worker`.
+    """
+    if settings.workers > 1:
+        from atp_gateway.supervisor import supervise
+
+        await supervise(settings)
+        return
     server = GatewayServer(settings)
     await server.start()
     metrics_port = None
@@ -151,6 +161,38 @@ async def serve(settings: GatewaySettings) -> None:
         },
     )
     await stop.wait()
+    # A second Ctrl-C during the drain stops the process at once.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
     await server.drain()
+
+
+async def serve_worker(settings: GatewaySettings, on_ready: Callable[[int], None]) -> None:
+    """One worker under the supervisor: listen on the shared port, drain on the supervisor's SIGTERM.
+
+    SIGINT is ignored (a terminal's Ctrl-C reaches the whole process group; the supervisor turns it into
+    one SIGTERM per worker), and so is any signal after the first, so the drain always runs to the end.
+    The worker also drains when its supervisor dies (SIGKILL included), rather than serving on as an
+    orphan: the kernel sends it SIGTERM then (Linux's parent-death signal).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _term_on_parent_death()
+    server = GatewayServer(settings, reuse_port=True)
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    log.info("worker ready", extra={"port": server.port, "pid": os.getpid()})
+    on_ready(server.port)
+    await stop.wait()
+    await server.drain()
+
+
+def _term_on_parent_death() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())

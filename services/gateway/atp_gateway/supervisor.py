@@ -1,0 +1,202 @@
+"""ATP_GATEWAY_WORKERS > 1: worker processes sharing one port, their metrics merged, drained together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from atp_gateway.settings import GatewaySettings
+
+log = logging.getLogger("atp.gateway")
+
+__all__ = ["supervise"]
+
+# prometheus_client's multiprocess mode reads this variable when it is imported (in each worker).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_START_TIMEOUT_S = 60.0
+_POLL_S = 0.2
+# A worker that dies is restarted, but never more often than this, so a crash loop cannot spin.
+_RESTART_DELAY_S = 1.0
+# Beyond the drain delay and the grace: closing channels and the lifespan's shutdown.
+_EXIT_MARGIN_S = 10.0
+
+
+def _worker_main(settings: GatewaySettings, ready: Connection) -> None:
+    """Body of a worker process (spawned: a fresh interpreter, no state inherited from the supervisor)."""
+    import uvloop
+
+    from atp_common.logs import configure_logging
+    from atp_gateway.serve import serve_worker
+
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    if settings.tracing or settings.otlp_endpoint:
+        from atp_common.telemetry import setup_tracing
+
+        setup_tracing("gateway", settings.otlp_endpoint)
+
+    def on_ready(port: int) -> None:
+        ready.send(port)
+        ready.close()
+
+    uvloop.run(serve_worker(settings, on_ready))
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    # Bound with SO_REUSEPORT but never listening: it holds the port (and resolves port 0) for the
+    # workers, which bind the same port, while workers come and go. It never receives a connection.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+class _Workers:
+    """The worker processes of one supervisor."""
+
+    def __init__(self, settings: GatewaySettings, port: int):
+        self._context = multiprocessing.get_context("spawn")
+        self._settings = settings.model_copy(update={"port": port, "workers": 1, "metrics_port": None})
+        self.processes: list[BaseProcess] = []
+
+    def start_one(self) -> tuple[BaseProcess, Connection]:
+        reader, writer = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main, args=(self._settings, writer), name="atp-gateway-worker", daemon=False
+        )
+        process.start()
+        writer.close()
+        self.processes.append(process)
+        return process, reader
+
+    async def wait_ready(self, process: BaseProcess, reader: Connection, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not reader.poll():
+                if not process.is_alive():
+                    raise RuntimeError(f"gateway worker {process.pid} exited during start-up")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gateway worker {process.pid} not ready in {timeout_s:.0f}s")
+                await asyncio.sleep(0.02)
+            reader.recv()
+        except EOFError:
+            raise RuntimeError(f"gateway worker {process.pid} exited during start-up") from None
+        finally:
+            reader.close()
+
+    def signal_all(self, sig: int) -> None:
+        for process in self.processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, sig)
+
+    async def wait_all(self, timeout_s: float) -> bool:
+        """Wait for every worker to exit; False when some were still running after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while any(p.is_alive() for p in self.processes):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+
+def _metrics_server(host: str, port: int, directory: str) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_port)
+
+
+def _mark_dead(pid: int | None) -> None:
+    if pid is None:
+        return
+    from prometheus_client import multiprocess
+
+    # Its live gauges (in flight, WebSockets) stop counting; its counters and histograms stay summed.
+    multiprocess.mark_process_dead(pid)
+
+
+async def supervise(settings: GatewaySettings) -> None:
+    """Run `settings.workers` worker processes on one port until SIGTERM or SIGINT, then drain them all.
+
+    Each worker is a whole gateway (its own event loop, channels and key store) bound to the port with
+    SO_REUSEPORT, so the kernel spreads connections across them. Metrics use prometheus_client's
+    multiprocess mode: every worker writes its values to files in a private directory, and this process
+    serves the merged view on the metrics port. On SIGTERM every worker runs the drain sequence at once
+    (each one's /readyz answers 503 from the first moment); this process exits when they all have.
+    """
+    directory = tempfile.mkdtemp(prefix="atp-gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    holder = _reserve(settings.host, settings.port)
+    port = holder.getsockname()[1]
+    workers = _Workers(settings, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    failed = False
+    try:
+        started = [workers.start_one() for _ in range(settings.workers)]
+        for process, reader in started:
+            await workers.wait_ready(process, reader, _START_TIMEOUT_S)
+        metrics_port = None
+        if settings.metrics_port is not None:
+            metrics_port = _metrics_server(settings.host, settings.metrics_port, directory)
+        # Tests and `make run` wait for this line, never on sleeps.
+        log.info(
+            "ready",
+            extra={
+                "address": f"http://{settings.host}:{port}",
+                "port": port,
+                "metrics_port": metrics_port,
+                "workers": settings.workers,
+                "worker_pids": [p.pid for p in workers.processes],
+            },
+        )
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _POLL_S)
+            for process in list(workers.processes):
+                if process.is_alive() or stop.is_set():
+                    continue
+                log.error("gateway worker %s exited with %s; restarting it", process.pid, process.exitcode)
+                workers.processes.remove(process)
+                _mark_dead(process.pid)
+                await asyncio.sleep(_RESTART_DELAY_S)
+                if not stop.is_set():
+                    await workers.wait_ready(*workers.start_one(), _START_TIMEOUT_S)
+    except RuntimeError:
+        log.exception("gateway workers failed")
+        failed = True
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        # Every worker drains in parallel: readiness fails everywhere at once, then each waits out the
+        # delay, stops accepting and lets its in-flight requests finish within the grace period.
+        log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
+        workers.signal_all(signal.SIGTERM)
+        budget = settings.drain_delay_s + settings.grace_s + _EXIT_MARGIN_S
+        if not await workers.wait_all(budget):
+            log.error("gateway workers still running after %.0fs; killing them", budget)
+            workers.signal_all(signal.SIGKILL)
+            await workers.wait_all(5.0)
+            failed = True
+        codes = [p.exitcode for p in workers.processes]
+        holder.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        log.info("stopped", extra={"worker_exit_codes": codes})
+    if failed or any(code != 0 for code in codes):
+        raise SystemExit(1)
