@@ -111,3 +111,14 @@ def request_series(tenant: str, route: str, model: str) -> RequestSeries:
         )
         _series[key] = series
     return series
+
+
+_attempts: dict[tuple[str, str], Counter] = {}
+
+
+def attempt(model: str, outcome: str) -> Counter:
+    """The (cached) provider-attempt counter for one model and outcome (an ok or a ProviderError kind)."""
+    counter = _attempts.get((model, outcome))
+    if counter is None:
+        counter = _attempts[(model, outcome)] = ATTEMPTS.labels(model, outcome)
+    return counter

@@ -263,7 +263,7 @@ class GeneratePipeline:
                             yield response
                 except ProviderError as exc:
                     target.circuit.record_failure(exc)
-                    metrics.ATTEMPTS.labels(target.model, exc.kind).inc()
+                    metrics.attempt(target.model, exc.kind).inc()
                     if call.first_token_at:
                         # Output was sent: never retry, end with an explicit terminal error event.
                         call.status = observations.PARTIAL
@@ -409,7 +409,7 @@ class GeneratePipeline:
     @staticmethod
     def _succeeded(target: Target, call: _Call) -> None:
         target.circuit.record_success()
-        metrics.ATTEMPTS.labels(target.model, "ok").inc()
+        metrics.attempt(target.model, "ok").inc()
         call.status = observations.OK
 
     def _count_decision(self, route: str, model: str) -> None:

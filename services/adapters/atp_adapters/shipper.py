@@ -52,6 +52,9 @@ class ObservationShipper:
         self._retry_at = 0.0
         # The batch taken from the queue and not yet delivered or spooled; drain must not forget it.
         self._pending: list[observer_pb2.Observation] = []
+        # Completed by submit() when the queue holds `_batch_missing` more observations (see _collect).
+        self._batch_ready: asyncio.Future[None] | None = None
+        self._batch_missing = 0
         self._task: asyncio.Task[None] | None = None
         metrics.SPOOL_BYTES.set(spool.size_bytes)
 
@@ -67,7 +70,11 @@ class ObservationShipper:
             # Last resort under overload: a synchronous spool write is slower, but loses nothing.
             self._spool_batch([observation])
             return
-        metrics.OBSERVATION_QUEUE.set(self._queue.qsize())
+        size = self._queue.qsize()
+        metrics.OBSERVATION_QUEUE.set(size)
+        batch_ready = self._batch_ready
+        if batch_ready is not None and size >= self._batch_missing and not batch_ready.done():
+            batch_ready.set_result(None)
 
     @property
     def backlog(self) -> tuple[int, int]:
@@ -79,25 +86,33 @@ class ObservationShipper:
         """False while backing off after a failed delivery."""
         return time.monotonic() >= self._retry_at
 
+    def _take_queued(self, pending: list[observer_pb2.Observation]) -> None:
+        queue = self._queue
+        while len(pending) < self._batch_size and not queue.empty():
+            pending.append(queue.get_nowait())
+
     async def _collect(self) -> None:
         # Collects into self._pending, so a cancellation (timeout or drain) never loses what was taken.
         pending = self._pending
         if not pending:
             pending.append(await self._queue.get())
         deadline = time.monotonic() + self._interval_s
+        self._take_queued(pending)
+        # One wait per batch, not one per observation: submit() completes `_batch_ready` once the queue
+        # holds what the batch is missing, else the interval runs out.
         while len(pending) < self._batch_size:
-            try:
-                pending.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self._batch_missing = self._batch_size - len(pending)
+            self._batch_ready = asyncio.get_running_loop().create_future()
             try:
-                pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                await asyncio.wait_for(self._batch_ready, remaining)
             except TimeoutError:
-                break
+                pass
+            finally:
+                self._batch_ready = None
+            self._take_queued(pending)
         metrics.OBSERVATION_QUEUE.set(self._queue.qsize())
 
     async def _run(self) -> None:
