@@ -45,7 +45,7 @@ async def private_dsn(pg_cluster: PostgresCluster) -> AsyncIterator[str]:
     database = "t_" + secrets.token_hex(6)
     conn = await asyncpg.connect(pg_cluster.dsn(), timeout=10)
     try:
-        await conn.execute(f"CREATE DATABASE {database}")
+        await conn.execute(f"CREATE DATABASE {database}", timeout=30)
     finally:
         await conn.close()
     yield pg_cluster.dsn(database)
@@ -53,6 +53,6 @@ async def private_dsn(pg_cluster: PostgresCluster) -> AsyncIterator[str]:
         pg_cluster.start()
     conn = await asyncpg.connect(pg_cluster.dsn(), timeout=10)
     try:
-        await conn.execute(f"DROP DATABASE {database} WITH (FORCE)")
+        await conn.execute(f"DROP DATABASE {database} WITH (FORCE)", timeout=30)
     finally:
         await conn.close()

@@ -88,7 +88,7 @@ async def stored_counts(dsn: str, column: str = "observation_id") -> dict[str, i
     """How many rows of `observations` carry each value of `column` (observation_id or request_id)."""
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        rows = await conn.fetch(f"SELECT {column}, count(*) FROM observations GROUP BY 1")
+        rows = await conn.fetch(f"SELECT {column}, count(*) FROM observations GROUP BY 1", timeout=10)
     finally:
         await conn.close(timeout=5)
     return {row[0]: row[1] for row in rows}
@@ -101,7 +101,7 @@ async def stored_total(dsn: str) -> int:
     except (OSError, asyncpg.PostgresError):
         return -1
     try:
-        return await conn.fetchval("SELECT count(*) FROM observations")
+        return await conn.fetchval("SELECT count(*) FROM observations", timeout=10)
     finally:
         await conn.close(timeout=5)
 
@@ -111,7 +111,7 @@ async def reward_counts(dsn: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
         rows = await conn.fetch(
-            "SELECT decision_id, count(*) FROM reward_events WHERE NOT correction GROUP BY 1"
+            "SELECT decision_id, count(*) FROM reward_events WHERE NOT correction GROUP BY 1", timeout=10
         )
     finally:
         await conn.close(timeout=5)

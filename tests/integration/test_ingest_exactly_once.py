@@ -29,6 +29,8 @@ from tests.integration.ingest_support import (
 from tests.integration.pg_cluster import PostgresCluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# Each scenario's whole run, so that a stuck await fails with its traceback instead of hanging to the timeout.
+SCENARIO_S = 60.0
 
 
 def shipped(outcome: str) -> float:
@@ -52,8 +54,10 @@ async def shipper_to(port: int, spool_dir: Path) -> AsyncIterator[ObservationShi
     try:
         yield shipper
     finally:
-        await shipper.close(2.0)
-        await channel.close()
+        # Bounded: a shipper that cannot close must fail the test, not hang it.
+        async with asyncio.timeout(10):
+            await shipper.close(2.0)
+            await channel.close()
 
 
 async def drained(shipper: ObservationShipper, dsn: str, sent: list[str]) -> None:
@@ -71,7 +75,7 @@ async def test_observer_sigkill_mid_stream_then_restart_stores_every_observation
     port = free_port()
     observer: ServiceProcess | None = start_observer(private_dsn, port)
     try:
-        async with shipper_to(port, tmp_path / "spool") as shipper:
+        async with asyncio.timeout(SCENARIO_S), shipper_to(port, tmp_path / "spool") as shipper:
             spooled_before = shipped("spooled")
             source = SteadySource(shipper, "kill")
             source.start()
@@ -109,7 +113,7 @@ async def test_postgres_stopped_under_load_loses_and_duplicates_nothing(
         ATP_OBSERVER_BUFFER_WAIT_S="0.2",
     )
     try:
-        async with shipper_to(port, tmp_path / "spool") as shipper:
+        async with asyncio.timeout(SCENARIO_S), shipper_to(port, tmp_path / "spool") as shipper:
             source = SteadySource(shipper, f"pg-{mode}")
             source.start()
             try:
@@ -117,10 +121,12 @@ async def test_postgres_stopped_under_load_loses_and_duplicates_nothing(
                 await asyncio.to_thread(pg_cluster.stop, mode)
                 at_stop = len(source.sent)
                 await asyncio.sleep(3.0)  # the outage itself: the load goes on against a stopped database
-                assert len(source.sent) > at_stop + 1000, "the load kept coming through the outage"
+                assert len(source.sent) > at_stop + 500, "the load kept coming through the outage"
                 await asyncio.to_thread(pg_cluster.start)
-                # Nothing restarts the observer or the shipper: both find the database again on their own.
-                await wait_until(lambda: _at_least(private_dsn, len(source.sent)), 15, "ingest resumed")
+                at_start = len(source.sent)
+                # Nothing restarts the observer or the shipper: both find the database again on their own,
+                # and catch up with everything sent until now while the load goes on.
+                await wait_until(lambda: _at_least(private_dsn, at_start), 15, "ingest resumed")
             finally:
                 await source.stop()
             await drained(shipper, private_dsn, source.sent)

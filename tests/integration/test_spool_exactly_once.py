@@ -102,27 +102,31 @@ async def test_observer_unreachable_for_a_while_the_spool_delivers_each_request_
                 "ATP_ADAPTERS_GRACE_S": "2",
             },
         )
-        load = RequestLoad(adapters.address)
-        load.start()
-        await wait_until(lambda: _at_least(private_dsn, 100), 10, "observations flowing")
+        # Bounded as a whole, so that a stuck await fails with its traceback instead of hanging.
+        async with asyncio.timeout(60):
+            load = RequestLoad(adapters.address)
+            load.start()
+            await wait_until(lambda: _at_least(private_dsn, 100), 10, "observations flowing")
 
-        # The observer goes away (drained, as on a rolling restart) while the adapters keep serving.
-        assert await asyncio.to_thread(observer.terminate, 10) == 0
-        away_from = len(load.served)
-        await wait_until(lambda: _true(bool(spool_files(spool_dir))), 5, "the adapters spooling to disk")
-        await wait_until(lambda: _true(len(load.served) > away_from + 300), 10, "requests served meanwhile")
+            # The observer goes away (drained, as on a rolling restart) while the adapters keep serving.
+            assert await asyncio.to_thread(observer.terminate, 10) == 0
+            away_from = len(load.served)
+            await wait_until(lambda: _true(bool(spool_files(spool_dir))), 5, "the adapters spooling to disk")
+            await wait_until(
+                lambda: _true(len(load.served) > away_from + 300), 10, "requests served meanwhile"
+            )
 
-        observer = await asyncio.to_thread(start_observer, private_dsn, port)
-        back_at = len(load.served)
-        await wait_until(lambda: _at_least(private_dsn, back_at), 15, "the spool replayed")
-        await load.stop()
-        assert not load.failures, f"requests failed without the observer: {load.failures[:3]}"
+            observer = await asyncio.to_thread(start_observer, private_dsn, port)
+            back_at = len(load.served)
+            await wait_until(lambda: _at_least(private_dsn, back_at), 15, "the spool replayed")
+            await load.stop()
+            assert not load.failures, f"requests failed without the observer: {load.failures[:3]}"
 
-        await wait_until(lambda: _at_least(private_dsn, len(load.served)), 15, "every observation stored")
-        await wait_until(lambda: _true(not spool_files(spool_dir)), 5, "the spool emptied")
-        assert_exactly_once(load.served, await stored_counts(private_dsn, "request_id"))
-        by_observation = await stored_counts(private_dsn)
-        assert len(by_observation) == len(load.served) and set(by_observation.values()) == {1}
+            await wait_until(lambda: _at_least(private_dsn, len(load.served)), 15, "every observation stored")
+            await wait_until(lambda: _true(not spool_files(spool_dir)), 5, "the spool emptied")
+            assert_exactly_once(load.served, await stored_counts(private_dsn, "request_id"))
+            by_observation = await stored_counts(private_dsn)
+            assert len(by_observation) == len(load.served) and set(by_observation.values()) == {1}
     except BaseException:
         print_log_tail(observer)
         print_log_tail(adapters)
