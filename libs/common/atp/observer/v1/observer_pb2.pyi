@@ -197,14 +197,16 @@ class QueryUsageResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
 
 class ListObservationsRequest(_message.Message):
-    __slots__ = ("tenant", "limit", "before")
+    __slots__ = ("tenant", "limit", "before", "before_observation_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     limit: int
     before: _timestamp_pb2.Timestamp
-    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    before_observation_id: str
+    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_observation_id: _Optional[str] = ...) -> None: ...
 
 class ListObservationsResponse(_message.Message):
     __slots__ = ("observations",)
