@@ -27,7 +27,7 @@ def _cue(text: str, name: str) -> float:
 
 def test_vector_has_the_documented_order_and_length() -> None:
     features = _features(_user("hello"))
-    assert FEATURE_DIM == len(FEATURE_NAMES) == len(features.vector) == 12
+    assert FEATURE_DIM == len(FEATURE_NAMES) == len(features.vector) == 13
     assert FEATURE_NAMES[0] == "bias" and features.vector[0] == 1.0
 
 
@@ -35,6 +35,11 @@ def test_prompt_tokens_are_chars_over_four_plus_overheads() -> None:
     features = _features(chat_pb2.ChatMessage(role="system", content="x" * 40), _user("y" * 400))
     assert features.estimated_prompt_tokens == 440 // 4 + 2 * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
     assert math.isclose(features.vector[IDX["log_prompt_tokens"]], math.log1p(121) / 10, rel_tol=1e-6)
+    assert math.isclose(features.vector[IDX["prompt_kilotokens"]], 0.121, rel_tol=1e-6)
+
+
+def test_linear_size_feature_saturates() -> None:
+    assert _features(_user("z" * 100_000)).vector[IDX["prompt_kilotokens"]] == 4.0
 
 
 def test_max_tokens_and_stream_are_carried() -> None:

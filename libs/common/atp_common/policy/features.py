@@ -25,6 +25,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "json",  # 9: a JSON response format is requested
     "vision",  # 10: images in the conversation
     "log_max_output_tokens",  # 11: ln(1 + max_tokens) / 10, 0 when unset
+    # 12: estimated prompt tokens / 1000, capped at 4. The reward charges cost, which grows linearly with
+    # the prompt; with the log above alone, LinUCB cannot fit that line and routes by size too coarsely
+    # (measured with atp-eval on mmlu_dev: +2 points of cost saved at 95% quality, on three orders).
+    "prompt_kilotokens",
 )
 FEATURE_DIM = len(FEATURE_NAMES)
 
@@ -34,6 +38,8 @@ MESSAGE_OVERHEAD_TOKENS = 4
 REPLY_OVERHEAD_TOKENS = 3
 # A high-detail 1024x1024 image at OpenAI's tile rate; a safe figure for context-window filtering.
 IMAGE_TOKENS = 765
+# The linear size feature saturates here, so one huge prompt cannot swamp the regression.
+MAX_PROMPT_KILOTOKENS = 4.0
 # The text cues read at most this many characters of the last user message, so cost stays flat in size.
 SAMPLE_CHARS = 1024
 
@@ -191,6 +197,7 @@ def compute_features(
         1.0 if needs_json else 0.0,
         1.0 if images else 0.0,
         math.log1p(max_output) / 10.0 if max_output > 0 else 0.0,
+        min(prompt_tokens / 1000.0, MAX_PROMPT_KILOTOKENS),
     )
     return chat_pb2.RequestFeatures(
         estimated_prompt_tokens=prompt_tokens,
