@@ -15,7 +15,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.evaluation import cli
 from atp_router.evaluation.dataset import load_dataset
-from atp_router.evaluation.offline import ROUTE, eval_config
+from atp_router.evaluation.offline import ROUTE, eval_config, replay_in_process
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
@@ -45,8 +45,14 @@ async def test_replay_through_real_router_and_observer(tmp_path: Path) -> None:
     )
     channels = [open_channel(observer.address), open_channel(router.address)]
     try:
-        choices = await replay_over_grpc(dataset, router.address, observer.address, timeout_s=TIMEOUT)
+        choices = await replay_over_grpc(
+            dataset, router.address, observer.address, timeout_s=TIMEOUT, sync_every=1
+        )
         assert len(choices) == 60 and set(choices) <= set(dataset.models)
+        # Waiting for each outcome to be learned and published makes the services decide exactly as the
+        # kernel and learner do in-process: every decision is the same.
+        assert choices == replay_in_process(dataset, 100.0, republish_every=1)
+        assert len(set(choices)) == 2  # it tried both models
 
         # Every outcome reached the observer, and the feedback replaced the proxy quality of each one.
         stats = await observer_pb2_grpc.ObserverServiceStub(channels[0]).GetArmStats(

@@ -12,7 +12,7 @@ import orjson
 
 from atp_router.evaluation import metrics, synthetic
 from atp_router.evaluation.dataset import load_dataset, parse_prices
-from atp_router.evaluation.offline import ROUTE, eval_config, sweep_in_process
+from atp_router.evaluation.offline import DEFAULT_EXPLORATION, ROUTE, eval_config, sweep_in_process
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.evaluation.report import (
     SweepPoint,
@@ -23,9 +23,9 @@ from atp_router.evaluation.report import (
 )
 from atp_router.evaluation.spawn import spawn_services
 
-# The router publishes at most one snapshot per interval (1 s by default). A replay runs far faster than
-# live traffic, so --spawn lowers it: the router then relearns every few prompts instead of every ~150.
-DEFAULT_SNAPSHOT_INTERVAL_S = 0.05
+# The router publishes at most one snapshot per interval (1 s by default). A replay waits for the router
+# to publish what it learned (--sync-every), so --spawn lowers the interval to keep those waits short.
+DEFAULT_SNAPSHOT_INTERVAL_S = 0.005
 
 
 def _floats(text: str) -> list[float]:
@@ -57,7 +57,12 @@ def _replay_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--observer", help="host:port of the observer the router learns from")
     parser.add_argument(
-        "--route", default=ROUTE, help=f"route to ask for (running services; --spawn uses {ROUTE!r})"
+        "--route",
+        default=ROUTE,
+        help=(
+            f"route to ask for (running services, whose route must have the dataset's models as candidates "
+            f"and sets its own cost weight; --spawn uses {ROUTE!r})"
+        ),
     )
     parser.add_argument(
         "--cost-weight",
@@ -65,9 +70,11 @@ def _replay_parser() -> argparse.ArgumentParser:
         help="cost weight of the gRPC pass (--spawn); default: the sweep's cheapest one reaching 95%%",
     )
     parser.add_argument(
-        "--cost-weights", type=_floats, help="comma-separated sweep; default: 14 around break-even"
+        "--cost-weights", type=_floats, help="comma-separated sweep; default: 24 around break-even"
     )
-    parser.add_argument("--exploration", type=float, default=0.1, help="LinUCB exploration (alpha)")
+    parser.add_argument(
+        "--exploration", type=float, default=DEFAULT_EXPLORATION, help="LinUCB exploration (alpha)"
+    )
     parser.add_argument(
         "--snapshot-interval",
         type=float,
@@ -75,7 +82,18 @@ def _replay_parser() -> argparse.ArgumentParser:
         help="router's snapshot_min_interval_s under --spawn (production default 1.0)",
     )
     parser.add_argument(
-        "--republish-every", type=int, default=10, help="in-process sweep: decisions per snapshot"
+        "--sync-every",
+        type=int,
+        default=1,
+        help=(
+            "gRPC pass: after every N prompts wait until the router has published all it learned (the policy "
+            "then moves exactly every N requests, reproducibly); 0: never wait, as in production"
+        ),
+    )
+    parser.add_argument(
+        "--republish-every",
+        type=int,
+        help="in-process sweep: decisions per snapshot (default: --sync-every, or 10 when that is 0)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes for the in-process sweep")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
@@ -120,6 +138,7 @@ async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) 
                 services.router_addr,
                 services.observer_addr,
                 timeout_s=args.timeout,
+                sync_every=args.sync_every,
                 progress=progress,  # type: ignore[arg-type]
             )
     return await replay_over_grpc(
@@ -128,6 +147,7 @@ async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) 
         args.observer,
         timeout_s=args.timeout,
         route=args.route,
+        sync_every=args.sync_every,
         progress=progress,  # type: ignore[arg-type]
     )
 
@@ -138,6 +158,8 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     args = parser.parse_args(argv)
     if args.router and not args.observer:
         parser.error("--router needs --observer")
+    if args.republish_every is None:
+        args.republish_every = args.sync_every or 10
     started = time.monotonic()
     dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
     strong, weak = dataset.strong_and_weak()
@@ -179,8 +201,15 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
             "total": round(time.monotonic() - started, 1),
         },
     }
+    extra["republish_every"] = args.republish_every
+    if not args.offline:
+        extra["sync_every"] = args.sync_every
     if args.spawn:
         extra["snapshot_interval_s"] = args.snapshot_interval
+    same_weight = [c for w, c in zip(weights, sweep_choices, strict=True) if w == cost_weight]
+    if same_weight and not args.router:
+        # The services and the in-process kernel, same cost weight: how many decisions agree.
+        extra["decisions_matching_sweep"] = sum(a == b for a, b in zip(choices, same_weight[0], strict=True))
     if args.router:
         extra["route"] = args.route
     report = build_report(
@@ -188,7 +217,7 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         strong,
         weak,
         metrics.outcome(dataset, choices, strong),
-        cost_weight if not args.router else float("nan"),
+        None if args.router else cost_weight,
         sweep,
         through=through,
         extra=extra,

@@ -19,11 +19,13 @@ PROVIDER = "eval"
 NEUTRAL_PRIOR = 0.5
 # Large enough that no evaluation prompt is filtered by its context window.
 CONTEXT_WINDOW = 10_000_000
+# LinUCB's alpha for the evaluation route (tuned on mmlu_dev; see the README's "Routing quality").
+DEFAULT_EXPLORATION = 1.0
 _NO_PARAMS = chat_pb2.GenerationParams()
 
 
 def eval_config(
-    dataset: Dataset, *, cost_weight: float, policy: str = "linucb", exploration: float = 0.1
+    dataset: Dataset, *, cost_weight: float, policy: str = "linucb", exploration: float = DEFAULT_EXPLORATION
 ) -> AtpConfig:
     """One route over the dataset's models, priced as the dataset says, learning from a neutral prior."""
     return AtpConfig.model_validate(
@@ -62,8 +64,8 @@ def replay_in_process(
     cost_weight: float,
     *,
     policy: str = "linucb",
-    exploration: float = 0.1,
-    republish_every: int = 10,
+    exploration: float = DEFAULT_EXPLORATION,
+    republish_every: int = 1,
     seed: int = 0,
 ) -> list[str]:
     """Route every prompt in order with the kernel, learning online; returns the chosen model per prompt.
@@ -123,8 +125,8 @@ def sweep_in_process(
     cost_weights: Sequence[float],
     *,
     policy: str = "linucb",
-    exploration: float = 0.1,
-    republish_every: int = 10,
+    exploration: float = DEFAULT_EXPLORATION,
+    republish_every: int = 1,
     seed: int = 0,
     workers: int = 2,
 ) -> list[list[str]]:

@@ -21,7 +21,7 @@ class SweepPoint:
     outcome: Outcome
 
 
-def cost_weight_grid(dataset: Dataset, strong: str, weak: str, points: int = 14) -> list[float]:
+def cost_weight_grid(dataset: Dataset, strong: str, weak: str, points: int = 24) -> list[float]:
     """Cost weights around the break-even one, where the strong model's mean quality edge equals the
     weighted mean extra cost: from a fifth to five times it, geometrically spaced."""
     n = len(dataset.prompts)
@@ -39,7 +39,7 @@ def build_report(
     strong: str,
     weak: str,
     main: Outcome,
-    main_cost_weight: float,
+    main_cost_weight: float | None,
     sweep: Sequence[SweepPoint],
     *,
     through: str,
@@ -87,8 +87,10 @@ def _pct(value: object) -> str:
 def render_text(report: Mapping[str, object]) -> str:
     """A human-readable summary of a report."""
     baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
+    weight = report["cost_weight"]
+    shown = "of the route's own configuration" if weight is None else f"{weight:.4g}"
     lines = [
-        f"{report['prompts']} prompts through {report['through']}, cost weight {report['cost_weight']:.4g}:",
+        f"{report['prompts']} prompts through {report['through']}, cost weight {shown}:",
         f"  accuracy {report['accuracy']:.4f}  cost ${report['cost_usd']:.4f}  "
         f"strong share {_pct(report['strong_share'])}",
         "baselines:",
@@ -134,6 +136,15 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             + [(baselines[strong]["cost_usd"], baselines[strong]["accuracy"])]
         )
         axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP LinUCB, cost-weight sweep")
+        ends = [baselines[weak], baselines[strong]]
+        axes.plot(
+            [row["cost_usd"] for row in ends],
+            [row["accuracy"] for row in ends],
+            ":",
+            color="tab:green",
+            linewidth=1,
+            label="random mix of the two",
+        )
         for name, marker in ((strong, "s"), (weak, "s"), ("random", "x"), ("oracle", "*")):
             row = baselines[name]
             axes.plot(row["cost_usd"], row["accuracy"], marker, markersize=9, label=name)
@@ -143,7 +154,8 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             "D",
             color="tab:red",
             markersize=8,
-            label=f"through {report['through']} (w={report['cost_weight']:.3g})",
+            label=f"through {report['through']}"
+            + ("" if report["cost_weight"] is None else f" (w={report['cost_weight']:.3g})"),
         )
         axes.axhline(
             float(report["target_accuracy"]),  # type: ignore[arg-type]
