@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from atp_router.evaluation import metrics, synthetic
+from atp_router.evaluation import cli, metrics, synthetic
 from atp_router.evaluation.dataset import Prompt, load_dataset, parse_prices
 from atp_router.evaluation.offline import replay_in_process
 from atp_router.evaluation.report import SweepPoint, build_report, cost_weight_grid
@@ -116,6 +116,16 @@ def test_report_names_the_cheapest_sweep_point_reaching_95_percent(tmp_path: Pat
         assert key in report
     grid = cost_weight_grid(dataset, strong, weak, points=5)
     assert len(grid) == 5 and grid[0] < grid[-1]
+
+
+def test_refinement_lands_between_the_last_weight_reaching_the_target_and_the_next(tmp_path: Path) -> None:
+    dataset = load_dataset(_tiny(tmp_path))
+    good, bad = [WEAK, STRONG, WEAK, WEAK], [STRONG] * 4  # accuracy 0.75 and 0.5
+    # The last weight reaching 0.7 is 4, the next is 16: one point between, geometrically.
+    assert cli._refined(dataset, STRONG, [1.0, 4.0, 16.0], [good, good, bad], 0.7, 1) == pytest.approx([8.0])
+    assert cli._refined(dataset, STRONG, [1.0, 4.0, 16.0], [good, good, bad], 0.9, 3) == []  # none reach
+    assert cli._refined(dataset, STRONG, [1.0, 4.0], [good, good], 0.7, 3) == []  # nothing above
+    assert cli._refined(dataset, STRONG, [1.0, 4.0, 16.0], [good, good, bad], 0.7, 0) == []
 
 
 def test_the_evaluation_never_reads_subject(tmp_path: Path) -> None:

@@ -107,6 +107,8 @@ def test_cli_spawns_the_services_and_prints_one_json_report(
             "1",
             "--cost-weights",
             "20,200,2000",
+            "--refine",
+            "0",
             "--plot",
             str(png),
         ]

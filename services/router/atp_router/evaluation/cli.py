@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import orjson
 
 from atp_router.evaluation import metrics, synthetic
-from atp_router.evaluation.dataset import load_dataset, parse_prices
+from atp_router.evaluation.dataset import Dataset, load_dataset, parse_prices
 from atp_router.evaluation.offline import DEFAULT_EXPLORATION, ROUTE, eval_config, sweep_in_process
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.evaluation.report import (
@@ -95,6 +95,12 @@ def _replay_parser() -> argparse.ArgumentParser:
         type=int,
         help="in-process sweep: decisions per snapshot (default: --sync-every, or 10 when that is 0)",
     )
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=8,
+        help="extra sweep points between the largest cost weight reaching 95%% and the next one (0: none)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes for the in-process sweep")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
     parser.add_argument("--plot", default="atp-eval.png", help="PNG of the cost-quality curve ('' for none)")
@@ -113,6 +119,12 @@ def _synthetic_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    parser.add_argument(
+        "--refine",
+        type=int,
+        default=8,
+        help="extra sweep points between the largest cost weight reaching 95%% and the next one (0: none)",
+    )
     parser.add_argument("--exploration", type=float, default=0.5)
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     return parser
@@ -152,6 +164,33 @@ async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) 
     )
 
 
+def _refined(
+    dataset: Dataset,
+    strong: str,
+    weights: Sequence[float],
+    choices: Sequence[Sequence[str]],
+    target: float,
+    points: int,
+) -> list[float]:
+    """Cost weights between the largest one whose pass reaches `target` and the next larger one: the
+    quality falls steeply there, so a coarse grid misses the cheapest weight that still reaches it."""
+    if points <= 0:
+        return []
+    reaching = [
+        w
+        for w, c in zip(weights, choices, strict=True)
+        if metrics.outcome(dataset, c, strong).accuracy >= target
+    ]
+    if not reaching:
+        return []
+    low = max(reaching)
+    above = [w for w in weights if w > low]
+    if not above:
+        return []
+    high = min(above)
+    return [low * (high / low) ** ((i + 1) / (points + 1)) for i in range(points)]
+
+
 def run_replay(argv: Sequence[str]) -> dict[str, object]:
     """Parse replay arguments, run the sweep and the main pass, and return the report."""
     parser = _replay_parser()
@@ -172,13 +211,26 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         republish_every=args.republish_every,
         workers=args.workers,
     )
+    strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
+    finer = _refined(dataset, strong, weights, sweep_choices, 0.95 * strong_acc, args.refine)
+    if finer:
+        print(f"refining: {len(finer)} more cost weights", file=sys.stderr, flush=True)
+        weights = [*weights, *finer]
+        sweep_choices += sweep_in_process(
+            dataset,
+            finer,
+            exploration=args.exploration,
+            republish_every=args.republish_every,
+            workers=args.workers,
+        )
+    ordered = sorted(zip(weights, sweep_choices, strict=True), key=lambda pair: pair[0])
+    weights, sweep_choices = [w for w, _ in ordered], [c for _, c in ordered]
     sweep = [
         SweepPoint(w, metrics.outcome(dataset, choices, strong))
         for w, choices in zip(weights, sweep_choices, strict=True)
     ]
     sweep_s = time.monotonic() - started
 
-    strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
     reaching = [p for p in sweep if p.outcome.accuracy >= 0.95 * strong_acc]
     cost_weight = args.cost_weight
     if cost_weight is None:
