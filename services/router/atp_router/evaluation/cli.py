@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
@@ -130,7 +130,7 @@ def _synthetic_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress(label: str, total: int) -> object:
+def _progress(label: str, total: int) -> Callable[[int], None]:
     step = max(total // 10, 1)
 
     def report(done: int) -> None:
@@ -140,7 +140,7 @@ def _progress(label: str, total: int) -> object:
     return report
 
 
-async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) -> list[str]:  # type: ignore[no-untyped-def]
+async def _services_pass(args: argparse.Namespace, dataset: Dataset, cost_weight: float) -> list[str]:
     progress = _progress("gRPC replay", len(dataset.prompts))
     if args.spawn:
         config = eval_config(dataset, cost_weight=cost_weight, exploration=args.exploration)
@@ -151,7 +151,7 @@ async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) 
                 services.observer_addr,
                 timeout_s=args.timeout,
                 sync_every=args.sync_every,
-                progress=progress,  # type: ignore[arg-type]
+                progress=progress,
             )
     return await replay_over_grpc(
         dataset,
@@ -160,7 +160,7 @@ async def _services_pass(args: argparse.Namespace, dataset, cost_weight: float) 
         timeout_s=args.timeout,
         route=args.route,
         sync_every=args.sync_every,
-        progress=progress,  # type: ignore[arg-type]
+        progress=progress,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from atp_router.evaluation.dataset import Dataset
+from atp_router.evaluation.dataset import Dataset, Prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +57,14 @@ def baselines(dataset: Dataset, strong: str) -> dict[str, Outcome]:
         1.0 / k,
         dict.fromkeys(dataset.models, 1.0 / k),
     )
-    oracle = [max(dataset.models, key=lambda m, p=p: (p.quality[m], -dataset.cost(p, m))) for p in prompts]
+    oracle = [_best(dataset, p) for p in prompts]
     result["oracle"] = outcome(dataset, oracle, strong)
     return result
+
+
+def _best(dataset: Dataset, prompt: Prompt) -> str:
+    """The model with the best quality on `prompt`, the cheaper one on ties."""
+    return max(dataset.models, key=lambda m: (prompt.quality[m], -dataset.cost(prompt, m)))
 
 
 def pgr(accuracy: float, weak_accuracy: float, strong_accuracy: float) -> float:

@@ -112,6 +112,15 @@ class _LearnedWatch:
             await self._task
 
 
+def _holds(pulls: float, alpha: float) -> Callable[[tuple[float, float]], bool]:
+    """Accepts published totals equal to these (floating-point sums, so within a relative 1e-6)."""
+
+    def accept(totals: tuple[float, float]) -> bool:
+        return abs(totals[0] - pulls) < 1e-6 and abs(totals[1] - alpha) < 1e-6 * max(1.0, alpha)
+
+    return accept
+
+
 async def replay_over_grpc(
     dataset: Dataset,
     router_addr: str,
@@ -166,13 +175,7 @@ async def replay_over_grpc(
             pulls += 1
             quality += min(max(prompt.quality[chosen], 0.0), 1.0)
             if watch is not None and number % sync_every == 0:
-                want_pulls, want_alpha = base_pulls + pulls, base_alpha + quality
-                await watch.wait_for(
-                    lambda totals, p=want_pulls, a=want_alpha: (
-                        abs(totals[0] - p) < 1e-6 and abs(totals[1] - a) < 1e-6 * max(1.0, a)
-                    ),
-                    timeout_s,
-                )
+                await watch.wait_for(_holds(base_pulls + pulls, base_alpha + quality), timeout_s)
             if progress is not None:
                 progress(number)
     except grpc.aio.AioRpcError as exc:

@@ -149,8 +149,8 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             row = baselines[name]
             axes.plot(row["cost_usd"], row["accuracy"], marker, markersize=9, label=name)
         axes.plot(
-            report["cost_usd"],
-            report["accuracy"],
+            float(report["cost_usd"]),  # type: ignore[arg-type]
+            float(report["accuracy"]),  # type: ignore[arg-type]
             "D",
             color="tab:red",
             markersize=8,
