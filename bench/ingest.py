@@ -23,7 +23,8 @@ import asyncpg
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.channels import open_channel
-from atp_observer.store.base import OBSERVATION_COLUMNS, micros_to_datetime, observation_values
+from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values
+from atp_observer.store.postgres import PG_EPOCH_MICROS, register_codecs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -196,7 +197,11 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
     measurements: list[Measurement] = []
     try:
         observer, address = start_observer(dsn, args.writers, max(args.writers, args.senders))
-        pool = await asyncpg.create_pool(dsn, min_size=args.senders, max_size=args.senders, timeout=10)
+        # The store's own connection setup (timestamptz exchanged as integers), so COPY encodes exactly
+        # what the store encodes.
+        pool = await asyncpg.create_pool(
+            dsn, min_size=args.senders, max_size=args.senders, timeout=10, init=register_codecs
+        )
         day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         async with pool.acquire() as conn:
             # The same columns, keys, indexes and daily partitioning as the observer's table.
@@ -217,7 +222,7 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
                 for i in range(0, len(data), args.batch)
             ]
             # The store's own conversion, done before the clock starts: COPY gets ready-made rows.
-            converted = [observation_values(obs, micros_to_datetime, list) for obs in data]
+            converted = [observation_values(obs, PG_EPOCH_MICROS) for obs in data]
             rows = [converted[i : i + args.batch] for i in range(0, len(converted), args.batch)]
             # Alternate which goes first, so warm-up and table growth hit both alike.
             order = ("ingest", "copy") if round_ % 2 == 0 else ("copy", "ingest")

@@ -56,11 +56,15 @@ class _Batch:
 
 
 class IngestBuffer:
-    """Batches waiting for a writer; bounded in observations, each batch committed in its own transaction.
+    """Batches waiting for a writer; bounded in observations.
 
-    Senders await their batch's future, which resolves after commit. While the database is down the writers
-    retry with exponential backoff and batches keep queueing until `capacity`; then `submit` waits up to
-    `wait_s` for room and refuses with Unavailable, so the adapters spool instead of the observer growing.
+    A free writer takes every batch waiting, up to `merge_observations`, and commits them in one
+    transaction: under load the fixed cost of a transaction (its round trips, the reward lock, the WAL
+    flush) is then shared by several batches, and when ingest is light each batch still goes alone at
+    once. Senders await their batch's future, which resolves after commit. While the database is down the
+    writers retry with exponential backoff and batches keep queueing until `capacity`; then `submit` waits
+    up to `wait_s` for room and refuses with Unavailable, so the adapters spool instead of the observer
+    growing.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class IngestBuffer:
         wait_s: float,
         retry_initial_s: float,
         retry_max_s: float,
+        merge_observations: int = 1,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
@@ -80,6 +85,7 @@ class IngestBuffer:
         self._wait_s = wait_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        self._merge_observations = merge_observations
         self._on_commit = on_commit
         self._queue: deque[_Batch] = deque()
         # Observations queued or being written: what the capacity bounds.
@@ -128,44 +134,64 @@ class IngestBuffer:
             self._changed.notify_all()
             return done
 
-    async def _next(self) -> _Batch:
+    async def _next(self) -> list[_Batch]:
+        """The oldest waiting batch and those behind it, while they fit in merge_observations."""
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._queue))
-            return self._queue.popleft()
+            group = [self._queue.popleft()]
+            total = len(group[0].observations)
+            while self._queue and total + len(self._queue[0].observations) <= self._merge_observations:
+                batch = self._queue.popleft()
+                group.append(batch)
+                total += len(batch.observations)
+            return group
 
     async def _write_loop(self) -> None:
         while True:
-            batch = await self._next()
+            group = await self._next()
             try:
-                result = await self._write(batch.observations)
-            except Exception as exc:
-                if not batch.done.done():
-                    batch.done.set_exception(
-                        exc if isinstance(exc, AtpError) else Internal("storing the batch failed")
-                    )
-                if not isinstance(exc, AtpError):
-                    log.error("storing a batch of %d failed", len(batch.observations), exc_info=exc)
-            else:
-                metrics.COMMIT_SECONDS.observe(time.monotonic() - batch.arrived)
-                metrics.BATCH_SIZE.observe(len(batch.observations))
-                metrics.INGESTED.labels("stored").inc(result[0])
-                metrics.INGESTED.labels("duplicate").inc(result[1])
-                # The sender may have given up (deadline); the write still counts, and its resend dedups.
-                if not batch.done.done():
-                    batch.done.set_result(result)
-                if result[0]:
-                    self._on_commit()
+                await self._write_group(group)
             finally:
                 async with self._changed:
-                    self._size -= len(batch.observations)
+                    self._size -= sum(len(batch.observations) for batch in group)
                     metrics.BUFFER_DEPTH.set(self._size)
                     self._changed.notify_all()
 
-    async def _write(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
+    async def _write_group(self, group: list[_Batch]) -> None:
+        """Commit the group together; when that fails for a reason other than an outage, each batch
+        alone, so one bad batch fails only its own sender."""
+        try:
+            results = await self._write([batch.observations for batch in group])
+        except Exception as exc:
+            if len(group) > 1:
+                for batch in group:
+                    await self._write_group([batch])
+                return
+            (batch,) = group
+            if not batch.done.done():
+                batch.done.set_exception(
+                    exc if isinstance(exc, AtpError) else Internal("storing the batch failed")
+                )
+            if not isinstance(exc, AtpError):
+                log.error("storing a batch of %d failed", len(batch.observations), exc_info=exc)
+            return
+        committed = time.monotonic()
+        for batch, result in zip(group, results, strict=True):
+            metrics.COMMIT_SECONDS.observe(committed - batch.arrived)
+            metrics.BATCH_SIZE.observe(len(batch.observations))
+            metrics.INGESTED.labels("stored").inc(result[0])
+            metrics.INGESTED.labels("duplicate").inc(result[1])
+            # The sender may have given up (deadline); the write still counts, and its resend dedups.
+            if not batch.done.done():
+                batch.done.set_result(result)
+        if any(result[0] for result in results):
+            self._on_commit()
+
+    async def _write(self, batches: list[Sequence[observer_pb2.Observation]]) -> list[tuple[int, int]]:
         delay = self._retry_initial_s
         while True:
             try:
-                result = await self._store.insert_observations(observations)
+                results = await self._store.insert_batches(batches)
             except InvalidArgument:
                 raise
             except Exception as exc:
@@ -184,7 +210,7 @@ class IngestBuffer:
                     time.monotonic() - self._outage_since,
                 )
                 self._outage_since = None
-            return result
+            return results
 
     async def close(self, flush_timeout_s: float) -> None:
         """Refuse new batches, write what is buffered (bounded by `flush_timeout_s`), stop the writers."""

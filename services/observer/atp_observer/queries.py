@@ -70,11 +70,13 @@ class Queries:
     async def list_observations(
         self, request: observer_pb2.ListObservationsRequest
     ) -> observer_pb2.ListObservationsResponse:
-        """A tenant's most recent observations, newest first, paged by `before`."""
+        """A tenant's most recent observations, newest first, paged by (`before`, `before_observation_id`)."""
         if request.limit < 0:
             raise InvalidArgument("limit must not be negative", param="limit")
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        observations = await self._store.list_observations(request.tenant, limit, _time(request, "before"))
+        observations = await self._store.list_observations(
+            request.tenant, limit, _time(request, "before"), request.before_observation_id
+        )
         return observer_pb2.ListObservationsResponse(observations=observations)
 
     async def get_arm_stats(

@@ -127,6 +127,7 @@ async def build_server(
         wait_s=settings.buffer_wait_s,
         retry_initial_s=settings.retry_initial_s,
         retry_max_s=settings.retry_max_s,
+        merge_observations=settings.merge_observations,
         on_commit=feed.notify,
     )
     buffer.start()

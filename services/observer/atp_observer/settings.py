@@ -30,6 +30,9 @@ class ObserverSettings(ServiceSettings):
         10_000, ge=1, description="Largest batch one Ingest message may carry."
     )
     writers: int = Field(0, ge=0, description="Concurrent batch writers; 0: 1 for SQLite, 4 for PostgreSQL.")
+    merge_observations: int = Field(
+        4096, ge=1, description="Most observations a writer commits at once, merging the batches waiting."
+    )
     buffer_wait_s: float = Field(1.0, ge=0, description="How long a batch waits for buffer room.")
     commit_timeout_s: float = Field(30.0, gt=0, description="How long a sender waits for its commit.")
     retry_initial_s: float = Field(0.05, gt=0, description="First pause after a failed write.")

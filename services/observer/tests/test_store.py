@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+from array import array
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,8 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import ConfigError, InvalidArgument, PermissionDenied
 from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store, open_store
+from atp_observer.store.base import unpack_vector
+from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
 
 OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
 ERROR = observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR
@@ -418,7 +421,7 @@ async def test_postgres_partitions_are_daily_and_dropped(postgres_dsn: str) -> N
             await conn.close()
     expected = {f"observations_p{now.date() + timedelta(days=d):%Y%m%d}" for d in range(3)}
     assert names == expected
-    assert versions == [1]
+    assert versions == [m.version for m in POSTGRES_MIGRATIONS]
 
 
 async def test_reopening_keeps_data_and_schema(make_store: Callable[..., Store]) -> None:
@@ -493,3 +496,90 @@ async def test_sqlite_uses_wal(tmp_path) -> None:
         versions = await conn.execute_fetchall("SELECT version FROM schema_migrations")
     assert list(rows) == [("wal",)]
     assert list(versions) == [(1,)]
+
+
+async def test_paging_keys_on_start_and_id_so_equal_timestamps_lose_none(store: Store) -> None:
+    same = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=3)
+    tied = [make_obs(started=same) for _ in range(5)]
+    earlier = make_obs(started=same - timedelta(microseconds=1))
+    await store.insert_observations([*tied, earlier, make_obs(tenant="globex", started=same)])
+    expected = [o.observation_id for o in sorted(tied, key=lambda o: o.observation_id, reverse=True)]
+    expected.append(earlier.observation_id)
+
+    pages: list[list[str]] = []
+    before, before_id = None, ""
+    while page := await store.list_observations("acme", 2, before, before_id):
+        pages.append([o.observation_id for o in page])
+        before, before_id = page[-1].started_at.ToDatetime(tzinfo=UTC), page[-1].observation_id
+    # Pages of two cut through the five observations that share started_at; none is lost or repeated.
+    assert [len(page) for page in pages] == [2, 2, 2]
+    assert [oid for page in pages for oid in page] == expected
+    # Without the id, `before` alone still means "started strictly earlier".
+    assert [o.observation_id for o in await store.list_observations("acme", 10, same)] == [
+        earlier.observation_id
+    ]
+    with pytest.raises(InvalidArgument):
+        await store.list_observations("acme", 10, None, tied[0].observation_id)
+
+
+async def test_batches_written_together_count_each_batch_and_reward_each_observation_once(
+    store: Store,
+) -> None:
+    a, b, c = make_obs(), make_obs(), make_obs(status=CANCELLED)
+    assert await store.insert_batches([[a, b], [b, c], [a]]) == [(2, 0), (1, 1), (0, 1)]
+    assert await store.insert_batches([[c], [a, b]]) == [(0, 1), (0, 2)]
+    assert await store.insert_batches([]) == []
+    rewards = await all_rewards(store)
+    # The cancelled observation earns none; the others one each, in batch order, with their features.
+    assert [r.decision_id for r in rewards] == [a.decision.decision_id, b.decision.decision_id]
+    assert [list(r.features) for r in rewards] == [[1.0, 0.5, 0.25]] * 2
+    with pytest.raises(InvalidArgument):  # all or nothing: one bad observation refuses every batch
+        await store.insert_batches([[make_obs()], [observer_pb2.Observation(observation_id="no-start")]])
+    assert len(await all_rewards(store)) == 2
+
+
+@pytest.mark.postgres
+async def test_postgres_migration_packs_existing_feature_vectors(postgres_dsn: str) -> None:
+    """A database at schema version 1 (real[] vectors) keeps its vectors, now packed float32 bytea."""
+    first = POSTGRES_MIGRATIONS[0]
+    now = datetime.now(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    conn = await asyncpg.connect(postgres_dsn, timeout=5)
+    try:
+        await conn.execute(POSTGRES_MIGRATIONS_TABLE)
+        for statement in first.statements:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 1, first.name)
+        await conn.execute(
+            f"CREATE TABLE observations_p{day:%Y%m%d} PARTITION OF observations "
+            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
+        )
+        await conn.execute(
+            "INSERT INTO observations SELECT 'old-1', 'r', 'dec-old', 'acme', 'auto', 'small', 'local', 'p', "
+            "0.5, '{1.0,-0.5,0.25,3.5e-8}'::real[], 'h', '', 1, 1, 0, 0, false, 0.01, 100, 10, 90, 1, '', "
+            "'stop', 1, $1, NULL, 'adapters-1', NULL",
+            now,
+        )
+        await conn.execute(
+            "INSERT INTO reward_events (decision_id, tenant, route, model, policy, reward, quality, cost_usd, "
+            "latency_ms, propensity, features, correction, previous_reward, previous_quality, at) VALUES "
+            "('dec-old', 'acme', 'auto', 'small', 'p', 0.9, 1, 0.01, 100, 0.5, '{1.0,-0.5,0.25,3.5e-8}', "
+            "false, 0, 0, $1), ('dec-empty', 'acme', 'auto', 'small', 'p', 1, 1, 0, 0, 1, '{}', false, 0, 0, $1)",
+            now,
+        )
+    finally:
+        await conn.close()
+    async with PostgresStore(postgres_dsn, 1, 2, reward_model=REWARDS) as store:
+        rewards = await all_rewards(store)
+        stored = await store.list_observations("acme", 10, None)
+    expected = list(array("f", [1.0, -0.5, 0.25, 3.5e-8]))  # what real[] held: float32 values
+    assert [list(r.features) for r in rewards] == [expected, []]
+    assert [o.observation_id for o in stored] == ["old-1"]
+    conn = await asyncpg.connect(postgres_dsn, timeout=5)
+    try:
+        packed = await conn.fetchval("SELECT features FROM observations")
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    finally:
+        await conn.close()
+    assert unpack_vector(packed) == expected and len(packed) == 16
+    assert versions == [m.version for m in POSTGRES_MIGRATIONS]

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
 from atp_observer.store.rewards import RewardModel
-
-T = TypeVar("T")
-V = TypeVar("V")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -79,6 +78,9 @@ GROUP_COLUMNS = ("tenant", "route", "model")
 MAX_LIST_LIMIT = 1000
 MAX_REWARDS_LIMIT = 10_000
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_EMPTY_VECTOR = b""
+
 _OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
 _CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
 
@@ -100,25 +102,52 @@ def now_micros() -> int:
     return datetime_to_micros(datetime.now(UTC))
 
 
-def observation_values(
-    obs: observer_pb2.Observation,
-    timestamp: Callable[[int], T],
-    vector: Callable[[Sequence[float]], V],
-) -> tuple[Any, ...]:
-    """One `observations` row, timestamps and the feature vector converted for the backend.
+def pack_vector(vector: Iterable[float]) -> bytes:
+    """A feature vector as little-endian float32 bytes (how both backends store it)."""
+    packed = array("f", vector)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_vector(blob: bytes) -> list[float]:
+    """The inverse of pack_vector."""
+    packed = array("f")
+    packed.frombytes(blob)
+    if not _LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed.tolist()
+
+
+def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
+    """One `observations` row: timestamps as integer microseconds since the backend's epoch
+    (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes.
 
     This runs once per ingested observation, so it reads each field once and converts timestamps from
-    seconds and nanos directly (Timestamp.ToMicroseconds is pure Python and several times slower)."""
-    if not obs.observation_id:
+    seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
+    slower, and datetime objects cost more to build and to encode than the integers the backends store)."""
+    observation_id = obs.observation_id
+    if not observation_id:
         raise InvalidArgument("observation without observation_id", param="observation_id")
-    if not obs.HasField("started_at"):
-        raise InvalidArgument(f"observation {obs.observation_id} has no started_at", param="started_at")
+    has_field = obs.HasField
+    if not has_field("started_at"):
+        raise InvalidArgument(f"observation {observation_id} has no started_at", param="started_at")
     decision = obs.decision
     usage = obs.usage
     started = obs.started_at
-    finished = obs.finished_at
+    if has_field("decision"):
+        decision_bytes: bytes | None = decision.SerializeToString()
+        vector = decision.features.vector
+        features = pack_vector(vector) if vector else _EMPTY_VECTOR
+    else:
+        decision_bytes, features = None, _EMPTY_VECTOR
+    if has_field("finished_at"):
+        finished = obs.finished_at
+        finished_at: int | None = finished.seconds * 1_000_000 + finished.nanos // 1000 - epoch_micros
+    else:
+        finished_at = None
     return (
-        obs.observation_id,
+        observation_id,
         obs.request_id,
         decision.decision_id,
         obs.tenant,
@@ -127,7 +156,7 @@ def observation_values(
         obs.provider,
         decision.policy,
         decision.propensity,
-        vector(decision.features.vector),
+        features,
         obs.prompt_hash,
         obs.prompt_text,
         usage.prompt_tokens,
@@ -143,12 +172,10 @@ def observation_values(
         obs.error_class,
         obs.finish_reason,
         obs.attempts,
-        timestamp(started.seconds * 1_000_000 + started.nanos // 1000),
-        timestamp(finished.seconds * 1_000_000 + finished.nanos // 1000)
-        if obs.HasField("finished_at")
-        else None,
+        started.seconds * 1_000_000 + started.nanos // 1000 - epoch_micros,
+        finished_at,
         obs.replica_id,
-        decision.SerializeToString() if obs.HasField("decision") else None,
+        decision_bytes,
     )
 
 
@@ -233,6 +260,24 @@ def check_group_by(group_by: Iterable[str]) -> tuple[str, ...]:
     return tuple(column for column in GROUP_COLUMNS if column in wanted)
 
 
+def count_stored(
+    batches: Sequence[Sequence[tuple[Any, ...]]], fresh: Iterable[tuple[Any, ...]]
+) -> list[tuple[int, int]]:
+    """(stored, duplicates) per batch of rows, given the row objects that were stored."""
+    stored_ids = {id(row) for row in fresh}
+    result = []
+    for rows in batches:
+        stored = sum(1 for row in rows if id(row) in stored_ids)
+        result.append((stored, len(rows) - stored))
+    return result
+
+
+def check_page(before: datetime | None, before_observation_id: str) -> None:
+    """Refuse a page key without its timestamp: the keyset is (started_at, observation_id)."""
+    if before_observation_id and before is None:
+        raise InvalidArgument("before_observation_id needs before", param="before_observation_id")
+
+
 def check_limit(limit: int, maximum: int) -> int:
     """A positive limit, capped so a single answer stays bounded."""
     if limit <= 0:
@@ -305,9 +350,18 @@ class Store(abc.ABC):
     async def ping(self) -> None:
         """Return when the database answers; raise Unavailable when it does not."""
 
-    @abc.abstractmethod
     async def insert_observations(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
         """Store a batch in one transaction, with its reward events; return (stored, duplicates)."""
+        (result,) = await self.insert_batches([observations])
+        return result
+
+    @abc.abstractmethod
+    async def insert_batches(
+        self, batches: Sequence[Sequence[observer_pb2.Observation]]
+    ) -> list[tuple[int, int]]:
+        """Store several batches in one transaction, with their reward events; return (stored,
+        duplicates) per batch. An observation repeated across batches counts as stored where it first
+        appears. All or nothing: an invalid observation refuses every batch."""
 
     @abc.abstractmethod
     async def record_feedback(self, req: observer_pb2.RecordFeedbackRequest) -> tuple[str, bool]:
@@ -325,9 +379,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None
+        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
     ) -> list[observer_pb2.Observation]:
-        """One tenant's observations that started before `before`, newest first."""
+        """One tenant's observations, newest first by (started_at, observation_id): with `before` only
+        those that started earlier, and with `before_observation_id` also those that started exactly at
+        `before` with a lower observation_id (the next page after an observation)."""
 
     @abc.abstractmethod
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:

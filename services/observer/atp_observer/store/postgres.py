@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -27,12 +28,14 @@ from atp_observer.store.base import (
     check_feedback,
     check_group_by,
     check_limit,
+    check_page,
+    count_stored,
     datetime_to_micros,
-    eligible_for_reward,
-    micros_to_datetime,
+    now_micros,
     observation_from_values,
     observation_values,
     reward_event,
+    unpack_vector,
     usage_row,
 )
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
@@ -61,10 +64,6 @@ _INSERT_FROM_STAGE = (
     f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM obs_stage "
     "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
 )
-_LATEST_FEEDBACK = (
-    "SELECT DISTINCT ON (decision_id, tenant) decision_id, tenant, score FROM feedback "
-    "WHERE decision_id = ANY($1::text[]) ORDER BY decision_id, tenant, seq DESC"
-)
 _INSERT_REWARD = (
     f"INSERT INTO reward_events ({_REWARD_COLS}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(REWARD_COLUMNS) + 1))})"
@@ -75,6 +74,11 @@ _STATUS_ERRORS = (
     observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
 )
 _ONE_DAY = timedelta(days=1)
+_DAY_MICROS = 86_400_000_000
+# PostgreSQL's epoch (2000-01-01 UTC) in microseconds after the Unix epoch. The pool exchanges timestamptz
+# values as these integers (see register_codecs), which is also how they travel on the wire.
+PG_EPOCH_MICROS = 946_684_800_000_000
+_PG_EPOCH_DATE = date(2000, 1, 1)
 
 
 def _partition_name(day: date) -> str:
@@ -86,18 +90,84 @@ def _day_start(day: date) -> datetime:
 
 
 def _micros_row(row: Sequence[Any]) -> list[Any]:
-    """An observations row with its timestamps as microseconds, for the shared codec."""
+    """An observations row with its timestamps as Unix microseconds, for the shared codec."""
     values = list(row)
-    values[OBS_STARTED] = datetime_to_micros(values[OBS_STARTED])
+    values[OBS_STARTED] += PG_EPOCH_MICROS
     if values[OBS_FINISHED] is not None:
-        values[OBS_FINISHED] = datetime_to_micros(values[OBS_FINISHED])
+        values[OBS_FINISHED] += PG_EPOCH_MICROS
     return values
 
 
-async def _prepare_connection(conn: asyncpg.Connection) -> None:
-    # One staging table per connection, emptied by every commit: batches COPY into it, then one
-    # INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING tells which observations are new.
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS obs_stage (LIKE observations) ON COMMIT DELETE ROWS")
+def to_pg_micros(value: datetime) -> int:
+    """A datetime as the integer the pool exchanges for timestamptz."""
+    return datetime_to_micros(value) - PG_EPOCH_MICROS
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset on release: the store takes only transaction-scoped locks, never LISTENs, SETs or
+    leaves a cursor open, and keeps its temporary tables on purpose. (The pool still rolls back a
+    transaction left open.) asyncpg's default reset costs a round trip on every release, that is one
+    more per ingested batch."""
+
+
+async def register_codecs(conn: asyncpg.Connection) -> None:
+    """Exchange timestamptz as int8: microseconds since 2000-01-01 UTC, its binary wire format.
+
+    Ingest then encodes a timestamp as an integer instead of building a datetime per value and having
+    asyncpg convert it back (astimezone, subtraction, infinity checks): that was a large share of the CPU
+    of a COPY of observations."""
+    await conn.set_builtin_type_codec("timestamptz", schema="pg_catalog", codec_name="int8")
+
+
+# What the reward of a new observation needs from its row: COPY'd to reward_stage, then turned into a
+# reward_events row by the atp_append_rewards statement.
+_REWARD_INPUT_COLUMNS = (
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "propensity",
+    "features",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "finish_reason",
+)
+_REWARD_INPUT = operator.itemgetter(*(OBSERVATION_COLUMNS.index(c) for c in _REWARD_INPUT_COLUMNS))
+_DECISION_ID, _ROUTE, _STATUS = (OBSERVATION_COLUMNS.index(c) for c in ("decision_id", "route", "status"))
+_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
+
+
+def _prepare_append_rewards_sql(reward_model: RewardModel) -> str:
+    """PREPARE atp_append_rewards: append the rewards of the new observations in reward_stage.
+
+    Feedback is read under the reward lock: feedback recorded concurrently either committed before (and
+    is seen here) or waits for this commit (and then sees these observations). The reward is computed as
+    RewardModel.reward does, with the latest feedback score as quality when there is one. Prepared once
+    per connection, so the serialised tail does not plan it every time."""
+    proxy = reward_model.proxy_quality_sql("s.status", "s.finish_reason")
+    return f"""
+        PREPARE atp_append_rewards AS
+        INSERT INTO reward_events ({_REWARD_COLS})
+        SELECT decision_id, tenant, route, model, policy,
+               quality - cost_weight * cost_usd - latency_weight * (latency_ms / 1000.0),
+               quality, cost_usd, latency_ms, propensity, features, false, 0, 0, statement_timestamp()
+        FROM (
+            SELECT s.ctid AS position, s.decision_id, s.tenant, s.route, s.model, s.policy, s.propensity,
+                   s.features, s.cost_usd, s.latency_ms,
+                   coalesce(w.cost_weight, 0) AS cost_weight, coalesce(w.latency_weight, 0) AS latency_weight,
+                   coalesce(latest.score, ({proxy})::float8) AS quality
+            FROM reward_stage s
+            LEFT JOIN LATERAL (
+                SELECT f.score FROM feedback f
+                WHERE f.decision_id = s.decision_id AND f.tenant = s.tenant
+                ORDER BY f.seq DESC LIMIT 1
+            ) latest ON true
+            LEFT JOIN atp_route_weights w ON w.route = s.route
+            OFFSET 0  -- not flattened: the feedback lookup then runs once per row, not once per use
+        ) batch
+        ORDER BY position"""
 
 
 class PostgresStore(Store):
@@ -136,6 +206,7 @@ class PostgresStore(Store):
         self._partitions_ahead = partitions_ahead
         self._pool: asyncpg.Pool | None = None
         self._reward_lock = 0
+        self._append_rewards_sql = ""
         self._partition_lock = 0
         # Days whose partition is known to exist, so the ingest path skips the catalog.
         self._partitions: set[date] = set()
@@ -156,6 +227,9 @@ class PostgresStore(Store):
                     "SELECT hashtext(current_schema() || '.atp_reward_events')::bigint, "
                     "hashtext(current_schema() || '.atp_observation_partitions')::bigint"
                 )
+                # The serialised tail of an ingest transaction, sent as one simple query: take the lock,
+                # append (cursors are drawn here, in commit order), commit.
+                self._append_rewards_sql = f"SELECT pg_advisory_xact_lock({int(self._reward_lock)}); EXECUTE atp_append_rewards; COMMIT"
             finally:
                 await conn.close(timeout=self._connect_timeout)
             pool = asyncpg.create_pool(
@@ -164,7 +238,8 @@ class PostgresStore(Store):
                 max_size=self._max_size,
                 timeout=self._connect_timeout,
                 command_timeout=self._command_timeout,
-                init=_prepare_connection,
+                init=self._prepare_connection,
+                reset=_keep_session,
             )
             try:
                 await pool
@@ -250,20 +325,43 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             await conn.fetchval("SELECT 1", timeout=self._connect_timeout)
 
-    async def insert_observations(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
-        """Insert what is new in the batch and append its reward events, in one transaction."""
-        rows = [observation_values(obs, micros_to_datetime, list) for obs in observations]
+    async def _prepare_connection(self, conn: asyncpg.Connection) -> None:
+        await register_codecs(conn)
+        # Per-connection temporary tables. obs_stage: a resent batch COPYs into it, then one INSERT ...
+        # SELECT ... ON CONFLICT DO NOTHING RETURNING tells which observations are new. reward_stage: the
+        # reward inputs of a batch's new observations. Both are emptied by every commit.
+        # atp_route_weights: the reward model's penalties, by route.
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS obs_stage (LIKE observations) ON COMMIT DELETE ROWS; "
+            "CREATE TEMP TABLE IF NOT EXISTS reward_stage (decision_id text, tenant text, route text, "
+            "model text, policy text, propensity float8, features bytea, cost_usd float8, "
+            "latency_ms float8, status smallint, finish_reason text) ON COMMIT DELETE ROWS; "
+            "CREATE TEMP TABLE IF NOT EXISTS atp_route_weights "
+            "(route text PRIMARY KEY, cost_weight float8 NOT NULL, latency_weight float8 NOT NULL); "
+            "TRUNCATE atp_route_weights"
+        )
+        weights = self.reward_model.route_weights()
+        if weights:
+            await conn.copy_records_to_table("atp_route_weights", records=weights)
+        await conn.execute(_prepare_append_rewards_sql(self.reward_model))
+
+    async def insert_batches(
+        self, batches: Sequence[Sequence[observer_pb2.Observation]]
+    ) -> list[tuple[int, int]]:
+        """Insert what is new in the batches and append its reward events, in one transaction."""
+        converted = [[observation_values(obs, PG_EPOCH_MICROS) for obs in batch] for batch in batches]
+        rows = [row for batch_rows in converted for row in batch_rows]
         if not rows:
-            return 0, 0
-        days = {row[OBS_STARTED].date() for row in rows}
+            return [(0, 0) for _ in batches]
+        days = {
+            _PG_EPOCH_DATE + timedelta(days=day) for day in {row[OBS_STARTED] // _DAY_MICROS for row in rows}
+        }
         async with self._connection() as conn:
             for attempt in range(1, _ATTEMPTS + 1):
                 try:
                     await self._ensure_partitions(conn, days)
-                    async with conn.transaction():
-                        fresh = await self._insert_rows(conn, rows)
-                        await self._append_rewards(conn, [row for row in fresh if eligible_for_reward(row)])
-                    return len(fresh), len(rows) - len(fresh)
+                    fresh = await self._insert_batch(conn, rows)
+                    return count_stored(converted, fresh)
                 except asyncpg.CheckViolationError:
                     # No partition for a row: another replica's maintain() dropped one we thought existed.
                     self._partitions.difference_update(days)
@@ -274,38 +372,58 @@ class PostgresStore(Store):
                         raise
         raise AssertionError("unreachable")
 
+    async def _insert_batch(
+        self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """One transaction: the new rows, the inputs of their rewards, then the rewards and the commit in
+        one round trip. Returns the rows that were new.
+
+        The transaction is driven by hand (not conn.transaction()) so that taking the reward lock,
+        appending the rewards and committing reach the server as one simple query: the lock is then held
+        for server-side work only, never across a round trip to this process, whose event loop is busy
+        encoding other writers' batches. That serialised tail is what bounds ingest throughput."""
+        await conn.execute("BEGIN")
+        try:
+            fresh = await self._insert_rows(conn, rows)
+            # A routed decision that was not cancelled earns a reward (eligible_for_reward). Only its
+            # inputs cross the wire again; the reward itself is computed in SQL under the lock. (A trigger
+            # capturing inserted rows was tried: on a partitioned table it turns COPY into row-by-row
+            # inserts, which tripled PostgreSQL's CPU per observation.)
+            eligible = [
+                row for row in fresh if row[_ROUTE] and row[_DECISION_ID] and row[_STATUS] != _CANCELLED
+            ]
+            if eligible:
+                await conn.copy_records_to_table(
+                    "reward_stage", records=map(_REWARD_INPUT, eligible), columns=_REWARD_INPUT_COLUMNS
+                )
+                await conn.execute(self._append_rewards_sql)
+            else:
+                await conn.execute("COMMIT")
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+            raise
+        return fresh
+
     @staticmethod
     async def _insert_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Insert the rows not stored yet and return them."""
+        """Insert the rows not stored yet (inside the open transaction) and return them."""
         # Fast path: a batch is almost always new, so COPY it straight in. A resent batch (the adapters
-        # retry when an ack is lost) hits the primary key; the savepoint undoes the partial COPY and the
-        # batch takes the deduplicating path. This costs a resend a failed COPY and saves every new batch
-        # a second pass over its rows: measured here (1,000-row batches, reward events included) ingest ran
-        # at about 60-65% of a raw COPY's throughput this way, against about 50% when every batch is staged.
+        # retry when an ack is lost) hits the primary key, which aborts the transaction; it begins again
+        # and takes the deduplicating path. This costs a resend a failed COPY and saves every new batch a
+        # second pass over its rows.
         try:
-            async with conn.transaction():
-                await conn.copy_records_to_table("observations", records=rows, columns=OBSERVATION_COLUMNS)
+            await conn.copy_records_to_table("observations", records=rows, columns=OBSERVATION_COLUMNS)
             return rows
         except asyncpg.UniqueViolationError:
-            pass
+            await conn.execute("ROLLBACK; BEGIN")
         await conn.copy_records_to_table("obs_stage", records=rows, columns=OBSERVATION_COLUMNS)
         inserted = await conn.fetch(_INSERT_FROM_STAGE)
-        by_key: dict[tuple[str, datetime], tuple[Any, ...]] = {}
+        by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
         for row in rows:
             by_key.setdefault((row[0], row[OBS_STARTED]), row)
         return [by_key[(key[0], key[1])] for key in inserted]
-
-    async def _append_rewards(self, conn: asyncpg.Connection, eligible: list[tuple[Any, ...]]) -> None:
-        """Append the reward events of newly stored, eligible observation rows."""
-        if not eligible:
-            return
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._reward_lock)
-        # Read feedback only under the lock: feedback recorded concurrently either committed before (and is
-        # seen here) or waits for this commit (and then sees these observations).
-        decision_ids = list({row[2] for row in eligible})
-        scores = {(r[0], r[1]): r[2] for r in await conn.fetch(_LATEST_FEEDBACK, decision_ids)}
-        rewards = self.fresh_rewards(eligible, scores, datetime.now(UTC))
-        await conn.copy_records_to_table("reward_events", records=rewards, columns=REWARD_COLUMNS)
 
     async def record_feedback(self, req: observer_pb2.RecordFeedbackRequest) -> tuple[str, bool]:
         """Store feedback; when its observation is here, append a correction of the decision's reward."""
@@ -332,7 +450,7 @@ class PostgresStore(Store):
         )
         if found is not None and found[0] != req.tenant:
             raise PermissionDenied(f"decision {req.decision_id} belongs to another tenant")
-        now = datetime.now(UTC)
+        now = now_micros() - PG_EPOCH_MICROS
         await conn.execute(
             "INSERT INTO feedback (feedback_id, decision_id, tenant, score, label, comment, source, created_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -363,7 +481,10 @@ class PostgresStore(Store):
                 cursor,
                 limit,
             )
-        return [reward_event(row, row[1 + REWARD_FEATURES], datetime_to_micros(row[-1])) for row in rows]
+        return [
+            reward_event(row, unpack_vector(row[1 + REWARD_FEATURES]), row[-1] + PG_EPOCH_MICROS)
+            for row in rows
+        ]
 
     async def query_usage(
         self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
@@ -377,10 +498,10 @@ class PostgresStore(Store):
             params.append(tenant)
             where.append(f"tenant = ${len(params)}")
         if start is not None:
-            params.append(start)
+            params.append(to_pg_micros(start))
             where.append(f"started_at >= ${len(params)}")
         if end is not None:
-            params.append(end)
+            params.append(to_pg_micros(end))
             where.append(f"started_at < ${len(params)}")
         statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
         select = [
@@ -405,17 +526,23 @@ class PostgresStore(Store):
         return [usage_row(groups, row) for row in rows]
 
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None
+        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
     ) -> list[observer_pb2.Observation]:
-        """The tenant's observations, newest first."""
+        """The tenant's observations, newest first, keyset-paged on (started_at, observation_id)."""
         if not tenant:
             raise InvalidArgument("listing observations needs a tenant", param="tenant")
+        check_page(before, before_observation_id)
         limit = check_limit(limit, MAX_LIST_LIMIT)
         sql = f"SELECT {_OBS_COLS} FROM observations WHERE tenant = $1"
         params: list[Any] = [tenant]
         if before is not None:
-            params.append(before)
-            sql += " AND started_at < $2"
+            params.append(to_pg_micros(before))
+            if before_observation_id:
+                # started_at <= first, so the (tenant, started_at) index still bounds the scan.
+                params.append(before_observation_id)
+                sql += " AND started_at <= $2 AND (started_at < $2 OR observation_id < $3)"
+            else:
+                sql += " AND started_at < $2"
         params.append(limit)
         sql += f" ORDER BY started_at DESC, observation_id DESC LIMIT ${len(params)}"
         async with self._connection() as conn:
@@ -460,7 +587,7 @@ class PostgresStore(Store):
             return None
         response = observer_pb2.GetDecisionResponse(tenant=row[1], replica_id=row[2])
         response.decision.ParseFromString(row[0])
-        response.decided_at.FromDatetime(row[3])
+        response.decided_at.FromMicroseconds(row[3] + PG_EPOCH_MICROS)
         return response
 
     async def maintain(self, now: datetime | None = None) -> None:
@@ -484,5 +611,5 @@ class PostgresStore(Store):
                     if _day_start(day + _ONE_DAY) <= cutoff:
                         await conn.execute(f'DROP TABLE "{name}"')
                         self._partitions.discard(day)
-            await conn.execute("DELETE FROM feedback WHERE created_at < $1", cutoff)
-            await conn.execute("DELETE FROM reward_events WHERE at < $1", cutoff)
+            await conn.execute("DELETE FROM feedback WHERE created_at < $1", to_pg_micros(cutoff))
+            await conn.execute("DELETE FROM reward_events WHERE at < $1", to_pg_micros(cutoff))

@@ -77,6 +77,21 @@ class RewardModel:
         weights = self._weights.get(route, _NO_PENALTY)
         return quality - weights.cost_weight * cost_usd - weights.latency_weight * (latency_ms / 1000.0)
 
+    def route_weights(self) -> list[tuple[str, float, float]]:
+        """(route, cost_weight, latency_weight) of every configured route, for a backend computing in SQL."""
+        return [(route, w.cost_weight, w.latency_weight) for route, w in self._weights.items()]
+
+    @staticmethod
+    def proxy_quality_sql(status: str, finish_reason: str) -> str:
+        """proxy_quality as a SQL expression over the named columns (for rows that are not cancelled)."""
+        reasons = " ".join(
+            f"WHEN '{reason}' THEN {quality!r}" for reason, quality in _FINISH_QUALITY.items() if reason
+        )
+        return (
+            f"CASE WHEN {status} = {_Status.OBSERVATION_STATUS_OK} "
+            f"THEN CASE lower({finish_reason}) {reasons} ELSE 1.0 END ELSE 0.0 END"
+        )
+
     @staticmethod
     def proxy_quality(status: int, finish_reason: str) -> float | None:
         """Quality before feedback, or None when the outcome earns no reward (cancelled)."""

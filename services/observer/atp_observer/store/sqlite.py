@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import sys
 import uuid
-from array import array
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,18 +27,20 @@ from atp_observer.store.base import (
     check_feedback,
     check_group_by,
     check_limit,
+    check_page,
+    count_stored,
     datetime_to_micros,
     eligible_for_reward,
     now_micros,
     observation_from_values,
     observation_values,
     reward_event,
+    unpack_vector,
     usage_row,
 )
 from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
 from atp_observer.store.rewards import RewardModel
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
 # Bound on bound parameters per statement, well under SQLite's limit.
 _IN_CHUNK = 500
 
@@ -59,33 +59,12 @@ _STATUS_ERRORS = (
 )
 
 
-def pack_vector(vector: Sequence[float]) -> bytes:
-    """A feature vector as little-endian float32 bytes."""
-    packed = array("f", vector)
-    if not _LITTLE_ENDIAN:
-        packed.byteswap()
-    return packed.tobytes()
-
-
-def unpack_vector(blob: bytes) -> list[float]:
-    """The inverse of pack_vector."""
-    packed = array("f")
-    packed.frombytes(blob)
-    if not _LITTLE_ENDIAN:
-        packed.byteswap()
-    return packed.tolist()
-
-
 def _probe(path: Path) -> None:
     sqlite3.connect(path).close()
 
 
 async def _fetchall(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> list[sqlite3.Row]:
     return list(await conn.execute_fetchall(sql, params))
-
-
-def _identity(micros: int) -> int:
-    return micros
 
 
 class SqliteStore(Store):
@@ -185,11 +164,14 @@ class SqliteStore(Store):
         async with self._session() as conn:
             await conn.execute_fetchall("SELECT 1")
 
-    async def insert_observations(self, observations: Sequence[observer_pb2.Observation]) -> tuple[int, int]:
-        """Stage the batch, insert what is new, and append its reward events, all in one transaction."""
-        rows = [observation_values(obs, _identity, pack_vector) for obs in observations]
+    async def insert_batches(
+        self, batches: Sequence[Sequence[observer_pb2.Observation]]
+    ) -> list[tuple[int, int]]:
+        """Stage the batches, insert what is new, and append its reward events, all in one transaction."""
+        converted = [[observation_values(obs) for obs in batch] for batch in batches]
+        rows = [row for batch_rows in converted for row in batch_rows]
         if not rows:
-            return 0, 0
+            return [(0, 0) for _ in batches]
         by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
         for row in rows:
             by_key.setdefault((row[0], row[OBS_STARTED]), row)
@@ -197,11 +179,12 @@ class SqliteStore(Store):
             await conn.executemany(_INSERT_STAGE, rows)
             inserted = await _fetchall(conn, _INSERT_FROM_STAGE)
             await conn.execute("DELETE FROM obs_stage")
-            eligible = [row for key in inserted if eligible_for_reward(row := by_key[(key[0], key[1])])]
+            fresh = [by_key[(key[0], key[1])] for key in inserted]
+            eligible = [row for row in fresh if eligible_for_reward(row)]
             if eligible:
                 scores = await self._feedback_scores(conn, {row[2] for row in eligible})
                 await conn.executemany(_INSERT_REWARD, self.fresh_rewards(eligible, scores, now_micros()))
-        return len(inserted), len(rows) - len(inserted)
+        return count_stored(converted, fresh)
 
     @staticmethod
     async def _feedback_scores(
@@ -311,17 +294,23 @@ class SqliteStore(Store):
         ]
 
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None
+        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
     ) -> list[observer_pb2.Observation]:
-        """The tenant's observations, newest first."""
+        """The tenant's observations, newest first, keyset-paged on (started_at, observation_id)."""
         if not tenant:
             raise InvalidArgument("listing observations needs a tenant", param="tenant")
+        check_page(before, before_observation_id)
         limit = check_limit(limit, MAX_LIST_LIMIT)
         sql = f"SELECT {_OBS_COLS} FROM observations WHERE tenant = ?"
         params: list[Any] = [tenant]
         if before is not None:
-            sql += " AND started_at < ?"
-            params.append(datetime_to_micros(before))
+            micros = datetime_to_micros(before)
+            if before_observation_id:
+                sql += " AND started_at <= ? AND (started_at < ? OR observation_id < ?)"
+                params += [micros, micros, before_observation_id]
+            else:
+                sql += " AND started_at < ?"
+                params.append(micros)
         sql += " ORDER BY started_at DESC, observation_id DESC LIMIT ?"
         params.append(limit)
         async with self._session() as conn:
