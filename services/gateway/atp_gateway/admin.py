@@ -214,14 +214,28 @@ def admin_router(gateway: Gateway) -> APIRouter:
         return _json({"object": "list", "data": [_dict(row) for row in reply.rows]})
 
     @router.get("/observations", summary="Recent observations (own tenant unless admin)")
-    async def observations(request: Request, tenant: str | None = None, limit: int = 50) -> Response:
+    async def observations(
+        request: Request,
+        tenant: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        before_observation_id: str = "",
+    ) -> Response:
+        """Newest first. The next page: `before` = the last item's started_at (as returned) and
+        `before_observation_id` = its observation_id."""
         principal = principal_of(request)
         scoped = scoped_tenant(principal, tenant)
         if not 1 <= limit <= _MAX_OBSERVATIONS:
             raise InvalidArgument(f"limit must be between 1 and {_MAX_OBSERVATIONS}", param="limit")
-        reply = await control().list_observations(
-            observer_pb2.ListObservationsRequest(tenant=scoped, limit=limit)
+        query = observer_pb2.ListObservationsRequest(
+            tenant=scoped, limit=limit, before_observation_id=before_observation_id
         )
+        if before is not None:
+            try:
+                query.before.FromJsonString(before)
+            except ValueError as exc:
+                raise InvalidArgument(f"before must be an RFC 3339 timestamp: {exc}", param="before") from exc
+        reply = await control().list_observations(query)
         # Defence in depth: whatever the observer returns, nothing of another tenant leaves here.
         data = [_dict(o) for o in reply.observations if o.tenant == scoped]
         return _json({"object": "list", "data": data})
