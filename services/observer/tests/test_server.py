@@ -241,6 +241,24 @@ async def test_list_observations_is_tenant_scoped(observer: Observer) -> None:
     assert len(limited.observations) == 2
 
 
+async def test_list_observations_pages_through_equal_start_times(observer: Observer) -> None:
+    tied = [observation("acme", i) for i in range(3)]
+    for obs in tied:
+        obs.started_at.CopyFrom(tied[0].started_at)
+    await observer.ingest(tied)
+    seen: list[str] = []
+    request = observer_pb2.ListObservationsRequest(tenant="acme", limit=2)
+    while page := (await observer.stub.ListObservations(request, timeout=TIMEOUT)).observations:
+        seen += [o.observation_id for o in page]
+        request.before.CopyFrom(page[-1].started_at)
+        request.before_observation_id = page[-1].observation_id
+    assert seen == [f"o-acme-{i}" for i in (2, 1, 0)]
+    orphan = observer_pb2.ListObservationsRequest(tenant="acme", before_observation_id="o-acme-1")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await observer.stub.ListObservations(orphan, timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_arm_stats_and_recorded_decisions(observer: Observer) -> None:
     await observer.ingest(
         [
