@@ -168,3 +168,17 @@ async def test_sigterm_drains_every_worker_then_exits_0(supervisor, api_key):
     # Two workers and the supervisor each say they drained and stopped.
     assert events.count("draining") == 3 and events.count("stopped") == 3
     assert not any(line.get("level") == "error" for line in lines), lines
+
+
+async def test_a_killed_worker_is_replaced(supervisor, api_key, wait_for):
+    process, ready, lines = supervisor
+    victim, survivor = ready["worker_pids"]
+    os.kill(victim, signal.SIGKILL)
+    await wait_for(
+        lambda: sum(line.get("event") == "worker ready" for line in lines) == 3, 20, "a new worker ready"
+    )
+    replacement = [line["pid"] for line in lines if line.get("event") == "worker ready"][-1]
+    assert replacement not in (victim, survivor) and _alive(survivor)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ready['port']}", timeout=10) as http:
+        await _ready(http)
+    assert process.returncode is None
