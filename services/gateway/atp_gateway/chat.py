@@ -42,11 +42,14 @@ class _ClientGone(Exception):
 class _Exchange:
     """One chat request in flight: its upstream call and the task that notices the client leaving."""
 
-    __slots__ = ("call", "disconnected", "watcher")
+    __slots__ = ("call", "completed", "disconnected", "watcher")
 
     def __init__(self, call: aio.UnaryStreamCall, receive: Receive):
         self.call = call
         self.disconnected = False
+        # Set once the completion has arrived: from then on a disconnect has nothing left to cancel (and
+        # uvicorn reports one as soon as the reply is complete).
+        self.completed = False
         self.watcher = asyncio.create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
@@ -55,7 +58,8 @@ class _Exchange:
         while (await receive())["type"] != "http.disconnect":
             pass
         self.disconnected = True
-        self.call.cancel()
+        if not self.completed:
+            self.call.cancel()
 
     async def read(self) -> adapters_pb2.GenerateResponse | None:
         """The next message; None at the end of the stream; _ClientGone when the client left."""
@@ -181,6 +185,7 @@ async def _complete(
             return (await send_error(send, error, reply_headers)).status
         builder.add(message)
         if builder.completion is not None:
+            exchange.completed = True
             # ATP's overhead: everything but the provider's time, measured before the body leaves, so
             # the reply can carry it.
             overhead = metrics.overhead_seconds(started, builder.completion.provider_ms)
@@ -216,6 +221,7 @@ async def _stream(
             await _end_with_error(send, out, Internal("The reply ended unexpectedly."))
             return 200
         if message.HasField("completion"):
+            exchange.completed = True
             await send({"type": "http.response.body", "body": out + encoder.finish(message.completion)})
             # Measured after the last write: a stream's overhead includes delivering every event.
             # (The headers left with the first event, before this was known: no x-atp-overhead-ms here.)
