@@ -126,8 +126,9 @@ def test_environment_follows_the_conventions(compose_config: dict[str, Any]) -> 
         assert services[owner]["environment"][variable] == f"{target}:{ATP_SERVICES[target]}"
     pg = services["observer"]["environment"]["ATP_OBSERVER_DATABASE_URL"]
     assert pg == f"postgresql://atp:{REQUIRED['POSTGRES_PASSWORD']}@postgres:5432/atp"
-    redis_url = services["gateway"]["environment"]["ATP_GATEWAY_REDIS_URL"]
-    assert redis_url == f"redis://:{REQUIRED['REDIS_PASSWORD']}@redis:6379/0"
+    for owner in ("router", "adapters", "gateway"):
+        redis_url = services[owner]["environment"]["ATP_REDIS_URL"]
+        assert redis_url == f"redis://:{REQUIRED['REDIS_PASSWORD']}@redis:6379/0"
 
 
 def test_mounted_files_exist_and_are_valid(compose_config: dict[str, Any]) -> None:

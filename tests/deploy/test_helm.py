@@ -142,9 +142,11 @@ def test_environment_follows_the_conventions(rendered: Any) -> None:
         assert env[variable] == f"{fullname}-{target}:{services[target]['port']}"
         assert rendered.component("Service", target)["metadata"]["name"] == f"{fullname}-{target}"
     observer_env = _env(_container(rendered.component("Deployment", "observer")))
-    gateway_env = _env(_container(rendered.component("Deployment", "gateway")))
     assert ("ATP_OBSERVER_DATABASE_URL" in observer_env) == rendered.values["postgresql"]["enabled"]
-    assert ("ATP_GATEWAY_REDIS_URL" in gateway_env) == rendered.values["redis"]["enabled"]
+    for owner in ("router", "adapters", "gateway"):
+        env = _env(_container(rendered.component("Deployment", owner)))
+        # Limits are enforced in the adapters and keys administered by the router: all share one Redis.
+        assert ("ATP_REDIS_URL" in env) == rendered.values["redis"]["enabled"], owner
 
 
 def test_termination_grace_covers_prestop_drain_delay_and_grace(rendered: Any) -> None:

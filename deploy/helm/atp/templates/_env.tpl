@@ -3,6 +3,7 @@
 {{- define "atp.env.router" -}}
 - name: ATP_ROUTER_OBSERVER_ADDR
   value: {{ include "atp.address" (dict "root" .root "name" "observer") | quote }}
+{{- include "atp.env.redis" . }}
 {{- end -}}
 
 {{- define "atp.env.observer" -}}
@@ -26,6 +27,7 @@
   value: {{ include "atp.address" (dict "root" .root "name" "observer") | quote }}
 - name: ATP_ADAPTERS_SPOOL_DIR
   value: /app/var/spool
+{{- include "atp.env.redis" . }}
 {{- end -}}
 
 {{- define "atp.env.gateway" -}}
@@ -37,8 +39,14 @@
   value: {{ include "atp.address" (dict "root" .root "name" "observer") | quote }}
 - name: ATP_GATEWAY_WORKERS
   value: {{ .svc.workers | quote }}
+{{- include "atp.env.redis" . }}
+{{- end -}}
+
+{{/* Shared limits, budgets and the key directory live in Redis: the router (admin API), the adapters
+     (enforcement) and the gateway (keys) must all see the same one. */}}
+{{- define "atp.env.redis" -}}
 {{- if .root.Values.redis.enabled }}
-- name: ATP_GATEWAY_REDIS_URL
+- name: ATP_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ default (include "atp.secretName" .root) .root.Values.redis.existingSecret }}
