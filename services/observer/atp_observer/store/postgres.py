@@ -401,8 +401,12 @@ class PostgresStore(Store):
                 await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed() and conn.is_in_transaction():
-                with contextlib.suppress(Exception):
+                try:
                     await conn.execute("ROLLBACK")
+                except Exception:
+                    # The server went away mid-transaction: drop the connection, so the pool opens a new
+                    # one instead of trying (and loudly failing) to reset this one.
+                    conn.terminate()
             raise
         return fresh
 
