@@ -276,7 +276,11 @@ async def test_unknown_model_is_openai_model_not_found(client):
 
 @pytest.mark.parametrize(
     ("model", "status", "code"),
-    [("limited", 429, "rate_limit_exceeded"), ("forbidden", 403, "permission_denied"), ("down", 503, "unavailable")],
+    [
+        ("limited", 429, "rate_limit_exceeded"),
+        ("forbidden", 403, "permission_denied"),
+        ("down", 503, "unavailable"),
+    ],
 )
 async def test_upstream_statuses_map_through_the_table(client, model, status, code):
     response = await client.post(CHAT, json=_body(model=model, stream=True))
