@@ -46,7 +46,7 @@ buf-lint: $(TOOLS)/node_modules/.bin/buf ## Lint the protos with buf
 	$(TOOLS)/node_modules/.bin/buf lint
 
 .PHONY: lint
-lint: $(VENV)/.installed ## ruff and mypy over the tree
+lint: $(VENV)/.installed ## ruff lint and format check over the tree
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
