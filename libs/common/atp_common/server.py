@@ -239,6 +239,20 @@ async def serve(
     await running.drain()
 
 
+def run_main(
+    service: str, settings: ServiceSettings, build: Callable[[Any], Awaitable[RunningServer]]
+) -> None:
+    """The whole body of a gRPC service's `__main__`: logging, tracing when configured, then serve."""
+    from atp_common.logs import configure_logging
+
+    configure_logging(service, settings.log_level, settings.log_json)
+    if settings.tracing or settings.otlp_endpoint:
+        from atp_common.telemetry import setup_tracing
+
+        setup_tracing(service, settings.otlp_endpoint)
+    run_service(settings, build)
+
+
 def run_service(
     settings: ServiceSettings, build: Callable[[ServiceSettings], Awaitable[RunningServer]]
 ) -> None:
