@@ -46,9 +46,11 @@ buf-lint: $(TOOLS)/node_modules/.bin/buf ## Lint the protos with buf
 	$(TOOLS)/node_modules/.bin/buf lint
 
 .PHONY: lint
-lint: $(VENV)/.installed ## ruff lint and format check over the tree
+lint: $(VENV)/.installed ## ruff (lint and format check) over the tree, mypy over the packages
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs/common/atp_common services/gateway/atp_gateway services/router/atp_router \
+		services/observer/atp_observer services/adapters/atp_adapters
 
 .PHONY: run
 run: $(VENV)/.installed ## Start the whole suite on the default ports with embedded defaults (Ctrl-C drains)

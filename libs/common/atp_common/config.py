@@ -67,7 +67,7 @@ class ModelConfig(_Strict):
     cached_input_usd_per_mtok: float | None = Field(None, ge=0)
     reasoning_usd_per_mtok: float | None = Field(None, ge=0)
     context_window: int = Field(8192, gt=0)
-    capabilities: list[Capability] = Field(default_factory=lambda: ["streaming"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
 
 
@@ -132,7 +132,9 @@ class PrivacyConfig(_Strict):
     """What is redacted before storage (stored prompts, feedback comments), for tenants that do not say."""
 
     redact_pii: bool = False
-    kinds: list[PiiKind] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "ip", "ssn"])
+    kinds: list[PiiKind] = Field(
+        default_factory=lambda: list[PiiKind](["email", "phone", "card", "iban", "ip", "ssn"])
+    )
 
 
 class AtpConfig(_Strict):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
+from typing import Any
 
 import orjson
 import structlog
@@ -13,7 +15,7 @@ request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 decision_id_var: ContextVar[str] = ContextVar("decision_id", default="")
 
 
-def _add_ids(_logger: object, _method: str, event: dict) -> dict:
+def _add_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Context variables follow the asyncio task, so every line of one request carries its ids.
     if request_id := request_id_var.get():
         event.setdefault("request_id", request_id)
@@ -25,11 +27,11 @@ def _add_ids(_logger: object, _method: str, event: dict) -> dict:
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
     """Route structlog and the standard library (grpc, uvicorn, asyncpg) through one JSON renderer."""
 
-    def add_service(_logger: object, _method: str, event: dict) -> dict:
+    def add_service(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event.setdefault("service", service)
         return event
 
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         add_service,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

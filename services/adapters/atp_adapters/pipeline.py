@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -34,7 +34,7 @@ from atp_common.privacy import PrivacyPolicy
 log = logging.getLogger("atp.adapters.generate")
 
 _ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
-_FINISH_REASONS: Mapping[str, int] = {
+_FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
     "stop": adapters_pb2.FINISH_REASON_STOP,
     "length": adapters_pb2.FINISH_REASON_LENGTH,
     "tool_calls": adapters_pb2.FINISH_REASON_TOOL_CALLS,
@@ -144,7 +144,7 @@ class GeneratePipeline:
         request: adapters_pb2.GenerateRequest,
         time_remaining: float | None = None,
         send_metadata: Callable[[tuple[tuple[str, str], ...]], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         """Serve one Generate call. Raises AtpError before any output; yields responses after.
 
         With limits configured for the tenant, the request is admitted (or refused with RateLimited /
@@ -216,7 +216,7 @@ class GeneratePipeline:
         started: float,
         deadline: float,
         traced: bool = False,
-    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         last_error: ProviderError | None = None
         skipped: list[str] = []
         messages = request.messages
@@ -309,7 +309,7 @@ class GeneratePipeline:
         call: _Call,
         started: float,
         prompt_estimate: int,
-    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         stream_out = provider_request.stream
         pending: list[chat_pb2.Delta] = []  # non-streamed calls collect everything into one message
         output_chars = 0
@@ -488,12 +488,12 @@ class GeneratePipeline:
 
 
 async def _traced_attempt(
-    attempt: AsyncIterator[adapters_pb2.GenerateResponse],
+    attempt: AsyncGenerator[adapters_pb2.GenerateResponse, None],
     target: Target,
     call: _Call,
     decision: chat_pb2.Decision,
     retry: int,
-) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
     """`attempt` inside a client span that is current while the provider is called, so the provider's
     HTTP request carries this span's W3C traceparent."""
     span = _tracer.start_span(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncGenerator, Collection
 
 from grpc import aio
 
@@ -26,7 +26,7 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
 
     async def Generate(
         self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
-    ) -> AsyncIterator[adapters_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         async with contextlib.aclosing(
             self._pipeline.generate(request, context.time_remaining(), context.send_initial_metadata)
         ) as responses:

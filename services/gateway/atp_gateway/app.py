@@ -189,7 +189,10 @@ def create_app(
     async def websocket(websocket: WebSocket) -> None:
         await handle_websocket(gateway, websocket)
 
-    probe = {"200": {"description": "OK"}, "503": {"description": "Not ready"}}
+    probe: dict[int | str, dict[str, Any]] = {
+        "200": {"description": "OK"},
+        "503": {"description": "Not ready"},
+    }
 
     @app.get("/livez", responses={"200": {"description": "The process is alive"}})
     async def livez() -> Response:

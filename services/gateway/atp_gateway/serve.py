@@ -75,7 +75,8 @@ class GatewayServer:
             # the protocol layer closes with 1009 before buffering more.
             ws_max_size=2 * settings.ws_max_message_bytes,
             timeout_keep_alive=int(settings.keep_alive_s),
-            timeout_graceful_shutdown=settings.grace_s,
+            # uvicorn's annotation says int; it waits with asyncio, so fractional seconds work.
+            timeout_graceful_shutdown=settings.grace_s,  # type: ignore[arg-type]
         )
         self._server = _Uvicorn(config)
         self._socket: socket.socket | None = None
@@ -114,7 +115,7 @@ class GatewayServer:
         await gateway.wait_websockets_closed(max(0.0, deadline - time.monotonic()))
         # 5. uvicorn lets in-flight HTTP requests and SSE streams finish within what is left of the grace,
         #    closes idle keep-alive connections, then runs the lifespan's shutdown (closing the channels).
-        self._server.config.timeout_graceful_shutdown = max(0.0, deadline - time.monotonic())
+        self._server.config.timeout_graceful_shutdown = max(0.0, deadline - time.monotonic())  # type: ignore[assignment]
         self._server.should_exit = True
         if self._task is not None:
             await self._task
@@ -123,7 +124,7 @@ class GatewayServer:
     async def stop_now(self) -> None:
         """Stop without the drain delay or grace (tests' teardown)."""
         self.gateway.stop_new_work()
-        self._server.config.timeout_graceful_shutdown = 0.0
+        self._server.config.timeout_graceful_shutdown = 0
         self._server.should_exit = True
         if self._task is not None:
             await self._task

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -91,7 +91,7 @@ def _message(index: int, raw: dict[str, Any]) -> chat_pb2.ChatMessage:
 
 
 def to_generate_request(
-    body: dict[str, Any], *, tenant: str, request_id: str, stream: bool
+    body: Mapping[str, Any], *, tenant: str, request_id: str, stream: bool
 ) -> adapters_pb2.GenerateRequest:
     """The Generate call for a validated chat request (see schemas.ChatCompletionRequest).
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -183,11 +184,14 @@ class _Session:
             return
         self._spawn(request_id, self._serve(request_id, body), track=True)
 
+    def _forget(self, request_id: str, _task: asyncio.Task[Any]) -> None:
+        self._tasks.pop(request_id, None)
+
     def _spawn(self, request_id: str, coro: Any, *, track: bool) -> None:
         task = asyncio.create_task(coro)
         if track:
             self._tasks[request_id] = task
-            task.add_done_callback(lambda _t, rid=request_id: self._tasks.pop(rid, None))
+            task.add_done_callback(functools.partial(self._forget, request_id))
         else:
             self._untracked.add(task)
             task.add_done_callback(self._untracked.discard)

@@ -117,11 +117,13 @@ class RedisDirectoryStore:
 
     async def version(self) -> str:
         value = await self._redis.get(self._version)
-        return value.decode() if value else "0"
+        return value.decode() if isinstance(value, bytes) else (value or "0")
 
     async def load(self) -> DirectoryState:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(self._version).hgetall(self._keys).hgetall(self._tenants)
+            pipe.get(self._version)
+            pipe.hgetall(self._keys)
+            pipe.hgetall(self._tenants)
             version, keys, tenants = await pipe.execute()
         return DirectoryState(
             version.decode() if version else "0",

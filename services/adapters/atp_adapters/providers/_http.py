@@ -6,7 +6,7 @@ import abc
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -300,7 +300,7 @@ class HttpProvider(Provider):
     def _error(self, kind: Any, message: str, **kwargs: Any) -> ProviderError:
         return ProviderError(f"provider {self.name}: {message}", kind=kind, provider=self.name, **kwargs)
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderBatch]:
+    async def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
         body = self.encode(request)
         url = self._url(request.provider_model, request.stream)
         loop = asyncio.get_running_loop()

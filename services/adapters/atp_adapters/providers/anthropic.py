@@ -140,8 +140,8 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
         if role not in ("user", "assistant"):
             raise unsupported(provider, "messages", f"role {role!r}")
         messages.append({"role": role, "content": _content_blocks(provider, message)})
-    for message in messages:
-        message.pop("_tool_results", None)
+    for entry in messages:
+        entry.pop("_tool_results", None)
 
     body: dict[str, Any] = {
         "model": request.provider_model,

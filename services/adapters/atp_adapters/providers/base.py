@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -162,7 +162,7 @@ class Provider(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderBatch]:
+    def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
         """Call the provider and yield one batch per network read, the last one with a finish_reason.
 
         Non-streamed requests yield exactly one batch. Raises ProviderError. Close the iterator (use

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
@@ -96,7 +96,7 @@ class LocalProvider(Provider):
             raise ProviderError(f"provider {self.name}: deadline passed", kind="timeout", provider=self.name)
         await asyncio.sleep(seconds)
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[ProviderBatch]:
+    async def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
         params = request.params
         user_text = self._last_user_text(request)
         prompt_tokens = count_prompt_tokens(request.messages)  # type: ignore[arg-type]
