@@ -97,25 +97,24 @@ class ConfigError(AtpError):
     mapping = ErrorMapping(grpc.StatusCode.FAILED_PRECONDITION, 500, "server_error", 1011)
 
 
-_BY_NAME: dict[str, type[AtpError]] = {
-    cls.__name__: cls
-    for cls in (
-        InvalidArgument,
-        PayloadTooLarge,
-        NotFound,
-        Unauthenticated,
-        PermissionDenied,
-        RateLimited,
-        BudgetExceeded,
-        Conflict,
-        Unavailable,
-        UpstreamError,
-        DeadlineExceeded,
-        Cancelled,
-        Internal,
-        ConfigError,
-    )
-}
+# Every class of the tree, most general use first (peers rebuilding an error by its code take the first).
+ERROR_CLASSES: tuple[type[AtpError], ...] = (
+    InvalidArgument,
+    PayloadTooLarge,
+    NotFound,
+    Unauthenticated,
+    PermissionDenied,
+    RateLimited,
+    BudgetExceeded,
+    Conflict,
+    Unavailable,
+    UpstreamError,
+    DeadlineExceeded,
+    Cancelled,
+    Internal,
+    ConfigError,
+)
+_BY_NAME: dict[str, type[AtpError]] = {cls.__name__: cls for cls in ERROR_CLASSES}
 # When a peer sends a bare status (no ATP metadata), map the code to the closest class.
 _BY_GRPC_CODE: dict[grpc.StatusCode, type[AtpError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,

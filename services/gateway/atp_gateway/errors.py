@@ -10,19 +10,14 @@ import orjson
 from pydantic import ValidationError
 
 from atp_common.errors import (
+    ERROR_CLASSES,
     AtpError,
     BudgetExceeded,
-    Cancelled,
-    Conflict,
-    DeadlineExceeded,
     Internal,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     RateLimited,
     Unauthenticated,
-    Unavailable,
-    UpstreamError,
     from_rpc_error,
 )
 
@@ -47,22 +42,9 @@ _OPENAI_OVERRIDES: dict[tuple[type[AtpError], str | None], tuple[str, str]] = {
 # A mid-stream GenerateError carries a gRPC code name and an OpenAI type; this rebuilds the ATP class.
 _CLASSES_BY_CODE: dict[str, type[AtpError]] = {}
 _CLASSES_BY_CODE_AND_TYPE: dict[tuple[str, str], type[AtpError]] = {}
-for _cls in (
-    InvalidArgument,
-    NotFound,
-    Unauthenticated,
-    PermissionDenied,
-    RateLimited,
-    BudgetExceeded,
-    Conflict,
-    Unavailable,
-    UpstreamError,
-    DeadlineExceeded,
-    Cancelled,
-    Internal,
-):
+for _cls in ERROR_CLASSES:
     _CLASSES_BY_CODE.setdefault(_cls.mapping.grpc_code.name, _cls)
-    _CLASSES_BY_CODE_AND_TYPE[(_cls.mapping.grpc_code.name, _cls.mapping.openai_type)] = _cls
+    _CLASSES_BY_CODE_AND_TYPE.setdefault((_cls.mapping.grpc_code.name, _cls.mapping.openai_type), _cls)
 
 
 def openai_error(exc: AtpError) -> tuple[int, dict[str, Any]]:
