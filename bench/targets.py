@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -78,7 +79,7 @@ class Service:
         self._log.close()
 
 
-class Target:
+class Target(abc.ABC):
     """One system under test. `endpoint(stream)` is the URL and headers a client uses."""
 
     name = "target"
@@ -91,13 +92,16 @@ class Target:
         self.service: Service | None = None
 
     def install(self) -> None:
-        """Make sure the software is present (may download it from its registry)."""
+        """Make sure the software is present (may download it from its registry); nothing by default."""
+        return
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the target's processes and wait until it answers."""
 
+    @abc.abstractmethod
     def endpoint(self, stream: bool) -> tuple[str, dict[str, str]]:
-        raise NotImplementedError
+        """The URL and headers a client posts chat requests to."""
 
     def pids(self) -> list[int]:
         """Root processes whose trees are charged for CPU and memory."""
