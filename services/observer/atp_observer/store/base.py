@@ -285,6 +285,20 @@ def check_limit(limit: int, maximum: int) -> int:
     return min(limit, maximum)
 
 
+def usage_query(aggregates: Sequence[str], groups: Sequence[str], where: Sequence[str]) -> str:
+    """The usage query: `aggregates` per group over the observations matching `where`, groups in order.
+    Each backend supplies its own dialect for the aggregates and placeholders; the shape is shared."""
+    sql = f"SELECT {', '.join([*groups, *aggregates])} FROM observations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if groups:
+        sql += f" GROUP BY {', '.join(groups)}"
+    sql += " HAVING count(*) > 0"
+    if groups:
+        sql += f" ORDER BY {', '.join(groups)}"
+    return sql
+
+
 def usage_row(groups: tuple[str, ...], row: Sequence[Any]) -> observer_pb2.UsageRow:
     """A UsageRow from `*groups, requests, errors, prompt, completion, cost, mean latency`."""
     labels = dict(zip(groups, row, strict=False))

@@ -36,6 +36,7 @@ from atp_observer.store.base import (
     observation_values,
     reward_event,
     unpack_vector,
+    usage_query,
     usage_row,
 )
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
@@ -508,8 +509,7 @@ class PostgresStore(Store):
             params.append(to_pg_micros(end))
             where.append(f"started_at < ${len(params)}")
         statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
-        select = [
-            *groups,
+        aggregates = [
             "count(*)",
             f"count(*) FILTER (WHERE status IN ({statuses}))",
             "coalesce(sum(prompt_tokens), 0)::bigint",
@@ -517,14 +517,7 @@ class PostgresStore(Store):
             "coalesce(sum(cost_usd), 0)",
             "coalesce(avg(latency_ms), 0)",
         ]
-        sql = f"SELECT {', '.join(select)} FROM observations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if groups:
-            sql += f" GROUP BY {', '.join(groups)}"
-        sql += " HAVING count(*) > 0"
-        if groups:
-            sql += f" ORDER BY {', '.join(groups)}"
+        sql = usage_query(aggregates, groups, where)
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
         return [usage_row(groups, row) for row in rows]

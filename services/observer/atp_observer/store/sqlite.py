@@ -36,6 +36,7 @@ from atp_observer.store.base import (
     observation_values,
     reward_event,
     unpack_vector,
+    usage_query,
     usage_row,
 )
 from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
@@ -267,9 +268,8 @@ class SqliteStore(Store):
         if end is not None:
             where.append("started_at < ?")
             params.append(datetime_to_micros(end))
-        select = [*groups]
         statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
-        select += [
+        aggregates = [
             "count(*)",
             f"sum(CASE WHEN status IN ({statuses}) THEN 1 ELSE 0 END)",
             "total(prompt_tokens)",
@@ -277,14 +277,7 @@ class SqliteStore(Store):
             "total(cost_usd)",
             "avg(latency_ms)",
         ]
-        sql = f"SELECT {', '.join(select)} FROM observations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if groups:
-            sql += f" GROUP BY {', '.join(groups)}"
-        sql += " HAVING count(*) > 0"
-        if groups:
-            sql += f" ORDER BY {', '.join(groups)}"
+        sql = usage_query(aggregates, groups, where)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
         n = len(groups)
