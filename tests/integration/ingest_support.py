@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import orjson
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
@@ -110,12 +112,11 @@ async def reward_counts(dsn: str) -> dict[str, int]:
     """Fresh (non-correction) reward events per decision."""
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        rows = await conn.fetch(
-            "SELECT decision_id, count(*) FROM reward_events WHERE NOT correction GROUP BY 1", timeout=10
-        )
+        # Ingest's log rows: no corrections; their first packed array is the decision ids.
+        rows = await conn.fetch("SELECT events FROM reward_log WHERE corrections IS NULL", timeout=10)
     finally:
         await conn.close(timeout=5)
-    return {row[0]: row[1] for row in rows}
+    return dict(Counter(decision for row in rows for decision in orjson.loads(row[0])[0]))
 
 
 def assert_exactly_once(sent: list[str], counts: dict[str, int]) -> None:

@@ -26,12 +26,17 @@ class ObserverSettings(ServiceSettings):
     # Ingest: batches wait in a bounded buffer for a writer; through a database outage they stay there
     # (retried with backoff) until the buffer is full, and then senders are pushed back to their spool.
     buffer_observations: int = Field(50_000, ge=1, description="Observations buffered before push-back.")
+    # Both caps keep a transaction's reward events under 2^20, the positions a PostgreSQL reward cursor
+    # holds (store/postgres.py).
     max_batch_observations: int = Field(
-        10_000, ge=1, description="Largest batch one Ingest message may carry."
+        10_000, ge=1, le=1_000_000, description="Largest batch one Ingest message may carry."
     )
     writers: int = Field(0, ge=0, description="Concurrent batch writers; 0: 1 for SQLite, 4 for PostgreSQL.")
     merge_observations: int = Field(
-        4096, ge=1, description="Most observations a writer commits at once, merging the batches waiting."
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Most observations a writer commits at once, merging the batches waiting.",
     )
     buffer_wait_s: float = Field(1.0, ge=0, description="How long a batch waits for buffer room.")
     commit_timeout_s: float = Field(30.0, gt=0, description="How long a sender waits for its commit.")

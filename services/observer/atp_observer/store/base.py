@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -79,6 +80,8 @@ MAX_LIST_LIMIT = 1000
 MAX_REWARDS_LIMIT = 10_000
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
+# struct packers by vector length (a vector has the kernel's few dimensions; ingest packs one per row).
+_PACKERS: dict[int, struct.Struct] = {}
 _EMPTY_VECTOR = b""
 
 _OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
@@ -102,12 +105,13 @@ def now_micros() -> int:
     return datetime_to_micros(datetime.now(UTC))
 
 
-def pack_vector(vector: Iterable[float]) -> bytes:
+def pack_vector(vector: Sequence[float]) -> bytes:
     """A feature vector as little-endian float32 bytes (how both backends store it)."""
-    packed = array("f", vector)
-    if not _LITTLE_ENDIAN:
-        packed.byteswap()
-    return packed.tobytes()
+    size = len(vector)
+    packer = _PACKERS.get(size)
+    if packer is None:
+        packer = _PACKERS.setdefault(size, struct.Struct(f"<{size}f"))
+    return packer.pack(*vector)
 
 
 def unpack_vector(blob: bytes) -> list[float]:

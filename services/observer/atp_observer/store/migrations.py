@@ -138,6 +138,88 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "DROP FUNCTION pg_temp.atp_pack_float4(real[])",
         ),
     ),
+    Migration(
+        3,
+        "reward log ordered by transaction id; current reward on the observation; orphan feedback",
+        (
+            # One row per transaction that appends rewards, its events in `events`: a JSON array of eleven
+            # parallel arrays (decision_ids, tenants, routes, models, policies, rewards, qualities, costs,
+            # latencies, propensities, hex-encoded packed features), one element per event. A reader takes
+            # only rows whose transaction id is below the oldest transaction still running, so rows that
+            # commit out of xid order never let a resuming reader skip one, and writers need no lock
+            # between them. An event's cursor is xid << 20 | position (see store/postgres.py). `positions`
+            # is NULL for rows written here (events 0..n-1); rows moved from reward_events keep their old
+            # cursors through it. `corrections` and the previous values are NULL when no event of the row
+            # is a correction (ingest); feedback appends a row of one correction.
+            """
+            CREATE TABLE reward_log (
+                xid xid8 PRIMARY KEY,
+                event_count integer NOT NULL,
+                events bytea NOT NULL,
+                positions integer[],
+                corrections boolean[],
+                previous_rewards double precision[],
+                previous_qualities double precision[],
+                at timestamptz NOT NULL
+            )
+            """,
+            # Compressing every append costs more CPU than the space is worth; retention bounds the table.
+            "ALTER TABLE reward_log ALTER COLUMN events SET STORAGE EXTERNAL",
+            "CREATE INDEX reward_log_at ON reward_log USING brin (at)",
+            # The decision's current reward (NULL: it earns none): a correction reads what it replaces
+            # here, and arm statistics sum it.
+            "ALTER TABLE observations ADD COLUMN reward double precision, ADD COLUMN quality double precision",
+            # Feedback that arrived before its observation; ingest looks only among these.
+            "ALTER TABLE feedback ADD COLUMN orphan boolean NOT NULL DEFAULT false",
+            "CREATE INDEX feedback_orphans ON feedback (decision_id, seq) WHERE orphan",
+            """
+            UPDATE feedback f SET orphan = true
+            WHERE NOT EXISTS (
+                SELECT 1 FROM observations o WHERE o.decision_id = f.decision_id AND o.tenant = f.tenant
+            )
+            """,
+            """
+            UPDATE observations o SET reward = latest.reward, quality = latest.quality
+            FROM (
+                SELECT DISTINCT ON (decision_id) decision_id, tenant, reward, quality
+                FROM reward_events ORDER BY decision_id, cursor DESC
+            ) latest
+            WHERE o.decision_id = latest.decision_id AND o.tenant = latest.tenant
+            """,
+            # Every cursor drawn from now on (xid << 20 or more) must exceed the old ones. It does: each old
+            # event was appended by a transaction with a smaller xid, fewer than 2^20 events per transaction.
+            """
+            DO $$
+            BEGIN
+                IF (SELECT coalesce(max(cursor), 0) FROM reward_events)
+                        >= (pg_current_xact_id()::text::bigint << 20) THEN
+                    RAISE EXCEPTION 'reward cursors too large to move into reward_log';
+                END IF;
+            END
+            $$
+            """,
+            """
+            INSERT INTO reward_log (
+                xid, event_count, events, positions, corrections, previous_rewards, previous_qualities, at
+            )
+            SELECT (cursor >> 20)::text::xid8, count(*),
+                   convert_to(json_build_array(
+                       array_agg(decision_id ORDER BY cursor), array_agg(tenant ORDER BY cursor),
+                       array_agg(route ORDER BY cursor), array_agg(model ORDER BY cursor),
+                       array_agg(policy ORDER BY cursor), array_agg(reward ORDER BY cursor),
+                       array_agg(quality ORDER BY cursor), array_agg(cost_usd ORDER BY cursor),
+                       array_agg(latency_ms ORDER BY cursor), array_agg(propensity ORDER BY cursor),
+                       array_agg(encode(features, 'hex') ORDER BY cursor)
+                   )::text, 'UTF8'),
+                   array_agg((cursor & 1048575)::integer ORDER BY cursor),
+                   array_agg(correction ORDER BY cursor),
+                   array_agg(previous_reward ORDER BY cursor), array_agg(previous_quality ORDER BY cursor),
+                   max(at)
+            FROM reward_events GROUP BY cursor >> 20
+            """,
+            "DROP TABLE reward_events",
+        ),
+    ),
 )
 
 # The same logical schema; timestamps are INTEGER microseconds since the epoch (exact, fast to compare),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import operator
 import re
 import uuid
@@ -12,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import AtpError, InvalidArgument, PermissionDenied, Unavailable
@@ -21,10 +23,7 @@ from atp_observer.store.base import (
     OBS_FINISHED,
     OBS_STARTED,
     OBSERVATION_COLUMNS,
-    REWARD_COLUMNS,
-    REWARD_FEATURES,
     Store,
-    arm_stats_row,
     check_feedback,
     check_group_by,
     check_limit,
@@ -60,15 +59,46 @@ _UNAVAILABLE_ERRORS = (
 _ATTEMPTS = 3
 
 _OBS_COLS = ", ".join(OBSERVATION_COLUMNS)
-_REWARD_COLS = ", ".join(REWARD_COLUMNS)
+# Ingest writes each row with the decision's reward and quality (NULL when it earns none).
+_STORED_COLUMNS = (*OBSERVATION_COLUMNS, "reward", "quality")
+_STORED_COLS = ", ".join(_STORED_COLUMNS)
+_REWARD, _QUALITY = len(OBSERVATION_COLUMNS), len(OBSERVATION_COLUMNS) + 1
 _INSERT_FROM_STAGE = (
-    f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM obs_stage "
+    f"INSERT INTO observations ({_STORED_COLS}) SELECT {_STORED_COLS} FROM obs_stage "
     "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
 )
-_INSERT_REWARD = (
-    f"INSERT INTO reward_events ({_REWARD_COLS}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(REWARD_COLUMNS) + 1))})"
+
+# Reward cursors. An event's cursor is the id of the transaction that appended it, shifted left by
+# CURSOR_POSITION_BITS, plus its position among that transaction's events; a transaction appends fewer
+# than 2^20 events (the ingest settings cap a transaction below that).
+CURSOR_POSITION_BITS = 20
+_POSITION_MASK = (1 << CURSOR_POSITION_BITS) - 1
+# The orphan feedback (feedback that came before its observation) of the given decisions, oldest first.
+# Read under the shared reward lock (see PostgresStore). The decision ids travel as one string split by
+# _ID_SEPARATOR, which asyncpg encodes in one step where a text[] costs a type check per element.
+_ORPHANS = (
+    "SELECT seq, decision_id, tenant, score FROM feedback "
+    "WHERE orphan AND decision_id = ANY(string_to_array($1, chr(31))) ORDER BY seq"
 )
+_ID_SEPARATOR = "\x1f"
+# One ingest transaction's events as one reward_log row; the orphan feedback they joined stops being one.
+_APPEND_INGEST_LOG = """
+    WITH joined AS (UPDATE feedback SET orphan = false WHERE orphan AND seq = ANY($4::bigint[]))
+    INSERT INTO reward_log (xid, event_count, events, at) VALUES (pg_current_xact_id(), $1, $2, $3)"""
+_APPEND_CORRECTION_LOG = """
+    INSERT INTO reward_log (xid, event_count, events, corrections, previous_rewards, previous_qualities, at)
+    VALUES (pg_current_xact_id(), 1, $1, ARRAY[true], ARRAY[$2::float8], ARRAY[$3::float8], $4)"""
+_LOG_ROW = (
+    "xid::text::bigint, event_count, events, positions, corrections, previous_rewards, previous_qualities, at"
+)
+# Rows of transactions below the horizon: every transaction with a smaller id has ended, so no row can
+# still appear before the last one returned.
+_READ_LOG = (
+    f"SELECT {_LOG_ROW} FROM reward_log "
+    "WHERE xid >= $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid LIMIT $2"
+)
+# Log rows read per round trip while paging through the stream.
+_LOG_PAGE_ROWS = 16
 _PARTITION_NAME = re.compile(r"^observations_p(\d{8})$")
 _STATUS_ERRORS = (
     observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
@@ -120,66 +150,20 @@ async def register_codecs(conn: asyncpg.Connection) -> None:
     await conn.set_builtin_type_codec("timestamptz", schema="pg_catalog", codec_name="int8")
 
 
-# What the reward of a new observation needs from its row: COPY'd to reward_stage, then turned into a
-# reward_events row by the atp_append_rewards statement.
-_REWARD_INPUT_COLUMNS = (
-    "decision_id",
-    "tenant",
-    "route",
-    "model",
-    "policy",
-    "propensity",
-    "features",
-    "cost_usd",
-    "latency_ms",
-    "status",
-    "finish_reason",
-)
-_REWARD_INPUT = operator.itemgetter(*(OBSERVATION_COLUMNS.index(c) for c in _REWARD_INPUT_COLUMNS))
-_DECISION_ID, _ROUTE, _STATUS = (OBSERVATION_COLUMNS.index(c) for c in ("decision_id", "route", "status"))
-_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
-
-
-def _prepare_append_rewards_sql(reward_model: RewardModel) -> str:
-    """PREPARE atp_append_rewards: append the rewards of the new observations in reward_stage.
-
-    Feedback is read under the reward lock: feedback recorded concurrently either committed before (and
-    is seen here) or waits for this commit (and then sees these observations). The reward is computed as
-    RewardModel.reward does, with the latest feedback score as quality when there is one. Prepared once
-    per connection, so the serialised tail does not plan it every time."""
-    proxy = reward_model.proxy_quality_sql("s.status", "s.finish_reason")
-    return f"""
-        PREPARE atp_append_rewards AS
-        INSERT INTO reward_events ({_REWARD_COLS})
-        SELECT decision_id, tenant, route, model, policy,
-               quality - cost_weight * cost_usd - latency_weight * (latency_ms / 1000.0),
-               quality, cost_usd, latency_ms, propensity, features, false, 0, 0, statement_timestamp()
-        FROM (
-            SELECT s.ctid AS position, s.decision_id, s.tenant, s.route, s.model, s.policy, s.propensity,
-                   s.features, s.cost_usd, s.latency_ms,
-                   coalesce(w.cost_weight, 0) AS cost_weight, coalesce(w.latency_weight, 0) AS latency_weight,
-                   coalesce(latest.score, ({proxy})::float8) AS quality
-            FROM reward_stage s
-            LEFT JOIN LATERAL (
-                SELECT f.score FROM feedback f
-                WHERE f.decision_id = s.decision_id AND f.tenant = s.tenant
-                ORDER BY f.seq DESC LIMIT 1
-            ) latest ON true
-            LEFT JOIN atp_route_weights w ON w.route = s.route
-            OFFSET 0  -- not flattened: the feedback lookup then runs once per row, not once per use
-        ) batch
-        ORDER BY position"""
+_DECISION_ID, _TENANT, _ROUTE = 2, 3, 4
 
 
 class PostgresStore(Store):
     """Observations in PostgreSQL through an asyncpg pool.
 
-    Reward cursors: a bigserial can commit out of order under concurrent transactions, which would let a
-    reader that resumes from the highest cursor it saw skip an event committed later with a lower one. So
-    every reward append (ingest and feedback) takes a transaction-level advisory lock right before it
-    draws cursors and holds it until commit: cursors are then assigned in commit order, and every event
-    below a visible one is already visible. The lock is taken after the observations are inserted, so only
-    the short append-and-commit tail of concurrent batches is serialised.
+    Reward stream: each transaction that appends rewards writes one reward_log row keyed by its transaction
+    id, and readers return only rows below the oldest transaction still running (the snapshot's xmin), so a
+    reader resuming from the last cursor it saw never skips a row that committed later with a smaller id.
+    Writers therefore need no lock among themselves. One lock remains, between ingest and feedback on the
+    same decision: ingest holds a shared advisory lock from before it looks up orphan feedback until it
+    commits, feedback takes it exclusively. Feedback then either commits first (and ingest sees it as the
+    decision's quality) or waits for the ingest (and corrects the reward it stored); and its correction's
+    transaction id is drawn after the ingest's, so the correction follows the original in the stream.
     """
 
     def __init__(
@@ -207,7 +191,7 @@ class PostgresStore(Store):
         self._partitions_ahead = partitions_ahead
         self._pool: asyncpg.Pool | None = None
         self._reward_lock = 0
-        self._append_rewards_sql = ""
+        self._begin_ingest = ""
         self._partition_lock = 0
         # Days whose partition is known to exist, so the ingest path skips the catalog.
         self._partitions: set[date] = set()
@@ -228,9 +212,8 @@ class PostgresStore(Store):
                     "SELECT hashtext(current_schema() || '.atp_reward_events')::bigint, "
                     "hashtext(current_schema() || '.atp_observation_partitions')::bigint"
                 )
-                # The serialised tail of an ingest transaction, sent as one simple query: take the lock,
-                # append (cursors are drawn here, in commit order), commit.
-                self._append_rewards_sql = f"SELECT pg_advisory_xact_lock({int(self._reward_lock)}); EXECUTE atp_append_rewards; COMMIT"
+                # One round trip opens an ingest transaction and takes the shared reward lock.
+                self._begin_ingest = f"BEGIN; SELECT pg_advisory_xact_lock_shared({int(self._reward_lock)})"
             finally:
                 await conn.close(timeout=self._connect_timeout)
             pool = asyncpg.create_pool(
@@ -328,23 +311,11 @@ class PostgresStore(Store):
 
     async def _prepare_connection(self, conn: asyncpg.Connection) -> None:
         await register_codecs(conn)
-        # Per-connection temporary tables. obs_stage: a resent batch COPYs into it, then one INSERT ...
-        # SELECT ... ON CONFLICT DO NOTHING RETURNING tells which observations are new. reward_stage: the
-        # reward inputs of a batch's new observations. Both are emptied by every commit.
-        # atp_route_weights: the reward model's penalties, by route.
+        # A resent batch COPYs into this per-connection stage, then one INSERT ... SELECT ... ON CONFLICT
+        # DO NOTHING RETURNING tells which observations are new. Emptied by every commit.
         await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS obs_stage (LIKE observations) ON COMMIT DELETE ROWS; "
-            "CREATE TEMP TABLE IF NOT EXISTS reward_stage (decision_id text, tenant text, route text, "
-            "model text, policy text, propensity float8, features bytea, cost_usd float8, "
-            "latency_ms float8, status smallint, finish_reason text) ON COMMIT DELETE ROWS; "
-            "CREATE TEMP TABLE IF NOT EXISTS atp_route_weights "
-            "(route text PRIMARY KEY, cost_weight float8 NOT NULL, latency_weight float8 NOT NULL); "
-            "TRUNCATE atp_route_weights"
+            "CREATE TEMP TABLE IF NOT EXISTS obs_stage (LIKE observations) ON COMMIT DELETE ROWS"
         )
-        weights = self.reward_model.route_weights()
-        if weights:
-            await conn.copy_records_to_table("atp_route_weights", records=weights)
-        await conn.execute(_prepare_append_rewards_sql(self.reward_model))
 
     async def insert_batches(
         self, batches: Sequence[Sequence[observer_pb2.Observation]]
@@ -361,7 +332,10 @@ class PostgresStore(Store):
             for attempt in range(1, _ATTEMPTS + 1):
                 try:
                     await self._ensure_partitions(conn, days)
-                    fresh = await self._insert_batch(conn, rows)
+                    try:
+                        fresh = await self._insert_batch(conn, rows, deduplicate=False)
+                    except asyncpg.UniqueViolationError:
+                        fresh = await self._insert_batch(conn, rows, deduplicate=True)
                     return count_stored(converted, fresh)
                 except asyncpg.CheckViolationError:
                     # No partition for a row: another replica's maintain() dropped one we thought existed.
@@ -374,32 +348,47 @@ class PostgresStore(Store):
         raise AssertionError("unreachable")
 
     async def _insert_batch(
-        self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
+        self, conn: asyncpg.Connection, rows: list[tuple[Any, ...]], *, deduplicate: bool
     ) -> list[tuple[Any, ...]]:
-        """One transaction: the new rows, the inputs of their rewards, then the rewards and the commit in
-        one round trip. Returns the rows that were new.
+        """One transaction: the new rows with their rewards, and those rewards as one reward_log row.
+        Returns the rows that were new.
 
-        The transaction is driven by hand (not conn.transaction()) so that taking the reward lock,
-        appending the rewards and committing reach the server as one simple query: the lock is then held
-        for server-side work only, never across a round trip to this process, whose event loop is busy
-        encoding other writers' batches. That serialised tail is what bounds ingest throughput."""
-        await conn.execute("BEGIN")
+        Five round trips whatever the batch size: begin with the shared reward lock; the orphan feedback
+        of these decisions; the rows; the log row; commit. The transaction is driven by hand (not
+        conn.transaction()) so that beginning and locking share a round trip. The transaction id, which
+        orders the log row, is drawn by the first write, so under the lock."""
+        await conn.execute(self._begin_ingest)
         try:
-            fresh = await self._insert_rows(conn, rows)
-            # A routed decision that was not cancelled earns a reward (eligible_for_reward). Only its
-            # inputs cross the wire again; the reward itself is computed in SQL under the lock. (A trigger
-            # capturing inserted rows was tried: on a partitioned table it turns COPY into row-by-row
-            # inserts, which tripled PostgreSQL's CPU per observation.)
-            eligible = [
-                row for row in fresh if row[_ROUTE] and row[_DECISION_ID] and row[_STATUS] != _CANCELLED
-            ]
-            if eligible:
-                await conn.copy_records_to_table(
-                    "reward_stage", records=map(_REWARD_INPUT, eligible), columns=_REWARD_INPUT_COLUMNS
+            # A decision id holding the separator could only miss its own orphan feedback.
+            decisions = _ID_SEPARATOR.join({row[_DECISION_ID] for row in rows if row[_DECISION_ID]})
+            scores: dict[tuple[str, str], float] = {}
+            orphan_seqs: dict[tuple[str, str], list[int]] = {}
+            for seq, decision_id, tenant, score in await conn.fetch(_ORPHANS, decisions) if decisions else ():
+                scores[(decision_id, tenant)] = score  # the latest feedback wins
+                orphan_seqs.setdefault((decision_id, tenant), []).append(seq)
+            stored = self._with_rewards(rows, scores)
+            fresh = await self._insert_rows(conn, stored, deduplicate)
+            rewarded = [row for row in fresh if row[_REWARD] is not None]
+            if rewarded:
+                if len(rewarded) > _POSITION_MASK:
+                    raise InvalidArgument(f"{len(rewarded)} reward events in one transaction is too many")
+                joined = (
+                    [
+                        seq
+                        for key in {(row[_DECISION_ID], row[_TENANT]) for row in rewarded}
+                        for seq in orphan_seqs.get(key, ())
+                    ]
+                    if orphan_seqs
+                    else []
                 )
-                await conn.execute(self._append_rewards_sql)
-            else:
-                await conn.execute("COMMIT")
+                await conn.execute(
+                    _APPEND_INGEST_LOG,
+                    len(rewarded),
+                    _pack_events(rewarded),
+                    now_micros() - PG_EPOCH_MICROS,
+                    joined,
+                )
+            await conn.execute("COMMIT")
         except BaseException:
             if not conn.is_closed() and conn.is_in_transaction():
                 try:
@@ -409,21 +398,44 @@ class PostgresStore(Store):
                     # one instead of trying (and loudly failing) to reset this one.
                     conn.terminate()
             raise
-        return fresh
+        if fresh is stored:
+            return rows
+        originals = {id(row): original for row, original in zip(stored, rows, strict=True)}
+        return [originals[id(row)] for row in fresh]
+
+    def _with_rewards(
+        self, rows: list[tuple[Any, ...]], scores: dict[tuple[str, str], float]
+    ) -> list[tuple[Any, ...]]:
+        """The rows to store: each observation with its decision's reward and quality (None, None when it
+        earns none, see eligible_for_reward). Quality is the latest orphan feedback's score, else the
+        outcome's proxy. Runs per observation, hence the locals."""
+        proxy_quality, reward = self.reward_model.proxy_quality, self.reward_model.reward
+        stored: list[tuple[Any, ...]] = []
+        append = stored.append
+        for row in rows:
+            route, status = row[_ROUTE], row[_STATUS]
+            if not route or not row[_DECISION_ID] or status == _CANCELLED:
+                append((*row, None, None))
+                continue
+            quality = scores.get((row[_DECISION_ID], row[_TENANT])) if scores else None
+            if quality is None:
+                quality = proxy_quality(status, row[_FINISH_REASON]) or 0.0
+            append((*row, reward(route, quality, row[_COST], row[_LATENCY]), quality))
+        return stored
 
     @staticmethod
-    async def _insert_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    async def _insert_rows(
+        conn: asyncpg.Connection, rows: list[tuple[Any, ...]], deduplicate: bool
+    ) -> list[tuple[Any, ...]]:
         """Insert the rows not stored yet (inside the open transaction) and return them."""
         # Fast path: a batch is almost always new, so COPY it straight in. A resent batch (the adapters
-        # retry when an ack is lost) hits the primary key, which aborts the transaction; it begins again
-        # and takes the deduplicating path. This costs a resend a failed COPY and saves every new batch a
-        # second pass over its rows.
-        try:
-            await conn.copy_records_to_table("observations", records=rows, columns=OBSERVATION_COLUMNS)
+        # retry when an ack is lost) hits the primary key, which aborts the transaction; the caller begins
+        # again and deduplicates. This costs a resend a failed COPY and saves every new batch a second
+        # pass over its rows.
+        if not deduplicate:
+            await conn.copy_records_to_table("observations", records=rows, columns=_STORED_COLUMNS)
             return rows
-        except asyncpg.UniqueViolationError:
-            await conn.execute("ROLLBACK; BEGIN")
-        await conn.copy_records_to_table("obs_stage", records=rows, columns=OBSERVATION_COLUMNS)
+        await conn.copy_records_to_table("obs_stage", records=rows, columns=_STORED_COLUMNS)
         inserted = await conn.fetch(_INSERT_FROM_STAGE)
         by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
         for row in rows:
@@ -447,18 +459,20 @@ class PostgresStore(Store):
     async def _record_feedback(
         self, conn: asyncpg.Connection, req: observer_pb2.RecordFeedbackRequest, feedback_id: str
     ) -> tuple[str, bool]:
-        # The lock first, so this cannot race an ingest of the same decision (see _insert_batch).
+        # Exclusively, before anything else: ingests in flight commit first (see the class docstring).
         await conn.execute("SELECT pg_advisory_xact_lock($1)", self._reward_lock)
         found = await conn.fetchrow(
-            "SELECT tenant FROM observations WHERE decision_id = $1 ORDER BY started_at DESC LIMIT 1",
+            "SELECT tenant, observation_id, started_at, route, model, policy, propensity, features, "
+            "cost_usd, latency_ms, reward, quality FROM observations "
+            "WHERE decision_id = $1 ORDER BY started_at DESC LIMIT 1",
             req.decision_id,
         )
         if found is not None and found[0] != req.tenant:
             raise PermissionDenied(f"decision {req.decision_id} belongs to another tenant")
         now = now_micros() - PG_EPOCH_MICROS
         await conn.execute(
-            "INSERT INTO feedback (feedback_id, decision_id, tenant, score, label, comment, source, created_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO feedback (feedback_id, decision_id, tenant, score, label, comment, source, created_at, "
+            "orphan) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             feedback_id,
             req.decision_id,
             req.tenant,
@@ -467,29 +481,55 @@ class PostgresStore(Store):
             req.comment,
             req.source,
             now,
+            found is None,
         )
-        if found is not None:
-            previous = await conn.fetchrow(
-                f"SELECT {_REWARD_COLS} FROM reward_events WHERE decision_id = $1 ORDER BY cursor DESC LIMIT 1",
-                req.decision_id,
+        if found is not None and found[10] is not None:
+            _, observation_id, started_at, route, model, policy, propensity, features = found[:8]
+            cost_usd, latency_ms, previous_reward, previous_quality = found[8:]
+            reward = self.reward_model.reward(route, req.score, cost_usd, latency_ms)
+            await conn.execute(
+                "UPDATE observations SET reward = $1, quality = $2 WHERE observation_id = $3 AND started_at = $4",
+                reward,
+                req.score,
+                observation_id,
+                started_at,
             )
-            if previous is not None:
-                await conn.execute(_INSERT_REWARD, *self.correction(tuple(previous), req.score, now))
+            event = (
+                req.decision_id,
+                req.tenant,
+                route,
+                model,
+                policy,
+                reward,
+                req.score,
+                cost_usd,
+                latency_ms,
+            )
+            await conn.execute(
+                _APPEND_CORRECTION_LOG,
+                orjson.dumps([[value] for value in (*event, propensity, features.hex())]),
+                previous_reward,
+                previous_quality,
+                now,
+            )
         return feedback_id, found is not None
 
     async def rewards_after(self, cursor: int, limit: int) -> list[observer_pb2.RewardEvent]:
         """Reward events after `cursor`, oldest first."""
         limit = check_limit(limit, MAX_REWARDS_LIMIT)
+        events: list[observer_pb2.RewardEvent] = []
+        first_xid = max(cursor, 0) >> CURSOR_POSITION_BITS
         async with self._connection() as conn:
-            rows = await conn.fetch(
-                f"SELECT cursor, {_REWARD_COLS} FROM reward_events WHERE cursor > $1 ORDER BY cursor LIMIT $2",
-                cursor,
-                limit,
-            )
-        return [
-            reward_event(row, unpack_vector(row[1 + REWARD_FEATURES]), row[-1] + PG_EPOCH_MICROS)
-            for row in rows
-        ]
+            while len(events) < limit:
+                rows = await conn.fetch(_READ_LOG, str(first_xid), _LOG_PAGE_ROWS)
+                for row in rows:
+                    events.extend(_log_events(row, after=cursor, limit=limit - len(events)))
+                    if len(events) >= limit:
+                        break
+                if len(rows) < _LOG_PAGE_ROWS:
+                    break
+                first_xid = rows[-1][0] + 1
+        return events
 
     async def query_usage(
         self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
@@ -547,28 +587,57 @@ class PostgresStore(Store):
         return [observation_from_values(_micros_row(row)) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
-        """Per-arm sums over each decision's latest reward event (a correction replaces the original)."""
-        route_filter = "AND route = $2" if route else ""
+        """Per-arm sums of each decision's current reward (a correction replaces the original), as of the
+        cursor returned: a watcher resuming from it neither misses an event nor counts one twice."""
+        where = "reward IS NOT NULL" + (" AND route = $1" if route else "")
         sql = f"""
-            WITH latest AS (
-                SELECT DISTINCT ON (decision_id) route, model, tenant, reward, quality, cost_usd, latency_ms
-                FROM reward_events WHERE cursor <= $1 {route_filter}
-                ORDER BY decision_id, cursor DESC
-            )
             SELECT route, model, CASE WHEN GROUPING(tenant) = 1 THEN '' ELSE tenant END,
                    count(*)::float8, sum(reward), sum(reward * reward), sum(quality), sum(cost_usd),
                    sum(latency_ms)
-            FROM latest
+            FROM observations WHERE {where}
             GROUP BY GROUPING SETS ((route, model), (route, model, tenant))
             HAVING GROUPING(tenant) = 1 OR tenant <> ''
-            ORDER BY 1, 2, 3
         """
-        async with self._connection() as conn:
-            # Cursors commit in order (see the class docstring), so everything up to the current maximum is
-            # visible and a watcher resuming from it misses nothing.
-            bound = await conn.fetchval("SELECT coalesce(max(cursor), 0) FROM reward_events")
-            rows = await conn.fetch(sql, bound, route) if route else await conn.fetch(sql, bound)
-        return [arm_stats_row(row) for row in rows], bound
+        async with self._connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            # One snapshot for all four reads. The sums include every transaction it sees; the stream
+            # (and so the cursor returned) only those below its horizon. The few seen above the horizon
+            # are taken back out of the sums, newest first.
+            horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            last = await conn.fetchrow(
+                "SELECT xid::text::bigint, positions[event_count], event_count "
+                "FROM reward_log WHERE xid < $1::text::xid8 ORDER BY xid DESC LIMIT 1",
+                str(horizon),
+            )
+            above = await conn.fetch(
+                f"SELECT {_LOG_ROW} FROM reward_log WHERE xid >= $1::text::xid8 ORDER BY xid DESC",
+                str(horizon),
+            )
+            rows = await (conn.fetch(sql, route) if route else conn.fetch(sql))
+        sums = {(row[0], row[1], row[2]): list(row[3:]) for row in rows}
+        for log_row in above:
+            for event in reversed(_log_events(log_row, after=-1, limit=_POSITION_MASK + 1)):
+                if not route or event.route == route:
+                    _take_back(sums, event)
+        bound = 0
+        if last is not None:
+            xid, position, count = last
+            bound = (xid << CURSOR_POSITION_BITS) | (count - 1 if position is None else position)
+        arms = [
+            observer_pb2.ArmStats(
+                route=key[0],
+                model=key[1],
+                tenant=key[2],
+                pulls=values[0],
+                reward_sum=values[1],
+                reward_sq_sum=values[2],
+                quality_sum=values[3],
+                cost_sum=values[4],
+                latency_sum=values[5],
+            )
+            for key, values in sorted(sums.items())
+            if values[0] > 0
+        ]
+        return arms, bound
 
     async def get_decision(self, decision_id: str) -> observer_pb2.GetDecisionResponse | None:
         """The latest observation's record of the decision."""
@@ -609,4 +678,95 @@ class PostgresStore(Store):
                         await conn.execute(f'DROP TABLE "{name}"')
                         self._partitions.discard(day)
             await conn.execute("DELETE FROM feedback WHERE created_at < $1", to_pg_micros(cutoff))
-            await conn.execute("DELETE FROM reward_events WHERE at < $1", to_pg_micros(cutoff))
+            await conn.execute("DELETE FROM reward_log WHERE at < $1", to_pg_micros(cutoff))
+
+
+_STATUS, _FINISH_REASON, _COST, _LATENCY = (
+    OBSERVATION_COLUMNS.index(c) for c in ("status", "finish_reason", "cost_usd", "latency_ms")
+)
+_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
+# What a reward_log row's `events` holds of each event, by observations column (reward and quality, not
+# columns of OBSERVATION_COLUMNS, follow policy).
+_PACKED_POSITIONS = (
+    *(OBSERVATION_COLUMNS.index(c) for c in ("decision_id", "tenant", "route", "model", "policy")),
+    _REWARD,
+    _QUALITY,
+    *(OBSERVATION_COLUMNS.index(c) for c in ("cost_usd", "latency_ms", "propensity")),
+)
+_PACKED = operator.itemgetter(*_PACKED_POSITIONS)
+_FEATURES = OBSERVATION_COLUMNS.index("features")
+
+
+def _pack_events(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """The `events` of a reward_log row: JSON, one array per field, each element an event of `rows`.
+    (Parallel arrays in one value cost asyncpg and PostgreSQL far less than eleven array parameters,
+    whose encoding checks every element.)"""
+    columns = list(zip(*map(_PACKED, rows), strict=True))
+    columns.append(tuple(row[_FEATURES].hex() for row in rows))
+    return orjson.dumps(columns)
+
+
+def _number(value: float | str | None) -> float:
+    """A float read back from JSON: orjson writes NaN and infinities as null, PostgreSQL as strings."""
+    return math.nan if value is None else float(value)
+
+
+def _log_events(row: Sequence[Any], *, after: int, limit: int) -> list[observer_pb2.RewardEvent]:
+    """The events of one reward_log row (as _LOG_ROW selects it) with a cursor above `after`, at most
+    `limit`."""
+    xid, count, packed, positions, corrections, previous_rewards, previous_qualities, at = row
+    base = xid << CURSOR_POSITION_BITS
+    fields = orjson.loads(packed)
+    decision_ids, tenants, routes, models, policies = fields[:5]
+    rewards, qualities, costs, latencies, propensities = (
+        list(map(_number, column)) for column in fields[5:10]
+    )
+    features = fields[10]
+    at_micros = at + PG_EPOCH_MICROS
+    events = []
+    for i in range(count):
+        cursor = base | (i if positions is None else positions[i])
+        if cursor <= after:
+            continue
+        correction = corrections is not None and corrections[i]
+        values = (
+            cursor,
+            decision_ids[i],
+            tenants[i],
+            routes[i],
+            models[i],
+            policies[i],
+            rewards[i],
+            qualities[i],
+            costs[i],
+            latencies[i],
+            propensities[i],
+            None,
+            correction,
+            previous_rewards[i] if correction else 0.0,
+            previous_qualities[i] if correction else 0.0,
+        )
+        events.append(reward_event(values, unpack_vector(bytes.fromhex(features[i])), at_micros))
+        if len(events) >= limit:
+            break
+    return events
+
+
+def _take_back(sums: dict[tuple[str, str, str], list[float]], event: observer_pb2.RewardEvent) -> None:
+    """Undo one event in per-arm sums (pulls, reward, reward^2, quality, cost, latency), for the arm and
+    for the arm and tenant."""
+    for key in ((event.route, event.model, ""), (event.route, event.model, event.tenant)):
+        values = sums.get(key)
+        if values is None:
+            continue
+        if event.correction:
+            values[1] -= event.reward - event.previous_reward
+            values[2] -= event.reward**2 - event.previous_reward**2
+            values[3] -= event.quality - event.previous_quality
+        else:
+            values[0] -= 1
+            values[1] -= event.reward
+            values[2] -= event.reward**2
+            values[3] -= event.quality
+            values[4] -= event.cost_usd
+            values[5] -= event.latency_ms

@@ -9,6 +9,9 @@ from atp.observer.v1 import observer_pb2
 from atp_common.config import AtpConfig
 
 _Status = observer_pb2.ObservationStatus
+# Read once: an enum attribute costs a wrapper lookup per access, and proxy_quality runs per observation.
+_OK = _Status.OBSERVATION_STATUS_OK
+_CANCELLED = _Status.OBSERVATION_STATUS_CANCELLED
 
 # Quality of a successful reply by finish reason, before any feedback. The names are OpenAI's (adapters
 # normalise to them) plus the few provider spellings that may slip through. A reply cut by the token limit
@@ -82,21 +85,10 @@ class RewardModel:
         return [(route, w.cost_weight, w.latency_weight) for route, w in self._weights.items()]
 
     @staticmethod
-    def proxy_quality_sql(status: str, finish_reason: str) -> str:
-        """proxy_quality as a SQL expression over the named columns (for rows that are not cancelled)."""
-        reasons = " ".join(
-            f"WHEN '{reason}' THEN {quality!r}" for reason, quality in _FINISH_QUALITY.items() if reason
-        )
-        return (
-            f"CASE WHEN {status} = {_Status.OBSERVATION_STATUS_OK} "
-            f"THEN CASE lower({finish_reason}) {reasons} ELSE 1.0 END ELSE 0.0 END"
-        )
-
-    @staticmethod
     def proxy_quality(status: int, finish_reason: str) -> float | None:
         """Quality before feedback, or None when the outcome earns no reward (cancelled)."""
-        if status == _Status.OBSERVATION_STATUS_OK:
+        if status == _OK:
             return _FINISH_QUALITY.get(finish_reason.lower(), 1.0)
-        if status == _Status.OBSERVATION_STATUS_CANCELLED:
+        if status == _CANCELLED:
             return None
         return 0.0
