@@ -78,7 +78,9 @@ _POSITION_MASK = (1 << CURSOR_POSITION_BITS) - 1
 # _ID_SEPARATOR, which asyncpg encodes in one step where a text[] costs a type check per element.
 _ORPHANS = (
     "SELECT seq, decision_id, tenant, score FROM feedback "
-    "WHERE orphan AND decision_id = ANY(string_to_array($1, chr(31))) ORDER BY seq"
+    "WHERE orphan AND decision_id = ANY(string_to_array($1, chr(31))) "
+    # Evaluated once, first: with no orphan feedback at all (the usual case) nothing is looked up.
+    "AND EXISTS (SELECT 1 FROM feedback WHERE orphan) ORDER BY seq"
 )
 _ID_SEPARATOR = "\x1f"
 # One ingest transaction's events as one reward_log row; the orphan feedback they joined stops being one.
