@@ -41,6 +41,10 @@ class HttpProvider(_Strict):
     # A secret reference: `env:NAME`, `file:/path` or `vault:path#key`; empty for servers without auth.
     api_key: str = ""
     api_version: str = ""
+    # OpenAI-compatible servers only: the body field that carries the output-token limit. OpenAI's own
+    # API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`); most other
+    # OpenAI-compatible servers know only `max_tokens`.
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(5.0, gt=0)
     first_token_timeout_s: float = Field(60.0, gt=0)

@@ -114,7 +114,7 @@ async def test_params_and_tool_messages_pass_through(fake: FakeOpenAI, provider:
     assert body["stop"] == ["END"] and body["user"] == "u1"
     assert body["tools"] == orjson.loads(TOOLS) and body["tool_choice"] == "auto"
     assert body["response_format"] == {"type": "text"}
-    assert "top_p" not in body and "presence_penalty" not in body
+    assert "top_p" not in body and "presence_penalty" not in body and "max_completion_tokens" not in body
     assert body["messages"][2:] == [
         {
             "role": "assistant",
@@ -342,3 +342,10 @@ def test_sse_decoder_handles_split_events_crlf_comments_and_multiline() -> None:
         SseDecoder().feed(b"<html>oops</html>\n")
     with pytest.raises(SseError):
         SseDecoder().feed(b"data: " + b"x" * (1 << 21))
+
+
+async def test_the_token_limit_goes_in_the_configured_field(fake: FakeOpenAI) -> None:
+    provider = make(fake, token_limit_field="max_completion_tokens")
+    await collect(provider.stream(request(stream=False, max_tokens=64)))
+    body = fake.requests[0].body
+    assert body["max_completion_tokens"] == 64 and "max_tokens" not in body

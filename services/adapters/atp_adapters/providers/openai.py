@@ -63,8 +63,8 @@ def _message(message: chat_pb2.ChatMessage) -> dict[str, Any]:
     return out
 
 
-def encode_openai(request: ProviderRequest) -> bytes:
-    """Our request as an OpenAI Chat Completions body."""
+def encode_openai(request: ProviderRequest, token_limit_field: str = "max_tokens") -> bytes:
+    """Our request as an OpenAI Chat Completions body, the output-token limit in `token_limit_field`."""
     params = request.params
     body: dict[str, Any] = {
         "model": request.provider_model,
@@ -78,7 +78,7 @@ def encode_openai(request: ProviderRequest) -> bytes:
     if params.HasField("top_p"):
         body["top_p"] = params.top_p
     if params.HasField("max_tokens"):
-        body["max_tokens"] = params.max_tokens
+        body[token_limit_field] = params.max_tokens
     if params.stop:
         body["stop"] = list(params.stop)
     if params.HasField("seed"):
@@ -155,6 +155,7 @@ class OpenAIProvider(HttpProvider):
 
     def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str = "openai") -> None:
         self._azure = cfg.type == "azure"
+        self._token_limit_field = cfg.token_limit_field
         super().__init__(cfg, api_key, name)
         self._api_version = cfg.api_version or DEFAULT_AZURE_API_VERSION
 
@@ -172,7 +173,7 @@ class OpenAIProvider(HttpProvider):
         return f"{self._base_url}/chat/completions"
 
     def encode(self, request: ProviderRequest) -> bytes:
-        return encode_openai(request)
+        return encode_openai(request, self._token_limit_field)
 
     def stream_state(self, request: ProviderRequest) -> StreamState:
         return _OpenAIStream(self.name)
