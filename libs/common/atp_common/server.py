@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from atp_common.heap import freeze_startup_heap
 from atp_common.interceptors import ErrorInterceptor
 from atp_common.settings import ServiceSettings
 
@@ -224,6 +225,7 @@ async def serve(
 ) -> None:
     """Run a service until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
     running = await build(settings)
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from atp_common.heap import freeze_startup_heap
 from atp_gateway.app import create_app
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
@@ -148,6 +149,7 @@ async def serve(settings: GatewaySettings) -> None:
         from atp_common.metrics import start_metrics_server
 
         metrics_port = start_metrics_server(settings.host, settings.metrics_port)
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -180,6 +182,7 @@ async def serve_worker(settings: GatewaySettings, on_ready: Callable[[int], None
     _term_on_parent_death()
     server = GatewayServer(settings, reuse_port=True)
     await server.start()
+    freeze_startup_heap()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     log.info("worker ready", extra={"port": server.port, "pid": os.getpid()})
