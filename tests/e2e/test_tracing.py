@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from atp.common.v1 import chat_pb2
+from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp.router.v1 import router_pb2, router_pb2_grpc
 from atp_adapters.server import build_server as build_adapters
 from atp_adapters.settings import AdaptersSettings
@@ -60,6 +61,7 @@ def _config(provider: FakeOpenAI) -> AtpConfig:
 class Suite:
     gateway: GatewayServer
     router: RunningServer
+    observer: RunningServer
     provider: FakeOpenAI
     base_url: str
 
@@ -100,7 +102,7 @@ async def traced_suite(tmp_path: Path) -> AsyncIterator[Suite]:
         gateway = GatewayServer(gateway_settings, create_app(gateway_settings, config=config))
         await gateway.start()
         stack.push_async_callback(gateway.stop_now)
-        yield Suite(gateway, router, provider, f"http://127.0.0.1:{gateway.port}")
+        yield Suite(gateway, router, observer, provider, f"http://127.0.0.1:{gateway.port}")
 
 
 async def _ready(client: httpx.AsyncClient) -> None:
@@ -190,6 +192,26 @@ async def test_one_trace_from_the_edge_to_the_provider_call(tmp_path, stream):
         assert version == "00" and int(flags, 16) & 1, "sampled"
         assert int(sent_trace_id, 16) == trace_id
         assert int(parent_id, 16) == call.context.span_id
+
+        # The stored observation names the trace, so an operator can go from it to these spans.
+        observation = await _stored_observation(suite.observer.address)
+        assert observation.decision.decision_id == decision_id
+        assert observation.trace_id == format(trace_id, "032x")
+
+
+async def _stored_observation(address: str) -> observer_pb2.Observation:
+    """The one observation of tenant acme, once the adapters' shipper has delivered it."""
+    async with open_channel(address) as channel:
+        stub = observer_pb2_grpc.ObserverServiceStub(channel)
+        for _ in range(200):
+            reply = await stub.ListObservations(
+                observer_pb2.ListObservationsRequest(tenant="acme", limit=10), timeout=5
+            )
+            if reply.observations:
+                (observation,) = reply.observations
+                return observation
+            await asyncio.sleep(0.05)
+    raise AssertionError("the observation never reached the observer")
 
 
 async def test_route_continues_the_callers_trace(tmp_path):

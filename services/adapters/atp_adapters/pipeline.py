@@ -30,6 +30,7 @@ from atp_common.errors import AtpError, InvalidArgument, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
 from atp_common.privacy import PrivacyPolicy
+from atp_common.telemetry import current_trace_id
 
 log = logging.getLogger("atp.adapters.generate")
 
@@ -68,6 +69,7 @@ class _Call:
         "provider_s",
         "status",
         "target",
+        "trace_id",
         "usage",
     )
 
@@ -79,6 +81,7 @@ class _Call:
         self.provider_s = 0.0
         self.status = observations.ERROR
         self.target: Target | None = None
+        self.trace_id = ""
         self.usage: chat_pb2.Usage | None = None
 
 
@@ -183,6 +186,8 @@ class GeneratePipeline:
         )
         deadline = time.monotonic() + budget
         call = _Call()
+        if traced:
+            call.trace_id = current_trace_id()
         try:
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
             async with contextlib.aclosing(
@@ -481,6 +486,7 @@ class GeneratePipeline:
             finish_reason=call.finish_reason,
             attempts=call.attempts,
             replica_id=self._replica_id,
+            trace_id=call.trace_id,
         )
         observation.started_at.FromNanoseconds(int(started_wall * 1e9))
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))

@@ -134,7 +134,9 @@ async def test_moving_reward_events_keeps_cursors_rewards_and_orphans(postgres_d
                 f'CREATE TABLE "observations_p{start:%Y%m%d}" PARTITION OF observations '
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
             )
-        rows = [observation_values(obs, 0) for obs in (rated, plain)]
+        # The columns of version 2 (trace_id came with version 3).
+        columns = OBSERVATION_COLUMNS[: OBSERVATION_COLUMNS.index("trace_id")]
+        rows = [observation_values(obs, 0)[: len(columns)] for obs in (rated, plain)]
         await conn.execute("SET TIME ZONE 'UTC'")
         await conn.copy_records_to_table(
             "observations",
@@ -147,7 +149,7 @@ async def test_moving_reward_events_keeps_cursors_rewards_and_orphans(postgres_d
                 )
                 for row in rows
             ],
-            columns=OBSERVATION_COLUMNS,
+            columns=columns,
         )
         legacy = [
             # cursor, decision, reward, quality, correction, previous reward, previous quality

@@ -18,7 +18,7 @@ from atp.observer.v1 import observer_pb2
 from atp_common.errors import ConfigError, InvalidArgument, PermissionDenied
 from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store, open_store
 from atp_observer.store.base import unpack_vector
-from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
+from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS
 
 OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
 ERROR = observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR
@@ -71,6 +71,7 @@ def make_obs(
         finish_reason=finish_reason,
         attempts=1,
         replica_id="adapters-1",
+        trace_id=f"{n:032x}",
     )
     obs.started_at.FromDatetime(started)
     obs.finished_at.FromDatetime(started + timedelta(milliseconds=latency_ms))
@@ -495,7 +496,7 @@ async def test_sqlite_uses_wal(tmp_path) -> None:
         rows = await conn.execute_fetchall("PRAGMA journal_mode")
         versions = await conn.execute_fetchall("SELECT version FROM schema_migrations")
     assert list(rows) == [("wal",)]
-    assert list(versions) == [(1,)]
+    assert list(versions) == [(m.version,) for m in SQLITE_MIGRATIONS]
 
 
 async def test_paging_keys_on_start_and_id_so_equal_timestamps_lose_none(store: Store) -> None:

@@ -51,6 +51,7 @@ OBSERVATION_COLUMNS: tuple[str, ...] = (
     "finished_at",
     "replica_id",
     "decision",
+    "trace_id",
 )
 # Positions used by the backends.
 OBS_STARTED, OBS_FINISHED = 25, 26
@@ -180,6 +181,7 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         finished_at,
         obs.replica_id,
         decision_bytes,
+        obs.trace_id,
     )
 
 
@@ -210,6 +212,7 @@ def observation_from_values(row: Sequence[Any]) -> observer_pb2.Observation:
         finish_reason=row[23],
         attempts=row[24],
         replica_id=row[27],
+        trace_id=row[29],
     )
     obs.started_at.FromMicroseconds(row[25])
     if row[26] is not None:

@@ -169,6 +169,8 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             # The decision's current reward (NULL: it earns none): a correction reads what it replaces
             # here, and arm statistics sum it.
             "ALTER TABLE observations ADD COLUMN reward double precision, ADD COLUMN quality double precision",
+            # The request's trace, to go from an observation to its spans.
+            "ALTER TABLE observations ADD COLUMN trace_id text NOT NULL DEFAULT ''",
             # Feedback that arrived before its observation; ingest looks only among these.
             "ALTER TABLE feedback ADD COLUMN orphan boolean NOT NULL DEFAULT false",
             "CREATE INDEX feedback_orphans ON feedback (decision_id, seq) WHERE orphan",
@@ -305,5 +307,10 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX reward_events_decision ON reward_events (decision_id, cursor)",
             "CREATE INDEX reward_events_at ON reward_events (at)",
         ),
+    ),
+    Migration(
+        2,
+        "observations carry their trace id",
+        ("ALTER TABLE observations ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",),
     ),
 )
