@@ -9,18 +9,40 @@ import time
 import grpc
 from grpc import aio
 
-from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics
 from atp_adapters.spool import Spool, SpoolFull
 
 log = logging.getLogger("atp.adapters.shipper")
+
+_INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
+# The key of IngestRequest.observations (field 1, length-delimited) on the wire.
+_OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_observation(observation: observer_pb2.Observation) -> bytes:
+    """One observation as an encoded IngestRequest entry: batches are these joined, with no copy."""
+    payload = observation.SerializeToString()
+    return _OBSERVATIONS_KEY + _varint(len(payload)) + payload
 
 
 class ObservationShipper:
     """A bounded queue on the request path and one background task that delivers it.
 
     `submit` never awaits: it puts the observation on the queue, and only when the queue is full (the
-    observer is far behind) writes it to the spool at once, so nothing is lost. The task collects batches
+    observer is far behind) writes it to the spool at once, so nothing is lost. Each observation is
+    encoded as it is submitted (a few microseconds), so a batch is one join of bytes: building and
+    serializing a 256-observation IngestRequest at once stalled the event loop for about a millisecond,
+    twice a second, in front of whichever request was in flight. The task collects batches
     (up to `batch_size`, or whatever arrived within `interval_s`) and sends each in its own Ingest call
     with a deadline. A batch that is not acknowledged goes to the spool; while the observer is away (after
     a failure, with exponential backoff) or the queue is more than half full, batches go straight to the
@@ -40,9 +62,14 @@ class ObservationShipper:
         timeout_s: float,
         backoff_max_s: float,
     ) -> None:
-        self._stub = observer_pb2_grpc.ObserverServiceStub(channel)
+        # Ingest with the request already encoded (no serializer: the bytes go out as they are).
+        self._ingest = channel.stream_unary(
+            f"/{_INGEST.containing_service.full_name}/{_INGEST.name}",
+            request_serializer=None,
+            response_deserializer=observer_pb2.IngestResponse.FromString,
+        )
         self._spool = spool
-        self._queue: asyncio.Queue[observer_pb2.Observation] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
         self._high_water = max(queue_size // 2, 1)
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -51,7 +78,7 @@ class ObservationShipper:
         self._backoff_s = 0.0
         self._retry_at = 0.0
         # The batch taken from the queue and not yet delivered or spooled; drain must not forget it.
-        self._pending: list[observer_pb2.Observation] = []
+        self._pending: list[bytes] = []
         # Completed by submit() when the queue holds `_batch_missing` more observations (see _collect).
         self._batch_ready: asyncio.Future[None] | None = None
         self._batch_missing = 0
@@ -64,11 +91,12 @@ class ObservationShipper:
 
     def submit(self, observation: observer_pb2.Observation) -> None:
         """Hand one observation over; never awaits."""
+        encoded = encode_observation(observation)
         try:
-            self._queue.put_nowait(observation)
+            self._queue.put_nowait(encoded)
         except asyncio.QueueFull:
             # Last resort under overload: a synchronous spool write is slower, but loses nothing.
-            self._spool_batch([observation])
+            self._spool_batch([encoded])
             return
         size = self._queue.qsize()
         metrics.OBSERVATION_QUEUE.set(size)
@@ -86,7 +114,7 @@ class ObservationShipper:
         """False while backing off after a failed delivery."""
         return time.monotonic() >= self._retry_at
 
-    def _take_queued(self, pending: list[observer_pb2.Observation]) -> None:
+    def _take_queued(self, pending: list[bytes]) -> None:
         queue = self._queue
         while len(pending) < self._batch_size and not queue.empty():
             pending.append(queue.get_nowait())
@@ -133,7 +161,7 @@ class ObservationShipper:
     async def _deliver_pending(self) -> None:
         batch = self._pending
         if self.observer_reachable and self._queue.qsize() < self._high_water:
-            if await self._send(observer_pb2.IngestRequest(observations=batch)):
+            if await self._send(b"".join(batch)):
                 metrics.OBSERVATIONS.labels("shipped").inc(len(batch))
                 self._pending = []
                 return
@@ -146,14 +174,15 @@ class ObservationShipper:
             metrics.SPOOL_BYTES.set(self._spool.size_bytes)
             return
         request, end = item
-        if not request.observations or await self._send(request):
+        if not request.observations or await self._send(request.SerializeToString()):
             self._spool.commit(end)
             metrics.OBSERVATIONS.labels("replayed").inc(len(request.observations))
             metrics.SPOOL_BYTES.set(self._spool.size_bytes)
 
-    async def _send(self, request: observer_pb2.IngestRequest) -> bool:
+    async def _send(self, request: bytes) -> bool:
+        """Deliver one encoded IngestRequest; False (and the backoff advanced) when it was not taken."""
         try:
-            await self._stub.Ingest(iter((request,)), timeout=self._timeout_s)
+            await self._ingest(iter((request,)), timeout=self._timeout_s)
         except aio.AioRpcError as exc:
             self._backoff_s = min(max(self._backoff_s * 2, 0.1), self._backoff_max_s)
             self._retry_at = time.monotonic() + self._backoff_s
@@ -169,9 +198,9 @@ class ObservationShipper:
         self._retry_at = 0.0
         return True
 
-    def _spool_batch(self, batch: list[observer_pb2.Observation]) -> None:
+    def _spool_batch(self, batch: list[bytes]) -> None:
         try:
-            self._spool.append(observer_pb2.IngestRequest(observations=batch))
+            self._spool.append_serialized(b"".join(batch))
         except (SpoolFull, OSError):
             # Bounded disk wins over completeness; loud, counted, never silent.
             log.exception("dropping %d observations: the spool cannot take them", len(batch))
@@ -196,9 +225,8 @@ class ObservationShipper:
             batch = leftover[start : start + self._batch_size]
             remaining = deadline - time.monotonic()
             if reachable and remaining > 0:
-                request = observer_pb2.IngestRequest(observations=batch)
                 try:
-                    await self._stub.Ingest(iter((request,)), timeout=min(remaining, self._timeout_s))
+                    await self._ingest(iter((b"".join(batch),)), timeout=min(remaining, self._timeout_s))
                 except aio.AioRpcError as exc:
                     log.warning("observer unreachable at drain (%s); spooling the rest", exc.code().name)
                     reachable = False

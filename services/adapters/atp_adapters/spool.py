@@ -67,7 +67,10 @@ class Spool:
 
     def append(self, request: observer_pb2.IngestRequest) -> None:
         """Write one batch durably (fsync) to the active segment. Raises SpoolFull beyond the cap."""
-        payload = request.SerializeToString()
+        self.append_serialized(request.SerializeToString())
+
+    def append_serialized(self, payload: bytes) -> None:
+        """`append` for a batch already serialized as an IngestRequest."""
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         if self._size + len(record) > self.max_bytes:
             raise SpoolFull(f"spool {self.directory} is at its cap of {self.max_bytes} bytes")

@@ -16,6 +16,7 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
+from atp_adapters.shipper import encode_observation
 from atp_adapters.spool import Spool, SpoolFull
 from atp_common.config import builtin_config
 from atp_common.server import RunningServer
@@ -221,3 +222,16 @@ def test_spool_refuses_batches_beyond_its_cap(tmp_path: Path):
     spool.append(_batch("a"))
     with pytest.raises(SpoolFull):
         spool.append(_batch("b" * 100))
+
+
+def test_encoded_observations_joined_are_the_ingest_request():
+    # The shipper sends joined encodings as an IngestRequest: they must be exactly its wire form,
+    # including observations whose length needs a multi-byte varint.
+    observations = [
+        observer_pb2.Observation(observation_id="a", tenant=TENANT, latency_ms=1.5),
+        observer_pb2.Observation(observation_id="b", prompt_text="x" * 70_000),
+        observer_pb2.Observation(),
+    ]
+    joined = b"".join(encode_observation(o) for o in observations)
+    assert joined == observer_pb2.IngestRequest(observations=observations).SerializeToString()
+    assert list(observer_pb2.IngestRequest.FromString(joined).observations) == observations
