@@ -90,7 +90,11 @@ class IngestBuffer:
         self._queue: deque[_Batch] = deque()
         # Observations queued or being written: what the capacity bounds.
         self._size = 0
-        self._changed = asyncio.Condition()
+        # One lock, two conditions: a new batch wakes one writer (not every writer and every waiting
+        # sender), and a finished write wakes the senders waiting for room and close().
+        self._lock = asyncio.Lock()
+        self._work = asyncio.Condition(self._lock)
+        self._room = asyncio.Condition(self._lock)
         self._writers: list[asyncio.Task[None]] = []
         self._closing = False
         self._outage_since: float | None = None
@@ -112,14 +116,14 @@ class IngestBuffer:
     ) -> asyncio.Future[tuple[int, int]]:
         """Queue one batch; the returned future gives (stored, duplicates) once it is committed."""
         n = len(observations)
-        async with self._changed:
+        async with self._lock:
             if self._closing:
                 raise Unavailable("observer is shutting down", retry_after=1.0)
             # A batch larger than the free room still goes in when the buffer is empty, or it never would.
             has_room = lambda: self._size == 0 or self._size + n <= self._capacity  # noqa: E731
             if not has_room():
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(has_room), self._wait_s)
+                    await asyncio.wait_for(self._room.wait_for(has_room), self._wait_s)
                 except TimeoutError:
                     metrics.PUSHBACKS.inc()
                     raise Unavailable(
@@ -131,19 +135,21 @@ class IngestBuffer:
             self._queue.append(_Batch(observations, done, time.monotonic()))
             self._size += n
             metrics.BUFFER_DEPTH.set(self._size)
-            self._changed.notify_all()
+            self._work.notify()
             return done
 
     async def _next(self) -> list[_Batch]:
         """The oldest waiting batch and those behind it, while they fit in merge_observations."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._queue))
+        async with self._lock:
+            await self._work.wait_for(lambda: bool(self._queue))
             group = [self._queue.popleft()]
             total = len(group[0].observations)
             while self._queue and total + len(self._queue[0].observations) <= self._merge_observations:
                 batch = self._queue.popleft()
                 group.append(batch)
                 total += len(batch.observations)
+            if self._queue:
+                self._work.notify()  # more than one merge holds: another writer can take the rest
             return group
 
     async def _write_loop(self) -> None:
@@ -152,10 +158,10 @@ class IngestBuffer:
             try:
                 await self._write_group(group)
             finally:
-                async with self._changed:
+                async with self._lock:
                     self._size -= sum(len(batch.observations) for batch in group)
                     metrics.BUFFER_DEPTH.set(self._size)
-                    self._changed.notify_all()
+                    self._room.notify_all()
 
     async def _write_group(self, group: list[_Batch]) -> None:
         """Commit the group together; when that fails for a reason other than an outage, each batch
@@ -214,11 +220,11 @@ class IngestBuffer:
 
     async def close(self, flush_timeout_s: float) -> None:
         """Refuse new batches, write what is buffered (bounded by `flush_timeout_s`), stop the writers."""
-        async with self._changed:
+        async with self._lock:
             self._closing = True
-            self._changed.notify_all()
+            self._room.notify_all()
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._size == 0), flush_timeout_s)
+                await asyncio.wait_for(self._room.wait_for(lambda: self._size == 0), flush_timeout_s)
             except TimeoutError:
                 log.error("shutting down with %d observations unwritten (senders will resend)", self._size)
         for task in self._writers:

@@ -338,6 +338,8 @@ class PostgresStore(Store):
                         fresh = await self._insert_batch(conn, rows, deduplicate=False)
                     except asyncpg.UniqueViolationError:
                         fresh = await self._insert_batch(conn, rows, deduplicate=True)
+                    if fresh is rows:  # the usual case: every row was new
+                        return [(len(batch_rows), 0) for batch_rows in converted]
                     return count_stored(converted, fresh)
                 except asyncpg.CheckViolationError:
                     # No partition for a row: another replica's maintain() dropped one we thought existed.
@@ -417,7 +419,7 @@ class PostgresStore(Store):
         for row in rows:
             route, status = row[_ROUTE], row[_STATUS]
             if not route or not row[_DECISION_ID] or status == _CANCELLED:
-                append((*row, None, None))
+                append(row + _NO_REWARD)
                 continue
             quality = scores.get((row[_DECISION_ID], row[_TENANT])) if scores else None
             if quality is None:
@@ -687,6 +689,7 @@ _STATUS, _FINISH_REASON, _COST, _LATENCY = (
     OBSERVATION_COLUMNS.index(c) for c in ("status", "finish_reason", "cost_usd", "latency_ms")
 )
 _CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
+_NO_REWARD = (None, None)
 # What a reward_log row's `events` holds of each event, by observations column (reward and quality, not
 # columns of OBSERVATION_COLUMNS, follow policy).
 _PACKED_POSITIONS = (
