@@ -173,13 +173,14 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         features = pack_vector(vector) if vector else _EMPTY_VECTOR
     else:
         decision_bytes, features = None, _EMPTY_VECTOR
+    u = _USAGE_FIELDS(obs.usage)
     started = obs.started_at
     if has_field("finished_at"):
         finished = obs.finished_at
         finished_at: int | None = finished.seconds * 1_000_000 + finished.nanos // 1000 - epoch_micros
     else:
         finished_at = None
-    # In OBSERVATION_COLUMNS order.
+    # In OBSERVATION_COLUMNS order (indexing, not unpacking: a starred item makes the tuple a list first).
     return (
         o[0],
         o[1],
@@ -193,7 +194,11 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         features,
         o[5],
         o[6],
-        *_USAGE_FIELDS(obs.usage),
+        u[0],
+        u[1],
+        u[2],
+        u[3],
+        u[4],
         o[7],
         o[8],
         o[9],
