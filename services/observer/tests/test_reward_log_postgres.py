@@ -15,7 +15,7 @@ from atp.observer.v1 import observer_pb2
 from atp_observer.store import PostgresStore
 from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values, pack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
-from atp_observer.store.postgres import CURSOR_POSITION_BITS
+from atp_observer.store.reward_log import CURSOR_POSITION_BITS
 from services.observer.tests.test_store import REWARDS, all_rewards, feedback, make_obs
 
 pytestmark = pytest.mark.postgres

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import operator
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -13,10 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import AtpError, InvalidArgument, PermissionDenied, Unavailable
+from atp_observer.store import reward_log
 from atp_observer.store.base import (
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
@@ -33,12 +31,11 @@ from atp_observer.store.base import (
     now_micros,
     observation_from_values,
     observation_values,
-    reward_event,
-    unpack_vector,
     usage_query,
     usage_row,
 )
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
+from atp_observer.store.reward_log import STORED_COLUMNS
 from atp_observer.store.rewards import RewardModel
 
 # Errors that mean "the database cannot serve now", as opposed to a bug in a query.
@@ -59,48 +56,12 @@ _UNAVAILABLE_ERRORS = (
 _ATTEMPTS = 3
 
 _OBS_COLS = ", ".join(OBSERVATION_COLUMNS)
-# Ingest writes each row with the decision's reward and quality (NULL when it earns none).
-_STORED_COLUMNS = (*OBSERVATION_COLUMNS, "reward", "quality")
-_STORED_COLS = ", ".join(_STORED_COLUMNS)
-_REWARD, _QUALITY = len(OBSERVATION_COLUMNS), len(OBSERVATION_COLUMNS) + 1
+_STORED_COLS = ", ".join(STORED_COLUMNS)
 _INSERT_FROM_STAGE = (
     f"INSERT INTO observations ({_STORED_COLS}) SELECT {_STORED_COLS} FROM obs_stage "
     "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
 )
 
-# Reward cursors. An event's cursor is the id of the transaction that appended it, shifted left by
-# CURSOR_POSITION_BITS, plus its position among that transaction's events; a transaction appends fewer
-# than 2^20 events (the ingest settings cap a transaction below that).
-CURSOR_POSITION_BITS = 20
-_POSITION_MASK = (1 << CURSOR_POSITION_BITS) - 1
-# The orphan feedback (feedback that came before its observation) of the given decisions, oldest first.
-# Read under the shared reward lock (see PostgresStore). The decision ids travel as one string split by
-# _ID_SEPARATOR, which asyncpg encodes in one step where a text[] costs a type check per element.
-_ORPHANS = (
-    "SELECT seq, decision_id, tenant, score FROM feedback "
-    "WHERE orphan AND decision_id = ANY(string_to_array($1, chr(31))) "
-    # Evaluated once, first: with no orphan feedback at all (the usual case) nothing is looked up.
-    "AND EXISTS (SELECT 1 FROM feedback WHERE orphan) ORDER BY seq"
-)
-_ID_SEPARATOR = "\x1f"
-# One ingest transaction's events as one reward_log row; the orphan feedback they joined stops being one.
-_APPEND_INGEST_LOG = """
-    WITH joined AS (UPDATE feedback SET orphan = false WHERE orphan AND seq = ANY($4::bigint[]))
-    INSERT INTO reward_log (xid, event_count, events, at) VALUES (pg_current_xact_id(), $1, $2, $3)"""
-_APPEND_CORRECTION_LOG = """
-    INSERT INTO reward_log (xid, event_count, events, corrections, previous_rewards, previous_qualities, at)
-    VALUES (pg_current_xact_id(), 1, $1, ARRAY[true], ARRAY[$2::float8], ARRAY[$3::float8], $4)"""
-_LOG_ROW = (
-    "xid::text::bigint, event_count, events, positions, corrections, previous_rewards, previous_qualities, at"
-)
-# Rows of transactions below the horizon: every transaction with a smaller id has ended, so no row can
-# still appear before the last one returned.
-_READ_LOG = (
-    f"SELECT {_LOG_ROW} FROM reward_log "
-    "WHERE xid >= $1::text::xid8 AND xid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY xid LIMIT $2"
-)
-# Log rows read per round trip while paging through the stream.
-_LOG_PAGE_ROWS = 16
 _PARTITION_NAME = re.compile(r"^observations_p(\d{8})$")
 _STATUS_ERRORS = (
     observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
@@ -152,7 +113,12 @@ async def register_codecs(conn: asyncpg.Connection) -> None:
     await conn.set_builtin_type_codec("timestamptz", schema="pg_catalog", codec_name="int8")
 
 
-_DECISION_ID, _TENANT, _ROUTE = 2, 3, 4
+_DECISION_ID, _TENANT, _ROUTE, _STATUS, _FINISH_REASON, _COST, _LATENCY = (
+    OBSERVATION_COLUMNS.index(c)
+    for c in ("decision_id", "tenant", "route", "status", "finish_reason", "cost_usd", "latency_ms")
+)
+_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
+_NO_REWARD = (None, None)
 
 
 class PostgresStore(Store):
@@ -363,18 +329,19 @@ class PostgresStore(Store):
         orders the log row, is drawn by the first write, so under the lock."""
         await conn.execute(self._begin_ingest)
         try:
-            # A decision id holding the separator could only miss its own orphan feedback.
-            decisions = _ID_SEPARATOR.join({row[_DECISION_ID] for row in rows if row[_DECISION_ID]})
+            decisions = reward_log.ID_SEPARATOR.join({row[_DECISION_ID] for row in rows} - {""})
             scores: dict[tuple[str, str], float] = {}
             orphan_seqs: dict[tuple[str, str], list[int]] = {}
-            for seq, decision_id, tenant, score in await conn.fetch(_ORPHANS, decisions) if decisions else ():
+            for seq, decision_id, tenant, score in (
+                await conn.fetch(reward_log.ORPHANS_SQL, decisions) if decisions else ()
+            ):
                 scores[(decision_id, tenant)] = score  # the latest feedback wins
                 orphan_seqs.setdefault((decision_id, tenant), []).append(seq)
             stored = self._with_rewards(rows, scores)
             fresh = await self._insert_rows(conn, stored, deduplicate)
-            rewarded = [row for row in fresh if row[_REWARD] is not None]
+            rewarded = [row for row in fresh if row[reward_log.REWARD] is not None]
             if rewarded:
-                if len(rewarded) > _POSITION_MASK:
+                if len(rewarded) > reward_log.POSITION_MASK:
                     raise InvalidArgument(f"{len(rewarded)} reward events in one transaction is too many")
                 joined = (
                     [
@@ -386,9 +353,9 @@ class PostgresStore(Store):
                     else []
                 )
                 await conn.execute(
-                    _APPEND_INGEST_LOG,
+                    reward_log.APPEND_INGEST_SQL,
                     len(rewarded),
-                    _pack_events(rewarded),
+                    reward_log.pack_events(rewarded),
                     now_micros() - PG_EPOCH_MICROS,
                     joined,
                 )
@@ -437,9 +404,9 @@ class PostgresStore(Store):
         # again and deduplicates. This costs a resend a failed COPY and saves every new batch a second
         # pass over its rows.
         if not deduplicate:
-            await conn.copy_records_to_table("observations", records=rows, columns=_STORED_COLUMNS)
+            await conn.copy_records_to_table("observations", records=rows, columns=STORED_COLUMNS)
             return rows
-        await conn.copy_records_to_table("obs_stage", records=rows, columns=_STORED_COLUMNS)
+        await conn.copy_records_to_table("obs_stage", records=rows, columns=STORED_COLUMNS)
         inserted = await conn.fetch(_INSERT_FROM_STAGE)
         by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
         for row in rows:
@@ -510,8 +477,8 @@ class PostgresStore(Store):
                 latency_ms,
             )
             await conn.execute(
-                _APPEND_CORRECTION_LOG,
-                orjson.dumps([[value] for value in (*event, propensity, features.hex())]),
+                reward_log.APPEND_CORRECTION_SQL,
+                reward_log.pack_correction((*event, propensity, features)),
                 previous_reward,
                 previous_quality,
                 now,
@@ -522,15 +489,19 @@ class PostgresStore(Store):
         """Reward events after `cursor`, oldest first."""
         limit = check_limit(limit, MAX_REWARDS_LIMIT)
         events: list[observer_pb2.RewardEvent] = []
-        first_xid = max(cursor, 0) >> CURSOR_POSITION_BITS
+        first_xid = max(cursor, 0) >> reward_log.CURSOR_POSITION_BITS
         async with self._connection() as conn:
             while len(events) < limit:
-                rows = await conn.fetch(_READ_LOG, str(first_xid), _LOG_PAGE_ROWS)
+                rows = await conn.fetch(reward_log.READ_SQL, str(first_xid), reward_log.PAGE_ROWS)
                 for row in rows:
-                    events.extend(_log_events(row, after=cursor, limit=limit - len(events)))
+                    events.extend(
+                        reward_log.log_events(
+                            row, after=cursor, limit=limit - len(events), epoch_micros=PG_EPOCH_MICROS
+                        )
+                    )
                     if len(events) >= limit:
                         break
-                if len(rows) < _LOG_PAGE_ROWS:
+                if len(rows) < reward_log.PAGE_ROWS:
                     break
                 first_xid = rows[-1][0] + 1
         return events
@@ -613,19 +584,23 @@ class PostgresStore(Store):
                 str(horizon),
             )
             above = await conn.fetch(
-                f"SELECT {_LOG_ROW} FROM reward_log WHERE xid >= $1::text::xid8 ORDER BY xid DESC",
+                f"SELECT {reward_log.ROW} FROM reward_log WHERE xid >= $1::text::xid8 ORDER BY xid DESC",
                 str(horizon),
             )
             rows = await (conn.fetch(sql, route) if route else conn.fetch(sql))
         sums = {(row[0], row[1], row[2]): list(row[3:]) for row in rows}
         for log_row in above:
-            for event in reversed(_log_events(log_row, after=-1, limit=_POSITION_MASK + 1)):
+            for event in reversed(
+                reward_log.log_events(
+                    log_row, after=-1, limit=reward_log.POSITION_MASK + 1, epoch_micros=PG_EPOCH_MICROS
+                )
+            ):
                 if not route or event.route == route:
-                    _take_back(sums, event)
+                    reward_log.take_back(sums, event)
         bound = 0
         if last is not None:
             xid, position, count = last
-            bound = (xid << CURSOR_POSITION_BITS) | (count - 1 if position is None else position)
+            bound = (xid << reward_log.CURSOR_POSITION_BITS) | (count - 1 if position is None else position)
         arms = [
             observer_pb2.ArmStats(
                 route=key[0],
@@ -683,95 +658,3 @@ class PostgresStore(Store):
                         self._partitions.discard(day)
             await conn.execute("DELETE FROM feedback WHERE created_at < $1", to_pg_micros(cutoff))
             await conn.execute("DELETE FROM reward_log WHERE at < $1", to_pg_micros(cutoff))
-
-
-_STATUS, _FINISH_REASON, _COST, _LATENCY = (
-    OBSERVATION_COLUMNS.index(c) for c in ("status", "finish_reason", "cost_usd", "latency_ms")
-)
-_CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
-_NO_REWARD = (None, None)
-# What a reward_log row's `events` holds of each event, by observations column (reward and quality, not
-# columns of OBSERVATION_COLUMNS, follow policy).
-_PACKED_POSITIONS = (
-    *(OBSERVATION_COLUMNS.index(c) for c in ("decision_id", "tenant", "route", "model", "policy")),
-    _REWARD,
-    _QUALITY,
-    *(OBSERVATION_COLUMNS.index(c) for c in ("cost_usd", "latency_ms", "propensity")),
-)
-_PACKED = operator.itemgetter(*_PACKED_POSITIONS)
-_FEATURES = OBSERVATION_COLUMNS.index("features")
-
-
-def _pack_events(rows: Sequence[tuple[Any, ...]]) -> bytes:
-    """The `events` of a reward_log row: JSON, one array per field, each element an event of `rows`.
-    (Parallel arrays in one value cost asyncpg and PostgreSQL far less than eleven array parameters,
-    whose encoding checks every element.)"""
-    columns = list(zip(*map(_PACKED, rows), strict=True))
-    columns.append(tuple(row[_FEATURES].hex() for row in rows))
-    return orjson.dumps(columns)
-
-
-def _number(value: float | str | None) -> float:
-    """A float read back from JSON: orjson writes NaN and infinities as null, PostgreSQL as strings."""
-    return math.nan if value is None else float(value)
-
-
-def _log_events(row: Sequence[Any], *, after: int, limit: int) -> list[observer_pb2.RewardEvent]:
-    """The events of one reward_log row (as _LOG_ROW selects it) with a cursor above `after`, at most
-    `limit`."""
-    xid, count, packed, positions, corrections, previous_rewards, previous_qualities, at = row
-    base = xid << CURSOR_POSITION_BITS
-    fields = orjson.loads(packed)
-    decision_ids, tenants, routes, models, policies = fields[:5]
-    rewards, qualities, costs, latencies, propensities = (
-        list(map(_number, column)) for column in fields[5:10]
-    )
-    features = fields[10]
-    at_micros = at + PG_EPOCH_MICROS
-    events = []
-    for i in range(count):
-        cursor = base | (i if positions is None else positions[i])
-        if cursor <= after:
-            continue
-        correction = corrections is not None and corrections[i]
-        values = (
-            cursor,
-            decision_ids[i],
-            tenants[i],
-            routes[i],
-            models[i],
-            policies[i],
-            rewards[i],
-            qualities[i],
-            costs[i],
-            latencies[i],
-            propensities[i],
-            None,
-            correction,
-            previous_rewards[i] if correction else 0.0,
-            previous_qualities[i] if correction else 0.0,
-        )
-        events.append(reward_event(values, unpack_vector(bytes.fromhex(features[i])), at_micros))
-        if len(events) >= limit:
-            break
-    return events
-
-
-def _take_back(sums: dict[tuple[str, str, str], list[float]], event: observer_pb2.RewardEvent) -> None:
-    """Undo one event in per-arm sums (pulls, reward, reward^2, quality, cost, latency), for the arm and
-    for the arm and tenant."""
-    for key in ((event.route, event.model, ""), (event.route, event.model, event.tenant)):
-        values = sums.get(key)
-        if values is None:
-            continue
-        if event.correction:
-            values[1] -= event.reward - event.previous_reward
-            values[2] -= event.reward**2 - event.previous_reward**2
-            values[3] -= event.quality - event.previous_quality
-        else:
-            values[0] -= 1
-            values[1] -= event.reward
-            values[2] -= event.reward**2
-            values[3] -= event.quality
-            values[4] -= event.cost_usd
-            values[5] -= event.latency_ms
