@@ -14,7 +14,8 @@ import pytest
 from atp.observer.v1 import observer_pb2
 from atp_observer.store import PostgresStore
 from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values, pack_vector
-from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
+from atp_observer.store.migrations import POSTGRES_MIGRATIONS
+from atp_observer.store.postgres import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
 from services.observer.tests.test_store import REWARDS, all_rewards, feedback, make_obs
 
@@ -107,16 +108,7 @@ async def test_feedback_racing_the_ingest_of_its_decision_is_never_lost(store: P
 async def _schema_at_version_2(dsn: str) -> None:
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        async with conn.transaction():
-            await conn.execute(POSTGRES_MIGRATIONS_TABLE)
-            for migration in POSTGRES_MIGRATIONS[:2]:
-                for statement in migration.statements:
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+        await migrate(conn, POSTGRES_MIGRATIONS[:2])
     finally:
         await conn.close()
 

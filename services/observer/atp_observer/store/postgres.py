@@ -34,7 +34,7 @@ from atp_observer.store.base import (
     usage_query,
     usage_row,
 )
-from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE
+from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, Migration
 from atp_observer.store.reward_log import STORED_COLUMNS
 from atp_observer.store.rewards import RewardModel
 
@@ -119,6 +119,27 @@ _DECISION_ID, _TENANT, _ROUTE, _STATUS, _FINISH_REASON, _COST, _LATENCY = (
 )
 _CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
 _NO_REWARD = (None, None)
+
+
+async def migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) -> None:
+    """Apply those of `migrations` not applied yet, in one transaction."""
+    async with conn.transaction():
+        # Replicas starting together: one migrates, the others wait and then find nothing to do.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.atp_observer_migrations'))"
+        )
+        await conn.execute(POSTGRES_MIGRATIONS_TABLE)
+        applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
 
 
 class PostgresStore(Store):
@@ -218,23 +239,7 @@ class PostgresStore(Store):
             self._partitions.clear()
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
-        async with conn.transaction():
-            # Replicas starting together: one migrates, the others wait and then find nothing to do.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.atp_observer_migrations'))"
-            )
-            await conn.execute(POSTGRES_MIGRATIONS_TABLE)
-            applied = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-            for migration in POSTGRES_MIGRATIONS:
-                if migration.version in applied:
-                    continue
-                for statement in migration.statements:
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+        await migrate(conn, POSTGRES_MIGRATIONS)
 
     @contextlib.contextmanager
     def _translate(self, action: str) -> Iterator[None]:
