@@ -23,11 +23,20 @@ class AtpError(Exception):
 
     mapping = ErrorMapping(grpc.StatusCode.INTERNAL, 500, "server_error", 1011)
 
-    def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        # Reply headers that explain the error to an HTTP client (x-ratelimit-* on a refusal).
+        self.headers = headers
 
     @property
     def code(self) -> str:
@@ -134,6 +143,8 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[AtpError]] = {
 ERROR_CLASS_KEY = "atp-error-class"
 ERROR_PARAM_KEY = "atp-error-param"
 RETRY_AFTER_KEY = "retry-after"
+# Error headers that travel with the error across services (as trailing metadata) to the HTTP reply.
+ERROR_HEADER_PREFIXES = ("x-ratelimit-",)
 
 
 def error_metadata(error: AtpError) -> tuple[tuple[str, str], ...]:
@@ -143,6 +154,7 @@ def error_metadata(error: AtpError) -> tuple[tuple[str, str], ...]:
         items.append((ERROR_PARAM_KEY, error.param))
     if error.retry_after is not None:
         items.append((RETRY_AFTER_KEY, f"{error.retry_after:.3f}"))
+    items += (item for item in error.headers if item[0].startswith(ERROR_HEADER_PREFIXES))
     return tuple(items)
 
 
@@ -155,6 +167,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> AtpError:
         exc.details() or exc.code().name.lower(),
         param=trailers.get(ERROR_PARAM_KEY),
         retry_after=float(retry_after) if retry_after else None,
+        headers=tuple((k, v) for k, v in trailers.items() if k.startswith(ERROR_HEADER_PREFIXES)),
     )
 
 

@@ -71,11 +71,13 @@ class ErrorReply:
 
 
 def error_reply(exc: AtpError) -> ErrorReply:
-    """The complete HTTP reply for `exc`, with Retry-After when the error says when to come back."""
+    """The complete HTTP reply for `exc`, with Retry-After when the error says when to come back and the
+    headers it carries (x-ratelimit-* on a refusal)."""
     status, error = openai_error(exc)
     headers: list[tuple[bytes, bytes]] = []
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
+    headers += ((name.encode(), value.encode()) for name, value in exc.headers)
     return ErrorReply(status, error, headers)
 
 

@@ -279,8 +279,13 @@ async def test_requests_per_minute_count_every_transport_on_both_gateways(stack:
         assert remaining == [5, 4, 3, 2]
         for url in stack.urls:
             assert (await _ws(url, "acme"))["type"] == "done"
-        # The seventh request is refused, whatever the transport and whichever gateway.
-        _refused_as_openai(await _plain(a), "rate_limit_exceeded")
+        # The seventh request is refused, whatever the transport and whichever gateway, and the refusal
+        # says where the limit stands, as OpenAI's does.
+        refused = await _plain(a)
+        _refused_as_openai(refused, "rate_limit_exceeded")
+        assert refused.headers["x-ratelimit-limit-requests"] == "6"
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert refused.headers["x-ratelimit-reset-requests"].endswith("s")
         response, _ = await _sse(b)
         _refused_as_openai(response, "rate_limit_exceeded")
         frame = await _ws(stack.urls[0], "acme")

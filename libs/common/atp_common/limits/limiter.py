@@ -193,6 +193,7 @@ class Limiter:
         if not outcome.admitted:
             check = checks[outcome.refused_by]
             retry_s = max(ttl[outcome.refused_by], 1) / 1000
+            headers = self._headers(limits, outcome.used, ttl)
             metrics.REFUSALS.labels(check.kind).inc()
             if check.kind == "budget":
                 spent = outcome.used[outcome.refused_by] / MICRO
@@ -201,12 +202,14 @@ class Limiter:
                     f"reserved); this request needs about ${micro / MICRO:.4f}. It resets in "
                     f"{reset_text(ttl[outcome.refused_by])}.",
                     retry_after=retry_s,
+                    headers=headers,
                 )
             raise RateLimited(
                 f"Rate limit reached for {check.name}: limit {check.limit}, used "
                 f"{outcome.used[outcome.refused_by]}, requested {amounts[outcome.refused_by]}. "
                 f"Please try again in {reset_text(ttl[outcome.refused_by])}.",
                 retry_after=retry_s,
+                headers=headers,
             )
         return Ticket(
             tuple(keys),
