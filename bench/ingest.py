@@ -22,6 +22,7 @@ import asyncpg
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_adapters.settings import AdaptersSettings
 from atp_common.channels import open_channel
 from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values
 from atp_observer.store.postgres import PG_EPOCH_MICROS, register_codecs
@@ -263,7 +264,10 @@ def main() -> None:
     )
     parser.add_argument("--observations", type=int, default=100_000, help="rows per method per round")
     parser.add_argument(
-        "--batch", type=int, default=256, help="observations per Ingest call (shipper default)"
+        "--batch",
+        type=int,
+        default=AdaptersSettings.model_fields["ship_batch_size"].default,
+        help="observations per Ingest call (default: the shipper's, %(default)s)",
     )
     parser.add_argument("--senders", type=int, default=4, help="concurrent shippers (adapters replicas)")
     parser.add_argument("--writers", type=int, default=4, help="observer batch writers (its default)")
