@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,7 +61,6 @@ _PACKED_POSITIONS = (
     QUALITY,
     *(OBSERVATION_COLUMNS.index(c) for c in ("cost_usd", "latency_ms", "propensity")),
 )
-_PACKED = operator.itemgetter(*_PACKED_POSITIONS)
 _FEATURES = OBSERVATION_COLUMNS.index("features")
 
 
@@ -70,9 +68,10 @@ def pack_events(rows: Sequence[tuple[Any, ...]]) -> bytes:
     """The `events` of a row: JSON, one array per field, each element an event of these stored rows.
     (Parallel arrays in one value cost asyncpg and PostgreSQL far less than eleven array parameters,
     whose encoding checks every element.)"""
-    columns: list[tuple[Any, ...]] = list(zip(*map(_PACKED, rows), strict=True))
-    columns.append(tuple(row[_FEATURES].hex() for row in rows))
-    return orjson.dumps(columns)
+    columns = list(zip(*rows, strict=True))  # transposed in C: cheaper than picking fields row by row
+    packed: list[Any] = [columns[i] for i in _PACKED_POSITIONS]
+    packed.append(list(map(bytes.hex, columns[_FEATURES])))
+    return orjson.dumps(packed)
 
 
 def pack_correction(values: Sequence[Any]) -> bytes:

@@ -80,10 +80,6 @@ class RewardModel:
         weights = self._weights.get(route, _NO_PENALTY)
         return quality - weights.cost_weight * cost_usd - weights.latency_weight * (latency_ms / 1000.0)
 
-    def route_weights(self) -> list[tuple[str, float, float]]:
-        """(route, cost_weight, latency_weight) of every configured route, for a backend computing in SQL."""
-        return [(route, w.cost_weight, w.latency_weight) for route, w in self._weights.items()]
-
     @staticmethod
     def proxy_quality(status: int, finish_reason: str) -> float | None:
         """Quality before feedback, or None when the outcome earns no reward (cancelled)."""
