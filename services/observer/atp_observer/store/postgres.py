@@ -385,7 +385,10 @@ class PostgresStore(Store):
         """The rows to store: each observation with its decision's reward and quality (None, None when it
         earns none, see eligible_for_reward). Quality is the latest orphan feedback's score, else the
         outcome's proxy. Runs per observation, hence the locals."""
-        proxy_quality, reward = self.reward_model.proxy_quality, self.reward_model.reward
+        model = self.reward_model
+        # A batch has few routes and outcomes: their penalties and proxy qualities are looked up once.
+        penalties: dict[str, tuple[float, float]] = {}
+        proxies: dict[tuple[int, str], float] = {}
         stored: list[tuple[Any, ...]] = []
         append = stored.append
         for row in rows:
@@ -395,8 +398,12 @@ class PostgresStore(Store):
                 continue
             quality = scores.get((row[_DECISION_ID], row[_TENANT])) if scores else None
             if quality is None:
-                quality = proxy_quality(status, row[_FINISH_REASON]) or 0.0
-            append((*row, reward(route, quality, row[_COST], row[_LATENCY]), quality))
+                outcome = (status, row[_FINISH_REASON])
+                quality = proxies.get(outcome)
+                if quality is None:
+                    quality = proxies[outcome] = model.proxy_quality(*outcome) or 0.0
+            per_usd, per_ms = penalties.get(route) or penalties.setdefault(route, model.penalties(route))
+            append((*row, quality - per_usd * row[_COST] - per_ms * row[_LATENCY], quality))
         return stored
 
     @staticmethod

@@ -77,8 +77,14 @@ class RewardModel:
 
     def reward(self, route: str, quality: float, cost_usd: float, latency_ms: float) -> float:
         """The reward of one outcome on `route`."""
+        per_usd, per_ms = self.penalties(route)
+        return quality - per_usd * cost_usd - per_ms * latency_ms
+
+    def penalties(self, route: str) -> tuple[float, float]:
+        """The route's penalty per USD of cost and per millisecond of latency: reward is quality minus
+        both (what `reward` computes, for callers that score many outcomes of a few routes)."""
         weights = self._weights.get(route, _NO_PENALTY)
-        return quality - weights.cost_weight * cost_usd - weights.latency_weight * (latency_ms / 1000.0)
+        return weights.cost_weight, weights.latency_weight / 1000.0
 
     @staticmethod
     def proxy_quality(status: int, finish_reason: str) -> float | None:
