@@ -69,6 +69,8 @@ class ModelConfig(_Strict):
     input_usd_per_mtok: float = Field(0.0, ge=0)
     output_usd_per_mtok: float = Field(0.0, ge=0)
     cached_input_usd_per_mtok: float | None = Field(None, ge=0)
+    # Prompt tokens written to the provider's cache (Anthropic bills them above the input price).
+    cache_write_usd_per_mtok: float | None = Field(None, ge=0)
     reasoning_usd_per_mtok: float | None = Field(None, ge=0)
     context_window: int = Field(8192, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))

@@ -56,11 +56,15 @@ def request(stream: bool = True, **params) -> ProviderRequest:
 async def test_text_reply_with_cached_usage(
     fake: FakeAnthropic, provider: AnthropicProvider, stream: bool
 ) -> None:
-    fake.reply = FakeReply(text="Sunny in both.", prompt_tokens=20, cached_tokens=15, completion_tokens=4)
+    fake.reply = FakeReply(
+        text="Sunny in both.", prompt_tokens=20, cached_tokens=12, cache_write_tokens=3, completion_tokens=4
+    )
     reply = await collect(provider.stream(request(stream=stream)))
     assert reply.text == "Sunny in both."
     assert reply.finish_reason == "stop" and reply.roles == ["assistant"]
-    assert reply.usage == chat_pb2.Usage(prompt_tokens=20, completion_tokens=4, cached_prompt_tokens=15)
+    assert reply.usage == chat_pb2.Usage(
+        prompt_tokens=20, completion_tokens=4, cached_prompt_tokens=12, cache_write_tokens=3
+    )
     sent = fake.requests[0]
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == "sk-ant" and sent.headers["anthropic-version"] == "2023-06-01"

@@ -61,6 +61,7 @@ def make_obs(
             cached_prompt_tokens=2,
             reasoning_tokens=1,
             estimated=True,
+            cache_write_tokens=3,
         ),
         cost_usd=cost_usd,
         latency_ms=latency_ms,

@@ -461,11 +461,14 @@ class HttpProvider(Provider):
         return error
 
 
-def usage_from(prompt: Any, completion: Any, cached: Any = 0, reasoning: Any = 0) -> chat_pb2.Usage:
+def usage_from(
+    prompt: Any, completion: Any, cached: Any = 0, reasoning: Any = 0, cache_write: Any = 0
+) -> chat_pb2.Usage:
     """A provider-reported Usage; missing (None) counts are zero."""
     return chat_pb2.Usage(
         prompt_tokens=int(prompt or 0),
         completion_tokens=int(completion or 0),
         cached_prompt_tokens=int(cached or 0),
         reasoning_tokens=int(reasoning or 0),
+        cache_write_tokens=int(cache_write or 0),
     )

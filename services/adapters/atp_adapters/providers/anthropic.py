@@ -27,11 +27,11 @@ _STOP_REASONS = {
 
 def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
     cached = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
     # Anthropic's input_tokens leaves out cache reads and writes; prompt tokens here count them all.
-    prompt = (usage.get("input_tokens") or 0) + cached + (usage.get("cache_creation_input_tokens") or 0)
-    return usage_from(
-        prompt, output_tokens if output_tokens is not None else usage.get("output_tokens"), cached
-    )
+    prompt = (usage.get("input_tokens") or 0) + cached + written
+    completion = output_tokens if output_tokens is not None else usage.get("output_tokens")
+    return usage_from(prompt, completion, cached, cache_write=written)
 
 
 def _image_block(provider: str, part: dict[str, Any]) -> dict[str, Any]:

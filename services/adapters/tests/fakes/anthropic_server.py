@@ -37,9 +37,9 @@ class FakeAnthropic(FakeServer):
     def _usage(self, output_tokens: int) -> dict[str, Any]:
         reply = self.reply
         return {
-            # Anthropic's input_tokens leaves out what was read from the cache.
-            "input_tokens": reply.prompt_tokens - reply.cached_tokens,
-            "cache_creation_input_tokens": 0,
+            # Anthropic's input_tokens leaves out what was read from and written to the cache.
+            "input_tokens": reply.prompt_tokens - reply.cached_tokens - reply.cache_write_tokens,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
             "cache_read_input_tokens": reply.cached_tokens,
             "output_tokens": output_tokens,
         }

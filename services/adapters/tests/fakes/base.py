@@ -42,6 +42,7 @@ class FakeReply:
     prompt_tokens: int = 11
     completion_tokens: int = 9
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
     def pieces(self) -> list[str]:

@@ -53,6 +53,7 @@ OBSERVATION_COLUMNS: tuple[str, ...] = (
     "replica_id",
     "decision",
     "trace_id",
+    "cache_write_tokens",
 )
 # Positions used by the backends.
 OBS_STARTED, OBS_FINISHED = 25, 26
@@ -150,7 +151,12 @@ _OBSERVATION_FIELDS = operator.attrgetter(
 )
 _DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
 _USAGE_FIELDS = operator.attrgetter(
-    "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens", "estimated"
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_prompt_tokens",
+    "reasoning_tokens",
+    "estimated",
+    "cache_write_tokens",
 )
 
 
@@ -214,6 +220,7 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         o[15],
         decision_bytes,
         o[16],
+        u[5],
     )
 
 
@@ -234,6 +241,7 @@ def observation_from_values(row: Sequence[Any]) -> observer_pb2.Observation:
             cached_prompt_tokens=row[14],
             reasoning_tokens=row[15],
             estimated=bool(row[16]),
+            cache_write_tokens=row[30],
         ),
         cost_usd=row[17],
         latency_ms=row[18],

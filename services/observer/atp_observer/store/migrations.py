@@ -171,6 +171,8 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE observations ADD COLUMN reward double precision, ADD COLUMN quality double precision",
             # The request's trace, to go from an observation to its spans.
             "ALTER TABLE observations ADD COLUMN trace_id text NOT NULL DEFAULT ''",
+            # Prompt tokens written to the provider's prompt cache.
+            "ALTER TABLE observations ADD COLUMN cache_write_tokens bigint NOT NULL DEFAULT 0",
             # Feedback that arrived before its observation; ingest looks only among these.
             "ALTER TABLE feedback ADD COLUMN orphan boolean NOT NULL DEFAULT false",
             "CREATE INDEX feedback_orphans ON feedback (decision_id, seq) WHERE orphan",
@@ -310,7 +312,10 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         2,
-        "observations carry their trace id",
-        ("ALTER TABLE observations ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",),
+        "observations carry their trace id and cache-write tokens",
+        (
+            "ALTER TABLE observations ADD COLUMN trace_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE observations ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0",
+        ),
     ),
 )
