@@ -4,7 +4,6 @@ which call fault-injecting fake OpenAI, Anthropic and Gemini servers on loopback
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -13,13 +12,10 @@ import orjson
 import pytest
 import websockets
 
-from atp_adapters.server import build_server
-from atp_adapters.settings import AdaptersSettings
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
-from atp_gateway.app import create_app
 from atp_gateway.serve import GatewayServer
-from atp_gateway.settings import GatewaySettings
 from services.adapters.tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeReply, Faults
+from services.gateway.tests.stack import adapters_and_gateway
 
 CHAT = "/v1/chat/completions"
 TIMEOUT = 10.0
@@ -75,15 +71,8 @@ def _config(stack_fakes: dict[str, object], api_key: str) -> AtpConfig:
     )
 
 
-def _free_address() -> str:
-    # Nobody listens here: without a router the adapters route on the configured order.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
-
-
 @pytest.fixture
-async def stack(observer, tmp_path, wait_for, api_key) -> AsyncIterator[Stack]:
+async def stack(observer, tmp_path, api_key) -> AsyncIterator[Stack]:
     fakes = {
         "openai": FakeOpenAI(),
         "backup": FakeOpenAI(),
@@ -92,43 +81,21 @@ async def stack(observer, tmp_path, wait_for, api_key) -> AsyncIterator[Stack]:
     }
     for fake in fakes.values():
         await fake.start()
-    config = _config(fakes, api_key)
-    adapters = await build_server(
-        AdaptersSettings(
-            port=0,
-            metrics_port=None,
-            router_addr=_free_address(),
-            observer_addr=observer[0].address,
-            spool_dir=str(tmp_path / "spool"),
-            drain_delay_s=0,
-            grace_s=1,
-        ),
-        config=config,
-    )
-    settings = GatewaySettings(
-        port=0,
-        metrics_port=None,
-        adapters_addr=adapters.address,
-        observer_addr=observer[0].address,
-        drain_delay_s=0,
-        grace_s=2,
-    )
-    gateway = GatewayServer(settings, create_app(settings, config=config))
-    await gateway.start()
-    http = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{gateway.port}",
-        headers={"authorization": f"Bearer {api_key}"},
-        timeout=TIMEOUT,
-    )
     try:
-        await wait_for(lambda: gateway.gateway.ready, what="gateway ready")
-        yield Stack(
-            gateway, fakes["openai"], fakes["backup"], fakes["anthropic"], fakes["gemini"], http, api_key
-        )
+        async with (
+            adapters_and_gateway(
+                _config(fakes, api_key), tmp_path, observer_addr=observer[0].address
+            ) as gateway,
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{gateway.port}",
+                headers={"authorization": f"Bearer {api_key}"},
+                timeout=TIMEOUT,
+            ) as http,
+        ):
+            yield Stack(
+                gateway, fakes["openai"], fakes["backup"], fakes["anthropic"], fakes["gemini"], http, api_key
+            )
     finally:
-        await http.aclose()
-        await gateway.stop_now()
-        await adapters.stop_now()
         for fake in fakes.values():
             await fake.stop()
 

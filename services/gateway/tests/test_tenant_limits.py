@@ -9,7 +9,6 @@ import hashlib
 import inspect
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -32,13 +31,11 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig
 from atp_common.server import RunningServer
-from atp_gateway.app import create_app
-from atp_gateway.serve import GatewayServer
-from atp_gateway.settings import GatewaySettings
 from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
+from services.gateway.tests.stack import adapters_and_gateway, unused_address
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -73,12 +70,6 @@ def _config_dict() -> dict:
             "other": tenant("other"),
         },
     }
-
-
-def _closed_address() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 async def _until(predicate, timeout_s: float = 5.0, what: str = "condition"):
@@ -435,52 +426,33 @@ async def _observations(http: httpx.AsyncClient, tenant: str) -> list[dict]:
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
 async def test_redis_down_follows_the_fail_mode_visibly(fail_mode: str, tmp_path: Path):
-    down = f"redis://{_closed_address()}/0"
+    down = f"redis://{unused_address()}/0"
+    nowhere = unused_address()
     config = AtpConfig.model_validate(_config_dict())
-    adapters = await build_adapters(
-        AdaptersSettings(
-            port=0,
-            metrics_port=None,
-            router_addr=_closed_address(),
-            observer_addr=_closed_address(),
-            spool_dir=str(tmp_path / "spool"),
-            redis_url=down,
-            limits_fail_mode=fail_mode,
-            drain_delay_s=0,
-            grace_s=1,
-        ),
-        config=config,
-    )
-    settings = GatewaySettings(
-        port=0,
-        metrics_port=None,
-        adapters_addr=adapters.address,
-        observer_addr=_closed_address(),
-        router_addr=_closed_address(),
-        redis_url=down,
-        drain_delay_s=0,
-        grace_s=1,
-    )
-    gateway = GatewayServer(settings, create_app(settings, config=config))
-    await gateway.start()
     before = REGISTRY.get_sample_value(f"atp_limits_fail_{fail_mode}_total") or 0.0
-    try:
-        url = f"http://127.0.0.1:{gateway.port}"
-        await _until(lambda: gateway.gateway.ready, what="gateway ready")
-        async with httpx.AsyncClient(
-            base_url=url, headers={"authorization": f"Bearer {KEYS['acme']}"}, timeout=10
-        ) as http:
-            response = await _plain(http)
-            if fail_mode == "open":
-                assert response.status_code == 200
-                assert "x-ratelimit-limit-requests" not in response.headers
-            else:
-                assert response.status_code == 503 and response.headers["retry-after"] == "1"
-            health = (await http.get("/healthz")).json()
-        assert health["directory"] == {"store": "redis", "reachable": False, "version": ""}
-        assert REGISTRY.get_sample_value(f"atp_limits_fail_{fail_mode}_total") == before + 1
-        assert REGISTRY.get_sample_value("atp_limits_store_up", {"store": "redis"}) == 0
-        assert REGISTRY.get_sample_value("atp_gateway_directory_store_up") == 0
-    finally:
-        await gateway.stop_now()
-        await adapters.stop_now()
+    async with (
+        adapters_and_gateway(
+            config,
+            tmp_path,
+            observer_addr=nowhere,
+            router_addr=nowhere,
+            adapters={"redis_url": down, "limits_fail_mode": fail_mode},
+            gateway={"router_addr": nowhere, "redis_url": down},
+        ) as gateway,
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{gateway.port}",
+            headers={"authorization": f"Bearer {KEYS['acme']}"},
+            timeout=10,
+        ) as http,
+    ):
+        response = await _plain(http)
+        if fail_mode == "open":
+            assert response.status_code == 200
+            assert "x-ratelimit-limit-requests" not in response.headers
+        else:
+            assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        health = (await http.get("/healthz")).json()
+    assert health["directory"] == {"store": "redis", "reachable": False, "version": ""}
+    assert REGISTRY.get_sample_value(f"atp_limits_fail_{fail_mode}_total") == before + 1
+    assert REGISTRY.get_sample_value("atp_limits_store_up", {"store": "redis"}) == 0
+    assert REGISTRY.get_sample_value("atp_gateway_directory_store_up") == 0

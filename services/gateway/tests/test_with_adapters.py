@@ -3,57 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import openai
 import orjson
 import pytest
 import websockets
 
-from atp_adapters.server import build_server
-from atp_adapters.settings import AdaptersSettings
-from atp_gateway.app import create_app
-from atp_gateway.serve import GatewayServer
-from atp_gateway.settings import GatewaySettings
-
-
-def _free_address() -> str:
-    # A port nobody listens on: the router is absent, so the adapters route on the configured order.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{probe.getsockname()[1]}"
+from services.gateway.tests.stack import adapters_and_gateway
 
 
 @pytest.fixture
-async def real_gateway(config, observer, tmp_path, wait_for):
-    adapters = await build_server(
-        AdaptersSettings(
-            port=0,
-            metrics_port=None,
-            router_addr=_free_address(),
-            observer_addr=observer[0].address,
-            spool_dir=str(tmp_path / "spool"),
-            drain_delay_s=0,
-            grace_s=1,
-        ),
-        config=config,
-    )
-    settings = GatewaySettings(
-        port=0,
-        metrics_port=None,
-        adapters_addr=adapters.address,
-        observer_addr=observer[0].address,
-        drain_delay_s=0,
-        grace_s=2,
-    )
-    gateway = GatewayServer(settings, create_app(settings, config=config))
-    await gateway.start()
-    try:
-        await wait_for(lambda: gateway.gateway.ready, what="gateway ready")
+async def real_gateway(config, observer, tmp_path):
+    async with adapters_and_gateway(config, tmp_path, observer_addr=observer[0].address) as gateway:
         yield gateway
-    finally:
-        await gateway.stop_now()
-        await adapters.stop_now()
 
 
 async def test_openai_sdk_through_the_real_adapters(real_gateway, api_key):
