@@ -14,18 +14,23 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2_grpc
 from atp.router.v1 import router_pb2, router_pb2_grpc
 from atp_adapters.server import build_server as build_adapters
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
-from atp_common.server import RunningServer, ServiceRegistration, start_server
-from atp_common.settings import ServiceSettings
+from atp_common.server import RunningServer
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 
 from .fakes import FakeOpenAI, Faults
-from .test_generate import OBSERVER_SERVICE, RecordingObserver, free_port, generate, make_config, request
+from .test_generate import (
+    RecordingObserver,
+    free_port,
+    generate,
+    make_config,
+    request,
+    start_recording_observer,
+)
 
 OPEN_S = 1.0
 
@@ -121,15 +126,7 @@ async def world(open_s: float = OPEN_S) -> AsyncIterator[World]:
     primary, secondary = FakeOpenAI(), FakeOpenAI()
     await primary.start()
     await secondary.start()
-    observer = RecordingObserver()
-    observer_server = await start_server(
-        ServiceSettings(port=0),
-        [
-            ServiceRegistration(
-                observer_pb2_grpc.add_ObserverServiceServicer_to_server, observer, OBSERVER_SERVICE
-            )
-        ],
-    )
+    observer, observer_server = await start_recording_observer()
     config = make_config(primary, secondary, max_retries=0, circuit_failures=3, circuit_open_s=open_s)
     try:
         yield World(primary, secondary, observer, observer_server.address, config)

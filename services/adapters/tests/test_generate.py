@@ -60,6 +60,20 @@ class RecordingObserver(observer_pb2_grpc.ObserverServiceServicer):
                 await self.arrived.wait()
 
 
+async def start_recording_observer() -> tuple[RecordingObserver, RunningServer]:
+    """A RecordingObserver served over real gRPC on a free port."""
+    observer = RecordingObserver()
+    server = await start_server(
+        ServiceSettings(port=0),
+        [
+            ServiceRegistration(
+                observer_pb2_grpc.add_ObserverServiceServicer_to_server, observer, OBSERVER_SERVICE
+            )
+        ],
+    )
+    return observer, server
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -112,15 +126,7 @@ async def running_suite(tmp_path: Path, **primary_overrides) -> AsyncIterator[Su
     primary, secondary = FakeOpenAI(), FakeOpenAI()
     await primary.start()
     await secondary.start()
-    observer = RecordingObserver()
-    observer_server = await start_server(
-        ServiceSettings(port=0),
-        [
-            ServiceRegistration(
-                observer_pb2_grpc.add_ObserverServiceServicer_to_server, observer, OBSERVER_SERVICE
-            )
-        ],
-    )
+    observer, observer_server = await start_recording_observer()
     settings = AdaptersSettings(
         port=0,
         metrics_port=None,

@@ -9,15 +9,12 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2_grpc
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
-from atp_common.server import ServiceRegistration, start_server
-from atp_common.settings import ServiceSettings
 
 from .fakes import running_fake_openai
-from .test_generate import OBSERVER_SERVICE, RecordingObserver, free_port
+from .test_generate import free_port, start_recording_observer
 
 PROMPT = "my card is 4111 1111 1111 1111 and my mail jane@example.com"
 REDACTED = "my card is [CARD] and my mail [EMAIL]"
@@ -39,15 +36,7 @@ async def test_stored_prompts_and_upstream_redaction_follow_the_configuration(tm
                 },
             }
         )
-        observer = RecordingObserver()
-        observer_server = await start_server(
-            ServiceSettings(port=0),
-            [
-                ServiceRegistration(
-                    observer_pb2_grpc.add_ObserverServiceServicer_to_server, observer, OBSERVER_SERVICE
-                )
-            ],
-        )
+        observer, observer_server = await start_recording_observer()
         settings = AdaptersSettings(
             port=0,
             metrics_port=None,
