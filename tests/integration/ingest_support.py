@@ -86,14 +86,15 @@ async def wait_until(predicate: Callable[[], Awaitable[bool]], within_s: float, 
         await asyncio.sleep(0.05)
 
 
-async def stored_counts(dsn: str, column: str = "observation_id") -> dict[str, int]:
-    """How many rows of `observations` carry each value of `column` (observation_id or request_id)."""
+async def stored_counts(dsn: str, field: str = "observation_id") -> dict[str, int]:
+    """How many rows of `observations` carry each value of an Observation `field` (observation_id or
+    request_id), read from each stored observation's payload."""
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
-        rows = await conn.fetch(f"SELECT {column}, count(*) FROM observations GROUP BY 1", timeout=10)
+        rows = await conn.fetch("SELECT payload FROM observations", timeout=10)
     finally:
         await conn.close(timeout=5)
-    return {row[0]: row[1] for row in rows}
+    return dict(Counter(getattr(observer_pb2.Observation.FromString(row[0]), field) for row in rows))
 
 
 async def stored_total(dsn: str) -> int:

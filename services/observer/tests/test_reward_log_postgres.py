@@ -13,10 +13,11 @@ import pytest
 
 from atp.observer.v1 import observer_pb2
 from atp_observer.store import PostgresStore
-from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values, pack_vector
+from atp_observer.store.base import LEGACY_COLUMNS, pack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS
 from atp_observer.store.postgres import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
+from services.observer.tests.legacy import legacy_values
 from services.observer.tests.test_store import REWARDS, all_rewards, feedback, make_obs
 
 pytestmark = pytest.mark.postgres
@@ -127,8 +128,8 @@ async def test_moving_reward_events_keeps_cursors_rewards_and_orphans(postgres_d
                 f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
             )
         # The columns of version 2 (trace_id came with version 3).
-        columns = OBSERVATION_COLUMNS[: OBSERVATION_COLUMNS.index("trace_id")]
-        rows = [observation_values(obs, 0)[: len(columns)] for obs in (rated, plain)]
+        columns = LEGACY_COLUMNS[: LEGACY_COLUMNS.index("trace_id")]
+        rows = [legacy_values(obs)[: len(columns)] for obs in (rated, plain)]
         await conn.execute("SET TIME ZONE 'UTC'")
         await conn.copy_records_to_table(
             "observations",

@@ -21,8 +21,50 @@ from atp_observer.store.rewards import RewardModel
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
-# Columns of `observations`, in the order every row tuple uses.
+# Columns of `observations` that ingest writes, in the order every row tuple uses: what queries filter,
+# group and sum, and what rewards are computed from. The rest of the observation travels in `payload`, its
+# own serialized bytes: one C call per row where reading and encoding sixteen more fields cost about half
+# the observer's CPU per observation (see docs/design-notes.md, "Observation rows").
 OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "observation_id",
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "propensity",
+    "features",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "finish_reason",
+    "started_at",
+    "payload",
+)
+(
+    OBS_ID,
+    OBS_DECISION_ID,
+    OBS_TENANT,
+    OBS_ROUTE,
+    OBS_MODEL,
+    OBS_POLICY,
+    OBS_PROPENSITY,
+    OBS_FEATURES,
+    OBS_PROMPT_TOKENS,
+    OBS_COMPLETION_TOKENS,
+    OBS_COST,
+    OBS_LATENCY,
+    OBS_STATUS,
+    OBS_FINISH_REASON,
+    OBS_STARTED,
+    OBS_PAYLOAD,
+) = range(len(OBSERVATION_COLUMNS))
+
+# Rows stored before the payload existed (schema 3 in PostgreSQL, 2 in SQLite) hold every field in a column
+# and no payload; they are read back from these columns until retention removes them.
+LEGACY_COLUMNS: tuple[str, ...] = (
     "observation_id",
     "request_id",
     "decision_id",
@@ -55,8 +97,9 @@ OBSERVATION_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "cache_write_tokens",
 )
-# Positions used by the backends.
-OBS_STARTED, OBS_FINISHED = 25, 26
+# What readers select to rebuild an Observation from a row of either format (see observation_from_row).
+READ_COLUMNS: tuple[str, ...] = ("payload", *LEGACY_COLUMNS)
+LEGACY_STARTED, LEGACY_FINISHED = 25, 26
 
 # Columns of `reward_events` that an append writes (the cursor is assigned by the database).
 REWARD_COLUMNS: tuple[str, ...] = (
@@ -131,135 +174,118 @@ def unpack_vector(blob: bytes) -> list[float]:
 # The fields observation_values reads, each group in one C-level call: upb attribute access dominates the
 # cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
 _OBSERVATION_FIELDS = operator.attrgetter(
-    "observation_id",  # 0
-    "request_id",  # 1
-    "tenant",  # 2
-    "model",  # 3
-    "provider",  # 4
-    "prompt_hash",  # 5
-    "prompt_text",  # 6
-    "cost_usd",  # 7
-    "latency_ms",  # 8
-    "time_to_first_token_ms",  # 9
-    "provider_ms",  # 10
-    "status",  # 11
-    "error_class",  # 12
-    "finish_reason",  # 13
-    "attempts",  # 14
-    "replica_id",  # 15
-    "trace_id",  # 16
+    "observation_id", "tenant", "model", "cost_usd", "latency_ms", "status", "finish_reason"
 )
 _DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
-_USAGE_FIELDS = operator.attrgetter(
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_prompt_tokens",
-    "reasoning_tokens",
-    "estimated",
-    "cache_write_tokens",
-)
+_NO_DECISION = ("", "", "", 0.0)
 
 
 def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
-    """One `observations` row: timestamps as integer microseconds since the backend's epoch
-    (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes.
+    """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
+    backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, and
+    the whole observation serialized as the payload.
 
-    This runs once per ingested observation, so it reads each field once and converts timestamps from
+    This runs once per ingested observation, so it reads each field once and converts the timestamp from
     seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
-    slower, and datetime objects cost more to build and to encode than the integers the backends store)."""
+    slower, and a datetime costs more to build and to encode than the integer the backends store)."""
     o = _OBSERVATION_FIELDS(obs)
     if not o[0]:
         raise InvalidArgument("observation without observation_id", param="observation_id")
     has_field = obs.HasField
     if not has_field("started_at"):
         raise InvalidArgument(f"observation {o[0]} has no started_at", param="started_at")
-    decision = obs.decision
-    d = _DECISION_FIELDS(decision)
     if has_field("decision"):
-        decision_bytes: bytes | None = decision.SerializeToString()
+        decision = obs.decision
+        d = _DECISION_FIELDS(decision)
         vector = decision.features.vector
         features = pack_vector(vector) if vector else _EMPTY_VECTOR
     else:
-        decision_bytes, features = None, _EMPTY_VECTOR
-    u = _USAGE_FIELDS(obs.usage)
+        d, features = _NO_DECISION, _EMPTY_VECTOR
+    usage = obs.usage
     started = obs.started_at
-    if has_field("finished_at"):
-        finished = obs.finished_at
-        finished_at: int | None = finished.seconds * 1_000_000 + finished.nanos // 1000 - epoch_micros
-    else:
-        finished_at = None
-    # In OBSERVATION_COLUMNS order (indexing, not unpacking: a starred item makes the tuple a list first).
+    # Indexing, not unpacking: a starred item makes the tuple a list first.
     return (
         o[0],
-        o[1],
         d[0],
-        o[2],
+        o[1],
         d[1],
-        o[3],
-        o[4],
+        o[2],
         d[2],
         d[3],
         features,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        o[3],
+        o[4],
         o[5],
         o[6],
-        u[0],
-        u[1],
-        u[2],
-        u[3],
-        u[4],
-        o[7],
-        o[8],
-        o[9],
-        o[10],
-        o[11],
-        o[12],
-        o[13],
-        o[14],
         started.seconds * 1_000_000 + started.nanos // 1000 - epoch_micros,
-        finished_at,
-        o[15],
-        decision_bytes,
-        o[16],
-        u[5],
+        obs.SerializeToString(),
     )
 
 
-def observation_from_values(row: Sequence[Any]) -> observer_pb2.Observation:
-    """The Observation proto of a row whose timestamps are microseconds (the decision bytes carry the
-    feature vector; the features column exists for queries)."""
+def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.Observation:
+    """The Observation of a row selected as READ_COLUMNS: its payload, or for a row stored before the
+    payload existed, its columns (timestamps in microseconds after `epoch_micros`)."""
+    if row[0] is not None:
+        return observer_pb2.Observation.FromString(row[0])
+    legacy = row[1:]
     obs = observer_pb2.Observation(
-        observation_id=row[0],
-        request_id=row[1],
-        tenant=row[3],
-        model=row[5],
-        provider=row[6],
-        prompt_hash=row[10],
-        prompt_text=row[11],
+        observation_id=legacy[0],
+        request_id=legacy[1],
+        tenant=legacy[3],
+        model=legacy[5],
+        provider=legacy[6],
+        prompt_hash=legacy[10],
+        prompt_text=legacy[11],
         usage=chat_pb2.Usage(
-            prompt_tokens=row[12],
-            completion_tokens=row[13],
-            cached_prompt_tokens=row[14],
-            reasoning_tokens=row[15],
-            estimated=bool(row[16]),
-            cache_write_tokens=row[30],
+            prompt_tokens=legacy[12],
+            completion_tokens=legacy[13],
+            cached_prompt_tokens=legacy[14],
+            reasoning_tokens=legacy[15],
+            estimated=bool(legacy[16]),
+            cache_write_tokens=legacy[30],
         ),
-        cost_usd=row[17],
-        latency_ms=row[18],
-        time_to_first_token_ms=row[19],
-        provider_ms=row[20],
-        status=row[21],
-        error_class=row[22],
-        finish_reason=row[23],
-        attempts=row[24],
-        replica_id=row[27],
-        trace_id=row[29],
+        cost_usd=legacy[17],
+        latency_ms=legacy[18],
+        time_to_first_token_ms=legacy[19],
+        provider_ms=legacy[20],
+        status=legacy[21],
+        error_class=legacy[22],
+        finish_reason=legacy[23],
+        attempts=legacy[24],
+        replica_id=legacy[27],
+        trace_id=legacy[29],
     )
-    obs.started_at.FromMicroseconds(row[25])
-    if row[26] is not None:
-        obs.finished_at.FromMicroseconds(row[26])
-    if row[28] is not None:
-        obs.decision.ParseFromString(row[28])
+    obs.started_at.FromMicroseconds(legacy[LEGACY_STARTED] + epoch_micros)
+    if legacy[LEGACY_FINISHED] is not None:
+        obs.finished_at.FromMicroseconds(legacy[LEGACY_FINISHED] + epoch_micros)
+    if legacy[28] is not None:
+        obs.decision.ParseFromString(legacy[28])
     return obs
+
+
+# What get_decision selects: the latest observation of a decision, in either row format.
+DECISION_SQL = (
+    "SELECT payload, decision, tenant, replica_id, started_at FROM observations "
+    "WHERE decision_id = {param} AND (payload IS NOT NULL OR decision IS NOT NULL) "
+    "ORDER BY started_at DESC LIMIT 1"
+)
+
+
+def decision_response(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.GetDecisionResponse:
+    """GetDecisionResponse from a DECISION_SQL row (started_at in microseconds after `epoch_micros`)."""
+    payload, decision, tenant, replica_id, started_at = row
+    response = observer_pb2.GetDecisionResponse(tenant=tenant)
+    if payload is not None:
+        obs = observer_pb2.Observation.FromString(payload)
+        response.decision.CopyFrom(obs.decision)
+        response.replica_id = obs.replica_id
+    else:
+        response.decision.ParseFromString(decision)
+        response.replica_id = replica_id
+    response.decided_at.FromMicroseconds(started_at + epoch_micros)
+    return response
 
 
 def reward_event(row: Sequence[Any], features: Sequence[float], at_micros: int) -> observer_pb2.RewardEvent:
@@ -287,7 +313,7 @@ def reward_event(row: Sequence[Any], features: Sequence[float], at_micros: int) 
 
 def eligible_for_reward(row: Sequence[Any]) -> bool:
     """Whether an observations row earns a reward event: a routed decision that was not cancelled."""
-    return bool(row[4]) and bool(row[2]) and row[21] != _CANCELLED
+    return bool(row[OBS_ROUTE]) and bool(row[OBS_DECISION_ID]) and row[OBS_STATUS] != _CANCELLED
 
 
 def check_feedback(req: observer_pb2.RecordFeedbackRequest) -> None:
@@ -468,26 +494,26 @@ class Store(abc.ABC):
         model = self.reward_model
         rewards = []
         for row in rows:
-            decision_id, tenant, route = row[2], row[3], row[4]
+            decision_id, tenant, route = row[OBS_DECISION_ID], row[OBS_TENANT], row[OBS_ROUTE]
             quality = scores.get((decision_id, tenant))
             if quality is None:
-                quality = model.proxy_quality(row[21], row[23])
+                quality = model.proxy_quality(row[OBS_STATUS], row[OBS_FINISH_REASON])
                 if quality is None:
                     continue
-            cost_usd, latency_ms = row[17], row[18]
+            cost_usd, latency_ms = row[OBS_COST], row[OBS_LATENCY]
             rewards.append(
                 (
                     decision_id,
                     tenant,
                     route,
-                    row[5],
-                    row[7],
+                    row[OBS_MODEL],
+                    row[OBS_POLICY],
                     model.reward(route, quality, cost_usd, latency_ms),
                     quality,
                     cost_usd,
                     latency_ms,
-                    row[8],
-                    row[9],
+                    row[OBS_PROPENSITY],
+                    row[OBS_FEATURES],
                     False,
                     0.0,
                     0.0,

@@ -14,13 +14,12 @@ import asyncpg
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import AtpError, InvalidArgument, PermissionDenied, Unavailable
-from atp_observer.store import reward_log
+from atp_observer.store import base, reward_log
 from atp_observer.store.base import (
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
-    OBS_FINISHED,
     OBS_STARTED,
-    OBSERVATION_COLUMNS,
+    READ_COLUMNS,
     Store,
     check_feedback,
     check_group_by,
@@ -28,8 +27,9 @@ from atp_observer.store.base import (
     check_page,
     count_stored,
     datetime_to_micros,
+    decision_response,
     now_micros,
-    observation_from_values,
+    observation_from_row,
     observation_values,
     usage_query,
     usage_row,
@@ -55,7 +55,7 @@ _UNAVAILABLE_ERRORS = (
 # safe to run again from the start.
 _ATTEMPTS = 3
 
-_OBS_COLS = ", ".join(OBSERVATION_COLUMNS)
+_READ_COLS = ", ".join(READ_COLUMNS)
 _STORED_COLS = ", ".join(STORED_COLUMNS)
 _INSERT_FROM_STAGE = (
     f"INSERT INTO observations ({_STORED_COLS}) SELECT {_STORED_COLS} FROM obs_stage "
@@ -83,15 +83,6 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _micros_row(row: Sequence[Any]) -> list[Any]:
-    """An observations row with its timestamps as Unix microseconds, for the shared codec."""
-    values = list(row)
-    values[OBS_STARTED] += PG_EPOCH_MICROS
-    if values[OBS_FINISHED] is not None:
-        values[OBS_FINISHED] += PG_EPOCH_MICROS
-    return values
-
-
 def to_pg_micros(value: datetime) -> int:
     """A datetime as the integer the pool exchanges for timestamptz."""
     return datetime_to_micros(value) - PG_EPOCH_MICROS
@@ -114,9 +105,15 @@ async def register_codecs(conn: asyncpg.Connection) -> None:
 
 
 _DECISION_ID, _TENANT, _ROUTE, _STATUS, _FINISH_REASON, _COST, _LATENCY = (
-    OBSERVATION_COLUMNS.index(c)
-    for c in ("decision_id", "tenant", "route", "status", "finish_reason", "cost_usd", "latency_ms")
+    base.OBS_DECISION_ID,
+    base.OBS_TENANT,
+    base.OBS_ROUTE,
+    base.OBS_STATUS,
+    base.OBS_FINISH_REASON,
+    base.OBS_COST,
+    base.OBS_LATENCY,
 )
+_DECISION_SQL = base.DECISION_SQL.format(param="$1")
 _CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
 _NO_REWARD = (None, None)
 
@@ -557,7 +554,7 @@ class PostgresStore(Store):
             raise InvalidArgument("listing observations needs a tenant", param="tenant")
         check_page(before, before_observation_id)
         limit = check_limit(limit, MAX_LIST_LIMIT)
-        sql = f"SELECT {_OBS_COLS} FROM observations WHERE tenant = $1"
+        sql = f"SELECT {_READ_COLS} FROM observations WHERE tenant = $1"
         params: list[Any] = [tenant]
         if before is not None:
             params.append(to_pg_micros(before))
@@ -571,7 +568,7 @@ class PostgresStore(Store):
         sql += f" ORDER BY started_at DESC, observation_id DESC LIMIT ${len(params)}"
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
-        return [observation_from_values(_micros_row(row)) for row in rows]
+        return [observation_from_row(row, PG_EPOCH_MICROS) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums of each decision's current reward (a correction replaces the original), as of the
@@ -635,17 +632,8 @@ class PostgresStore(Store):
         if not decision_id:
             return None
         async with self._connection() as conn:
-            row = await conn.fetchrow(
-                "SELECT decision, tenant, replica_id, started_at FROM observations "
-                "WHERE decision_id = $1 AND decision IS NOT NULL ORDER BY started_at DESC LIMIT 1",
-                decision_id,
-            )
-        if row is None:
-            return None
-        response = observer_pb2.GetDecisionResponse(tenant=row[1], replica_id=row[2])
-        response.decision.ParseFromString(row[0])
-        response.decided_at.FromMicroseconds(row[3] + PG_EPOCH_MICROS)
-        return response
+            row = await conn.fetchrow(_DECISION_SQL, decision_id)
+        return None if row is None else decision_response(row, PG_EPOCH_MICROS)
 
     async def maintain(self, now: datetime | None = None) -> None:
         """Create the coming days' partitions, drop those wholly past the retention, delete old rows."""

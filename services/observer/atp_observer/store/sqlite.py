@@ -16,10 +16,13 @@ import aiosqlite
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_observer.store.base import (
+    DECISION_SQL,
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
+    OBS_DECISION_ID,
     OBS_STARTED,
     OBSERVATION_COLUMNS,
+    READ_COLUMNS,
     REWARD_COLUMNS,
     REWARD_FEATURES,
     Store,
@@ -30,9 +33,10 @@ from atp_observer.store.base import (
     check_page,
     count_stored,
     datetime_to_micros,
+    decision_response,
     eligible_for_reward,
     now_micros,
-    observation_from_values,
+    observation_from_row,
     observation_values,
     reward_event,
     unpack_vector,
@@ -46,7 +50,9 @@ from atp_observer.store.rewards import RewardModel
 _IN_CHUNK = 500
 
 _OBS_COLS = ", ".join(OBSERVATION_COLUMNS)
+_READ_COLS = ", ".join(READ_COLUMNS)
 _REWARD_COLS = ", ".join(REWARD_COLUMNS)
+_DECISION_SQL = DECISION_SQL.format(param="?")
 _INSERT_STAGE = f"INSERT INTO obs_stage ({_OBS_COLS}) VALUES ({', '.join('?' * len(OBSERVATION_COLUMNS))})"
 # `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join constraint.
 _INSERT_FROM_STAGE = (
@@ -183,7 +189,7 @@ class SqliteStore(Store):
             fresh = [by_key[(key[0], key[1])] for key in inserted]
             eligible = [row for row in fresh if eligible_for_reward(row)]
             if eligible:
-                scores = await self._feedback_scores(conn, {row[2] for row in eligible})
+                scores = await self._feedback_scores(conn, {row[OBS_DECISION_ID] for row in eligible})
                 await conn.executemany(_INSERT_REWARD, self.fresh_rewards(eligible, scores, now_micros()))
         return count_stored(converted, fresh)
 
@@ -294,7 +300,7 @@ class SqliteStore(Store):
             raise InvalidArgument("listing observations needs a tenant", param="tenant")
         check_page(before, before_observation_id)
         limit = check_limit(limit, MAX_LIST_LIMIT)
-        sql = f"SELECT {_OBS_COLS} FROM observations WHERE tenant = ?"
+        sql = f"SELECT {_READ_COLS} FROM observations WHERE tenant = ?"
         params: list[Any] = [tenant]
         if before is not None:
             micros = datetime_to_micros(before)
@@ -308,7 +314,7 @@ class SqliteStore(Store):
         params.append(limit)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
-        return [observation_from_values(row) for row in rows]
+        return [observation_from_row(row) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums over each decision's latest reward event (a correction replaces the original)."""
@@ -342,19 +348,8 @@ class SqliteStore(Store):
         if not decision_id:
             return None
         async with self._session() as conn:
-            rows = await _fetchall(
-                conn,
-                "SELECT decision, tenant, replica_id, started_at FROM observations "
-                "WHERE decision_id = ? AND decision IS NOT NULL ORDER BY started_at DESC LIMIT 1",
-                (decision_id,),
-            )
-        if not rows:
-            return None
-        decision, tenant, replica_id, started_at = rows[0]
-        response = observer_pb2.GetDecisionResponse(tenant=tenant, replica_id=replica_id)
-        response.decision.ParseFromString(decision)
-        response.decided_at.FromMicroseconds(started_at)
-        return response
+            rows = await _fetchall(conn, _DECISION_SQL, (decision_id,))
+        return decision_response(rows[0]) if rows else None
 
     async def maintain(self, now: datetime | None = None) -> None:
         """Delete observations, feedback and reward events older than the retention."""
