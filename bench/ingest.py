@@ -21,8 +21,9 @@ from typing import Any
 import asyncpg
 
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp.observer.v1 import observer_pb2
 from atp_adapters.settings import AdaptersSettings
+from atp_adapters.shipper import INGEST_PATH, encode_observation
 from atp_common.channels import open_channel
 from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values
 from atp_observer.store.postgres import PG_EPOCH_MICROS, register_codecs
@@ -139,12 +140,16 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 async def run_ingest(
-    address: str, observer_pid: int, batches: Sequence[observer_pb2.IngestRequest], senders: int
+    address: str, observer_pid: int, batches: Sequence[bytes], expected: int, senders: int
 ) -> tuple[float, float]:
-    """`senders` shippers, each sending one batch per Ingest call and waiting for its ack, as the shipper does."""
+    """`senders` shippers, each sending one encoded IngestRequest per Ingest call and waiting for its ack,
+    as the adapters' shipper does (it encodes each observation when it is submitted, off the clock here as
+    the COPY rows' conversion is)."""
     channel = open_channel(address)
     try:
-        stub = observer_pb2_grpc.ObserverServiceStub(channel)
+        ingest = channel.stream_unary(
+            INGEST_PATH, request_serializer=None, response_deserializer=observer_pb2.IngestResponse.FromString
+        )
         await channel.channel_ready()
         queue = iter(batches)
         stored = 0
@@ -152,7 +157,7 @@ async def run_ingest(
         async def shipper() -> None:
             nonlocal stored
             for request in queue:
-                reply = await stub.Ingest(iter((request,)), timeout=60)
+                reply = await ingest(iter((request,)), timeout=60)
                 stored += reply.stored
 
         cpu = process_cpu_seconds(observer_pid)
@@ -162,7 +167,6 @@ async def run_ingest(
         cpu = process_cpu_seconds(observer_pid) - cpu
     finally:
         await channel.close()
-    expected = sum(len(b.observations) for b in batches)
     if stored != expected:
         raise RuntimeError(f"ingest stored {stored} of {expected}: the bench rows must all be new")
     return elapsed, cpu
@@ -218,10 +222,8 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
         for round_ in range(args.rounds + 1):
             size = args.observations if round_ else min(args.observations, 10_000)
             data = observations(f"r{round_}", size, started + timedelta(seconds=round_))
-            batches = [
-                observer_pb2.IngestRequest(observations=data[i : i + args.batch])
-                for i in range(0, len(data), args.batch)
-            ]
+            encoded = [encode_observation(obs) for obs in data]
+            batches = [b"".join(encoded[i : i + args.batch]) for i in range(0, len(encoded), args.batch)]
             # The store's own conversion, done before the clock starts: COPY gets ready-made rows.
             converted = [observation_values(obs, PG_EPOCH_MICROS) for obs in data]
             rows = [converted[i : i + args.batch] for i in range(0, len(converted), args.batch)]
@@ -229,7 +231,7 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
             order = ("ingest", "copy") if round_ % 2 == 0 else ("copy", "ingest")
             for method in order:
                 if method == "ingest":
-                    seconds, cpu = await run_ingest(address, observer.pid, batches, args.senders)
+                    seconds, cpu = await run_ingest(address, observer.pid, batches, len(data), args.senders)
                 else:
                     seconds, cpu = await run_copy(pool, rows, args.senders)
                 measurement = Measurement(method, round_, len(data), seconds, cpu)

@@ -16,6 +16,7 @@ from atp_adapters.spool import Spool, SpoolFull
 log = logging.getLogger("atp.adapters.shipper")
 
 _INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
+INGEST_PATH = f"/{_INGEST.containing_service.full_name}/{_INGEST.name}"
 # The key of IngestRequest.observations (field 1, length-delimited) on the wire.
 _OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
 
@@ -64,7 +65,7 @@ class ObservationShipper:
     ) -> None:
         # Ingest with the request already encoded (no serializer: the bytes go out as they are).
         self._ingest = channel.stream_unary(
-            f"/{_INGEST.containing_service.full_name}/{_INGEST.name}",
+            INGEST_PATH,
             request_serializer=None,
             response_deserializer=observer_pb2.IngestResponse.FromString,
         )
