@@ -99,12 +99,37 @@ class RouteConfig(_Strict):
         return self
 
 
+# The rate limits an API key may carry on top of its tenant's (keys have no budgets of their own).
+KEY_LIMIT_FIELDS = (
+    "requests_per_second",
+    "requests_per_minute",
+    "requests_per_day",
+    "tokens_per_second",
+    "tokens_per_minute",
+    "tokens_per_day",
+)
+
+
 class ApiKeyConfig(_Strict):
-    """An API key, stored only as its SHA-256 digest (`sha256:<hex>`)."""
+    """An API key, stored only as its SHA-256 digest (`sha256:<hex>`), with optional limits of its own.
+
+    A key's limits hold in addition to its tenant's: a request is admitted only when both allow it.
+    """
 
     hash: str
     role: Role = "user"
     name: str = ""
+    requests_per_second: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=1)
+    tokens_per_second: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The limits this key sets (field name to value), empty when it has none."""
+        return {f: v for f in KEY_LIMIT_FIELDS if (v := getattr(self, f)) is not None}
 
     @field_validator("hash")
     @classmethod

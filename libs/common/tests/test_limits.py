@@ -17,6 +17,7 @@ from atp_common.limits import Limiter, MemoryBackend, RedisBackend, compile_limi
 from atp_common.limits.directory import (
     Directory,
     DirectoryFollower,
+    DirectoryState,
     FileDirectoryStore,
     KeyRecord,
     RedisDirectoryStore,
@@ -275,3 +276,180 @@ async def test_a_burst_larger_than_the_connection_pool_waits_for_connections(red
     assert all(isinstance(o, RateLimited) for o in outcomes if isinstance(o, Exception))
     assert limiter.healthy
     await limiter.close()
+
+
+# Per-key limits: a key's own counters are checked with its tenant's, in the same store call.
+
+KEY_A, KEY_B, KEY_C = "sk-key-a-0001", "sk-key-b-0001", "sk-key-c-0001"
+
+
+def _keyed_directory(tenant_fields: dict, key_a_fields: dict, key_c_limits: dict) -> Directory:
+    """Tenant "acme" with three keys: A from the configuration file with `key_a_fields`, B created without
+    limits, C created with `key_c_limits`."""
+    config = builtin_config(local_api_key="sk-local").model_copy(
+        update={
+            "tenants": {
+                "acme": TenantConfig.model_validate(
+                    {"api_keys": [{"hash": hash_api_key(KEY_A), **key_a_fields}], **tenant_fields}
+                )
+            }
+        }
+    )
+    digest = lambda key: hash_api_key(key).removeprefix("sha256:")  # noqa: E731
+    state = DirectoryState(
+        "1",
+        {
+            "key_b": KeyRecord("key_b", digest(KEY_B), "acme"),
+            "key_c": KeyRecord("key_c", digest(KEY_C), "acme", limits=key_c_limits),
+        },
+    )
+    return Directory(config, state)
+
+
+def _key_id(directory: Directory, key: str) -> str:
+    return directory.keys[hash_api_key(key).removeprefix("sha256:")].key_id
+
+
+async def test_a_key_gets_exactly_its_limit_other_keys_are_unaffected_and_the_tenant_caps_the_sum(
+    backend_factory,
+):
+    directory = _keyed_directory({"requests_per_minute": 5}, {"requests_per_minute": 2}, {})
+    prefix = _prefix()
+    limiters = [Limiter(backend_factory(), prefix=prefix) for _ in range(2)]
+    key_a = _key_id(directory, KEY_A)
+
+    async def burst(key_id: str) -> list[RateLimited | None]:
+        limits = directory.limits_for("acme", key_id)
+
+        async def one(i: int) -> RateLimited | None:
+            try:
+                await limiters[i % 2].admit(limits)
+            except RateLimited as exc:
+                return exc
+            return None
+
+        return await asyncio.gather(*(one(i) for i in range(12)))
+
+    first = await burst(key_a)
+    assert first.count(None) == 2
+    assert all("of API key " + key_a in e.message for e in first if e is not None)
+    # B has no limits of its own: it gets the rest of the tenant's five, then the tenant's refusal.
+    second = await burst("key_b")
+    assert second.count(None) == 3
+    refusal = next(e for e in second if e is not None)
+    assert "API key" not in refusal.message and "requests per minute" in refusal.message
+    assert dict(refusal.headers)["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_key_token_limits_reserve_settle_and_report_the_tightest_limit(backend_factory):
+    directory = _keyed_directory({"tokens_per_minute": 10_000}, {}, {"tokens_per_minute": 1000})
+    limiter = Limiter(backend_factory(), prefix=_prefix())
+    limiter.start()
+    try:
+        limits = directory.limits_for("acme", "key_c")
+        first = await limiter.admit(limits, tokens=600)
+        headers = dict(first.headers)
+        assert headers["x-ratelimit-limit-tokens"] == "1000"  # the key's, tighter than the tenant's
+        assert headers["x-ratelimit-remaining-tokens"] == "400"
+        with pytest.raises(RateLimited) as refused:
+            await limiter.admit(limits, tokens=600)  # 600 reserved + 600 > the key's 1000
+        assert "tokens per minute of API key key_c" in refused.value.message
+        assert dict(refused.value.headers)["x-ratelimit-limit-tokens"] == "1000"
+        # Another key of the tenant still has the tenant's window, less what C reserved.
+        other = await limiter.admit(directory.limits_for("acme", "key_b"), tokens=600)
+        assert dict(other.headers)["x-ratelimit-remaining-tokens"] == str(10_000 - 1200)
+        limiter.settle(first, tokens=100, cost_usd=0)
+        await limiter.flush()
+        second = await limiter.admit(limits, tokens=600)  # 100 used + 600 <= 1000
+        assert dict(second.headers)["x-ratelimit-remaining-tokens"] == "300"
+        # The tenant's counter was settled too: 100 + 600 (B) + 600 (C again).
+        third = await limiter.admit(directory.limits_for("acme", "key_b"), tokens=0)
+        assert dict(third.headers)["x-ratelimit-remaining-tokens"] == str(10_000 - 1300)
+    finally:
+        await limiter.close()
+
+
+async def test_a_key_with_limits_costs_one_store_call_under_the_tenants_hash_tag():
+    class Counting(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[list[str]] = []
+
+        async def admit(self, keys, *args, **kwargs):
+            self.calls.append(list(keys))
+            return await super().admit(keys, *args, **kwargs)
+
+    directory = _keyed_directory({"requests_per_minute": 5}, {}, {"requests_per_second": 3})
+    backend = Counting()
+    limiter = Limiter(backend, prefix="atp:")
+    await limiter.admit(directory.limits_for("acme", "key_c"))
+    assert backend.calls == [["atp:{acme}:rm", "atp:{acme}:k:key_c:rs"]]
+    # Neither the tenant nor the key limited: no limits at all, so the store is never called.
+    bare = _keyed_directory({}, {}, {})
+    assert bare.limits_for("acme", "key_b") is None and bare.limits_for("acme", "key_c") is None
+    # A key id of another tenant does not bring its limits along.
+    assert directory.limits_for("other", "key_c") is None
+
+
+def test_key_limits_merge_the_file_with_admin_changes_and_drop_revoked_keys():
+    config = builtin_config(local_api_key="sk-local").model_copy(
+        update={
+            "tenants": {
+                "acme": TenantConfig.model_validate(
+                    {
+                        "api_keys": [
+                            {"hash": hash_api_key(KEY_A), "requests_per_minute": 2, "tokens_per_day": 9}
+                        ]
+                    }
+                )
+            }
+        }
+    )
+    key_a = "cfg_" + hash_api_key(KEY_A).removeprefix("sha256:")[:16]
+    assert Directory(config).key_settings == {key_a: {"requests_per_minute": 2, "tokens_per_day": 9}}
+    _secret, digest = new_api_key()
+    state = DirectoryState(
+        "2",
+        {
+            # A change to the file's key: its per-minute limit removed, a per-second one added.
+            key_a: KeyRecord(
+                key_a,
+                hash_api_key(KEY_A).removeprefix("sha256:"),
+                "acme",
+                source="config",
+                limits={"requests_per_minute": None, "requests_per_second": 1},
+            ),
+            "key_r": KeyRecord("key_r", digest, "acme", revoked_at=1.0, limits={"requests_per_day": 1}),
+        },
+    )
+    directory = Directory(config, state)
+    assert directory.key_settings[key_a] == {"requests_per_second": 1, "tokens_per_day": 9}
+    assert [c.name for c in directory.key_limits[key_a].checks] == [
+        f"requests per second of API key {key_a}",
+        f"tokens per day of API key {key_a}",
+    ]
+    assert directory.key_settings["key_r"] == {"requests_per_day": 1}  # listed
+    assert "key_r" not in directory.key_limits  # but never enforced: the key is refused anyway
+
+
+async def test_followers_see_a_keys_new_limits_within_a_second(directory_stores):
+    writer, reader = directory_stores
+    config = builtin_config(local_api_key="sk-config-key")
+    follower = DirectoryFollower(config, reader, poll_s=0.05)
+    await follower.start()
+    try:
+        _secret, digest = new_api_key()
+        record = KeyRecord("key_1", digest, "acme", "user", "ci", time.time())
+        await writer.put_keys([record])
+        await writer.put_keys([KeyRecord("key_1", digest, "acme", limits={"requests_per_minute": 4})])
+        changed_at = time.monotonic()
+
+        def limit() -> int | None:
+            limits = follower.directory.limits_for("acme", "key_1")
+            return limits.checks[0].limit if limits is not None else None
+
+        while limit() != 4:
+            assert time.monotonic() - changed_at < 1.0, "limit change not seen within a second"
+            await asyncio.sleep(0.01)
+    finally:
+        await follower.close()

@@ -2,7 +2,7 @@
 
 from atp_common.limits.backends import MemoryBackend, RedisBackend, StoreUnavailable
 from atp_common.limits.limiter import Limiter, Ticket, open_limiter
-from atp_common.limits.rules import Check, TenantLimits, compile_limits
+from atp_common.limits.rules import Check, TenantLimits, compile_limits, with_key_limits
 
 __all__ = [
     "Check",
@@ -14,4 +14,5 @@ __all__ = [
     "Ticket",
     "compile_limits",
     "open_limiter",
+    "with_key_limits",
 ]

@@ -16,8 +16,8 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The outcome of one admission: admitted or the index of the refusing counter, and every counter's
-    value (after the increment when admitted) and milliseconds until it resets."""
+    """The outcome of one admission: admitted or the index of the (first) refusing counter, and every
+    counter's value (after the increment when admitted) and milliseconds until it resets."""
 
     admitted: bool
     refused_by: int
@@ -55,13 +55,16 @@ class Backend(Protocol):
 
 
 # All checks, then all increments, in one script: Redis runs it atomically, so concurrent admissions on
-# any number of replicas see each other's increments and a limit is never passed by a race.
+# any number of replicas see each other's increments and a limit is never passed by a race. The counters
+# may belong to two scopes (a tenant and its API key); a refusal by either increments none.
 # ARGV per key: limit, amount, window_ms, elastic (1: an empty window admits even an amount above the limit,
-# so one request bigger than a token window is not refused forever).
+# so one request bigger than a token window is not refused forever). A refusal still reads every counter,
+# so the x-ratelimit-* values of the other scope are exact too.
 _ADMIT_LUA = """
 local n = #KEYS
 local used = {}
 local ttl = {}
+local refused = 0
 for i = 1, n do
   local base = (i - 1) * 4
   local limit = tonumber(ARGV[base + 1])
@@ -72,11 +75,14 @@ for i = 1, n do
   if t < 0 then t = window end
   used[i] = cur
   ttl[i] = t
-  if cur + amount > limit and not (ARGV[base + 4] == '1' and cur <= 0) then
-    local out = {0, i}
-    for j = 1, i do out[#out + 1] = used[j]; out[#out + 1] = ttl[j] end
-    return out
+  if refused == 0 and cur + amount > limit and not (ARGV[base + 4] == '1' and cur <= 0) then
+    refused = i
   end
+end
+if refused > 0 then
+  local out = {0, refused}
+  for j = 1, n do out[#out + 1] = used[j]; out[#out + 1] = ttl[j] end
+  return out
 end
 local out = {1, 0}
 for i = 1, n do
@@ -106,16 +112,9 @@ return 1
 """
 
 
-def _admission(flat: Sequence[int], count: int) -> Admission:
-    admitted = bool(flat[0])
+def _admission(flat: Sequence[int]) -> Admission:
     pairs = [int(v) for v in flat[2:]]
-    used = tuple(pairs[0::2])
-    ttl = tuple(pairs[1::2])
-    if not admitted:
-        # Counters after the refusing one were not read; report them as unknown (0 used, no reset).
-        used = used + (0,) * (count - len(used))
-        ttl = ttl + (0,) * (count - len(ttl))
-    return Admission(admitted, int(flat[1]) - 1, used, ttl)
+    return Admission(bool(flat[0]), int(flat[1]) - 1, tuple(pairs[0::2]), tuple(pairs[1::2]))
 
 
 class RedisBackend:
@@ -162,7 +161,7 @@ class RedisBackend:
             flat = await self._admit(keys=list(keys), args=args)
         except Exception as exc:  # redis raises ConnectionError, TimeoutError, ResponseError, OSError
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        return _admission(flat, len(keys))
+        return _admission(flat)
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         try:
@@ -215,12 +214,7 @@ class MemoryBackend:
         ttl = [int((e[1] - now) * 1000) if e else w for e, w in zip(entries, windows_ms, strict=True)]
         for i, (limit, amount) in enumerate(zip(limits, amounts, strict=True)):
             if used[i] + amount > limit and not (elastic[i] and used[i] <= 0):
-                return Admission(
-                    False,
-                    i,
-                    tuple(used[: i + 1]) + (0,) * (len(keys) - i - 1),
-                    tuple(ttl[: i + 1]) + (0,) * (len(keys) - i - 1),
-                )
+                return Admission(False, i, tuple(used), tuple(ttl))
         if len(self._counters) > self._SWEEP_AT:
             self._sweep(now)
         for i, key in enumerate(keys):

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import orjson
 
-from atp_common.config import AtpConfig, Role, TenantConfig
-from atp_common.limits.rules import TenantLimits, compile_limits
+from atp_common.config import KEY_LIMIT_FIELDS, AtpConfig, Role, TenantConfig
+from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits
 
 log = logging.getLogger("atp.limits.directory")
 
 __all__ = [
+    "KEY_LIMIT_FIELDS",
     "TENANT_FIELDS",
     "Directory",
     "DirectoryFollower",
@@ -47,7 +48,12 @@ def new_api_key() -> tuple[str, str]:
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """A key as stored: its digest only. `source` is "admin" for created keys and "config" for a
-    revocation of a key from the configuration file."""
+    revocation of, or a limit change to, a key from the configuration file.
+
+    `limits` holds the key's own rate limits (KEY_LIMIT_FIELDS names): all of them for a created key; for a
+    configuration-file key, the changes made through the admin API on top of the file's values, where None
+    removes a limit the file sets.
+    """
 
     key_id: str
     digest: str
@@ -59,9 +65,10 @@ class KeyRecord:
     source: str = "admin"
     # The key this one replaced (rotation), for the audit trail.
     rotated_from: str = ""
+    limits: Mapping[str, int | None] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return orjson.dumps({f: getattr(self, f) for f in self.__slots__})
+        return orjson.dumps({f: getattr(self, f) for f in self.__slots__}, default=dict)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> KeyRecord:
@@ -72,6 +79,12 @@ class KeyRecord:
 def config_key_id(digest: str) -> str:
     """The id under which a configuration-file key is listed and revoked."""
     return "cfg_" + digest[:16]
+
+
+def effective_key_limits(base: Mapping[str, int], changes: Mapping[str, int | None]) -> dict[str, int]:
+    """A key's limits: the configuration file's `base` with the admin API's `changes` (None removes one)."""
+    merged = {**base, **changes}
+    return {f: v for f in KEY_LIMIT_FIELDS if (v := merged.get(f)) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,15 +250,27 @@ class Directory:
         self.state = state
         revoked = {r.digest for r in state.keys.values() if r.revoked_at is not None}
         keys: dict[str, KeyInfo] = {}
+        file_limits: dict[str, dict[str, int]] = {}
         for tenant, tenant_config in config.tenants.items():
             for key in tenant_config.api_keys:
                 digest = key.hash.removeprefix("sha256:")
+                key_id = config_key_id(digest)
+                file_limits[key_id] = key.limits
                 if digest not in revoked:
-                    keys[digest] = KeyInfo(tenant, key.role, key.name, config_key_id(digest))
+                    keys[digest] = KeyInfo(tenant, key.role, key.name, key_id)
         for record in state.keys.values():
             if record.revoked_at is None and record.source == "admin":
                 keys[record.digest] = KeyInfo(record.tenant, record.role, record.name, record.key_id)
         self.keys = keys
+        # Every known key's own limits (revoked ones too, for listing), by key id; keys without are absent.
+        key_settings = {k: v for k, v in file_limits.items() if v}
+        for record in state.keys.values():
+            merged = effective_key_limits(file_limits.get(record.key_id, {}), record.limits)
+            if merged:
+                key_settings[record.key_id] = merged
+            else:
+                key_settings.pop(record.key_id, None)
+        self.key_settings = key_settings
         tenants = dict(config.tenants)
         for tenant, overrides in state.tenants.items():
             base = tenants.get(tenant, TenantConfig())
@@ -257,7 +282,23 @@ class Directory:
             compiled = compile_limits(tenant, tenant_config)
             if compiled.checks:
                 self.limits[tenant] = compiled
+        # A live key with limits of its own: its tenant's checks followed by the key's, one admission.
+        self.key_limits: dict[str, TenantLimits] = {}
+        for info in keys.values():
+            own = key_settings.get(info.key_id)
+            if own:
+                scope = self.limits.get(info.tenant) or TenantLimits(info.tenant, (), (), ())
+                self.key_limits[info.key_id] = with_key_limits(scope, info.key_id, own)
         self.config = config if not state.tenants else config.model_copy(update={"tenants": tenants})
+
+    def limits_for(self, tenant: str, key_id: str = "") -> TenantLimits | None:
+        """What a request of `tenant` made with key `key_id` (may be empty) is checked against; None when
+        nothing limits it. A key id of another tenant is ignored: the tenant's limits alone apply."""
+        if key_id:
+            combined = self.key_limits.get(key_id)
+            if combined is not None and combined.tenant == tenant:
+                return combined
+        return self.limits.get(tenant)
 
     def config_keys(self, config: AtpConfig) -> list[KeyRecord]:
         """The configuration file's keys as records (for listing)."""

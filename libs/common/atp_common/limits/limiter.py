@@ -1,4 +1,5 @@
-"""Admission against a tenant's limits in one store round trip, and settlement with the real usage after."""
+"""Admission against a tenant's limits (and its API key's) in one store round trip, and settlement with the
+real usage after."""
 
 from __future__ import annotations
 
@@ -139,6 +140,9 @@ class Limiter:
     async def admit(self, limits: TenantLimits, *, tokens: int = 0, cost_usd: float = 0.0) -> Ticket:
         """Reserve one request, `tokens` and `cost_usd` against every counter of `limits`, or refuse.
 
+        `limits` may hold a tenant's counters and its API key's: all are checked and reserved together, in
+        one store call, or none is.
+
         Raises RateLimited (429) or BudgetExceeded (OpenAI's 429 insufficient_quota), each with
         retry_after; Unavailable when the store is down and the mode is "closed".
         """
@@ -193,7 +197,7 @@ class Limiter:
         if not outcome.admitted:
             check = checks[outcome.refused_by]
             retry_s = max(ttl[outcome.refused_by], 1) / 1000
-            headers = self._headers(limits, outcome.used, ttl)
+            headers = self._headers(limits, outcome.used, ttl, outcome.refused_by)
             metrics.REFUSALS.labels(check.kind).inc()
             if check.kind == "budget":
                 spent = outcome.used[outcome.refused_by] / MICRO
@@ -220,12 +224,21 @@ class Limiter:
             self._headers(limits, outcome.used, ttl),
         )
 
-    def _headers(self, limits: TenantLimits, used: tuple[int, ...], ttl: list[int]) -> Headers:
+    def _headers(
+        self, limits: TenantLimits, used: tuple[int, ...], ttl: list[int], refused_by: int = -1
+    ) -> Headers:
+        # Each kind reports its tightest applicable limit: the refusing check when it is of that kind, else
+        # the candidate (the tenant's, the key's) with the least remaining.
         headers: list[tuple[str, str]] = []
-        for index, unit in ((limits.header_requests, "requests"), (limits.header_tokens, "tokens")):
-            if index is None:
+        checks = limits.checks
+        for candidates, unit in ((limits.header_requests, "requests"), (limits.header_tokens, "tokens")):
+            if not candidates:
                 continue
-            limit = limits.checks[index].limit
+            if refused_by >= 0 and checks[refused_by].kind == unit:
+                index = refused_by
+            else:
+                index = min(candidates, key=lambda i: (checks[i].limit - used[i], checks[i].limit))
+            limit = checks[index].limit
             headers += (
                 (f"x-ratelimit-limit-{unit}", str(limit)),
                 (f"x-ratelimit-remaining-{unit}", str(max(limit - used[index], 0))),

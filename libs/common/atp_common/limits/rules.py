@@ -1,13 +1,14 @@
-"""A tenant's limits compiled once into the list of counters one admission checks."""
+"""A tenant's limits, and an API key's on top of them, compiled once into the counters one admission checks."""
 
 from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from atp_common.config import TenantConfig
+from atp_common.config import KEY_LIMIT_FIELDS, TenantConfig
 
 Kind = Literal["requests", "tokens", "budget"]
 
@@ -38,14 +39,17 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class TenantLimits:
-    """What one tenant may spend; `checks` is empty when nothing is limited (admission is then skipped)."""
+    """What one request of a tenant may spend: the tenant's checks, then those of the API key that made it
+    when the key has limits of its own (every check must pass). `checks` is empty when nothing is limited
+    (admission is then skipped)."""
 
     tenant: str
     checks: tuple[Check, ...]
-    # Index of the check whose numbers go into x-ratelimit-*-requests / -tokens (the per-minute one when
-    # configured, as OpenAI reports, else the tightest window).
-    header_requests: int | None
-    header_tokens: int | None
+    # Indexes of the checks whose numbers may go into x-ratelimit-*-requests / -tokens: one per scope (the
+    # tenant's, the key's), each the per-minute check when configured, as OpenAI reports, else the tightest
+    # window. The limiter reports the one with the least remaining, the tightest at that moment.
+    header_requests: tuple[int, ...]
+    header_tokens: tuple[int, ...]
 
     @property
     def limits_tokens(self) -> bool:
@@ -56,27 +60,40 @@ class TenantLimits:
         return any(c.kind == "budget" for c in self.checks)
 
 
-def _pick_header(checks: list[Check], kind: Kind) -> int | None:
-    indexes = [i for i, c in enumerate(checks) if c.kind == kind]
+def _pick_header(checks: list[Check], kind: Kind, start: int = 0) -> tuple[int, ...]:
+    indexes = [i for i, c in enumerate(checks) if c.kind == kind and i >= start]
     for i in indexes:
         if checks[i].window_ms == _MINUTE_MS:
-            return i
-    return indexes[0] if indexes else None
+            return (i,)
+    return (indexes[0],) if indexes else ()
+
+
+_RATE_WINDOWS = (("second", _SECOND_MS), ("minute", _MINUTE_MS), ("day", _DAY_MS))
+
+
+def _rate_checks(
+    values: Mapping[str, int | None], name_suffix: str = "", key_suffix: str = ""
+) -> list[Check]:
+    checks: list[Check] = []
+    for kind in ("requests", "tokens"):
+        for unit, window_ms in _RATE_WINDOWS:
+            value = values.get(f"{kind}_per_{unit}")
+            if value is not None:
+                checks.append(
+                    Check(
+                        kind,  # type: ignore[arg-type]
+                        f"{kind} per {unit}{name_suffix}",
+                        value,
+                        window_ms,
+                        f"{key_suffix}{kind[0]}{unit[0]}",
+                    )
+                )
+    return checks
 
 
 def compile_limits(tenant: str, config: TenantConfig) -> TenantLimits:
     """The counters of `config`, built once per configuration or directory version."""
-    checks: list[Check] = []
-    for kind, unit, window_ms, value in (
-        ("requests", "second", _SECOND_MS, config.requests_per_second),
-        ("requests", "minute", _MINUTE_MS, config.requests_per_minute),
-        ("requests", "day", _DAY_MS, config.requests_per_day),
-        ("tokens", "second", _SECOND_MS, config.tokens_per_second),
-        ("tokens", "minute", _MINUTE_MS, config.tokens_per_minute),
-        ("tokens", "day", _DAY_MS, config.tokens_per_day),
-    ):
-        if value is not None:
-            checks.append(Check(kind, f"{kind} per {unit}", value, window_ms, f"{kind[0]}{unit[0]}"))  # type: ignore[arg-type]
+    checks = _rate_checks({f: getattr(config, f) for f in KEY_LIMIT_FIELDS})
     if config.daily_budget_usd is not None:
         checks.append(
             Check("budget", "daily budget", round(config.daily_budget_usd * MICRO), _DAY_MS, "bd", "day")
@@ -94,6 +111,25 @@ def compile_limits(tenant: str, config: TenantConfig) -> TenantLimits:
         )
     return TenantLimits(
         tenant, tuple(checks), _pick_header(checks, "requests"), _pick_header(checks, "tokens")
+    )
+
+
+def with_key_limits(tenant_limits: TenantLimits, key_id: str, limits: Mapping[str, int]) -> TenantLimits:
+    """`tenant_limits` plus the counters of one API key's own `limits` (KEY_LIMIT_FIELDS names).
+
+    The key's counters live under the tenant's hash tag (`{tenant}:k:<key_id>:rm`), so one script call
+    checks both scopes atomically, on a Redis Cluster too; a key's id, never the key, names them.
+    """
+    key_checks = _rate_checks(limits, f" of API key {key_id}", f"k:{key_id}:")
+    if not key_checks:
+        return tenant_limits
+    checks = [*tenant_limits.checks, *key_checks]
+    start = len(tenant_limits.checks)
+    return TenantLimits(
+        tenant_limits.tenant,
+        tuple(checks),
+        tenant_limits.header_requests + _pick_header(checks, "requests", start),
+        tenant_limits.header_tokens + _pick_header(checks, "tokens", start),
     )
 
 
