@@ -16,11 +16,12 @@ __all__ = ["Admission"]
 
 
 class Admission:
-    """Admits a request for its tenant: requests, a token estimate and a cost estimate, in one limiter call.
+    """Admits a request for its tenant and, when the API key that made it has limits of its own, for that
+    key too: requests, a token estimate and a cost estimate, in one limiter call.
 
     The cost estimate is the most expensive candidate's price for the estimated prompt plus max_tokens
     (or `default_output_tokens`), because failover may serve the request with any ranked candidate; the
-    spend is settled from the actual cost afterwards. A tenant without limits costs one dict lookup.
+    spend is settled from the actual cost afterwards. A request without limits costs two dict lookups.
     """
 
     def __init__(
@@ -37,10 +38,15 @@ class Admission:
         self._default_output_tokens = default_output_tokens
 
     async def admit(
-        self, tenant: str, decision: chat_pb2.Decision, params: chat_pb2.GenerationParams
+        self,
+        tenant: str,
+        key_id: str,
+        decision: chat_pb2.Decision,
+        params: chat_pb2.GenerationParams,
     ) -> Ticket | None:
-        """None when the tenant has no limits; raises RateLimited / BudgetExceeded / Unavailable."""
-        limits = self.follower.directory.limits.get(tenant)
+        """None when neither the tenant nor the key (`key_id`, empty for callers without one) has limits;
+        raises RateLimited / BudgetExceeded / Unavailable."""
+        limits = self.follower.directory.limits_for(tenant, key_id)
         if limits is None:
             return None
         prompt = decision.features.estimated_prompt_tokens

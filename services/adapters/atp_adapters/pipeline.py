@@ -150,9 +150,10 @@ class GeneratePipeline:
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         """Serve one Generate call. Raises AtpError before any output; yields responses after.
 
-        With limits configured for the tenant, the request is admitted (or refused with RateLimited /
-        BudgetExceeded) before any provider is called, `send_metadata` receives the x-ratelimit-* values,
-        and the reservation is settled from the actual usage when the call ends, however it ends.
+        With limits configured for the tenant or its API key (`request.key_id`), the request is admitted
+        (or refused with RateLimited / BudgetExceeded) before any provider is called, `send_metadata`
+        receives the x-ratelimit-* values, and the reservation is settled from the actual usage when the
+        call ends, however it ends.
         """
         started_wall = time.time()
         started = time.perf_counter()
@@ -175,7 +176,7 @@ class GeneratePipeline:
         self._count_decision(route_label, decision.candidates[0].model)
         ticket = None
         if self._admission is not None:
-            ticket = await self._admission.admit(tenant, decision, request.params)
+            ticket = await self._admission.admit(tenant, request.key_id, decision, request.params)
             if ticket is not None and ticket.headers and send_metadata is not None:
                 await send_metadata(ticket.headers)
 

@@ -1,5 +1,6 @@
 """Limits in Generate itself (what internal callers and every gateway transport pass through): admission
-before the provider call, x-ratelimit-* in the initial metadata, settlement from the actual usage."""
+before the provider call, x-ratelimit-* in the initial metadata, settlement from the actual usage; a key's
+own limits, named by the request's key_id, on top of its tenant's."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
-from atp_common.config import AtpConfig
-from atp_common.errors import BudgetExceeded, from_rpc_error
+from atp_common.config import AtpConfig, hash_api_key
+from atp_common.errors import BudgetExceeded, RateLimited, from_rpc_error
+from atp_common.limits.directory import config_key_id
+
+STRICT_KEY, TOKEN_KEY, PLAIN_KEY = "sk-keyed-strict-1", "sk-keyed-tokens-1", "sk-keyed-plain-01"
+
+
+def _key_id(key: str) -> str:
+    return config_key_id(hash_api_key(key).removeprefix("sha256:"))
 
 
 def _free_address() -> str:
@@ -36,6 +44,15 @@ CONFIG = {
         "metered": {"tokens_per_minute": 1000, "requests_per_minute": 100},
         "capped": {"daily_budget_usd": 0.05},
         "free": {},
+        "keyed": {
+            "requests_per_minute": 5,
+            "tokens_per_minute": 100_000,
+            "api_keys": [
+                {"hash": hash_api_key(STRICT_KEY), "requests_per_minute": 2},
+                {"hash": hash_api_key(TOKEN_KEY), "tokens_per_minute": 1000},
+                {"hash": hash_api_key(PLAIN_KEY)},
+            ],
+        },
     },
 }
 
@@ -126,3 +143,50 @@ async def test_budget_refusal_is_typed_with_retry_after_before_any_provider_call
         stub, _request("capped", text="hi", params=chat_pb2.GenerationParams(max_tokens=5))
     )
     assert responses[-1].HasField("completion")
+
+
+async def _outcome(stub, request) -> str:
+    try:
+        _metadata, responses = await _run(stub, request)
+    except aio.AioRpcError as exc:
+        error = from_rpc_error(exc)
+        assert isinstance(error, RateLimited) and error.retry_after and error.retry_after > 0
+        return error.message
+    assert responses[-1].HasField("completion")
+    return "ok"
+
+
+async def test_a_key_gets_exactly_its_limit_beside_its_tenant_which_caps_the_sum(adapters) -> None:
+    stub, _admission = adapters
+    strict = [await _outcome(stub, _request("keyed", key_id=_key_id(STRICT_KEY))) for _ in range(4)]
+    assert strict[:2] == ["ok", "ok"]
+    assert all("requests per minute of API key " + _key_id(STRICT_KEY) in m for m in strict[2:])
+    # Another key of the tenant is not held by the first key's limit, only by the tenant's five.
+    plain = [await _outcome(stub, _request("keyed", key_id=_key_id(PLAIN_KEY))) for _ in range(4)]
+    assert plain[:3] == ["ok", "ok", "ok"]
+    assert "requests per minute" in plain[3] and "API key" not in plain[3]
+    # A caller without a key id is held by the tenant's limits alone.
+    assert "requests per minute" in await _outcome(stub, _request("keyed"))
+
+
+async def test_key_tokens_are_reserved_then_settled_and_reported_as_the_tightest_limit(adapters) -> None:
+    stub, admission = adapters
+    request = _request("keyed", key_id=_key_id(TOKEN_KEY), params=chat_pb2.GenerationParams(max_tokens=400))
+    metadata, responses = await _run(stub, request)
+    assert metadata["x-ratelimit-limit-tokens"] == "1000"  # the key's limit, tighter than the tenant's
+    assert metadata["x-ratelimit-limit-requests"] == "5"  # the tenant's: the key limits no requests
+    reserved = 1000 - int(metadata["x-ratelimit-remaining-tokens"])
+    assert reserved >= 400
+    usage = responses[-1].completion.usage
+    actual = usage.prompt_tokens + usage.completion_tokens
+    assert actual < reserved
+    await admission.limiter.flush()
+    # Settled: the first request counts its actual usage only.
+    metadata, _ = await _run(stub, request)
+    assert int(metadata["x-ratelimit-remaining-tokens"]) == 1000 - actual - reserved
+    await admission.limiter.flush()
+    # An estimate above what the key has left is refused, though the tenant has plenty.
+    bigger = _request("keyed", key_id=_key_id(TOKEN_KEY), params=chat_pb2.GenerationParams(max_tokens=990))
+    message = await _outcome(stub, bigger)
+    assert "tokens per minute of API key " + _key_id(TOKEN_KEY) in message
+    assert await _outcome(stub, _request("keyed", key_id=_key_id(PLAIN_KEY))) == "ok"

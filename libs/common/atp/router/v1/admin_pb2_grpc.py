@@ -54,6 +54,11 @@ class AdminServiceStub:
                 request_serializer=atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
                 response_deserializer=atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
                 _registered_method=True)
+        self.UpdateKey = channel.unary_unary(
+                '/atp.router.v1.AdminService/UpdateKey',
+                request_serializer=atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyRequest.SerializeToString,
+                response_deserializer=atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyResponse.FromString,
+                _registered_method=True)
         self.GetTenant = channel.unary_unary(
                 '/atp.router.v1.AdminService/GetTenant',
                 request_serializer=atp_dot_router_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
@@ -97,6 +102,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateKey(self, request, context):
+        """Changes a key's own rate limits (configuration-file keys too); every adapters replica applies them
+        within a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTenant(self, request, context):
         """A tenant's effective settings (configuration merged with the overrides set here).
         """
@@ -133,6 +146,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.RevokeKey,
                     request_deserializer=atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyRequest.FromString,
                     response_serializer=atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyResponse.SerializeToString,
+            ),
+            'UpdateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKey,
+                    request_deserializer=atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyRequest.FromString,
+                    response_serializer=atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyResponse.SerializeToString,
             ),
             'GetTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTenant,
@@ -253,6 +271,33 @@ class AdminService:
             '/atp.router.v1.AdminService/RevokeKey',
             atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
             atp_dot_router_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.router.v1.AdminService/UpdateKey',
+            atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyRequest.SerializeToString,
+            atp_dot_router_dot_v1_dot_admin__pb2.UpdateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
