@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,7 +15,14 @@ from grpc import aio
 from atp.router.v1 import admin_pb2, admin_pb2_grpc
 from atp_common.config import TenantConfig
 from atp_common.errors import InvalidArgument, NotFound
-from atp_common.limits.directory import TENANT_FIELDS, DirectoryFollower, KeyRecord, new_api_key
+from atp_common.limits.directory import (
+    KEY_LIMIT_FIELDS,
+    TENANT_FIELDS,
+    Directory,
+    DirectoryFollower,
+    KeyRecord,
+    new_api_key,
+)
 
 __all__ = ["AdminServicer"]
 
@@ -39,8 +48,8 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
     return stamp
 
 
-def key_info(record: KeyRecord) -> admin_pb2.ApiKeyInfo:
-    """The listing form of a key: everything but the key."""
+def key_info(record: KeyRecord, limits: Mapping[str, int]) -> admin_pb2.ApiKeyInfo:
+    """The listing form of a key: everything but the key, with the key's own `limits` in force."""
     info = admin_pb2.ApiKeyInfo(
         key_id=record.key_id,
         tenant=record.tenant,
@@ -48,6 +57,7 @@ def key_info(record: KeyRecord) -> admin_pb2.ApiKeyInfo:
         name=record.name,
         source=record.source,
         rotated_from=record.rotated_from,
+        limits=admin_pb2.KeyLimits(**limits),
     )
     if record.created_at:
         info.created_at.CopyFrom(_timestamp(record.created_at))
@@ -89,6 +99,22 @@ def overrides_from(settings: admin_pb2.TenantSettings) -> dict[str, Any]:
     return out
 
 
+def key_limit_changes(limits: admin_pb2.KeyLimits) -> dict[str, int | None]:
+    """The limits a CreateKey or UpdateKey sets; 0 removes one (None)."""
+    out: dict[str, int | None] = {}
+    for name in KEY_LIMIT_FIELDS:
+        if limits.HasField(name):
+            value = getattr(limits, name)
+            if value < 0:
+                raise InvalidArgument(f"limits.{name} must not be negative", param=f"limits.{name}")
+            out[name] = value or None
+    return out
+
+
+def _info(directory: Directory, record: KeyRecord) -> admin_pb2.ApiKeyInfo:
+    return key_info(record, directory.key_settings.get(record.key_id, {}))
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Writes go to the store and bump its version; this router's follower is refreshed at once so a
     read after a write sees it, and every other replica picks the change up within its poll interval."""
@@ -114,6 +140,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         role = request.role or "user"
         if role not in _ROLES:
             raise InvalidArgument("role must be 'user' or 'admin'", param="role")
+        limits = {k: v for k, v in key_limit_changes(request.limits).items() if v is not None}
         secret, digest = new_api_key()
         record = KeyRecord(
             key_id="key_" + secrets.token_hex(8),
@@ -122,17 +149,19 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             role=role,  # type: ignore[arg-type]
             name=request.name[:128],
             created_at=time.time(),
+            limits=limits,
         )
         await self._follower.store.put_keys([record])
         await self._follower.refresh()
-        return admin_pb2.CreateKeyResponse(key=key_info(record), secret=secret)
+        return admin_pb2.CreateKeyResponse(key=key_info(record, limits), secret=secret)
 
     async def ListKeys(
         self, request: admin_pb2.ListKeysRequest, context: aio.ServicerContext
     ) -> admin_pb2.ListKeysResponse:
         records = await self._all_keys()
+        directory = self._follower.directory
         keys = [
-            key_info(r)
+            _info(directory, r)
             for r in sorted(records.values(), key=lambda r: (r.tenant, r.created_at, r.key_id))
             if (not request.tenant or r.tenant == request.tenant)
             and (request.include_revoked or r.revoked_at is None)
@@ -152,6 +181,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if old.revoked_at is not None:
             raise InvalidArgument("a revoked key cannot be rotated", param="key_id")
         now = time.time()
+        # The new key keeps the old one's limits (its own from here on; counters start afresh).
+        limits = self._follower.directory.key_settings.get(old.key_id, {})
         secret, digest = new_api_key()
         new = KeyRecord(
             key_id="key_" + secrets.token_hex(8),
@@ -161,22 +192,50 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             name=old.name,
             created_at=now,
             rotated_from=old.key_id,
+            limits=dict(limits),
         )
-        revoked = _revoked(old, now)
+        revoked = dataclasses.replace(old, revoked_at=now)
         # One MULTI: the new key and the revocation become visible together.
         await self._follower.store.put_keys([new, revoked])
+        directory = self._follower.directory
         await self._follower.refresh()
-        return admin_pb2.RotateKeyResponse(key=key_info(new), secret=secret, revoked=key_info(revoked))
+        return admin_pb2.RotateKeyResponse(
+            key=key_info(new, limits), secret=secret, revoked=_info(directory, revoked)
+        )
 
     async def RevokeKey(
         self, request: admin_pb2.RevokeKeyRequest, context: aio.ServicerContext
     ) -> admin_pb2.RevokeKeyResponse:
         record = await self._find(request.key_id)
         if record.revoked_at is None:
-            record = _revoked(record, time.time())
+            record = dataclasses.replace(record, revoked_at=time.time())
             await self._follower.store.put_keys([record])
             await self._follower.refresh()
-        return admin_pb2.RevokeKeyResponse(key=key_info(record))
+        return admin_pb2.RevokeKeyResponse(key=_info(self._follower.directory, record))
+
+    async def UpdateKey(
+        self, request: admin_pb2.UpdateKeyRequest, context: aio.ServicerContext
+    ) -> admin_pb2.UpdateKeyResponse:
+        unknown = [f for f in request.reset if f not in KEY_LIMIT_FIELDS]
+        if unknown:
+            raise InvalidArgument(f"cannot reset unknown limits {unknown}", param="reset")
+        changes = key_limit_changes(request.limits)
+        record = await self._find(request.key_id)
+        if record.revoked_at is not None:
+            raise InvalidArgument("a revoked key cannot be changed", param="key_id")
+        # The record keeps changes only: for a configuration-file key, on top of the file's values (None
+        # removes one the file sets, `reset` returns to the file); a created key has no file values.
+        stored = dict(record.limits)
+        for name in request.reset:
+            stored.pop(name, None)
+        stored.update(changes)
+        if record.source != "config":
+            stored = {k: v for k, v in stored.items() if v is not None}
+        record = dataclasses.replace(record, limits=stored)
+        # Written like a revocation: the version bump carries it to every replica within a second.
+        await self._follower.store.put_keys([record])
+        await self._follower.refresh()
+        return admin_pb2.UpdateKeyResponse(key=_info(self._follower.directory, record))
 
     async def GetTenant(
         self, request: admin_pb2.GetTenantRequest, context: aio.ServicerContext
@@ -213,17 +272,3 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.SetTenantResponse(
             tenant=request.tenant, settings=tenant_settings(merged), overridden=sorted(overrides)
         )
-
-
-def _revoked(record: KeyRecord, now: float) -> KeyRecord:
-    return KeyRecord(
-        key_id=record.key_id,
-        digest=record.digest,
-        tenant=record.tenant,
-        role=record.role,
-        name=record.name,
-        created_at=record.created_at,
-        revoked_at=now,
-        source=record.source,
-        rotated_from=record.rotated_from,
-    )

@@ -1,5 +1,5 @@
-"""AdminService on the router: keys created, listed, rotated and revoked, tenant settings, and the snapshot
-carrying an allow-list set through the API. Against the real Redis and the local-file store."""
+"""AdminService on the router: keys created, listed, rotated and revoked, their limits, tenant settings, and
+the snapshot carrying an allow-list set through the API. Against the real Redis and the local-file store."""
 
 from __future__ import annotations
 
@@ -99,6 +99,17 @@ async def test_bad_requests_are_typed(admin) -> None:
         (stub.CreateKey, admin_pb2.CreateKeyRequest(tenant="acme", role="root"), "role"),
         (stub.RevokeKey, admin_pb2.RevokeKeyRequest(key_id="key_missing"), "key_id"),
         (stub.SetTenant, admin_pb2.SetTenantRequest(tenant="acme", reset=["nope"]), "reset"),
+        (
+            stub.CreateKey,
+            admin_pb2.CreateKeyRequest(tenant="acme", limits=admin_pb2.KeyLimits(requests_per_minute=-1)),
+            "limits.requests_per_minute",
+        ),
+        (stub.UpdateKey, admin_pb2.UpdateKeyRequest(key_id="key_missing"), "key_id"),
+        (
+            stub.UpdateKey,
+            admin_pb2.UpdateKeyRequest(key_id="key_missing", reset=["daily_budget_usd"]),
+            "reset",
+        ),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await call(request, timeout=TIMEOUT)
@@ -136,3 +147,61 @@ async def test_tenant_settings_merge_reset_and_reach_the_snapshot(admin) -> None
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await stub.GetTenant(admin_pb2.GetTenantRequest(tenant="nobody"), timeout=TIMEOUT)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_key_limits_are_set_at_creation_changed_listed_and_kept_by_rotation(admin) -> None:
+    stub, _router, store = admin
+    created = await stub.CreateKey(
+        admin_pb2.CreateKeyRequest(
+            tenant="acme", limits=admin_pb2.KeyLimits(requests_per_minute=5, tokens_per_day=1000)
+        ),
+        timeout=TIMEOUT,
+    )
+    assert created.key.limits == admin_pb2.KeyLimits(requests_per_minute=5, tokens_per_day=1000)
+    key_id = created.key.key_id
+    # Unset fields stay, 0 removes one.
+    updated = await stub.UpdateKey(
+        admin_pb2.UpdateKeyRequest(
+            key_id=key_id,
+            limits=admin_pb2.KeyLimits(requests_per_second=1, requests_per_minute=2, tokens_per_day=0),
+        ),
+        timeout=TIMEOUT,
+    )
+    assert updated.key.limits == admin_pb2.KeyLimits(requests_per_second=1, requests_per_minute=2)
+    # What every replica's follower loads from the store: the key's checks, compiled.
+    replica = Directory(builtin_config(CONFIG_KEY), await store.load())
+    limits = replica.limits_for("acme", key_id)
+    assert limits is not None and [c.limit for c in limits.checks] == [1, 2]
+    listed = await stub.ListKeys(admin_pb2.ListKeysRequest(tenant="acme"), timeout=TIMEOUT)
+    assert [k.limits for k in listed.keys] == [updated.key.limits]
+    # For a created key, reset removes (there is no file value to return to).
+    reset = await stub.UpdateKey(
+        admin_pb2.UpdateKeyRequest(key_id=key_id, reset=["requests_per_second"]), timeout=TIMEOUT
+    )
+    assert reset.key.limits == admin_pb2.KeyLimits(requests_per_minute=2)
+    rotated = await stub.RotateKey(admin_pb2.RotateKeyRequest(key_id=key_id), timeout=TIMEOUT)
+    assert rotated.key.limits == admin_pb2.KeyLimits(requests_per_minute=2)
+    assert rotated.revoked.limits == admin_pb2.KeyLimits(requests_per_minute=2)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.UpdateKey(admin_pb2.UpdateKeyRequest(key_id=key_id), timeout=TIMEOUT)
+    assert from_rpc_error(refused.value).param == "key_id"  # a revoked key cannot be changed
+
+
+async def test_a_configuration_keys_limits_change_and_reset_to_the_files(admin) -> None:
+    stub, _router, store = admin
+    config_id = "cfg_" + _digest(CONFIG_KEY)[:16]
+    updated = await stub.UpdateKey(
+        admin_pb2.UpdateKeyRequest(key_id=config_id, limits=admin_pb2.KeyLimits(requests_per_minute=3)),
+        timeout=TIMEOUT,
+    )
+    assert updated.key.source == "config" and updated.key.limits.requests_per_minute == 3
+    replica = Directory(builtin_config(CONFIG_KEY), await store.load())
+    assert _digest(CONFIG_KEY) in replica.keys  # a limit change is not a revocation
+    limits = replica.limits_for("local", config_id)
+    assert limits is not None and limits.checks[-1].limit == 3
+    reset = await stub.UpdateKey(
+        admin_pb2.UpdateKeyRequest(key_id=config_id, reset=["requests_per_minute"]), timeout=TIMEOUT
+    )
+    assert reset.key.limits == admin_pb2.KeyLimits()  # the file sets none
+    replica = Directory(builtin_config(CONFIG_KEY), await store.load())
+    assert replica.limits_for("local", config_id) is None
