@@ -1,4 +1,4 @@
-"""The HTTP admin API: keys and tenant settings (admin role), usage, observations and decision explanations
+"""The HTTP admin API: keys, their limits and tenant settings (admin role), usage, observations and decision explanations
 (any key for its own tenant; an admin may name any tenant). Off the hot path, so plain FastAPI routes."""
 
 from __future__ import annotations
@@ -30,10 +30,33 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class KeyLimitsBody(_Body):
+    """A key's own rate limits, on top of its tenant's; null or absent leaves one as it is, 0 removes it."""
+
+    requests_per_second: int | None = Field(None, ge=0)
+    requests_per_minute: int | None = Field(None, ge=0)
+    requests_per_day: int | None = Field(None, ge=0)
+    tokens_per_second: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0)
+    tokens_per_day: int | None = Field(None, ge=0)
+
+    def message(self) -> admin_pb2.KeyLimits:
+        return admin_pb2.KeyLimits(**self.model_dump(exclude_none=True))
+
+
 class CreateKeyBody(_Body):
     tenant: str
     role: Literal["user", "admin"] = "user"
     name: str = Field("", max_length=128)
+    limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+
+
+class UpdateKeyBody(_Body):
+    """Limits to set; `reset` names limits that go back to the configuration file's value (for a key
+    created through this API: removed)."""
+
+    limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+    reset: list[str] = Field(default_factory=list)
 
 
 class TenantBody(_Body):
@@ -64,6 +87,11 @@ def _dict(message: Message) -> dict[str, Any]:
 def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {"object": "api_key", "id": info.key_id, **_dict(info)}
     out.pop("key_id", None)
+    # Every limit, null when unset, as numbers (the proto JSON mapping would make int64 strings).
+    out["limits"] = {
+        name: getattr(info.limits, name) if info.limits.HasField(name) else None
+        for name in KeyLimitsBody.model_fields
+    }
     if secret:
         out["key"] = secret  # the only time the key is ever shown
     return out
@@ -138,7 +166,9 @@ def admin_router(gateway: Gateway) -> APIRouter:
         client = control()
         reply = await client.call(
             client.admin.CreateKey,
-            admin_pb2.CreateKeyRequest(tenant=body.tenant, role=body.role, name=body.name),
+            admin_pb2.CreateKeyRequest(
+                tenant=body.tenant, role=body.role, name=body.name, limits=body.limits.message()
+            ),
         )
         return _json(_key(reply.key, reply.secret), 201)
 
@@ -157,6 +187,17 @@ def admin_router(gateway: Gateway) -> APIRouter:
         client = control()
         reply = await client.call(client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id))
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
+
+    @router.patch("/keys/{key_id}", summary="Change a key's own rate limits")
+    async def update_key(request: Request, key_id: str) -> Response:
+        admin_of(request)
+        body: UpdateKeyBody = await _parse(request, UpdateKeyBody, gateway)
+        client = control()
+        reply = await client.call(
+            client.admin.UpdateKey,
+            admin_pb2.UpdateKeyRequest(key_id=key_id, limits=body.limits.message(), reset=body.reset),
+        )
+        return _json(_key(reply.key))
 
     @router.delete("/keys/{key_id}", summary="Revoke a key (refused by every gateway within a second)")
     async def revoke_key(request: Request, key_id: str) -> Response:

@@ -7,18 +7,22 @@ from dataclasses import dataclass
 
 from atp_common.config import AtpConfig, Role
 from atp_common.errors import Unauthenticated
-from atp_common.limits.directory import Directory
+from atp_common.limits.directory import Directory, config_key_id
 
 __all__ = ["KeyStore", "Principal", "api_key_from_headers"]
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant the key belongs to, its role and the key's name (never the key)."""
+    """Who is calling: the tenant the key belongs to, its role, the key's name and id (never the key).
+
+    The key id goes to the adapters with every request, which apply the key's own limits by it.
+    """
 
     tenant: str
     role: Role
     key_name: str
+    key_id: str = ""
 
 
 _MISSING_KEY = (
@@ -43,13 +47,14 @@ class KeyStore:
         by_digest: dict[str, Principal] = {}
         for tenant, tenant_config in config.tenants.items():
             for key in tenant_config.api_keys:
-                by_digest[key.hash.removeprefix("sha256:")] = Principal(tenant, key.role, key.name)
+                digest = key.hash.removeprefix("sha256:")
+                by_digest[digest] = Principal(tenant, key.role, key.name, config_key_id(digest))
         return cls(by_digest)
 
     @classmethod
     def from_directory(cls, directory: Directory) -> KeyStore:
         """The configuration's keys and the admin API's, minus revoked ones."""
-        return cls({d: Principal(k.tenant, k.role, k.name) for d, k in directory.keys.items()})
+        return cls({d: Principal(k.tenant, k.role, k.name, k.key_id) for d, k in directory.keys.items()})
 
     def __len__(self) -> int:
         return len(self._by_digest)

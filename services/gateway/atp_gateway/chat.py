@@ -133,7 +133,11 @@ async def _serve(
             raise error_from_validation(exc) from None
         stream = bool(parsed.get("stream"))
         request = to_generate_request(
-            parsed, tenant=principal.tenant, request_id=headers.request_id, stream=stream
+            parsed,
+            tenant=principal.tenant,
+            key_id=principal.key_id,
+            request_id=headers.request_id,
+            stream=stream,
         )
         adapters = gateway.adapters
         if adapters is None:

@@ -91,11 +91,12 @@ def _message(index: int, raw: dict[str, Any]) -> chat_pb2.ChatMessage:
 
 
 def to_generate_request(
-    body: Mapping[str, Any], *, tenant: str, request_id: str, stream: bool
+    body: Mapping[str, Any], *, tenant: str, request_id: str, stream: bool, key_id: str = ""
 ) -> adapters_pb2.GenerateRequest:
     """The Generate call for a validated chat request (see schemas.ChatCompletionRequest).
 
-    `stream` is passed separately because the WebSocket streams whatever the body says.
+    `stream` is passed separately because the WebSocket streams whatever the body says. `key_id` names
+    the API key that made the request (never the key itself), for its own limits.
     """
     n = body.get("n")
     if n is not None and n != 1:
@@ -132,6 +133,7 @@ def to_generate_request(
     return adapters_pb2.GenerateRequest(
         request_id=request_id,
         tenant=tenant,
+        key_id=key_id,
         model=body["model"],
         messages=[_message(i, m) for i, m in enumerate(body["messages"])],
         params=params,

@@ -236,7 +236,11 @@ class _Session:
         stream = parsed.get("stream", True) is not False
         self._principal = self._gateway.keys.authenticate(self._api_key)
         request = to_generate_request(
-            parsed, tenant=self._principal.tenant, request_id=request_id, stream=stream
+            parsed,
+            tenant=self._principal.tenant,
+            key_id=self._principal.key_id,
+            request_id=request_id,
+            stream=stream,
         )
         adapters = self._gateway.adapters
         if adapters is None:

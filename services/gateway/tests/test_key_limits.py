@@ -1,0 +1,224 @@
+"""Per-key limits end to end, in process: the router's admin API (through the gateway's HTTP admin routes)
+sets and changes a key's limits, the adapters enforce them beside the tenant's, and refusals reach the
+client as OpenAI's 429s with Retry-After and x-ratelimit-* headers. On the real Redis, and with the local
+directory file and the in-process limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import websockets
+
+from atp_adapters.server import build_server as build_adapters
+from atp_adapters.settings import AdaptersSettings
+from atp_common.config import AtpConfig
+from atp_common.server import RunningServer
+from atp_gateway.app import create_app
+from atp_gateway.serve import GatewayServer
+from atp_gateway.settings import GatewaySettings
+from atp_router.server import build_server as build_router
+from atp_router.settings import RouterSettings
+from services.gateway.tests.stack import unused_address
+
+ADMIN_KEY = "sk-keylimits-admin-01"
+TENANT_KEY = "sk-keylimits-acme-001"
+
+
+def _hash(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+CONFIG = {
+    "providers": {"local": {"type": "local"}},
+    "models": {"local-small": {"provider": "local"}},
+    "routes": {"auto": {"candidates": ["local-small"]}},
+    "tenants": {
+        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "admin", "name": "ops"}]},
+        "acme": {"requests_per_minute": 5, "api_keys": [{"hash": _hash(TENANT_KEY), "name": "acme"}]},
+    },
+}
+
+
+@dataclass
+class Stack:
+    adapters: RunningServer
+    url: str
+
+    def client(self, key: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"authorization": f"Bearer {key}"}, timeout=10)
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def stack(request, redis_url, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Router, adapters and a gateway sharing one directory: Redis (and Redis counters) or one local file
+    (and the adapters' in-process limiter)."""
+    shared = {
+        "redis_url": redis_url if request.param == "redis" else "",
+        "redis_prefix": f"t{secrets.token_hex(6)}:",
+        "directory_path": str(tmp_path / "tenants.json"),
+        "directory_poll_s": 0.05,
+    }
+    config = AtpConfig.model_validate(CONFIG)
+    common = {"port": 0, "metrics_port": None, "drain_delay_s": 0, "grace_s": 1}
+    router = await build_router(
+        RouterSettings(
+            **common,
+            observer_addr="",
+            reload_on_sighup=False,
+            snapshot_min_interval_s=0,
+            **{k: v for k, v in shared.items() if k != "directory_poll_s"},
+        ),
+        config=config,
+    )
+    nowhere = unused_address()
+    adapters = await build_adapters(
+        AdaptersSettings(
+            **common,
+            router_addr=router.address,
+            observer_addr=nowhere,
+            spool_dir=str(tmp_path / "spool"),
+            **shared,
+        ),
+        config=config,
+    )
+    settings = GatewaySettings(
+        **common,
+        adapters_addr=adapters.address,
+        router_addr=router.address,
+        observer_addr=nowhere,
+        **shared,
+    )
+    gateway = GatewayServer(settings, create_app(settings, config=config))
+    await gateway.start()
+    try:
+        await _until(lambda: gateway.gateway.ready, what="gateway ready")
+        yield Stack(adapters, f"http://127.0.0.1:{gateway.port}")
+    finally:
+        await gateway.stop_now()
+        await adapters.stop_now()
+        await router.stop_now()
+
+
+async def _until(predicate, timeout_s: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _body() -> dict:
+    return {"model": "auto", "messages": [{"role": "user", "content": "count these words"}]}
+
+
+async def _chat(http: httpx.AsyncClient) -> httpx.Response:
+    return await http.post("/v1/chat/completions", json=_body())
+
+
+async def _ws(url: str, key: str) -> dict:
+    async with websockets.connect(
+        url.replace("http://", "ws://") + "/v1/ws",
+        additional_headers={"authorization": f"Bearer {key}"},
+        open_timeout=5,
+    ) as ws:
+        await ws.send(orjson.dumps({"type": "request", "id": "r1", "body": _body()}).decode())
+        while True:
+            frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame["type"] in ("done", "error"):
+                return frame
+
+
+def _refused(response: httpx.Response, limit: int, *, by_key: bool) -> None:
+    """OpenAI's 429: Retry-After, the x-ratelimit-* of the limit that refused, and its error object."""
+    assert response.status_code == 429, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["x-ratelimit-limit-requests"] == str(limit)
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-ratelimit-reset-requests"].endswith("s")
+    error = response.json()["error"]
+    assert error["type"] == "rate_limit_error" and error["code"] == "rate_limit_exceeded"
+    assert ("of API key" in error["message"]) is by_key
+
+
+async def _key_limit_seen(stack: Stack, key_id: str, limit: int) -> bool:
+    limits = stack.adapters.admission.follower.directory.key_limits.get(key_id)
+    return limits is not None and limits.checks[-1].limit == limit
+
+
+async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack: Stack) -> None:
+    async with stack.client(ADMIN_KEY) as ops, stack.client(TENANT_KEY) as tenant_key:
+        created = await ops.post(
+            "/v1/admin/keys", json={"tenant": "acme", "name": "strict", "limits": {"requests_per_minute": 2}}
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["limits"] == {
+            "requests_per_second": None,
+            "requests_per_minute": 2,
+            "requests_per_day": None,
+            "tokens_per_second": None,
+            "tokens_per_minute": None,
+            "tokens_per_day": None,
+        }
+        key, key_id = body["key"], body["id"]
+        await _until(lambda: _key_limit_seen(stack, key_id, 2), what="the adapters see the key's limit")
+        async with stack.client(key) as strict:
+            await _until(lambda: _status(strict, 200), what="the gateway accepts the new key")
+            # A concurrent burst: exactly the key's two, whatever the order.
+            burst = await asyncio.gather(*(_chat(strict) for _ in range(5)))
+            assert sorted(r.status_code for r in burst) == [200, 200, 429, 429, 429]
+            ok = next(r for r in burst if r.status_code == 200)
+            assert ok.headers["x-ratelimit-limit-requests"] == "2"  # the key's: tighter than the tenant's 5
+            for response in burst:
+                if response.status_code == 429:
+                    _refused(response, 2, by_key=True)
+
+            changed = await ops.patch(f"/v1/admin/keys/{key_id}", json={"limits": {"requests_per_minute": 3}})
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["limits"]["requests_per_minute"] == 3
+            await _until(lambda: _key_limit_seen(stack, key_id, 3), what="the adapters see the new limit")
+            listed = (await ops.get("/v1/admin/keys", params={"tenant": "acme"})).json()["data"]
+            assert {k["id"]: k["limits"]["requests_per_minute"] for k in listed}[key_id] == 3
+            # The third request of the minute now passes (over the WebSocket: the key's id travels there
+            # too), the fourth does not.
+            assert (await _ws(stack.url, key))["type"] == "done"
+            _refused(await _chat(strict), 3, by_key=True)
+
+            # Another key of the tenant is not held by this key's limit, only by the tenant's five: three
+            # were served, two remain.
+            assert [(await _chat(tenant_key)).status_code for _ in range(2)] == [200, 200]
+            _refused(await _chat(tenant_key), 5, by_key=False)
+            _refused(await _chat(strict), 5, by_key=False)
+
+
+async def _status(http: httpx.AsyncClient, status: int) -> bool:
+    return (await http.get("/v1/models")).status_code == status
+
+
+async def test_key_admin_requests_are_validated_and_need_the_admin_role(stack: Stack) -> None:
+    async with stack.client(ADMIN_KEY) as ops, stack.client(TENANT_KEY) as user:
+        refused = await user.patch("/v1/admin/keys/key_x", json={"limits": {"requests_per_minute": 9}})
+        assert refused.status_code == 403
+        negative = await ops.post(
+            "/v1/admin/keys", json={"tenant": "acme", "limits": {"requests_per_minute": -1}}
+        )
+        assert negative.status_code == 400
+        unknown = await ops.patch("/v1/admin/keys/key_missing", json={"limits": {"requests_per_minute": 1}})
+        assert unknown.status_code == 404
+        bad_reset = await ops.patch("/v1/admin/keys/key_missing", json={"reset": ["daily_budget_usd"]})
+        assert bad_reset.status_code == 400 and bad_reset.json()["error"]["param"] == "reset"
