@@ -25,6 +25,7 @@ ACME_KEY = "atp-metrics-acme-" + "a" * 20
 LIMITED_KEY = "atp-metrics-limited-" + "b" * 20
 ROUTE_PER_MINUTE = 2
 GENERATE = "/atp.adapters.v1.AdaptersService/Generate"
+COMPLETE = "/atp.adapters.v1.AdaptersService/Complete"
 CONFIG = {
     "providers": {"local": {"type": "local"}},
     "models": {
@@ -189,16 +190,20 @@ async def test_each_service_exposes_the_issue_metrics_after_traffic(suite):
         assert _value(data, "atp_adapters_circuit_state", model="local-small") == 0
         assert _value(data, "atp_limits_refusals_total", kind="requests") == 1
         assert any(s.name == "atp_queue_depth" and s.labels == {"queue": "observations"} for s in data)
-        # The internal caller cancels once it has the completion: whether gRPC records that call as OK or
-        # CANCELLED depends on which end finishes first, so count both.
+        # Per-method gRPC counts: the gateway's non-streamed requests use Complete (4 served, 1 refused),
+        # the stream and the internal caller Generate. The internal caller cancels once it has the
+        # completion: whether gRPC records that call as OK or CANCELLED depends on which end finishes
+        # first, so count both.
         finished = sum(
             _value(data, "atp_grpc_requests_total", method=GENERATE, code=code)
             for code in ("OK", "CANCELLED")
         )
-        assert finished == served
-        assert _value(data, "atp_grpc_requests_total", method=GENERATE, code="OK") >= served - 1
-        assert _value(data, "atp_grpc_requests_total", method=GENERATE, code="RESOURCE_EXHAUSTED") == 1
-        assert _value(data, "atp_grpc_request_seconds_count", method=GENERATE) == served + 1
+        assert finished == 2
+        assert _value(data, "atp_grpc_requests_total", method=GENERATE, code="OK") >= 1
+        assert _value(data, "atp_grpc_request_seconds_count", method=GENERATE) == 2
+        assert _value(data, "atp_grpc_requests_total", method=COMPLETE, code="OK") == 4
+        assert _value(data, "atp_grpc_requests_total", method=COMPLETE, code="RESOURCE_EXHAUSTED") == 1
+        assert _value(data, "atp_grpc_request_seconds_count", method=COMPLETE) == 5
 
         # The router: decisions by model (from Route), snapshot state, and per-method gRPC counts.
         control = await _scrape(client, suite["router"])

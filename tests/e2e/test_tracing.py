@@ -147,16 +147,14 @@ async def test_one_trace_from_the_edge_to_the_provider_call(tmp_path, stream):
         trace = _trace_of(spans, trace_id)
         by_id = {s.context.span_id: s for s in trace}
 
-        # gateway → adapters: the gRPC client span under the edge, the adapters' server span under it.
+        # gateway → adapters (Generate for a stream, Complete otherwise): the gRPC client span under the
+        # edge, the adapters' server span under it.
+        method = "AdaptersService/Generate" if stream else "AdaptersService/Complete"
         generate_client = _one(
-            trace,
-            lambda s: s.kind == SpanKind.CLIENT and s.name.endswith("AdaptersService/Generate"),
-            "Generate client span",
+            trace, lambda s: s.kind == SpanKind.CLIENT and s.name.endswith(method), f"{method} client span"
         )
         generate_server = _one(
-            trace,
-            lambda s: s.kind == SpanKind.SERVER and s.name.endswith("AdaptersService/Generate"),
-            "Generate server span",
+            trace, lambda s: s.kind == SpanKind.SERVER and s.name.endswith(method), f"{method} server span"
         )
         assert generate_server.parent.span_id == generate_client.context.span_id
         assert generate_server.attributes["atp.decision_id"] == decision_id

@@ -1,9 +1,9 @@
-"""The AdaptersService servicer: Generate delegates to the pipeline, ListModels reads the current policy."""
+"""The AdaptersService servicer: Generate and Complete delegate to the pipeline, ListModels reads the policy."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Collection
 
 from grpc import aio
 
@@ -11,10 +11,11 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
+from atp_common.errors import InvalidArgument
 
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
-    """Generate and ListModels."""
+    """Generate, Complete and ListModels."""
 
     def __init__(
         self, pipeline: GeneratePipeline, holder: PolicyHolder, served_models: Collection[str]
@@ -32,6 +33,29 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         ) as responses:
             async for response in responses:
                 yield response
+
+    async def Complete(
+        self, request: adapters_pb2.CompleteRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.CompleteResponse:
+        inner = request.request
+        if inner.stream:
+            raise InvalidArgument(
+                "Complete serves non-streamed requests; stream with Generate", param="stream"
+            )
+        headers: list[tuple[str, str]] = []
+
+        async def keep(metadata: tuple[tuple[str, str], ...]) -> None:
+            headers.extend(metadata)
+
+        async with contextlib.aclosing(
+            self._pipeline.generate(inner, context.time_remaining(), keep)
+        ) as responses:
+            reply = await collect_reply(responses)
+        if headers:
+            # Trailing metadata leaves with the status in the reply's one batch; initial metadata sent
+            # on its own would cost the call another exchange.
+            context.set_trailing_metadata(tuple(headers))
+        return reply
 
     async def ListModels(
         self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext
@@ -62,3 +86,19 @@ def list_models(
     for name, spec in specs.items():
         response.models.add(id=name, provider=spec.provider, kind="model", context_window=spec.context_window)
     return response
+
+
+async def collect_reply(
+    responses: AsyncIterator[adapters_pb2.GenerateResponse],
+) -> adapters_pb2.CompleteResponse:
+    """Generate's messages as Complete's one reply: a non-streamed request yields a single message, and
+    any more are merged into it (deltas appended, the completion or error kept)."""
+    reply = adapters_pb2.CompleteResponse()
+    first = True
+    async for message in responses:
+        if first:
+            reply.response.CopyFrom(message)
+            first = False
+        else:
+            reply.response.MergeFrom(message)
+    return reply

@@ -202,6 +202,33 @@ async def test_streamed_deltas_concatenate_to_the_non_streamed_text(suite: Suite
     assert suite.primary.requests[-1].body["model"] == "upstream-a"
 
 
+async def test_complete_gives_the_non_streamed_reply_in_one_unary_call(suite: Suite):
+    suite.primary.reply = FakeReply(text="The quick brown fox jumps over the lazy dog.")
+    (generated,) = await generate(suite.stub, request(stream=False))
+    reply = await suite.stub.Complete(
+        adapters_pb2.CompleteRequest(request=request(stream=False, request_id="complete-1")), timeout=10
+    )
+    completed = reply.response
+    assert text_of([completed]) == text_of([generated]) == "The quick brown fox jumps over the lazy dog."
+    assert (completed.header.model, completed.header.route) == ("m-a", "chain")
+    assert completed.completion.finish_reason == adapters_pb2.FINISH_REASON_STOP
+    assert completed.completion.usage == generated.completion.usage
+    observation = await suite.observer.wait_for("complete-1")
+    assert observation.status == observer_pb2.OBSERVATION_STATUS_OK
+    assert observation.decision.decision_id == completed.header.decision_id
+
+    # Complete is for non-streamed requests only; its errors are the same typed statuses as Generate's.
+    with pytest.raises(aio.AioRpcError) as caught:
+        await suite.stub.Complete(adapters_pb2.CompleteRequest(request=request(stream=True)), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert from_rpc_error(caught.value).param == "stream"
+    with pytest.raises(aio.AioRpcError) as caught:
+        await suite.stub.Complete(
+            adapters_pb2.CompleteRequest(request=request("no-such-model", stream=False)), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_events_that_arrive_together_travel_in_one_message(suite: Suite):
     responses = await generate(suite.stub, request(stream=True))
     # The fake writes every event at once: one read, one message with header, all deltas and completion.

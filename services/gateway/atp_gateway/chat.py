@@ -40,11 +40,12 @@ class _ClientGone(Exception):
 
 
 class _Exchange:
-    """One chat request in flight: its upstream call and the task that notices the client leaving."""
+    """One chat request in flight: its upstream call (Generate for a stream, Complete otherwise) and the
+    task that notices the client leaving."""
 
     __slots__ = ("call", "completed", "disconnected", "watcher")
 
-    def __init__(self, call: aio.UnaryStreamCall, receive: Receive):
+    def __init__(self, call: aio.UnaryStreamCall | aio.UnaryUnaryCall, receive: Receive):
         self.call = call
         self.disconnected = False
         # Set once the completion has arrived: from then on a disconnect has nothing left to cancel (and
@@ -61,22 +62,38 @@ class _Exchange:
         if not self.completed:
             self.call.cancel()
 
+    def _gone(self) -> bool:
+        """Whether a CancelledError in this task came from the watcher cancelling the call (the client
+        left), not from this task being cancelled."""
+        task = asyncio.current_task()
+        return self.disconnected and task is not None and not task.cancelling()
+
     async def read(self) -> adapters_pb2.GenerateResponse | None:
-        """The next message; None at the end of the stream; _ClientGone when the client left."""
+        """The next message of a Generate call; None at its end; _ClientGone when the client left."""
+        assert isinstance(self.call, aio.UnaryStreamCall)
         try:
             message = await self.call.read()
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            # The call was cancelled by the watcher, not this task: the client is gone.
-            if self.disconnected and task is not None and not task.cancelling():
+            if self._gone():
                 raise _ClientGone from None
             raise
         return None if message is aio.EOF else message
 
+    async def reply(self) -> adapters_pb2.GenerateResponse:
+        """The reply of a Complete call; _ClientGone when the client left."""
+        assert isinstance(self.call, aio.UnaryUnaryCall)
+        try:
+            reply: adapters_pb2.CompleteResponse = await self.call
+        except asyncio.CancelledError:
+            if self._gone():
+                raise _ClientGone from None
+            raise
+        return reply.response
+
     async def finish(self) -> None:
-        """After the completion: read the stream's end, so the call ends OK rather than cancelled (the
-        adapters then record it as served and skip their cancellation path); one read, the server ends
-        the stream right after the completion."""
+        """After a stream's completion: read the stream's end, so the call ends OK rather than cancelled
+        (the adapters then record it as served and skip their cancellation path); one read, the server
+        ends the stream right after the completion."""
         with contextlib.suppress(aio.AioRpcError, _ClientGone):
             await self.read()
 
@@ -147,6 +164,8 @@ async def _serve(
     except AtpError as exc:
         return (await send_error(send, exc, reply_headers)).status
 
+    if not stream:
+        return await _complete(_Exchange(adapters.complete(request), receive), reply_headers, send, started)
     exchange = _Exchange(adapters.generate(request), receive)
     try:
         try:
@@ -159,51 +178,59 @@ async def _serve(
         if first.HasField("error"):
             error = error_from_generate(first.error.code, first.error.message, first.error.type)
             return (await send_error(send, error, reply_headers)).status
-        header = first.header
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the initial metadata (absent when the tenant has no limits).
-        for key, value in await exchange.call.initial_metadata() or ():
-            if key.startswith("x-ratelimit-"):
-                reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
-        reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
-        reply_headers.append((b"x-atp-model", header.model.encode()))
-        if stream:
-            return await _stream(exchange, first, request.include_usage, reply_headers, send, started)
-        return await _complete(exchange, first, reply_headers, send, started)
+        _add_limit_headers(reply_headers, await exchange.call.initial_metadata())
+        _add_route_headers(reply_headers, first.header)
+        return await _stream(exchange, first, request.include_usage, reply_headers, send, started)
     finally:
         exchange.close()
 
 
+def _add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
+    for key, value in metadata or ():
+        if key.startswith("x-ratelimit-"):
+            reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
+
+
+def _add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
+    reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
+    reply_headers.append((b"x-atp-model", header.model.encode()))
+
+
 async def _complete(
-    exchange: _Exchange,
-    first: adapters_pb2.GenerateResponse,
-    reply_headers: list[tuple[bytes, bytes]],
-    send: Send,
-    started: float,
+    exchange: _Exchange, reply_headers: list[tuple[bytes, bytes]], send: Send, started: float
 ) -> int:
-    builder = CompletionBuilder(first.header)
-    message: adapters_pb2.GenerateResponse | None = first
-    while message is not None:
-        if message.HasField("error"):
-            error = error_from_generate(message.error.code, message.error.message, message.error.type)
-            return (await send_error(send, error, reply_headers)).status
-        builder.add(message)
-        if builder.completion is not None:
-            exchange.completed = True
-            # ATP's overhead: everything but the provider's time, measured before the body leaves, so
-            # the reply can carry it.
-            overhead = metrics.overhead_seconds(started, builder.completion.provider_ms)
-            metrics.OVERHEAD_JSON.observe(overhead)
-            reply_headers.append(metrics.overhead_header(overhead))
-            await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
-            await exchange.finish()
-            return 200
+    """A non-streamed request: one Complete call, one JSON reply."""
+    try:
         try:
-            message = await exchange.read()
+            reply = await exchange.reply()
         except aio.AioRpcError as exc:
             return (await send_error(send, error_from_rpc(exc, generating=True), reply_headers)).status
-    log.error("adapters reply ended without a completion")
-    return (await send_error(send, Internal("internal error"), reply_headers)).status
+        exchange.completed = True
+        if not reply.HasField("header"):
+            log.error("adapters reply without a header")
+            return (await send_error(send, Internal("internal error"), reply_headers)).status
+        if reply.HasField("error"):
+            error = error_from_generate(reply.error.code, reply.error.message, reply.error.type)
+            return (await send_error(send, error, reply_headers)).status
+        if not reply.HasField("completion"):
+            log.error("adapters reply ended without a completion")
+            return (await send_error(send, Internal("internal error"), reply_headers)).status
+        # For Complete the adapters send the x-ratelimit-* values in the trailing metadata.
+        _add_limit_headers(reply_headers, await exchange.call.trailing_metadata())
+        _add_route_headers(reply_headers, reply.header)
+        builder = CompletionBuilder(reply.header)
+        builder.add(reply)
+        # ATP's overhead: everything but the provider's time, measured before the body leaves, so the
+        # reply can carry it.
+        overhead = metrics.overhead_seconds(started, reply.completion.provider_ms)
+        metrics.OVERHEAD_JSON.observe(overhead)
+        reply_headers.append(metrics.overhead_header(overhead))
+        await send_json(send, 200, orjson.dumps(builder.result()), reply_headers)
+        return 200
+    finally:
+        exchange.close()
 
 
 async def _stream(

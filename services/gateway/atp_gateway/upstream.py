@@ -51,6 +51,13 @@ class AdaptersClient:
         """Start a Generate call; the caller reads it and cancels it when its client goes away."""
         return self._stub.Generate(request, timeout=self._request_timeout_s)
 
+    def complete(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall:
+        """Start a Complete call (a non-streamed request); the caller awaits it and cancels it when its
+        client goes away."""
+        return self._stub.Complete(
+            adapters_pb2.CompleteRequest(request=request), timeout=self._request_timeout_s
+        )
+
     async def models_json(self) -> bytes:
         """OpenAI's model list, encoded; reused for models_cache_s so a polling client costs nothing."""
         cached = self._models

@@ -13,6 +13,7 @@ import pytest
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_adapters.servicer import collect_reply
 from atp_common.config import AtpConfig, builtin_config
 from atp_common.errors import NotFound, PermissionDenied, RateLimited, Unavailable
 from atp_common.server import RunningServer, ServiceRegistration, start_server
@@ -74,6 +75,9 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
             request_id=request.request_id,
             created=int(time.time()),
         )
+
+    async def Complete(self, request, context):
+        return await collect_reply(self.Generate(request.request, context))
 
     async def Generate(self, request, context):
         self.requests.append(request)

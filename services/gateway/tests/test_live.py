@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -100,6 +101,26 @@ async def test_client_disconnect_cancels_the_upstream_call(live, adapters, api_k
         await asyncio.wait_for(servicer.hanging.wait(), 5)
         assert not servicer.cancelled.is_set()
         await response.aclose()
+    # The fake is parked in a 30 s sleep: only a cancelled call ends it this quickly.
+    await asyncio.wait_for(servicer.cancelled.wait(), 5)
+
+
+async def test_client_disconnect_cancels_a_non_streamed_call(live, adapters, api_key):
+    servicer = adapters[1]
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live.port}", timeout=10) as http:
+        reply = asyncio.create_task(
+            http.post(
+                "/v1/chat/completions",
+                json={"model": "hang", "messages": _messages()},
+                headers={"authorization": f"Bearer {api_key}"},
+            )
+        )
+        # The Complete call is in the adapters, parked after its first delta; the client gives up.
+        await asyncio.wait_for(servicer.hanging.wait(), 5)
+        assert not servicer.cancelled.is_set()
+        reply.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reply
     # The fake is parked in a 30 s sleep: only a cancelled call ends it this quickly.
     await asyncio.wait_for(servicer.cancelled.wait(), 5)
 

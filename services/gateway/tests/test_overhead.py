@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
+from atp_adapters.servicer import collect_reply
 from atp_common.config import builtin_config
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
@@ -27,6 +28,9 @@ PROVIDER_MS = 120.0
 
 class SlowAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
     """Answers after TOTAL_S, saying the provider took PROVIDER_MS of it."""
+
+    async def Complete(self, request, context):
+        return await collect_reply(self.Generate(request.request, context))
 
     async def Generate(self, request, context):
         await asyncio.sleep(TOTAL_S)

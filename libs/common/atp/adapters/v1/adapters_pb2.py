@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from atp.common.v1 import chat_pb2 as atp_dot_common_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\xda\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\"z\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\"\xca\x01\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"\x13\n\x11ListModelsRequest\"O\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\xbb\x01\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\xda\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\"z\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\"\xca\x01\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"D\n\x0f\x43ompleteRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"G\n\x10\x43ompleteResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.atp.adapters.v1.GenerateResponse\"\x13\n\x11ListModelsRequest\"O\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\x8c\x02\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12O\n\x08\x43omplete\x12 .atp.adapters.v1.CompleteRequest\x1a!.atp.adapters.v1.CompleteResponse\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atp.adapters.v1.adapters_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=1070
-  _globals['_FINISHREASON']._serialized_end=1229
+  _globals['_FINISHREASON']._serialized_start=1213
+  _globals['_FINISHREASON']._serialized_end=1372
   _globals['_GENERATEREQUEST']._serialized_start=78
   _globals['_GENERATEREQUEST']._serialized_end=296
   _globals['_GENERATEHEADER']._serialized_start=298
@@ -44,12 +44,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEERROR']._serialized_end=687
   _globals['_GENERATERESPONSE']._serialized_start=690
   _globals['_GENERATERESPONSE']._serialized_end=899
-  _globals['_LISTMODELSREQUEST']._serialized_start=901
-  _globals['_LISTMODELSREQUEST']._serialized_end=920
-  _globals['_MODELINFO']._serialized_start=922
-  _globals['_MODELINFO']._serialized_end=1001
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1003
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1067
-  _globals['_ADAPTERSSERVICE']._serialized_start=1232
-  _globals['_ADAPTERSSERVICE']._serialized_end=1419
+  _globals['_COMPLETEREQUEST']._serialized_start=901
+  _globals['_COMPLETEREQUEST']._serialized_end=969
+  _globals['_COMPLETERESPONSE']._serialized_start=971
+  _globals['_COMPLETERESPONSE']._serialized_end=1042
+  _globals['_LISTMODELSREQUEST']._serialized_start=1044
+  _globals['_LISTMODELSREQUEST']._serialized_end=1063
+  _globals['_MODELINFO']._serialized_start=1065
+  _globals['_MODELINFO']._serialized_end=1144
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1146
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1210
+  _globals['_ADAPTERSSERVICE']._serialized_start=1375
+  _globals['_ADAPTERSSERVICE']._serialized_end=1643
 # @@protoc_insertion_point(module_scope)

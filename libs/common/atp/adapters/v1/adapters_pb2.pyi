@@ -95,6 +95,18 @@ class GenerateResponse(_message.Message):
     error: GenerateError
     def __init__(self, header: _Optional[_Union[GenerateHeader, _Mapping]] = ..., deltas: _Optional[_Iterable[_Union[_chat_pb2.Delta, _Mapping]]] = ..., completion: _Optional[_Union[GenerateCompletion, _Mapping]] = ..., error: _Optional[_Union[GenerateError, _Mapping]] = ...) -> None: ...
 
+class CompleteRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: GenerateRequest
+    def __init__(self, request: _Optional[_Union[GenerateRequest, _Mapping]] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: GenerateResponse
+    def __init__(self, response: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...
+
 class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

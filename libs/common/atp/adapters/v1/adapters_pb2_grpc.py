@@ -39,6 +39,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Complete = channel.unary_unary(
+                '/atp.adapters.v1.AdaptersService/Complete',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/atp.adapters.v1.AdaptersService/ListModels',
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsRequest.SerializeToString,
@@ -52,6 +57,15 @@ class AdaptersServiceServicer:
     def Generate(self, request, context):
         """Routes, calls the provider and streams the reply. Each response message carries every delta that has
         arrived from the provider by the time it is sent; a non-streamed request gets a single message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Complete(self, request, context):
+        """A non-streamed request in one unary call: the reply Generate would send, as one message. Cheaper per
+        request than Generate (gRPC exchanges one message each way instead of running a stream); the
+        x-ratelimit-* values come in the trailing metadata instead of the initial metadata.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +85,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Complete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Complete,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -105,6 +124,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/Generate',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Complete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.adapters.v1.AdaptersService/Complete',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
