@@ -40,6 +40,7 @@ from grpc import aio
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketState
 
+from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import AtpError, Internal, InvalidArgument, PayloadTooLarge, RateLimited, Unavailable
 from atp_gateway import metrics
 from atp_gateway.auth import Principal, api_key_from_headers
@@ -245,6 +246,8 @@ class _Session:
         adapters = self._gateway.adapters
         if adapters is None:
             raise Unavailable("The gateway is starting.")
+        if not stream:
+            return await self._complete(adapters.complete(request), request_id)
         call = adapters.generate(request)
         try:
             builder: CompletionBuilder | None = None
@@ -265,19 +268,48 @@ class _Session:
                         raise Internal("internal error")
                     builder = CompletionBuilder(message.header)
                 builder.add(message)
-                if stream and (delta := merge_deltas(message.deltas)) is not None:
+                if (delta := merge_deltas(message.deltas)) is not None:
                     await self._send({"type": "delta", "id": request_id, "delta": delta})
                 if builder.completion is not None:
-                    header = builder.header
-                    return {
-                        "type": "done",
-                        "id": request_id,
-                        "decision_id": header.decision_id,
-                        "model": header.model,
-                        "response": builder.result(),
-                    }
+                    return _done(request_id, builder)
         finally:
             call.cancel()
+
+    @staticmethod
+    async def _complete(call: aio.UnaryUnaryCall, request_id: str) -> dict[str, Any]:
+        """A request with `stream: false`: one Complete call, no delta frames, the done frame."""
+        try:
+            try:
+                reply: adapters_pb2.CompleteResponse = await call
+            except aio.AioRpcError as exc:
+                raise error_from_rpc(exc, generating=True) from None
+        finally:
+            call.cancel()
+        message = reply.response
+        if message.HasField("error"):
+            error = message.error
+            raise error_from_generate(error.code, error.message, error.type)
+        if not message.HasField("header"):
+            log.error("adapters reply without a header")
+            raise Internal("internal error")
+        if not message.HasField("completion"):
+            log.error("adapters reply ended without a completion")
+            raise Internal("The reply ended unexpectedly.")
+        builder = CompletionBuilder(message.header)
+        builder.add(message)
+        return _done(request_id, builder)
+
+
+def _done(request_id: str, builder: CompletionBuilder) -> dict[str, Any]:
+    """The final frame of a request served in full."""
+    header = builder.header
+    return {
+        "type": "done",
+        "id": request_id,
+        "decision_id": header.decision_id,
+        "model": header.model,
+        "response": builder.result(),
+    }
 
 
 def _id_of(data: str | bytes) -> str | None:
