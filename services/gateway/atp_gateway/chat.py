@@ -16,7 +16,13 @@ from atp_common.errors import AtpError, Cancelled, Internal, Unavailable
 from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import api_key_from_headers
-from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
+from atp_gateway.errors import (
+    check_complete_reply,
+    error_from_generate,
+    error_from_rpc,
+    error_from_validation,
+    openai_error,
+)
 from atp_gateway.gateway import Gateway
 from atp_gateway.schemas import CHAT_REQUEST
 from atp_gateway.translate import CompletionBuilder, SseEncoder, atp_error_event, to_generate_request
@@ -208,15 +214,10 @@ async def _complete(
         except aio.AioRpcError as exc:
             return (await send_error(send, error_from_rpc(exc, generating=True), reply_headers)).status
         exchange.completed = True
-        if not reply.HasField("header"):
-            log.error("adapters reply without a header")
-            return (await send_error(send, Internal("internal error"), reply_headers)).status
-        if reply.HasField("error"):
-            error = error_from_generate(reply.error.code, reply.error.message, reply.error.type)
-            return (await send_error(send, error, reply_headers)).status
-        if not reply.HasField("completion"):
-            log.error("adapters reply ended without a completion")
-            return (await send_error(send, Internal("internal error"), reply_headers)).status
+        try:
+            check_complete_reply(reply)
+        except AtpError as exc:
+            return (await send_error(send, exc, reply_headers)).status
         # For Complete the adapters send the x-ratelimit-* values in the trailing metadata.
         _add_limit_headers(reply_headers, await exchange.call.trailing_metadata())
         _add_route_headers(reply_headers, reply.header)

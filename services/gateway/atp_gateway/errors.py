@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import grpc
 import orjson
 from pydantic import ValidationError
 
+from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import (
     ERROR_CLASSES,
     AtpError,
@@ -21,8 +23,11 @@ from atp_common.errors import (
     from_rpc_error,
 )
 
+log = logging.getLogger("atp.gateway.errors")
+
 __all__ = [
     "ErrorReply",
+    "check_complete_reply",
     "error_from_generate",
     "error_from_rpc",
     "error_from_validation",
@@ -124,6 +129,19 @@ _UNSUPPORTED = frozenset(
 )
 # Pydantic puts the union member it tried into the location; it is not part of the request's shape.
 _TYPE_TAGS = frozenset(("str", "int", "float", "bool", "dict", "list", "none", "literal"))
+
+
+def check_complete_reply(reply: adapters_pb2.GenerateResponse) -> None:
+    """Raise what a Complete reply says went wrong: the error the provider broke with after output, or
+    Internal (logged) when the reply lacks its header or completion."""
+    if reply.HasField("error"):
+        raise error_from_generate(reply.error.code, reply.error.message, reply.error.type)
+    if not reply.HasField("header"):
+        log.error("adapters reply without a header")
+        raise Internal("internal error")
+    if not reply.HasField("completion"):
+        log.error("adapters reply ended without a completion")
+        raise Internal("The reply ended unexpectedly.")
 
 
 def _param(loc: tuple[int | str, ...]) -> str | None:

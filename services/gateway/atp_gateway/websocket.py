@@ -44,7 +44,13 @@ from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import AtpError, Internal, InvalidArgument, PayloadTooLarge, RateLimited, Unavailable
 from atp_gateway import metrics
 from atp_gateway.auth import Principal, api_key_from_headers
-from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
+from atp_gateway.errors import (
+    check_complete_reply,
+    error_from_generate,
+    error_from_rpc,
+    error_from_validation,
+    openai_error,
+)
 from atp_gateway.gateway import Gateway
 from atp_gateway.schemas import CHAT_REQUEST, WS_MESSAGE
 from atp_gateway.translate import CompletionBuilder, merge_deltas, to_generate_request
@@ -286,15 +292,7 @@ class _Session:
         finally:
             call.cancel()
         message = reply.response
-        if message.HasField("error"):
-            error = message.error
-            raise error_from_generate(error.code, error.message, error.type)
-        if not message.HasField("header"):
-            log.error("adapters reply without a header")
-            raise Internal("internal error")
-        if not message.HasField("completion"):
-            log.error("adapters reply ended without a completion")
-            raise Internal("The reply ended unexpectedly.")
+        check_complete_reply(message)
         builder = CompletionBuilder(message.header)
         builder.add(message)
         return _done(request_id, builder)
