@@ -8,7 +8,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from atp.observer.v1 import observer_pb2
@@ -50,7 +50,8 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass(slots=True)
 class _Batch:
-    observations: Sequence[observer_pb2.Observation]
+    request: observer_pb2.IngestRequest
+    size: int  # observations in the request
     done: asyncio.Future[tuple[int, int]]
     arrived: float
 
@@ -111,11 +112,9 @@ class IngestBuffer:
             for i in range(self._writer_count)
         ]
 
-    async def submit(
-        self, observations: Sequence[observer_pb2.Observation]
-    ) -> asyncio.Future[tuple[int, int]]:
+    async def submit(self, request: observer_pb2.IngestRequest) -> asyncio.Future[tuple[int, int]]:
         """Queue one batch; the returned future gives (stored, duplicates) once it is committed."""
-        n = len(observations)
+        n = len(request.observations)
         async with self._lock:
             if self._closing:
                 raise Unavailable("observer is shutting down", retry_after=1.0)
@@ -132,7 +131,7 @@ class IngestBuffer:
                 if self._closing:
                     raise Unavailable("observer is shutting down", retry_after=1.0)
             done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-            self._queue.append(_Batch(observations, done, time.monotonic()))
+            self._queue.append(_Batch(request, n, done, time.monotonic()))
             self._size += n
             metrics.BUFFER_DEPTH.set(self._size)
             self._work.notify()
@@ -143,11 +142,11 @@ class IngestBuffer:
         async with self._lock:
             await self._work.wait_for(lambda: bool(self._queue))
             group = [self._queue.popleft()]
-            total = len(group[0].observations)
-            while self._queue and total + len(self._queue[0].observations) <= self._merge_observations:
+            total = group[0].size
+            while self._queue and total + self._queue[0].size <= self._merge_observations:
                 batch = self._queue.popleft()
                 group.append(batch)
-                total += len(batch.observations)
+                total += batch.size
             if self._queue:
                 self._work.notify()  # more than one merge holds: another writer can take the rest
             return group
@@ -159,7 +158,7 @@ class IngestBuffer:
                 await self._write_group(group)
             finally:
                 async with self._lock:
-                    self._size -= sum(len(batch.observations) for batch in group)
+                    self._size -= sum(batch.size for batch in group)
                     metrics.BUFFER_DEPTH.set(self._size)
                     self._room.notify_all()
 
@@ -167,7 +166,7 @@ class IngestBuffer:
         """Commit the group together; when that fails for a reason other than an outage, each batch
         alone, so one bad batch fails only its own sender."""
         try:
-            results = await self._write([batch.observations for batch in group])
+            results = await self._write([batch.request for batch in group])
         except Exception as exc:
             if len(group) > 1:
                 for batch in group:
@@ -179,12 +178,12 @@ class IngestBuffer:
                     exc if isinstance(exc, AtpError) else Internal("storing the batch failed")
                 )
             if not isinstance(exc, AtpError):
-                log.error("storing a batch of %d failed", len(batch.observations), exc_info=exc)
+                log.error("storing a batch of %d failed", batch.size, exc_info=exc)
             return
         committed = time.monotonic()
         for batch, result in zip(group, results, strict=True):
             metrics.COMMIT_SECONDS.observe(committed - batch.arrived)
-            metrics.BATCH_SIZE.observe(len(batch.observations))
+            metrics.BATCH_SIZE.observe(batch.size)
             metrics.INGESTED.labels("stored").inc(result[0])
             metrics.INGESTED.labels("duplicate").inc(result[1])
             # The sender may have given up (deadline); the write still counts, and its resend dedups.
@@ -193,7 +192,7 @@ class IngestBuffer:
         if any(result[0] for result in results):
             self._on_commit()
 
-    async def _write(self, batches: list[Sequence[observer_pb2.Observation]]) -> list[tuple[int, int]]:
+    async def _write(self, batches: list[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         delay = self._retry_initial_s
         while True:
             try:
@@ -256,7 +255,7 @@ async def ingest_stream(
                 raise InvalidArgument(
                     f"batch of {len(observations)} observations exceeds {max_batch}", param="observations"
                 )
-            pending.append(await buffer.submit(observations))
+            pending.append(await buffer.submit(request))
         # asyncio.wait, not wait_for(gather(...)): a sender that gives up cancels this handler, and a
         # cancelled gather keeps a CancelledError nobody retrieves, logged as an error on every such call.
         if pending:

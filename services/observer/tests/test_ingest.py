@@ -39,10 +39,8 @@ class RecordingStore(SqliteStore):
         super().__init__(path, reward_model=RewardModel.from_config(builtin_config("")))
         self.writes: list[list[int]] = []
 
-    async def insert_batches(
-        self, batches: Sequence[Sequence[observer_pb2.Observation]]
-    ) -> list[tuple[int, int]]:
-        self.writes.append([len(batch) for batch in batches])
+    async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
+        self.writes.append([len(batch.observations) for batch in batches])
         return await super().insert_batches(batches)
 
 
@@ -65,7 +63,7 @@ async def test_waiting_batches_share_one_transaction_up_to_the_merge_bound(tmp_p
         b = [observation("acme", 2), a[0]]  # a[0] again: a duplicate within the merged write
         c = [observation("acme", i) for i in range(3, 6)]
         # Queued before any writer runs, as batches pile up behind a busy or absent database.
-        futures = [await buffer.submit(batch) for batch in (a, b, c)]
+        futures = [await buffer.submit(observer_pb2.IngestRequest(observations=batch)) for batch in (a, b, c)]
         buffer.start()
         try:
             results = await asyncio.wait_for(asyncio.gather(*futures), 10)
@@ -83,7 +81,10 @@ async def test_a_bad_batch_in_a_merged_write_fails_alone(tmp_path: Path) -> None
         good = [observation("acme", 0)]
         bad = [observer_pb2.Observation(observation_id="no-start", tenant="acme")]
         later = [observation("acme", 1), observation("acme", 2)]
-        futures = [await buffer.submit(batch) for batch in (good, bad, later)]
+        futures = [
+            await buffer.submit(observer_pb2.IngestRequest(observations=batch))
+            for batch in (good, bad, later)
+        ]
         buffer.start()
         try:
             _, pending = await asyncio.wait(futures, timeout=10)

@@ -16,6 +16,7 @@ import pytest
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import ConfigError, InvalidArgument, PermissionDenied
+from atp_common.observation_rows import row_of
 from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store, open_store
 from atp_observer.store.base import unpack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS
@@ -90,6 +91,13 @@ def make_obs(
             )
         )
     return obs
+
+
+def batch(*observations: observer_pb2.Observation, rows: bool = False) -> observer_pb2.IngestRequest:
+    """An Ingest batch of these observations, with the producer's rows as ATP's shipper sends them."""
+    return observer_pb2.IngestRequest(
+        observations=observations, rows=[row_of(obs) for obs in observations] if rows else []
+    )
 
 
 def feedback(obs: observer_pb2.Observation, score: float, tenant: str | None = None):
@@ -528,15 +536,17 @@ async def test_batches_written_together_count_each_batch_and_reward_each_observa
     store: Store,
 ) -> None:
     a, b, c = make_obs(), make_obs(), make_obs(status=CANCELLED)
-    assert await store.insert_batches([[a, b], [b, c], [a]]) == [(2, 0), (1, 1), (0, 1)]
-    assert await store.insert_batches([[c], [a, b]]) == [(0, 1), (0, 2)]
+    assert await store.insert_batches([batch(a, b), batch(b, c), batch(a)]) == [(2, 0), (1, 1), (0, 1)]
+    assert await store.insert_batches([batch(c), batch(a, b)]) == [(0, 1), (0, 2)]
     assert await store.insert_batches([]) == []
     rewards = await all_rewards(store)
     # The cancelled observation earns none; the others one each, in batch order, with their features.
     assert [r.decision_id for r in rewards] == [a.decision.decision_id, b.decision.decision_id]
     assert [list(r.features) for r in rewards] == [[1.0, 0.5, 0.25]] * 2
     with pytest.raises(InvalidArgument):  # all or nothing: one bad observation refuses every batch
-        await store.insert_batches([[make_obs()], [observer_pb2.Observation(observation_id="no-start")]])
+        await store.insert_batches(
+            [batch(make_obs()), batch(observer_pb2.Observation(observation_id="no-start"))]
+        )
     assert len(await all_rewards(store)) == 2
 
 

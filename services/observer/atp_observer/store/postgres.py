@@ -21,6 +21,7 @@ from atp_observer.store.base import (
     OBS_STARTED,
     READ_COLUMNS,
     Store,
+    batch_values,
     check_feedback,
     check_group_by,
     check_limit,
@@ -30,7 +31,6 @@ from atp_observer.store.base import (
     decision_response,
     now_micros,
     observation_from_row,
-    observation_values,
     usage_query,
     usage_row,
 )
@@ -245,6 +245,10 @@ class PostgresStore(Store):
         except AtpError:
             raise
         except _UNAVAILABLE_ERRORS as exc:
+            if isinstance(exc, ValueError):
+                # asyncpg's client-side DataError (an InterfaceError): a value the table cannot take is a
+                # bug to report, not an outage to wait out.
+                raise
             raise Unavailable(f"cannot {action} PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
     @contextlib.asynccontextmanager
@@ -287,14 +291,24 @@ class PostgresStore(Store):
             "CREATE TEMP TABLE IF NOT EXISTS obs_stage (LIKE observations) ON COMMIT DELETE ROWS"
         )
 
-    async def insert_batches(
-        self, batches: Sequence[Sequence[observer_pb2.Observation]]
-    ) -> list[tuple[int, int]]:
+    async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         """Insert what is new in the batches and append its reward events, in one transaction."""
-        converted = [[observation_values(obs, PG_EPOCH_MICROS) for obs in batch] for batch in batches]
+        try:
+            return await self._insert_converted([batch_values(batch, PG_EPOCH_MICROS) for batch in batches])
+        except (asyncpg.DataError, asyncpg.NotNullViolationError, ValueError, TypeError):
+            # (ValueError: asyncpg's client-side DataError; TypeError: a value of the wrong type met by
+            # the reward computation.)
+            if not any(batch.rows for batch in batches):
+                raise
+            # The producer's rows did not fit the table: the observations themselves are the record.
+            return await self._insert_converted(
+                [batch_values(batch, PG_EPOCH_MICROS, producer_rows=False) for batch in batches]
+            )
+
+    async def _insert_converted(self, converted: list[list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
         rows = [row for batch_rows in converted for row in batch_rows]
         if not rows:
-            return [(0, 0) for _ in batches]
+            return [(0, 0) for _ in converted]
         days = {
             _PG_EPOCH_DATE + timedelta(days=day) for day in {row[OBS_STARTED] // _DAY_MICROS for row in rows}
         }

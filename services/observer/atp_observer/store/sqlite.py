@@ -27,6 +27,7 @@ from atp_observer.store.base import (
     REWARD_FEATURES,
     Store,
     arm_stats_row,
+    batch_values,
     check_feedback,
     check_group_by,
     check_limit,
@@ -37,7 +38,6 @@ from atp_observer.store.base import (
     eligible_for_reward,
     now_micros,
     observation_from_row,
-    observation_values,
     reward_event,
     unpack_vector,
     usage_query,
@@ -171,14 +171,23 @@ class SqliteStore(Store):
         async with self._session() as conn:
             await conn.execute_fetchall("SELECT 1")
 
-    async def insert_batches(
-        self, batches: Sequence[Sequence[observer_pb2.Observation]]
-    ) -> list[tuple[int, int]]:
+    async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         """Stage the batches, insert what is new, and append its reward events, all in one transaction."""
-        converted = [[observation_values(obs) for obs in batch] for batch in batches]
+        try:
+            return await self._insert_converted([batch_values(batch) for batch in batches])
+        except (sqlite3.IntegrityError, TypeError):
+            # (TypeError: a value of the wrong type met by the reward computation.)
+            if not any(batch.rows for batch in batches):
+                raise
+            # The producer's rows did not fit the table: the observations themselves are the record.
+            return await self._insert_converted(
+                [batch_values(batch, producer_rows=False) for batch in batches]
+            )
+
+    async def _insert_converted(self, converted: list[list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
         rows = [row for batch_rows in converted for row in batch_rows]
         if not rows:
-            return [(0, 0) for _ in batches]
+            return [(0, 0) for _ in converted]
         by_key: dict[tuple[str, int], tuple[Any, ...]] = {}
         for row in rows:
             by_key.setdefault((row[0], row[OBS_STARTED]), row)
