@@ -15,6 +15,7 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_adapters.shipper import ObservationShipper
+from atp_common.observation_rows import row_of
 from tests.e2e.processes import ServiceProcess, start_service
 
 TENANT = "acme"
@@ -65,7 +66,8 @@ class SteadySource:
         while True:
             for _ in range(self._per_tick):
                 observation_id = f"{self._prefix}-{len(self.sent)}"
-                self._shipper.submit(observation(observation_id))
+                made = observation(observation_id)
+                self._shipper.submit(made, row_of(made))
                 self.sent.append(observation_id)
             await asyncio.sleep(self._tick_s)  # the pacing of the load, not a wait for readiness
 

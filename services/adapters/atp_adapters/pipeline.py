@@ -28,6 +28,7 @@ from atp_adapters.shipper import ObservationShipper
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
+from atp_common.observation_rows import encode_row
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
 from atp_common.privacy import PrivacyPolicy
 from atp_common.telemetry import current_trace_id
@@ -466,8 +467,11 @@ class GeneratePipeline:
             series.reasoning_tokens.inc(usage.reasoning_tokens)
             series.cost.inc(cost)
 
+        observation_id = observations.new_observation_id()
+        latency_ms = latency_s * 1000.0
+        started_ns = int(started_wall * 1e9)
         observation = observer_pb2.Observation(
-            observation_id=observations.new_observation_id(),
+            observation_id=observation_id,
             request_id=request_id,
             tenant=tenant,
             decision=decision,
@@ -479,7 +483,7 @@ class GeneratePipeline:
             else "",
             usage=usage,
             cost_usd=cost,
-            latency_ms=latency_s * 1000.0,
+            latency_ms=latency_ms,
             time_to_first_token_ms=ttft_s * 1000.0,
             provider_ms=call.provider_s * 1000.0,
             status=status,
@@ -489,9 +493,23 @@ class GeneratePipeline:
             replica_id=self._replica_id,
             trace_id=call.trace_id,
         )
-        observation.started_at.FromNanoseconds(int(started_wall * 1e9))
+        observation.started_at.FromNanoseconds(started_ns)
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
-        self._shipper.submit(observation)
+        # The observer's columns, from the values at hand (about 1 µs here), so that it need not read
+        # them back out of the observation (several µs there, where every replica's observations meet).
+        row = encode_row(
+            observation_id=observation_id,
+            decision=decision,
+            tenant=tenant,
+            model=model,
+            usage=usage,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            status=status,
+            finish_reason=call.finish_reason,
+            started_micros=started_ns // 1000,
+        )
+        self._shipper.submit(observation, row)
 
 
 async def _traced_attempt(

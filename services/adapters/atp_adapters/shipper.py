@@ -17,8 +17,9 @@ log = logging.getLogger("atp.adapters.shipper")
 
 _INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
 INGEST_PATH = f"/{_INGEST.containing_service.full_name}/{_INGEST.name}"
-# The key of IngestRequest.observations (field 1, length-delimited) on the wire.
+# The keys of IngestRequest.observations and IngestRequest.rows (length-delimited) on the wire.
 _OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
+_ROWS_KEY = bytes([(_INGEST.input_type.fields_by_name["rows"].number << 3) | 2])
 
 
 def _varint(value: int) -> bytes:
@@ -30,10 +31,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode_observation(observation: observer_pb2.Observation) -> bytes:
-    """One observation as an encoded IngestRequest entry: batches are these joined, with no copy."""
+def encode_observation(observation: observer_pb2.Observation, row: bytes = b"") -> bytes:
+    """One observation, and its row when given (atp_common.observation_rows), as encoded IngestRequest
+    entries: batches are these joined, with no copy. Repeated fields may interleave on the wire, and each
+    keeps its order, so the n-th row stays the n-th observation's; a batch holds rows for all its
+    observations or (from an older spool) none, and the observer uses them only then."""
     payload = observation.SerializeToString()
-    return _OBSERVATIONS_KEY + _varint(len(payload)) + payload
+    entry = _OBSERVATIONS_KEY + _varint(len(payload)) + payload
+    if row:
+        entry += _ROWS_KEY + _varint(len(row)) + row
+    return entry
 
 
 class ObservationShipper:
@@ -90,9 +97,9 @@ class ObservationShipper:
         """Start the delivery task."""
         self._task = asyncio.create_task(self._run(), name="observation-shipper")
 
-    def submit(self, observation: observer_pb2.Observation) -> None:
-        """Hand one observation over; never awaits."""
-        encoded = encode_observation(observation)
+    def submit(self, observation: observer_pb2.Observation, row: bytes = b"") -> None:
+        """Hand one observation over, with its row (see encode_observation); never awaits."""
+        encoded = encode_observation(observation, row)
         try:
             self._queue.put_nowait(encoded)
         except asyncio.QueueFull:

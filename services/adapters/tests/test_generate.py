@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import orjson
 import pytest
 from grpc import aio
 
@@ -21,6 +22,7 @@ from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.errors import from_rpc_error
+from atp_common.observation_rows import row_of
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
 
@@ -30,17 +32,24 @@ OBSERVER_SERVICE = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].f
 
 
 class RecordingObserver(observer_pb2_grpc.ObserverServiceServicer):
-    """A real ObserverService that keeps what it is sent, deduplicating on observation id."""
+    """A real ObserverService that keeps what it is sent, deduplicating on observation id, and checks
+    that each observation's row (IngestRequest.rows) says what the observation says."""
 
     def __init__(self) -> None:
         self.observations: dict[str, observer_pb2.Observation] = {}
         self.batches = 0
         self.arrived = asyncio.Event()
+        self.row_mismatches: list[str] = []
 
     async def Ingest(self, request_iterator, context):
         stored = duplicates = 0
         async for request in request_iterator:
             self.batches += 1
+            if len(request.rows) != len(request.observations):
+                self.row_mismatches.append(f"{len(request.rows)} rows for {len(request.observations)}")
+            for observation, row in zip(request.observations, request.rows, strict=False):
+                if orjson.loads(row) != orjson.loads(row_of(observation)):
+                    self.row_mismatches.append(f"{observation.observation_id}: {row!r}")
             for observation in request.observations:
                 if observation.observation_id in self.observations:
                     duplicates += 1
@@ -55,6 +64,7 @@ class RecordingObserver(observer_pb2_grpc.ObserverServiceServicer):
             while True:
                 for observation in self.observations.values():
                     if observation.request_id == request_id:
+                        assert not self.row_mismatches, self.row_mismatches
                         return observation
                 self.arrived.clear()
                 await self.arrived.wait()
