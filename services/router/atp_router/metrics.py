@@ -21,3 +21,11 @@ EXCLUSION_REPORTS = Counter(
     "atp_router_exclusion_reports_total", "Circuit reports from adapters replicas, by result.", ["result"]
 )
 EXCLUDED_MODELS = Gauge("atp_router_reported_exclusions", "Models excluded by adapters' circuit reports.")
+EXCLUSION_SHARE_UP = Gauge(
+    "atp_router_exclusion_share_up",
+    "1 while circuit reports are shared with the other router replicas through Redis, 0 while only this "
+    "replica's own reports count (the share is unreachable).",
+)
+EXCLUSION_SHARE_ERRORS = Counter(
+    "atp_router_exclusion_share_errors_total", "Failed or timed-out Redis calls sharing circuit reports."
+)

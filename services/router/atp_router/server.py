@@ -21,6 +21,7 @@ from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.admin import AdminServicer
 from atp_router.config_source import ConfigWatcher
 from atp_router.decisions import DecisionLog
+from atp_router.exclusion_share import RedisExclusionShare
 from atp_router.health_reports import HealthReportServicer, ReportedExclusions
 from atp_router.learning import RewardsSubscriber
 from atp_router.publisher import SnapshotPublisher
@@ -83,14 +84,25 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
         observer_timeout_s=settings.observer_timeout_s,
         rng=random.Random(settings.seed),
     )
-    # Open circuits reported by adapters replicas become the snapshot's exclusions (and Route's).
+    # Open circuits reported by adapters replicas become the snapshot's exclusions (and Route's); with
+    # Redis, every router replica's reports do, whichever replica an adapters replica reported to.
     reported = ReportedExclusions(
         publisher.set_exclusions,
         max_replicas=settings.exclusion_max_replicas,
         max_exclusions=settings.exclusion_max_per_report,
         max_hold_s=settings.exclusion_max_hold_s,
+        share=(
+            RedisExclusionShare(
+                settings.redis_url, prefix=settings.redis_prefix, timeout_s=settings.exclusion_share_timeout_s
+            )
+            if settings.redis_url
+            else None
+        ),
+        share_poll_s=settings.exclusion_share_poll_s,
+        share_timeout_s=settings.exclusion_share_timeout_s,
     )
     try:
+        await reported.start()
         running = await start_server(
             settings,
             [
@@ -110,12 +122,12 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
             ],
         )
     except BaseException:
+        await reported.close()
         await directory.close()
         if channel is not None:
             await channel.close()
         raise
     publisher.start()
-    reported.start()
     watcher.start()
     if subscriber is not None:
         subscriber.start()

@@ -29,6 +29,11 @@ class RouterSettings(ServiceSettings):
     exclusion_max_hold_s: float = Field(600.0, gt=0, description="Longest a reported exclusion lasts.")
     exclusion_max_replicas: int = Field(4096, ge=1, description="Reporting replicas remembered.")
     exclusion_max_per_report: int = Field(1024, ge=1, description="Exclusions accepted in one report.")
+    # With Redis, every router replica shares the reports it takes and merges everyone's (see redis_url).
+    exclusion_share_poll_s: float = Field(
+        0.25, gt=0, description="How often the shared circuit reports' version is checked."
+    )
+    exclusion_share_timeout_s: float = Field(0.5, gt=0, description="Deadline of one shared-report call.")
 
     decision_log_size: int = Field(20_000, ge=1, description="Route decisions kept for Explain (LRU).")
     seed: int | None = Field(None, description="Seed of the policy's sampling (tests, evaluations).")
@@ -44,12 +49,13 @@ class RouterSettings(ServiceSettings):
     # `auto` replays when a route is contextual or decay is on, and uses the aggregates otherwise.
     bootstrap: Literal["auto", "stats", "replay"] = "auto"
 
-    # Tenants and keys set through AdminService: in Redis when configured (shared by every replica), else in
-    # a local JSON file (one host, the embedded default).
+    # Tenants and keys set through AdminService, and the adapters' circuit reports: in Redis when configured
+    # (shared by every replica), else in a local JSON file and in this process (one host, the embedded
+    # default).
     redis_url: str = Field(
         "",
         validation_alias=AliasChoices("redis_url", "ATP_ROUTER_REDIS_URL", "ATP_REDIS_URL"),
-        description="Redis holding the tenant directory; empty uses directory_path.",
+        description="Redis holding the tenant directory and circuit reports; empty: directory_path, local.",
     )
     redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
     directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
