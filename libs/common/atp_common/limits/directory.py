@@ -339,6 +339,7 @@ class DirectoryFollower:
         self.healthy = True
         self.last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         """Load once (bounded), then follow in the background."""
@@ -347,6 +348,7 @@ class DirectoryFollower:
             self._task = asyncio.create_task(self._follow(), name="directory-follow")
 
     async def close(self) -> None:
+        self._closing = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -398,6 +400,9 @@ class DirectoryFollower:
             self.last_error = error
 
     async def _follow(self) -> None:
-        while True:
+        # The flag, not only the cancel: on Python 3.11 a cancel that lands as one of the Redis client's
+        # internal wait_for calls completes can be swallowed, and a `while True` would then poll on and
+        # close() would wait for it forever.
+        while not self._closing:
             await asyncio.sleep(self._poll_s)
             await self.refresh()
