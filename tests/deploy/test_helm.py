@@ -313,6 +313,13 @@ def test_observer_replicas_without_postgres_are_refused(helmcheck: ModuleType, t
         asyncio.run(helmcheck.render(CHART, [values]))
 
 
+def test_router_replicas_without_redis_are_refused(helmcheck: ModuleType, tmp_path: Path) -> None:
+    values = tmp_path / "two-routers.yaml"
+    values.write_text("services: {router: {replicas: 2}}\n")
+    with pytest.raises(Exception, match=r"needs redis\.enabled"):
+        asyncio.run(helmcheck.render(CHART, [values]))
+
+
 def test_every_value_is_documented() -> None:
     text = (CHART / "values.yaml").read_text()
     documented = set(re.findall(r"^## @param (\S+)", text, flags=re.MULTILINE))
