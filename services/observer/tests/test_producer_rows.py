@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from atp.observer.v1 import observer_pb2
-from atp_common.observation_rows import ROW_FIELDS, row_of
+from atp_common.observation_rows import row_of
 from atp_observer.store import Store
-from atp_observer.store.base import OBSERVATION_COLUMNS, batch_values, observation_values
+from atp_observer.store.base import batch_values, observation_values
 from atp_observer.store.postgres import PG_EPOCH_MICROS
 from services.observer.tests import test_store as shared
 from services.observer.tests.test_store import CANCELLED, ERROR, PARTIAL, all_rewards, batch, make_obs
@@ -33,10 +33,6 @@ def varied() -> list[observer_pb2.Observation]:
         make_obs(started=datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)),
         plain,
     ]
-
-
-def test_a_row_holds_the_columns_before_the_payload() -> None:
-    assert OBSERVATION_COLUMNS == (*ROW_FIELDS, "payload")
 
 
 @pytest.mark.parametrize("epoch", [0, PG_EPOCH_MICROS])

@@ -24,27 +24,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 # Columns of `observations` that ingest writes, in the order every row tuple uses: what queries filter,
-# group and sum, and what rewards are computed from. The rest of the observation travels in `payload`, its
-# own serialized bytes: one C call per row where reading and encoding sixteen more fields cost about half
-# the observer's CPU per observation (see docs/design-notes.md, "Observation rows").
-OBSERVATION_COLUMNS: tuple[str, ...] = (
-    "observation_id",
-    "decision_id",
-    "tenant",
-    "route",
-    "model",
-    "policy",
-    "propensity",
-    "features",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_ms",
-    "status",
-    "finish_reason",
-    "started_at",
-    "payload",
-)
+# group and sum, and what rewards are computed from (the fields of a producer's row), then the rest of the
+# observation as its own serialized bytes, `payload`: one C call per row where reading and encoding sixteen
+# more fields cost about half the observer's CPU per observation (docs/design-notes.md, "Observation rows").
+OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "payload")
 (
     OBS_ID,
     OBS_DECISION_ID,
