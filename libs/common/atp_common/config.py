@@ -110,7 +110,18 @@ KEY_LIMIT_FIELDS = (
 )
 
 
-class ApiKeyConfig(_Strict):
+class RateLimits(_Strict):
+    """Requests and tokens per second, minute and day (KEY_LIMIT_FIELDS); None: no such limit."""
+
+    requests_per_second: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1)
+    requests_per_day: int | None = Field(None, ge=1)
+    tokens_per_second: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    tokens_per_day: int | None = Field(None, ge=1)
+
+
+class ApiKeyConfig(RateLimits):
     """An API key, stored only as its SHA-256 digest (`sha256:<hex>`), with optional limits of its own.
 
     A key's limits hold in addition to its tenant's: a request is admitted only when both allow it.
@@ -119,12 +130,6 @@ class ApiKeyConfig(_Strict):
     hash: str
     role: Role = "user"
     name: str = ""
-    requests_per_second: int | None = Field(None, ge=1)
-    requests_per_minute: int | None = Field(None, ge=1)
-    requests_per_day: int | None = Field(None, ge=1)
-    tokens_per_second: int | None = Field(None, ge=1)
-    tokens_per_minute: int | None = Field(None, ge=1)
-    tokens_per_day: int | None = Field(None, ge=1)
 
     @property
     def limits(self) -> dict[str, int]:
@@ -140,18 +145,12 @@ class ApiKeyConfig(_Strict):
         return "sha256:" + digest
 
 
-class TenantConfig(_Strict):
-    """A tenant: its keys and what it may use."""
+class TenantConfig(RateLimits):
+    """A tenant: its keys, its rate limits and budgets, and what it may use."""
 
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     allowed_models: list[str] = Field(default_factory=list)
     denied_models: list[str] = Field(default_factory=list)
-    requests_per_second: int | None = Field(None, ge=1)
-    requests_per_minute: int | None = Field(None, ge=1)
-    requests_per_day: int | None = Field(None, ge=1)
-    tokens_per_second: int | None = Field(None, ge=1)
-    tokens_per_minute: int | None = Field(None, ge=1)
-    tokens_per_day: int | None = Field(None, ge=1)
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
     store_prompts: bool = False

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2
+from atp_common.config import KEY_LIMIT_FIELDS
 from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.control import ControlClient
@@ -30,8 +31,8 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class KeyLimitsBody(_Body):
-    """A key's own rate limits, on top of its tenant's; null or absent leaves one as it is, 0 removes it."""
+class _RateLimitChanges(_Body):
+    """Rate limits to set: null or absent leaves one as it is, 0 removes it."""
 
     requests_per_second: int | None = Field(None, ge=0)
     requests_per_minute: int | None = Field(None, ge=0)
@@ -39,6 +40,10 @@ class KeyLimitsBody(_Body):
     tokens_per_second: int | None = Field(None, ge=0)
     tokens_per_minute: int | None = Field(None, ge=0)
     tokens_per_day: int | None = Field(None, ge=0)
+
+
+class KeyLimitsBody(_RateLimitChanges):
+    """A key's own rate limits, on top of its tenant's."""
 
     def message(self) -> admin_pb2.KeyLimits:
         return admin_pb2.KeyLimits(**self.model_dump(exclude_none=True))
@@ -59,16 +64,10 @@ class UpdateKeyBody(_Body):
     reset: list[str] = Field(default_factory=list)
 
 
-class TenantBody(_Body):
+class TenantBody(_RateLimitChanges):
     """Fields to set; null or absent leaves a field as it is; 0 removes a rate limit; `reset` names fields
     that go back to the configuration file's value."""
 
-    requests_per_second: int | None = Field(None, ge=0)
-    requests_per_minute: int | None = Field(None, ge=0)
-    requests_per_day: int | None = Field(None, ge=0)
-    tokens_per_second: int | None = Field(None, ge=0)
-    tokens_per_minute: int | None = Field(None, ge=0)
-    tokens_per_day: int | None = Field(None, ge=0)
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
     allowed_models: list[str] | None = None
@@ -99,16 +98,7 @@ def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:
 
 def _tenant(tenant: str, settings: admin_pb2.TenantSettings, overridden: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"object": "tenant", "tenant": tenant}
-    for field in (
-        "requests_per_second",
-        "requests_per_minute",
-        "requests_per_day",
-        "tokens_per_second",
-        "tokens_per_minute",
-        "tokens_per_day",
-        "daily_budget_usd",
-        "monthly_budget_usd",
-    ):
+    for field in (*KEY_LIMIT_FIELDS, "daily_budget_usd", "monthly_budget_usd"):
         out[field] = getattr(settings, field) if settings.HasField(field) else None
     out["allowed_models"] = list(settings.allowed_models.models)
     out["denied_models"] = list(settings.denied_models.models)

@@ -28,14 +28,7 @@ __all__ = ["AdminServicer"]
 
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ROLES = ("user", "admin")
-_INT_LIMITS = (
-    "requests_per_second",
-    "requests_per_minute",
-    "requests_per_day",
-    "tokens_per_second",
-    "tokens_per_minute",
-    "tokens_per_day",
-)
+_INT_LIMITS = KEY_LIMIT_FIELDS
 _BUDGETS = ("daily_budget_usd", "monthly_budget_usd")
 _LISTS = ("allowed_models", "denied_models")
 
