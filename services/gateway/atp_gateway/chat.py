@@ -26,6 +26,7 @@ from atp_gateway.errors import (
 from atp_gateway.gateway import Gateway
 from atp_gateway.schemas import CHAT_REQUEST
 from atp_gateway.translate import CompletionBuilder, SseEncoder, atp_error_event, to_generate_request
+from atp_gateway.upstream import AdaptersClient, whole_reply
 
 log = logging.getLogger("atp.gateway.chat")
 
@@ -86,15 +87,20 @@ class _Exchange:
         return None if message is aio.EOF else message
 
     async def reply(self) -> adapters_pb2.GenerateResponse:
-        """The reply of a Complete call; _ClientGone when the client left."""
-        assert isinstance(self.call, aio.UnaryUnaryCall)
+        """The whole reply of a non-streamed request (whole_reply); _ClientGone when the client left."""
         try:
-            reply: adapters_pb2.CompleteResponse = await self.call
+            return await whole_reply(self.call)
         except asyncio.CancelledError:
             if self._gone():
                 raise _ClientGone from None
             raise
-        return reply.response
+
+    async def limit_metadata(self) -> aio.Metadata | None:
+        """Where the adapters put the x-ratelimit-* values: a stream's initial metadata, a unary call's
+        trailing metadata (sent with the reply, where initial metadata would cost an exchange of its own)."""
+        if isinstance(self.call, aio.UnaryStreamCall):
+            return await self.call.initial_metadata()
+        return await self.call.trailing_metadata()
 
     async def finish(self) -> None:
         """After a stream's completion: read the stream's end, so the call ends OK rather than cancelled
@@ -171,7 +177,7 @@ async def _serve(
         return (await send_error(send, exc, reply_headers)).status
 
     if not stream:
-        return await _complete(_Exchange(adapters.complete(request), receive), reply_headers, send, started)
+        return await _complete(adapters, request, receive, reply_headers, send, started)
     exchange = _Exchange(adapters.generate(request), receive)
     try:
         try:
@@ -186,7 +192,7 @@ async def _serve(
             return (await send_error(send, error, reply_headers)).status
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the initial metadata (absent when the tenant has no limits).
-        _add_limit_headers(reply_headers, await exchange.call.initial_metadata())
+        _add_limit_headers(reply_headers, await exchange.limit_metadata())
         _add_route_headers(reply_headers, first.header)
         return await _stream(exchange, first, request.include_usage, reply_headers, send, started)
     finally:
@@ -205,12 +211,25 @@ def _add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapter
 
 
 async def _complete(
-    exchange: _Exchange, reply_headers: list[tuple[bytes, bytes]], send: Send, started: float
+    adapters: AdaptersClient,
+    request: adapters_pb2.GenerateRequest,
+    receive: Receive,
+    reply_headers: list[tuple[bytes, bytes]],
+    send: Send,
+    started: float,
 ) -> int:
     """A non-streamed request: one Complete call, one JSON reply."""
+    exchange = _Exchange(adapters.complete(request), receive)
     try:
         try:
-            reply = await exchange.reply()
+            try:
+                reply = await exchange.reply()
+            except aio.AioRpcError as exc:
+                if not adapters.lacks_complete(exc, exchange.call):
+                    raise
+                exchange.close()
+                exchange = _Exchange(adapters.generate(request), receive)
+                reply = await exchange.reply()
         except aio.AioRpcError as exc:
             return (await send_error(send, error_from_rpc(exc, generating=True), reply_headers)).status
         exchange.completed = True
@@ -218,8 +237,7 @@ async def _complete(
             check_complete_reply(reply)
         except AtpError as exc:
             return (await send_error(send, exc, reply_headers)).status
-        # For Complete the adapters send the x-ratelimit-* values in the trailing metadata.
-        _add_limit_headers(reply_headers, await exchange.call.trailing_metadata())
+        _add_limit_headers(reply_headers, await exchange.limit_metadata())
         _add_route_headers(reply_headers, reply.header)
         builder = CompletionBuilder(reply.header)
         builder.add(reply)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 
+import grpc
 import orjson
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -17,12 +18,29 @@ from atp_gateway.errors import error_from_rpc
 
 log = logging.getLogger("atp.gateway.upstream")
 
-__all__ = ["AdaptersClient", "ObserverClient"]
+__all__ = ["AdaptersClient", "ObserverClient", "whole_reply"]
 
 # Health polling: readiness follows the adapters within a second; while they are not serving, checks
 # come faster so a starting suite becomes ready quickly.
 _HEALTH_INTERVAL_S = 1.0
 _HEALTH_RETRY_S = 0.1
+# How long non-streamed requests use Generate after the adapters answered Complete with UNIMPLEMENTED.
+_COMPLETE_RETRY_S = 60.0
+
+
+async def whole_reply(call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> adapters_pb2.GenerateResponse:
+    """The reply of a non-streamed request's call: Complete's one message, or Generate's messages merged
+    (deltas appended) as they are read to the end."""
+    if isinstance(call, aio.UnaryUnaryCall):
+        reply: adapters_pb2.CompleteResponse = await call
+        return reply.response
+    merged: adapters_pb2.GenerateResponse | None = None
+    async for message in call:
+        if merged is None:
+            merged = message
+        else:
+            merged.MergeFrom(message)
+    return merged if merged is not None else adapters_pb2.GenerateResponse()
 
 
 class AdaptersClient:
@@ -46,17 +64,33 @@ class AdaptersClient:
         self._models_lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
         self.serving = False
+        # When the adapters answered Complete with UNIMPLEMENTED (an older replica, mid rolling upgrade):
+        # non-streamed requests go over Generate until then, and Complete is tried again after it.
+        self._complete_retry_at = 0.0
 
     def generate(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryStreamCall:
         """Start a Generate call; the caller reads it and cancels it when its client goes away."""
         return self._stub.Generate(request, timeout=self._request_timeout_s)
 
-    def complete(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall:
-        """Start a Complete call (a non-streamed request); the caller awaits it and cancels it when its
-        client goes away."""
+    def complete(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall | aio.UnaryStreamCall:
+        """Start the call for a non-streamed request: Complete, or Generate while the adapters lack it
+        (lacks_complete); whole_reply reads either. The caller cancels it when its client goes away."""
+        if self._complete_retry_at and time.monotonic() < self._complete_retry_at:
+            return self.generate(request)
         return self._stub.Complete(
             adapters_pb2.CompleteRequest(request=request), timeout=self._request_timeout_s
         )
+
+    def lacks_complete(self, exc: aio.AioRpcError, call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> bool:
+        """Whether `exc` says the adapters do not serve Complete (an older replica, mid rolling upgrade);
+        if so, non-streamed requests use Generate for a minute. Such a call never started the request,
+        so the caller sends it again over Generate."""
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED or not isinstance(call, aio.UnaryUnaryCall):
+            return False
+        if not self._complete_retry_at or time.monotonic() >= self._complete_retry_at:
+            log.warning("the adapters do not serve Complete (an older version?); using Generate for 60 s")
+        self._complete_retry_at = time.monotonic() + _COMPLETE_RETRY_S
+        return True
 
     async def models_json(self) -> bytes:
         """OpenAI's model list, encoded; reused for models_cache_s so a polling client costs nothing."""

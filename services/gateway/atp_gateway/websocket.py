@@ -54,6 +54,7 @@ from atp_gateway.errors import (
 from atp_gateway.gateway import Gateway
 from atp_gateway.schemas import CHAT_REQUEST, WS_MESSAGE
 from atp_gateway.translate import CompletionBuilder, merge_deltas, to_generate_request
+from atp_gateway.upstream import AdaptersClient, whole_reply
 
 log = logging.getLogger("atp.gateway.websocket")
 
@@ -253,7 +254,7 @@ class _Session:
         if adapters is None:
             raise Unavailable("The gateway is starting.")
         if not stream:
-            return await self._complete(adapters.complete(request), request_id)
+            return await self._complete(adapters, request, request_id)
         call = adapters.generate(request)
         try:
             builder: CompletionBuilder | None = None
@@ -282,16 +283,24 @@ class _Session:
             call.cancel()
 
     @staticmethod
-    async def _complete(call: aio.UnaryUnaryCall, request_id: str) -> dict[str, Any]:
+    async def _complete(
+        adapters: AdaptersClient, request: adapters_pb2.GenerateRequest, request_id: str
+    ) -> dict[str, Any]:
         """A request with `stream: false`: one Complete call, no delta frames, the done frame."""
+        call = adapters.complete(request)
         try:
             try:
-                reply: adapters_pb2.CompleteResponse = await call
+                try:
+                    message = await whole_reply(call)
+                except aio.AioRpcError as exc:
+                    if not adapters.lacks_complete(exc, call):
+                        raise
+                    call = adapters.generate(request)
+                    message = await whole_reply(call)
             except aio.AioRpcError as exc:
                 raise error_from_rpc(exc, generating=True) from None
         finally:
             call.cancel()
-        message = reply.response
         check_complete_reply(message)
         builder = CompletionBuilder(message.header)
         builder.add(message)
