@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,21 @@ from atp_common.config import AtpConfig
 from atp_gateway.app import create_app
 from atp_gateway.serve import GatewayServer
 from atp_gateway.settings import GatewaySettings
+
+
+async def until(predicate: Any, timeout_s: float = 5.0, what: str = "condition") -> Any:
+    """Poll `predicate` (a function, sync or async) until it returns something true, and return that;
+    fail after `timeout_s` (state in another service: there is no event to wait on)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def unused_address() -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from atp_gateway.serve import GatewayServer
 from atp_gateway.settings import GatewaySettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import unused_address
+from services.gateway.tests.stack import until, unused_address
 
 ADMIN_KEY = "sk-keylimits-admin-01"
 TENANT_KEY = "sk-keylimits-acme-001"
@@ -101,25 +99,12 @@ async def stack(request, redis_url, tmp_path: Path) -> AsyncIterator[Stack]:
     gateway = GatewayServer(settings, create_app(settings, config=config))
     await gateway.start()
     try:
-        await _until(lambda: gateway.gateway.ready, what="gateway ready")
+        await until(lambda: gateway.gateway.ready, what="gateway ready")
         yield Stack(adapters, f"http://127.0.0.1:{gateway.port}")
     finally:
         await gateway.stop_now()
         await adapters.stop_now()
         await router.stop_now()
-
-
-async def _until(predicate, timeout_s: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _body() -> dict:
@@ -176,9 +161,9 @@ async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack
             "tokens_per_day": None,
         }
         key, key_id = body["key"], body["id"]
-        await _until(lambda: _key_limit_seen(stack, key_id, 2), what="the adapters see the key's limit")
+        await until(lambda: _key_limit_seen(stack, key_id, 2), what="the adapters see the key's limit")
         async with stack.client(key) as strict:
-            await _until(lambda: _status(strict, 200), what="the gateway accepts the new key")
+            await until(lambda: _status(strict, 200), what="the gateway accepts the new key")
             # A concurrent burst: exactly the key's two, whatever the order.
             burst = await asyncio.gather(*(_chat(strict) for _ in range(5)))
             assert sorted(r.status_code for r in burst) == [200, 200, 429, 429, 429]
@@ -191,7 +176,7 @@ async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack
             changed = await ops.patch(f"/v1/admin/keys/{key_id}", json={"limits": {"requests_per_minute": 3}})
             assert changed.status_code == 200, changed.text
             assert changed.json()["limits"]["requests_per_minute"] == 3
-            await _until(lambda: _key_limit_seen(stack, key_id, 3), what="the adapters see the new limit")
+            await until(lambda: _key_limit_seen(stack, key_id, 3), what="the adapters see the new limit")
             listed = (await ops.get("/v1/admin/keys", params={"tenant": "acme"})).json()["data"]
             assert {k["id"]: k["limits"]["requests_per_minute"] for k in listed}[key_id] == 3
             # The third request of the minute now passes (over the WebSocket: the key's id travels there

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import os
 import secrets
 import sys
@@ -35,7 +34,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import adapters_and_gateway, unused_address
+from services.gateway.tests.stack import adapters_and_gateway, until, unused_address
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -70,19 +69,6 @@ def _config_dict() -> dict:
             "other": tenant("other"),
         },
     }
-
-
-async def _until(predicate, timeout_s: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class GatewayProcess:
@@ -193,9 +179,7 @@ async def stack(redis_url, tmp_path: Path) -> AsyncIterator[Stack]:
         urls = [f"http://127.0.0.1:{line['port']}" for line in ready]
         for url in urls:
             async with httpx.AsyncClient(base_url=url, timeout=2) as http:
-                await _until(
-                    lambda http=http: _status_ok(http, "/readyz"), timeout_s=15, what="gateway ready"
-                )
+                await until(lambda http=http: _status_ok(http, "/readyz"), timeout_s=15, what="gateway ready")
         yield Stack(prefix, client, router, observer, adapters, urls, processes)
     finally:
         for process in processes:
@@ -322,7 +306,7 @@ async def test_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack)
         assert reply.status_code == 200, reply.text
         assert reply.json()["daily_budget_usd"] == budget
     admission = stack.adapters.admission
-    await _until(lambda: "spender" in admission.follower.directory.limits, what="adapters see the budget")
+    await until(lambda: "spender" in admission.follower.directory.limits, what="adapters see the budget")
 
     # A long prompt echoed back: the reply is cut at max_tokens, so actual cost is close to the estimate.
     text = " ".join(f"word{i}" for i in range(40))
@@ -368,15 +352,13 @@ async def test_a_revoked_key_is_refused_on_both_gateways_within_a_second(stack: 
         ]
         async with users[0], users[1]:
             for user in users:
-                await _until(
-                    lambda user=user: _models_status(user, 200), timeout_s=2, what="new key accepted"
-                )
+                await until(lambda user=user: _models_status(user, 200), timeout_s=2, what="new key accepted")
             revoked = await ops_b.delete(f"/v1/admin/keys/{key_id}")
             assert revoked.status_code == 200 and revoked.json()["revoked_at"]
             started = time.monotonic()
             waits = []
             for user in users:
-                await _until(lambda user=user: _models_status(user, 401), timeout_s=1.0, what="revocation")
+                await until(lambda user=user: _models_status(user, 401), timeout_s=1.0, what="revocation")
                 waits.append(time.monotonic() - started)
             assert max(waits) < 1.0
     # The key never appears in the gateways' logs.
@@ -401,11 +383,11 @@ async def test_admin_api_is_tenant_scoped(stack: Stack):
             data = (await acme.get("/v1/admin/observations")).json()["data"]
             return data or []
 
-        mine = await _until(seen, what="acme's observation stored")
+        mine = await until(seen, what="acme's observation stored")
         assert {o["tenant"] for o in mine} == {"acme"}
         refused = await acme.get("/v1/admin/observations", params={"tenant": "other"})
         assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
-        theirs = await _until(
+        theirs = await until(
             lambda: _observations(ops, "other"), what="admin reads the other tenant's observations"
         )
         assert {o["tenant"] for o in theirs} == {"other"}
