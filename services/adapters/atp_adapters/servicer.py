@@ -12,6 +12,7 @@ from atp.router.v1 import router_pb2
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
 from atp_common.errors import InvalidArgument
+from atp_common.replies import merged_reply
 
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
@@ -91,14 +92,5 @@ def list_models(
 async def collect_reply(
     responses: AsyncIterator[adapters_pb2.GenerateResponse],
 ) -> adapters_pb2.CompleteResponse:
-    """Generate's messages as Complete's one reply: a non-streamed request yields a single message, and
-    any more are merged into it (deltas appended, the completion or error kept)."""
-    reply = adapters_pb2.CompleteResponse()
-    first = True
-    async for message in responses:
-        if first:
-            reply.response.CopyFrom(message)
-            first = False
-        else:
-            reply.response.MergeFrom(message)
-    return reply
+    """Generate's messages as Complete's one reply."""
+    return adapters_pb2.CompleteResponse(response=await merged_reply(responses))

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_common.replies import merged_reply
 from atp_gateway.errors import error_from_rpc
 
 log = logging.getLogger("atp.gateway.upstream")
@@ -34,13 +35,7 @@ async def whole_reply(call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> adapter
     if isinstance(call, aio.UnaryUnaryCall):
         reply: adapters_pb2.CompleteResponse = await call
         return reply.response
-    merged: adapters_pb2.GenerateResponse | None = None
-    async for message in call:
-        if merged is None:
-            merged = message
-        else:
-            merged.MergeFrom(message)
-    return merged if merged is not None else adapters_pb2.GenerateResponse()
+    return await merged_reply(call)
 
 
 class AdaptersClient:
