@@ -14,11 +14,19 @@ import asyncpg
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import AtpError, InvalidArgument, PermissionDenied, Unavailable
-from atp_observer.store import base, reward_log
+from atp_observer.store import reward_log
 from atp_observer.store.base import (
+    DECISION_SQL,
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
+    OBS_COST,
+    OBS_DECISION_ID,
+    OBS_FINISH_REASON,
+    OBS_LATENCY,
+    OBS_ROUTE,
     OBS_STARTED,
+    OBS_STATUS,
+    OBS_TENANT,
     READ_COLUMNS,
     Store,
     batch_values,
@@ -104,16 +112,7 @@ async def register_codecs(conn: asyncpg.Connection) -> None:
     await conn.set_builtin_type_codec("timestamptz", schema="pg_catalog", codec_name="int8")
 
 
-_DECISION_ID, _TENANT, _ROUTE, _STATUS, _FINISH_REASON, _COST, _LATENCY = (
-    base.OBS_DECISION_ID,
-    base.OBS_TENANT,
-    base.OBS_ROUTE,
-    base.OBS_STATUS,
-    base.OBS_FINISH_REASON,
-    base.OBS_COST,
-    base.OBS_LATENCY,
-)
-_DECISION_SQL = base.DECISION_SQL.format(param="$1")
+_DECISION_SQL = DECISION_SQL.format(param="$1")
 _CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
 _NO_REWARD = (None, None)
 
@@ -345,7 +344,7 @@ class PostgresStore(Store):
         orders the log row, is drawn by the first write, so under the lock."""
         await conn.execute(self._begin_ingest)
         try:
-            decisions = reward_log.ID_SEPARATOR.join({row[_DECISION_ID] for row in rows} - {""})
+            decisions = reward_log.ID_SEPARATOR.join({row[OBS_DECISION_ID] for row in rows} - {""})
             scores: dict[tuple[str, str], float] = {}
             orphan_seqs: dict[tuple[str, str], list[int]] = {}
             for seq, decision_id, tenant, score in (
@@ -362,7 +361,7 @@ class PostgresStore(Store):
                 joined = (
                     [
                         seq
-                        for key in {(row[_DECISION_ID], row[_TENANT]) for row in rewarded}
+                        for key in {(row[OBS_DECISION_ID], row[OBS_TENANT]) for row in rewarded}
                         for seq in orphan_seqs.get(key, ())
                     ]
                     if orphan_seqs
@@ -403,18 +402,18 @@ class PostgresStore(Store):
         stored: list[tuple[Any, ...]] = []
         append = stored.append
         for row in rows:
-            route, status = row[_ROUTE], row[_STATUS]
-            if not route or not row[_DECISION_ID] or status == _CANCELLED:
+            route, status = row[OBS_ROUTE], row[OBS_STATUS]
+            if not route or not row[OBS_DECISION_ID] or status == _CANCELLED:
                 append(row + _NO_REWARD)
                 continue
-            quality = scores.get((row[_DECISION_ID], row[_TENANT])) if scores else None
+            quality = scores.get((row[OBS_DECISION_ID], row[OBS_TENANT])) if scores else None
             if quality is None:
-                outcome = (status, row[_FINISH_REASON])
+                outcome = (status, row[OBS_FINISH_REASON])
                 quality = proxies.get(outcome)
                 if quality is None:
                     quality = proxies[outcome] = model.proxy_quality(*outcome) or 0.0
             per_usd, per_ms = penalties.get(route) or penalties.setdefault(route, model.penalties(route))
-            append((*row, quality - per_usd * row[_COST] - per_ms * row[_LATENCY], quality))
+            append((*row, quality - per_usd * row[OBS_COST] - per_ms * row[OBS_LATENCY], quality))
         return stored
 
     @staticmethod
