@@ -25,35 +25,53 @@ _sym_db = _symbol_database.Default()
 from atp.common.v1 import chat_pb2 as atp_dot_common_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\xda\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\"z\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\"\xca\x01\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"D\n\x0f\x43ompleteRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"G\n\x10\x43ompleteResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.atp.adapters.v1.GenerateResponse\"\x13\n\x11ListModelsRequest\"O\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\x8c\x02\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12O\n\x08\x43omplete\x12 .atp.adapters.v1.CompleteRequest\x1a!.atp.adapters.v1.CompleteResponse\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\xe4\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x10\n\x08\x65nd_user\x18\t \x01(\t\x12\x38\n\x04tags\x18\n \x03(\x0b\x32*.atp.adapters.v1.GenerateRequest.TagsEntry\x12\x0f\n\x07\x64ialect\x18\x0b \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xca\x01\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x14\n\x0cservice_tier\x18\x08 \x01(\t\x12\x1c\n\x14provider_response_id\x18\t \x01(\t\"\x9f\x02\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\x12<\n\x15\x63hoice_finish_reasons\x18\x07 \x03(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"D\n\x0f\x43ompleteRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"G\n\x10\x43ompleteResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.atp.adapters.v1.GenerateResponse\"\xaa\x02\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x06inputs\x18\x04 \x03(\x0b\x32\x1b.atp.adapters.v1.EmbedInput\x12\x17\n\ndimensions\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12\x35\n\x04tags\x18\t \x03(\x0b\x32\'.atp.adapters.v1.EmbedRequest.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_dimensions\"Q\n\nEmbedInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12+\n\x06tokens\x18\x02 \x01(\x0b\x32\x19.atp.adapters.v1.TokenIdsH\x00\x42\x06\n\x04kind\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd0\x01\n\rEmbedResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12.\n\nembeddings\x18\x02 \x03(\x0b\x32\x1a.atp.adapters.v1.Embedding\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x06 \x01(\x01\"3\n\x11ListModelsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"e\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\xd4\x02\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12O\n\x08\x43omplete\x12 .atp.adapters.v1.CompleteRequest\x1a!.atp.adapters.v1.CompleteResponse\x12\x46\n\x05\x45mbed\x12\x1d.atp.adapters.v1.EmbedRequest\x1a\x1e.atp.adapters.v1.EmbedResponse\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atp.adapters.v1.adapters_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=1213
-  _globals['_FINISHREASON']._serialized_end=1372
+  _globals['_GENERATEREQUEST_TAGSENTRY']._loaded_options = None
+  _globals['_GENERATEREQUEST_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_EMBEDREQUEST_TAGSENTRY']._loaded_options = None
+  _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_FINISHREASON']._serialized_start=2220
+  _globals['_FINISHREASON']._serialized_end=2379
   _globals['_GENERATEREQUEST']._serialized_start=78
-  _globals['_GENERATEREQUEST']._serialized_end=296
-  _globals['_GENERATEHEADER']._serialized_start=298
-  _globals['_GENERATEHEADER']._serialized_end=420
-  _globals['_GENERATECOMPLETION']._serialized_start=423
-  _globals['_GENERATECOMPLETION']._serialized_end=625
-  _globals['_GENERATEERROR']._serialized_start=627
-  _globals['_GENERATEERROR']._serialized_end=687
-  _globals['_GENERATERESPONSE']._serialized_start=690
-  _globals['_GENERATERESPONSE']._serialized_end=899
-  _globals['_COMPLETEREQUEST']._serialized_start=901
-  _globals['_COMPLETEREQUEST']._serialized_end=969
-  _globals['_COMPLETERESPONSE']._serialized_start=971
-  _globals['_COMPLETERESPONSE']._serialized_end=1042
-  _globals['_LISTMODELSREQUEST']._serialized_start=1044
-  _globals['_LISTMODELSREQUEST']._serialized_end=1063
-  _globals['_MODELINFO']._serialized_start=1065
-  _globals['_MODELINFO']._serialized_end=1144
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1146
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1210
-  _globals['_ADAPTERSSERVICE']._serialized_start=1375
-  _globals['_ADAPTERSSERVICE']._serialized_end=1643
+  _globals['_GENERATEREQUEST']._serialized_end=434
+  _globals['_GENERATEREQUEST_TAGSENTRY']._serialized_start=391
+  _globals['_GENERATEREQUEST_TAGSENTRY']._serialized_end=434
+  _globals['_GENERATEHEADER']._serialized_start=437
+  _globals['_GENERATEHEADER']._serialized_end=639
+  _globals['_GENERATECOMPLETION']._serialized_start=642
+  _globals['_GENERATECOMPLETION']._serialized_end=929
+  _globals['_GENERATEERROR']._serialized_start=931
+  _globals['_GENERATEERROR']._serialized_end=991
+  _globals['_GENERATERESPONSE']._serialized_start=994
+  _globals['_GENERATERESPONSE']._serialized_end=1203
+  _globals['_COMPLETEREQUEST']._serialized_start=1205
+  _globals['_COMPLETEREQUEST']._serialized_end=1273
+  _globals['_COMPLETERESPONSE']._serialized_start=1275
+  _globals['_COMPLETERESPONSE']._serialized_end=1346
+  _globals['_EMBEDREQUEST']._serialized_start=1349
+  _globals['_EMBEDREQUEST']._serialized_end=1647
+  _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_start=391
+  _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_end=434
+  _globals['_EMBEDINPUT']._serialized_start=1649
+  _globals['_EMBEDINPUT']._serialized_end=1730
+  _globals['_TOKENIDS']._serialized_start=1732
+  _globals['_TOKENIDS']._serialized_end=1755
+  _globals['_EMBEDDING']._serialized_start=1757
+  _globals['_EMBEDDING']._serialized_end=1784
+  _globals['_EMBEDRESPONSE']._serialized_start=1787
+  _globals['_EMBEDRESPONSE']._serialized_end=1995
+  _globals['_LISTMODELSREQUEST']._serialized_start=1997
+  _globals['_LISTMODELSREQUEST']._serialized_end=2048
+  _globals['_MODELINFO']._serialized_start=2050
+  _globals['_MODELINFO']._serialized_end=2151
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2153
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2217
+  _globals['_ADAPTERSSERVICE']._serialized_start=2382
+  _globals['_ADAPTERSSERVICE']._serialized_end=2722
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/atp.adapters.v1.AdaptersService/Embed',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/atp.adapters.v1.AdaptersService/ListModels',
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsRequest.SerializeToString,
@@ -71,6 +76,13 @@ class AdaptersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeddings for one or more inputs, routed, admitted, billed and observed like a chat request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """The models and routes this replica can serve.
         """
@@ -90,6 +102,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.Complete,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -151,6 +168,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/Complete',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.CompleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.adapters.v1.AdaptersService/Embed',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.EmbedResponse.FromString,
             options,
             channel_credentials,
             insecure,

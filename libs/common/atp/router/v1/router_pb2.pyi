@@ -27,7 +27,7 @@ POLICY_KIND_UCB: PolicyKind
 POLICY_KIND_LINUCB: PolicyKind
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok")
+    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok", "supported_features")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class ModelSpec(_message.Message):
     SUPPORTS_STREAMING_FIELD_NUMBER: _ClassVar[int]
     QUALITY_PRIOR_FIELD_NUMBER: _ClassVar[int]
     REASONING_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     provider_model: str
@@ -54,7 +55,8 @@ class ModelSpec(_message.Message):
     supports_streaming: bool
     quality_prior: float
     reasoning_usd_per_mtok: float
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ...) -> None: ...
+    supported_features: int
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ..., supported_features: _Optional[int] = ...) -> None: ...
 
 class ArmState(_message.Message):
     __slots__ = ("model", "pulls", "reward_sum", "reward_sq_sum", "alpha", "beta", "a_inv", "b", "mean_cost_usd", "mean_latency_ms")

@@ -1,0 +1,126 @@
+"""Request features a candidate must honour, as bits, and which provider types and models honour each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One thing a request may need of the model that serves it.
+
+    `model_capability` names the configuration capability a model must list as well (None: any model of
+    a provider type that honours the feature will do).
+    """
+
+    name: str
+    bit: int
+    description: str
+    model_capability: str | None = None
+
+
+# The bit positions are part of the snapshot contract (ModelSpec.supported_features and
+# RequestFeatures.required_features): append, never renumber.
+FEATURES: tuple[Feature, ...] = (
+    Feature("tools", 1 << 0, "tool definitions, tool calls or tool results", "tools"),
+    Feature("vision", 1 << 1, "image input", "vision"),
+    Feature("json", 1 << 2, "response_format json_object or json_schema", "json"),
+    Feature("streaming", 1 << 3, "a streamed reply", "streaming"),
+    Feature("audio_input", 1 << 4, "input_audio content parts", "audio"),
+    Feature("audio_output", 1 << 5, "modalities with audio, or the audio parameter", "audio"),
+    Feature("files", 1 << 6, "file and document content parts", "files"),
+    Feature("reasoning", 1 << 7, "reasoning_effort or a thinking budget", "reasoning"),
+    Feature("multiple_choices", 1 << 8, "n greater than 1"),
+    Feature("logprobs", 1 << 9, "logprobs or top_logprobs"),
+    Feature("logit_bias", 1 << 10, "logit_bias"),
+    Feature("prediction", 1 << 11, "predicted output (prediction)"),
+    Feature("seed", 1 << 12, "seed"),
+    Feature("penalties", 1 << 13, "presence_penalty or frequency_penalty"),
+    Feature("top_k", 1 << 14, "top_k"),
+    Feature("no_parallel_tool_calls", 1 << 15, "parallel_tool_calls false"),
+    Feature("store", 1 << 16, "store true (the provider keeps the completion)"),
+    Feature("service_tier", 1 << 17, "a service_tier other than auto"),
+    Feature("verbosity", 1 << 18, "verbosity"),
+    Feature("openai_options", 1 << 19, "web_search_options, moderation or prompt_cache_options"),
+    Feature("custom_tools", 1 << 20, "custom (free-form) tools or allowed_tools"),
+    Feature("prompt_cache_key", 1 << 21, "prompt_cache_key or prompt_cache_retention"),
+    Feature("embeddings", 1 << 22, "an embeddings request", "embeddings"),
+    Feature("chat", 1 << 23, "a chat, responses or messages request"),
+)
+BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
+ALL_BITS = sum(f.bit for f in FEATURES)
+
+_EVERYTHING_BUT = frozenset(f.name for f in FEATURES)
+
+
+def _all_but(*names: str) -> frozenset[str]:
+    return _EVERYTHING_BUT - frozenset(names)
+
+
+# What each provider type's API can express (natively or by translation). The compatibility table in
+# the README is generated from this and the dialects' parameter tables.
+PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "openai": _all_but("top_k"),
+        "azure": _all_but("top_k"),
+        "anthropic": frozenset(
+            (
+                "tools",
+                "vision",
+                "json",
+                "streaming",
+                "files",
+                "reasoning",
+                "top_k",
+                "no_parallel_tool_calls",
+                "service_tier",
+                "chat",
+            )
+        ),
+        "gemini": frozenset(
+            (
+                "tools",
+                "vision",
+                "json",
+                "streaming",
+                "audio_input",
+                "files",
+                "reasoning",
+                "multiple_choices",
+                "logprobs",
+                "seed",
+                "penalties",
+                "top_k",
+                "embeddings",
+                "chat",
+            )
+        ),
+        "local": _all_but("audio_output", "embeddings"),
+    }
+)
+
+# Capabilities a configured model may list; `chat` is implied unless the model is an embedding model.
+MODEL_CAPABILITIES = ("tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings")
+
+
+def supported_features(provider_type: str, capabilities: Iterable[str]) -> int:
+    """The bit set of features a model of `provider_type` listing `capabilities` can honour."""
+    caps = set(capabilities)
+    if "embeddings" not in caps:
+        caps.add("chat")
+    bits = 0
+    for name in PROVIDER_FEATURES.get(provider_type, ()):
+        feature = BY_NAME[name]
+        needed = feature.model_capability
+        if name == "chat":
+            needed = "chat"
+        if needed is None or needed in caps:
+            bits |= feature.bit
+    return bits
+
+
+def feature_names(bits: int) -> list[str]:
+    """The names of the features in `bits`, in table order."""
+    return [f.name for f in FEATURES if bits & f.bit]
