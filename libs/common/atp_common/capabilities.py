@@ -97,6 +97,20 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "chat",
             )
         ),
+        "bedrock": frozenset(
+            (
+                "tools",
+                "vision",
+                "json",
+                "streaming",
+                "audio_input",
+                "files",
+                "reasoning",
+                "top_k",
+                "service_tier",
+                "chat",
+            )
+        ),
         "local": _all_but("audio_output", "embeddings"),
     }
 )

@@ -36,8 +36,9 @@ class LocalProvider(_Strict):
 class HttpProvider(_Strict):
     """A provider reached over HTTP. `openai` covers every OpenAI-compatible server."""
 
-    type: Literal["openai", "azure", "anthropic", "gemini"]
-    base_url: str
+    type: Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex"]
+    # Optional for bedrock (from `region`) and vertex (from `location`), required otherwise.
+    base_url: str = ""
     # A secret reference: `env:NAME`, `file:/path` or `vault:path#key`; empty for servers without auth.
     api_key: str = ""
     api_version: str = ""
@@ -56,6 +57,42 @@ class HttpProvider(_Strict):
     retry_max_delay_s: float = Field(8.0, ge=0)
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
     circuit_open_s: float = Field(30.0, gt=0, description="How long an open circuit waits before a probe.")
+    # Bedrock: the AWS region and, optionally, a named profile of the shared config (else the standard
+    # credential chain: environment, web identity / IRSA, container or instance role).
+    region: str = ""
+    aws_profile: str = ""
+    # Vertex AI: project, location and whose models this entry serves (Gemini or Anthropic's);
+    # credentials from a service-account file, else the application default credentials.
+    project: str = ""
+    location: str = ""
+    publisher: Literal["google", "anthropic"] = "google"
+    credentials_file: str = ""
+    # Azure: `api_key` (the api-key header) or `entra` (an Entra ID bearer token from azure-identity).
+    auth: Literal["api_key", "entra"] = "api_key"
+    entra_credential: Literal["client_secret", "managed_identity", "workload_identity", "default"] = "default"
+    entra_tenant_id: str = ""
+    entra_client_id: str = ""
+    # A secret reference, like api_key; client_secret credentials only.
+    entra_client_secret: str = ""
+
+    @model_validator(mode="after")
+    def _endpoint_known(self) -> HttpProvider:
+        if self.type == "bedrock" and not self.region:
+            raise ValueError("a bedrock provider needs its region")
+        if self.type == "vertex" and not (self.project and self.location):
+            raise ValueError("a vertex provider needs its project and location")
+        if self.type not in ("bedrock", "vertex") and not self.base_url:
+            raise ValueError(f"a {self.type} provider needs its base_url")
+        if self.auth == "entra" and self.type != "azure":
+            raise ValueError("auth: entra is for azure providers")
+        return self
+
+    @property
+    def wire_api(self) -> str:
+        """The API this provider speaks, which decides what it can honour (atp_common.capabilities)."""
+        if self.type == "vertex":
+            return "anthropic" if self.publisher == "anthropic" else "gemini"
+        return self.type
 
 
 ProviderConfig = Annotated[LocalProvider | HttpProvider, Field(discriminator="type")]

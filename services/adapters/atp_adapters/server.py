@@ -14,6 +14,7 @@ from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
 from atp_adapters.providers import Provider, build_provider
+from atp_adapters.providers.cloud_auth import close_credentials, start_credentials
 from atp_adapters.resilience import Circuits, RetryPolicy
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
@@ -83,19 +84,25 @@ async def build_server(
     config = config if config is not None else load_config(settings.config_path)
     owns_secrets = secrets is None
     secrets = secrets if secrets is not None else SecretResolver.from_settings()
+    http_providers = {
+        name: cfg for name, cfg in config.providers.items() if isinstance(cfg, config_mod.HttpProvider)
+    }
     try:
-        keys = {
-            name: await secrets.ref(cfg.api_key)
-            for name, cfg in config.providers.items()
-            if isinstance(cfg, config_mod.HttpProvider)
+        keys = {name: await secrets.ref(cfg.api_key) for name, cfg in http_providers.items()}
+        entra_secrets = {
+            name: (await secrets.ref(cfg.entra_client_secret)).value
+            for name, cfg in http_providers.items()
+            if cfg.entra_client_secret
         }
+        credentials = await start_credentials(http_providers, entra_secrets)
     except BaseException:
         if owns_secrets:
             await secrets.close()
         raise
     # Built once and reused by every request: each HTTP provider owns a pooled keep-alive session.
     providers = {
-        name: build_provider(name, cfg, secret=keys.get(name)) for name, cfg in config.providers.items()
+        name: build_provider(name, cfg, secret=keys.get(name), credential=credentials.get(name))
+        for name, cfg in config.providers.items()
     }
     holder = PolicyHolder(config, CompiledPolicy.from_snapshot)
     router_channel = open_channel(settings.router_addr, settings)
@@ -169,6 +176,7 @@ async def build_server(
         )
     except BaseException:
         await close_providers()
+        await close_credentials(credentials)
         await limiter.close()
         await directory.close()
         await router_channel.close()
@@ -191,6 +199,7 @@ async def build_server(
     running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
     running.add_closer("directory", directory.close)
     running.add_closer("providers", close_providers)
+    running.add_closer("cloud credentials", lambda: close_credentials(credentials))
     running.add_closer("router channel", router_channel.close)
     running.add_closer("observer channel", observer_channel.close)
     if owns_secrets:

@@ -7,7 +7,7 @@ import asyncio
 import email.utils
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -33,7 +33,11 @@ _MAX_CACHED_URLS = 1024
 _DNS_CACHE_TTL_S = 300
 
 
-class SseError(ValueError):
+class StreamFormatError(ValueError):
+    """A streamed reply broke its wire format (SSE, or AWS's binary event stream)."""
+
+
+class SseError(StreamFormatError):
     """The event stream broke the SSE format."""
 
 
@@ -123,6 +127,26 @@ class DeltaBuilder:
             deltas.append(delta)
         delta.tool_calls.add(index=index, id=call_id, type=call_type, function_name=name, arguments=arguments)
 
+    def reasoning(self, text: str = "", signature: str = "", redacted: str = "") -> None:
+        """Visible thinking, its signature, or redacted thinking data; adjacent pieces merge."""
+        self._flush_text()
+        deltas = self._deltas
+        if deltas and not deltas[-1].content and not deltas[-1].tool_calls and not deltas[-1].annotations:
+            delta = deltas[-1]
+        else:
+            delta = chat_pb2.Delta()
+            deltas.append(delta)
+        delta.reasoning += text
+        delta.reasoning_signature += signature
+        delta.redacted_reasoning += redacted
+
+    def annotation(self, annotation: chat_pb2.Annotation) -> None:
+        """A citation of the text so far."""
+        self._flush_text()
+        if not self._deltas:
+            self._deltas.append(chat_pb2.Delta())
+        self._deltas[-1].annotations.append(annotation)
+
     def _flush_text(self) -> None:
         if self._text:
             self._deltas.append(chat_pb2.Delta(content="".join(self._text)))
@@ -205,6 +229,16 @@ def error_message(body: bytes) -> tuple[str, str | None]:
     return body.decode("utf-8", "replace")[:500], None
 
 
+class LiveSecret(Protocol):
+    """A credential that changes over time: a rotating secret (SecretRef) or a cloud token
+    (cloud_auth.RefreshingCredential). `value` is read per call; a new `version` means it changed."""
+
+    value: Any
+    version: int
+
+    def request_refresh(self) -> None: ...
+
+
 class HttpProvider(Provider):
     """A provider over HTTP with one pooled aiohttp session, created in the running loop on first use.
 
@@ -219,11 +253,11 @@ class HttpProvider(Provider):
     on, without a restart. A 401 or 403 asks the resolver to re-read the key early.
     """
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str) -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str) -> None:
         self.name = name
         self.config = cfg
         self._base_url = cfg.base_url.rstrip("/")
-        self._secret = api_key if isinstance(api_key, SecretRef) else SecretRef.static(api_key)
+        self._secret: LiveSecret = SecretRef.static(api_key) if isinstance(api_key, str) else api_key
         self._secret_version = -1
         self._headers: dict[str, str] = {}
         self._connect_s = cfg.connect_timeout_s
@@ -254,6 +288,14 @@ class HttpProvider(Provider):
     @abc.abstractmethod
     def stream_state(self, request: ProviderRequest) -> StreamState:
         """Fresh decoding state for one streamed call."""
+
+    def request_headers(self, url: URL, body: bytes) -> dict[str, str]:
+        """The headers of one call; a provider that signs each request (SigV4) overrides this."""
+        return self._current_headers()
+
+    def stream_decoder(self) -> SseDecoder | Any:
+        """A fresh decoder of the streamed wire format: (event, data) pairs from the bytes read."""
+        return SseDecoder()
 
     # Shared machinery.
 
@@ -318,7 +360,7 @@ class HttpProvider(Provider):
         else:
             phase_at, phase_label = total_at, total_label
 
-        headers = self._current_headers()
+        headers = self.request_headers(url, body)
         if trace.get_current_span().is_recording():
             # Inside a traced call: the provider (or a proxy before it) continues our trace.
             headers = dict(headers)
@@ -345,7 +387,7 @@ class HttpProvider(Provider):
                 return
 
             state = self.stream_state(request)
-            decoder = SseDecoder()
+            decoder = self.stream_decoder()
             chunks = 0
             first_token = True
             while True:
@@ -379,7 +421,13 @@ class HttpProvider(Provider):
                     exc.before_first_token = first_token
                     exc.chunks_received = chunks
                     raise
-                except (SseError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+                except (
+                    StreamFormatError,
+                    orjson.JSONDecodeError,
+                    KeyError,
+                    TypeError,
+                    AttributeError,
+                ) as exc:
                     raise self._error(
                         "malformed",
                         f"malformed stream after {chunks} chunks: {exc}",

@@ -7,10 +7,9 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers._http import DeltaBuilder, HttpProvider, StreamState, usage_from
+from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
 from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest, unsupported
 from atp_common import config
-from atp_common.secrets import SecretRef
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 # Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
@@ -229,7 +228,7 @@ class AnthropicProvider(HttpProvider):
     """Anthropic's Messages API. `base_url` without the version path (`https://api.anthropic.com`);
     `api_version` is the anthropic-version header."""
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str = "anthropic") -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str = "anthropic") -> None:
         self._version = cfg.api_version or DEFAULT_ANTHROPIC_VERSION
         super().__init__(cfg, api_key, name)
 

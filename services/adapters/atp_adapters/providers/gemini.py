@@ -8,10 +8,9 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers._http import DeltaBuilder, HttpProvider, StreamState, usage_from
+from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
 from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest, unsupported
 from atp_common import config
-from atp_common.secrets import SecretRef
 
 DEFAULT_GEMINI_VERSION = "v1beta"
 _FINISH_REASONS = {
@@ -234,7 +233,7 @@ class GeminiProvider(HttpProvider):
     """Gemini's generateContent API. `base_url` without the version (`https://generativelanguage.
     googleapis.com`); `api_version` picks the version path (default v1beta)."""
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str = "gemini") -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str = "gemini") -> None:
         super().__init__(cfg, api_key, name)
         self._version = cfg.api_version or DEFAULT_GEMINI_VERSION
 

@@ -7,10 +7,9 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers._http import DeltaBuilder, HttpProvider, StreamState, usage_from
+from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
 from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest
 from atp_common import config
-from atp_common.secrets import SecretRef
 
 _FINISH_REASONS = {
     "stop": "stop",
@@ -153,8 +152,9 @@ class OpenAIProvider(HttpProvider):
     is the resource endpoint for Azure (`https://NAME.openai.azure.com`).
     """
 
-    def __init__(self, cfg: config.HttpProvider, api_key: str | SecretRef, name: str = "openai") -> None:
+    def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str = "openai") -> None:
         self._azure = cfg.type == "azure"
+        self._entra = cfg.auth == "entra"
         self._token_limit_field = cfg.token_limit_field
         super().__init__(cfg, api_key, name)
         self._api_version = cfg.api_version or DEFAULT_AZURE_API_VERSION
@@ -162,7 +162,10 @@ class OpenAIProvider(HttpProvider):
     def auth_headers(self, api_key: str) -> dict[str, str]:
         if not api_key:
             return {}
-        return {"api-key": api_key} if self._azure else {"authorization": f"Bearer {api_key}"}
+        if self._azure and not self._entra:
+            return {"api-key": api_key}
+        # OpenAI's key, or an Entra ID token for Azure.
+        return {"authorization": f"Bearer {api_key}"}
 
     def url_for(self, provider_model: str, stream: bool) -> str:
         if self._azure:
