@@ -19,7 +19,9 @@ AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
 DEFAULT_MARGIN_S = 300.0
 # Credentials that do not say when they expire (static AWS keys) are re-read this often.
 _UNKNOWN_EXPIRY_S = 900.0
+# An early refresh (after a 401) is asked for at most this often; a scheduled one waits at least the floor.
 _MIN_REFRESH_GAP_S = 5.0
+_MIN_WAIT_S = 1.0
 _RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -75,7 +77,7 @@ class RefreshingCredential:
     def _next_wait(self) -> float:
         if self.expires_at is None:
             return _UNKNOWN_EXPIRY_S
-        return max(self.expires_at - time.time() - self._margin_s, _MIN_REFRESH_GAP_S)
+        return max(self.expires_at - time.time() - self._margin_s, _MIN_WAIT_S)
 
     async def _run(self) -> None:
         failures = 0
