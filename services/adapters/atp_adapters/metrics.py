@@ -56,6 +56,11 @@ CIRCUIT_STATE = Gauge(
 CIRCUIT_REPORTS = Counter(
     "atp_adapters_circuit_reports_total", "Circuit reports sent to the router, by outcome.", ["outcome"]
 )
+DEPLOYMENT_QUOTA_REFUSALS = Counter(
+    "atp_adapters_deployment_quota_refusals_total",
+    "Requests a deployment's rpm/tpm quota turned away (another deployment or model was tried).",
+    ["model", "deployment"],
+)
 POLICY_VERSION = Gauge("atp_adapters_policy_version", "Version of the policy snapshot in use.")
 POLICY_RECONNECTS = Counter("atp_adapters_policy_watch_reconnects_total", "WatchPolicy streams that ended.")
 OBSERVATIONS = Counter(
