@@ -98,10 +98,30 @@ class HttpProvider(_Strict):
 ProviderConfig = Annotated[LocalProvider | HttpProvider, Field(discriminator="type")]
 
 
-class ModelConfig(_Strict):
-    """A model offered through one provider, with its list prices in USD per million tokens."""
+DeploymentStrategy = Literal["weighted", "least_busy", "latency", "quota_aware"]
+
+
+class DeploymentConfig(_Strict):
+    """One place a model runs: a provider, the model's name there, a region and a quota of its own."""
 
     provider: str
+    provider_model: str = ""
+    # Defaults to the provider's region.
+    region: str = ""
+    name: str = ""
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+    tags: list[str] = Field(default_factory=list)
+
+
+class ModelConfig(_Strict):
+    """A model with its list prices in USD per million tokens, offered through one provider (`provider`)
+    or several deployments (`deployments`, chosen per request by `strategy`)."""
+
+    provider: str = ""
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    strategy: DeploymentStrategy = "weighted"
     provider_model: str = ""
     input_usd_per_mtok: float = Field(0.0, ge=0)
     output_usd_per_mtok: float = Field(0.0, ge=0)
@@ -112,6 +132,12 @@ class ModelConfig(_Strict):
     context_window: int = Field(8192, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_way_to_reach_it(self) -> ModelConfig:
+        if bool(self.provider) == bool(self.deployments):
+            raise ValueError("a model names either its provider or its deployments")
+        return self
 
 
 class RouteConfig(_Strict):
@@ -193,6 +219,9 @@ class TenantConfig(RateLimits):
     store_prompts: bool = False
     # Redact PII before anything of this tenant is stored; None follows `privacy.redact_pii`.
     redact_pii: bool | None = None
+    # Where this tenant's requests may be served (`eu-*`, `westeurope`); empty: anywhere. A request may
+    # narrow it further with the x-atp-region header, never widen it.
+    regions: list[str] = Field(default_factory=list)
 
 
 class PrivacyConfig(_Strict):
@@ -217,8 +246,12 @@ class AtpConfig(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> AtpConfig:
         for name, model in self.models.items():
-            if model.provider not in self.providers:
-                raise ValueError(f"model {name!r} names unknown provider {model.provider!r}")
+            for provider in [model.provider] if model.provider else [d.provider for d in model.deployments]:
+                if provider not in self.providers:
+                    raise ValueError(f"model {name!r} names unknown provider {provider!r}")
+            names = [d.name for d in self.deployments_of(name)]
+            if len(set(names)) != len(names):
+                raise ValueError(f"model {name!r} has two deployments named alike; give them names")
         for name, route in self.routes.items():
             if name in self.models:
                 raise ValueError(f"route {name!r} has the same name as a model")
@@ -237,6 +270,32 @@ class AtpConfig(_Strict):
     def provider_model(self, model: str) -> str:
         """The model's name at its provider."""
         return self.models[model].provider_model or model
+
+    def deployments_of(self, model: str) -> list[DeploymentConfig]:
+        """The model's deployments, names and regions filled in (a model with only `provider` has one)."""
+        spec = self.models[model]
+        listed = spec.deployments or [
+            DeploymentConfig(provider=spec.provider, provider_model=spec.provider_model)
+        ]
+        out = []
+        for deployment in listed:
+            provider = self.providers[deployment.provider]
+            region = deployment.region or (provider.region if isinstance(provider, HttpProvider) else "")
+            provider_model = deployment.provider_model or spec.provider_model or model
+            name = deployment.name or (
+                deployment.provider if len(listed) == 1 else f"{deployment.provider}/{provider_model}"
+            )
+            out.append(
+                deployment.model_copy(
+                    update={"region": region, "provider_model": provider_model, "name": name}
+                )
+            )
+        return out
+
+    def primary_provider(self, model: str) -> str:
+        """The provider of the model's first deployment (what single-provider views report)."""
+        spec = self.models[model]
+        return spec.provider or spec.deployments[0].provider
 
 
 def hash_api_key(key: str) -> str:

@@ -23,6 +23,7 @@ from atp_common.policy._math import (
     beta_win_probability,
 )
 from atp_common.policy.features import FEATURE_DIM
+from atp_common.regions import RegionFilter
 
 POLICY_NAMES: Mapping[int, str] = MappingProxyType(
     {
@@ -63,6 +64,7 @@ class _Model:
         "output_per_token",
         "provider",
         "quality_prior",
+        "regions",
         "spec",
     )
 
@@ -74,6 +76,7 @@ class _Model:
         self.output_per_token = spec.output_usd_per_mtok / 1e6
         self.context_window = spec.context_window
         self.quality_prior = spec.quality_prior
+        self.regions = tuple(spec.regions)
         self.capabilities = (
             (_TOOLS if spec.supports_tools else 0)
             | (_VISION if spec.supports_vision else 0)
@@ -225,6 +228,7 @@ class CompiledPolicy:
             t.tenant: (frozenset(t.allowed_models) or None, frozenset(t.denied_models))
             for t in snapshot.tenants
         }
+        self._tenant_regions = {t.tenant: tuple(t.regions) for t in snapshot.tenants if t.regions}
         self._exclusions: dict[str, tuple[str, float]] = {}
         for exclusion in snapshot.exclusions:
             until = (
@@ -265,10 +269,12 @@ class CompiledPolicy:
                     f"models: {sorted(self._models)}",
                     param="model",
                 )
-            survivors, filtered = self._filter(name, (model,), tenant, features)
+            regions = self._region_filter(tenant, features)
+            survivors, filtered = self._filter(name, (model,), tenant, features, regions)
             ranking = _Ranking(survivors, [1.0], 1.0, "named directly")
-            return self._decision("", DIRECT_POLICY, ranking, filtered, features)
-        survivors, filtered = self._filter(name, route.candidates, tenant, features)
+            return self._decision("", DIRECT_POLICY, ranking, filtered, features, regions)
+        regions = self._region_filter(tenant, features)
+        survivors, filtered = self._filter(name, route.candidates, tenant, features, regions)
         arms = route.tenant_arms.get(tenant, route.arms) if route.tenant_arms else route.arms
         if len(survivors) == 1:
             ranking = _Ranking(survivors, [1.0], 1.0, "the only candidate left")
@@ -276,7 +282,7 @@ class CompiledPolicy:
             ranking = _RANKERS.get(route.kind, _rank_static)(
                 route, survivors, arms, features, rng or _default_rng
             )
-        return self._decision(route.name, route.policy, ranking, filtered, features)
+        return self._decision(route.name, route.policy, ranking, filtered, features, regions)
 
     def _filter(
         self,
@@ -284,6 +290,7 @@ class CompiledPolicy:
         candidates: Sequence[_Model],
         tenant: str,
         features: chat_pb2.RequestFeatures,
+        regions: RegionFilter | None,
     ) -> tuple[list[_Model], list[chat_pb2.FilteredCandidate]]:
         need = (
             (_TOOLS if features.needs_tools else 0)
@@ -304,6 +311,8 @@ class CompiledPolicy:
                 reason = f"not in tenant {tenant!r} allowed_models"
             elif model.name in denied:
                 reason = f"in tenant {tenant!r} denied_models"
+            elif regions and not any(regions.allows(r) for r in model.regions):
+                reason = f"no deployment in regions {regions.describe()}"
             else:
                 stage = _STAGE_REQUEST
                 lacking = need & ~model.capabilities
@@ -326,6 +335,13 @@ class CompiledPolicy:
             raise _STAGE_ERRORS[furthest](f"no candidate of {name!r} can serve this request ({details})")
         return survivors, filtered
 
+    def _region_filter(self, tenant: str, features: chat_pb2.RequestFeatures) -> RegionFilter | None:
+        # Most tenants and requests say nothing about regions: no filter object, no per-model check.
+        tenant_regions = self._tenant_regions.get(tenant, ())
+        if not tenant_regions and not features.regions:
+            return None
+        return RegionFilter(tenant_regions, features.regions)
+
     def _decision(
         self,
         route: str,
@@ -333,11 +349,14 @@ class CompiledPolicy:
         ranking: _Ranking,
         filtered: list[chat_pb2.FilteredCandidate],
         features: chat_pb2.RequestFeatures,
+        regions: RegionFilter | None = None,
     ) -> chat_pb2.Decision:
         chosen = ranking.models[0].name
         explanation = f"{policy}: chose {chosen} ({ranking.why}); {len(ranking.models)} ranked"
         if filtered:
             explanation += f", {len(filtered)} filtered"
+        if regions:
+            explanation += f"; region filter: {regions.describe()}"
         decision = chat_pb2.Decision(
             decision_id=os.urandom(16).hex(),
             route=route,

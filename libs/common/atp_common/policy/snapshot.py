@@ -28,7 +28,8 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
         specs.append(
             router_pb2.ModelSpec(
                 name=name,
-                provider=model.provider,
+                provider=config.primary_provider(name),
+                regions=sorted({d.region for d in config.deployments_of(name)}),
                 provider_model=config.provider_model(name),
                 input_usd_per_mtok=model.input_usd_per_mtok,
                 output_usd_per_mtok=model.output_usd_per_mtok,
@@ -88,9 +89,11 @@ def snapshot_from_config(
             )
         )
     tenants = [
-        router_pb2.TenantPolicy(tenant=name, allowed_models=t.allowed_models, denied_models=t.denied_models)
+        router_pb2.TenantPolicy(
+            tenant=name, allowed_models=t.allowed_models, denied_models=t.denied_models, regions=t.regions
+        )
         for name, t in config.tenants.items()
-        if t.allowed_models or t.denied_models
+        if t.allowed_models or t.denied_models or t.regions
     ]
     if generated_at is None:
         generated_at = Timestamp()

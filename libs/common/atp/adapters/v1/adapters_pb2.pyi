@@ -22,7 +22,7 @@ FINISH_REASON_TOOL_CALLS: FinishReason
 FINISH_REASON_CONTENT_FILTER: FinishReason
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "tenant", "model", "messages", "params", "stream", "include_usage", "key_id", "end_user", "tags", "dialect")
+    __slots__ = ("request_id", "tenant", "model", "messages", "params", "stream", "include_usage", "key_id", "end_user", "tags", "dialect", "regions")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class GenerateRequest(_message.Message):
     END_USER_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     tenant: str
     model: str
@@ -52,10 +53,11 @@ class GenerateRequest(_message.Message):
     end_user: str
     tags: _containers.ScalarMap[str, str]
     dialect: str
-    def __init__(self, request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., include_usage: _Optional[bool] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ...) -> None: ...
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., include_usage: _Optional[bool] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateHeader(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id")
+    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id", "deployment", "region")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +67,8 @@ class GenerateHeader(_message.Message):
     SYSTEM_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -74,7 +78,9 @@ class GenerateHeader(_message.Message):
     system_fingerprint: str
     service_tier: str
     provider_response_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ...) -> None: ...
+    deployment: str
+    region: str
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
 
 class GenerateCompletion(_message.Message):
     __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms", "choice_finish_reasons", "stop_sequence")

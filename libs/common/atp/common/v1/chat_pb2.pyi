@@ -392,7 +392,7 @@ class ToolCallDelta(_message.Message):
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., type: _Optional[str] = ..., function_name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class RequestFeatures(_message.Message):
-    __slots__ = ("estimated_prompt_tokens", "max_output_tokens", "needs_tools", "needs_vision", "needs_json", "stream", "vector", "required_features")
+    __slots__ = ("estimated_prompt_tokens", "max_output_tokens", "needs_tools", "needs_vision", "needs_json", "stream", "vector", "required_features", "regions")
     ESTIMATED_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NEEDS_TOOLS_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +401,7 @@ class RequestFeatures(_message.Message):
     STREAM_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     estimated_prompt_tokens: int
     max_output_tokens: int
     needs_tools: bool
@@ -409,7 +410,8 @@ class RequestFeatures(_message.Message):
     stream: bool
     vector: _containers.RepeatedScalarFieldContainer[float]
     required_features: int
-    def __init__(self, estimated_prompt_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ..., stream: _Optional[bool] = ..., vector: _Optional[_Iterable[float]] = ..., required_features: _Optional[int] = ...) -> None: ...
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, estimated_prompt_tokens: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ..., stream: _Optional[bool] = ..., vector: _Optional[_Iterable[float]] = ..., required_features: _Optional[int] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RankedCandidate(_message.Message):
     __slots__ = ("model", "provider", "score")

@@ -27,7 +27,7 @@ POLICY_KIND_UCB: PolicyKind
 POLICY_KIND_LINUCB: PolicyKind
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok", "supported_features")
+    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok", "supported_features", "regions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class ModelSpec(_message.Message):
     QUALITY_PRIOR_FIELD_NUMBER: _ClassVar[int]
     REASONING_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     SUPPORTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     provider_model: str
@@ -56,7 +57,8 @@ class ModelSpec(_message.Message):
     quality_prior: float
     reasoning_usd_per_mtok: float
     supported_features: int
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ..., supported_features: _Optional[int] = ...) -> None: ...
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ..., supported_features: _Optional[int] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArmState(_message.Message):
     __slots__ = ("model", "pulls", "reward_sum", "reward_sq_sum", "alpha", "beta", "a_inv", "b", "mean_cost_usd", "mean_latency_ms")
@@ -123,14 +125,16 @@ class RoutePolicy(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ...) -> None: ...
 
 class TenantPolicy(_message.Message):
-    __slots__ = ("tenant", "allowed_models", "denied_models")
+    __slots__ = ("tenant", "allowed_models", "denied_models", "regions")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
     denied_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., denied_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., denied_models: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Exclusion(_message.Message):
     __slots__ = ("model", "reason", "until")
