@@ -101,6 +101,11 @@ class ModelCircuit:
         self.breaker = breaker
         self._exclusions = exclusions
 
+    @property
+    def open(self) -> bool:
+        """Whether the circuit is open now (a probe's time not yet come)."""
+        return self.breaker.state == "open"
+
     def allow(self) -> bool:
         """Whether a call may go now (in half-open: whether this call is the probe)."""
         allowed = self.breaker.allow()

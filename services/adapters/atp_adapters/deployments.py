@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import fnmatch
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from atp_adapters import metrics
 from atp_adapters.providers import Provider, ProviderError
 from atp_adapters.resilience import CircuitBreaker, RetryPolicy
 from atp_common.limits.backends import Backend, StoreUnavailable
+from atp_common.regions import RegionFilter
 
 Strategy = Literal["weighted", "least_busy", "latency", "quota_aware"]
 # How fast the time-to-first-token average follows new measurements.
@@ -25,11 +25,41 @@ _DEFAULT_COOLDOWN_S = 1.0
 _MINUTE_MS = 60_000
 
 
-def region_allowed(region: str, patterns: Sequence[str]) -> bool:
-    """Whether `region` matches one of `patterns` (`eu-*`, `westeurope`); no patterns allows any."""
-    if not patterns:
-        return True
-    return any(fnmatch.fnmatchcase(region, pattern) for pattern in patterns)
+class Breaker(Protocol):
+    """A deployment's circuit: the model's own (ModelCircuit, reported to the router) when the model has
+    one deployment, a LocalBreaker otherwise."""
+
+    @property
+    def open(self) -> bool: ...
+
+    def allow(self) -> bool: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self, error: ProviderError) -> None: ...
+
+
+class LocalBreaker:
+    """A CircuitBreaker of one deployment among several, kept in this replica."""
+
+    __slots__ = ("breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+
+    @property
+    def open(self) -> bool:
+        return self.breaker.state == "open"
+
+    def allow(self) -> bool:
+        return self.breaker.allow()
+
+    def record_success(self) -> None:
+        self.breaker.record_success()
+
+    def record_failure(self, error: ProviderError) -> None:
+        if error.counts_for_circuit:
+            self.breaker.record_failure(error.message[:200])
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +73,7 @@ class Deployment:
     region: str
     weight: float
     retry: RetryPolicy
-    breaker: CircuitBreaker
+    breaker: Breaker
     features: int = -1
     rpm: int | None = None
     tpm: int | None = None
@@ -64,18 +94,17 @@ class Deployment:
         return self.served if int(now // 60) == self.minute else 0
 
     def healthy(self, now: float) -> bool:
-        return now >= self.cooldown_until and self.breaker.state != "open"
+        return now >= self.cooldown_until and not self.breaker.open
 
     def observe_first_token(self, ms: float) -> None:
         self.ttft_ms = ms if self.ttft_ms is None else self.ttft_ms + _EWMA_ALPHA * (ms - self.ttft_ms)
 
     def failed(self, error: ProviderError, now: float) -> None:
-        """A failed attempt: a 429 sets the deployment aside for its Retry-After; the breaker counts the
-        rest that say something about its health."""
+        """A failed attempt: the breaker counts it, and a 429 sets the deployment aside for its
+        Retry-After."""
+        self.breaker.record_failure(error)
         if error.status == 429:
             self.cooldown_until = now + (error.retry_after or _DEFAULT_COOLDOWN_S)
-        if error.counts_for_circuit:
-            self.breaker.record_failure(error.message[:200])
 
 
 @dataclass(slots=True)
@@ -92,15 +121,16 @@ class DeploymentSet:
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.monotonic
 
-    def usable(self, required_features: int, regions: Sequence[str]) -> list[Deployment]:
+    def usable(self, required_features: int, regions: RegionFilter | None) -> list[Deployment]:
         """The deployments that may serve a request needing `required_features` within `regions`."""
         return [
             d
             for d in self.deployments
-            if (d.features & required_features) == required_features and region_allowed(d.region, regions)
+            if (d.features & required_features) == required_features
+            and (not regions or regions.allows(d.region))
         ]
 
-    def candidates(self, required_features: int = 0, regions: Sequence[str] = ()) -> list[Deployment]:
+    def candidates(self, required_features: int = 0, regions: RegionFilter | None = None) -> list[Deployment]:
         """Usable, healthy deployments in the order the strategy prefers (unhealthy ones last, so a model
         whose every deployment is resting can still be probed)."""
         now = self.clock()

@@ -20,13 +20,13 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import ModelCircuit
+from atp_adapters.deployments import Deployment, DeploymentSet
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.pricing import Prices
-from atp_adapters.providers import Provider, ProviderBatch, ProviderError, ProviderRequest
-from atp_adapters.resilience import RetryPolicy
+from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
 from atp_adapters.shipper import ObservationShipper
 from atp_common.config import AtpConfig
-from atp_common.errors import AtpError, InvalidArgument, Unavailable
+from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
 from atp_common.observation_rows import encode_row
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
@@ -48,15 +48,13 @@ _tracer = trace.get_tracer("atp.adapters")
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Everything needed to call one model, resolved once at start-up."""
+    """Everything needed to call one model, resolved once at start-up: its prices, its deployments, and
+    the circuit the router hears about (None for a model with several deployments, each with its own)."""
 
     model: str
-    provider_name: str
-    provider: Provider
-    provider_model: str
     prices: Prices
-    retry: RetryPolicy
-    circuit: ModelCircuit
+    circuit: ModelCircuit | None
+    deployments: DeploymentSet
 
 
 class _Call:
@@ -64,6 +62,7 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "deployment",
         "error_class",
         "finish_reason",
         "first_token_at",
@@ -76,6 +75,7 @@ class _Call:
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.deployment: Deployment | None = None
         self.error_class = ""
         self.finish_reason = ""
         self.first_token_at = 0.0
@@ -165,6 +165,8 @@ class GeneratePipeline:
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         features = compute_features(request.messages, request.params, request.stream)
+        if request.regions:
+            features.regions.extend(request.regions)
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()
@@ -214,6 +216,29 @@ class GeneratePipeline:
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
 
+    async def _plan(
+        self, decision: chat_pb2.Decision, tenant: str, skipped: list[str]
+    ) -> AsyncGenerator[tuple[Target, Deployment], None]:
+        """The (model, deployment) pairs to try, in order: each ranked model's usable deployments as its
+        strategy orders them, each taken from its quota when it is tried."""
+        features = decision.features
+        regions = self._holder.policy.region_filter(tenant, features)
+        tokens = features.estimated_prompt_tokens + features.max_output_tokens
+        for candidate in decision.candidates:
+            target = self._targets.get(candidate.model)
+            if target is None:
+                # The router's snapshot names a model this replica has no provider for (config skew).
+                skipped.append(f"{candidate.model}: not configured here")
+                continue
+            choices = target.deployments.candidates(features.required_features, regions)
+            if not choices:
+                skipped.append(f"{candidate.model}: no deployment can serve this request")
+            for deployment in choices:
+                if await target.deployments.reserve(deployment, tokens):
+                    yield target, deployment
+                else:
+                    skipped.append(f"{candidate.model} at {deployment.name}: quota spent")
+
     async def _run(
         self,
         request: adapters_pb2.GenerateRequest,
@@ -230,20 +255,15 @@ class GeneratePipeline:
         scrub = self._privacy.for_upstream(decision.route)
         if scrub is not None:
             messages = _redacted(messages, scrub)
-        for candidate in decision.candidates:
-            target = self._targets.get(candidate.model)
-            if target is None:
-                # The router's snapshot names a model this replica has no provider for (config skew).
-                skipped.append(f"{candidate.model}: not configured here")
-                continue
+        async for target, deployment in self._plan(decision, request.tenant or self._default_tenant, skipped):
             retries = 0
             while True:
-                if not target.circuit.allow():
-                    skipped.append(f"{target.model}: circuit open")
+                if not deployment.breaker.allow():
+                    skipped.append(f"{target.model} at {deployment.name}: circuit open")
                     break
-                call.target = target
+                call.target, call.deployment = target, deployment
                 provider_request = ProviderRequest(
-                    provider_model=target.provider_model,
+                    provider_model=deployment.provider_model,
                     messages=messages,
                     params=request.params,
                     stream=request.stream,
@@ -251,77 +271,105 @@ class GeneratePipeline:
                     request_id=request_id,
                     deadline=deadline,
                 )
-                header = adapters_pb2.GenerateHeader(
-                    decision_id=decision.decision_id,
-                    model=target.model,
-                    provider=target.provider_name,
-                    route=decision.route,
-                    request_id=request_id,
-                    created=int(time.time()),
-                )
-                attempt = self._attempt(
-                    target, provider_request, header, call, started, decision.features.estimated_prompt_tokens
-                )
+                attempt = self._attempt(target, deployment, provider_request, decision, call, started)
                 if traced:
-                    attempt = _traced_attempt(attempt, target, call, decision, retries)
+                    attempt = _traced_attempt(attempt, target, deployment, call, decision, retries)
                 try:
                     async with contextlib.aclosing(attempt):
                         async for response in attempt:
                             yield response
                 except ProviderError as exc:
-                    target.circuit.record_failure(exc)
+                    deployment.failed(exc, time.monotonic())
                     metrics.attempt(target.model, exc.kind).inc()
                     if call.first_token_at:
-                        # Output was sent: never retry, end with an explicit terminal error event.
-                        call.status = observations.PARTIAL
-                        atp_error = exc.to_atp()
-                        call.error_class = type(atp_error).__name__
-                        log.warning("provider failed mid-stream: %s", exc.message)
-                        yield adapters_pb2.GenerateResponse(
-                            error=adapters_pb2.GenerateError(
-                                code=atp_error.mapping.grpc_code.name,
-                                message=atp_error.message,
-                                type=atp_error.mapping.openai_type,
-                            )
-                        )
+                        yield self._broken(call, exc)
                         return
                     call.attempts += 1
                     last_error = exc
-                    delay = target.retry.delay_for(retries, exc, deadline - time.monotonic())
+                    delay = deployment.retry.delay_for(retries, exc, deadline - time.monotonic())
                     if delay is not None:
                         retries += 1
                         await asyncio.sleep(delay)
                         continue
-                    log.info("failing over from %s: %s", target.model, exc.message)
+                    log.info("failing over from %s at %s: %s", target.model, deployment.name, exc.message)
                     break
                 except (asyncio.CancelledError, GeneratorExit):
                     if call.finish_reason:
                         # Closed after the completion was handed over: the attempt succeeded.
-                        self._succeeded(target, call)
+                        self._succeeded(target, deployment, call)
                     raise
                 else:
-                    self._succeeded(target, call)
+                    self._succeeded(target, deployment, call)
                     return
         if last_error is not None:
             raise last_error.to_atp() from last_error
+        if any(reason.endswith("quota spent") for reason in skipped):
+            raise RateLimited("every deployment's quota is spent for this minute", retry_after=1.0)
         raise Unavailable(
             f"no candidate could be tried ({'; '.join(skipped) or 'none ranked'})", retry_after=1.0
+        )
+
+    @staticmethod
+    def _broken(call: _Call, exc: ProviderError) -> adapters_pb2.GenerateResponse:
+        """Output was sent when the provider failed: never retry, end with an explicit terminal error."""
+        call.status = observations.PARTIAL
+        atp_error = exc.to_atp()
+        call.error_class = type(atp_error).__name__
+        log.warning("provider failed mid-stream: %s", exc.message)
+        return adapters_pb2.GenerateResponse(
+            error=adapters_pb2.GenerateError(
+                code=atp_error.mapping.grpc_code.name,
+                message=atp_error.message,
+                type=atp_error.mapping.openai_type,
+            )
         )
 
     async def _attempt(
         self,
         target: Target,
+        deployment: Deployment,
         provider_request: ProviderRequest,
-        header: adapters_pb2.GenerateHeader,
+        decision: chat_pb2.Decision,
         call: _Call,
         started: float,
-        prompt_estimate: int,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        """One call of one deployment, counted in its in-flight requests while it runs."""
+        deployment.in_flight += 1
+        try:
+            async with contextlib.aclosing(
+                self._exchange(target, deployment, provider_request, decision, call, started)
+            ) as exchange:
+                async for response in exchange:
+                    yield response
+        finally:
+            deployment.in_flight -= 1
+
+    async def _exchange(
+        self,
+        target: Target,
+        deployment: Deployment,
+        provider_request: ProviderRequest,
+        decision: chat_pb2.Decision,
+        call: _Call,
+        started: float,
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        header = adapters_pb2.GenerateHeader(
+            decision_id=decision.decision_id,
+            model=target.model,
+            provider=deployment.provider_name,
+            route=decision.route,
+            request_id=provider_request.request_id,
+            created=int(time.time()),
+            deployment=deployment.name,
+            region=deployment.region,
+        )
+        prompt_estimate = decision.features.estimated_prompt_tokens
+        attempt_started = time.perf_counter()
         stream_out = provider_request.stream
         pending: list[chat_pb2.Delta] = []  # non-streamed calls collect everything into one message
         output_chars = 0
         header_sent = False
-        batches = target.provider.stream(provider_request)
+        batches = deployment.provider.stream(provider_request)
         async with contextlib.aclosing(batches):
             while True:
                 waited = time.perf_counter()
@@ -329,9 +377,9 @@ class GeneratePipeline:
                     batch: ProviderBatch = await anext(batches)
                 except StopAsyncIteration:
                     raise ProviderError(
-                        f"provider {target.provider_name} ended the reply without a finish reason",
+                        f"provider {deployment.provider_name} ended the reply without a finish reason",
                         kind="cut",
-                        provider=target.provider_name,
+                        provider=deployment.provider_name,
                         before_first_token=not call.first_token_at,
                     ) from None
                 finally:
@@ -360,6 +408,7 @@ class GeneratePipeline:
                     response.header.CopyFrom(header)
                     header_sent = True
                     call.first_token_at = time.perf_counter()
+                    deployment.observe_first_token((call.first_token_at - attempt_started) * 1000.0)
                 if final:
                     call.finish_reason = batch.finish_reason
                     usage = batch.usage
@@ -414,8 +463,8 @@ class GeneratePipeline:
         return decision
 
     @staticmethod
-    def _succeeded(target: Target, call: _Call) -> None:
-        target.circuit.record_success()
+    def _succeeded(target: Target, deployment: Deployment, call: _Call) -> None:
+        deployment.breaker.record_success()
         metrics.attempt(target.model, "ok").inc()
         call.status = observations.OK
 
@@ -476,7 +525,13 @@ class GeneratePipeline:
             tenant=tenant,
             decision=decision,
             model=model,
-            provider=target.provider_name if target is not None else decision.candidates[0].provider,
+            provider=call.deployment.provider_name if call.deployment else decision.candidates[0].provider,
+            deployment=call.deployment.name if call.deployment else "",
+            region=call.deployment.region if call.deployment else "",
+            key_id=request.key_id,
+            end_user=request.end_user or request.params.user,
+            tags=request.tags,
+            dialect=request.dialect,
             prompt_hash=observations.prompt_hash(request.messages),
             prompt_text=self._privacy.for_storage(tenant)(observations.prompt_text(request.messages))
             if tenant in self._store_prompts
@@ -515,6 +570,7 @@ class GeneratePipeline:
 async def _traced_attempt(
     attempt: AsyncGenerator[adapters_pb2.GenerateResponse, None],
     target: Target,
+    deployment: Deployment,
     call: _Call,
     decision: chat_pb2.Decision,
     retry: int,
@@ -522,12 +578,14 @@ async def _traced_attempt(
     """`attempt` inside a client span that is current while the provider is called, so the provider's
     HTTP request carries this span's W3C traceparent."""
     span = _tracer.start_span(
-        f"provider {target.provider_name}",
+        f"provider {deployment.provider_name}",
         kind=SpanKind.CLIENT,
         attributes={
-            "atp.provider": target.provider_name,
+            "atp.provider": deployment.provider_name,
             "atp.model": target.model,
-            "atp.provider_model": target.provider_model,
+            "atp.provider_model": deployment.provider_model,
+            "atp.deployment": deployment.name,
+            "atp.region": deployment.region,
             "atp.decision_id": decision.decision_id,
             "atp.route": decision.route or _DIRECT_ROUTE_LABEL,
             "atp.retry": retry,

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
-from atp_adapters.circuit_exclusions import CircuitExclusions
+from atp_adapters.circuit_exclusions import CircuitExclusions, ModelCircuit
 from atp_adapters.circuit_reporter import CircuitReporter
+from atp_adapters.deployments import Breaker, Deployment, DeploymentSet, LocalBreaker
 from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
@@ -21,9 +22,11 @@ from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.spool import Spool
 from atp_common import config as config_mod
+from atp_common.capabilities import supported_features
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.limits import open_limiter
+from atp_common.limits.backends import Backend
 from atp_common.limits.directory import DirectoryFollower, open_directory_store
 from atp_common.policy.kernel import CompiledPolicy
 from atp_common.secrets import SecretResolver
@@ -44,26 +47,57 @@ def build_targets(
     providers: Mapping[str, Provider],
     exclusions: CircuitExclusions,
     circuits: Circuits,
+    quota: Backend | None = None,
+    prefix: str = "atp:",
 ) -> dict[str, Target]:
-    """One Target per configured model: its provider client, prices, retry policy and circuit."""
+    """One Target per configured model: its prices, circuit and deployments (provider clients, retry
+    policies, quotas and the strategy that chooses among them)."""
     targets: dict[str, Target] = {}
     for name, model in config.models.items():
-        provider_cfg = config.providers[model.provider]
-        if isinstance(provider_cfg, config_mod.HttpProvider):
-            retry = RetryPolicy.from_config(provider_cfg)
-            failures, open_s = provider_cfg.circuit_failures, provider_cfg.circuit_open_s
-        else:
-            retry = _LOCAL_RETRY
-            failures, open_s = _LOCAL_CIRCUIT
-        breaker = circuits.breaker(model.provider, name, failures, open_s)
+        listed = config.deployments_of(name)
+        deployments = []
+        circuit: ModelCircuit | None = None
+        for deployment in listed:
+            provider_cfg = config.providers[deployment.provider]
+            if isinstance(provider_cfg, config_mod.HttpProvider):
+                retry = RetryPolicy.from_config(provider_cfg)
+                failures, open_s = provider_cfg.circuit_failures, provider_cfg.circuit_open_s
+                wire_api = provider_cfg.wire_api
+            else:
+                retry, (failures, open_s), wire_api = _LOCAL_RETRY, _LOCAL_CIRCUIT, "local"
+            breaker_key = (
+                deployment.provider if len(listed) == 1 else f"{deployment.provider}/{deployment.name}"
+            )
+            breaker = circuits.breaker(breaker_key, name, failures, open_s)
+            # A model served from one place keeps the circuit the router hears about; each of several
+            # deployments has its own, and the model stays routable while any of them is healthy.
+            own: Breaker
+            if len(listed) == 1:
+                own = circuit = exclusions.circuit(name, breaker)
+            else:
+                own = LocalBreaker(breaker)
+            deployments.append(
+                Deployment(
+                    name=deployment.name,
+                    provider_name=deployment.provider,
+                    provider=providers[deployment.provider],
+                    provider_model=deployment.provider_model,
+                    region=deployment.region,
+                    weight=deployment.weight,
+                    retry=retry,
+                    breaker=own,
+                    features=supported_features(wire_api, model.capabilities),
+                    rpm=deployment.rpm,
+                    tpm=deployment.tpm,
+                )
+            )
         targets[name] = Target(
             model=name,
-            provider_name=model.provider,
-            provider=providers[model.provider],
-            provider_model=config.provider_model(name),
             prices=Prices.of(model),
-            retry=retry,
-            circuit=exclusions.circuit(name, breaker),
+            circuit=circuit,
+            deployments=DeploymentSet(
+                name, model.strategy, deployments, quota=quota, prefix=f"{prefix}deployment:"
+            ),
         )
     return targets
 
@@ -116,7 +150,15 @@ async def build_server(
         backoff_max_s=settings.report_backoff_max_s,
     )
     exclusions = CircuitExclusions(holder, on_change=reporter.mark_dirty)
-    targets = build_targets(config, providers, exclusions, Circuits())
+    limiter = open_limiter(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        fail_mode=settings.limits_fail_mode,
+        timeout_s=settings.limits_timeout_s,
+    )
+    targets = build_targets(
+        config, providers, exclusions, Circuits(), quota=limiter.backend, prefix=settings.redis_prefix
+    )
 
     watcher = PolicyWatcher(
         holder,
@@ -135,12 +177,6 @@ async def build_server(
         interval_s=settings.ship_interval_s,
         timeout_s=settings.ship_timeout_s,
         backoff_max_s=settings.ship_backoff_max_s,
-    )
-    limiter = open_limiter(
-        settings.redis_url,
-        prefix=settings.redis_prefix,
-        fail_mode=settings.limits_fail_mode,
-        timeout_s=settings.limits_timeout_s,
     )
     directory = DirectoryFollower(
         config,

@@ -269,11 +269,11 @@ class CompiledPolicy:
                     f"models: {sorted(self._models)}",
                     param="model",
                 )
-            regions = self._region_filter(tenant, features)
+            regions = self.region_filter(tenant, features)
             survivors, filtered = self._filter(name, (model,), tenant, features, regions)
             ranking = _Ranking(survivors, [1.0], 1.0, "named directly")
             return self._decision("", DIRECT_POLICY, ranking, filtered, features, regions)
-        regions = self._region_filter(tenant, features)
+        regions = self.region_filter(tenant, features)
         survivors, filtered = self._filter(name, route.candidates, tenant, features, regions)
         arms = route.tenant_arms.get(tenant, route.arms) if route.tenant_arms else route.arms
         if len(survivors) == 1:
@@ -335,8 +335,9 @@ class CompiledPolicy:
             raise _STAGE_ERRORS[furthest](f"no candidate of {name!r} can serve this request ({details})")
         return survivors, filtered
 
-    def _region_filter(self, tenant: str, features: chat_pb2.RequestFeatures) -> RegionFilter | None:
-        # Most tenants and requests say nothing about regions: no filter object, no per-model check.
+    def region_filter(self, tenant: str, features: chat_pb2.RequestFeatures) -> RegionFilter | None:
+        """The tenant's regions narrowed by the request's; None when neither restricts (most requests:
+        then no filter object is built and no model is checked)."""
         tenant_regions = self._tenant_regions.get(tenant, ())
         if not tenant_regions and not features.regions:
             return None
