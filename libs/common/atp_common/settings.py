@@ -57,3 +57,10 @@ class ServiceSettings(BaseSettings):
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_cert and tls_key must be set together")
         return self
+
+
+class ConfigReloadSettings(BaseSettings):
+    """For services that follow changes to the configuration file without a restart."""
+
+    config_poll_s: float = Field(1.0, gt=0, description="How often the config file's mtime is checked.")
+    reload_on_sighup: bool = Field(True, description="Reload the configuration on SIGHUP too.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from atp.common.v1 import chat_pb2
@@ -10,7 +9,7 @@ from atp_common.limits import Limiter, Ticket
 from atp_common.limits.directory import DirectoryFollower
 
 if TYPE_CHECKING:
-    from atp_adapters.pipeline import Target
+    from atp_adapters.targets import Target, TargetTable
 
 __all__ = ["Admission"]
 
@@ -28,7 +27,7 @@ class Admission:
         self,
         limiter: Limiter,
         follower: DirectoryFollower,
-        targets: Mapping[str, Target],
+        targets: TargetTable,
         *,
         default_output_tokens: int,
     ):
@@ -54,7 +53,7 @@ class Admission:
         cost = 0.0
         if limits.limits_budget:
             for candidate in decision.candidates:
-                target = self._targets.get(candidate.model)
+                target = self._targets.current.get(candidate.model)
                 if target is not None:
                     prices = target.prices
                     estimate = prompt * prices.input + output * max(prices.output, prices.reasoning)

@@ -9,7 +9,6 @@ import random
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -19,12 +18,11 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations
 from atp_adapters.admission import Admission
-from atp_adapters.circuit_exclusions import ModelCircuit
-from atp_adapters.deployments import Deployment, DeploymentSet
+from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
-from atp_adapters.pricing import Prices
 from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
 from atp_adapters.shipper import ObservationShipper
+from atp_adapters.targets import Target, TargetTable
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
@@ -44,17 +42,6 @@ _FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
 }
 _DIRECT_ROUTE_LABEL = "direct"
 _tracer = trace.get_tracer("atp.adapters")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Everything needed to call one model, resolved once at start-up: its prices, its deployments, and
-    the circuit the router hears about (None for a model with several deployments, each with its own)."""
-
-    model: str
-    prices: Prices
-    circuit: ModelCircuit | None
-    deployments: DeploymentSet
 
 
 class _Call:
@@ -119,7 +106,7 @@ class GeneratePipeline:
         self,
         config: AtpConfig,
         holder: PolicyHolder,
-        targets: Mapping[str, Target],
+        targets: TargetTable,
         shipper: ObservationShipper,
         *,
         replica_id: str,
@@ -222,10 +209,11 @@ class GeneratePipeline:
         """The (model, deployment) pairs to try, in order: each ranked model's usable deployments as its
         strategy orders them, each taken from its quota when it is tried."""
         features = decision.features
+        targets = self._targets.current
         regions = self._holder.policy.region_filter(tenant, features)
         tokens = features.estimated_prompt_tokens + features.max_output_tokens
         for candidate in decision.candidates:
-            target = self._targets.get(candidate.model)
+            target = targets.get(candidate.model)
             if target is None:
                 # The router's snapshot names a model this replica has no provider for (config skew).
                 skipped.append(f"{candidate.model}: not configured here")

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
-from atp_adapters.circuit_exclusions import CircuitExclusions, ModelCircuit
+from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
-from atp_adapters.deployments import Breaker, Deployment, DeploymentSet, LocalBreaker
-from atp_adapters.pipeline import GeneratePipeline, Target
+from atp_adapters.fleet import ProviderFleet
+from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
-from atp_adapters.pricing import Prices
-from atp_adapters.providers import Provider, build_provider
-from atp_adapters.providers.cloud_auth import close_credentials, start_credentials
-from atp_adapters.resilience import Circuits, RetryPolicy
+from atp_adapters.resilience import Circuits
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.spool import Spool
-from atp_common import config as config_mod
-from atp_common.capabilities import supported_features
+from atp_adapters.targets import TargetTable, build_targets
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
+from atp_common.config_watch import ConfigWatcher
 from atp_common.limits import open_limiter
-from atp_common.limits.backends import Backend
 from atp_common.limits.directory import DirectoryFollower, open_directory_store
 from atp_common.policy.kernel import CompiledPolicy
 from atp_common.secrets import SecretResolver
@@ -37,69 +32,6 @@ log = logging.getLogger("atp.adapters")
 SERVICE_NAME = adapters_pb2.DESCRIPTOR.services_by_name["AdaptersService"].full_name
 # Share of close_timeout_s the shipper may spend delivering at drain; the rest is for spooling and closing.
 _FLUSH_SHARE = 0.6
-# The built-in provider cannot fail the way a remote one does: no retries, default breaker settings.
-_LOCAL_RETRY = RetryPolicy(max_retries=0)
-_LOCAL_CIRCUIT = (5, 30.0)
-
-
-def build_targets(
-    config: AtpConfig,
-    providers: Mapping[str, Provider],
-    exclusions: CircuitExclusions,
-    circuits: Circuits,
-    quota: Backend | None = None,
-    prefix: str = "atp:",
-) -> dict[str, Target]:
-    """One Target per configured model: its prices, circuit and deployments (provider clients, retry
-    policies, quotas and the strategy that chooses among them)."""
-    targets: dict[str, Target] = {}
-    for name, model in config.models.items():
-        listed = config.deployments_of(name)
-        deployments = []
-        circuit: ModelCircuit | None = None
-        for deployment in listed:
-            provider_cfg = config.providers[deployment.provider]
-            if isinstance(provider_cfg, config_mod.HttpProvider):
-                retry = RetryPolicy.from_config(provider_cfg)
-                failures, open_s = provider_cfg.circuit_failures, provider_cfg.circuit_open_s
-                wire_api = provider_cfg.wire_api
-            else:
-                retry, (failures, open_s), wire_api = _LOCAL_RETRY, _LOCAL_CIRCUIT, "local"
-            breaker_key = (
-                deployment.provider if len(listed) == 1 else f"{deployment.provider}/{deployment.name}"
-            )
-            breaker = circuits.breaker(breaker_key, name, failures, open_s)
-            # A model served from one place keeps the circuit the router hears about; each of several
-            # deployments has its own, and the model stays routable while any of them is healthy.
-            own: Breaker
-            if len(listed) == 1:
-                own = circuit = exclusions.circuit(name, breaker)
-            else:
-                own = LocalBreaker(breaker)
-            deployments.append(
-                Deployment(
-                    name=deployment.name,
-                    provider_name=deployment.provider,
-                    provider=providers[deployment.provider],
-                    provider_model=deployment.provider_model,
-                    region=deployment.region,
-                    weight=deployment.weight,
-                    retry=retry,
-                    breaker=own,
-                    features=supported_features(wire_api, model.capabilities),
-                    rpm=deployment.rpm,
-                    tpm=deployment.tpm,
-                )
-            )
-        targets[name] = Target(
-            model=name,
-            prices=Prices.of(model),
-            circuit=circuit,
-            deployments=DeploymentSet(
-                name, model.strategy, deployments, quota=quota, prefix=f"{prefix}deployment:"
-            ),
-        )
-    return targets
 
 
 async def build_server(
@@ -113,31 +45,21 @@ async def build_server(
 
     Provider keys come from `secrets` (by default a resolver built from the ATP_VAULT_* environment, owned
     and closed by this server): read now, so a missing key fails the start, and kept current in the
-    background so that a rotated key is used without a restart.
+    background so that a rotated key is used without a restart. Changes to the configuration file's
+    providers, models and deployments take effect without a restart (ConfigWatcher).
     """
     config = config if config is not None else load_config(settings.config_path)
     owns_secrets = secrets is None
     secrets = secrets if secrets is not None else SecretResolver.from_settings()
-    http_providers = {
-        name: cfg for name, cfg in config.providers.items() if isinstance(cfg, config_mod.HttpProvider)
-    }
+    # Built once and reused by every request: each HTTP provider owns a pooled keep-alive session.
+    fleet = ProviderFleet(secrets, grace_s=settings.request_timeout_s)
     try:
-        keys = {name: await secrets.ref(cfg.api_key) for name, cfg in http_providers.items()}
-        entra_secrets = {
-            name: (await secrets.ref(cfg.entra_client_secret)).value
-            for name, cfg in http_providers.items()
-            if cfg.entra_client_secret
-        }
-        credentials = await start_credentials(http_providers, entra_secrets)
+        providers = await fleet.update(config)
     except BaseException:
+        await fleet.close()
         if owns_secrets:
             await secrets.close()
         raise
-    # Built once and reused by every request: each HTTP provider owns a pooled keep-alive session.
-    providers = {
-        name: build_provider(name, cfg, secret=keys.get(name), credential=credentials.get(name))
-        for name, cfg in config.providers.items()
-    }
     holder = PolicyHolder(config, CompiledPolicy.from_snapshot)
     router_channel = open_channel(settings.router_addr, settings)
     # The reporter reads the exclusions' current set; the exclusions wake the reporter on each transition.
@@ -156,8 +78,22 @@ async def build_server(
         fail_mode=settings.limits_fail_mode,
         timeout_s=settings.limits_timeout_s,
     )
-    targets = build_targets(
-        config, providers, exclusions, Circuits(), quota=limiter.backend, prefix=settings.redis_prefix
+    circuits = Circuits()
+    table = TargetTable(
+        build_targets(
+            config, providers, exclusions, circuits, quota=limiter.backend, prefix=settings.redis_prefix
+        )
+    )
+
+    async def config_changed(new: AtpConfig) -> None:
+        # Requests in flight keep the table (and clients) they started with; new ones take the new table.
+        updated = await fleet.update(new)
+        table.current = build_targets(
+            new, updated, exclusions, circuits, quota=limiter.backend, prefix=settings.redis_prefix
+        )
+
+    config_watcher = ConfigWatcher(
+        settings.config_path, config_changed, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
     )
 
     watcher = PolicyWatcher(
@@ -183,11 +119,11 @@ async def build_server(
         open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
         poll_s=settings.directory_poll_s,
     )
-    admission = Admission(limiter, directory, targets, default_output_tokens=settings.default_output_tokens)
+    admission = Admission(limiter, directory, table, default_output_tokens=settings.default_output_tokens)
     pipeline = GeneratePipeline(
         config,
         holder,
-        targets,
+        table,
         shipper,
         replica_id=settings.replica_id,
         default_tenant=settings.default_tenant,
@@ -195,11 +131,7 @@ async def build_server(
         rng=rng,
         admission=admission,
     )
-    servicer = AdaptersServicer(pipeline, holder, targets.keys())
-
-    async def close_providers() -> None:
-        for provider in providers.values():
-            await provider.close()
+    servicer = AdaptersServicer(pipeline, holder, table)
 
     try:
         running = await start_server(
@@ -211,8 +143,7 @@ async def build_server(
             ],
         )
     except BaseException:
-        await close_providers()
-        await close_credentials(credentials)
+        await fleet.close()
         await limiter.close()
         await directory.close()
         await router_channel.close()
@@ -222,6 +153,7 @@ async def build_server(
         raise
     secrets.start()
     watcher.start()
+    config_watcher.start()
     # The first directory load is bounded; a store that is down leaves the configuration's tenants in force.
     await directory.start()
     limiter.start()
@@ -229,20 +161,20 @@ async def build_server(
     shipper.start()
     # After server.stop(grace) every in-flight request has submitted its observation: stop following the
     # router, deliver (or spool) the queue, then release connections.
+    running.add_closer("config watch", config_watcher.close)
     running.add_closer("policy watch", watcher.close)
     running.add_closer("circuit reporter", reporter.close)
     running.add_closer("observation shipper", lambda: shipper.close(settings.close_timeout_s * _FLUSH_SHARE))
     running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
     running.add_closer("directory", directory.close)
-    running.add_closer("providers", close_providers)
-    running.add_closer("cloud credentials", lambda: close_credentials(credentials))
+    running.add_closer("providers", fleet.close)
     running.add_closer("router channel", router_channel.close)
     running.add_closer("observer channel", observer_channel.close)
     if owns_secrets:
         running.add_closer("secrets", secrets.close)
     # Tests and diagnostics reach the parts through the running server.
     running.adapters = AdaptersParts(  # type: ignore[attr-defined]
-        holder, watcher, shipper, exclusions, targets, reporter
+        holder, watcher, shipper, exclusions, table, reporter
     )
     running.admission = admission  # type: ignore[attr-defined]
     return running
@@ -257,7 +189,7 @@ class AdaptersParts:
         watcher: PolicyWatcher,
         shipper: ObservationShipper,
         exclusions: CircuitExclusions,
-        targets: Mapping[str, Target],
+        targets: TargetTable,
         reporter: CircuitReporter,
     ) -> None:
         self.holder = holder

@@ -11,6 +11,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
+from atp_adapters.targets import TargetTable
 from atp_common.errors import InvalidArgument
 from atp_common.replies import merged_reply
 
@@ -18,13 +19,11 @@ from atp_common.replies import merged_reply
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
     """Generate, Complete and ListModels."""
 
-    def __init__(
-        self, pipeline: GeneratePipeline, holder: PolicyHolder, served_models: Collection[str]
-    ) -> None:
+    def __init__(self, pipeline: GeneratePipeline, holder: PolicyHolder, targets: TargetTable) -> None:
         self._pipeline = pipeline
         self._holder = holder
-        self._served = frozenset(served_models)
-        self._models_cache: tuple[router_pb2.PolicySnapshot, adapters_pb2.ListModelsResponse] | None = None
+        self._targets = targets
+        self._models_cache: tuple[object, object, adapters_pb2.ListModelsResponse] | None = None
 
     async def Generate(
         self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
@@ -62,11 +61,12 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext
     ) -> adapters_pb2.ListModelsResponse:
         snapshot = self._holder.snapshot
+        served = self._targets.current
         cached = self._models_cache
-        if cached is not None and cached[0] is snapshot:
-            return cached[1]
-        response = list_models(snapshot, self._served)
-        self._models_cache = (snapshot, response)
+        if cached is not None and cached[0] is snapshot and cached[1] is served:
+            return cached[2]
+        response = list_models(snapshot, served)
+        self._models_cache = (snapshot, served, response)
         return response
 
 

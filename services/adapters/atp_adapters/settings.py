@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ServiceSettings
+from atp_common.settings import ConfigReloadSettings, ServiceSettings
 
 
-class AdaptersSettings(ServiceSettings):
+class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     """Where the adapters listen, which peers they talk to, and how their queues and spool are bounded."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_ADAPTERS_"})

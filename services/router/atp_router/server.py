@@ -16,10 +16,10 @@ from atp.router.v1 import (
 )
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
+from atp_common.config_watch import ConfigWatcher
 from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.admin import AdminServicer
-from atp_router.config_source import ConfigWatcher
 from atp_router.decisions import DecisionLog
 from atp_router.exclusion_share import RedisExclusionShare
 from atp_router.health_reports import HealthReportServicer, ReportedExclusions

@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ServiceSettings
+from atp_common.settings import ConfigReloadSettings, ServiceSettings
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(ServiceSettings, ConfigReloadSettings):
     """Where the router listens, where it learns from, and how its snapshots and decision log are bounded."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_ROUTER_"})
@@ -21,8 +21,6 @@ class RouterSettings(ServiceSettings):
 
     # Snapshots: a change is published at most once per interval; changes in between coalesce into one.
     snapshot_min_interval_s: float = Field(1.0, ge=0, description="Least time between two snapshots.")
-    config_poll_s: float = Field(1.0, gt=0, description="How often the config file's mtime is checked.")
-    reload_on_sighup: bool = Field(True, description="Reload the configuration on SIGHUP too.")
 
     # Circuit reports from adapters replicas: how long one may exclude a model without being renewed, and
     # how many replicas (and exclusions per report) are remembered.

@@ -194,26 +194,3 @@ def credential_for(cfg: Any, client_secret: str = "") -> RefreshingCredential | 
             client_secret=client_secret,
         )
     return None
-
-
-async def start_credentials(
-    providers: dict[str, Any], client_secrets: dict[str, str]
-) -> dict[str, RefreshingCredential]:
-    """Build and start the credential of every provider that needs one; all or none are left running."""
-    started: dict[str, RefreshingCredential] = {}
-    try:
-        for name, cfg in providers.items():
-            credential = credential_for(cfg, client_secrets.get(name, ""))
-            if credential is not None:
-                await credential.start()
-                started[name] = credential
-    except BaseException:
-        await close_credentials(started)
-        raise
-    return started
-
-
-async def close_credentials(credentials: dict[str, RefreshingCredential]) -> None:
-    """Stop every credential's refresh task."""
-    for credential in credentials.values():
-        await credential.close()

@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter
 
 from atp_common.config import AtpConfig, load_config
-from atp_common.errors import ConfigError
-from atp_router import metrics
+from atp_common.errors import AtpError
 
-log = logging.getLogger("atp.router.config")
+log = logging.getLogger("atp.config")
+
+CONFIG_RELOADS = Counter("atp_config_reloads_total", "Configuration reloads, by result.", ["result"])
 
 
 class ConfigWatcher:
-    """Polls the file's modification time (and reloads on SIGHUP); hands each valid new config on."""
+    """Polls the file's modification time (and reloads on SIGHUP); hands each valid new config on.
+
+    `on_change` may be a coroutine function; one that raises an AtpError rejects the configuration (the
+    old one stays in force), like a file that does not parse.
+    """
 
     def __init__(
-        self, path: str, on_change: Callable[[AtpConfig], None], *, poll_s: float, sighup: bool
+        self,
+        path: str,
+        on_change: Callable[[AtpConfig], Awaitable[None] | None],
+        *,
+        poll_s: float,
+        sighup: bool,
     ) -> None:
         self._path = path
         self._on_change = on_change
@@ -68,17 +81,19 @@ class ConfigWatcher:
             if stamp == self._stamp and not forced:
                 continue
             self._stamp = stamp
-            self.reload()
+            await self.reload()
 
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Load the file now; a valid config goes to `on_change`, a bad one is logged and the old one stays."""
         try:
             config = load_config(self._path)
-        except ConfigError as exc:
-            metrics.CONFIG_RELOADS.labels("rejected").inc()
+            outcome = self._on_change(config)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except AtpError as exc:
+            CONFIG_RELOADS.labels("rejected").inc()
             log.error("ignoring the new configuration, keeping the current one: %s", exc.message)
             return False
-        metrics.CONFIG_RELOADS.labels("applied").inc()
+        CONFIG_RELOADS.labels("applied").inc()
         log.info("configuration reloaded", extra={"path": self._path, "digest": config.digest()})
-        self._on_change(config)
         return True

@@ -1,0 +1,101 @@
+"""The models this replica serves: each one's prices, circuit and deployments, built from the configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from atp_adapters.circuit_exclusions import CircuitExclusions, ModelCircuit
+from atp_adapters.deployments import Breaker, Deployment, DeploymentSet, LocalBreaker
+from atp_adapters.pricing import Prices
+from atp_adapters.providers import Provider
+from atp_adapters.resilience import Circuits, RetryPolicy
+from atp_common import config as config_mod
+from atp_common.capabilities import supported_features
+from atp_common.config import AtpConfig
+from atp_common.limits.backends import Backend
+
+# The built-in provider cannot fail the way a remote one does: no retries, default breaker settings.
+_LOCAL_RETRY = RetryPolicy(max_retries=0)
+_LOCAL_CIRCUIT = (5, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Everything needed to call one model, resolved once at start-up: its prices, its deployments, and
+    the circuit the router hears about (None for a model with several deployments, each with its own)."""
+
+    model: str
+    prices: Prices
+    circuit: ModelCircuit | None
+    deployments: DeploymentSet
+
+
+class TargetTable:
+    """The Targets in force. A configuration change swaps `current` whole; a request reads it once, so
+    it finishes on the settings it started with."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, targets: Mapping[str, Target]) -> None:
+        self.current = targets
+
+
+def build_targets(
+    config: AtpConfig,
+    providers: Mapping[str, Provider],
+    exclusions: CircuitExclusions,
+    circuits: Circuits,
+    quota: Backend | None = None,
+    prefix: str = "atp:",
+) -> dict[str, Target]:
+    """One Target per configured model: its prices, circuit and deployments (provider clients, retry
+    policies, quotas and the strategy that chooses among them)."""
+    targets: dict[str, Target] = {}
+    for name, model in config.models.items():
+        listed = config.deployments_of(name)
+        deployments = []
+        circuit: ModelCircuit | None = None
+        for deployment in listed:
+            provider_cfg = config.providers[deployment.provider]
+            if isinstance(provider_cfg, config_mod.HttpProvider):
+                retry = RetryPolicy.from_config(provider_cfg)
+                failures, open_s = provider_cfg.circuit_failures, provider_cfg.circuit_open_s
+                wire_api = provider_cfg.wire_api
+            else:
+                retry, (failures, open_s), wire_api = _LOCAL_RETRY, _LOCAL_CIRCUIT, "local"
+            breaker_key = (
+                deployment.provider if len(listed) == 1 else f"{deployment.provider}/{deployment.name}"
+            )
+            breaker = circuits.breaker(breaker_key, name, failures, open_s)
+            # A model served from one place keeps the circuit the router hears about; each of several
+            # deployments has its own, and the model stays routable while any of them is healthy.
+            own: Breaker
+            if len(listed) == 1:
+                own = circuit = exclusions.circuit(name, breaker)
+            else:
+                own = LocalBreaker(breaker)
+            deployments.append(
+                Deployment(
+                    name=deployment.name,
+                    provider_name=deployment.provider,
+                    provider=providers[deployment.provider],
+                    provider_model=deployment.provider_model,
+                    region=deployment.region,
+                    weight=deployment.weight,
+                    retry=retry,
+                    breaker=own,
+                    features=supported_features(wire_api, model.capabilities),
+                    rpm=deployment.rpm,
+                    tpm=deployment.tpm,
+                )
+            )
+        targets[name] = Target(
+            model=name,
+            prices=Prices.of(model),
+            circuit=circuit,
+            deployments=DeploymentSet(
+                name, model.strategy, deployments, quota=quota, prefix=f"{prefix}deployment:"
+            ),
+        )
+    return targets
