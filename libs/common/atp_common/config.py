@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from atp_common.errors import ConfigError
 
-Capability = Literal["tools", "vision", "json", "streaming"]
+Capability = Literal["tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings"]
 PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
 Role = Literal["user", "admin"]
 PiiKind = Literal["email", "phone", "card", "iban", "ip", "ssn"]
