@@ -140,6 +140,15 @@ class ModelConfig(_Strict):
         return self
 
 
+class CacheConfig(_Strict):
+    """A route's response cache: exact-match replies kept `ttl_s` seconds."""
+
+    ttl_s: float = Field(300.0, gt=0, le=30 * 86400)
+    # Store replies of sampled requests too (temperature above 0, or left to the provider's default):
+    # only for routes whose callers accept the same answer twice.
+    sampled: bool = False
+
+
 class RouteConfig(_Strict):
     """A named route: the candidate models and the policy that picks among them."""
 
@@ -154,6 +163,7 @@ class RouteConfig(_Strict):
     per_tenant: bool = False
     # Redact PII from the messages forwarded to the provider (off: requests are forwarded as sent).
     redact_pii_upstream: bool = False
+    cache: CacheConfig | None = None
 
     @model_validator(mode="after")
     def _weights_match(self) -> RouteConfig:

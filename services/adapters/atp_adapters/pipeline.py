@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
-from atp_adapters import metrics, observations
+from atp_adapters import metrics, observations, response_cache
 from atp_adapters.admission import Admission
 from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
@@ -27,6 +27,7 @@ from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
 from atp_common.observation_rows import encode_row
+from atp_common.policy import CACHE_POLICY
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
 from atp_common.privacy import PrivacyPolicy
 from atp_common.telemetry import current_trace_id
@@ -41,6 +42,7 @@ _FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
     "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
 }
 _DIRECT_ROUTE_LABEL = "direct"
+CACHE_PROVIDER = "cache"
 _tracer = trace.get_tracer("atp.adapters")
 
 
@@ -49,11 +51,14 @@ class _Call:
 
     __slots__ = (
         "attempts",
+        "cache_hit",
+        "cached_decision_id",
         "deployment",
         "error_class",
         "finish_reason",
         "first_token_at",
         "provider_s",
+        "saved_cost_usd",
         "status",
         "target",
         "trace_id",
@@ -62,6 +67,9 @@ class _Call:
 
     def __init__(self) -> None:
         self.attempts = 0
+        self.cache_hit = False
+        self.cached_decision_id = ""
+        self.saved_cost_usd = 0.0
         self.deployment: Deployment | None = None
         self.error_class = ""
         self.finish_reason = ""
@@ -114,9 +122,11 @@ class GeneratePipeline:
         request_timeout_s: float,
         rng: random.Random | None = None,
         admission: Admission | None = None,
+        cache: response_cache.ResponseCache | None = None,
     ) -> None:
         self._holder = holder
         self._admission = admission
+        self._cache = cache
         self._targets = targets
         self._shipper = shipper
         self._replica_id = replica_id
@@ -179,11 +189,10 @@ class GeneratePipeline:
         call = _Call()
         if traced:
             call.trace_id = current_trace_id()
+        source = await self._source(request, tenant, request_id, decision, call, started, deadline, traced)
         try:
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
-            async with contextlib.aclosing(
-                self._run(request, request_id, decision, call, started, deadline, traced)
-            ) as run:
+            async with contextlib.aclosing(source) as run:
                 async for response in run:
                     yield response
         except (asyncio.CancelledError, GeneratorExit):
@@ -202,6 +211,68 @@ class GeneratePipeline:
             self._finish(request, tenant, request_id, decision, route_label, call, started, started_wall)
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
+
+    async def _source(
+        self,
+        request: adapters_pb2.GenerateRequest,
+        tenant: str,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        call: _Call,
+        started: float,
+        deadline: float,
+        traced: bool,
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        """Where the reply comes from: the response cache when it holds one, else the providers (their
+        reply stored in the cache when the request's cache plan says so)."""
+        plan = self._cache.plan(request, tenant) if self._cache is not None else None
+        if plan is None:
+            return self._run(request, request_id, decision, call, started, deadline, traced)
+        assert self._cache is not None
+        stored = await self._cache.get(plan) if plan.read else None
+        if stored is not None:
+            return self._replayed(stored, request, request_id, call)
+        run = self._run(request, request_id, decision, call, started, deadline, traced)
+        return self._storing(run, plan, call) if plan.store else run
+
+    async def _replayed(
+        self,
+        stored: adapters_pb2.GenerateResponse,
+        request: adapters_pb2.GenerateRequest,
+        request_id: str,
+        call: _Call,
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        call.cache_hit = True
+        call.cached_decision_id = stored.header.decision_id
+        call.saved_cost_usd = stored.completion.cost_usd
+        call.target = self._targets.current.get(stored.header.model)
+        # No provider was called: nothing was used, and the admission's reservation is given back.
+        call.usage = chat_pb2.Usage()
+        call.finish_reason = "stop"
+        call.first_token_at = time.perf_counter()
+        for message in response_cache.replay(stored, request, request_id):
+            yield message
+        call.status = observations.OK
+
+    async def _storing(
+        self,
+        run: AsyncGenerator[adapters_pb2.GenerateResponse, None],
+        plan: response_cache.CachePlan,
+        call: _Call,
+    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        """`run`'s messages, kept and stored once the reply is whole and successful (never an error, a
+        partial or a cancelled reply)."""
+        kept = adapters_pb2.GenerateResponse()
+        async with contextlib.aclosing(run):
+            async for message in run:
+                if message.HasField("header"):
+                    message.header.cache = "refresh" if plan.mode == "refresh" else "miss"
+                kept.MergeFrom(message)
+                if message.HasField("completion") and not kept.HasField("error") and self._cache is not None:
+                    # Stored before the completion leaves: a caller may stop reading once it has it.
+                    kept.header.cache = ""
+                    await self._cache.put(plan, kept)
+                yield message
 
     async def _plan(
         self, decision: chat_pb2.Decision, tenant: str, skipped: list[str]
@@ -536,6 +607,8 @@ class GeneratePipeline:
             replica_id=self._replica_id,
             trace_id=call.trace_id,
         )
+        if call.cache_hit:
+            _mark_cache_hit(observation, call)
         observation.started_at.FromNanoseconds(started_ns)
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
         # The observer's columns, from the values at hand (about 1 µs here), so that it need not read
@@ -604,6 +677,15 @@ async def _traced_attempt(
                 )
             if call.first_token_at:
                 span.set_attribute("atp.first_token", True)
+
+
+def _mark_cache_hit(observation: observer_pb2.Observation, call: _Call) -> None:
+    # No provider served it; learning must not count it as a pull of the model (policy "cache").
+    observation.cache_hit = True
+    observation.saved_cost_usd = call.saved_cost_usd
+    observation.cached_decision_id = call.cached_decision_id
+    observation.provider = CACHE_PROVIDER
+    observation.decision.policy = CACHE_POLICY
 
 
 def _redacted(

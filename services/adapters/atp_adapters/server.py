@@ -13,6 +13,7 @@ from atp_adapters.fleet import ProviderFleet
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.resilience import Circuits
+from atp_adapters.response_cache import MemoryStore, RedisStore, ResponseCache
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import ObservationShipper
@@ -91,6 +92,7 @@ async def build_server(
         table.current = build_targets(
             new, updated, exclusions, circuits, quota=limiter.backend, prefix=settings.redis_prefix
         )
+        cache.configure(new)
 
     config_watcher = ConfigWatcher(
         settings.config_path, config_changed, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
@@ -120,6 +122,14 @@ async def build_server(
         poll_s=settings.directory_poll_s,
     )
     admission = Admission(limiter, directory, table, default_output_tokens=settings.default_output_tokens)
+    cache = ResponseCache(
+        RedisStore(settings.redis_url, f"{settings.redis_prefix}cache:")
+        if settings.redis_url
+        else MemoryStore(settings.cache_max_entries, settings.cache_max_bytes),
+        config,
+        default_ttl_s=settings.cache_default_ttl_s,
+        max_reply_bytes=settings.cache_max_reply_bytes,
+    )
     pipeline = GeneratePipeline(
         config,
         holder,
@@ -130,6 +140,7 @@ async def build_server(
         request_timeout_s=settings.request_timeout_s,
         rng=rng,
         admission=admission,
+        cache=cache,
     )
     servicer = AdaptersServicer(pipeline, holder, table)
 
@@ -144,6 +155,7 @@ async def build_server(
         )
     except BaseException:
         await fleet.close()
+        await cache.close()
         await limiter.close()
         await directory.close()
         await router_channel.close()
@@ -168,6 +180,7 @@ async def build_server(
     running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
     running.add_closer("directory", directory.close)
     running.add_closer("providers", fleet.close)
+    running.add_closer("response cache", cache.close)
     running.add_closer("router channel", router_channel.close)
     running.add_closer("observer channel", observer_channel.close)
     if owns_secrets:

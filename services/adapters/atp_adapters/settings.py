@@ -53,6 +53,12 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
         1024, ge=1, description="Output tokens reserved for a request without max_tokens."
     )
     directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
+
+    # The response cache: in Redis when redis_url is set (shared by replicas), else in this process.
+    cache_default_ttl_s: float = Field(300.0, gt=0, description="TTL when a request asks for the cache.")
+    cache_max_entries: int = Field(10_000, ge=1, description="In-process cache: replies kept at most.")
+    cache_max_bytes: int = Field(64 << 20, ge=1 << 16, description="In-process cache: bytes kept at most.")
+    cache_max_reply_bytes: int = Field(1 << 20, ge=1024, description="Larger replies are not stored.")
     directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")
 
     # Observation shipping.

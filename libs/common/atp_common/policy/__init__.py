@@ -1,7 +1,13 @@
 """The routing policy kernel: request features, snapshot compilation, decisions, learning and evaluation."""
 
 from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES, compute_features
-from atp_common.policy.kernel import DIRECT_POLICY, POLICY_NAMES, CompiledPolicy
+from atp_common.policy.kernel import (
+    CACHE_POLICY,
+    DIRECT_POLICY,
+    POLICY_NAMES,
+    UNLEARNED_POLICIES,
+    CompiledPolicy,
+)
 from atp_common.policy.learning import ArmLearner, PolicyLearner, RouteArms, RouteLearner
 from atp_common.policy.offpolicy import (
     Estimate,
@@ -15,11 +21,13 @@ from atp_common.policy.offpolicy import (
 from atp_common.policy.snapshot import POLICY_KINDS, model_specs, snapshot_from_config
 
 __all__ = [
+    "CACHE_POLICY",
     "DIRECT_POLICY",
     "FEATURE_DIM",
     "FEATURE_NAMES",
     "POLICY_KINDS",
     "POLICY_NAMES",
+    "UNLEARNED_POLICIES",
     "ArmLearner",
     "CompiledPolicy",
     "Estimate",

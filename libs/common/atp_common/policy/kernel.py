@@ -37,6 +37,10 @@ POLICY_NAMES: Mapping[int, str] = MappingProxyType(
 )
 # The policy recorded when a request names a concrete model: no choice was made, so nothing is learned.
 DIRECT_POLICY = "direct"
+# The policy recorded for a reply answered from the response cache: no model was pulled.
+CACHE_POLICY = "cache"
+# Decisions that taught nothing about the models (learning and off-policy estimates skip them).
+UNLEARNED_POLICIES = frozenset((DIRECT_POLICY, CACHE_POLICY))
 # Keep propensities off zero so inverse-propensity weights stay finite.
 MIN_PROPENSITY = 1e-4
 # Cached Thompson propensities per route; cleared when full (keys are per tenant and survivor set).

@@ -10,7 +10,7 @@ from atp.router.v1 import router_pb2
 from atp_common.config import AtpConfig
 from atp_common.policy._math import RIDGE, beta_prior, invert, mat_vec
 from atp_common.policy.features import FEATURE_DIM
-from atp_common.policy.kernel import DIRECT_POLICY
+from atp_common.policy.kernel import UNLEARNED_POLICIES
 
 # How many pseudo-pulls of the global state a tenant's arm starts from (its prior): enough that a new
 # tenant routes like everyone else, few enough that a handful of its own rewards moves it.
@@ -298,7 +298,7 @@ class RouteLearner:
 
     def apply(self, event: observer_pb2.RewardEvent) -> bool:
         """Apply one reward event; False when it is not this route's to learn from."""
-        if event.route != self.route or event.model not in self._arms or event.policy == DIRECT_POLICY:
+        if event.route != self.route or event.model not in self._arms or event.policy in UNLEARNED_POLICIES:
             return False
         x = self._vector(event.features)
         targets = [self._arms[event.model]]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from atp.observer.v1 import observer_pb2
 from atp_common.policy._math import invert, mat_vec
+from atp_common.policy.kernel import UNLEARNED_POLICIES
 
 # A target policy: the probability it gives each action in a context.
 TargetPolicy = Callable[[Sequence[float]], Mapping[str, float]]
@@ -42,7 +43,7 @@ def records_from_events(events: Iterable[observer_pb2.RewardEvent]) -> list[Logg
     """Logged records from reward events: a correction replaces its decision's reward; direct calls skipped."""
     by_decision: dict[str, LoggedRecord] = {}
     for event in events:
-        if event.propensity <= 0 or event.policy == "direct":
+        if event.propensity <= 0 or event.policy in UNLEARNED_POLICIES:
             continue
         previous = by_decision.get(event.decision_id)
         if event.correction and previous is not None:

@@ -25,7 +25,7 @@ OBSERVATION_STATUS_PARTIAL: ObservationStatus
 OBSERVATION_STATUS_CANCELLED: ObservationStatus
 
 class Observation(_message.Message):
-    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id", "trace_id", "key_id", "end_user", "tags", "deployment", "region", "dialect")
+    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id", "trace_id", "key_id", "end_user", "tags", "deployment", "region", "dialect", "cache_hit", "saved_cost_usd", "cached_decision_id")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,9 @@ class Observation(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    CACHED_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     request_id: str
     tenant: str
@@ -87,7 +90,10 @@ class Observation(_message.Message):
     deployment: str
     region: str
     dialect: str
-    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., dialect: _Optional[str] = ...) -> None: ...
+    cache_hit: bool
+    saved_cost_usd: float
+    cached_decision_id: str
+    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., dialect: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., saved_cost_usd: _Optional[float] = ..., cached_decision_id: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("observations", "rows")

@@ -1,0 +1,200 @@
+"""Exact-match response cache: whole replies keyed by tenant and the request's canonical form."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from atp.adapters.v1 import adapters_pb2
+from atp_common.config import AtpConfig, CacheConfig
+
+log = logging.getLogger("atp.adapters.cache")
+
+LOOKUPS = Counter("atp_adapters_cache_lookups_total", "Response cache lookups, by outcome.", ["outcome"])
+_HIT, _MISS, _ERROR = LOOKUPS.labels("hit"), LOOKUPS.labels("miss"), LOOKUPS.labels("error")
+MODES = frozenset(("use", "refresh", "no-store"))
+# Caller-side fields that do not change what the provider answers; everything else is in the key.
+_NOT_IN_KEY = ("request_id", "key_id", "end_user", "tags", "dialect", "stream", "include_usage", "cache")
+
+
+class CacheStore(Protocol):
+    """Where replies live: Redis (shared by replicas) or this process."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes, ttl_s: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """A bounded LRU in this process: at most `max_entries` replies and `max_bytes` bytes."""
+
+    def __init__(self, max_entries: int, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._clock = clock
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if self._clock() >= expires:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (self._clock() + ttl_s, value)
+        self._bytes += len(value)
+        while self._entries and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        _, value = self._entries.pop(key)
+        self._bytes -= len(value)
+
+    async def close(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+class RedisStore:
+    """Replies in Redis under `prefix`, each with its TTL; every call bounded by `timeout_s`."""
+
+    def __init__(self, url: str, prefix: str, timeout_s: float = 0.25) -> None:
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._client.get(self._prefix + key)
+        return value.encode() if isinstance(value, str) else value
+
+    async def put(self, key: str, value: bytes, ttl_s: float) -> None:
+        await self._client.set(self._prefix + key, value, px=max(int(ttl_s * 1000), 1))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    """What the cache does for one request: `read` it, and store the reply for `ttl_s` when `store`."""
+
+    key: str
+    read: bool
+    store: bool
+    ttl_s: float
+    mode: str
+
+
+class ResponseCache:
+    """Decides per request whether the cache applies, and reads and writes whole replies.
+
+    A route opts in with `cache: {ttl_s}`, a request with x-atp-cache (GenerateRequest.cache). Replies of
+    sampled requests (temperature above 0, or the provider's default) are stored only on routes that
+    say `sampled: true`. A store that fails is a miss, never a failed request.
+    """
+
+    def __init__(self, store: CacheStore, config: AtpConfig, default_ttl_s: float, max_reply_bytes: int):
+        self._store = store
+        self._default_ttl_s = default_ttl_s
+        self._max_reply_bytes = max_reply_bytes
+        self.configure(config)
+
+    def configure(self, config: AtpConfig) -> None:
+        """Take the routes' cache settings (at start-up and when the configuration changes)."""
+        self._routes: Mapping[str, CacheConfig] = {
+            name: route.cache for name, route in config.routes.items() if route.cache is not None
+        }
+        self._default_route = config.default_route
+
+    def plan(self, request: adapters_pb2.GenerateRequest, tenant: str) -> CachePlan | None:
+        """None when neither the route nor the request asks for the cache (no work at all)."""
+        mode = request.cache
+        route = self._routes.get(request.model or self._default_route)
+        if route is None and not mode:
+            return None
+        sampled_ok = route is not None and route.sampled
+        params = request.params
+        deterministic = params.HasField("temperature") and params.temperature == 0.0
+        store = mode != "no-store" and (deterministic or sampled_ok)
+        read = mode != "refresh"
+        ttl = route.ttl_s if route is not None else self._default_ttl_s
+        return CachePlan(canonical_key(request, tenant), read, store, ttl, mode or "use")
+
+    async def get(self, plan: CachePlan) -> adapters_pb2.GenerateResponse | None:
+        try:
+            raw = await self._store.get(plan.key)
+        except Exception as exc:  # a cache that is down is a cache that misses
+            _ERROR.inc()
+            log.warning("response cache read failed: %s", exc)
+            return None
+        if raw is None:
+            _MISS.inc()
+            return None
+        _HIT.inc()
+        return adapters_pb2.GenerateResponse.FromString(raw)
+
+    async def put(self, plan: CachePlan, reply: adapters_pb2.GenerateResponse) -> None:
+        """Store a whole, successful reply."""
+        raw = reply.SerializeToString()
+        if len(raw) > self._max_reply_bytes:
+            return
+        try:
+            await self._store.put(plan.key, raw, plan.ttl_s)
+        except Exception as exc:
+            _ERROR.inc()
+            log.warning("response cache write failed: %s", exc)
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+def canonical_key(request: adapters_pb2.GenerateRequest, tenant: str) -> str:
+    """The tenant and every field that changes the answer (model or route, messages, parameters),
+    serialized deterministically and hashed."""
+    canonical = adapters_pb2.GenerateRequest()
+    canonical.CopyFrom(request)
+    for name in _NOT_IN_KEY:
+        canonical.ClearField(name)
+    digest = hashlib.sha256(tenant.encode() + b"\0")
+    digest.update(canonical.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def replay(
+    stored: adapters_pb2.GenerateResponse, request: adapters_pb2.GenerateRequest, request_id: str
+) -> list[adapters_pb2.GenerateResponse]:
+    """The stored reply as the messages of this request: its header (the original decision id, marked
+    `hit`), its deltas and its completion, which cost nothing this time; a stream gets the completion in a
+    message of its own, as from a provider."""
+    header = adapters_pb2.GenerateHeader()
+    header.CopyFrom(stored.header)
+    header.request_id = request_id
+    header.created = int(time.time())
+    header.cache = "hit"
+    completion = adapters_pb2.GenerateCompletion()
+    completion.CopyFrom(stored.completion)
+    completion.cost_usd = 0.0
+    completion.latency_ms = completion.provider_ms = completion.time_to_first_token_ms = 0.0
+    first = adapters_pb2.GenerateResponse(header=header, deltas=stored.deltas)
+    if not request.stream:
+        first.completion.CopyFrom(completion)
+        return [first]
+    return [first, adapters_pb2.GenerateResponse(completion=completion)]
