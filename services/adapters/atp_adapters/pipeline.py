@@ -189,8 +189,10 @@ class GeneratePipeline:
         call = _Call()
         if traced:
             call.trace_id = current_trace_id()
-        source = await self._source(request, tenant, request_id, decision, call, started, deadline, traced)
         try:
+            source = await self._source(
+                request, tenant, request_id, decision, call, started, deadline, traced
+            )
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
             async with contextlib.aclosing(source) as run:
                 async for response in run:
