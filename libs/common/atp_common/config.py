@@ -16,7 +16,10 @@ from atp_common.errors import ConfigError
 Capability = Literal["tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings"]
 PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
 Role = Literal["user", "admin"]
-PiiKind = Literal["email", "phone", "card", "iban", "ip", "ssn"]
+PiiKind = Literal[
+    "email", "phone", "card", "iban", "ip", "ssn", "identifier", "person", "location", "organization"
+]
+PiiDetector = Literal["regex", "ner"]
 
 
 class _Strict(BaseModel):
@@ -218,6 +221,13 @@ class ApiKeyConfig(RateLimits):
         return "sha256:" + digest
 
 
+class PiiSettings(_Strict):
+    """A tenant's own PII settings: which detector and which kinds (None: the privacy section's)."""
+
+    detector: PiiDetector = "regex"
+    kinds: list[PiiKind] | None = None
+
+
 class TenantConfig(RateLimits):
     """A tenant: its keys, its rate limits and budgets, and what it may use."""
 
@@ -229,6 +239,7 @@ class TenantConfig(RateLimits):
     store_prompts: bool = False
     # Redact PII before anything of this tenant is stored; None follows `privacy.redact_pii`.
     redact_pii: bool | None = None
+    pii: PiiSettings | None = None
     # Where this tenant's requests may be served (`eu-*`, `westeurope`); empty: anywhere. A request may
     # narrow it further with the x-atp-region header, never widen it.
     regions: list[str] = Field(default_factory=list)
@@ -241,6 +252,10 @@ class PrivacyConfig(_Strict):
     kinds: list[PiiKind] = Field(
         default_factory=lambda: list[PiiKind](["email", "phone", "card", "iban", "ip", "ssn"])
     )
+    # `regex`: the checksummed patterns only (microseconds per KB). `ner`: also person names, locations
+    # (and street addresses) and organisations, found by a named-entity model (tens of ms per KB, run off
+    # the event loop); its kinds take effect only with this detector.
+    detector: PiiDetector = "regex"
 
 
 class AtpConfig(_Strict):

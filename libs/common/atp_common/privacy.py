@@ -1,15 +1,16 @@
-"""PII redaction (e-mail, phone, card, IBAN, IP, SSN) for what ATP stores: one precompiled pass per text."""
+"""PII redaction for what ATP stores: checksummed patterns in one precompiled pass, names by a NER model."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from atp_common.config import AtpConfig
+from atp_common.pii_ner import NER_KINDS, NerDetector
 
-PII_KINDS = ("email", "phone", "card", "iban", "ip", "ssn")
+PII_KINDS = ("email", "phone", "card", "iban", "ip", "ssn", "identifier")
 
 # Three cheap scans instead of one alternation tried at every position (which measured ~8x slower): each
 # pattern starts with a character class, so the regex engine skips ahead in C to where a match can begin.
@@ -21,8 +22,18 @@ _IPV6 = re.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:]*")
 _IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
 _SSN = re.compile(r"(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}")
 _CARD = re.compile(r"\d(?:[ -]?\d){12,18}")
-_PHONE = re.compile(r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){1,4}|\+\d{8,14}")
+# International numbers (a leading +) come in groups of one to six digits ("+33 1 42 68 53 00",
+# "+91 98765 43210"); national ones in groups of two to four.
+_PHONE = re.compile(
+    r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){1,4}"
+    r"|\+\d{1,3}(?:[ .\-]\d{1,6}){1,6}|\+\d{8,14}"
+)
 _NON_DIGITS = re.compile(r"\D")
+# A free-text identifier: an upper-case code of letters and at least four digits (passport, licence,
+# employee, ticket numbers: X1234567, AB-123456, D123-4567-8901); words and plain numbers are left alone.
+_IDENTIFIER = re.compile(
+    r"\b(?=[A-Z0-9-]{6,24}\b)(?=(?:[A-Z-]*\d){4})(?=[0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)*\b"
+)
 _LETTERS = {chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)}
 
 
@@ -80,6 +91,8 @@ class Redactor:
             text = _IBAN.sub(self._iban, text)
         if "ip" in kinds and ("::" in text or text.count(":") >= 5):
             text = _IPV6.sub(self._ipv6, text)
+        if "identifier" in kinds:
+            text = _IDENTIFIER.sub("[ID]", text)
         return _NUMBER_RUN.sub(self._number, text)
 
     def _iban(self, match: re.Match[str]) -> str:
@@ -129,30 +142,67 @@ class Redactor:
 _IDENTITY: Callable[[str], str] = str
 
 
+@dataclass(frozen=True, slots=True)
+class TenantPrivacy:
+    """What one tenant's stored text goes through: the pattern redactor, then the NER kinds (if any)."""
+
+    redact: Callable[[str], str]
+    ner_kinds: frozenset[str] = frozenset()
+
+
 class PrivacyPolicy:
     """Who gets redaction, precomputed from the configuration.
 
-    `for_storage(tenant)` is the function to apply to text stored for that tenant (prompts in
-    observations, feedback comments): the redactor when the tenant, or the global `privacy` section,
-    asks for it, else the identity. `for_upstream(route)` is the redactor for routes that set
+    `for_storage(tenant)` is the pattern redactor to apply to text stored for that tenant (prompts in
+    observations, feedback comments) when the tenant, or the global `privacy` section, asks for it, else
+    the identity; `redact_for_storage` also applies the NER detector for tenants that select it (`pii:
+    {detector: ner}`), off the event loop. `for_upstream(route)` is the redactor for routes that set
     `redact_pii_upstream`, else None: the forwarded request is left alone unless a route asks.
     """
 
     def __init__(self, config: AtpConfig) -> None:
         privacy = config.privacy
-        self.redactor = Redactor(frozenset(privacy.kinds))
-        redact = self.redactor.redact
-        self._default: Callable[[str], str] = redact if privacy.redact_pii else _IDENTITY
-        self._tenants: dict[str, Callable[[str], str]] = {}
+        self.redactor = Redactor(frozenset(privacy.kinds) & frozenset(PII_KINDS))
+        self._default = self._tenant_privacy(privacy.redact_pii, privacy.detector, list(privacy.kinds))
+        self._tenants: dict[str, TenantPrivacy] = {}
         for name, tenant in config.tenants.items():
             on = privacy.redact_pii if tenant.redact_pii is None else tenant.redact_pii
-            self._tenants[name] = redact if on else _IDENTITY
+            pii = tenant.pii
+            detector = pii.detector if pii is not None else privacy.detector
+            kinds = pii.kinds if pii is not None and pii.kinds is not None else list(privacy.kinds)
+            self._tenants[name] = self._tenant_privacy(on, detector, kinds)
         self._upstream = frozenset(name for name, route in config.routes.items() if route.redact_pii_upstream)
+        uses_ner = any(t.ner_kinds for t in (*self._tenants.values(), self._default))
+        self.ner: NerDetector | None = NerDetector() if uses_ner else None
+
+    def _tenant_privacy(self, on: bool, detector: str, kinds: Sequence[str]) -> TenantPrivacy:
+        if not on:
+            return TenantPrivacy(_IDENTITY)
+        patterns = frozenset(kinds) & frozenset(PII_KINDS)
+        redact = self.redactor.redact if patterns == self.redactor.kinds else Redactor(patterns).redact
+        ner_kinds = frozenset(kinds) & frozenset(NER_KINDS) if detector == "ner" else frozenset()
+        return TenantPrivacy(redact, ner_kinds)
 
     def for_storage(self, tenant: str) -> Callable[[str], str]:
-        """What to apply to text before it is stored for `tenant`."""
-        return self._tenants.get(tenant, self._default)
+        """The pattern redaction to apply to text before it is stored for `tenant`."""
+        return self._tenants.get(tenant, self._default).redact
+
+    def uses_ner(self, tenant: str) -> bool:
+        """Whether `tenant`'s stored text also goes through the NER detector (use redact_for_storage)."""
+        return bool(self._tenants.get(tenant, self._default).ner_kinds)
+
+    async def redact_for_storage(self, tenant: str, text: str) -> str:
+        """Every redaction `tenant` asks for, the NER detector's on its worker thread."""
+        settings = self._tenants.get(tenant, self._default)
+        text = settings.redact(text)
+        if settings.ner_kinds and self.ner is not None:
+            text = await self.ner.redact_async(text, settings.ner_kinds)
+        return text
 
     def for_upstream(self, route: str) -> Callable[[str], str] | None:
         """The redactor for requests forwarded on `route`, or None when the route does not ask."""
         return self.redactor.redact if route in self._upstream else None
+
+    def close(self) -> None:
+        if self.ner is not None:
+            self.ner.close()

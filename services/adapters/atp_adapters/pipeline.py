@@ -136,6 +136,7 @@ class GeneratePipeline:
         self._store_prompts = frozenset(t for t, cfg in config.tenants.items() if cfg.store_prompts)
         # Who gets PII redaction (stored prompts; forwarded messages on routes that ask), decided once.
         self._privacy = PrivacyPolicy(config)
+        self._redactions: set[asyncio.Task[None]] = set()
         # Metrics label per tenant: configured tenants by name, everyone else shares one label.
         self._tenant_labels = {t: t for t in config.tenants}
         self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
@@ -595,7 +596,7 @@ class GeneratePipeline:
             dialect=request.dialect,
             prompt_hash=observations.prompt_hash(request.messages),
             prompt_text=self._privacy.for_storage(tenant)(observations.prompt_text(request.messages))
-            if tenant in self._store_prompts
+            if tenant in self._store_prompts and not self._privacy.uses_ner(tenant)
             else "",
             usage=usage,
             cost_usd=cost,
@@ -627,7 +628,25 @@ class GeneratePipeline:
             finish_reason=call.finish_reason,
             started_micros=started_ns // 1000,
         )
+        if tenant in self._store_prompts and self._privacy.uses_ner(tenant):
+            # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
+            text = observations.prompt_text(request.messages)
+            task = asyncio.get_running_loop().create_task(self._submit_redacted(observation, row, text))
+            self._redactions.add(task)
+            task.add_done_callback(self._redactions.discard)
+            return
         self._shipper.submit(observation, row)
+
+    async def _submit_redacted(self, observation: observer_pb2.Observation, row: bytes, text: str) -> None:
+        observation.prompt_text = await self._privacy.redact_for_storage(observation.tenant, text)
+        self._shipper.submit(observation, row)
+
+    async def drain_redactions(self) -> None:
+        """Wait for observations whose prompts are being redacted (at shutdown, before the shipper
+        closes), then stop the detector."""
+        if self._redactions:
+            await asyncio.gather(*self._redactions, return_exceptions=True)
+        self._privacy.close()
 
 
 async def _traced_attempt(

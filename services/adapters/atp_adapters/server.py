@@ -176,6 +176,7 @@ async def build_server(
     running.add_closer("config watch", config_watcher.close)
     running.add_closer("policy watch", watcher.close)
     running.add_closer("circuit reporter", reporter.close)
+    running.add_closer("pii redaction", pipeline.drain_redactions)
     running.add_closer("observation shipper", lambda: shipper.close(settings.close_timeout_s * _FLUSH_SHARE))
     running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
     running.add_closer("directory", directory.close)

@@ -42,7 +42,7 @@ class Queries:
             raise InvalidArgument("feedback needs the caller's tenant", param="tenant")
         if request.comment and self._privacy is not None:
             # Whoever sent it (the gateway or an internal caller), PII is gone before the comment is stored.
-            comment = self._privacy.for_storage(request.tenant)(request.comment)
+            comment = await self._privacy.redact_for_storage(request.tenant, request.comment)
             if comment != request.comment:
                 redacted = observer_pb2.RecordFeedbackRequest()
                 redacted.CopyFrom(request)
