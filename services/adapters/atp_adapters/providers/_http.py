@@ -96,14 +96,20 @@ class SseDecoder:
 
 class DeltaBuilder:
     """Collects the deltas of one read, merging adjacent text and adjacent fragments of one tool call,
-    so a batch carries few, larger deltas. The first delta of a reply gets role `assistant`."""
+    so a batch carries few, larger deltas. Each choice's first delta gets role `assistant`.
 
-    __slots__ = ("_deltas", "_role_sent", "_text")
+    Pieces other than text and tool calls (reasoning, annotations, refusals, logprobs, a choice's finish)
+    join the last delta of the current choice. A signature ends a thinking block and redacted reasoning is
+    one opaque block, so the next reasoning after either starts a new delta: the blocks stay apart.
+    """
+
+    __slots__ = ("_choice", "_deltas", "_roles_sent", "_text")
 
     def __init__(self) -> None:
         self._deltas: list[chat_pb2.Delta] = []
         self._text: list[str] = []
-        self._role_sent = False
+        self._roles_sent: set[int] = set()
+        self._choice = 0
 
     def text(self, piece: str) -> None:
         if piece:
@@ -112,20 +118,63 @@ class DeltaBuilder:
     def tool(self, index: int, call_id: str, call_type: str, name: str, arguments: str) -> None:
         self._flush_text()
         deltas = self._deltas
-        if deltas and deltas[-1].tool_calls:
+        if deltas and deltas[-1].tool_calls and deltas[-1].choice == self._choice:
             last = deltas[-1].tool_calls[-1]
             if last.index == index and not call_id and not name:
                 last.arguments += arguments
                 return
             delta = deltas[-1]
         else:
-            delta = chat_pb2.Delta()
-            deltas.append(delta)
+            delta = self._new()
         delta.tool_calls.add(index=index, id=call_id, type=call_type, function_name=name, arguments=arguments)
+
+    def choice(self, index: int) -> None:
+        """Later pieces belong to choice `index` (requests with n > 1)."""
+        if index != self._choice:
+            self._flush_text()
+            self._choice = index
+
+    def reasoning(self, text: str = "", signature: str = "", redacted: str = "") -> None:
+        """Visible reasoning, the signature that closes its block, or a redacted block's data."""
+        if not (text or signature or redacted):
+            return
+        delta = self._open()
+        if delta.reasoning_signature or delta.redacted_reasoning or (redacted and delta.reasoning):
+            delta = self._new()
+        delta.reasoning += text
+        delta.reasoning_signature += signature
+        delta.redacted_reasoning += redacted
+
+    def annotation(self, annotation: chat_pb2.Annotation) -> None:
+        self._open().annotations.append(annotation)
+
+    def refusal(self, text: str) -> None:
+        if text:
+            self._open().refusal += text
+
+    def logprobs(self, logprobs: list[chat_pb2.TokenLogprob]) -> None:
+        if logprobs:
+            self._open().logprobs.extend(logprobs)
+
+    def finish(self, reason: str) -> None:
+        """The current choice has finished (requests with n > 1 finish each choice on its own)."""
+        self._open().finish_reason = reason
+
+    def _new(self) -> chat_pb2.Delta:
+        delta = chat_pb2.Delta(choice=self._choice)
+        self._deltas.append(delta)
+        return delta
+
+    def _open(self) -> chat_pb2.Delta:
+        self._flush_text()
+        deltas = self._deltas
+        if deltas and deltas[-1].choice == self._choice:
+            return deltas[-1]
+        return self._new()
 
     def _flush_text(self) -> None:
         if self._text:
-            self._deltas.append(chat_pb2.Delta(content="".join(self._text)))
+            self._deltas.append(chat_pb2.Delta(content="".join(self._text), choice=self._choice))
             self._text.clear()
 
     def take(self) -> list[chat_pb2.Delta]:
@@ -135,21 +184,48 @@ class DeltaBuilder:
             return []
         out = self._deltas
         self._deltas = []
-        if not self._role_sent:
-            out[0].role = "assistant"
-            self._role_sent = True
+        roles_sent = self._roles_sent
+        for delta in out:
+            if delta.choice not in roles_sent:
+                delta.role = "assistant"
+                roles_sent.add(delta.choice)
         return out
 
 
 class StreamState(abc.ABC):
     """Per-call decoding state of one provider's streamed wire format."""
 
-    __slots__ = ("deltas", "finish_reason", "usage")
+    __slots__ = (
+        "choice_finish_reasons",
+        "deltas",
+        "finish_reason",
+        "model_version",
+        "response_id",
+        "stop_sequence",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.deltas = DeltaBuilder()
         self.finish_reason = ""
         self.usage: chat_pb2.Usage | None = None
+        # What the provider said about the reply as a whole; copied onto the last batch.
+        self.response_id = ""
+        self.model_version = ""
+        self.stop_sequence = ""
+        self.choice_finish_reasons: dict[int, str] = {}
+
+    def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
+        """The batch that ends the reply."""
+        return ProviderBatch(
+            deltas,
+            self.finish_reason or "stop",
+            self.usage,
+            response_id=self.response_id,
+            model_version=self.model_version,
+            stop_sequence=self.stop_sequence,
+            choice_finish_reasons=self.choice_finish_reasons,
+        )
 
     @abc.abstractmethod
     def event(self, name: bytes, data: bytes) -> bool:
@@ -399,7 +475,7 @@ class HttpProvider(Provider):
                 deltas = state.deltas.take()
                 if done:
                     finished = True
-                    yield ProviderBatch(deltas, state.finish_reason or "stop", state.usage)
+                    yield state.last_batch(deltas)
                     return
                 if deltas:
                     first_token = False
