@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from atp_gateway.dialects.chat_schema import CHAT_REQUEST
+from atp_gateway.embeddings import EMBEDDING_REQUEST
 
 _CONFIG = ConfigDict(extra="forbid", strict=True)
 
@@ -181,6 +182,59 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     **_error_responses(400, 401, 403, 404, 413, 429, 500, 503, 504),
+}
+EMBEDDINGS_OPENAPI: dict[str, Any] = {**_request_body(EMBEDDING_REQUEST), "security": [{"bearer": []}]}
+EMBEDDINGS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Embeddings, one per input, in order",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["object", "data", "model", "usage"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["object", "index", "embedding"],
+                                "properties": {
+                                    "object": {"const": "embedding"},
+                                    "index": {"type": "integer"},
+                                    "embedding": {"type": ["array", "string"]},
+                                },
+                            },
+                        },
+                        "model": {"type": "string"},
+                        "usage": {
+                            "type": "object",
+                            "required": ["prompt_tokens", "total_tokens"],
+                            "properties": {
+                                "prompt_tokens": {"type": "integer"},
+                                "total_tokens": {"type": "integer"},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    },
+    **_error_responses(*_SERVING_ERRORS),
+}
+_MODEL_SCHEMA = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+    },
+}
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The model or route", "content": {"application/json": {"schema": _MODEL_SCHEMA}}},
+    **_error_responses(401, 404, 500, 503, 504),
 }
 MODELS_OPENAPI: dict[str, Any] = {"security": [{"bearer": []}]}
 MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -330,8 +330,15 @@ async def test_models_listed_and_cached(client, adapters):
         "owned_by": "local",
         "kind": "model",
         "context_window": 32768,
+        "capabilities": [],
     }
     assert adapters[1].list_models_calls == 1
+    # The list is the calling key's tenant's (the adapters apply its allowed and denied models).
+    asked = adapters[1].list_models_requests[0]
+    assert asked.tenant == "local" and asked.key_id
+    one = await client.get("/v1/models/local-small")
+    assert one.status_code == 200 and one.json() == body["data"][1]
+    _assert_openai_error(await client.get("/v1/models/gpt-9"), 404, code="model_not_found")
     _assert_openai_error(await client.get("/v1/models", headers={"authorization": ""}), 401)
 
 
