@@ -56,6 +56,11 @@ class HttpProvider(_Strict):
     retry_max_delay_s: float = Field(8.0, ge=0)
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
     circuit_open_s: float = Field(30.0, gt=0, description="How long an open circuit waits before a probe.")
+    # Gemini only: images given by http(s) URL are fetched and sent inline, each within these bounds.
+    # Private and loopback addresses are refused unless allowed (a client's URL must not reach inside).
+    image_fetch_max_bytes: int = Field(8 << 20, gt=0)
+    image_fetch_timeout_s: float = Field(10.0, gt=0)
+    image_fetch_private_hosts: bool = False
 
 
 ProviderConfig = Annotated[LocalProvider | HttpProvider, Field(discriminator="type")]
