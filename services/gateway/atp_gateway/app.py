@@ -24,6 +24,10 @@ from atp_gateway.admin import admin_router
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
+from atp_gateway.dialects.messages import MESSAGES
+from atp_gateway.dialects.messages_openapi import MESSAGES_OPENAPI, MESSAGES_REPLIES
+from atp_gateway.dialects.responses import RESPONSES
+from atp_gateway.dialects.responses_openapi import RESPONSES_OPENAPI, RESPONSES_REPLIES
 from atp_gateway.embeddings import handle_embeddings, handle_model, handle_models
 from atp_gateway.errors import error_from_validation, error_reply
 from atp_gateway.exchange import Dialect, serve
@@ -153,6 +157,26 @@ def create_app(
     )
     async def chat_completions(request: Request) -> Response:
         return _RawResponse(handle_chat, gateway)
+
+    @app.post(
+        "/v1/responses",
+        openapi_extra=RESPONSES_OPENAPI,
+        responses=RESPONSES_REPLIES,
+        response_class=Response,
+        summary="Create a model response (OpenAI Responses API, stateless; JSON or SSE events)",
+    )
+    async def responses(request: Request) -> Response:
+        return _RawResponse(dialect_handler(RESPONSES), gateway)
+
+    @app.post(
+        "/v1/messages",
+        openapi_extra=MESSAGES_OPENAPI,
+        responses=MESSAGES_REPLIES,
+        response_class=Response,
+        summary="Create a message (Anthropic Messages API; JSON or SSE events; Anthropic's errors)",
+    )
+    async def messages(request: Request) -> Response:
+        return _RawResponse(dialect_handler(MESSAGES), gateway)
 
     @app.post(
         "/v1/embeddings",
