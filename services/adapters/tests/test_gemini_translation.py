@@ -11,9 +11,10 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
+from atp_adapters.providers.base import EmbedCall
 from atp_common.config import HttpProvider
 
-from .fakes import FakeGemini, FakeReply, running_fake_gemini
+from .fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
 from .fakes.full_reply import collect_full
 from .fakes.image_server import PNG_BYTES, ImageServer, running_image_server
 
@@ -316,3 +317,25 @@ async def test_image_fetch_refuses_private_hosts_by_default(fake: FakeGemini, im
         assert info.value.param == "messages[0].content[0]"
     await provider.close()
     assert images.requests == [] and fake.requests == []
+
+
+async def test_embeddings_through_batch_embed_contents(fake: FakeGemini, provider: GeminiProvider) -> None:
+    result = await provider.embed(
+        EmbedCall("emb-1", ["hello", "hi"], dimensions=3, deadline=time.monotonic() + 5)
+    )
+    assert result.vectors == [[5.0, 0.0, 0.5], [2.0, 1.0, 0.5]] and result.usage is None
+    sent = fake.requests[0]
+    assert sent.path == "/v1beta/models/emb-1:batchEmbedContents"
+    assert sent.body == {
+        "requests": [
+            {"model": "models/emb-1", "content": {"parts": [{"text": "hello"}]}, "outputDimensionality": 3},
+            {"model": "models/emb-1", "content": {"parts": [{"text": "hi"}]}, "outputDimensionality": 3},
+        ]
+    }
+    with pytest.raises(ProviderError) as info:
+        await provider.embed(EmbedCall("emb-1", ["a", [1, 2]]))
+    assert info.value.kind == "unsupported" and info.value.param == "input[1]"
+    fake.faults = Faults(status=429, retry_after="1", times=1)
+    with pytest.raises(ProviderError) as info:
+        await provider.embed(EmbedCall("emb-1", ["a"]))
+    assert info.value.status == 429 and info.value.retryable and info.value.retry_after == 1

@@ -495,6 +495,39 @@ class HttpProvider(Provider):
                     # (and bills no more), instead of returning a half-read socket to the pool.
                     response.close()
 
+    async def post_json(self, url: str, body: bytes, remaining: float | None) -> Any:
+        """One non-streamed call (embeddings): POST `body`, the parsed JSON reply, within the total
+        timeout tightened by `remaining` seconds; the same error translation as `stream`."""
+        loop = asyncio.get_running_loop()
+        total = self._total_s if remaining is None else min(self._total_s, remaining)
+        if total <= 0:
+            raise self._error("timeout", "request deadline already passed")
+        deadline = loop.time() + total
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client().post(url, data=body, headers=self._current_headers())
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
+        except TimeoutError as exc:
+            raise self._error("timeout", f"no response within {total:g}s") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise self._error("connect", f"cannot connect: {exc}", retryable=True) from exc
+        try:
+            if response.status >= 400:
+                raise await self._http_error(response, deadline)
+            try:
+                payload = await self._read_body(response, deadline, MAX_BODY_BYTES)
+            except TimeoutError as exc:
+                raise self._error("timeout", f"no complete response within {total:g}s") from exc
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                raise self._error("cut", f"response broke: {exc}", retryable=True) from exc
+            try:
+                return orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise self._error("malformed", f"malformed response: {exc}") from exc
+        finally:
+            response.release()
+
     async def _read_body(self, response: aiohttp.ClientResponse, deadline: float, limit: int) -> bytes:
         length = response.content_length
         if length is not None and length > limit:

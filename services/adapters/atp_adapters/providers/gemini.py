@@ -12,7 +12,14 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, StreamState, usage_from
-from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.providers.base import (
+    EmbedCall,
+    Embeddings,
+    ProviderBatch,
+    ProviderError,
+    ProviderRequest,
+    unsupported,
+)
 from atp_adapters.providers.gemini_encode import encode_gemini
 from atp_adapters.providers.image_fetch import FetchLimits, ImageFetcher, remote_images
 from atp_common import config
@@ -205,6 +212,28 @@ class GeminiProvider(HttpProvider):
         async with aclosing(super().stream(replace(request, messages=messages))) as batches:
             async for batch in batches:
                 yield batch
+
+    async def embed(self, call: EmbedCall) -> Embeddings:
+        """batchEmbedContents: one request per input, vectors in input order. Gemini reports no token
+        counts for embeddings (the caller estimates them) and has no field for `user`."""
+        model = call.provider_model
+        requests = []
+        for i, item in enumerate(call.inputs):
+            if not isinstance(item, str):
+                raise unsupported(self.name, f"input[{i}]", "Gemini embeds text, not token ids")
+            request: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": item}]}}
+            if call.dimensions is not None:
+                request["outputDimensionality"] = call.dimensions
+            requests.append(request)
+        url = f"{self._base_url}/{self._version}/models/{model}:batchEmbedContents"
+        payload = await self.post_json(url, orjson.dumps({"requests": requests}), call.remaining())
+        try:
+            vectors = [[float(v) for v in item["values"]] for item in payload["embeddings"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._error("malformed", f"malformed embeddings: {exc}") from exc
+        if len(vectors) != len(requests):
+            raise self._error("malformed", f"{len(vectors)} embeddings for {len(requests)} inputs")
+        return Embeddings(vectors)
 
     async def close(self) -> None:
         await self.images.close()

@@ -119,7 +119,11 @@ class _Encoder:
         parts: list[dict[str, Any]] = []
         signature = ""
         for j, item in enumerate(message.parts):
-            if item.WhichOneof("kind") == "thinking" and not item.thinking.thinking and item.thinking.signature:
+            if (
+                item.WhichOneof("kind") == "thinking"
+                and not item.thinking.thinking
+                and item.thinking.signature
+            ):
                 signature = item.thinking.signature
                 continue
             parts.append(self.part(item, f"{path}.content[{j}]", "assistant"))
