@@ -1,8 +1,4 @@
-"""OpenAI's Chat Completions request, every parameter and message shape, as strict TypedDicts.
-
-Unions are tagged (`=user`, `=text`): pydantic puts a union member's tag into an error's location, and a
-tag that is not an identifier is left out of the JSON path the 400 names (errors._param).
-"""
+"""OpenAI's Chat Completions request, every parameter and message shape, as strict TypedDicts."""
 
 from __future__ import annotations
 
@@ -17,6 +13,8 @@ ShortText = Annotated[str, Field(max_length=256)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 
 
+# Unions are tagged (`=user`, `=text`): pydantic puts a union member's tag into an error's location, and a
+# tag that is not an identifier is left out of the JSON path the 400 names (errors._param).
 def _tag_of(key: str) -> Discriminator:
     """The discriminator of a union of TypedDicts told apart by `key` (type or role)."""
 
