@@ -140,9 +140,12 @@ def error_from_validation(exc: ValidationError) -> InvalidArgument:
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     # An unknown parameter is the clearer message when a request has several faults; otherwise the
     # deepest fault (a union tried as a string first also reports where its other branch failed).
+    # A wrong part type or role explains the rest (the other keys of a part of another type), so it
+    # comes first.
     first = next(
-        (e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=lambda e: len(e["loc"]))
-    )
+        (e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in ("type", "role")),
+        None,
+    ) or next((e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=lambda e: len(e["loc"])))
     kind = first["type"]
     param = _param(tuple(first["loc"]))
     if kind == "json_invalid":
