@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.messages_errors import messages_error_reply
@@ -9,11 +11,11 @@ from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.messages_request import parse_messages_request
 from atp_gateway.exchange import Caller, Dialect
 
-__all__ = ["ANTHROPIC_VERSIONS", "MESSAGES"]
+__all__ = ["MESSAGES"]
 
-# The API versions whose request and reply shapes this dialect speaks (Anthropic's current one is
-# 2023-06-01; 2023-01-01 differs only in streaming details the SDKs no longer use).
-ANTHROPIC_VERSIONS = frozenset((b"2023-06-01", b"2023-01-01"))
+# An API version is a date; each SDK release sends its own, and the request and reply shapes this dialect
+# speaks (the SDK's typed models, checked in the tests) are what every version since 2023-06-01 uses.
+_VERSION = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
 def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, MessagesReply]:
@@ -21,9 +23,9 @@ def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, M
     version = caller.header(b"anthropic-version")
     if version is None:
         raise InvalidArgument("anthropic-version: header is required", param="anthropic-version")
-    if version.strip() not in ANTHROPIC_VERSIONS:
+    if not _VERSION.fullmatch(version.strip()) or version.strip() < b"2023-06-01":
         raise InvalidArgument(
-            "anthropic-version: ATP speaks 2023-06-01 (and 2023-01-01).", param="anthropic-version"
+            "anthropic-version: expected a version date from 2023-06-01 on.", param="anthropic-version"
         )
     request = parse_messages_request(body)
     return request, MessagesReply(request.stream)
