@@ -93,10 +93,8 @@ def conversation() -> list[chat_pb2.ChatMessage]:
     ]
 
 
-async def test_every_request_field_in_messages_terms(
-    fake: FakeAnthropic, provider: AnthropicProvider
-) -> None:
-    params = chat_pb2.GenerationParams(
+def every_param() -> chat_pb2.GenerationParams:
+    return chat_pb2.GenerationParams(
         max_tokens=500,
         temperature=1.0,
         stop=["END"],
@@ -119,8 +117,17 @@ async def test_every_request_field_in_messages_terms(
         ),
         cache_control=chat_pb2.CacheControl(type="ephemeral"),
     )
-    await collect_full(provider.stream(ProviderRequest("claude-x", conversation(), params, stream=False)))
-    body = fake.requests[0].body  # the fake checked it as Messages does and answered 200
+
+
+async def sent_body(fake: FakeAnthropic, provider: AnthropicProvider) -> dict:
+    """The body of the request with every field; the fake checked it as Messages does and answered 200."""
+    request = ProviderRequest("claude-x", conversation(), every_param(), stream=False)
+    await collect_full(provider.stream(request))
+    return fake.requests[0].body
+
+
+async def test_every_message_part_in_messages_terms(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
+    body = await sent_body(fake, provider)
     assert body["system"] == [
         {"type": "text", "text": "be brief"},
         {"type": "text", "text": "house rules", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
@@ -169,6 +176,10 @@ async def test_every_request_field_in_messages_terms(
             {"type": "text", "text": "and now?"},
         ],
     }
+
+
+async def test_every_parameter_in_messages_terms(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
+    body = await sent_body(fake, provider)
     assert body["tools"] == [
         {
             "name": "weather",

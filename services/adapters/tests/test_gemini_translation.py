@@ -84,10 +84,8 @@ def conversation(image_url: str) -> list[chat_pb2.ChatMessage]:
     ]
 
 
-async def test_every_request_field_in_gemini_terms(
-    fake: FakeGemini, provider: GeminiProvider, images: ImageServer
-) -> None:
-    params = chat_pb2.GenerationParams(
+def every_param() -> chat_pb2.GenerationParams:
+    return chat_pb2.GenerationParams(
         max_tokens=300,
         temperature=0.5,
         top_p=0.9,
@@ -110,9 +108,19 @@ async def test_every_request_field_in_gemini_terms(
         user="u1",
         cache_control=chat_pb2.CacheControl(type="ephemeral"),
     )
-    request = ProviderRequest("gem-x", conversation(images.url("ok.png")), params, stream=False)
+
+
+async def sent_body(fake: FakeGemini, provider: GeminiProvider, images: ImageServer) -> dict:
+    """The body of the request with every field; the fake checked it as Gemini does and answered 200."""
+    request = ProviderRequest("gem-x", conversation(images.url("ok.png")), every_param(), stream=False)
     await collect_full(provider.stream(request))
-    body = fake.requests[0].body  # the fake checked it as Gemini does and answered 200
+    return fake.requests[0].body
+
+
+async def test_every_message_part_in_gemini_terms(
+    fake: FakeGemini, provider: GeminiProvider, images: ImageServer
+) -> None:
+    body = await sent_body(fake, provider, images)
     assert body["systemInstruction"] == {"parts": [{"text": "be brief"}, {"text": "rules"}]}
     user, model, results = body["contents"]
     fetched = base64.b64encode(PNG_BYTES).decode()
@@ -145,6 +153,12 @@ async def test_every_request_field_in_gemini_terms(
             {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
         ],
     }
+
+
+async def test_every_parameter_in_gemini_terms(
+    fake: FakeGemini, provider: GeminiProvider, images: ImageServer
+) -> None:
+    body = await sent_body(fake, provider, images)
     assert body["generationConfig"] == {
         "temperature": 0.5,
         "topP": 0.9,

@@ -1,0 +1,103 @@
+"""The deltas of one network read, merged into as few as possible, for every provider's decoder."""
+
+from __future__ import annotations
+
+from atp.common.v1 import chat_pb2
+
+
+class DeltaBuilder:
+    """Collects the deltas of one read, merging adjacent text and adjacent fragments of one tool call,
+    so a batch carries few, larger deltas. Each choice's first delta gets role `assistant`.
+
+    Pieces other than text and tool calls (reasoning, annotations, refusals, logprobs, a choice's finish)
+    join the last delta of the current choice. A signature ends a thinking block and redacted reasoning is
+    one opaque block, so the next reasoning after either starts a new delta: the blocks stay apart.
+    """
+
+    __slots__ = ("_choice", "_deltas", "_roles_sent", "_text")
+
+    def __init__(self) -> None:
+        self._deltas: list[chat_pb2.Delta] = []
+        self._text: list[str] = []
+        self._roles_sent: set[int] = set()
+        self._choice = 0
+
+    def text(self, piece: str) -> None:
+        if piece:
+            self._text.append(piece)
+
+    def tool(self, index: int, call_id: str, call_type: str, name: str, arguments: str) -> None:
+        self._flush_text()
+        deltas = self._deltas
+        if deltas and deltas[-1].tool_calls and deltas[-1].choice == self._choice:
+            last = deltas[-1].tool_calls[-1]
+            if last.index == index and not call_id and not name:
+                last.arguments += arguments
+                return
+            delta = deltas[-1]
+        else:
+            delta = self._new()
+        delta.tool_calls.add(index=index, id=call_id, type=call_type, function_name=name, arguments=arguments)
+
+    def choice(self, index: int) -> None:
+        """Later pieces belong to choice `index` (requests with n > 1)."""
+        if index != self._choice:
+            self._flush_text()
+            self._choice = index
+
+    def reasoning(self, text: str = "", signature: str = "", redacted: str = "") -> None:
+        """Visible reasoning, the signature that closes its block, or a redacted block's data."""
+        if not (text or signature or redacted):
+            return
+        delta = self._open()
+        if delta.reasoning_signature or delta.redacted_reasoning or (redacted and delta.reasoning):
+            delta = self._new()
+        delta.reasoning += text
+        delta.reasoning_signature += signature
+        delta.redacted_reasoning += redacted
+
+    def annotation(self, annotation: chat_pb2.Annotation) -> None:
+        self._open().annotations.append(annotation)
+
+    def refusal(self, text: str) -> None:
+        if text:
+            self._open().refusal += text
+
+    def logprobs(self, logprobs: list[chat_pb2.TokenLogprob]) -> None:
+        if logprobs:
+            self._open().logprobs.extend(logprobs)
+
+    def finish(self, reason: str) -> None:
+        """The current choice has finished (requests with n > 1 finish each choice on its own)."""
+        self._open().finish_reason = reason
+
+    def _new(self) -> chat_pb2.Delta:
+        delta = chat_pb2.Delta(choice=self._choice)
+        self._deltas.append(delta)
+        return delta
+
+    def _open(self) -> chat_pb2.Delta:
+        self._flush_text()
+        deltas = self._deltas
+        if deltas and deltas[-1].choice == self._choice:
+            return deltas[-1]
+        return self._new()
+
+    def _flush_text(self) -> None:
+        if self._text:
+            self._deltas.append(chat_pb2.Delta(content="".join(self._text), choice=self._choice))
+            self._text.clear()
+
+    def take(self) -> list[chat_pb2.Delta]:
+        """The deltas collected since the last call."""
+        self._flush_text()
+        if not self._deltas:
+            return []
+        out = self._deltas
+        self._deltas = []
+        roles_sent = self._roles_sent
+        for delta in out:
+            if delta.choice not in roles_sent:
+                delta.role = "assistant"
+                roles_sent.add(delta.choice)
+        return out
