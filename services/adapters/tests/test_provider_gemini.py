@@ -74,11 +74,12 @@ async def test_function_calls_become_tool_calls(
     fake: FakeGemini, provider: GeminiProvider, stream: bool
 ) -> None:
     fake.reply = FakeReply(text="", tool_calls=[("weather", '{"city":"Paris"}')])
-    reply = await collect(
+    reply = await collect_full(
         provider.stream(request(stream=stream, tools=TOOLS, tool_choice=chat_pb2.ToolChoice(mode="auto")))
     )
     assert reply.finish_reason == "tool_calls"
-    [(call_id, name, arguments)] = reply.tool_calls.values()
+    assert reply.first.thinking == [("", "ts0")]  # the call's thoughtSignature, to be sent back with it
+    [(call_id, name, arguments)] = reply.first.tool_calls.values()
     assert call_id.startswith("call_") and name == "weather" and orjson.loads(arguments) == {"city": "Paris"}
     body = fake.requests[0].body
     assert body["tools"] == [

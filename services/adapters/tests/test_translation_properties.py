@@ -238,6 +238,25 @@ def drain(batches: list[ProviderBatch]) -> dict[str, Any]:
     return out
 
 
+def collapse(kinds: list[str]) -> list[str]:
+    return [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+
+
+def delta_kinds(batches: list[ProviderBatch]) -> list[str]:
+    """The kind of each delta in order (each carries one kind of piece besides annotations and refusals)."""
+    kinds = []
+    for delta in (d for b in batches for d in b.deltas):
+        if delta.reasoning or delta.reasoning_signature:
+            kinds.append("thinking")
+        if delta.redacted_reasoning:
+            kinds.append("redacted_thinking")
+        if delta.content:
+            kinds.append("text")
+        if any(c.id for c in delta.tool_calls):
+            kinds.append("tool_use")
+    return kinds
+
+
 def run_stream(kind: str, events: list[tuple[bytes, bytes]]) -> list[ProviderBatch]:
     """The batches a stream of these SSE events makes, one network read per event."""
     provider = PROVIDERS[kind]
@@ -333,6 +352,8 @@ def test_every_anthropic_block_reaches_the_batches(
     calls = [[b["id"], b["name"], orjson.dumps(b["input"]).decode()] for b in by_kind.get("tool_use", [])]
     assert list(reply["calls"].values()) == calls
     assert reply["refusal"] == (refusal or "")
+    # Blocks keep their order: a thinking block after a tool call stays after it.
+    assert collapse(delta_kinds(batches)) == collapse([b["type"] for b in blocks])
     assert batches[-1].finish_reason == ("content_filter" if refusal is not None else "stop")
     assert batches[-1].response_id == "msg_1"
 

@@ -9,9 +9,9 @@ class DeltaBuilder:
     """Collects the deltas of one read, merging adjacent text and adjacent fragments of one tool call,
     so a batch carries few, larger deltas. Each choice's first delta gets role `assistant`.
 
-    Pieces other than text and tool calls (reasoning, annotations, refusals, logprobs, a choice's finish)
-    join the last delta of the current choice. A signature ends a thinking block and redacted reasoning is
-    one opaque block, so the next reasoning after either starts a new delta: the blocks stay apart.
+    Annotations, refusals, logprobs and a choice's finish join the last delta of the current choice.
+    Reasoning starts a new delta after text, tool calls, a signature (which ends a thinking block) or
+    redacted reasoning (one opaque block), so blocks stay apart and in order.
     """
 
     __slots__ = ("_choice", "_deltas", "_roles_sent", "_text")
@@ -50,7 +50,14 @@ class DeltaBuilder:
         if not (text or signature or redacted):
             return
         delta = self._open()
-        if delta.reasoning_signature or delta.redacted_reasoning or (redacted and delta.reasoning):
+        # Reasoning joins only a delta of reasoning that is still open, so the order of blocks survives.
+        if (
+            delta.content
+            or delta.tool_calls
+            or delta.reasoning_signature
+            or delta.redacted_reasoning
+            or (redacted and delta.reasoning)
+        ):
             delta = self._new()
         delta.reasoning += text
         delta.reasoning_signature += signature

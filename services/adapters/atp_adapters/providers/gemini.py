@@ -114,6 +114,9 @@ class _Reply:
     def candidate(self, index: int, candidate: dict[str, Any], builder: DeltaBuilder, many: bool) -> None:
         builder.choice(index)
         for part in (candidate.get("content") or {}).get("parts") or ():
+            if part.get("thoughtSignature"):
+                # Ahead of the part it belongs to, which is where the encoder puts it back.
+                builder.reasoning(signature=part["thoughtSignature"])
             text = part.get("text")
             if part.get("thought"):
                 builder.reasoning(text or "")
@@ -125,8 +128,6 @@ class _Reply:
                 count = self.tool_counts.get(index, 0)
                 builder.tool(count, call.get("id") or _call_id(), "function", call.get("name", ""), arguments)
                 self.tool_counts[index] = count + 1
-            if part.get("thoughtSignature"):
-                builder.reasoning(signature=part["thoughtSignature"])
         logprobs = candidate.get("logprobsResult")
         if logprobs:
             builder.logprobs(_logprobs(logprobs))

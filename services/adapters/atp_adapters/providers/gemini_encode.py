@@ -115,28 +115,26 @@ class _Encoder:
         if message.audio_id:
             raise self.refuse(f"{path}.audio", "audio replies")
         # A signature without thought text (what the decoder makes of Gemini's thoughtSignature) goes
-        # back on the part that follows it, the function call first, as Gemini sent it.
+        # back on the part that follows it, as Gemini sent it.
         parts: list[dict[str, Any]] = []
         signature = ""
         for j, item in enumerate(message.parts):
-            if (
-                item.WhichOneof("kind") == "thinking"
-                and not item.thinking.thinking
-                and item.thinking.signature
-            ):
-                signature = item.thinking.signature
+            thinking = item.thinking
+            if item.WhichOneof("kind") == "thinking" and not thinking.thinking and thinking.signature:
+                signature = thinking.signature
                 continue
             parts.append(self.part(item, f"{path}.content[{j}]", "assistant"))
+            if signature:
+                parts[-1]["thoughtSignature"], signature = signature, ""
         if not message.parts and message.content:
             parts.append({"text": message.content})
         if message.refusal:
             parts.append({"text": message.refusal})
         calls = [self.function_call(c, f"{path}.tool_calls[{k}]") for k, c in enumerate(message.tool_calls)]
-        if signature:
-            target = calls[0] if calls else {"text": "", "thought": True}
-            target["thoughtSignature"] = signature
-            if not calls:
-                parts.append(target)
+        if signature and calls:
+            calls[0]["thoughtSignature"] = signature
+        elif signature:
+            parts.append({"text": "", "thought": True, "thoughtSignature": signature})
         return parts + calls
 
     def function_call(self, call: chat_pb2.ToolCall, path: str) -> dict[str, Any]:
