@@ -272,6 +272,28 @@ async def test_every_candidate_is_a_choice_with_logprobs(
     assert "".join(t.token for t in reply.choices[1].logprobs) == "[1] Sunny and mild."
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_citations_and_safety_stops_reach_the_reply(
+    fake: FakeGemini, provider: GeminiProvider, stream: bool
+) -> None:
+    source = {"startIndex": 0, "endIndex": 5, "uri": "https://src.example/a", "license": "mit"}
+    fake.citations = [source]
+    fake.reply = FakeReply(text="Sunny today.")
+    reply = await collect_full(
+        provider.stream(ProviderRequest("gem-x", HI, chat_pb2.GenerationParams(), stream=stream))
+    )
+    assert list(reply.first.annotations) == [
+        chat_pb2.Annotation(type="citation_source", url="https://src.example/a", start_index=0, end_index=5)
+    ]
+    fake.citations = []
+    fake.reply = FakeReply(text="", finish_reason="content_filter")
+    fake.finish_message = "blocked: dangerous content"
+    reply = await collect_full(
+        provider.stream(ProviderRequest("gem-x", HI, chat_pb2.GenerationParams(), stream=stream))
+    )
+    assert reply.finish_reason == "content_filter" and reply.first.refusal == "blocked: dangerous content"
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [

@@ -131,9 +131,22 @@ class _Reply:
         logprobs = candidate.get("logprobsResult")
         if logprobs:
             builder.logprobs(_logprobs(logprobs))
+        for source in (candidate.get("citationMetadata") or {}).get("citationSources") or ():
+            builder.annotation(
+                chat_pb2.Annotation(
+                    type="citation_source",
+                    url=source.get("uri") or "",
+                    title=source.get("title") or "",
+                    start_index=source.get("startIndex") or 0,
+                    end_index=source.get("endIndex") or 0,
+                )
+            )
         reason = candidate.get("finishReason")
         if reason:
             finish = _FINISH_REASONS.get(reason, "stop")
+            if finish == "content_filter":
+                # Why the candidate was stopped, in Gemini's words, is the refusal.
+                builder.refusal(candidate.get("finishMessage") or "")
             # Gemini says STOP when it calls a function; OpenAI's vocabulary says tool_calls.
             if finish == "stop" and self.tool_counts.get(index):
                 finish = "tool_calls"

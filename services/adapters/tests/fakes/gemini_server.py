@@ -26,6 +26,10 @@ class FakeGemini(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.embedding_size = 4
+        # Candidate fields for a test that asks: citationMetadata.citationSources, and the finishMessage
+        # sent with a SAFETY finish.
+        self.citations: list[dict[str, Any]] = []
+        self.finish_message = ""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{target}", self.handle)
@@ -93,6 +97,10 @@ class FakeGemini(FakeServer):
                     candidate["logprobsResult"] = self._logprobs(chunks[step], config.get("logprobs", 0))
                 if step == len(chunks) - 1:
                     candidate["finishReason"] = finish
+                    if self.citations:
+                        candidate["citationMetadata"] = {"citationSources": self.citations}
+                    if self.finish_message and finish == "SAFETY":
+                        candidate["finishMessage"] = self.finish_message
                 candidates.append(candidate)
             responses.append(
                 {
