@@ -252,6 +252,32 @@ def completion_json(
     }
 
 
+def _plain_completion(reply: adapters_pb2.GenerateResponse) -> dict[str, Any]:
+    """completion_json for a reply of choice 0's text only, without the per-choice bookkeeping."""
+    header, completion = reply.header, reply.completion
+    return {
+        "id": "chatcmpl-" + (header.decision_id or header.request_id),
+        "object": "chat.completion",
+        "created": header.created,
+        "model": header.model,
+        "system_fingerprint": header.system_fingerprint or None,
+        "service_tier": header.service_tier or None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "".join([d.content for d in reply.deltas]),
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(completion.finish_reason, "stop"),
+            }
+        ],
+        "usage": usage_json(completion.usage),
+    }
+
+
 def _choice_finish(completion: adapters_pb2.GenerateCompletion, index: int) -> str:
     if index and index < len(completion.choice_finish_reasons):
         return FINISH_REASONS.get(completion.choice_finish_reasons[index], "stop")
@@ -305,6 +331,8 @@ class ChatEncoder:
         self._finished: set[int] = set()
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
+        if all(_plain(d) for d in reply.deltas):
+            return orjson.dumps(_plain_completion(reply))
         return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
 
     def start(self, header: adapters_pb2.GenerateHeader) -> bytes:
@@ -326,12 +354,19 @@ class ChatEncoder:
         )
 
     def deltas(self, deltas: Sequence[chat_pb2.Delta]) -> bytes:
-        if all(_plain(d) for d in deltas):
-            # The common case: text of choice 0 only, serialized without building dicts per choice.
-            text = "".join(d.content for d in deltas)
-            if not text:
-                return b""
-            return self._head + b'{"index":0,"delta":' + orjson.dumps({"content": text}) + self._tail
+        # The common case, choice 0's text only, is serialized without building a dict per choice.
+        texts = []
+        for delta in deltas:
+            text = delta.content
+            if not _plain_text(delta, len(text)):
+                return self._general(deltas)
+            texts.append(text)
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        if not text:
+            return b""
+        return self._head + b'{"index":0,"delta":' + orjson.dumps({"content": text}) + self._tail
+
+    def _general(self, deltas: Sequence[chat_pb2.Delta]) -> bytes:
         choices = merge_deltas(deltas, self._legacy)
         if not choices:
             return b""
@@ -362,18 +397,17 @@ class ChatEncoder:
         return sse_error(openai_error(error)[1])
 
 
+def _plain_text(delta: chat_pb2.Delta, n: int) -> bool:
+    """Whether `delta` carries nothing but choice 0's text of `n` characters (almost every streamed chunk).
+
+    Told by one size call: such a delta encodes as its text field alone (a tag byte, the length, the
+    bytes), and with ASCII text the byte count is the character count. Any other field, or non-ASCII
+    text, makes the size larger and takes the general path (the same output, built field by field).
+    """
+    if n == 0:
+        return delta.ByteSize() == 0
+    return delta.ByteSize() == 1 + n + (1 if n < 0x80 else 2 if n < 0x4000 else 3 if n < 0x200000 else 4)
+
+
 def _plain(delta: chat_pb2.Delta) -> bool:
-    """A delta with nothing but choice 0's text (what almost every streamed chunk is)."""
-    return not (
-        delta.choice
-        or delta.tool_calls
-        or delta.refusal
-        or delta.reasoning
-        or delta.logprobs
-        or delta.annotations
-        or delta.finish_reason
-        or delta.reasoning_signature
-        or delta.redacted_reasoning
-        or delta.refusal_logprobs
-        or delta.HasField("audio")
-    )
+    return _plain_text(delta, len(delta.content))

@@ -76,6 +76,26 @@ _TEXT = (
 )
 _OPENAI_OPTIONS = ("web_search_options", "moderation", "prompt_cache_options")
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
+# The parameters _params handles after the common ones.
+_RARE = frozenset(
+    (
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "parallel_tool_calls",
+        "response_format",
+        "reasoning_effort",
+        "metadata",
+        "store",
+        "modalities",
+        "audio",
+        "prediction",
+        "logit_bias",
+        "top_logprobs",
+        *_OPENAI_OPTIONS,
+    )
+)
 
 
 def dump(value: Any) -> bytes:
@@ -319,6 +339,9 @@ def _params(body: Mapping[str, Any], stream: bool) -> chat_pb2.GenerationParams:
         params.max_tokens = limit
     if (stop := body.get("stop")) is not None:
         params.stop.extend((stop,) if isinstance(stop, str) else stop)
+    if _RARE.isdisjoint(body):
+        # A plain request pays for none of the rarer parameters' checks.
+        return params
     _tools(params, body)
     _tool_choice(params, body)
     if (parallel := body.get("parallel_tool_calls")) is not None:
