@@ -331,7 +331,11 @@ async def test_thinking_citations_and_metadata_reach_the_reply(
         "title": "W",
     }
     fake.reply = FakeReply(
-        text="Sunny in Rome.", tool_calls=[("weather", '{"city":"Rome"}')], cache_write_tokens=4
+        text="Sunny in Rome.",
+        tool_calls=[("weather", '{"city":"Rome"}')],
+        cache_write_tokens=4,
+        completion_tokens=9,
+        reasoning_tokens=6,
     )
     fake.extras = AnthropicExtras(
         thinking=("Let me see.", "sig-9"), redacted_thinking="xyz", citations=[citation, web]
@@ -359,6 +363,7 @@ async def test_thinking_citations_and_metadata_reach_the_reply(
     assert choice.tool_calls == {0: ["toolu_0", "weather", '{"city":"Rome"}']}
     assert reply.finish_reason == "tool_calls" and reply.response_id == "msg_fake"
     assert reply.usage is not None and reply.usage.cache_write_tokens == 4
+    assert (reply.usage.completion_tokens, reply.usage.reasoning_tokens) == (9, 6)
 
 
 @pytest.mark.parametrize("stream", [True, False])

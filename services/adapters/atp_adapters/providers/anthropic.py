@@ -33,7 +33,8 @@ def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
     # Anthropic's input_tokens leaves out cache reads and writes; prompt tokens here count them all.
     prompt = (usage.get("input_tokens") or 0) + cached + written
     completion = output_tokens if output_tokens is not None else usage.get("output_tokens")
-    return usage_from(prompt, completion, cached, cache_write=written)
+    thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+    return usage_from(prompt, completion, cached, thinking, cache_write=written)
 
 
 def _annotation(citation: dict[str, Any], start: int, end: int) -> chat_pb2.Annotation:

@@ -62,6 +62,7 @@ class FakeAnthropic(FakeServer):
             "cache_creation_input_tokens": reply.cache_write_tokens,
             "cache_read_input_tokens": reply.cached_tokens,
             "output_tokens": output_tokens,
+            "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
         }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -149,7 +150,11 @@ class FakeAnthropic(FakeServer):
                 events.append(event("content_block_delta", index=index, delta=delta))
             events.append(event("content_block_stop", index=index))
         stop = self._stop()
-        events.append(event("message_delta", delta=stop, usage={"output_tokens": reply.completion_tokens}))
+        usage = {
+            "output_tokens": reply.completion_tokens,
+            "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
+        }
+        events.append(event("message_delta", delta=stop, usage=usage))
         events.append(event("message_stop"))
         return events
 
