@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -375,3 +376,17 @@ async def test_embeddings_through_batch_embed_contents(fake: FakeGemini, provide
     with pytest.raises(ProviderError) as info:
         await provider.embed(EmbedCall("emb-1", ["a"]))
     assert info.value.status == 429 and info.value.retryable and info.value.retry_after == 1
+
+
+async def test_a_requests_images_together_stay_within_the_total(
+    fake: FakeGemini, provider: GeminiProvider, images: ImageServer
+) -> None:
+    provider.images.limits = replace(provider.images.limits, max_total_bytes=2 * len(PNG_BYTES))
+    urls = [images.url("ok.png")] * 3
+    messages = [
+        chat_pb2.ChatMessage(role="user", parts=[Part(image=chat_pb2.ImageContent(url=u)) for u in urls])
+    ]
+    with pytest.raises(ProviderError) as info:
+        await collect_full(provider.stream(ProviderRequest("gem-x", messages, chat_pb2.GenerationParams())))
+    assert info.value.param in {f"messages[0].content[{j}]" for j in range(3)}
+    assert "together" in info.value.message and fake.requests == []

@@ -19,7 +19,10 @@ from atp_adapters.providers.base import ProviderError, unsupported
 
 DEFAULT_MAX_BYTES = 8 << 20
 DEFAULT_TIMEOUT_S = 10.0
+# Gemini refuses requests whose inline data passes 20 MB, so a request's images together stop there.
+MAX_TOTAL_BYTES = 20 << 20
 _MAX_REDIRECTS = 3
+_CONCURRENT_FETCHES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,16 @@ class FetchLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     timeout_s: float = DEFAULT_TIMEOUT_S
     allow_private: bool = False
+    max_total_bytes: int = MAX_TOTAL_BYTES
+
+
+class _Budget:
+    """What one request's fetches may still read, together, and how many may run at once."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.left = total
+        self.slots = asyncio.Semaphore(_CONCURRENT_FETCHES)
 
 
 def remote_images(messages: Sequence[chat_pb2.ChatMessage]) -> list[tuple[int, int]]:
@@ -99,18 +112,18 @@ class ImageFetcher:
         if not public:
             raise self._refuse(path, "the host is a private address")
 
-    async def data_url(self, url: str, path: str, remaining: float | None) -> str:
+    async def data_url(self, url: str, path: str, remaining: float | None, budget: _Budget) -> str:
         """The image at `url` as a data: URL; refused (naming `path`) when it breaks a limit."""
         timeout = self.limits.timeout_s if remaining is None else min(self.limits.timeout_s, remaining)
         try:
-            async with asyncio.timeout(max(timeout, 0.0)):
-                return await self._get(URL(url), path)
+            async with asyncio.timeout(max(timeout, 0.0)), budget.slots:
+                return await self._get(URL(url), path, budget)
         except TimeoutError as exc:
             raise self._refuse(path, f"no complete answer within {timeout:.3g}s") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise self._refuse(path, str(exc) or type(exc).__name__) from exc
 
-    async def _get(self, url: URL, path: str) -> str:
+    async def _get(self, url: URL, path: str, budget: _Budget) -> str:
         # Redirects are followed here, not by aiohttp, so that every hop's host is checked.
         for _ in range(_MAX_REDIRECTS + 1):
             self._check_host(url, path)
@@ -119,10 +132,10 @@ class ImageFetcher:
                 if response.status in (301, 302, 303, 307, 308) and location:
                     url = url.join(URL(location))
                     continue
-                return await self._read(response, path)
+                return await self._read(response, path, budget)
         raise self._refuse(path, f"more than {_MAX_REDIRECTS} redirects")
 
-    async def _read(self, response: aiohttp.ClientResponse, path: str) -> str:
+    async def _read(self, response: aiohttp.ClientResponse, path: str, budget: _Budget) -> str:
         limit = self.limits.max_bytes
         if response.status != 200:
             raise self._refuse(path, f"HTTP {response.status}")
@@ -135,8 +148,11 @@ class ImageFetcher:
         size = 0
         while chunk := await response.content.readany():
             size += len(chunk)
+            budget.left -= len(chunk)
             if size > limit:
                 raise self._refuse(path, f"more than {limit} bytes")
+            if budget.left < 0:
+                raise self._refuse(path, f"the request's images pass {budget.total} bytes together")
             chunks.append(chunk)
         return f"data:{media_type};base64," + base64.b64encode(b"".join(chunks)).decode("ascii")
 
@@ -152,12 +168,13 @@ class ImageFetcher:
                 copies[i] = chat_pb2.ChatMessage()
                 copies[i].CopyFrom(messages[i])
                 out[i] = copies[i]
+        budget = _Budget(self.limits.max_total_bytes)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
                     group.create_task(
                         self.data_url(
-                            messages[i].parts[j].image.url, f"messages[{i}].content[{j}]", remaining
+                            messages[i].parts[j].image.url, f"messages[{i}].content[{j}]", remaining, budget
                         )
                     )
                     for i, j in positions
