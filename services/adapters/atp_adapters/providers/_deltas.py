@@ -14,13 +14,15 @@ class DeltaBuilder:
     redacted reasoning (one opaque block), so blocks stay apart and in order.
     """
 
-    __slots__ = ("_choice", "_deltas", "_roles_sent", "_text")
+    __slots__ = ("_choice", "_deltas", "_many", "_roles_sent", "_text")
 
     def __init__(self) -> None:
         self._deltas: list[chat_pb2.Delta] = []
         self._text: list[str] = []
         self._roles_sent: set[int] = set()
         self._choice = 0
+        # Whether any choice but 0 has appeared (n > 1); until then take() stays on its short path.
+        self._many = False
 
     def text(self, piece: str) -> None:
         if piece:
@@ -44,6 +46,7 @@ class DeltaBuilder:
         if index != self._choice:
             self._flush_text()
             self._choice = index
+            self._many = True
 
     def reasoning(self, text: str = "", signature: str = "", redacted: str = "") -> None:
         """Visible reasoning, the signature that closes its block, or a redacted block's data."""
@@ -92,7 +95,10 @@ class DeltaBuilder:
 
     def _flush_text(self) -> None:
         if self._text:
-            self._deltas.append(chat_pb2.Delta(content="".join(self._text), choice=self._choice))
+            delta = chat_pb2.Delta(content="".join(self._text))
+            if self._choice:
+                delta.choice = self._choice
+            self._deltas.append(delta)
             self._text.clear()
 
     def take(self) -> list[chat_pb2.Delta]:
@@ -103,6 +109,11 @@ class DeltaBuilder:
         out = self._deltas
         self._deltas = []
         roles_sent = self._roles_sent
+        if not self._many:
+            if not roles_sent:
+                out[0].role = "assistant"
+                roles_sent.add(0)
+            return out
         for delta in out:
             if delta.choice not in roles_sent:
                 delta.role = "assistant"
