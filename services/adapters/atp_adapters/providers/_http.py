@@ -107,6 +107,7 @@ class StreamState(abc.ABC):
         "finish_reason",
         "model_version",
         "response_id",
+        "service_tier",
         "stop_sequence",
         "usage",
     )
@@ -119,6 +120,7 @@ class StreamState(abc.ABC):
         self.response_id = ""
         self.model_version = ""
         self.stop_sequence = ""
+        self.service_tier = ""
         self.choice_finish_reasons: dict[int, str] = {}
 
     def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
@@ -130,6 +132,7 @@ class StreamState(abc.ABC):
             response_id=self.response_id,
             model_version=self.model_version,
             stop_sequence=self.stop_sequence,
+            service_tier=self.service_tier,
             choice_finish_reasons=self.choice_finish_reasons,
         )
 

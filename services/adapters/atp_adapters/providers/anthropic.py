@@ -143,6 +143,7 @@ class _AnthropicStream(StreamState):
             self.response_id = reply.response_id = message.get("id") or ""
             self._start_usage = message.get("usage") or {}
             self.usage = _usage(self._start_usage)
+            self.service_tier = self._start_usage.get("service_tier") or ""
         elif kind == "message_delta":
             reply.stop(payload.get("delta") or {})
             self.finish_reason = reply.finish_reason or self.finish_reason
@@ -182,6 +183,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         _usage(usage) if usage else None,
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
+        service_tier=(usage or {}).get("service_tier") or "",
     )
 
 

@@ -59,10 +59,12 @@ class ProviderBatch:
     finish_reason: str = ""
     usage: chat_pb2.Usage | None = None
     # Also only on the last batch: the provider's id for the reply, its model version, the stop sequence
-    # that ended it, and each choice's finish reason by choice index (requests with n > 1).
+    # that ended it, the service tier that served it, and each choice's finish reason by choice index
+    # (requests with n > 1).
     response_id: str = ""
     model_version: str = ""
     stop_sequence: str = ""
+    service_tier: str = ""
     choice_finish_reasons: dict[int, str] = field(default_factory=dict)
 
 

@@ -63,6 +63,7 @@ class FakeAnthropic(FakeServer):
             "cache_read_input_tokens": reply.cached_tokens,
             "output_tokens": output_tokens,
             "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
+            "service_tier": "standard",
         }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -55,6 +55,7 @@ class FullReply:
     response_id: str = ""
     model_version: str = ""
     stop_sequence: str = ""
+    service_tier: str = ""
     choice_finish_reasons: dict[int, str] = field(default_factory=dict)
 
     @property
@@ -75,5 +76,6 @@ async def collect_full(stream: AsyncIterator) -> FullReply:
             out.response_id = batch.response_id
             out.model_version = batch.model_version
             out.stop_sequence = batch.stop_sequence
+            out.service_tier = batch.service_tier
             out.choice_finish_reasons = dict(batch.choice_finish_reasons)
     return out
