@@ -21,6 +21,8 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 PDF = base64.b64encode(b"%PDF-1.4 fake").decode()
 EPHEMERAL = chat_pb2.CacheControl(type="ephemeral", ttl="1h")
 Part = chat_pb2.ContentPart
+HI = [chat_pb2.ChatMessage(role="user", content="hi")]
+THINK = chat_pb2.Reasoning(budget_tokens=2000)
 
 
 @pytest.fixture
@@ -299,6 +301,9 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
             {"reasoning": chat_pb2.Reasoning(effort="max")},
             "reasoning_effort",
         ),
+        (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),
+        (HI, {"reasoning": THINK, "top_k": 5}, "top_k"),
+        (HI, {"reasoning": THINK, "tool_choice": chat_pb2.ToolChoice(mode="required")}, "tool_choice"),
     ],
 )
 async def test_what_messages_cannot_express_is_refused_by_path(

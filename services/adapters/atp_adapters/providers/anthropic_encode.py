@@ -336,4 +336,16 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     if thinking is not None:
         body["thinking"] = thinking
     _options(enc, params, body)
+    if thinking is not None and thinking["type"] == "enabled":
+        _refuse_with_thinking(enc, body)
     return orjson.dumps(body)
+
+
+def _refuse_with_thinking(enc: _Encoder, body: dict[str, Any]) -> None:
+    """What Messages refuses next to extended thinking, refused here by name instead of after a call."""
+    if body.get("temperature", 1) != 1:
+        raise enc.refuse("temperature", "with thinking, Messages takes only temperature 1")
+    if "top_k" in body:
+        raise enc.refuse("top_k", "Messages does not take top_k with thinking")
+    if body.get("tool_choice", {}).get("type") in ("any", "tool"):
+        raise enc.refuse("tool_choice", "Messages cannot force a tool call while thinking")
