@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 import pydantic
@@ -25,9 +26,15 @@ def _no_extra(value: Any, path: str) -> None:
             _no_extra(item, f"{path}.{key}")
 
 
+@functools.cache
+def _adapter(model: Any) -> pydantic.TypeAdapter[Any]:
+    # Building an adapter for the SDKs' large unions takes a good part of a second: once per type.
+    return pydantic.TypeAdapter(model)
+
+
 def strict(model: Any, data: Any) -> Any:
     """`data` validated as `model` (a model class or a union type) in strict mode, with every object's
     fields known to the SDK; returns the parsed value."""
-    parsed = pydantic.TypeAdapter(model).validate_python(data, strict=True)
+    parsed = _adapter(model).validate_python(data, strict=True)
     _no_extra(parsed, "")
     return parsed
