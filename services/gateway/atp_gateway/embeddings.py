@@ -10,6 +10,7 @@ import struct
 import time
 from typing import Annotated, Any, Literal, Required
 
+import grpc
 import orjson
 from grpc import aio
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -155,6 +156,9 @@ async def handle_embeddings(gateway: Gateway, scope: Scope, receive: Receive, se
         try:
             reply = await _watched(gateway.adapters.embed(request), receive)
         except aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # Adapters older than Embed (a rolling upgrade): not a fault of the request.
+                raise Unavailable("These adapters do not serve embeddings yet; retry shortly.") from None
             raise error_from_rpc(exc, generating=True) from None
         if len(reply.embeddings) != len(request.inputs):
             log.error(
