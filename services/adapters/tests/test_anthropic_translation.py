@@ -417,3 +417,47 @@ def test_cache_writes_are_billed_at_the_cache_write_price() -> None:
         prompt_tokens=1000, cached_prompt_tokens=200, cache_write_tokens=300, completion_tokens=10
     )
     assert prices.cost(usage) == pytest.approx((500 * 3 + 200 * 0.3 + 300 * 3.75 + 10 * 15) / 1e6)
+
+
+async def test_tool_results_lead_their_user_turn(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
+    call = chat_pb2.ToolCall(id="toolu_1", type="function", function_name="weather", arguments="{}")
+    messages = [
+        chat_pb2.ChatMessage(role="user", content="weather?"),
+        chat_pb2.ChatMessage(role="assistant", tool_calls=[call]),
+        chat_pb2.ChatMessage(role="user", content="quickly please"),
+        chat_pb2.ChatMessage(role="tool", tool_call_id="toolu_1", content="sunny"),
+    ]
+    await collect_full(provider.stream(ProviderRequest("claude-x", messages, chat_pb2.GenerationParams())))
+    # Messages wants tool results first in their turn (the fake answers 400 otherwise, as Messages does).
+    assert fake.requests[0].body["messages"][2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+            {"type": "text", "text": "quickly please"},
+        ],
+    }
+    # A conversation that leaves a tool call unanswered is Messages' 400, passed on as it says it.
+    with pytest.raises(ProviderError) as info:
+        await collect_full(
+            provider.stream(ProviderRequest("claude-x", messages[:3], chat_pb2.GenerationParams()))
+        )
+    assert info.value.status == 400 and "without `tool_result`" in info.value.message
+
+
+async def test_more_cache_hints_than_messages_takes_are_refused_by_path(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    hint = chat_pb2.CacheControl(type="ephemeral")
+    messages = [
+        chat_pb2.ChatMessage(role="user", parts=[Part(text=f"t{j}", cache_control=hint) for j in range(4)])
+    ]
+    params = chat_pb2.GenerationParams(cache_control=hint)
+    with pytest.raises(ProviderError) as info:
+        await collect_full(provider.stream(ProviderRequest("claude-x", messages, params)))
+    assert info.value.param == "cache_control" and fake.requests == []
+    messages[0].parts.add(text="t4", cache_control=hint)
+    with pytest.raises(ProviderError) as info:
+        await collect_full(
+            provider.stream(ProviderRequest("claude-x", messages, chat_pb2.GenerationParams()))
+        )
+    assert info.value.param == "messages[0].content[4].cache_control" and fake.requests == []

@@ -18,6 +18,9 @@ from atp_adapters.providers import ProviderError, ProviderRequest, build_provide
 from atp_adapters.providers.base import ProviderBatch
 from atp_common.config import HttpProvider
 
+from .fakes.anthropic_checks import check_messages_request
+from .fakes.gemini_checks import check_generate_request
+
 PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini")
 PROVIDERS = {
     kind: build_provider(kind, HttpProvider(type=kind, base_url="http://127.0.0.1:9"), lambda _ref: "k")
@@ -175,7 +178,10 @@ def path_exists(path: str, messages: list[chat_pb2.ChatMessage], params: chat_pb
     match = _PATH.match(path)
     if match is None:
         tool = re.match(r"^tools\[(\d+)\]", path)
-        return bool(tool and int(tool.group(1)) < len(params.tools)) or path in ("tool_choice",)
+        return bool(tool and int(tool.group(1)) < len(params.tools)) or path in (
+            "tool_choice",
+            "cache_control",
+        )
     index, field, item = match.groups()
     if int(index) >= len(messages):
         return False
@@ -208,6 +214,11 @@ def test_every_input_reaches_the_body_or_is_refused_by_its_path(
             assert any(value in s for s in strings), (kind, value)
         else:  # arguments: as the JSON text (OpenAI) or as the object it encodes (the others)
             assert value in strings or orjson.loads(value) in objects, (kind, value)
+    # The body is one the provider's API accepts (the fakes' copies of its checks).
+    if kind == "anthropic":
+        check_messages_request(body)
+    if kind == "gemini":
+        check_generate_request(body)
     if kind == "anthropic":
         hints = sum(p.HasField("cache_control") for m in messages for p in m.parts)
         hints += sum(t.HasField("cache_control") for t in params.tools)

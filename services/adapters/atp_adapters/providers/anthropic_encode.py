@@ -16,6 +16,8 @@ DEFAULT_MAX_TOKENS = 4096
 # reasoning_effort as a thinking budget (docs/design-notes.md, "Anthropic and Gemini translation").
 # 1024 is the smallest budget Messages accepts.
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# Messages refuses a request with more cache breakpoints than this.
+MAX_CACHE_HINTS = 4
 _SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
 _TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 _DOCUMENT_TYPES = ("application/pdf", "text/plain")
@@ -26,14 +28,20 @@ class _Encoder:
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        self.cache_hints = 0
 
     def refuse(self, path: str, why: str) -> ProviderError:
         return unsupported(self.provider, path, why)
 
     # Content.
 
-    def cache(self, block: dict[str, Any], hint: chat_pb2.CacheControl, present: bool) -> dict[str, Any]:
+    def cache(
+        self, block: dict[str, Any], hint: chat_pb2.CacheControl, present: bool, path: str
+    ) -> dict[str, Any]:
         if present:
+            self.cache_hints += 1
+            if self.cache_hints > MAX_CACHE_HINTS:
+                raise self.refuse(path, f"Messages takes at most {MAX_CACHE_HINTS} cache hints per request")
             # Every hint kind (Anthropic's ephemeral, OpenAI's explicit breakpoint) is Anthropic's one kind.
             control = {"type": "ephemeral"}
             if hint.ttl:
@@ -89,9 +97,9 @@ class _Encoder:
         kind = part.WhichOneof("kind")
         if kind == "text":
             block: dict[str, Any] = {"type": "text", "text": part.text}
-        elif kind == "image":
+        elif kind == "image" and role in ("user", "tool"):
             block = self.image(part.image, path)
-        elif kind == "file":
+        elif kind == "file" and role == "user":
             block = self.document(part.file, path)
         elif kind == "refusal" and role == "assistant":
             # Messages has no refusal block: the refusal is what the assistant said.
@@ -105,7 +113,7 @@ class _Encoder:
             return {"type": "thinking", "thinking": thinking.thinking, "signature": thinking.signature}
         else:
             raise self.refuse(path, f"a {kind} part in a {role} message")
-        return self.cache(block, part.cache_control, part.HasField("cache_control"))
+        return self.cache(block, part.cache_control, part.HasField("cache_control"), f"{path}.cache_control")
 
     def blocks(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
         if not message.parts:
@@ -177,10 +185,7 @@ class _Encoder:
             if role != "tool" and message.name:
                 raise self.refuse(f"{path}.name", "Messages has no participant names")
             if turns and turns[-1]["role"] == turn_role:
-                previous = turns[-1]
-                if isinstance(previous["content"], str):
-                    previous["content"] = [{"type": "text", "text": previous["content"]}]
-                previous["content"].extend(blocks)
+                _merge(turns[-1], blocks)
             elif role == "user" and not message.parts:
                 turns.append({"role": "user", "content": message.content})
             else:
@@ -206,7 +211,8 @@ class _Encoder:
                 entry["description"] = tool.description
             if tool.HasField("strict"):
                 entry["strict"] = tool.strict
-            out.append(self.cache(entry, tool.cache_control, tool.HasField("cache_control")))
+            hinted = tool.HasField("cache_control")
+            out.append(self.cache(entry, tool.cache_control, hinted, f"tools[{k}].cache_control"))
         return out
 
     def tool_choice(self, params: chat_pb2.GenerationParams) -> dict[str, Any] | None:
@@ -260,6 +266,19 @@ class _Encoder:
         return {"format": {"type": "json_schema", "schema": schema}}
 
 
+def _merge(turn: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
+    """Add a message's blocks to the turn before it (same role). Tool results go ahead of the turn's other
+    blocks: Messages wants them first in their user turn."""
+    content = turn["content"]
+    if isinstance(content, str):
+        content = turn["content"] = [{"type": "text", "text": content}]
+    if blocks and blocks[0]["type"] == "tool_result":
+        at = next((k for k, b in enumerate(content) if b["type"] != "tool_result"), len(content))
+        content[at:at] = blocks
+    else:
+        content.extend(blocks)
+
+
 def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> None:
     """Parameters with no Messages equivalent (routing filters such candidates; this is the backstop)."""
     present = [
@@ -310,7 +329,7 @@ def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, A
         if output is not None:
             body["output_config"] = output
     if params.HasField("cache_control"):
-        enc.cache(body, params.cache_control, True)
+        enc.cache(body, params.cache_control, True, "cache_control")
 
 
 def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:

@@ -95,11 +95,26 @@ def _messages(messages: Any) -> int:
         content = message.get("content")
         if isinstance(content, str):
             _require(content != "", f"messages.{i}.content: must be non-empty")
+            _require(
+                not tool_ids or role != "user",
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after",
+            )
             tool_ids = set()
             continue
         _require(isinstance(content, list) and bool(content), f"messages.{i}.content: must be non-empty")
         for j, block in enumerate(content):
             breakpoints += _block(block, f"messages.{i}.content.{j}", role, tool_ids)
+        kinds = [b.get("type") for b in content]
+        results = kinds.count("tool_result")
+        _require(
+            kinds[:results] == ["tool_result"] * results,
+            f"messages.{i}: tool_result blocks must come first in the user message's content",
+        )
+        answered = {b.get("tool_use_id") for b in content if b.get("type") == "tool_result"}
+        _require(
+            not tool_ids - answered or role != "user",
+            f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after",
+        )
         tool_ids = {b["id"] for b in content if b.get("type") == "tool_use"}
     return breakpoints
 
