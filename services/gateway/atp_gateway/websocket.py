@@ -11,8 +11,9 @@ Client to server
       Cancels that request; the upstream call is cancelled at once. Unknown or finished ids are ignored.
 
 Server to client
-  {"type": "delta", "id": "<id>", "delta": {"content": "...", "tool_calls": [...]}}
-      Reply pieces, in order; one frame carries everything that arrived together.
+  {"type": "delta", "id": "<id>", "delta": {"content": "...", "tool_calls": [...], ...}}
+      Reply pieces, in order; one frame carries everything of one choice that arrived together (the
+      fields of a chat.completion.chunk delta). Choices other than the first (`n` > 1) carry "choice": i.
   {"type": "done", "id": "<id>", "decision_id": "...", "model": "...", "response": {<chat.completion>}}
       The request finished; `response` is the same object the HTTP endpoint returns.
   {"type": "error", "id": "<id>" | null, "error": {"message", "type", "param", "code"}}
@@ -21,7 +22,8 @@ Server to client
   {"type": "cancelled", "id": "<id>"}
       Acknowledges a cancel; nothing more is sent for that id.
 
-Authentication is the same as HTTP (Authorization: Bearer, api-key or x-api-key on the upgrade request).
+Authentication is the same as HTTP (Authorization: Bearer, api-key or x-api-key on the upgrade request);
+x-atp-user and x-atp-tags on the upgrade request apply to every request on the socket.
 A failed authentication is reported as an error frame, then the socket closes with 1008. When the gateway
 drains, new requests get an error frame (503), requests in flight finish, then the socket closes with
 1001 (going away).

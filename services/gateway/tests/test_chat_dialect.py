@@ -3,8 +3,11 @@ message and part type in the typed request, and replies checked against the open
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
+import websockets
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 CHAT = "/v1/chat/completions"
@@ -210,3 +213,19 @@ async def test_bad_chat_input_is_a_400_naming_the_path(client, extra, messages, 
     response = await client.post(CHAT, json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+async def test_websocket_requests_are_stamped_from_the_upgrade_headers(live, adapters, api_key):
+    headers = {"authorization": f"Bearer {api_key}", "x-atp-user": "bob", "x-atp-tags": "via=ws"}
+    async with websockets.connect(f"ws://127.0.0.1:{live.port}/v1/ws", additional_headers=headers) as ws:
+        await ws.send(
+            orjson.dumps({"type": "request", "id": "w1", "body": _body(metadata={"k": "v"})}).decode()
+        )
+        frames = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(orjson.loads(await asyncio.wait_for(ws.recv(), 5)))
+    assert frames[-1]["type"] == "done", frames[-1]
+    ChatCompletion.model_validate(frames[-1]["response"], strict=True)
+    sent = adapters[1].requests[0]
+    assert (sent.request_id, sent.dialect, sent.end_user) == ("w1", "chat", "bob")
+    assert dict(sent.tags) == {"k": "v", "via": "ws"}
