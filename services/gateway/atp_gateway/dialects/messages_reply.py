@@ -137,27 +137,50 @@ class MessagesReply:
         return self._flush()
 
     def deltas(self, deltas: Iterable[chat_pb2.Delta]) -> bytes:
-        """The content block events for one Generate message's deltas."""
+        """The content block events for one Generate message's deltas; consecutive plain text deltas make
+        one text_delta."""
+        texts: list[str] = []
         for delta in deltas:
-            if delta.reasoning:
-                self._add("thinking", "thinking_delta", "thinking", delta.reasoning)
-            if delta.reasoning_signature:
-                self._add("thinking", "signature_delta", "signature", delta.reasoning_signature)
-            if delta.redacted_reasoning:
-                self._close()
-                self._block({"type": "redacted_thinking", "data": delta.redacted_reasoning})
-                self._close()
-            if delta.content:
-                self._add("text", "text_delta", "text", delta.content)
-            for annotation in delta.annotations:
-                self._cite(citation(annotation))
-            if delta.refusal:
-                # Messages has no refusal block: the refusal is the reply's text, and stop_reason says so.
-                self._refused = True
-                self._add("text", "text_delta", "text", delta.refusal)
-            for fragment in delta.tool_calls:
-                self._tool(fragment)
+            if delta.content and len(delta.ListFields()) == 1:
+                texts.append(delta.content)
+                continue
+            if texts:
+                self._text("".join(texts))
+                texts.clear()
+            self._delta(delta)
+        if texts:
+            self._text("".join(texts))
         return self._flush()
+
+    def _delta(self, delta: chat_pb2.Delta) -> None:
+        if delta.reasoning:
+            self._add("thinking", "thinking_delta", "thinking", delta.reasoning)
+        if delta.reasoning_signature:
+            self._add("thinking", "signature_delta", "signature", delta.reasoning_signature)
+        if delta.redacted_reasoning:
+            self._close()
+            self._block({"type": "redacted_thinking", "data": delta.redacted_reasoning})
+            self._close()
+        if delta.content:
+            self._text(delta.content)
+        for annotation in delta.annotations:
+            self._cite(citation(annotation))
+        if delta.refusal:
+            # Messages has no refusal block: the refusal is the reply's text, and stop_reason says so.
+            self._refused = True
+            self._text(delta.refusal)
+        for fragment in delta.tool_calls:
+            self._tool(fragment)
+
+    def _text(self, text: str) -> None:
+        index = self._current("text")
+        self.content[index]["text"] += text
+        if self.stream:
+            # The common event, written around the text: only the text is encoded per event.
+            self._out.append(
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+                b'"delta":{"type":"text_delta","text":%b}}\n\n' % (index, orjson.dumps(text))
+            )
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
         """content_block_stop for the last block, message_delta (stop reason, usage) and message_stop."""

@@ -88,6 +88,7 @@ class ResponsesReply:
         "_open",
         "_out",
         "_seq",
+        "_text_head",
         "_tools",
         "header",
         "options",
@@ -107,6 +108,8 @@ class ResponsesReply:
         # The message or reasoning item being written, and function calls by tool-call index.
         self._open: dict[str, Any] | None = None
         self._tools: dict[int, dict[str, Any]] = {}
+        # The encoded start of the open output_text part's delta events, and that part.
+        self._text_head: tuple[dict[str, Any], bytes] | None = None
 
     # Events.
 
@@ -163,24 +166,35 @@ class ResponsesReply:
         return self._flush()
 
     def deltas(self, deltas: Iterable[chat_pb2.Delta]) -> bytes:
-        """The events of one Generate message's deltas."""
+        """The events of one Generate message's deltas; consecutive plain text deltas make one event."""
+        texts: list[str] = []
         for delta in deltas:
-            if delta.reasoning or delta.reasoning_signature:
-                self._reasoning(delta.reasoning, delta.reasoning_signature)
-            if delta.redacted_reasoning:
-                self._redacted(delta.redacted_reasoning)
-            if delta.content or delta.logprobs:
-                part = self._part("output_text")
-                self._text(part, delta.content, delta.logprobs)
-            if delta.annotations:
-                part = self._part("output_text")
-                for annotation in delta.annotations:
-                    self._annotate(part, annotation)
-            if delta.refusal:
-                self._refusal(self._part("refusal"), delta.refusal)
-            for fragment in delta.tool_calls:
-                self._tool(fragment)
+            if delta.content and len(delta.ListFields()) == 1:
+                texts.append(delta.content)
+                continue
+            if texts:
+                self._text(self._part("output_text"), "".join(texts), ())
+                texts.clear()
+            self._delta(delta)
+        if texts:
+            self._text(self._part("output_text"), "".join(texts), ())
         return self._flush()
+
+    def _delta(self, delta: chat_pb2.Delta) -> None:
+        if delta.reasoning or delta.reasoning_signature:
+            self._reasoning(delta.reasoning, delta.reasoning_signature)
+        if delta.redacted_reasoning:
+            self._redacted(delta.redacted_reasoning)
+        if delta.content or delta.logprobs:
+            self._text(self._part("output_text"), delta.content, delta.logprobs)
+        if delta.annotations:
+            part = self._part("output_text")
+            for annotation in delta.annotations:
+                self._annotate(part, annotation)
+        if delta.refusal:
+            self._refusal(self._part("refusal"), delta.refusal)
+        for fragment in delta.tool_calls:
+            self._tool(fragment)
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
         """Close every item and end with response.completed (or response.incomplete)."""
@@ -251,16 +265,35 @@ class ResponsesReply:
         entries = _logprobs(logprobs)
         part["text"] += text
         part["logprobs"] += entries
+        if not self.stream:
+            return
         message = self._open
         assert message is not None
-        where = self._where(message)
-        self._emit(
-            "response.output_text.delta",
-            **where,
-            content_index=len(message["content"]) - 1,
-            delta=text,
-            logprobs=_event_logprobs(entries),
-        )
+        if entries:
+            where = self._where(message)
+            index = len(message["content"]) - 1
+            self._emit(
+                "response.output_text.delta",
+                **where,
+                content_index=index,
+                delta=text,
+                logprobs=_event_logprobs(entries),
+            )
+            return
+        # The common event, written around the text: only the text and the number are encoded per event.
+        if self._text_head is None or self._text_head[0] is not part:
+            where = self._where(message)
+            head = orjson.dumps(
+                {
+                    "type": "response.output_text.delta",
+                    **where,
+                    "content_index": len(message["content"]) - 1,
+                    "logprobs": [],
+                }
+            )
+            self._text_head = (part, b"event: response.output_text.delta\ndata: " + head[:-1] + b',"delta":')
+        self._out.append(self._text_head[1] + orjson.dumps(text) + b',"sequence_number":%d}\n\n' % self._seq)
+        self._seq += 1
 
     def _annotate(self, part: dict[str, Any], annotation: chat_pb2.Annotation) -> None:
         entry = _annotation(annotation)
