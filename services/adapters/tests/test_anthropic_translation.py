@@ -302,6 +302,8 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
             "reasoning_effort",
         ),
         (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),
+        (HI, {"frequency_penalty": 0.5}, "frequency_penalty"),
+        (HI, {"top_logprobs": 2}, "top_logprobs"),
         (HI, {"reasoning": THINK, "top_k": 5}, "top_k"),
         (HI, {"reasoning": THINK, "tool_choice": chat_pb2.ToolChoice(mode="required")}, "tool_choice"),
     ],
@@ -461,3 +463,19 @@ async def test_more_cache_hints_than_messages_takes_are_refused_by_path(
             provider.stream(ProviderRequest("claude-x", messages, chat_pb2.GenerationParams()))
         )
     assert info.value.param == "messages[0].content[4].cache_control" and fake.requests == []
+
+
+async def test_defaults_ask_nothing_of_messages(fake: FakeAnthropic, provider: AnthropicProvider) -> None:
+    # Values routing counts as defaults (zero penalties, no logprobs, one choice, no store) pass unsent.
+    params = chat_pb2.GenerationParams(
+        presence_penalty=0,
+        frequency_penalty=0,
+        logprobs=False,
+        top_logprobs=0,
+        n=1,
+        store=False,
+        modalities=["text"],
+    )
+    await collect_full(provider.stream(ProviderRequest("claude-x", HI, params, stream=False)))
+    body = fake.requests[0].body
+    assert set(body) == {"model", "max_tokens", "messages"}

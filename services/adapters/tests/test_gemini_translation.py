@@ -390,3 +390,11 @@ async def test_a_requests_images_together_stay_within_the_total(
         await collect_full(provider.stream(ProviderRequest("gem-x", messages, chat_pb2.GenerationParams())))
     assert info.value.param in {f"messages[0].content[{j}]" for j in range(3)}
     assert "together" in info.value.message and fake.requests == []
+
+
+async def test_defaults_ask_nothing_and_top_logprobs_alone_turn_logprobs_on(
+    fake: FakeGemini, provider: GeminiProvider
+) -> None:
+    params = chat_pb2.GenerationParams(service_tier="default", logprobs=False, store=False, top_logprobs=3)
+    await collect_full(provider.stream(ProviderRequest("gem-x", HI, params, stream=False)))
+    assert fake.requests[0].body["generationConfig"] == {"responseLogprobs": True, "logprobs": 3}

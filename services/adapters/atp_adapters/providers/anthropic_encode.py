@@ -283,10 +283,11 @@ def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> N
     """Parameters with no Messages equivalent (routing filters such candidates; this is the backstop)."""
     present = [
         ("seed", params.HasField("seed")),
-        ("presence_penalty", params.HasField("presence_penalty")),
-        ("frequency_penalty", params.HasField("frequency_penalty")),
+        # A zero penalty is the default, honoured by leaving it out.
+        ("presence_penalty", params.presence_penalty != 0),
+        ("frequency_penalty", params.frequency_penalty != 0),
         ("logprobs", params.logprobs),
-        ("top_logprobs", params.HasField("top_logprobs")),
+        ("top_logprobs", params.top_logprobs > 0),
         ("logit_bias", bool(params.logit_bias)),
         ("n", params.n > 1),
         ("prediction", params.HasField("prediction")),

@@ -226,7 +226,8 @@ def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> N
         ("audio", params.HasField("audio")),
         ("verbosity", bool(params.verbosity)),
         ("store", params.store),
-        ("service_tier", params.service_tier not in ("", "auto")),
+        # Gemini serves every request at its one tier: `auto` and `default` ask for nothing else.
+        ("service_tier", params.service_tier not in ("", "auto", "default")),
         ("parallel_tool_calls", params.HasField("parallel_tool_calls") and not params.parallel_tool_calls),
         ("prompt_cache_key", bool(params.prompt_cache_key)),
         ("prompt_cache_retention", bool(params.prompt_cache_retention)),
@@ -248,15 +249,16 @@ def _generation_config(enc: _Encoder, params: chat_pb2.GenerationParams) -> dict
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
         ("n", "candidateCount"),
-        ("top_logprobs", "logprobs"),
     )
     for field, key in optional:
         if params.HasField(field):
             config[key] = getattr(params, field)
     if params.stop:
         config["stopSequences"] = list(params.stop)
-    if params.logprobs:
+    if params.logprobs or params.top_logprobs > 0:
         config["responseLogprobs"] = True
+    if params.top_logprobs > 0:
+        config["logprobs"] = params.top_logprobs
     fmt = params.response_format
     if fmt.type in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"

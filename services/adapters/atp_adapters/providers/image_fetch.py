@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError, unsupported
+from atp_adapters.providers.base import ProviderError
 
 DEFAULT_MAX_BYTES = 8 << 20
 DEFAULT_TIMEOUT_S = 10.0
@@ -98,7 +98,13 @@ class ImageFetcher:
             self._session = None
 
     def _refuse(self, path: str, why: str) -> ProviderError:
-        return unsupported(self.provider, path, f"cannot fetch the image: {why}")
+        # A request fault (kind unsupported: a 400 naming the part), not the provider's: it fails over.
+        return ProviderError(
+            f"provider {self.provider} cannot fetch the image at {path}: {why}",
+            kind="unsupported",
+            provider=self.provider,
+            param=path,
+        )
 
     def _check_host(self, url: URL, path: str) -> None:
         if url.scheme not in ("http", "https"):
@@ -119,7 +125,7 @@ class ImageFetcher:
             async with asyncio.timeout(max(timeout, 0.0)), budget.slots:
                 return await self._get(URL(url), path, budget)
         except TimeoutError as exc:
-            raise self._refuse(path, f"no complete answer within {timeout:.3g}s") from exc
+            raise self._refuse(path, f"no complete answer within {timeout:.2g}s") from exc
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise self._refuse(path, str(exc) or type(exc).__name__) from exc
 
