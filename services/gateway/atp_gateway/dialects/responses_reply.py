@@ -200,8 +200,9 @@ class ResponsesReply:
         """Close every item and end with response.completed (or response.incomplete)."""
         status = "incomplete" if completion.finish_reason in _INCOMPLETE else "completed"
         self._close_all(status)
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        self._emit(kind, response=self.response(status, completion))
+        if self.stream:
+            kind = "response.completed" if status == "completed" else "response.incomplete"
+            self._emit(kind, response=self.response(status, completion))
         return self._flush()
 
     def broken(self, error: AtpError) -> bytes:
