@@ -148,6 +148,15 @@ def create_app(
 
         instrument_app(app)
 
+    _add_api_routes(app, gateway)
+    _add_probes(app, gateway)
+    _customize_openapi(app)
+    return app
+
+
+def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
+    """The client APIs: each route hands the raw ASGI triple to its handler (declared here for OpenAPI)."""
+
     @app.post(
         "/v1/chat/completions",
         openapi_extra=schemas.CHAT_OPENAPI,
@@ -188,6 +197,12 @@ def create_app(
     async def embeddings(request: Request) -> Response:
         return _RawResponse(handle_embeddings, gateway)
 
+    _add_resource_routes(app, gateway)
+
+
+def _add_resource_routes(app: FastAPI, gateway: Gateway) -> None:
+    """The model list, feedback and the WebSocket."""
+
     @app.get(
         "/v1/models",
         openapi_extra=schemas.MODELS_OPENAPI,
@@ -224,6 +239,9 @@ def create_app(
     async def websocket(websocket: WebSocket) -> None:
         await handle_websocket(gateway, websocket)
 
+
+def _add_probes(app: FastAPI, gateway: Gateway) -> None:
+    """Liveness, readiness, startup and a health summary."""
     probe: dict[int | str, dict[str, Any]] = {
         "200": {"description": "OK"},
         "503": {"description": "Not ready"},
@@ -267,9 +285,6 @@ def create_app(
                 "config": gateway.config.digest(),
             },
         )
-
-    _customize_openapi(app)
-    return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:

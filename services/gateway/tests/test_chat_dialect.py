@@ -80,7 +80,8 @@ async def test_legacy_functions_become_tools_and_come_back_as_function_call(clie
     assert any("function_call" in c["choices"][0]["delta"] for c in chunks if c["choices"])
 
 
-async def test_every_part_and_role_reaches_the_typed_request(client, adapters):
+def _everything() -> dict:
+    """A request with every role, part type and the rarer parameters."""
     body = _body(
         tools=[
             {
@@ -133,6 +134,11 @@ async def test_every_part_and_role_reaches_the_typed_request(client, adapters):
         },
         {"role": "tool", "tool_call_id": "c9", "content": [{"type": "text", "text": "1"}]},
     ]
+    return body
+
+
+async def test_every_part_and_role_reaches_the_typed_request(client, adapters):
+    body = _everything()
     response = await client.post(CHAT, json=body)
     assert response.status_code == 200, response.text
     sent = adapters[1].requests[0]
@@ -150,6 +156,12 @@ async def test_every_part_and_role_reaches_the_typed_request(client, adapters):
     )
     assert (assistant.tool_calls[0].type, assistant.tool_calls[0].arguments) == ("custom", "select 1")
     assert tool.parts[0].text == "1" and tool.tool_call_id == "c9"
+
+
+async def test_the_rarer_parameters_reach_the_typed_request(client, adapters):
+    response = await client.post(CHAT, json=_everything())
+    assert response.status_code == 200, response.text
+    sent = adapters[1].requests[0]
     params = sent.params
     assert params.tools[0].strict and params.tools[0].cache_control.type == "ephemeral"
     assert (params.tools[1].type, orjson.loads(params.tools[1].format_json)) == ("custom", {"type": "text"})
