@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from atp_common.errors import ConfigError
 
-Capability = Literal["tools", "vision", "json", "streaming"]
+Capability = Literal["tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings"]
 PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
 Role = Literal["user", "admin"]
 PiiKind = Literal["email", "phone", "card", "iban", "ip", "ssn"]
@@ -218,7 +218,8 @@ API_KEY_ENV = "ATP_API_KEY"
 
 
 def builtin_config(local_api_key: str | None = None) -> AtpConfig:
-    """The embedded default: two local echo models behind the `auto` route, and one local tenant."""
+    """The embedded default: two local echo models behind the `auto` route, a local embedding model, and
+    one local tenant."""
     key = local_api_key if local_api_key is not None else os.environ.get(API_KEY_ENV, "")
     tenants: dict[str, Any] = {}
     if key:
@@ -233,7 +234,7 @@ def builtin_config(local_api_key: str | None = None) -> AtpConfig:
                     "input_usd_per_mtok": 0.10,
                     "output_usd_per_mtok": 0.40,
                     "context_window": 32768,
-                    "capabilities": ["streaming", "json", "tools"],
+                    "capabilities": ["streaming", "json", "tools", "reasoning"],
                     "quality_prior": 0.6,
                 },
                 "local-large": {
@@ -242,8 +243,15 @@ def builtin_config(local_api_key: str | None = None) -> AtpConfig:
                     "input_usd_per_mtok": 2.50,
                     "output_usd_per_mtok": 10.00,
                     "context_window": 131072,
-                    "capabilities": ["streaming", "json", "tools", "vision"],
+                    "capabilities": ["streaming", "json", "tools", "vision", "audio", "files", "reasoning"],
                     "quality_prior": 0.8,
+                },
+                "local-embed": {
+                    "provider": "local",
+                    "provider_model": "echo-embed",
+                    "input_usd_per_mtok": 0.02,
+                    "context_window": 8192,
+                    "capabilities": ["embeddings"],
                 },
             },
             "routes": {"auto": {"candidates": ["local-small", "local-large"], "policy": "static"}},

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from atp.common.v1 import chat_pb2
 from atp_common.config import AtpConfig
 
 PII_KINDS = ("email", "phone", "card", "iban", "ip", "ssn")
@@ -156,3 +157,28 @@ class PrivacyPolicy:
     def for_upstream(self, route: str) -> Callable[[str], str] | None:
         """The redactor for requests forwarded on `route`, or None when the route does not ask."""
         return self.redactor.redact if route in self._upstream else None
+
+
+def redact_messages(
+    messages: Sequence[chat_pb2.ChatMessage], scrub: Callable[[str], str]
+) -> list[chat_pb2.ChatMessage]:
+    """Copies of `messages` with `scrub` applied to their text: content, text parts and refusals.
+
+    Images, audio and files pass unchanged (redaction reads text); the caller's messages stay as sent.
+    """
+    out = []
+    for message in messages:
+        copy = chat_pb2.ChatMessage()
+        copy.CopyFrom(message)
+        if copy.content:
+            copy.content = scrub(copy.content)
+        if copy.refusal:
+            copy.refusal = scrub(copy.refusal)
+        for part in copy.parts:
+            kind = part.WhichOneof("kind")
+            if kind == "text":
+                part.text = scrub(part.text)
+            elif kind == "refusal":
+                part.refusal = scrub(part.refusal)
+        out.append(copy)
+    return out

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from atp.router.v1 import router_pb2
+from atp_common.capabilities import supported_features
 from atp_common.config import AtpConfig
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.learning import RouteArms
@@ -49,6 +50,7 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
                 supports_json="json" in caps,
                 supports_streaming="streaming" in caps,
                 quality_prior=model.quality_prior,
+                supported_features=supported_features(config.providers[model.provider].type, caps),
             )
         )
     return specs

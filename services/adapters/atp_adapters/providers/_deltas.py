@@ -77,6 +77,20 @@ class DeltaBuilder:
         if logprobs:
             self._open().logprobs.extend(logprobs)
 
+    def refusal_logprobs(self, logprobs: list[chat_pb2.TokenLogprob]) -> None:
+        if logprobs:
+            self._open().refusal_logprobs.extend(logprobs)
+
+    def audio(self, audio: chat_pb2.AudioDelta) -> None:
+        """A piece of an audio reply; pieces of one reply concatenate (data and transcript)."""
+        merged = self._open().audio
+        if audio.id:
+            merged.id = audio.id
+        if audio.expires_at:
+            merged.expires_at = audio.expires_at
+        merged.data += audio.data
+        merged.transcript += audio.transcript
+
     def finish(self, reason: str) -> None:
         """The current choice has finished (requests with n > 1 finish each choice on its own)."""
         self._open().finish_reason = reason

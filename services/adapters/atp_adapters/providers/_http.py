@@ -387,8 +387,13 @@ class HttpProvider(Provider):
                     yield state.last_batch(deltas)
                     return
                 if deltas:
-                    first_token = False
-                    yield ProviderBatch(deltas)
+                    batch = ProviderBatch(deltas)
+                    if first_token:
+                        # The header goes out with the first output: it carries what is known of the reply.
+                        first_token = False
+                        batch.response_id, batch.model_version = state.response_id, state.model_version
+                        batch.service_tier = state.service_tier
+                    yield batch
                 # The first-token phase ends with the first event; from then on reads are bounded by idle.
                 if chunks:
                     phase_at = loop.time() + self._idle_s
