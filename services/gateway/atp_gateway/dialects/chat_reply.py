@@ -65,21 +65,24 @@ def _logprobs(items: Iterable[chat_pb2.TokenLogprob]) -> list[dict[str, Any]]:
     ]
 
 
-def _annotation(annotation: chat_pb2.Annotation) -> dict[str, Any]:
-    if annotation.type == "url_citation" or (annotation.url and annotation.type in ("", "url_citation")):
-        return {
-            "type": "url_citation",
-            "url_citation": {
-                "url": annotation.url,
-                "title": annotation.title,
-                "start_index": annotation.start_index,
-                "end_index": annotation.end_index,
-            },
-        }
-    # A provider's own citation kind (Anthropic document citations): passed on in its own type.
+def _url_citation(annotation: chat_pb2.Annotation) -> dict[str, Any]:
+    """A citation with a URL (OpenAI's url_citation, Gemini's citation sources) in OpenAI's shape."""
+    return {
+        "type": "url_citation",
+        "url_citation": {
+            "url": annotation.url,
+            "title": annotation.title,
+            "start_index": annotation.start_index,
+            "end_index": annotation.end_index,
+        },
+    }
+
+
+def _citation(annotation: chat_pb2.Annotation) -> dict[str, Any]:
+    """A citation without a URL (Anthropic's document citations): OpenAI's annotations are URL citations
+    only, so these go in the message's `citations`, in the provider's own kind."""
     return {
         "type": annotation.type,
-        "url": annotation.url,
         "title": annotation.title,
         "cited_text": annotation.cited_text,
         "start_index": annotation.start_index,
@@ -189,7 +192,10 @@ class Choice:
         if self.redacted:
             out["redacted_reasoning"] = self.redacted
         if self.annotations:
-            out["annotations"] = [_annotation(a) for a in self.annotations]
+            if with_url := [_url_citation(a) for a in self.annotations if a.url]:
+                out["annotations"] = with_url
+            if without := [_citation(a) for a in self.annotations if not a.url]:
+                out["citations"] = without
         if self.audio is not None:
             out["audio"] = self.audio
         return out
