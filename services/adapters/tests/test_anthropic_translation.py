@@ -369,7 +369,7 @@ async def test_thinking_citations_and_metadata_reach_the_reply(
     ]
     assert choice.tool_calls == {0: ["toolu_0", "weather", '{"city":"Rome"}']}
     assert reply.finish_reason == "tool_calls" and reply.response_id == "msg_fake"
-    assert reply.service_tier == "standard"
+    assert reply.service_tier == "default"  # Anthropic's "standard", in the internal vocabulary
     assert reply.usage is not None and reply.usage.cache_write_tokens == 4
     assert (reply.usage.completion_tokens, reply.usage.reasoning_tokens) == (9, 6)
 

@@ -16,6 +16,8 @@ from atp_common.secrets import SecretRef
 __all__ = ["AnthropicProvider", "encode_anthropic"]
 
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# The tier that served a reply, in the internal (OpenAI's) vocabulary; the batch tier is never asked for.
+_SERVICE_TIERS = {"standard": "default", "priority": "priority"}
 _STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -143,7 +145,7 @@ class _AnthropicStream(StreamState):
             self.response_id = reply.response_id = message.get("id") or ""
             self._start_usage = message.get("usage") or {}
             self.usage = _usage(self._start_usage)
-            self.service_tier = self._start_usage.get("service_tier") or ""
+            self.service_tier = _SERVICE_TIERS.get(self._start_usage.get("service_tier") or "", "")
         elif kind == "message_delta":
             reply.stop(payload.get("delta") or {})
             self.finish_reason = reply.finish_reason or self.finish_reason
@@ -183,7 +185,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         _usage(usage) if usage else None,
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
-        service_tier=(usage or {}).get("service_tier") or "",
+        service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
     )
 
 
