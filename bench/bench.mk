@@ -19,3 +19,9 @@ INGEST_ARGS ?=
 .PHONY: bench-ingest
 bench-ingest: $(VENV)/.installed ## Observations/s into PostgreSQL via gRPC Ingest vs a raw asyncpg COPY of the same rows, and the ratio (INGEST_ARGS=--rounds 1)
 	$(PY) bench/ingest.py $(INGEST_ARGS)
+
+DIALECTS_ARGS ?=
+
+.PHONY: bench-dialects
+bench-dialects: $(VENV)/.installed ## Responses and Messages (streamed and not) against chat completions on ATP's full path, same run (DIALECTS_ARGS=--rounds 1)
+	$(PY) bench/dialects.py $(DIALECTS_ARGS)

@@ -243,11 +243,14 @@ def run_wrk(
     headers: dict[str, str],
     threads: int = 1,
     timeout_s: float = 10.0,
+    body: bytes = b"",
 ) -> WrkResult:
-    """One wrk run with bench/wrk/chat[_stream].lua; its done() hook prints a JSON line we parse."""
+    """One wrk run with bench/wrk/chat[_stream].lua; its done() hook prints a JSON line we parse. `body`
+    replaces the scripts' chat body (another dialect's request)."""
     script = WRK_DIR / ("chat_stream.lua" if stream else "chat.lua")
     env = dict(os.environ)
     env["BENCH_HEADERS"] = "\n".join(f"{k}: {v}" for k, v in headers.items())
+    env["BENCH_BODY"] = body.decode()
     cmd = [
         which("wrk"),
         f"-t{min(threads, connections)}",

@@ -1,12 +1,16 @@
--- wrk script: POSTs a non-streamed OpenAI chat request; headers come from BENCH_HEADERS ("Name: value" lines).
+-- wrk script: POSTs a non-streamed OpenAI chat request (or BENCH_BODY); headers come from BENCH_HEADERS
+-- ("Name: value" lines).
 -- done() prints one `BENCH_RESULT {json}` line that bench/harness.py parses.
 
 local stream = BENCH_STREAM == true
-local body
-if stream then
-  body = '{"model":"bench-stream","messages":[{"role":"user","content":"Say hello to the benchmark."}],"stream":true}'
-else
-  body = '{"model":"bench-json","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+-- BENCH_BODY, when set, replaces the chat body (bench/dialects.py posts Responses and Messages bodies).
+local body = os.getenv("BENCH_BODY")
+if body == nil or body == "" then
+  if stream then
+    body = '{"model":"bench-stream","messages":[{"role":"user","content":"Say hello to the benchmark."}],"stream":true}'
+  else
+    body = '{"model":"bench-json","messages":[{"role":"user","content":"Say hello to the benchmark."}]}'
+  end
 end
 
 wrk.method = "POST"

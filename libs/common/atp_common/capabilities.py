@@ -12,42 +12,52 @@ class Feature:
     """One thing a request may need of the model that serves it.
 
     `model_capability` names the configuration capability a model must list as well (None: any model of
-    a provider type that honours the feature will do).
+    a provider type that honours the feature will do). `param` is the Chat Completions parameter that asks
+    for it, named in the error when no candidate can honour it.
     """
 
     name: str
     bit: int
     description: str
     model_capability: str | None = None
+    param: str = ""
 
 
 # The bit positions are part of the snapshot contract (ModelSpec.supported_features and
 # RequestFeatures.required_features): append, never renumber.
 FEATURES: tuple[Feature, ...] = (
-    Feature("tools", 1 << 0, "tool definitions, tool calls or tool results", "tools"),
-    Feature("vision", 1 << 1, "image input", "vision"),
-    Feature("json", 1 << 2, "response_format json_object or json_schema", "json"),
-    Feature("streaming", 1 << 3, "a streamed reply", "streaming"),
-    Feature("audio_input", 1 << 4, "input_audio content parts", "audio"),
-    Feature("audio_output", 1 << 5, "modalities with audio, or the audio parameter", "audio"),
-    Feature("files", 1 << 6, "file and document content parts", "files"),
-    Feature("reasoning", 1 << 7, "reasoning_effort or a thinking budget", "reasoning"),
-    Feature("multiple_choices", 1 << 8, "n greater than 1"),
-    Feature("logprobs", 1 << 9, "logprobs or top_logprobs"),
-    Feature("logit_bias", 1 << 10, "logit_bias"),
-    Feature("prediction", 1 << 11, "predicted output (prediction)"),
-    Feature("seed", 1 << 12, "seed"),
-    Feature("penalties", 1 << 13, "presence_penalty or frequency_penalty"),
-    Feature("top_k", 1 << 14, "top_k"),
-    Feature("no_parallel_tool_calls", 1 << 15, "parallel_tool_calls false"),
-    Feature("store", 1 << 16, "store true (the provider keeps the completion)"),
-    Feature("service_tier", 1 << 17, "a service_tier other than auto"),
-    Feature("verbosity", 1 << 18, "verbosity"),
-    Feature("openai_options", 1 << 19, "web_search_options, moderation or prompt_cache_options"),
-    Feature("custom_tools", 1 << 20, "custom (free-form) tools or allowed_tools"),
-    Feature("prompt_cache_key", 1 << 21, "prompt_cache_key or prompt_cache_retention"),
-    Feature("embeddings", 1 << 22, "an embeddings request", "embeddings"),
-    Feature("chat", 1 << 23, "a chat, responses or messages request"),
+    Feature("tools", 1 << 0, "tool definitions, tool calls or tool results", "tools", "tools"),
+    Feature("vision", 1 << 1, "image input", "vision", "messages"),
+    Feature("json", 1 << 2, "response_format json_object or json_schema", "json", "response_format"),
+    Feature("streaming", 1 << 3, "a streamed reply", "streaming", "stream"),
+    Feature("audio_input", 1 << 4, "input_audio content parts", "audio", "messages"),
+    Feature("audio_output", 1 << 5, "modalities with audio, or the audio parameter", "audio", "modalities"),
+    Feature("files", 1 << 6, "file and document content parts", "files", "messages"),
+    Feature("reasoning", 1 << 7, "reasoning_effort or a thinking budget", "reasoning", "reasoning_effort"),
+    Feature("multiple_choices", 1 << 8, "n greater than 1", None, "n"),
+    Feature("logprobs", 1 << 9, "logprobs or top_logprobs", None, "logprobs"),
+    Feature("logit_bias", 1 << 10, "logit_bias", None, "logit_bias"),
+    Feature("prediction", 1 << 11, "predicted output (prediction)", None, "prediction"),
+    Feature("seed", 1 << 12, "seed", None, "seed"),
+    Feature("penalties", 1 << 13, "presence_penalty or frequency_penalty", None, "presence_penalty"),
+    Feature("top_k", 1 << 14, "top_k", None, "top_k"),
+    Feature("no_parallel_tool_calls", 1 << 15, "parallel_tool_calls false", None, "parallel_tool_calls"),
+    Feature("store", 1 << 16, "store true (the provider keeps the completion)", None, "store"),
+    Feature("service_tier", 1 << 17, "a service_tier other than auto", None, "service_tier"),
+    Feature("verbosity", 1 << 18, "verbosity", None, "verbosity"),
+    Feature(
+        "openai_options",
+        1 << 19,
+        "web_search_options, moderation or prompt_cache_options",
+        None,
+        "web_search_options",
+    ),
+    Feature("custom_tools", 1 << 20, "custom (free-form) tools or allowed_tools", None, "tools"),
+    Feature(
+        "prompt_cache_key", 1 << 21, "prompt_cache_key or prompt_cache_retention", None, "prompt_cache_key"
+    ),
+    Feature("embeddings", 1 << 22, "an embeddings request", "embeddings", "model"),
+    Feature("chat", 1 << 23, "a chat, responses or messages request", None, "model"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -111,7 +121,18 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "chat",
             )
         ),
-        "local": _all_but("audio_output", "embeddings"),
+        # The echo model: parameters that change nothing in a deterministic echo are honoured as such;
+        # those that promise something it cannot do (audio replies, stored completions, a tier, options
+        # only OpenAI knows, token biases, predicted output) are not.
+        "local": _all_but(
+            "audio_output",
+            "logit_bias",
+            "prediction",
+            "store",
+            "service_tier",
+            "verbosity",
+            "openai_options",
+        ),
     }
 )
 

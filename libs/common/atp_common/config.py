@@ -60,6 +60,11 @@ class HttpProvider(_Strict):
     retry_max_delay_s: float = Field(8.0, ge=0)
     circuit_failures: int = Field(5, ge=1, description="Consecutive failures that open the circuit.")
     circuit_open_s: float = Field(30.0, gt=0, description="How long an open circuit waits before a probe.")
+    # Gemini only: images given by http(s) URL are fetched and sent inline, each within these bounds.
+    # Private and loopback addresses are refused unless allowed (a client's URL must not reach inside).
+    image_fetch_max_bytes: int = Field(8 << 20, gt=0)
+    image_fetch_timeout_s: float = Field(10.0, gt=0)
+    image_fetch_private_hosts: bool = False
     # Bedrock: the AWS region and, optionally, a named profile of the shared config (else the standard
     # credential chain: environment, web identity / IRSA, container or instance role).
     region: str = ""
@@ -334,7 +339,8 @@ API_KEY_ENV = "ATP_API_KEY"
 
 
 def builtin_config(local_api_key: str | None = None) -> AtpConfig:
-    """The embedded default: two local echo models behind the `auto` route, and one local tenant."""
+    """The embedded default: two local echo models behind the `auto` route, a local embedding model, and
+    one local tenant."""
     key = local_api_key if local_api_key is not None else os.environ.get(API_KEY_ENV, "")
     tenants: dict[str, Any] = {}
     if key:
@@ -349,7 +355,7 @@ def builtin_config(local_api_key: str | None = None) -> AtpConfig:
                     "input_usd_per_mtok": 0.10,
                     "output_usd_per_mtok": 0.40,
                     "context_window": 32768,
-                    "capabilities": ["streaming", "json", "tools"],
+                    "capabilities": ["streaming", "json", "tools", "reasoning"],
                     "quality_prior": 0.6,
                 },
                 "local-large": {
@@ -358,8 +364,15 @@ def builtin_config(local_api_key: str | None = None) -> AtpConfig:
                     "input_usd_per_mtok": 2.50,
                     "output_usd_per_mtok": 10.00,
                     "context_window": 131072,
-                    "capabilities": ["streaming", "json", "tools", "vision"],
+                    "capabilities": ["streaming", "json", "tools", "vision", "audio", "files", "reasoning"],
                     "quality_prior": 0.8,
+                },
+                "local-embed": {
+                    "provider": "local",
+                    "provider_model": "echo-embed",
+                    "input_usd_per_mtok": 0.02,
+                    "context_window": 8192,
+                    "capabilities": ["embeddings"],
                 },
             },
             "routes": {"auto": {"candidates": ["local-small", "local-large"], "policy": "static"}},

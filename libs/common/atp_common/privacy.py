@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from atp.common.v1 import chat_pb2
 from atp_common.config import AtpConfig
 from atp_common.pii_ner import NER_KINDS, NerDetector
 
@@ -206,3 +207,28 @@ class PrivacyPolicy:
     def close(self) -> None:
         if self.ner is not None:
             self.ner.close()
+
+
+def redact_messages(
+    messages: Sequence[chat_pb2.ChatMessage], scrub: Callable[[str], str]
+) -> list[chat_pb2.ChatMessage]:
+    """Copies of `messages` with `scrub` applied to their text: content, text parts and refusals.
+
+    Images, audio and files pass unchanged (redaction reads text); the caller's messages stay as sent.
+    """
+    out = []
+    for message in messages:
+        copy = chat_pb2.ChatMessage()
+        copy.CopyFrom(message)
+        if copy.content:
+            copy.content = scrub(copy.content)
+        if copy.refusal:
+            copy.refusal = scrub(copy.refusal)
+        for part in copy.parts:
+            kind = part.WhichOneof("kind")
+            if kind == "text":
+                part.text = scrub(part.text)
+            elif kind == "refusal":
+                part.refusal = scrub(part.refusal)
+        out.append(copy)
+    return out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import orjson
+import pytest
 
 from atp.common.v1 import chat_pb2
+from atp_common.capabilities import feature_names
 from atp_common.policy import FEATURE_DIM, FEATURE_NAMES, compute_features
 from atp_common.policy.features import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 
@@ -51,41 +52,92 @@ def test_max_tokens_and_stream_are_carried() -> None:
 
 
 def test_tools_offered_or_in_history_need_tools() -> None:
-    tools = orjson.dumps([{"type": "function", "function": {"name": "f", "parameters": {}}}])
-    assert _features(_user("hi"), tools_json=tools).needs_tools
-    assert not _features(_user("hi"), tools_json=b"[]").needs_tools
+    tools = [chat_pb2.Tool(type="function", name="f", parameters_json=b'{"type":"object"}')]
+    assert _features(_user("hi"), tools=tools).needs_tools
+    assert not _features(_user("hi"), tools=[]).needs_tools
     history = chat_pb2.ChatMessage(role="tool", content="42", tool_call_id="c1")
     features = _features(_user("hi"), history)
     assert features.needs_tools and features.vector[IDX["tools"]] == 1.0
-    with_tools = _features(_user("hi"), tools_json=tools)
+    with_tools = _features(_user("hi"), tools=tools)
     assert with_tools.estimated_prompt_tokens > _features(_user("hi")).estimated_prompt_tokens
 
 
 def test_image_parts_need_vision_and_count_as_image_tokens() -> None:
-    parts = orjson.dumps(
-        [
-            {"type": "text", "text": "what is in this picture?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 40_000}},
-        ]
-    )
-    features = _features(chat_pb2.ChatMessage(role="user", content_parts_json=parts))
+    parts = [
+        chat_pb2.ContentPart(text="what is in this picture?"),
+        chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="data:image/png;base64," + "A" * 40_000)),
+    ]
+    features = _features(chat_pb2.ChatMessage(role="user", parts=parts))
     assert features.needs_vision and features.vector[IDX["vision"]] == 1.0
     # The base64 payload must not count as text: one image is IMAGE_TOKENS, not 10,000.
     assert IMAGE_TOKENS < features.estimated_prompt_tokens < IMAGE_TOKENS + 30
     assert features.vector[IDX["question"]] == 1.0
 
 
-def test_malformed_parts_count_as_text_without_raising() -> None:
-    features = _features(chat_pb2.ChatMessage(role="user", content_parts_json=b"{not json" * 40))
-    assert not features.needs_vision and features.estimated_prompt_tokens >= 360 // 4
-
-
 def test_json_response_formats() -> None:
-    assert _features(_user("x"), response_format_json=b'{"type":"json_object"}').needs_json
-    schema = orjson.dumps({"type": "json_schema", "json_schema": {"name": "s", "schema": {}}})
-    assert _features(_user("x"), response_format_json=schema).needs_json
-    assert not _features(_user("x"), response_format_json=b'{"type":"text"}').needs_json
-    assert not _features(_user("x"), response_format_json=b"garbage").needs_json
+    def fmt(kind: str) -> chat_pb2.ResponseFormat:
+        return chat_pb2.ResponseFormat(type=kind)
+
+    assert _features(_user("x"), response_format=fmt("json_object")).needs_json
+    assert _features(_user("x"), response_format=fmt("json_schema")).needs_json
+    assert not _features(_user("x"), response_format=fmt("text")).needs_json
+
+
+def _required(*messages: chat_pb2.ChatMessage, stream: bool = False, **params) -> list[str]:
+    return feature_names(_features(*messages, stream=stream, **params).required_features)
+
+
+def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
+    assert _required(_user("hi"), max_tokens=5, temperature=0.3, top_p=0.9, stop=["x"], user="u") == ["chat"]
+    assert _required(_user("hi"), stream=True) == ["streaming", "chat"]
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({"tools": [chat_pb2.Tool(type="custom", name="c")]}, ["tools", "custom_tools"]),
+        ({"tool_choice": chat_pb2.ToolChoice(mode="allowed_tools", allowed=["f"])}, ["custom_tools"]),
+        ({"response_format": chat_pb2.ResponseFormat(type="json_schema")}, ["json"]),
+        ({"modalities": ["text", "audio"]}, ["audio_output"]),
+        ({"audio": chat_pb2.AudioOutput(voice="alloy", format="wav")}, ["audio_output"]),
+        ({"reasoning": chat_pb2.Reasoning(effort="high")}, ["reasoning"]),
+        ({"reasoning": chat_pb2.Reasoning(budget_tokens=2048)}, ["reasoning"]),
+        ({"reasoning": chat_pb2.Reasoning(effort="none")}, []),
+        ({"n": 3}, ["multiple_choices"]),
+        ({"n": 1}, []),
+        ({"logprobs": True}, ["logprobs"]),
+        ({"top_logprobs": 2}, ["logprobs"]),
+        ({"logit_bias": {"50256": -100}}, ["logit_bias"]),
+        ({"prediction": chat_pb2.Prediction(content="x")}, ["prediction"]),
+        ({"seed": 7}, ["seed"]),
+        ({"presence_penalty": 0.5}, ["penalties"]),
+        ({"frequency_penalty": 0.0}, []),
+        ({"top_k": 40}, ["top_k"]),
+        ({"parallel_tool_calls": False}, ["no_parallel_tool_calls"]),
+        ({"parallel_tool_calls": True}, []),
+        ({"store": True}, ["store"]),
+        ({"store": False}, []),
+        ({"service_tier": "flex"}, ["service_tier"]),
+        ({"service_tier": "auto"}, []),
+        ({"verbosity": "low"}, ["verbosity"]),
+        ({"openai_options": {"web_search_options": b"{}"}}, ["openai_options"]),
+        ({"prompt_cache_key": "k"}, ["prompt_cache_key"]),
+        ({"prompt_cache_retention": "24h"}, ["prompt_cache_key"]),
+        ({"metadata": {"a": "b"}, "safety_identifier": "s"}, []),
+    ],
+)
+def test_each_parameter_requires_its_feature(params: dict, names: list[str]) -> None:
+    assert sorted(_required(_user("hi"), **params)) == sorted([*names, "chat"])
+
+
+def test_content_parts_require_their_features() -> None:
+    audio = chat_pb2.ContentPart(audio=chat_pb2.AudioContent(data="AAAA", format="wav"))
+    file = chat_pb2.ContentPart(file=chat_pb2.FileContent(file_id="file-1"))
+    image = chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x/y.png"))
+    message = chat_pb2.ChatMessage(role="user", parts=[audio, file, image])
+    assert sorted(_required(message)) == ["audio_input", "chat", "files", "vision"]
+    tool_result = chat_pb2.ChatMessage(role="tool", content="42", tool_call_id="c1")
+    assert sorted(_required(_user("hi"), tool_result)) == ["chat", "tools"]
 
 
 def test_text_cues() -> None:

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
+from atp_common.capabilities import feature_names
 from atp_common.config import AtpConfig
 from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from atp_common.policy import CompiledPolicy, compute_features, snapshot_from_config
@@ -387,3 +388,68 @@ def test_thompson_subtracts_cost() -> None:
     firsts = Counter(policy.decide("auto", "t", _features(), rng).candidates[0].model for _ in range(500))
     # large is better (0.9 against 0.6) but costs 10 reward units a call at this cost weight.
     assert firsts["small"] == 500
+
+
+def _mixed_config() -> AtpConfig:
+    """An OpenAI model, an Anthropic model and an embedding model behind one route each."""
+    return AtpConfig.model_validate(
+        {
+            "providers": {
+                "oa": {"type": "openai", "base_url": "http://127.0.0.1:1/v1"},
+                "an": {"type": "anthropic", "base_url": "http://127.0.0.1:1"},
+            },
+            "models": {
+                "gpt": {"provider": "oa", "capabilities": ["streaming", "tools", "json", "reasoning"]},
+                "claude": {"provider": "an", "capabilities": ["streaming", "tools", "json", "reasoning"]},
+                "embed": {"provider": "oa", "capabilities": ["embeddings"]},
+            },
+            "routes": {"auto": {"candidates": ["claude", "gpt"]}, "all": {"candidates": ["claude", "embed"]}},
+        }
+    )
+
+
+def _request(**params: Any) -> chat_pb2.RequestFeatures:
+    messages = [chat_pb2.ChatMessage(role="user", content="hi")]
+    return compute_features(messages, chat_pb2.GenerationParams(**params), False)
+
+
+def test_candidates_that_cannot_honour_a_parameter_are_filtered_with_the_feature_named() -> None:
+    policy = _policy(_mixed_config())
+    decision = policy.decide("auto", "t", _request(logprobs=True, top_logprobs=2))
+    assert _order(decision) == ["gpt"]
+    assert [(f.model, f.reason) for f in decision.filtered] == [("claude", "lacks logprobs")]
+    decision = policy.decide("auto", "t", _request(n=2, seed=3))
+    assert decision.filtered[0].reason == "lacks multiple_choices, seed"
+    # Parameters every provider honours filter nothing.
+    assert _order(policy.decide("auto", "t", _request(max_tokens=5, temperature=0.2))) == ["claude", "gpt"]
+
+
+def test_no_candidate_honouring_the_request_is_invalid_argument_naming_the_parameter() -> None:
+    policy = _policy(_mixed_config())
+    with pytest.raises(InvalidArgument) as caught:
+        policy.decide("claude", "t", _request(logit_bias={"1": 5}))
+    assert caught.value.param == "logit_bias" and "claude: lacks logit_bias" in caught.value.message
+    with pytest.raises(InvalidArgument) as caught:
+        policy.decide("auto", "t", _request(top_k=5, logit_bias={"1": 5}))
+    assert caught.value.param in ("top_k, logit_bias", "logit_bias, top_k")
+    assert "gpt: lacks top_k" in caught.value.message
+
+
+def test_embedding_models_never_serve_chat() -> None:
+    policy = _policy(_mixed_config())
+    decision = policy.decide("all", "t", _request())
+    assert _order(decision) == ["claude"] and decision.filtered[0].reason == "lacks chat"
+    with pytest.raises(InvalidArgument, match="embed: lacks chat") as caught:
+        policy.decide("embed", "t", _request())
+    assert caught.value.param == "model"
+
+
+def test_snapshot_fills_supported_features_from_provider_type_and_capabilities() -> None:
+    specs = {spec.name: spec for spec in snapshot_from_config(_mixed_config(), 1).models}
+    assert "logprobs" in feature_names(specs["gpt"].supported_features)
+    assert "logprobs" not in feature_names(specs["claude"].supported_features)
+    assert "top_k" in feature_names(specs["claude"].supported_features)
+    embed = feature_names(specs["embed"].supported_features)
+    assert "embeddings" in embed and "chat" not in embed
+    # Capabilities the model does not list stay off even when the provider type could honour them.
+    assert "vision" not in feature_names(specs["gpt"].supported_features)

@@ -18,23 +18,47 @@ CANCELLED = observer_pb2.OBSERVATION_STATUS_CANCELLED
 
 
 def prompt_hash(messages: Sequence[chat_pb2.ChatMessage]) -> str:
-    """SHA-256 over each message's role and content, with separators so that boundaries count."""
+    """SHA-256 over each message's role, content and parts, with separators so that boundaries count."""
     digest = hashlib.sha256()
     for message in messages:
         digest.update(message.role.encode())
         digest.update(b"\x00")
         digest.update(message.content.encode())
         digest.update(b"\x00")
-        digest.update(message.content_parts_json)
+        for part in message.parts:
+            digest.update(part.SerializeToString(deterministic=True))
+            digest.update(b"\x1f")
         digest.update(b"\x1e")
     return digest.hexdigest()
 
 
+def _stored_part(part: chat_pb2.ContentPart) -> dict[str, str]:
+    """A part as stored with the prompt: text as sent; media by reference, never its inline data."""
+    kind = part.WhichOneof("kind") or ""
+    if kind == "text":
+        return {"type": "text", "text": part.text}
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": part.refusal}
+    if kind == "image":
+        url = part.image.url
+        return {"type": "image", "url": url if not url.startswith("data:") else f"data: ({len(url)} chars)"}
+    if kind == "file":
+        file = part.file
+        return {"type": "file", "file_id": file.file_id, "filename": file.filename, "url": file.url}
+    return {"type": kind}
+
+
 def prompt_text(messages: Sequence[chat_pb2.ChatMessage]) -> str:
-    """The prompt as a JSON array of {role, content}, stored only for tenants that opted in."""
+    """The prompt as a JSON array of {role, content}, stored only for tenants that opted in.
+
+    Content given as parts is stored as a list of parts (see `_stored_part`).
+    """
     return orjson.dumps(
         [
-            {"role": m.role, "content": m.content or m.content_parts_json.decode("utf-8", "replace")}
+            {
+                "role": m.role,
+                "content": [_stored_part(p) for p in m.parts] if m.parts else m.content,
+            }
             for m in messages
         ]
     ).decode()

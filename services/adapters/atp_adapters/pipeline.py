@@ -29,7 +29,7 @@ from atp_common.logs import decision_id_var, request_id_var
 from atp_common.observation_rows import encode_row
 from atp_common.policy import CACHE_POLICY
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
-from atp_common.privacy import PrivacyPolicy
+from atp_common.privacy import PrivacyPolicy, redact_messages
 from atp_common.telemetry import current_trace_id
 
 log = logging.getLogger("atp.adapters.generate")
@@ -316,7 +316,7 @@ class GeneratePipeline:
         messages = request.messages
         scrub = self._privacy.for_upstream(decision.route)
         if scrub is not None:
-            messages = _redacted(messages, scrub)
+            messages = redact_messages(messages, scrub)
         async for target, deployment in self._plan(decision, request.tenant or self._default_tenant, skipped):
             retries = 0
             while True:
@@ -446,10 +446,9 @@ class GeneratePipeline:
                     ) from None
                 finally:
                     call.provider_s += time.perf_counter() - waited
-                for delta in batch.deltas:
-                    output_chars += len(delta.content)
-                    for tool_call in delta.tool_calls:
-                        output_chars += len(tool_call.function_name) + len(tool_call.arguments)
+                output_chars += _output_chars(batch.deltas)
+                if not header_sent and (batch.response_id or batch.model_version or batch.service_tier):
+                    _reply_metadata(header, batch)
                 final = bool(batch.finish_reason)
                 if not stream_out:
                     pending.extend(batch.deltas)
@@ -458,7 +457,7 @@ class GeneratePipeline:
                     deltas = pending
                 else:
                     deltas = batch.deltas
-                    if not header_sent and deltas and not any(d.content or d.tool_calls for d in deltas):
+                    if not header_sent and deltas and not any(_is_output(d) for d in deltas):
                         # A role-only opening event is no output yet: failover must still be possible.
                         deltas = []
                     if not deltas and not final:
@@ -486,6 +485,13 @@ class GeneratePipeline:
                     completion.finish_reason = _FINISH_REASONS.get(
                         batch.finish_reason, adapters_pb2.FINISH_REASON_UNSPECIFIED
                     )
+                    if batch.choice_finish_reasons:
+                        reasons = batch.choice_finish_reasons
+                        completion.choice_finish_reasons.extend(
+                            _FINISH_REASONS.get(reasons.get(i, ""), adapters_pb2.FINISH_REASON_UNSPECIFIED)
+                            for i in range(max(reasons) + 1)
+                        )
+                    completion.stop_sequence = batch.stop_sequence
                     completion.usage.CopyFrom(usage)
                     completion.cost_usd = target.prices.cost(usage)
                     completion.latency_ms = (now - started) * 1000.0
@@ -709,18 +715,33 @@ def _mark_cache_hit(observation: observer_pb2.Observation, call: _Call) -> None:
     observation.decision.policy = CACHE_POLICY
 
 
-def _redacted(
-    messages: Sequence[chat_pb2.ChatMessage], scrub: Callable[[str], str]
-) -> list[chat_pb2.ChatMessage]:
-    """Copies of `messages` with PII redacted from their text (the caller's request stays as sent)."""
-    out = []
-    for message in messages:
-        copy = chat_pb2.ChatMessage()
-        copy.CopyFrom(message)
-        if copy.content:
-            copy.content = scrub(copy.content)
-        if copy.content_parts_json:
-            # Replacement tokens hold no quote or backslash, so the JSON stays valid.
-            copy.content_parts_json = scrub(copy.content_parts_json.decode("utf-8", "replace")).encode()
-        out.append(copy)
-    return out
+def _output_chars(deltas: Sequence[chat_pb2.Delta]) -> int:
+    """Characters of output in `deltas`, for the usage estimate when the provider reports none."""
+    chars = 0
+    for delta in deltas:
+        chars += len(delta.content)
+        for tool_call in delta.tool_calls:
+            chars += len(tool_call.function_name) + len(tool_call.arguments)
+        if delta.refusal or delta.reasoning or delta.HasField("audio"):
+            chars += len(delta.refusal) + len(delta.reasoning) + len(delta.audio.transcript)
+    return chars
+
+
+def _is_output(delta: chat_pb2.Delta) -> bool:
+    """Whether a delta is output a client sees (a role-only opening is not: failover is still possible)."""
+    return bool(
+        delta.content
+        or delta.tool_calls
+        or delta.refusal
+        or delta.reasoning
+        or delta.reasoning_signature
+        or delta.redacted_reasoning
+        or delta.HasField("audio")
+    )
+
+
+def _reply_metadata(header: adapters_pb2.GenerateHeader, batch: ProviderBatch) -> None:
+    """What the provider said about the reply (its id, fingerprint or model version, tier) in the header."""
+    header.provider_response_id = batch.response_id
+    header.system_fingerprint = batch.model_version
+    header.service_tier = batch.service_tier

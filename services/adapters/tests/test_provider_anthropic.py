@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import orjson
 import pytest
 
 from atp.common.v1 import chat_pb2
@@ -17,14 +16,11 @@ from atp_common.config import HttpProvider
 from .fakes import FakeAnthropic, FakeReply, Faults, running_fake_anthropic
 from .fakes.collect import collect
 
-TOOLS = orjson.dumps(
-    [
-        {
-            "type": "function",
-            "function": {"name": "weather", "description": "Weather now", "parameters": {"type": "object"}},
-        }
-    ]
-)
+TOOLS = [
+    chat_pb2.Tool(
+        type="function", name="weather", description="Weather now", parameters_json=b'{"type":"object"}'
+    )
+]
 
 
 @pytest.fixture
@@ -68,7 +64,7 @@ async def test_text_reply_with_cached_usage(
     sent = fake.requests[0]
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == "sk-ant" and sent.headers["anthropic-version"] == "2023-06-01"
-    assert sent.body["system"] == "be brief"
+    assert sent.body["system"] == [{"type": "text", "text": "be brief"}]
     assert sent.body["messages"] == [{"role": "user", "content": "weather in Paris and Rome?"}]
     assert sent.body["max_tokens"] == 4096  # required by the API: the default when none is given
     assert sent.body.get("stream", False) is stream
@@ -81,7 +77,9 @@ async def test_tool_use_comes_back_as_tool_calls(
     fake.reply = FakeReply(
         text="Let me look.", tool_calls=[("weather", '{"city":"Paris"}'), ("weather", '{"city":"Rome"}')]
     )
-    req = request(stream=stream, tools_json=TOOLS, tool_choice_json=b'"required"', max_tokens=100)
+    req = request(
+        stream=stream, tools=TOOLS, tool_choice=chat_pb2.ToolChoice(mode="required"), max_tokens=100
+    )
     reply = await collect(provider.stream(req))
     assert reply.text == "Let me look."
     assert reply.finish_reason == "tool_calls"
@@ -143,7 +141,12 @@ async def test_tool_results_go_back_as_tool_result_blocks(
     [
         ({"seed": 1}, "seed"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"response_format_json": b'{"type":"json_object"}'}, "response_format"),
+        ({"response_format": chat_pb2.ResponseFormat(type="json_object")}, "response_format"),
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"service_tier": "flex"}, "service_tier"),
+        ({"store": True}, "store"),
+        ({"openai_options": {"web_search_options": b"{}"}}, "web_search_options"),
     ],
 )
 async def test_unsupported_parameters_are_refused_before_any_request(

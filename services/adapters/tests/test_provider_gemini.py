@@ -15,10 +15,9 @@ from atp_common.config import HttpProvider
 
 from .fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
 from .fakes.collect import collect
+from .fakes.full_reply import collect_full
 
-TOOLS = orjson.dumps(
-    [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
-)
+TOOLS = [chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')]
 
 
 @pytest.fixture
@@ -51,9 +50,12 @@ async def test_text_reply_with_thoughts_and_cache_usage(
     fake.reply = FakeReply(
         text="Sunny and mild.", prompt_tokens=30, completion_tokens=12, cached_tokens=10, reasoning_tokens=5
     )
-    reply = await collect(provider.stream(request(stream=stream, max_tokens=50, temperature=0.1, seed=3)))
-    assert reply.text == "Sunny and mild."  # the thought part is not part of the reply
-    assert reply.finish_reason == "stop" and reply.roles == ["assistant"]
+    reply = await collect_full(
+        provider.stream(request(stream=stream, max_tokens=50, temperature=0.1, seed=3))
+    )
+    assert reply.first.text == "Sunny and mild." and reply.first.thinking == [("Let me think.", "")]
+    assert reply.finish_reason == "stop" and reply.first.role == "assistant"
+    assert reply.response_id == "resp-1" and reply.model_version == "fake-001"
     assert reply.usage == chat_pb2.Usage(
         prompt_tokens=30, completion_tokens=12, cached_prompt_tokens=10, reasoning_tokens=5
     )
@@ -72,23 +74,24 @@ async def test_function_calls_become_tool_calls(
     fake: FakeGemini, provider: GeminiProvider, stream: bool
 ) -> None:
     fake.reply = FakeReply(text="", tool_calls=[("weather", '{"city":"Paris"}')])
-    reply = await collect(
-        provider.stream(request(stream=stream, tools_json=TOOLS, tool_choice_json=b'"auto"'))
+    reply = await collect_full(
+        provider.stream(request(stream=stream, tools=TOOLS, tool_choice=chat_pb2.ToolChoice(mode="auto")))
     )
     assert reply.finish_reason == "tool_calls"
-    [(call_id, name, arguments)] = reply.tool_calls.values()
+    assert reply.first.thinking == [("", "ts0")]  # the call's thoughtSignature, to be sent back with it
+    [(call_id, name, arguments)] = reply.first.tool_calls.values()
     assert call_id.startswith("call_") and name == "weather" and orjson.loads(arguments) == {"city": "Paris"}
     body = fake.requests[0].body
     assert body["tools"] == [
-        {"functionDeclarations": [{"name": "weather", "parameters": {"type": "object"}}]}
+        {"functionDeclarations": [{"name": "weather", "parametersJsonSchema": {"type": "object"}}]}
     ]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
 
 
 async def test_tool_round_trip_and_json_mode(fake: FakeGemini, provider: GeminiProvider) -> None:
     schema = {"type": "object", "properties": {"t": {"type": "number"}}}
-    response_format = {"type": "json_schema", "json_schema": {"name": "w", "schema": schema}}
-    req = request(stream=False, response_format_json=orjson.dumps(response_format))
+    response_format = chat_pb2.ResponseFormat(type="json_schema", name="w", schema_json=orjson.dumps(schema))
+    req = request(stream=False, response_format=response_format)
     call = chat_pb2.ToolCall(
         id="call_9", type="function", function_name="weather", arguments='{"city":"Paris"}'
     )
@@ -104,16 +107,6 @@ async def test_tool_round_trip_and_json_mode(fake: FakeGemini, provider: GeminiP
         {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"temp": 21}}}]},
     ]
     assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
-
-
-async def test_remote_image_is_refused(fake: FakeGemini, provider: GeminiProvider) -> None:
-    req = request()
-    parts = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
-    req.messages = [chat_pb2.ChatMessage(role="user", content_parts_json=orjson.dumps(parts))]
-    with pytest.raises(ProviderError) as info:
-        await collect(provider.stream(req))
-    assert isinstance(info.value.to_atp(), errors.InvalidArgument)
-    assert fake.requests == []
 
 
 async def test_errors_idle_timeout_and_disconnect(fake: FakeGemini, provider: GeminiProvider) -> None:

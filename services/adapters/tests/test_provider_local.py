@@ -70,14 +70,18 @@ async def test_max_tokens_truncates_with_finish_length_and_stop_cuts() -> None:
 
 async def test_json_response_format_and_forced_tool_call() -> None:
     provider = LocalProvider(LocalConfig())
-    as_json = await collect(provider.stream(request(response_format_json=b'{"type":"json_object"}')))
+    as_json = await collect(
+        provider.stream(request(response_format=chat_pb2.ResponseFormat(type="json_object")))
+    )
     assert orjson.loads(as_json.text) == {"echo": "echo: tell me  about\tthe sea"}
-    tools = orjson.dumps([{"type": "function", "function": {"name": "lookup", "parameters": {}}}])
-    called = await collect(provider.stream(request(tools_json=tools, tool_choice_json=b'"required"')))
+    tools = [chat_pb2.Tool(type="function", name="lookup", parameters_json=b"{}")]
+    called = await collect(
+        provider.stream(request(tools=tools, tool_choice=chat_pb2.ToolChoice(mode="required")))
+    )
     assert called.finish_reason == "tool_calls"
     assert called.text == ""
     assert called.tool_calls == {0: ["call_local_0", "lookup", '{"text":"tell me  about\\tthe sea"}']}
-    auto = await collect(provider.stream(request(tools_json=tools, tool_choice_json=b'"auto"')))
+    auto = await collect(provider.stream(request(tools=tools, tool_choice=chat_pb2.ToolChoice(mode="auto"))))
     assert auto.finish_reason == "stop" and not auto.tool_calls
 
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import orjson
 import pytest
 
 from atp.common.v1 import chat_pb2
@@ -19,9 +18,8 @@ from atp_common.config import HttpProvider
 from .fakes import FakeOpenAI, FakeReply, Faults, running_fake_openai
 from .fakes.collect import collect
 
-TOOLS = orjson.dumps(
-    [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
-)
+TOOLS = [chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')]
+TOOLS_WIRE = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
 
 
 @pytest.fixture
@@ -94,25 +92,25 @@ async def test_params_and_tool_messages_pass_through(fake: FakeOpenAI, provider:
         seed=7,
         stop=["END"],
         user="u1",
-        tools_json=TOOLS,
-        tool_choice_json=b'"auto"',
-        response_format_json=b'{"type":"text"}',
+        tools=TOOLS,
+        tool_choice=chat_pb2.ToolChoice(mode="auto"),
+        response_format=chat_pb2.ResponseFormat(type="text"),
     )
     call = chat_pb2.ToolCall(
         id="call_1", type="function", function_name="weather", arguments='{"city":"Paris"}'
     )
-    parts = orjson.dumps([{"type": "text", "text": "and this?"}])
+    parts = [chat_pb2.ContentPart(text="and this?")]
     req.messages = [
         *req.messages,
         chat_pb2.ChatMessage(role="assistant", tool_calls=[call]),
         chat_pb2.ChatMessage(role="tool", tool_call_id="call_1", content="sunny"),
-        chat_pb2.ChatMessage(role="user", content_parts_json=parts),
+        chat_pb2.ChatMessage(role="user", parts=parts),
     ]
     await collect(provider.stream(req))
     body = fake.requests[0].body
     assert body["temperature"] == 0.5 and body["max_tokens"] == 64 and body["seed"] == 7
     assert body["stop"] == ["END"] and body["user"] == "u1"
-    assert body["tools"] == orjson.loads(TOOLS) and body["tool_choice"] == "auto"
+    assert body["tools"] == TOOLS_WIRE and body["tool_choice"] == "auto"
     assert body["response_format"] == {"type": "text"}
     assert "top_p" not in body and "presence_penalty" not in body and "max_completion_tokens" not in body
     assert body["messages"][2:] == [
@@ -135,7 +133,7 @@ async def test_params_and_tool_messages_pass_through(fake: FakeOpenAI, provider:
 @pytest.mark.parametrize("stream", [True, False])
 async def test_tool_calls_assemble(fake: FakeOpenAI, provider: OpenAIProvider, stream: bool) -> None:
     fake.reply = FakeReply(text="", tool_calls=[("weather", '{"city": "Paris"}'), ("time", '{"tz": "CET"}')])
-    reply = await collect(provider.stream(request(stream=stream, tools_json=TOOLS)))
+    reply = await collect(provider.stream(request(stream=stream, tools=TOOLS)))
     assert reply.finish_reason == "tool_calls"
     assert reply.tool_calls == {
         0: ["call_0", "weather", '{"city": "Paris"}'],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +24,13 @@ from atp_gateway.admin import admin_router
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
+from atp_gateway.dialects.messages import MESSAGES
+from atp_gateway.dialects.messages_openapi import MESSAGES_OPENAPI, MESSAGES_REPLIES
+from atp_gateway.dialects.responses import RESPONSES
+from atp_gateway.dialects.responses_openapi import RESPONSES_OPENAPI, RESPONSES_REPLIES
+from atp_gateway.embeddings import handle_embeddings, handle_model, handle_models
 from atp_gateway.errors import error_from_validation, error_reply
+from atp_gateway.exchange import Dialect, serve
 from atp_gateway.fastpath import GatewayApp
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
@@ -46,6 +53,11 @@ class _RawResponse(Response):
         await self._handler(self._gateway, scope, receive, send)
 
 
+def dialect_handler(dialect: Dialect) -> Any:
+    """The raw handler of a dialect's HTTP route (pass it to _RawResponse): the one exchange for it."""
+    return functools.partial(serve, dialect)
+
+
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
@@ -54,23 +66,6 @@ def _error_response(exc: AtpError) -> Response:
     reply = error_reply(exc)
     headers = {name.decode(): value.decode() for name, value in reply.headers}
     return Response(reply.body, reply.status, headers=headers, media_type="application/json")
-
-
-async def _models(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    started = time.perf_counter()
-    headers = RequestHeaders(scope)
-    reply_headers = [(b"x-request-id", headers.request_id.encode())]
-    try:
-        gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
-        if gateway.adapters is None:
-            raise Unavailable("The gateway is starting.")
-        body = await gateway.adapters.models_json()
-    except AtpError as exc:
-        status = (await send_error(send, exc, reply_headers)).status
-    else:
-        await send_json(send, 200, body, reply_headers)
-        status = 200
-    metrics.observe("models", status, time.perf_counter() - started)
 
 
 async def _feedback(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,6 +148,15 @@ def create_app(
 
         instrument_app(app)
 
+    _add_api_routes(app, gateway)
+    _add_probes(app, gateway)
+    _customize_openapi(app)
+    return app
+
+
+def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
+    """The client APIs: each route hands the raw ASGI triple to its handler (declared here for OpenAPI)."""
+
     @app.post(
         "/v1/chat/completions",
         openapi_extra=schemas.CHAT_OPENAPI,
@@ -163,15 +167,61 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         return _RawResponse(handle_chat, gateway)
 
+    @app.post(
+        "/v1/responses",
+        openapi_extra=RESPONSES_OPENAPI,
+        responses=RESPONSES_REPLIES,
+        response_class=Response,
+        summary="Create a model response (OpenAI Responses API, stateless; JSON or SSE events)",
+    )
+    async def responses(request: Request) -> Response:
+        return _RawResponse(dialect_handler(RESPONSES), gateway)
+
+    @app.post(
+        "/v1/messages",
+        openapi_extra=MESSAGES_OPENAPI,
+        responses=MESSAGES_REPLIES,
+        response_class=Response,
+        summary="Create a message (Anthropic Messages API; JSON or SSE events; Anthropic's errors)",
+    )
+    async def messages(request: Request) -> Response:
+        return _RawResponse(dialect_handler(MESSAGES), gateway)
+
+    @app.post(
+        "/v1/embeddings",
+        openapi_extra=schemas.EMBEDDINGS_OPENAPI,
+        responses=schemas.EMBEDDINGS_RESPONSES,
+        response_class=Response,
+        summary="Create embeddings (OpenAI-compatible; float or base64)",
+    )
+    async def embeddings(request: Request) -> Response:
+        return _RawResponse(handle_embeddings, gateway)
+
+    _add_resource_routes(app, gateway)
+
+
+def _add_resource_routes(app: FastAPI, gateway: Gateway) -> None:
+    """The model list, feedback and the WebSocket."""
+
     @app.get(
         "/v1/models",
         openapi_extra=schemas.MODELS_OPENAPI,
         responses=schemas.MODELS_RESPONSES,
         response_class=Response,
-        summary="List the models and routes served",
+        summary="List the models and routes the calling key's tenant may use",
     )
     async def list_models(request: Request) -> Response:
-        return _RawResponse(_models, gateway)
+        return _RawResponse(handle_models, gateway)
+
+    @app.get(
+        "/v1/models/{model_id:path}",
+        openapi_extra=schemas.MODELS_OPENAPI,
+        responses=schemas.MODEL_RESPONSES,
+        response_class=Response,
+        summary="One model or route the calling key's tenant may use",
+    )
+    async def get_model(model_id: str, request: Request) -> Response:
+        return _RawResponse(handle_model(model_id), gateway)
 
     @app.post(
         "/v1/feedback",
@@ -189,6 +239,9 @@ def create_app(
     async def websocket(websocket: WebSocket) -> None:
         await handle_websocket(gateway, websocket)
 
+
+def _add_probes(app: FastAPI, gateway: Gateway) -> None:
+    """Liveness, readiness, startup and a health summary."""
     probe: dict[int | str, dict[str, Any]] = {
         "200": {"description": "OK"},
         "503": {"description": "Not ready"},
@@ -232,9 +285,6 @@ def create_app(
                 "config": gateway.config.digest(),
             },
         )
-
-    _customize_openapi(app)
-    return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 import grpc
@@ -107,26 +108,6 @@ def error_from_generate(code: str, message: str, error_type: str) -> AtpError:
     return cls(message or code.lower())
 
 
-# The OpenAI parameters ATP knows of but does not implement: refused by name, never silently dropped.
-_UNSUPPORTED = frozenset(
-    (
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "functions",
-        "function_call",
-        "parallel_tool_calls",
-        "modalities",
-        "audio",
-        "prediction",
-        "reasoning_effort",
-        "service_tier",
-        "store",
-        "metadata",
-        "web_search_options",
-        "verbosity",
-    )
-)
 # Pydantic puts the union member it tried into the location; it is not part of the request's shape.
 _TYPE_TAGS = frozenset(("str", "int", "float", "bool", "dict", "list", "none", "literal"))
 
@@ -157,8 +138,14 @@ def _param(loc: tuple[int | str, ...]) -> str | None:
 def error_from_validation(exc: ValidationError) -> InvalidArgument:
     """A 400 that names the first offending parameter, in OpenAI's wording where OpenAI has one."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    # An unknown parameter is the clearer message when a request has several faults.
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    # An unknown parameter is the clearer message when a request has several faults; otherwise the
+    # deepest fault (a union tried as a string first also reports where its other branch failed).
+    # A wrong part type or role explains the rest (the other keys of a part of another type), so it
+    # comes first.
+    first = next(
+        (e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in ("type", "role")),
+        None,
+    ) or next((e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=lambda e: len(e["loc"])))
     kind = first["type"]
     param = _param(tuple(first["loc"]))
     if kind == "json_invalid":
@@ -168,10 +155,16 @@ def error_from_validation(exc: ValidationError) -> InvalidArgument:
     if kind in ("model_type", "dict_type", "model_attributes_type") and param is None:
         return InvalidArgument("The request body must be a JSON object.")
     if kind == "extra_forbidden":
-        name = str(first["loc"][-1])
-        if len(first["loc"]) == 1 and name in _UNSUPPORTED:
-            return InvalidArgument(f"Unsupported parameter: '{name}' is not supported by ATP.", param=name)
         return InvalidArgument(f"Unrecognized request argument supplied: {param}", param=param)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # A tagged union (chat_schema._tag_of): the discriminator is named after its key.
+        found = re.search(r"(\w+)\(\)", first["msg"])
+        key = found.group(1) if found else "type"
+        param = f"{param}.{key}" if param else key
+        if kind == "union_tag_not_found":
+            return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)
+        expected = first["msg"].rpartition("expected tags: ")[2].replace("'=", "'")
+        return InvalidArgument(f"Invalid value for '{param}': expected one of {expected}.", param=param)
     if kind == "missing":
         return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)
     return InvalidArgument(f"Invalid value for '{param}': {first['msg']}.", param=param)

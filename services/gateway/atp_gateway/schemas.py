@@ -14,116 +14,12 @@ from typing import Annotated, Any, Literal, Required
 from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from atp_gateway.dialects.chat_schema import CHAT_REQUEST
+from atp_gateway.embeddings import EMBEDDING_REQUEST
+
 _CONFIG = ConfigDict(extra="forbid", strict=True)
 
 ShortText = Annotated[str, Field(max_length=256)]
-
-
-class ImageUrl(TypedDict, total=False):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    url: Required[str]
-    detail: Literal["auto", "low", "high"]
-
-
-class ContentPart(TypedDict, total=False):
-    """One part of a multimodal message (OpenAI content parts); passed through to the provider."""
-
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    type: Required[Literal["text", "image_url", "input_audio", "file"]]
-    text: str
-    image_url: ImageUrl
-    input_audio: dict[str, Any]
-    file: dict[str, Any]
-
-
-class FunctionCall(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    name: ShortText
-    arguments: str
-
-
-class ToolCall(TypedDict, total=False):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    id: Required[ShortText]
-    type: Literal["function"]
-    function: Required[FunctionCall]
-
-
-class ChatMessage(TypedDict, total=False):
-    """One message of the conversation."""
-
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    role: Required[Literal["system", "developer", "user", "assistant", "tool"]]
-    content: str | list[ContentPart] | None
-    name: ShortText | None
-    tool_call_id: ShortText | None
-    tool_calls: list[ToolCall] | None
-    # The SDKs echo these back when a reply is appended to the conversation; only null is accepted,
-    # so nothing with meaning is ever dropped.
-    refusal: None
-    function_call: None
-    audio: None
-    annotations: None
-
-
-class FunctionDefinition(TypedDict, total=False):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    name: Required[Annotated[str, Field(min_length=1, max_length=64)]]
-    description: str
-    parameters: dict[str, Any]
-    strict: bool | None
-
-
-class Tool(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    type: Literal["function"]
-    function: FunctionDefinition
-
-
-class NamedFunction(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    name: ShortText
-
-
-class NamedToolChoice(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    type: Literal["function"]
-    function: NamedFunction
-
-
-class ResponseFormat(TypedDict, total=False):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    type: Required[Literal["text", "json_object", "json_schema"]]
-    json_schema: dict[str, Any]
-
-
-class StreamOptions(TypedDict, total=False):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    include_usage: bool | None
-    include_obfuscation: None
-
-
-class ChatCompletionRequest(TypedDict, total=False):
-    """OpenAI's chat completion request, limited to what ATP forwards (anything else is refused by name)."""
-
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    model: Required[Annotated[str, Field(min_length=1, max_length=256)]]
-    messages: Required[Annotated[list[ChatMessage], Field(min_length=1)]]
-    stream: bool | None
-    stream_options: StreamOptions | None
-    n: int | None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None
-    max_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
-    max_completion_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
-    stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None
-    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None
-    user: ShortText | None
-    tools: Annotated[list[Tool], Field(max_length=128)] | None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None
-    response_format: ResponseFormat | None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None
 
 
 class FeedbackRequest(TypedDict, total=False):
@@ -151,7 +47,6 @@ class WsCancel(TypedDict):
     id: Annotated[str, Field(min_length=1, max_length=128)]
 
 
-CHAT_REQUEST = TypeAdapter(ChatCompletionRequest)
 FEEDBACK_REQUEST = TypeAdapter(FeedbackRequest)
 WS_MESSAGE: TypeAdapter[WsRequest | WsCancel] = TypeAdapter(
     Annotated[WsRequest | WsCancel, Field(discriminator="type")]
@@ -287,6 +182,59 @@ FEEDBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     **_error_responses(400, 401, 403, 404, 413, 429, 500, 503, 504),
+}
+EMBEDDINGS_OPENAPI: dict[str, Any] = {**_request_body(EMBEDDING_REQUEST), "security": [{"bearer": []}]}
+EMBEDDINGS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Embeddings, one per input, in order",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["object", "data", "model", "usage"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["object", "index", "embedding"],
+                                "properties": {
+                                    "object": {"const": "embedding"},
+                                    "index": {"type": "integer"},
+                                    "embedding": {"type": ["array", "string"]},
+                                },
+                            },
+                        },
+                        "model": {"type": "string"},
+                        "usage": {
+                            "type": "object",
+                            "required": ["prompt_tokens", "total_tokens"],
+                            "properties": {
+                                "prompt_tokens": {"type": "integer"},
+                                "total_tokens": {"type": "integer"},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    },
+    **_error_responses(*_SERVING_ERRORS),
+}
+_MODEL_SCHEMA = {
+    "type": "object",
+    "required": ["id", "object", "created", "owned_by"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+    },
+}
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The model or route", "content": {"application/json": {"schema": _MODEL_SCHEMA}}},
+    **_error_responses(401, 404, 500, 503, 504),
 }
 MODELS_OPENAPI: dict[str, Any] = {"security": [{"bearer": []}]}
 MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -8,7 +8,6 @@ import logging
 import time
 
 import grpc
-import orjson
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -27,6 +26,7 @@ _HEALTH_INTERVAL_S = 1.0
 _HEALTH_RETRY_S = 0.1
 # How long non-streamed requests use Generate after the adapters answered Complete with UNIMPLEMENTED.
 _COMPLETE_RETRY_S = 60.0
+_MODELS_CACHE_ENTRIES = 1024
 
 
 async def whole_reply(call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> adapters_pb2.GenerateResponse:
@@ -55,7 +55,7 @@ class AdaptersClient:
         self._request_timeout_s = request_timeout_s
         self._control_timeout_s = control_timeout_s
         self._models_cache_s = models_cache_s
-        self._models: tuple[float, bytes] | None = None
+        self._models: dict[tuple[str, str], tuple[float, list[adapters_pb2.ModelInfo]]] = {}
         self._models_lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
         self.serving = False
@@ -87,40 +87,35 @@ class AdaptersClient:
         self._complete_retry_at = time.monotonic() + _COMPLETE_RETRY_S
         return True
 
-    async def models_json(self) -> bytes:
-        """OpenAI's model list, encoded; reused for models_cache_s so a polling client costs nothing."""
-        cached = self._models
+    def embed(self, request: adapters_pb2.EmbedRequest) -> aio.UnaryUnaryCall:
+        """Start an Embed call; the caller awaits it and cancels it when its client goes away."""
+        return self._stub.Embed(request, timeout=self._request_timeout_s)
+
+    async def models(self, tenant: str, key_id: str) -> list[adapters_pb2.ModelInfo]:
+        """The models and routes this tenant's key may use; reused for models_cache_s so a polling
+        client costs nothing."""
+        cache_key = (tenant, key_id)
+        cached = self._models.get(cache_key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         # One refresh at a time: concurrent callers wait for it instead of each calling the adapters.
         async with self._models_lock:
-            cached = self._models
+            cached = self._models.get(cache_key)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
             try:
                 reply = await self._stub.ListModels(
-                    adapters_pb2.ListModelsRequest(), timeout=self._control_timeout_s
+                    adapters_pb2.ListModelsRequest(tenant=tenant, key_id=key_id),
+                    timeout=self._control_timeout_s,
                 )
             except aio.AioRpcError as exc:
                 raise error_from_rpc(exc) from exc
-            body = orjson.dumps(
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": model.id,
-                            "object": "model",
-                            "created": 0,
-                            "owned_by": model.provider or "atp",
-                            "kind": model.kind,
-                            "context_window": model.context_window,
-                        }
-                        for model in reply.models
-                    ],
-                }
-            )
-            self._models = (time.monotonic() + self._models_cache_s, body)
-            return body
+            if len(self._models) >= _MODELS_CACHE_ENTRIES:
+                # Bounded: one entry per key in use; a full cache starts over rather than grow.
+                self._models.clear()
+            models = list(reply.models)
+            self._models[cache_key] = (time.monotonic() + self._models_cache_s, models)
+            return models
 
     def start(self) -> None:
         """Start following the adapters' health (readiness depends on it)."""

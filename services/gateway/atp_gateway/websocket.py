@@ -11,8 +11,9 @@ Client to server
       Cancels that request; the upstream call is cancelled at once. Unknown or finished ids are ignored.
 
 Server to client
-  {"type": "delta", "id": "<id>", "delta": {"content": "...", "tool_calls": [...]}}
-      Reply pieces, in order; one frame carries everything that arrived together.
+  {"type": "delta", "id": "<id>", "delta": {"content": "...", "tool_calls": [...], ...}}
+      Reply pieces, in order; one frame carries everything of one choice that arrived together (the
+      fields of a chat.completion.chunk delta). Choices other than the first (`n` > 1) carry "choice": i.
   {"type": "done", "id": "<id>", "decision_id": "...", "model": "...", "response": {<chat.completion>}}
       The request finished; `response` is the same object the HTTP endpoint returns.
   {"type": "error", "id": "<id>" | null, "error": {"message", "type", "param", "code"}}
@@ -21,7 +22,8 @@ Server to client
   {"type": "cancelled", "id": "<id>"}
       Acknowledges a cancel; nothing more is sent for that id.
 
-Authentication is the same as HTTP (Authorization: Bearer, api-key or x-api-key on the upgrade request).
+Authentication is the same as HTTP (Authorization: Bearer, api-key or x-api-key on the upgrade request);
+x-atp-user and x-atp-tags on the upgrade request apply to every request on the socket.
 A failed authentication is reported as an error frame, then the socket closes with 1008. When the gateway
 drains, new requests get an error frame (503), requests in flight finish, then the socket closes with
 1001 (going away).
@@ -43,18 +45,16 @@ from starlette.websockets import WebSocket, WebSocketState
 from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import AtpError, Internal, InvalidArgument, PayloadTooLarge, RateLimited, Unavailable
 from atp_gateway import metrics
+from atp_gateway.asgi import RequestHeaders
 from atp_gateway.auth import Principal, api_key_from_headers
-from atp_gateway.errors import (
-    check_complete_reply,
-    error_from_generate,
-    error_from_rpc,
-    error_from_validation,
-    openai_error,
-)
+from atp_gateway.dialects.chat import CHAT
+from atp_gateway.dialects.chat_reply import completion_json, merge_deltas
+from atp_gateway.dialects.chat_request import to_generate_request
+from atp_gateway.dialects.chat_schema import CHAT_REQUEST
+from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
+from atp_gateway.exchange import Caller, complete, stamp
 from atp_gateway.gateway import Gateway
-from atp_gateway.schemas import CHAT_REQUEST, WS_MESSAGE
-from atp_gateway.translate import CompletionBuilder, merge_deltas, to_generate_request
-from atp_gateway.upstream import AdaptersClient, whole_reply
+from atp_gateway.schemas import WS_MESSAGE
 
 log = logging.getLogger("atp.gateway.websocket")
 
@@ -110,6 +110,8 @@ class _Session:
         # Kept in memory only, to re-check each request: a key revoked while the socket is open stops
         # working within the directory's poll interval, as on HTTP.
         self._api_key = api_key
+        # The upgrade request's headers (x-atp-user, x-atp-tags) apply to every request on the socket.
+        self._headers = RequestHeaders(websocket.scope)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Tasks that only send a refusal; held here because the event loop keeps tasks weakly.
         self._untracked: set[asyncio.Task[None]] = set()
@@ -242,22 +244,22 @@ class _Session:
         except ValidationError as exc:
             raise error_from_validation(exc) from None
         stream = parsed.get("stream", True) is not False
+        legacy = "functions" in parsed
         self._principal = self._gateway.keys.authenticate(self._api_key)
-        request = to_generate_request(
-            parsed,
-            tenant=self._principal.tenant,
-            key_id=self._principal.key_id,
-            request_id=request_id,
-            stream=stream,
-        )
+        request = to_generate_request(parsed, stream=stream)
+        caller = Caller(self._principal, request_id, self._headers, self._websocket.scope)
+        stamp(request, caller, CHAT.name)
         adapters = self._gateway.adapters
         if adapters is None:
             raise Unavailable("The gateway is starting.")
         if not stream:
-            return await self._complete(adapters, request, request_id)
+            # One Complete call, no delta frames, the done frame.
+            reply, upstream = await complete(adapters, request, None)
+            upstream.close()
+            return _done(request_id, reply, legacy)
         call = adapters.generate(request)
         try:
-            builder: CompletionBuilder | None = None
+            merged: adapters_pb2.GenerateResponse | None = None
             while True:
                 try:
                     message = await call.read()
@@ -269,53 +271,31 @@ class _Session:
                 if message.HasField("error"):
                     error = message.error
                     raise error_from_generate(error.code, error.message, error.type)
-                if builder is None:
+                if merged is None:
                     if not message.HasField("header"):
                         log.error("adapters reply without a header")
                         raise Internal("internal error")
-                    builder = CompletionBuilder(message.header)
-                builder.add(message)
-                if (delta := merge_deltas(message.deltas)) is not None:
-                    await self._send({"type": "delta", "id": request_id, "delta": delta})
-                if builder.completion is not None:
-                    return _done(request_id, builder)
+                    merged = adapters_pb2.GenerateResponse()
+                merged.MergeFrom(message)
+                for choice in merge_deltas(message.deltas, legacy):
+                    frame = {"type": "delta", "id": request_id, "delta": choice["delta"]}
+                    if choice["index"]:
+                        frame["choice"] = choice["index"]
+                    await self._send(frame)
+                if message.HasField("completion"):
+                    return _done(request_id, merged, legacy)
         finally:
             call.cancel()
 
-    @staticmethod
-    async def _complete(
-        adapters: AdaptersClient, request: adapters_pb2.GenerateRequest, request_id: str
-    ) -> dict[str, Any]:
-        """A request with `stream: false`: one Complete call, no delta frames, the done frame."""
-        call = adapters.complete(request)
-        try:
-            try:
-                try:
-                    message = await whole_reply(call)
-                except aio.AioRpcError as exc:
-                    if not adapters.lacks_complete(exc, call):
-                        raise
-                    call = adapters.generate(request)
-                    message = await whole_reply(call)
-            except aio.AioRpcError as exc:
-                raise error_from_rpc(exc, generating=True) from None
-        finally:
-            call.cancel()
-        check_complete_reply(message)
-        builder = CompletionBuilder(message.header)
-        builder.add(message)
-        return _done(request_id, builder)
 
-
-def _done(request_id: str, builder: CompletionBuilder) -> dict[str, Any]:
+def _done(request_id: str, reply: adapters_pb2.GenerateResponse, legacy: bool) -> dict[str, Any]:
     """The final frame of a request served in full."""
-    header = builder.header
     return {
         "type": "done",
         "id": request_id,
-        "decision_id": header.decision_id,
-        "model": header.model,
-        "response": builder.result(),
+        "decision_id": reply.header.decision_id,
+        "model": reply.header.model,
+        "response": completion_json(reply, legacy_functions=legacy),
     }
 
 

@@ -51,12 +51,15 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
     """
 
     requests: list[adapters_pb2.GenerateRequest] = field(default_factory=list)
+    embed_requests: list[adapters_pb2.EmbedRequest] = field(default_factory=list)
+    list_models_requests: list[adapters_pb2.ListModelsRequest] = field(default_factory=list)
     list_models_calls: int = 0
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     hanging: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def ListModels(self, request, context):
         self.list_models_calls += 1
+        self.list_models_requests.append(request)
         return adapters_pb2.ListModelsResponse(
             models=[
                 adapters_pb2.ModelInfo(id="auto", kind="route"),
@@ -64,6 +67,25 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
                     id="local-small", provider="local", kind="model", context_window=32768
                 ),
             ]
+        )
+
+    async def Embed(self, request, context):
+        """One vector per input: [index, input length, 0.5]; `embed-short` returns one vector too few."""
+        self.embed_requests.append(request)
+        if request.model not in ("embed", "embed-short"):
+            raise NotFound(f"unknown model or route {request.model!r}")
+        vectors = [
+            adapters_pb2.Embedding(
+                values=[float(i), float(len(x.text) if x.HasField("text") else len(x.tokens.ids)), 0.5]
+            )
+            for i, x in enumerate(request.inputs)
+        ]
+        if request.model == "embed-short":
+            vectors = vectors[:-1]
+        return adapters_pb2.EmbedResponse(
+            header=adapters_pb2.GenerateHeader(decision_id="dec-e", model="embed-1", provider="local"),
+            embeddings=vectors,
+            usage=chat_pb2.Usage(prompt_tokens=len(request.inputs) * 2),
         )
 
     def _header(self, request, model: str) -> adapters_pb2.GenerateHeader:

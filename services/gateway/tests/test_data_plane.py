@@ -252,11 +252,11 @@ async def test_parameters_translate_for_anthropic_and_gemini(stack: Stack):
 @pytest.mark.parametrize(
     ("fields", "param", "says"),
     [
-        # The provider's translation refuses what the Messages API has no equivalent for.
+        # Candidates whose provider type or model cannot honour a parameter are filtered before routing;
+        # with none left, the 400 names the parameter and what the candidate lacks.
         ({"seed": 1}, "seed", "seed"),
-        ({"presence_penalty": 0.5}, "presence_penalty", "presence_penalty"),
-        # The model's capabilities rule it out before any provider is involved.
-        ({"response_format": {"type": "json_object"}}, None, "lacks json"),
+        ({"presence_penalty": 0.5}, "presence_penalty", "penalties"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "lacks json"),
     ],
 )
 async def test_a_parameter_the_provider_cannot_honour_is_a_clear_400(

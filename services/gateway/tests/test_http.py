@@ -95,12 +95,12 @@ async def test_request_translation_to_generate(client, adapters):
     assert params.max_tokens == 50 and list(params.stop) == ["END"] and params.seed == 7
     assert params.user == "u1" and params.presence_penalty == 0.5
     assert not params.HasField("frequency_penalty")
-    assert orjson.loads(params.response_format_json) == {"type": "json_object"}
-    assert orjson.loads(params.tool_choice_json) == "auto"
-    assert orjson.loads(params.tools_json)[0]["function"]["name"] == "f"
+    assert params.response_format.type == "json_object"
+    assert params.tool_choice.mode == "auto"
+    assert params.tools[0].name == "f" and orjson.loads(params.tools[0].parameters_json) == {"type": "object"}
     messages = sent.messages
     assert [m.role for m in messages] == ["system", "user", "assistant", "tool", "user"]
-    assert orjson.loads(messages[1].content_parts_json) == [{"type": "text", "text": "hi"}]
+    assert [p.text for p in messages[1].parts] == ["hi"] and not messages[1].content
     assert messages[2].tool_calls[0].function_name == "f" and messages[3].tool_call_id == "c1"
 
 
@@ -217,10 +217,10 @@ async def test_api_key_headers(client, api_key):
             "Unrecognized request argument",
         ),
         (
-            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "logprobs": true}',
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}',
             400,
+            "top_logprobs",
             "logprobs",
-            "not supported",
         ),
         (
             b'{"model": "auto", "messages": [{"role": "user", "content": "x", "colour": 1}]}',
@@ -228,7 +228,7 @@ async def test_api_key_headers(client, api_key):
             "messages[0].colour",
             "Unrecognized",
         ),
-        (b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "n": 2}', 400, "n", "'n'"),
+        (b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "n": 0}', 400, "n", "'n'"),
         (
             b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
             400,
@@ -330,8 +330,15 @@ async def test_models_listed_and_cached(client, adapters):
         "owned_by": "local",
         "kind": "model",
         "context_window": 32768,
+        "capabilities": [],
     }
     assert adapters[1].list_models_calls == 1
+    # The list is the calling key's tenant's (the adapters apply its allowed and denied models).
+    asked = adapters[1].list_models_requests[0]
+    assert asked.tenant == "local" and asked.key_id
+    one = await client.get("/v1/models/local-small")
+    assert one.status_code == 200 and one.json() == body["data"][1]
+    _assert_openai_error(await client.get("/v1/models/gpt-9"), 404, code="model_not_found")
     _assert_openai_error(await client.get("/v1/models", headers={"authorization": ""}), 401)
 
 
@@ -404,7 +411,7 @@ def test_openapi_declares_the_request_schema(settings, config):
     body = operation["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["model", "messages"]
     assert body["additionalProperties"] is False
-    assert "ChatMessage" in schema["components"]["schemas"]
+    assert "UserMessage" in schema["components"]["schemas"]
     assert {"400", "401", "404", "413"} <= set(operation["responses"])
     assert adapters_pb2.FINISH_REASON_STOP  # the stubs the gateway speaks are importable
 
@@ -415,4 +422,4 @@ async def test_pass_through_json_keeps_integers_beyond_64_bits(client, adapters)
     content = json.dumps(_body(tools=tools)).encode()
     response = await client.post(CHAT, content=content, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
-    assert json.loads(adapters[1].requests[0].params.tools_json) == tools
+    assert json.loads(adapters[1].requests[0].params.tools[0].parameters_json) == {"maximum": 10**30}

@@ -58,7 +58,7 @@ async def test_openai_sdk_headers_and_errors(sdk):
         await sdk.chat.completions.create(model="no-such-model", messages=_messages())
     assert caught.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
-        await sdk.chat.completions.create(model="auto", messages=_messages(), n=3)
+        await sdk.chat.completions.create(model="auto", messages=_messages(), n=0)
     assert bad.value.param == "n"
     with pytest.raises(openai.AuthenticationError):
         await sdk.with_options(api_key="sk-wrong").chat.completions.create(model="auto", messages=_messages())

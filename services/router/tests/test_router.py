@@ -172,7 +172,7 @@ async def test_watch_policy_sends_only_newer_snapshots(router: Router) -> None:
     first = await stream.next()
     stream.close()
     assert first.default_route == "auto" and [r.name for r in first.routes] == ["auto"]
-    assert {m.name for m in first.models} == {"local-small", "local-large"}
+    assert {m.name for m in first.models} == {"local-small", "local-large", "local-embed"}
 
     # A watcher that already has this version gets nothing until a newer one exists.
     up_to_date = watch(router, first.version)

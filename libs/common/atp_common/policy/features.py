@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-
-import orjson
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
 
 from atp.common.v1 import chat_pb2
+from atp_common import capabilities
 
 # The context vector's order. Append only: learned LinUCB state is indexed by position, so reordering or
 # inserting invalidates every arm (bump FEATURE_DIM and let the router start those routes cold).
@@ -43,9 +44,7 @@ MAX_PROMPT_KILOTOKENS = 4.0
 # The text cues read at most this many characters of the last user message, so cost stays flat in size.
 SAMPLE_CHARS = 1024
 
-_IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
-_EMPTY_JSON = frozenset({b"", b"[]", b"null", b"{}"})
 
 # The cues are tuned for speed: patterns that start with a literal let the regex engine skip ahead, and
 # plain substring tests (C speed) replace alternations where a false positive costs little.
@@ -104,37 +103,105 @@ def _math_like(text: str, ascii_only: bool) -> bool:
     return any(word in lowered for word in _MATH_WORDS)
 
 
-def _parts(raw: bytes) -> tuple[str, int]:
-    """Text of OpenAI content parts and their image count; unparsable parts count as opaque text."""
-    try:
-        parts = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace"), 0
-    if not isinstance(parts, list):
-        return "", 0
+def _parts(parts: Sequence[chat_pb2.ContentPart]) -> tuple[str, int, int]:
+    """The text of typed content parts, their image count and the feature bits the other parts need."""
     texts: list[str] = []
     images = 0
+    bits = 0
     for part in parts:
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        if kind in _IMAGE_PART_TYPES:
+        kind = part.WhichOneof("kind")
+        if kind == "text":
+            texts.append(part.text)
+        elif kind == "image":
             images += 1
-        else:
-            text = part.get("text")
-            if isinstance(text, str):
-                texts.append(text)
-    return "\n".join(texts), images
+        elif kind == "audio":
+            bits |= _AUDIO_INPUT
+        elif kind == "file":
+            bits |= _FILES
+        elif kind == "refusal":
+            texts.append(part.refusal)
+        elif kind == "thinking":
+            texts.append(part.thinking.thinking)
+    return "\n".join(texts), images, bits
 
 
-def _wants_json(raw: bytes) -> bool:
-    if not raw:
-        return False
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(value, dict) and value.get("type") in _JSON_FORMATS
+def _param_bits(params: chat_pb2.GenerationParams) -> int:
+    """The feature bits the set parameters need; reads only the fields the client set."""
+    bits = 0
+    for field, value in params.ListFields():
+        check = _PARAM_BITS.get(field.number)
+        if check is not None:
+            bits |= check(value)
+    return bits
+
+
+def _tool_bits(tools: Sequence[chat_pb2.Tool]) -> int:
+    bits = _TOOLS if tools else 0
+    for tool in tools:
+        if tool.type == "custom":
+            bits |= _CUSTOM_TOOLS
+    return bits
+
+
+def _reasoning_bits(reasoning: chat_pb2.Reasoning) -> int:
+    # Reasoning turned off (effort `none`, thinking disabled) asks nothing of the model.
+    wants = (reasoning.effort not in ("", "none") or reasoning.budget_tokens > 0) and not reasoning.disabled
+    return _REASONING if wants or reasoning.include_thoughts else 0
+
+
+_FEATURE = capabilities.BY_NAME
+_TOOLS = _FEATURE["tools"].bit
+_VISION = _FEATURE["vision"].bit
+_JSON = _FEATURE["json"].bit
+_STREAMING = _FEATURE["streaming"].bit
+_AUDIO_INPUT = _FEATURE["audio_input"].bit
+_FILES = _FEATURE["files"].bit
+_REASONING = _FEATURE["reasoning"].bit
+_CUSTOM_TOOLS = _FEATURE["custom_tools"].bit
+_CHAT = _FEATURE["chat"].bit
+_LOGPROBS = _FEATURE["logprobs"].bit
+_PENALTIES = _FEATURE["penalties"].bit
+_PROMPT_CACHE = _FEATURE["prompt_cache_key"].bit
+_FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
+
+
+def _always(name: str) -> Callable[[Any], int]:
+    bit = _FEATURE[name].bit
+    return lambda value: bit
+
+
+# Field number to the bits that field's value needs. Parameters every provider honours (temperature,
+# top_p, max_tokens, stop, user, metadata, safety_identifier) need none.
+_PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
+    {
+        _FIELDS[name].number: check
+        for name, check in (
+            ("tools", _tool_bits),
+            ("tool_choice", lambda c: _CUSTOM_TOOLS if c.mode in ("allowed_tools", "custom") else 0),
+            ("response_format", lambda f: _JSON if f.type in _JSON_FORMATS else 0),
+            ("parallel_tool_calls", lambda v: 0 if v else _FEATURE["no_parallel_tool_calls"].bit),
+            ("reasoning", _reasoning_bits),
+            ("logprobs", lambda v: _LOGPROBS if v else 0),
+            ("top_logprobs", lambda v: _LOGPROBS if v > 0 else 0),
+            ("store", lambda v: _FEATURE["store"].bit if v else 0),
+            ("service_tier", lambda v: 0 if v in ("auto", "default") else _FEATURE["service_tier"].bit),
+            ("prediction", _always("prediction")),
+            ("modalities", lambda v: _FEATURE["audio_output"].bit if "audio" in v else 0),
+            ("audio", _always("audio_output")),
+            ("logit_bias", _always("logit_bias")),
+            ("n", lambda v: _FEATURE["multiple_choices"].bit if v > 1 else 0),
+            ("top_k", _always("top_k")),
+            ("seed", _always("seed")),
+            # A zero penalty is the default: any provider honours it by leaving it out.
+            ("presence_penalty", lambda v: _PENALTIES if v else 0),
+            ("frequency_penalty", lambda v: _PENALTIES if v else 0),
+            ("prompt_cache_key", lambda v: _PROMPT_CACHE),
+            ("prompt_cache_retention", lambda v: _PROMPT_CACHE),
+            ("verbosity", _always("verbosity")),
+            ("openai_options", _always("openai_options")),
+        )
+    }
+)
 
 
 def compute_features(
@@ -150,11 +217,13 @@ def compute_features(
     user_turns = 0
     tool_history = False
     last_user = ""
+    required = _CHAT | (_STREAMING if stream else 0)
     for message in messages:
         content = message.content
-        if message.content_parts_json:
-            content, count = _parts(message.content_parts_json)
+        if message.parts:
+            content, count, bits = _parts(message.parts)
             images += count
+            required |= bits
         chars += len(content) + len(message.name)
         if message.tool_calls:
             tool_history = True
@@ -166,9 +235,8 @@ def compute_features(
             last_user = content
         elif role == "tool":
             tool_history = True
-    tools_json = params.tools_json
-    offers_tools = tools_json.strip() not in _EMPTY_JSON
-    chars += len(tools_json)
+    for tool in params.tools:
+        chars += len(tool.name) + len(tool.description) + len(tool.parameters_json)
     prompt_tokens = (
         chars // CHARS_PER_TOKEN
         + MESSAGE_OVERHEAD_TOKENS * len(messages)
@@ -176,8 +244,13 @@ def compute_features(
         + IMAGE_TOKENS * images
     )
     max_output = max(params.max_tokens, 0) if params.HasField("max_tokens") else 0
-    needs_tools = offers_tools or tool_history
-    needs_json = _wants_json(params.response_format_json)
+    required |= _param_bits(params)
+    if tool_history:
+        required |= _TOOLS
+    if images:
+        required |= _VISION
+    needs_tools = bool(required & _TOOLS)
+    needs_json = bool(required & _JSON)
 
     sample = last_user[:SAMPLE_CHARS]
     ascii_only = sample.isascii()
@@ -207,4 +280,5 @@ def compute_features(
         needs_json=needs_json,
         stream=stream,
         vector=vector,
+        required_features=required,
     )

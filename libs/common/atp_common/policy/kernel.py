@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
+from atp_common import capabilities
 from atp_common.errors import AtpError, ConfigError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from atp_common.policy._math import (
     DEFAULT_OUTPUT_TOKENS,
@@ -46,8 +47,10 @@ MIN_PROPENSITY = 1e-4
 # Cached Thompson propensities per route; cleared when full (keys are per tenant and survivor set).
 _PROPENSITY_CACHE_SIZE = 4096
 
-_TOOLS, _VISION, _JSON, _STREAMING = 1, 2, 4, 8
-_CAPABILITY_NAMES = ((_TOOLS, "tools"), (_VISION, "vision"), (_JSON, "json"), (_STREAMING, "streaming"))
+_TOOLS = capabilities.BY_NAME["tools"].bit
+_VISION = capabilities.BY_NAME["vision"].bit
+_JSON = capabilities.BY_NAME["json"].bit
+_STREAMING = capabilities.BY_NAME["streaming"].bit
 
 # Filter stages, checked in this order. When nothing survives, the furthest stage any candidate reached
 # names the error: a model that was allowed and fit the request but is excluded means "try later".
@@ -61,7 +64,6 @@ class _Model:
     """A model as the kernel needs it, prices per token."""
 
     __slots__ = (
-        "capabilities",
         "context_window",
         "input_per_token",
         "name",
@@ -70,6 +72,7 @@ class _Model:
         "quality_prior",
         "regions",
         "spec",
+        "supported",
     )
 
     def __init__(self, spec: router_pb2.ModelSpec):
@@ -81,12 +84,16 @@ class _Model:
         self.context_window = spec.context_window
         self.quality_prior = spec.quality_prior
         self.regions = tuple(spec.regions)
-        self.capabilities = (
-            (_TOOLS if spec.supports_tools else 0)
-            | (_VISION if spec.supports_vision else 0)
-            | (_JSON if spec.supports_json else 0)
-            | (_STREAMING if spec.supports_streaming else 0)
-        )
+        supported = spec.supported_features
+        if not supported:
+            # A snapshot from a router that predates feature bits: only the four old flags are known.
+            supported = capabilities.ALL_BITS & ~(
+                (0 if spec.supports_tools else _TOOLS)
+                | (0 if spec.supports_vision else _VISION)
+                | (0 if spec.supports_json else _JSON)
+                | (0 if spec.supports_streaming else _STREAMING)
+            )
+        self.supported = supported
 
     def expected_cost(self, features: chat_pb2.RequestFeatures) -> float:
         output = features.max_output_tokens or DEFAULT_OUTPUT_TOKENS
@@ -296,8 +303,10 @@ class CompiledPolicy:
         features: chat_pb2.RequestFeatures,
         regions: RegionFilter | None,
     ) -> tuple[list[_Model], list[chat_pb2.FilteredCandidate]]:
+        # Precomputed features from older callers carry only the four flags: fold them in.
         need = (
-            (_TOOLS if features.needs_tools else 0)
+            features.required_features
+            | (_TOOLS if features.needs_tools else 0)
             | (_VISION if features.needs_vision else 0)
             | (_JSON if features.needs_json else 0)
             | (_STREAMING if features.stream else 0)
@@ -308,6 +317,7 @@ class CompiledPolicy:
         survivors: list[_Model] = []
         filtered: list[chat_pb2.FilteredCandidate] = []
         furthest = -1
+        lacking_any = 0
         for model in candidates:
             reason = ""
             stage = _STAGE_TENANT
@@ -319,9 +329,10 @@ class CompiledPolicy:
                 reason = f"no deployment in regions {regions.describe()}"
             else:
                 stage = _STAGE_REQUEST
-                lacking = need & ~model.capabilities
+                lacking = need & ~model.supported
                 if lacking:
-                    reason = "lacks " + ", ".join(n for bit, n in _CAPABILITY_NAMES if lacking & bit)
+                    lacking_any |= lacking
+                    reason = "lacks " + ", ".join(capabilities.feature_names(lacking))
                 elif model.context_window < tokens:
                     reason = f"context window {model.context_window} < {tokens} tokens needed"
                 elif model.name in exclusions:
@@ -336,7 +347,10 @@ class CompiledPolicy:
                 survivors.append(model)
         if not survivors:
             details = "; ".join(f"{f.model}: {f.reason}" for f in filtered)
-            raise _STAGE_ERRORS[furthest](f"no candidate of {name!r} can serve this request ({details})")
+            message = f"no candidate of {name!r} can serve this request ({details})"
+            if furthest == _STAGE_REQUEST and lacking_any:
+                raise InvalidArgument(message, param=_params(lacking_any))
+            raise _STAGE_ERRORS[furthest](message)
         return survivors, filtered
 
     def region_filter(self, tenant: str, features: chat_pb2.RequestFeatures) -> RegionFilter | None:
@@ -378,6 +392,12 @@ class CompiledPolicy:
         if filtered:
             decision.filtered.extend(filtered)
         return decision
+
+
+def _params(bits: int) -> str:
+    """The request parameters that asked for the features in `bits`, for the error's param."""
+    names = dict.fromkeys(f.param for f in capabilities.FEATURES if bits & f.bit and f.param)
+    return ", ".join(names)
 
 
 def _ordered(models: list[_Model], scores: list[float]) -> tuple[list[_Model], list[float]]:

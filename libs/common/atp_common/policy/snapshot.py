@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from atp.router.v1 import router_pb2
-from atp_common.config import AtpConfig
+from atp_common.capabilities import supported_features
+from atp_common.config import AtpConfig, HttpProvider
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.learning import RouteArms
 
@@ -18,6 +19,17 @@ POLICY_KINDS: Mapping[str, router_pb2.PolicyKind] = {
     "ucb": router_pb2.POLICY_KIND_UCB,
     "linucb": router_pb2.POLICY_KIND_LINUCB,
 }
+
+
+def model_features(config: AtpConfig, model: str) -> int:
+    """What a model can honour: the union over its deployments (the adapters then pick one that can)."""
+    capabilities = config.models[model].capabilities
+    bits = 0
+    for deployment in config.deployments_of(model):
+        provider = config.providers[deployment.provider]
+        wire_api = provider.wire_api if isinstance(provider, HttpProvider) else provider.type
+        bits |= supported_features(wire_api, capabilities)
+    return bits
 
 
 def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
@@ -50,6 +62,7 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
                 supports_json="json" in caps,
                 supports_streaming="streaming" in caps,
                 quality_prior=model.quality_prior,
+                supported_features=model_features(config, name),
             )
         )
     return specs

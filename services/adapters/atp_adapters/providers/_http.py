@@ -15,6 +15,7 @@ from opentelemetry import propagate, trace
 from yarl import URL
 
 from atp.common.v1 import chat_pb2
+from atp_adapters.providers._deltas import DeltaBuilder
 from atp_adapters.providers.base import (
     Provider,
     ProviderBatch,
@@ -31,6 +32,18 @@ MAX_BODY_BYTES = 16 << 20
 MAX_ERROR_BODY_BYTES = 64 << 10
 _MAX_CACHED_URLS = 1024
 _DNS_CACHE_TTL_S = 300
+
+
+__all__ = [
+    "DeltaBuilder",
+    "HttpProvider",
+    "LiveSecret",
+    "SseDecoder",
+    "SseError",
+    "StreamFormatError",
+    "StreamState",
+    "usage_from",
+]
 
 
 class StreamFormatError(ValueError):
@@ -98,82 +111,43 @@ class SseDecoder:
             raise SseError(f"not an SSE line: {line[:80]!r}")
 
 
-class DeltaBuilder:
-    """Collects the deltas of one read, merging adjacent text and adjacent fragments of one tool call,
-    so a batch carries few, larger deltas. The first delta of a reply gets role `assistant`."""
-
-    __slots__ = ("_deltas", "_role_sent", "_text")
-
-    def __init__(self) -> None:
-        self._deltas: list[chat_pb2.Delta] = []
-        self._text: list[str] = []
-        self._role_sent = False
-
-    def text(self, piece: str) -> None:
-        if piece:
-            self._text.append(piece)
-
-    def tool(self, index: int, call_id: str, call_type: str, name: str, arguments: str) -> None:
-        self._flush_text()
-        deltas = self._deltas
-        if deltas and deltas[-1].tool_calls:
-            last = deltas[-1].tool_calls[-1]
-            if last.index == index and not call_id and not name:
-                last.arguments += arguments
-                return
-            delta = deltas[-1]
-        else:
-            delta = chat_pb2.Delta()
-            deltas.append(delta)
-        delta.tool_calls.add(index=index, id=call_id, type=call_type, function_name=name, arguments=arguments)
-
-    def reasoning(self, text: str = "", signature: str = "", redacted: str = "") -> None:
-        """Visible thinking, its signature, or redacted thinking data; adjacent pieces merge."""
-        self._flush_text()
-        deltas = self._deltas
-        if deltas and not deltas[-1].content and not deltas[-1].tool_calls and not deltas[-1].annotations:
-            delta = deltas[-1]
-        else:
-            delta = chat_pb2.Delta()
-            deltas.append(delta)
-        delta.reasoning += text
-        delta.reasoning_signature += signature
-        delta.redacted_reasoning += redacted
-
-    def annotation(self, annotation: chat_pb2.Annotation) -> None:
-        """A citation of the text so far."""
-        self._flush_text()
-        if not self._deltas:
-            self._deltas.append(chat_pb2.Delta())
-        self._deltas[-1].annotations.append(annotation)
-
-    def _flush_text(self) -> None:
-        if self._text:
-            self._deltas.append(chat_pb2.Delta(content="".join(self._text)))
-            self._text.clear()
-
-    def take(self) -> list[chat_pb2.Delta]:
-        """The deltas collected since the last call."""
-        self._flush_text()
-        if not self._deltas:
-            return []
-        out = self._deltas
-        self._deltas = []
-        if not self._role_sent:
-            out[0].role = "assistant"
-            self._role_sent = True
-        return out
-
-
 class StreamState(abc.ABC):
     """Per-call decoding state of one provider's streamed wire format."""
 
-    __slots__ = ("deltas", "finish_reason", "usage")
+    __slots__ = (
+        "choice_finish_reasons",
+        "deltas",
+        "finish_reason",
+        "model_version",
+        "response_id",
+        "service_tier",
+        "stop_sequence",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self.deltas = DeltaBuilder()
         self.finish_reason = ""
         self.usage: chat_pb2.Usage | None = None
+        # What the provider said about the reply as a whole; copied onto the last batch.
+        self.response_id = ""
+        self.model_version = ""
+        self.stop_sequence = ""
+        self.service_tier = ""
+        self.choice_finish_reasons: dict[int, str] = {}
+
+    def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
+        """The batch that ends the reply."""
+        return ProviderBatch(
+            deltas,
+            self.finish_reason or "stop",
+            self.usage,
+            response_id=self.response_id,
+            model_version=self.model_version,
+            stop_sequence=self.stop_sequence,
+            service_tier=self.service_tier,
+            choice_finish_reasons=self.choice_finish_reasons,
+        )
 
     @abc.abstractmethod
     def event(self, name: bytes, data: bytes) -> bool:
@@ -447,11 +421,16 @@ class HttpProvider(Provider):
                 deltas = state.deltas.take()
                 if done:
                     finished = True
-                    yield ProviderBatch(deltas, state.finish_reason or "stop", state.usage)
+                    yield state.last_batch(deltas)
                     return
                 if deltas:
-                    first_token = False
-                    yield ProviderBatch(deltas)
+                    batch = ProviderBatch(deltas)
+                    if first_token:
+                        # The header goes out with the first output: it carries what is known of the reply.
+                        first_token = False
+                        batch.response_id, batch.model_version = state.response_id, state.model_version
+                        batch.service_tier = state.service_tier
+                    yield batch
                 # The first-token phase ends with the first event; from then on reads are bounded by idle.
                 if chunks:
                     phase_at = loop.time() + self._idle_s
@@ -466,6 +445,39 @@ class HttpProvider(Provider):
                     # Abandoned or failed mid-body: drop the connection so the provider stops generating
                     # (and bills no more), instead of returning a half-read socket to the pool.
                     response.close()
+
+    async def post_json(self, url: str, body: bytes, remaining: float | None) -> Any:
+        """One non-streamed call (embeddings): POST `body`, the parsed JSON reply, within the total
+        timeout tightened by `remaining` seconds; the same error translation as `stream`."""
+        loop = asyncio.get_running_loop()
+        total = self._total_s if remaining is None else min(self._total_s, remaining)
+        if total <= 0:
+            raise self._error("timeout", "request deadline already passed")
+        deadline = loop.time() + total
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._client().post(url, data=body, headers=self._current_headers())
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
+        except TimeoutError as exc:
+            raise self._error("timeout", f"no response within {total:g}s") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise self._error("connect", f"cannot connect: {exc}", retryable=True) from exc
+        try:
+            if response.status >= 400:
+                raise await self._http_error(response, deadline)
+            try:
+                payload = await self._read_body(response, deadline, MAX_BODY_BYTES)
+            except TimeoutError as exc:
+                raise self._error("timeout", f"no complete response within {total:g}s") from exc
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                raise self._error("cut", f"response broke: {exc}", retryable=True) from exc
+            try:
+                return orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise self._error("malformed", f"malformed response: {exc}") from exc
+        finally:
+            response.release()
 
     async def _read_body(self, response: aiohttp.ClientResponse, deadline: float, limit: int) -> bytes:
         length = response.content_length

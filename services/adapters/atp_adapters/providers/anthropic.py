@@ -1,4 +1,4 @@
-"""Anthropic's Messages API as a provider: OpenAI-shaped requests in, Messages wire format out."""
+"""Anthropic's Messages API as a provider: the typed request out, every reply block back as deltas."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
-from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest, unsupported
+from atp_adapters.providers.anthropic_encode import encode_anthropic
+from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest
 from atp_common import config
 
+__all__ = ["AnthropicProvider", "encode_anthropic"]
+
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
-# Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
-DEFAULT_MAX_TOKENS = 4096
+# The tier that served a reply, in the internal (OpenAI's) vocabulary; the batch tier is never asked for.
+_SERVICE_TIERS = {"standard": "default", "priority": "priority"}
 _STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
     "pause_turn": "stop",
@@ -30,179 +34,121 @@ def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
     # Anthropic's input_tokens leaves out cache reads and writes; prompt tokens here count them all.
     prompt = (usage.get("input_tokens") or 0) + cached + written
     completion = output_tokens if output_tokens is not None else usage.get("output_tokens")
-    return usage_from(prompt, completion, cached, cache_write=written)
+    thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+    return usage_from(prompt, completion, cached, thinking, cache_write=written)
 
 
-def _image_block(provider: str, part: dict[str, Any]) -> dict[str, Any]:
-    url = (part.get("image_url") or {}).get("url", "")
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        media_type = header[5:].split(";", 1)[0]
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    if url:
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise unsupported(provider, "messages", "an image_url part without a url")
+def _annotation(citation: dict[str, Any], start: int, end: int) -> chat_pb2.Annotation:
+    """A citation of the text between start and end (the reply's characters its text block spans)."""
+    return chat_pb2.Annotation(
+        type=citation.get("type") or "",
+        url=citation.get("url") or citation.get("source") or "",
+        title=citation.get("title") or citation.get("document_title") or "",
+        start_index=start,
+        end_index=end,
+        cited_text=citation.get("cited_text") or "",
+    )
 
 
-def _content_blocks(provider: str, message: chat_pb2.ChatMessage) -> list[dict[str, Any]] | str:
-    if not message.content_parts_json:
-        return message.content
-    blocks: list[dict[str, Any]] = []
-    for part in orjson.loads(message.content_parts_json):
-        kind = part.get("type")
+class _Reply:
+    """What Messages content blocks add up to, whole or streamed: the deltas, the text offsets that
+    citations point into, the tool-call numbering, and the reply's metadata."""
+
+    def __init__(self, builder: DeltaBuilder, streamed: bool) -> None:
+        self.builder = builder
+        # A streamed tool_use block starts with an empty input that input_json_delta events fill in.
+        self.streamed = streamed
+        self.text_length = 0
+        self.tool_count = 0
+        self.response_id = ""
+        self.stop_sequence = ""
+        self.finish_reason = ""
+        # Content block index -> tool call index, for input_json_delta events.
+        self.tool_index: dict[int, int] = {}
+        # The open text block's start offset and the citations that arrived for it.
+        self.block_start = 0
+        self.citations: list[dict[str, Any]] = []
+
+    def text(self, text: str) -> None:
+        self.builder.text(text)
+        self.text_length += len(text)
+
+    def start_block(self, index: int, block: dict[str, Any]) -> None:
+        kind = block.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": part.get("text", "")})
-        elif kind == "image_url":
-            blocks.append(_image_block(provider, part))
-        else:
-            raise unsupported(provider, "messages", f"content part type {kind!r}")
-    return blocks
+            self.block_start = self.text_length
+            self.citations = list(block.get("citations") or ())
+            self.text(block.get("text") or "")
+        elif kind == "tool_use":
+            self.tool_index[index] = self.tool_count
+            self.tool_count += 1
+            arguments = "" if self.streamed else orjson.dumps(block.get("input") or {}).decode()
+            call_id, name = block.get("id", ""), block.get("name", "")
+            self.builder.tool(self.tool_index[index], call_id, "function", name, arguments)
+        elif kind == "thinking":
+            self.builder.reasoning(block.get("thinking") or "", block.get("signature") or "")
+        elif kind == "redacted_thinking":
+            self.builder.reasoning(redacted=block.get("data") or "")
 
+    def delta(self, index: int, delta: dict[str, Any]) -> None:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            self.text(delta.get("text") or "")
+        elif kind == "input_json_delta":
+            tool = self.tool_index.get(index)
+            if tool is not None:
+                self.builder.tool(tool, "", "", "", delta.get("partial_json") or "")
+        elif kind == "thinking_delta":
+            self.builder.reasoning(delta.get("thinking") or "")
+        elif kind == "signature_delta":
+            self.builder.reasoning(signature=delta.get("signature") or "")
+        elif kind == "citations_delta":
+            self.citations.append(delta["citation"])
 
-def _as_blocks(content: list[dict[str, Any]] | str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    return content
+    def stop_block(self) -> None:
+        for citation in self.citations:
+            self.builder.annotation(_annotation(citation, self.block_start, self.text_length))
+        self.citations = []
 
-
-def _tools(provider: str, tools_json: bytes) -> list[dict[str, Any]]:
-    tools = []
-    for tool in orjson.loads(tools_json):
-        if tool.get("type", "function") != "function":
-            raise unsupported(provider, "tools", f"tool type {tool.get('type')!r}")
-        function = tool.get("function") or {}
-        entry: dict[str, Any] = {
-            "name": function.get("name", ""),
-            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if function.get("description"):
-            entry["description"] = function["description"]
-        tools.append(entry)
-    return tools
-
-
-def _tool_choice(provider: str, choice: Any) -> dict[str, Any]:
-    if choice == "auto":
-        return {"type": "auto"}
-    if choice == "none":
-        return {"type": "none"}
-    if choice == "required":
-        return {"type": "any"}
-    if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
-    raise unsupported(provider, "tool_choice", f"value {choice!r}")
-
-
-def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
-    """Our request as a Messages API body. System messages become `system`; tool results become
-    `tool_result` blocks of a user turn; assistant tool calls become `tool_use` blocks."""
-    params = request.params
-    if params.HasField("seed"):
-        raise unsupported(provider, "seed")
-    if params.HasField("presence_penalty"):
-        raise unsupported(provider, "presence_penalty")
-    if params.HasField("frequency_penalty"):
-        raise unsupported(provider, "frequency_penalty")
-    if params.response_format_json:
-        response_format = orjson.loads(params.response_format_json)
-        if response_format.get("type") != "text":
-            raise unsupported(provider, "response_format", f"type {response_format.get('type')!r}")
-
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-    for message in request.messages:
-        role = message.role
-        if role in ("system", "developer"):
-            system.append(message.content)
-            continue
-        if role == "tool":
-            block = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}
-            # Results of parallel tool calls must share one user turn.
-            if messages and messages[-1]["role"] == "user" and messages[-1].get("_tool_results"):
-                messages[-1]["content"].append(block)
-            else:
-                messages.append({"role": "user", "content": [block], "_tool_results": True})
-            continue
-        if role == "assistant" and message.tool_calls:
-            blocks = _as_blocks(_content_blocks(provider, message))
-            for call in message.tool_calls:
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.function_name,
-                        "input": orjson.loads(call.arguments) if call.arguments else {},
-                    }
-                )
-            messages.append({"role": "assistant", "content": blocks})
-            continue
-        if role not in ("user", "assistant"):
-            raise unsupported(provider, "messages", f"role {role!r}")
-        messages.append({"role": role, "content": _content_blocks(provider, message)})
-    for entry in messages:
-        entry.pop("_tool_results", None)
-
-    body: dict[str, Any] = {
-        "model": request.provider_model,
-        "max_tokens": params.max_tokens if params.HasField("max_tokens") else DEFAULT_MAX_TOKENS,
-        "messages": messages,
-    }
-    if system:
-        body["system"] = "\n\n".join(system)
-    if request.stream:
-        body["stream"] = True
-    if params.HasField("temperature"):
-        body["temperature"] = params.temperature
-    if params.HasField("top_p"):
-        body["top_p"] = params.top_p
-    if params.stop:
-        body["stop_sequences"] = list(params.stop)
-    if params.user:
-        body["metadata"] = {"user_id": params.user}
-    if params.tools_json:
-        body["tools"] = _tools(provider, params.tools_json)
-    if params.tool_choice_json:
-        body["tool_choice"] = _tool_choice(provider, orjson.loads(params.tool_choice_json))
-    return orjson.dumps(body)
+    def stop(self, delta: dict[str, Any]) -> None:
+        reason = delta.get("stop_reason")
+        if reason:
+            self.finish_reason = _STOP_REASONS.get(reason, "stop")
+        self.stop_sequence = delta.get("stop_sequence") or self.stop_sequence
+        explanation = (delta.get("stop_details") or {}).get("explanation")
+        if reason == "refusal":
+            self.builder.refusal(explanation or "")
 
 
 class _AnthropicStream(StreamState):
-    __slots__ = ("_provider", "_start_usage", "_tool_index")
+    __slots__ = ("_provider", "_reply", "_start_usage")
 
     def __init__(self, provider: str) -> None:
         super().__init__()
         self._provider = provider
+        self._reply = _Reply(self.deltas, streamed=True)
         self._start_usage: dict[str, Any] = {}
-        # Content block index -> tool call index (text blocks take block indexes too).
-        self._tool_index: dict[int, int] = {}
 
     def event(self, name: bytes, data: bytes) -> bool:
         payload = orjson.loads(data)
         kind = payload.get("type") or name.decode()
+        reply = self._reply
         if kind == "content_block_delta":
-            delta = payload["delta"]
-            delta_type = delta.get("type")
-            if delta_type == "text_delta":
-                self.deltas.text(delta.get("text", ""))
-            elif delta_type == "input_json_delta":
-                index = self._tool_index.get(payload.get("index", 0))
-                if index is not None:
-                    self.deltas.tool(index, "", "", "", delta.get("partial_json", ""))
-            # thinking and signature deltas are not part of the reply.
+            reply.delta(payload.get("index", 0), payload["delta"])
         elif kind == "content_block_start":
-            block = payload.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                index = self._tool_index[payload.get("index", 0)] = len(self._tool_index)
-                self.deltas.tool(index, block.get("id", ""), "function", block.get("name", ""), "")
-            elif block.get("type") == "text" and block.get("text"):
-                self.deltas.text(block["text"])
+            reply.start_block(payload.get("index", 0), payload.get("content_block") or {})
+        elif kind == "content_block_stop":
+            reply.stop_block()
         elif kind == "message_start":
-            self._start_usage = (payload.get("message") or {}).get("usage") or {}
+            message = payload.get("message") or {}
+            self.response_id = reply.response_id = message.get("id") or ""
+            self._start_usage = message.get("usage") or {}
             self.usage = _usage(self._start_usage)
+            self.service_tier = _SERVICE_TIERS.get(self._start_usage.get("service_tier") or "", "")
         elif kind == "message_delta":
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            if reason:
-                self.finish_reason = _STOP_REASONS.get(reason, "stop")
+            reply.stop(payload.get("delta") or {})
+            self.finish_reason = reply.finish_reason or self.finish_reason
+            self.stop_sequence = reply.stop_sequence
             usage = payload.get("usage")
             if usage:
                 # message_delta's usage is cumulative; input counts may be restated there too.
@@ -224,6 +170,24 @@ class _AnthropicStream(StreamState):
         return False  # message_stop is the only proper end
 
 
+def decode_message(payload: dict[str, Any]) -> ProviderBatch:
+    """The single batch of a non-streamed Message."""
+    reply = _Reply(DeltaBuilder(), streamed=False)
+    for index, block in enumerate(payload.get("content") or ()):
+        reply.start_block(index, block)
+        reply.stop_block()
+    reply.stop(payload)
+    usage = payload.get("usage")
+    return ProviderBatch(
+        reply.builder.take(),
+        reply.finish_reason or "stop",
+        _usage(usage) if usage else None,
+        response_id=payload.get("id") or "",
+        stop_sequence=reply.stop_sequence,
+        service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
+    )
+
+
 class AnthropicProvider(HttpProvider):
     """Anthropic's Messages API. `base_url` without the version path (`https://api.anthropic.com`);
     `api_version` is the anthropic-version header."""
@@ -242,25 +206,10 @@ class AnthropicProvider(HttpProvider):
         return f"{self._base_url}/v1/messages"
 
     def encode(self, request: ProviderRequest) -> bytes:
-        try:
-            return encode_anthropic(self.name, request)
-        except (orjson.JSONDecodeError, AttributeError) as exc:
-            raise unsupported(self.name, "messages", f"invalid JSON in the request: {exc}") from exc
+        return encode_anthropic(self.name, request)
 
     def stream_state(self, request: ProviderRequest) -> StreamState:
         return _AnthropicStream(self.name)
 
     def decode_full(self, payload: Any) -> ProviderBatch:
-        builder = DeltaBuilder()
-        tool_index = 0
-        for block in payload.get("content") or ():
-            kind = block.get("type")
-            if kind == "text":
-                builder.text(block.get("text", ""))
-            elif kind == "tool_use":
-                arguments = orjson.dumps(block.get("input") or {}).decode()
-                builder.tool(tool_index, block.get("id", ""), "function", block.get("name", ""), arguments)
-                tool_index += 1
-        finish = _STOP_REASONS.get(payload.get("stop_reason") or "", "stop")
-        usage = payload.get("usage")
-        return ProviderBatch(builder.take(), finish, _usage(usage) if usage else None)
+        return decode_message(payload)

@@ -58,6 +58,39 @@ class ProviderBatch:
     deltas: list[chat_pb2.Delta] = field(default_factory=list)
     finish_reason: str = ""
     usage: chat_pb2.Usage | None = None
+    # Also only on the last batch: the provider's id for the reply, its model version, the stop sequence
+    # that ended it, the service tier that served it, and each choice's finish reason by choice index
+    # (requests with n > 1).
+    response_id: str = ""
+    model_version: str = ""
+    stop_sequence: str = ""
+    service_tier: str = ""
+    choice_finish_reasons: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EmbedCall:
+    """What the adapters ask one provider to embed: texts, or token ids (OpenAI takes both)."""
+
+    provider_model: str
+    inputs: Sequence[str | Sequence[int]]
+    dimensions: int | None = None
+    user: str = ""
+    request_id: str = ""
+    # Absolute time on the time.monotonic() clock, as in ProviderRequest.
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be negative), or None without a deadline."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """One vector per input, in input order; usage None when the provider did not report it."""
+
+    vectors: list[list[float]]
+    usage: chat_pb2.Usage | None = None
 
 
 class ProviderError(Exception):
@@ -168,6 +201,10 @@ class Provider(abc.ABC):
         Non-streamed requests yield exactly one batch. Raises ProviderError. Close the iterator (use
         `contextlib.aclosing`) when abandoning it early, so the upstream connection is closed at once.
         """
+
+    async def embed(self, call: EmbedCall) -> Embeddings:
+        """Embeddings for `call.inputs`. Raises ProviderError; unsupported unless the provider has them."""
+        raise unsupported(self.name, "model", "this provider has no embeddings")
 
     async def close(self) -> None:  # noqa: B027 - a provider without resources has nothing to close
         """Release connections. The provider must not be used afterwards."""

@@ -42,7 +42,7 @@ class RefreshingCredential:
         self.version = 0
         self.expires_at: float | None = None
         self._wake = asyncio.Event()
-        self._last_refresh = 0.0
+        self._last_early = -_MIN_REFRESH_GAP_S
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -62,13 +62,15 @@ class RefreshingCredential:
             self._task = None
 
     def request_refresh(self) -> None:
-        """Refresh soon: the provider refused the current credential."""
-        if time.monotonic() - self._last_refresh >= _MIN_REFRESH_GAP_S:
+        """Refresh soon: the provider refused the current credential (at most once per few seconds, so a
+        provider that refuses every token cannot make us hammer the token service)."""
+        now = time.monotonic()
+        if now - self._last_early >= _MIN_REFRESH_GAP_S:
+            self._last_early = now
             self._wake.set()
 
     async def _refresh(self) -> None:
         value, expires_at = await asyncio.to_thread(self._fetch)
-        self._last_refresh = time.monotonic()
         self.expires_at = expires_at
         if value != self.value:
             self.value = value

@@ -1,16 +1,30 @@
-"""Google's Gemini API (generateContent, streamGenerateContent over SSE) as a provider."""
+"""Google's Gemini API (generateContent, streamGenerateContent over SSE, batchEmbedContents) as a provider."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
-from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest, unsupported
+from atp_adapters.providers.base import (
+    EmbedCall,
+    Embeddings,
+    ProviderBatch,
+    ProviderError,
+    ProviderRequest,
+    unsupported,
+)
+from atp_adapters.providers.gemini_encode import encode_gemini
+from atp_adapters.providers.image_fetch import FetchLimits, ImageFetcher, remote_images
 from atp_common import config
+
+__all__ = ["GeminiProvider", "encode_gemini"]
 
 DEFAULT_GEMINI_VERSION = "v1beta"
 _FINISH_REASONS = {
@@ -23,7 +37,6 @@ _FINISH_REASONS = {
     "SPII": "content_filter",
     "IMAGE_SAFETY": "content_filter",
 }
-_JSON_FORMATS = ("json_object", "json_schema")
 
 
 def _usage(metadata: dict[str, Any]) -> chat_pb2.Usage:
@@ -42,133 +55,40 @@ def _call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def _parts(provider: str, message: chat_pb2.ChatMessage) -> list[dict[str, Any]]:
-    if not message.content_parts_json:
-        return [{"text": message.content}] if message.content else []
-    parts: list[dict[str, Any]] = []
-    for part in orjson.loads(message.content_parts_json):
-        kind = part.get("type")
-        if kind == "text":
-            parts.append({"text": part.get("text", "")})
-        elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            if not url.startswith("data:"):
-                raise unsupported(provider, "messages", "image_url must be a data: URL for Gemini")
-            header, _, data = url.partition(",")
-            parts.append({"inlineData": {"mimeType": header[5:].split(";", 1)[0], "data": data}})
-        else:
-            raise unsupported(provider, "messages", f"content part type {kind!r}")
-    return parts
-
-
-def _tool_response(content: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return {"content": content}
-    return value if isinstance(value, dict) else {"content": value}
-
-
-def encode_gemini(provider: str, request: ProviderRequest) -> bytes:
-    """Our request as a generateContent body: system messages become systemInstruction, assistant turns
-    role `model`, tool calls functionCall parts and tool results functionResponse parts. The `user`
-    parameter only labels the caller for OpenAI's abuse monitoring; Gemini has no such field, so it is
-    not sent (it does not change the reply)."""
-    params = request.params
-    system: list[dict[str, Any]] = []
-    contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}
-    for message in request.messages:
-        role = message.role
-        if role in ("system", "developer"):
-            system.extend(_parts(provider, message))
-        elif role == "tool":
-            name = call_names.get(message.tool_call_id) or message.name
-            if not name:
-                raise unsupported(provider, "messages", "a tool result whose call is not in the conversation")
-            part = {"functionResponse": {"name": name, "response": _tool_response(message.content)}}
-            if contents and contents[-1]["role"] == "user" and "functionResponse" in contents[-1]["parts"][0]:
-                contents[-1]["parts"].append(part)
-            else:
-                contents.append({"role": "user", "parts": [part]})
-        elif role == "assistant":
-            parts = _parts(provider, message)
-            for call in message.tool_calls:
-                call_names[call.id] = call.function_name
-                args = orjson.loads(call.arguments) if call.arguments else {}
-                parts.append({"functionCall": {"name": call.function_name, "args": args}})
-            contents.append({"role": "model", "parts": parts})
-        elif role == "user":
-            contents.append({"role": "user", "parts": _parts(provider, message)})
-        else:
-            raise unsupported(provider, "messages", f"role {role!r}")
-
-    generation: dict[str, Any] = {}
-    if params.HasField("temperature"):
-        generation["temperature"] = params.temperature
-    if params.HasField("top_p"):
-        generation["topP"] = params.top_p
-    if params.HasField("max_tokens"):
-        generation["maxOutputTokens"] = params.max_tokens
-    if params.stop:
-        generation["stopSequences"] = list(params.stop)
-    if params.HasField("seed"):
-        generation["seed"] = params.seed
-    if params.HasField("presence_penalty"):
-        generation["presencePenalty"] = params.presence_penalty
-    if params.HasField("frequency_penalty"):
-        generation["frequencyPenalty"] = params.frequency_penalty
-    if params.response_format_json:
-        response_format = orjson.loads(params.response_format_json)
-        kind = response_format.get("type")
-        if kind in _JSON_FORMATS:
-            generation["responseMimeType"] = "application/json"
-            schema = (response_format.get("json_schema") or {}).get("schema")
-            if schema:
-                generation["responseJsonSchema"] = schema
-        elif kind != "text":
-            raise unsupported(provider, "response_format", f"type {kind!r}")
-
-    body: dict[str, Any] = {"contents": contents}
-    if system:
-        body["systemInstruction"] = {"parts": system}
-    if generation:
-        body["generationConfig"] = generation
-    if params.tools_json:
-        declarations = []
-        for tool in orjson.loads(params.tools_json):
-            if tool.get("type", "function") != "function":
-                raise unsupported(provider, "tools", f"tool type {tool.get('type')!r}")
-            function = tool.get("function") or {}
-            declaration = {"name": function.get("name", "")}
-            if function.get("description"):
-                declaration["description"] = function["description"]
-            if function.get("parameters"):
-                declaration["parameters"] = function["parameters"]
-            declarations.append(declaration)
-        body["tools"] = [{"functionDeclarations": declarations}]
-    if params.tool_choice_json:
-        choice = orjson.loads(params.tool_choice_json)
-        if choice in ("auto", "none", "required"):
-            mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}[choice]
-            body["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
-        elif isinstance(choice, dict) and choice.get("type") == "function":
-            name = (choice.get("function") or {}).get("name", "")
-            body["toolConfig"] = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
-        else:
-            raise unsupported(provider, "tool_choice", f"value {choice!r}")
-    return orjson.dumps(body)
+def _logprobs(result: dict[str, Any]) -> list[chat_pb2.TokenLogprob]:
+    """logprobsResult as token log probabilities: chosen tokens, each with its step's top candidates."""
+    tops = result.get("topCandidates") or []
+    out = []
+    for step, chosen in enumerate(result.get("chosenCandidates") or ()):
+        token = chosen.get("token") or ""
+        entry = chat_pb2.TokenLogprob(
+            token=token, logprob=chosen.get("logProbability", 0.0), token_bytes=token.encode(), has_bytes=True
+        )
+        if step < len(tops):
+            for top in tops[step].get("candidates") or ():
+                text = top.get("token") or ""
+                entry.top_logprobs.add(
+                    token=text,
+                    logprob=top.get("logProbability", 0.0),
+                    token_bytes=text.encode(),
+                    has_bytes=True,
+                )
+        out.append(entry)
+    return out
 
 
 class _Reply:
-    """Applies GenerateContentResponse objects (whole, or stream chunks) to a DeltaBuilder."""
+    """Applies GenerateContentResponse objects (whole, or stream chunks) to a DeltaBuilder; each
+    candidate is the choice of its index."""
 
-    __slots__ = ("finish_reason", "tool_count", "usage")
+    __slots__ = ("finish_reasons", "model_version", "response_id", "tool_counts", "usage")
 
     def __init__(self) -> None:
-        self.finish_reason = ""
-        self.tool_count = 0
+        self.finish_reasons: dict[int, str] = {}
+        self.tool_counts: dict[int, int] = {}
         self.usage: chat_pb2.Usage | None = None
+        self.response_id = ""
+        self.model_version = ""
 
     def apply(self, provider: str, payload: dict[str, Any], builder: DeltaBuilder) -> None:
         error = payload.get("error")
@@ -179,37 +99,74 @@ class _Reply:
                 provider=provider,
                 status=error.get("code") if isinstance(error.get("code"), int) else None,
             )
-        candidates = payload.get("candidates")
-        if candidates:
-            candidate = candidates[0]
-            for part in (candidate.get("content") or {}).get("parts") or ():
-                if part.get("thought"):
-                    continue  # thought summaries are not part of the reply
-                text = part.get("text")
-                if text:
-                    builder.text(text)
-                call = part.get("functionCall")
-                if call:
-                    arguments = orjson.dumps(call.get("args") or {}).decode()
-                    call_id = call.get("id") or _call_id()
-                    builder.tool(self.tool_count, call_id, "function", call.get("name", ""), arguments)
-                    self.tool_count += 1
-            reason = candidate.get("finishReason")
-            if reason:
-                self.finish_reason = _FINISH_REASONS.get(reason, "stop")
-        else:
-            blocked = (payload.get("promptFeedback") or {}).get("blockReason")
-            if blocked:
-                self.finish_reason = "content_filter"
+        self.response_id = payload.get("responseId") or self.response_id
+        self.model_version = payload.get("modelVersion") or self.model_version
+        candidates = payload.get("candidates") or ()
+        for position, candidate in enumerate(candidates):
+            self.candidate(candidate.get("index", position), candidate, builder, len(candidates) > 1)
+        if not candidates and (payload.get("promptFeedback") or {}).get("blockReason"):
+            self.finish_reasons[0] = "content_filter"
         metadata = payload.get("usageMetadata")
         if metadata:
             self.usage = _usage(metadata)
 
+    def candidate(self, index: int, candidate: dict[str, Any], builder: DeltaBuilder, many: bool) -> None:
+        builder.choice(index)
+        for part in (candidate.get("content") or {}).get("parts") or ():
+            if part.get("thoughtSignature"):
+                # Ahead of the part it belongs to, which is where the encoder puts it back.
+                builder.reasoning(signature=part["thoughtSignature"])
+            text = part.get("text")
+            if part.get("thought"):
+                builder.reasoning(text or "")
+            elif text:
+                builder.text(text)
+            call = part.get("functionCall")
+            if call:
+                arguments = orjson.dumps(call.get("args") or {}).decode()
+                count = self.tool_counts.get(index, 0)
+                builder.tool(count, call.get("id") or _call_id(), "function", call.get("name", ""), arguments)
+                self.tool_counts[index] = count + 1
+        logprobs = candidate.get("logprobsResult")
+        if logprobs:
+            builder.logprobs(_logprobs(logprobs))
+        for source in (candidate.get("citationMetadata") or {}).get("citationSources") or ():
+            builder.annotation(
+                chat_pb2.Annotation(
+                    type="citation_source",
+                    url=source.get("uri") or "",
+                    title=source.get("title") or "",
+                    start_index=source.get("startIndex") or 0,
+                    end_index=source.get("endIndex") or 0,
+                )
+            )
+        reason = candidate.get("finishReason")
+        if reason:
+            finish = _FINISH_REASONS.get(reason, "stop")
+            if finish == "content_filter":
+                # Why the candidate was stopped, in Gemini's words, is the refusal.
+                builder.refusal(candidate.get("finishMessage") or "")
+            # Gemini says STOP when it calls a function; OpenAI's vocabulary says tool_calls.
+            if finish == "stop" and self.tool_counts.get(index):
+                finish = "tool_calls"
+            self.finish_reasons[index] = finish
+            if many or index:
+                builder.finish(finish)
+
     def finish(self) -> str:
-        # Gemini says STOP when it calls a function; OpenAI's vocabulary says tool_calls.
-        if self.tool_count and self.finish_reason in ("", "stop"):
+        if 0 not in self.finish_reasons and self.tool_counts.get(0):
             return "tool_calls"
-        return self.finish_reason or "stop"
+        return self.finish_reasons.get(0, "")
+
+    def batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
+        return ProviderBatch(
+            deltas,
+            self.finish() or "stop",
+            self.usage,
+            response_id=self.response_id,
+            model_version=self.model_version,
+            choice_finish_reasons=dict(self.finish_reasons),
+        )
 
 
 class _GeminiStream(StreamState):
@@ -221,21 +178,31 @@ class _GeminiStream(StreamState):
         self._reply = _Reply()
 
     def event(self, name: bytes, data: bytes) -> bool:
-        self._reply.apply(self._provider, orjson.loads(data), self.deltas)
-        self.usage = self._reply.usage
-        if self._reply.finish_reason or self._reply.tool_count:
-            self.finish_reason = self._reply.finish()
+        reply = self._reply
+        reply.apply(self._provider, orjson.loads(data), self.deltas)
+        self.usage = reply.usage
+        self.response_id = reply.response_id
+        self.model_version = reply.model_version
+        self.choice_finish_reasons = reply.finish_reasons
+        self.finish_reason = reply.finish()
         # The stream has no end marker: it ends with the connection's body, after the finishReason.
         return False
 
 
 class GeminiProvider(HttpProvider):
     """Gemini's generateContent API. `base_url` without the version (`https://generativelanguage.
-    googleapis.com`); `api_version` picks the version path (default v1beta)."""
+    googleapis.com`); `api_version` picks the version path (default v1beta). Images given by http(s)
+    URL are fetched first (image_fetch.py): Gemini takes images only inline."""
 
     def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str = "gemini") -> None:
         super().__init__(cfg, api_key, name)
         self._version = cfg.api_version or DEFAULT_GEMINI_VERSION
+        limits = FetchLimits(
+            max_bytes=cfg.image_fetch_max_bytes,
+            timeout_s=cfg.image_fetch_timeout_s,
+            allow_private=cfg.image_fetch_private_hosts,
+        )
+        self.images = ImageFetcher(name, limits)
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"x-goog-api-key": api_key} if api_key else {}
@@ -245,10 +212,45 @@ class GeminiProvider(HttpProvider):
         return f"{self._base_url}/{self._version}/models/{provider_model}:{method}"
 
     def encode(self, request: ProviderRequest) -> bytes:
+        return encode_gemini(self.name, request)
+
+    def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
+        # Requests without http(s) images take the shared path unchanged, at no extra cost.
+        if not remote_images(request.messages):
+            return super().stream(request)
+        return self._stream_fetched(request)
+
+    async def _stream_fetched(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
+        messages = await self.images.inline(request.messages, request.remaining())
+        async with aclosing(super().stream(replace(request, messages=messages))) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def embed(self, call: EmbedCall) -> Embeddings:
+        """batchEmbedContents: one request per input, vectors in input order. Gemini reports no token
+        counts for embeddings (the caller estimates them) and has no field for `user`."""
+        model = call.provider_model
+        requests = []
+        for i, item in enumerate(call.inputs):
+            if not isinstance(item, str):
+                raise unsupported(self.name, f"input[{i}]", "Gemini embeds text, not token ids")
+            request: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": item}]}}
+            if call.dimensions is not None:
+                request["outputDimensionality"] = call.dimensions
+            requests.append(request)
+        url = f"{self._base_url}/{self._version}/models/{model}:batchEmbedContents"
+        payload = await self.post_json(url, orjson.dumps({"requests": requests}), call.remaining())
         try:
-            return encode_gemini(self.name, request)
-        except (orjson.JSONDecodeError, AttributeError) as exc:
-            raise unsupported(self.name, "messages", f"invalid JSON in the request: {exc}") from exc
+            vectors = [[float(v) for v in item["values"]] for item in payload["embeddings"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._error("malformed", f"malformed embeddings: {exc}") from exc
+        if len(vectors) != len(requests):
+            raise self._error("malformed", f"{len(vectors)} embeddings for {len(requests)} inputs")
+        return Embeddings(vectors)
+
+    async def close(self) -> None:
+        await self.images.close()
+        await super().close()
 
     def stream_state(self, request: ProviderRequest) -> StreamState:
         return _GeminiStream(self.name)
@@ -257,4 +259,4 @@ class GeminiProvider(HttpProvider):
         builder = DeltaBuilder()
         reply = _Reply()
         reply.apply(self.name, payload, builder)
-        return ProviderBatch(builder.take(), reply.finish(), reply.usage)
+        return reply.batch(builder.take())

@@ -1,14 +1,16 @@
-"""A fake Anthropic Messages API server: POST /v1/messages, stream or not."""
+"""A fake Anthropic Messages API server: POST /v1/messages, stream or not, checking what the real one does."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from .anthropic_checks import Invalid, check_messages_request
 from .base import FakeServer, sse
 
 _STOP_REASONS = {
@@ -25,8 +27,26 @@ _ERROR_TYPES = {
 }
 
 
+@dataclass
+class AnthropicExtras:
+    """Reply blocks beyond text and tool calls, for a test that asks: a thinking block (text, signature)
+    before the text, a redacted_thinking block, citations on the text block, a refusal (stop_reason
+    refusal with this explanation), the stop sequence that ended the reply."""
+
+    thinking: tuple[str, str] | None = None
+    redacted_thinking: str = ""
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    refusal: str | None = None
+    stop_sequence: str = ""
+
+
 class FakeAnthropic(FakeServer):
-    """Renders the reply as Messages API content blocks and stream events."""
+    """Renders the reply as Messages API content blocks and stream events; answers 400 with the real
+    service's error shape for a request it would refuse (anthropic_checks.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extras = AnthropicExtras()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.handle)
@@ -42,35 +62,73 @@ class FakeAnthropic(FakeServer):
             "cache_creation_input_tokens": reply.cache_write_tokens,
             "cache_read_input_tokens": reply.cached_tokens,
             "output_tokens": output_tokens,
+            "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
+            "service_tier": "standard",
         }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await self.record(request)
+        return await self.respond(request, await self.record(request))
+
+    async def respond(self, request: web.Request, body: Any) -> web.StreamResponse:
+        """Check a recorded body as Messages does, then answer it."""
+        try:
+            check_messages_request(body)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
         failure = await self.before_reply(request)
         if failure is not None:
             return failure
         reply = self.reply
         if body.get("stream"):
             return await self.send_events(request, self._events(body))
-        content: list[dict[str, Any]] = []
-        if reply.text:
-            content.append({"type": "text", "text": reply.text})
-        for i, (name, args) in enumerate(reply.tool_calls):
-            content.append(
-                {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": orjson.loads(args)}
-            )
         return web.json_response(
             {
                 "id": "msg_fake",
                 "type": "message",
                 "role": "assistant",
                 "model": body.get("model"),
-                "content": content,
-                "stop_reason": _STOP_REASONS[reply.finish()],
-                "stop_sequence": None,
+                "content": self._blocks(),
+                **self._stop(),
                 "usage": self._usage(reply.completion_tokens),
             }
         )
+
+    def _blocks(self) -> list[dict[str, Any]]:
+        reply, extras = self.reply, self.extras
+        content: list[dict[str, Any]] = []
+        if extras.thinking:
+            content.append(
+                {"type": "thinking", "thinking": extras.thinking[0], "signature": extras.thinking[1]}
+            )
+        if extras.redacted_thinking:
+            content.append({"type": "redacted_thinking", "data": extras.redacted_thinking})
+        if reply.text:
+            text: dict[str, Any] = {"type": "text", "text": reply.text}
+            if extras.citations:
+                text["citations"] = extras.citations
+            content.append(text)
+        for i, (name, args) in enumerate(reply.tool_calls):
+            content.append(
+                {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": orjson.loads(args)}
+            )
+        return content
+
+    def _stop(self) -> dict[str, Any]:
+        extras = self.extras
+        if extras.refusal is not None:
+            details = {"type": "refusal", "category": None, "explanation": extras.refusal or None}
+            return {"stop_reason": "refusal", "stop_sequence": None, "stop_details": details}
+        if extras.stop_sequence:
+            return {
+                "stop_reason": "stop_sequence",
+                "stop_sequence": extras.stop_sequence,
+                "stop_details": None,
+            }
+        return {
+            "stop_reason": _STOP_REASONS[self.reply.finish()],
+            "stop_sequence": None,
+            "stop_details": None,
+        }
 
     def _events(self, body: dict[str, Any]) -> list[bytes]:
         def event(kind: str, **payload: Any) -> bytes:
@@ -88,34 +146,50 @@ class FakeAnthropic(FakeServer):
             "usage": self._usage(1),
         }
         events = [event("message_start", message=message)]
-        index = 0
-        if reply.text:
-            events.append(event("content_block_start", index=0, content_block={"type": "text", "text": ""}))
-            events.append(event("ping"))
-            for piece in reply.pieces():
-                events.append(
-                    event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-                )
-            events.append(event("content_block_stop", index=0))
-            index = 1
-        for i, (name, args) in enumerate(reply.tool_calls):
-            block = {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": {}}
-            events.append(event("content_block_start", index=index, content_block=block))
-            half = len(args) // 2
-            for part in (args[:half], args[half:]):
-                delta = {"type": "input_json_delta", "partial_json": part}
+        for index, block in enumerate(self._blocks()):
+            events.append(event("content_block_start", index=index, content_block=self._opening(block)))
+            if index == 0:
+                events.append(event("ping"))
+            for delta in self._deltas(block, reply.pieces()):
                 events.append(event("content_block_delta", index=index, delta=delta))
             events.append(event("content_block_stop", index=index))
-            index += 1
-        events.append(
-            event(
-                "message_delta",
-                delta={"stop_reason": _STOP_REASONS[reply.finish()], "stop_sequence": None},
-                usage={"output_tokens": reply.completion_tokens},
-            )
-        )
+        stop = self._stop()
+        usage = {
+            "output_tokens": reply.completion_tokens,
+            "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
+        }
+        events.append(event("message_delta", delta=stop, usage=usage))
         events.append(event("message_stop"))
         return events
+
+    @staticmethod
+    def _opening(block: dict[str, Any]) -> dict[str, Any]:
+        """A block as content_block_start shows it: empty, to be filled by deltas."""
+        kind = block["type"]
+        if kind == "text":
+            return {"type": "text", "text": "", "citations": None}
+        if kind == "thinking":
+            return {"type": "thinking", "thinking": "", "signature": ""}
+        if kind == "tool_use":
+            return {**block, "input": {}}
+        return block
+
+    @staticmethod
+    def _deltas(block: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
+        kind = block["type"]
+        if kind == "text":
+            deltas = [{"type": "citations_delta", "citation": c} for c in block.get("citations") or ()]
+            return deltas + [{"type": "text_delta", "text": piece} for piece in pieces]
+        if kind == "thinking":
+            return [
+                {"type": "thinking_delta", "thinking": block["thinking"]},
+                {"type": "signature_delta", "signature": block["signature"]},
+            ]
+        if kind == "tool_use":
+            args = orjson.dumps(block["input"]).decode()
+            half = len(args) // 2
+            return [{"type": "input_json_delta", "partial_json": part} for part in (args[:half], args[half:])]
+        return []
 
 
 @asynccontextmanager

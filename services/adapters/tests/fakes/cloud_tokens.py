@@ -196,12 +196,18 @@ class FakeVertexAnthropic(FakeAnthropic):
         refusal = _bearer_refusal(request, self.tokens)
         if refusal is not None:
             return refusal
-        body = await request.json()
-        if "model" in body or body.get("anthropic_version") != "vertex-2023-10-16":
+        body = await self.record(request)
+        if (
+            not isinstance(body, dict)
+            or "model" in body
+            or body.get("anthropic_version") != "vertex-2023-10-16"
+        ):
             return web.json_response(
                 self.error_body(
                     400, "anthropic_version: vertex-2023-10-16 is required; model goes in the path"
                 ),
                 status=400,
             )
-        return await self.handle(request)
+        # The model is the path's; the rest of the body is checked as the Messages API checks it.
+        model = request.match_info["target"].rpartition(":")[0]
+        return await self.respond(request, {**body, "model": model})

@@ -1,4 +1,5 @@
-"""A fake Gemini API server: generateContent and streamGenerateContent?alt=sse under /v1beta/models."""
+"""A fake Gemini API server: generateContent, streamGenerateContent?alt=sse and batchEmbedContents under
+/v1beta/models, checking what the real one does."""
 
 from __future__ import annotations
 
@@ -10,14 +11,25 @@ import orjson
 from aiohttp import web
 
 from .base import FakeServer, sse
+from .gemini_checks import Invalid, check_embed_request, check_generate_request
 
 _FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 _STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
 
 
 class FakeGemini(FakeServer):
-    """Renders the reply as GenerateContentResponse objects; a thought part precedes the text when the
-    reply has reasoning tokens, as thinking models send with includeThoughts."""
+    """Renders the reply as GenerateContentResponse objects: a thought part precedes the text when the
+    reply has reasoning tokens (as with includeThoughts), the function calls carry a thought signature,
+    every candidate asked for (candidateCount) gets the text prefixed by its index, and chosen-token
+    log probabilities come with each text piece when responseLogprobs is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding_size = 4
+        # Candidate fields for a test that asks: citationMetadata.citationSources, and the finishMessage
+        # sent with a SAFETY finish.
+        self.citations: list[dict[str, Any]] = []
+        self.finish_message = ""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{target}", self.handle)
@@ -38,44 +50,100 @@ class FakeGemini(FakeServer):
             usage["thoughtsTokenCount"] = reply.reasoning_tokens
         return usage
 
-    def _response(self, parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-        if finish:
-            candidate["finishReason"] = finish
-        return {"candidates": [candidate], "usageMetadata": self._usage(), "modelVersion": "fake"}
-
     def _call_parts(self) -> list[dict[str, Any]]:
-        return [{"functionCall": {"name": n, "args": orjson.loads(a)}} for n, a in self.reply.tool_calls]
+        return [
+            {"functionCall": {"name": n, "args": orjson.loads(a)}, "thoughtSignature": f"ts{i}"}
+            for i, (n, a) in enumerate(self.reply.tool_calls)
+        ]
+
+    def _chunks(self, index: int, stream: bool) -> list[list[dict[str, Any]]]:
+        """One candidate's parts, per stream chunk (one chunk when not streamed)."""
+        reply = self.reply
+        prefix = f"[{index}] " if index else ""
+        pieces = [prefix + p if i == 0 else p for i, p in enumerate(reply.pieces())] if reply.text else []
+        if not stream:
+            pieces = ["".join(pieces)] if pieces else []
+        chunks: list[list[dict[str, Any]]] = [[{"text": piece}] for piece in pieces]
+        if reply.reasoning_tokens:
+            chunks.insert(0, [{"text": "Let me think.", "thought": True}])
+        if reply.tool_calls:
+            chunks.append(self._call_parts())
+        if not stream:
+            chunks = [[part for chunk in chunks for part in chunk]]
+        return chunks or [[]]
+
+    @staticmethod
+    def _logprobs(parts: list[dict[str, Any]], top: int) -> dict[str, Any]:
+        texts = [p["text"] for p in parts if "text" in p and not p.get("thought")]
+        chosen = [{"token": t, "tokenId": i, "logProbability": -0.5 * (i + 1)} for i, t in enumerate(texts)]
+        tops = [
+            {"candidates": [c, {"token": "x", "tokenId": 99, "logProbability": -9.0}][:top]} for c in chosen
+        ]
+        return {"chosenCandidates": chosen, "topCandidates": tops, "logProbabilitySum": -1.0}
+
+    def _responses(self, config: dict[str, Any], stream: bool) -> list[dict[str, Any]]:
+        count = config.get("candidateCount", 1)
+        per_candidate = [self._chunks(k, stream) for k in range(count)]
+        steps = max(len(chunks) for chunks in per_candidate)
+        finish = _FINISH_REASONS[self.reply.finish()]
+        responses = []
+        for step in range(steps):
+            candidates = []
+            for k, chunks in enumerate(per_candidate):
+                if step >= len(chunks):
+                    continue
+                candidate: dict[str, Any] = {"content": {"role": "model", "parts": chunks[step]}, "index": k}
+                if config.get("responseLogprobs"):
+                    candidate["logprobsResult"] = self._logprobs(chunks[step], config.get("logprobs", 0))
+                if step == len(chunks) - 1:
+                    candidate["finishReason"] = finish
+                    if self.citations:
+                        candidate["citationMetadata"] = {"citationSources": self.citations}
+                    if self.finish_message and finish == "SAFETY":
+                        candidate["finishMessage"] = self.finish_message
+                candidates.append(candidate)
+            responses.append(
+                {
+                    "candidates": candidates,
+                    "usageMetadata": self._usage(),
+                    "modelVersion": "fake-001",
+                    "responseId": "resp-1",
+                }
+            )
+        return responses
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        await self.record(request)
+        body = await self.record(request)
+        model, _, method = request.match_info["target"].rpartition(":")
+        try:
+            if method == "batchEmbedContents":
+                check_embed_request(body, model)
+            else:
+                check_generate_request(body)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
         failure = await self.before_reply(request)
         if failure is not None:
             return failure
-        target = request.match_info["target"]
-        _, _, method = target.rpartition(":")
-        reply = self.reply
-        finish = _FINISH_REASONS[reply.finish()]
-        thought = [{"text": "Let me think.", "thought": True}] if reply.reasoning_tokens else []
+        config = body.get("generationConfig") or {}
         if method == "generateContent":
-            parts = thought + ([{"text": reply.text}] if reply.text else []) + self._call_parts()
-            return web.json_response(self._response(parts, finish))
+            return web.json_response(self._responses(config, stream=False)[0])
+        if method == "batchEmbedContents":
+            return web.json_response(self._embeddings(body))
         if method != "streamGenerateContent" or request.query.get("alt") != "sse":
             return web.json_response(self.error_body(400, f"unknown method {method}"), status=400)
-        chunks = [[{"text": piece}] for piece in reply.pieces()]
-        if thought:
-            chunks.insert(0, thought)
-        if reply.tool_calls:
-            chunks.append(self._call_parts())
-        if not chunks:
-            chunks.append([])
-        events = [
-            sse(orjson.dumps(self._response(parts, finish if i == len(chunks) - 1 else None)))
-            for i, parts in enumerate(chunks)
-        ]
+        events = [sse(orjson.dumps(r)) for r in self._responses(config, stream=True)]
         # Gemini ends events with CRLF pairs; the client must take either line ending.
         events = [e.replace(b"\n", b"\r\n") for e in events]
         return await self.send_events(request, events)
+
+    def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for i, request in enumerate(body["requests"]):
+            size = request.get("outputDimensionality") or self.embedding_size
+            text = "".join(p["text"] for p in request["content"]["parts"])
+            out.append({"values": [float(len(text)), float(i)] + [0.5] * (size - 2)})
+        return {"embeddings": out}
 
 
 @asynccontextmanager

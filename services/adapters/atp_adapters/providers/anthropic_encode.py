@@ -1,0 +1,371 @@
+"""The typed internal request as an Anthropic Messages API body; what Messages cannot express is refused."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+
+from atp.common.v1 import chat_pb2
+from atp_adapters.providers.base import ProviderError, ProviderRequest, unsupported
+
+# Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
+DEFAULT_MAX_TOKENS = 4096
+# reasoning_effort as a thinking budget (docs/design-notes.md, "Anthropic and Gemini translation").
+# 1024 is the smallest budget Messages accepts.
+EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# Messages refuses a request with more cache breakpoints than this.
+MAX_CACHE_HINTS = 4
+_SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
+_TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+_DOCUMENT_TYPES = ("application/pdf", "text/plain")
+
+
+class _Encoder:
+    """One request's translation; `provider` names the provider in every refusal."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.cache_hints = 0
+
+    def refuse(self, path: str, why: str) -> ProviderError:
+        return unsupported(self.provider, path, why)
+
+    # Content.
+
+    def cache(
+        self, block: dict[str, Any], hint: chat_pb2.CacheControl, present: bool, path: str
+    ) -> dict[str, Any]:
+        if present:
+            self.cache_hints += 1
+            if self.cache_hints > MAX_CACHE_HINTS:
+                raise self.refuse(path, f"Messages takes at most {MAX_CACHE_HINTS} cache hints per request")
+            # Every hint kind (Anthropic's ephemeral, OpenAI's explicit breakpoint) is Anthropic's one kind.
+            control = {"type": "ephemeral"}
+            if hint.ttl:
+                control["ttl"] = hint.ttl
+            block["cache_control"] = control
+        return block
+
+    def image(self, image: chat_pb2.ImageContent, path: str) -> dict[str, Any]:
+        url = image.url
+        if url.startswith("data:"):
+            header, _, data = url.partition(",")
+            media_type = header[5:].split(";", 1)[0]
+            return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        if url.startswith(("http://", "https://")):
+            return {"type": "image", "source": {"type": "url", "url": url}}
+        raise self.refuse(path, "an image must be an http(s) URL or a data: URL")
+
+    def document(self, file: chat_pb2.FileContent, path: str) -> dict[str, Any]:
+        if file.file_id:
+            raise self.refuse(path, "a file id names a file uploaded to another provider")
+        if file.file_data:
+            source = self.document_source(file, path)
+        elif file.url.startswith(("http://", "https://")):
+            source = {"type": "url", "url": file.url}
+        else:
+            raise self.refuse(path, "a file needs data or an http(s) URL")
+        block: dict[str, Any] = {"type": "document", "source": source}
+        title = file.title or file.filename
+        if title:
+            block["title"] = title
+        if file.context:
+            block["context"] = file.context
+        if file.HasField("citations"):
+            block["citations"] = {"enabled": file.citations}
+        return block
+
+    def document_source(self, file: chat_pb2.FileContent, path: str) -> dict[str, Any]:
+        data, media_type = file.file_data, file.media_type
+        if data.startswith("data:"):
+            header, _, data = data.partition(",")
+            media_type = media_type or header[5:].split(";", 1)[0]
+        if media_type not in _DOCUMENT_TYPES:
+            raise self.refuse(path, f"documents must be PDF or plain text, not {media_type or 'untyped'}")
+        if media_type == "application/pdf":
+            return {"type": "base64", "media_type": media_type, "data": data}
+        try:
+            text = base64.b64decode(data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise self.refuse(path, "a text/plain file must be base64 of UTF-8 text") from exc
+        return {"type": "text", "media_type": "text/plain", "data": text}
+
+    def part(self, part: chat_pb2.ContentPart, path: str, role: str) -> dict[str, Any]:
+        kind = part.WhichOneof("kind")
+        if kind == "text":
+            block: dict[str, Any] = {"type": "text", "text": part.text}
+        elif kind == "image" and role in ("user", "tool"):
+            block = self.image(part.image, path)
+        elif kind == "file" and role == "user":
+            block = self.document(part.file, path)
+        elif kind == "refusal" and role == "assistant":
+            # Messages has no refusal block: the refusal is what the assistant said.
+            block = {"type": "text", "text": part.refusal}
+        elif kind == "thinking" and role == "assistant":
+            if part.HasField("cache_control"):
+                raise self.refuse(path + ".cache_control", "thinking blocks cannot carry a cache hint")
+            thinking = part.thinking
+            if thinking.redacted_data:
+                return {"type": "redacted_thinking", "data": thinking.redacted_data}
+            return {"type": "thinking", "thinking": thinking.thinking, "signature": thinking.signature}
+        else:
+            raise self.refuse(path, f"a {kind} part in a {role} message")
+        return self.cache(block, part.cache_control, part.HasField("cache_control"), f"{path}.cache_control")
+
+    def blocks(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
+        if not message.parts:
+            return [{"type": "text", "text": message.content}] if message.content else []
+        return [self.part(p, f"{path}.content[{j}]", role) for j, p in enumerate(message.parts)]
+
+    # Messages.
+
+    def system(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
+        for j, part in enumerate(message.parts):
+            if part.WhichOneof("kind") != "text":
+                raise self.refuse(f"{path}.content[{j}]", "system prompts take text only")
+        # Empty text blocks are refused by Messages; an empty system message says nothing.
+        return [b for b in self.blocks(message, path, "system") if b["text"]]
+
+    def tool_result(self, message: chat_pb2.ChatMessage, path: str) -> dict[str, Any]:
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        if message.parts:
+            inner = []
+            for j, part in enumerate(message.parts):
+                if part.WhichOneof("kind") not in ("text", "image"):
+                    raise self.refuse(f"{path}.content[{j}]", "tool results take text and images")
+                inner.append(self.part(part, f"{path}.content[{j}]", "tool"))
+            block["content"] = inner
+        elif message.content:
+            block["content"] = message.content
+        if message.is_error:
+            block["is_error"] = True
+        return block
+
+    def tool_use(self, call: chat_pb2.ToolCall, path: str) -> dict[str, Any]:
+        if call.type not in ("", "function"):
+            raise self.refuse(path, f"{call.type} tool calls")
+        try:
+            arguments = orjson.loads(call.arguments) if call.arguments else {}
+        except orjson.JSONDecodeError as exc:
+            raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object") from exc
+        if not isinstance(arguments, dict):
+            raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object")
+        return {"type": "tool_use", "id": call.id, "name": call.function_name, "input": arguments}
+
+    def assistant(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
+        if message.audio_id:
+            raise self.refuse(f"{path}.audio", "audio replies")
+        blocks = self.blocks(message, path, "assistant")
+        if message.refusal:
+            blocks.append({"type": "text", "text": message.refusal})
+        blocks.extend(self.tool_use(c, f"{path}.tool_calls[{k}]") for k, c in enumerate(message.tool_calls))
+        return blocks
+
+    def messages(self, messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(system blocks, turns). Consecutive messages of one role share a turn: parallel tool results
+        must, and Messages would merge them anyway."""
+        system: list[dict[str, Any]] = []
+        turns: list[dict[str, Any]] = []
+        for i, message in enumerate(messages):
+            path, role = f"messages[{i}]", message.role
+            if role in ("system", "developer"):
+                system.extend(self.system(message, path))
+                continue
+            if role == "tool":
+                blocks, turn_role = [self.tool_result(message, path)], "user"
+            elif role == "assistant":
+                blocks, turn_role = self.assistant(message, path), "assistant"
+            elif role == "user":
+                blocks, turn_role = self.blocks(message, path, "user"), "user"
+            else:
+                raise self.refuse(f"{path}.role", f"role {role!r}")
+            if role != "tool" and message.name:
+                raise self.refuse(f"{path}.name", "Messages has no participant names")
+            if turns and turns[-1]["role"] == turn_role:
+                _merge(turns[-1], blocks)
+            elif role == "user" and not message.parts:
+                turns.append({"role": "user", "content": message.content})
+            else:
+                turns.append({"role": turn_role, "content": blocks})
+        return system, turns
+
+    # Parameters.
+
+    def tools(self, tools: Any) -> list[dict[str, Any]]:
+        out = []
+        for k, tool in enumerate(tools):
+            if tool.type not in ("", "function"):
+                raise self.refuse(f"tools[{k}]", f"{tool.type} tools")
+            try:
+                schema = orjson.loads(tool.parameters_json) if tool.parameters_json else None
+            except orjson.JSONDecodeError as exc:
+                raise self.refuse(f"tools[{k}].function.parameters", "not JSON") from exc
+            entry: dict[str, Any] = {
+                "name": tool.name,
+                "input_schema": schema or {"type": "object", "properties": {}},
+            }
+            if tool.description:
+                entry["description"] = tool.description
+            if tool.HasField("strict"):
+                entry["strict"] = tool.strict
+            hinted = tool.HasField("cache_control")
+            out.append(self.cache(entry, tool.cache_control, hinted, f"tools[{k}].cache_control"))
+        return out
+
+    def tool_choice(self, params: chat_pb2.GenerationParams) -> dict[str, Any] | None:
+        mode = params.tool_choice.mode if params.HasField("tool_choice") else ""
+        if mode == "function":
+            choice: dict[str, Any] = {"type": "tool", "name": params.tool_choice.name}
+        elif mode in _TOOL_CHOICES:
+            choice = dict(_TOOL_CHOICES[mode])
+        elif mode:
+            raise self.refuse("tool_choice", f"mode {mode!r}")
+        else:
+            choice = {"type": "auto"}
+        if params.HasField("parallel_tool_calls") and not params.parallel_tool_calls:
+            if choice["type"] != "none":  # with no tool calls at all there is nothing to serialise
+                choice["disable_parallel_tool_use"] = True
+        elif not mode:
+            return None
+        return choice
+
+    def thinking(self, params: chat_pb2.GenerationParams, max_tokens: int | None) -> tuple[Any, int]:
+        """(the thinking setting or None, max_tokens). Thinking counts toward max_tokens, which must
+        exceed the budget: a limit at or below it becomes budget plus that limit."""
+        reasoning = params.reasoning
+        default = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+        if reasoning.disabled or reasoning.effort == "none":
+            return {"type": "disabled"}, default
+        if reasoning.HasField("budget_tokens"):
+            budget = reasoning.budget_tokens
+        elif reasoning.effort:
+            if reasoning.effort not in EFFORT_BUDGETS:
+                raise self.refuse("reasoning_effort", f"effort {reasoning.effort!r}")
+            budget = EFFORT_BUDGETS[reasoning.effort]
+        else:
+            return None, default
+        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget}
+        if reasoning.include_thoughts:
+            thinking["display"] = "summarized"
+        if max_tokens is None:
+            return thinking, budget + DEFAULT_MAX_TOKENS
+        return thinking, max_tokens if max_tokens > budget else budget + max_tokens
+
+    def response_format(self, fmt: chat_pb2.ResponseFormat) -> dict[str, Any] | None:
+        if fmt.type in ("", "text"):
+            return None
+        if fmt.type != "json_schema":
+            raise self.refuse("response_format", f"type {fmt.type!r}: Messages takes a JSON schema only")
+        try:
+            schema = orjson.loads(fmt.schema_json)
+        except orjson.JSONDecodeError as exc:
+            raise self.refuse("response_format.json_schema.schema", "not JSON") from exc
+        return {"format": {"type": "json_schema", "schema": schema}}
+
+
+def _merge(turn: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
+    """Add a message's blocks to the turn before it (same role). Tool results go ahead of the turn's other
+    blocks: Messages wants them first in their user turn."""
+    content = turn["content"]
+    if isinstance(content, str):
+        content = turn["content"] = [{"type": "text", "text": content}]
+    if blocks and blocks[0]["type"] == "tool_result":
+        at = next((k for k, b in enumerate(content) if b["type"] != "tool_result"), len(content))
+        content[at:at] = blocks
+    else:
+        content.extend(blocks)
+
+
+def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> None:
+    """Parameters with no Messages equivalent (routing filters such candidates; this is the backstop)."""
+    present = [
+        ("seed", params.HasField("seed")),
+        # A zero penalty is the default, honoured by leaving it out.
+        ("presence_penalty", params.presence_penalty != 0),
+        ("frequency_penalty", params.frequency_penalty != 0),
+        ("logprobs", params.logprobs),
+        ("top_logprobs", params.top_logprobs > 0),
+        ("logit_bias", bool(params.logit_bias)),
+        ("n", params.n > 1),
+        ("prediction", params.HasField("prediction")),
+        ("modalities", any(m != "text" for m in params.modalities)),
+        ("audio", params.HasField("audio")),
+        ("verbosity", bool(params.verbosity)),
+        ("store", params.store),
+        ("prompt_cache_key", bool(params.prompt_cache_key)),
+        ("prompt_cache_retention", bool(params.prompt_cache_retention)),
+        *((name, True) for name in params.openai_options),
+    ]
+    for name, is_set in present:
+        if is_set:
+            raise enc.refuse(name, "no Anthropic Messages equivalent")
+
+
+def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, Any]) -> None:
+    if params.HasField("temperature"):
+        body["temperature"] = params.temperature
+    if params.HasField("top_p"):
+        body["top_p"] = params.top_p
+    if params.HasField("top_k"):
+        body["top_k"] = params.top_k
+    if params.stop:
+        body["stop_sequences"] = list(params.stop)
+    user = params.user or params.safety_identifier
+    if user:
+        body["metadata"] = {"user_id": user}
+    if params.service_tier:
+        if params.service_tier not in _SERVICE_TIERS:
+            raise enc.refuse("service_tier", f"tier {params.service_tier!r}")
+        body["service_tier"] = _SERVICE_TIERS[params.service_tier]
+    if params.tools:
+        body["tools"] = enc.tools(params.tools)
+    choice = enc.tool_choice(params)
+    if choice is not None:
+        body["tool_choice"] = choice
+    if params.HasField("response_format"):
+        output = enc.response_format(params.response_format)
+        if output is not None:
+            body["output_config"] = output
+    if params.HasField("cache_control"):
+        enc.cache(body, params.cache_control, True, "cache_control")
+
+
+def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
+    """Our request as a Messages API body. System and developer messages become `system` blocks; tool
+    results `tool_result` blocks of a user turn; assistant tool calls `tool_use` blocks."""
+    enc = _Encoder(provider)
+    params = request.params
+    _refuse_unexpressible(enc, params)
+    system, turns = enc.messages(request.messages)
+    max_tokens = params.max_tokens if params.HasField("max_tokens") else None
+    thinking, limit = enc.thinking(params, max_tokens) if params.HasField("reasoning") else (None, None)
+    body: dict[str, Any] = {
+        "model": request.provider_model,
+        "max_tokens": limit
+        if limit is not None
+        else (DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens),
+        "messages": turns,
+    }
+    if system:
+        body["system"] = system
+    if request.stream:
+        body["stream"] = True
+    if thinking is not None:
+        body["thinking"] = thinking
+    _options(enc, params, body)
+    if thinking is not None and thinking["type"] == "enabled":
+        _refuse_with_thinking(enc, body)
+    return orjson.dumps(body)
+
+
+def _refuse_with_thinking(enc: _Encoder, body: dict[str, Any]) -> None:
+    """What Messages refuses next to extended thinking, refused here by name instead of after a call."""
+    if body.get("temperature", 1) != 1:
+        raise enc.refuse("temperature", "with thinking, Messages takes only temperature 1")
+    if "top_k" in body:
+        raise enc.refuse("top_k", "Messages does not take top_k with thinking")
+    if body.get("tool_choice", {}).get("type") in ("any", "tool"):
+        raise enc.refuse("tool_choice", "Messages cannot force a tool call while thinking")

@@ -1,0 +1,34 @@
+"""POST /v1/messages: the Anthropic Messages dialect of the one exchange (any provider, Anthropic's errors)."""
+
+from __future__ import annotations
+
+import re
+
+from atp.adapters.v1 import adapters_pb2
+from atp_common.errors import InvalidArgument
+from atp_gateway.dialects.messages_errors import messages_error_reply
+from atp_gateway.dialects.messages_reply import MessagesReply
+from atp_gateway.dialects.messages_request import parse_messages_request
+from atp_gateway.exchange import Caller, Dialect
+
+__all__ = ["MESSAGES"]
+
+# An API version is a date; each SDK release sends its own, and the request and reply shapes this dialect
+# speaks (the SDK's typed models, checked in the tests) are what every version since 2023-06-01 uses.
+_VERSION = re.compile(rb"\d{4}-\d{2}-\d{2}")
+
+
+def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, MessagesReply]:
+    # Required like Anthropic requires it: a client that does not say which API it speaks gets a 400.
+    version = caller.header(b"anthropic-version")
+    if version is None:
+        raise InvalidArgument("anthropic-version: header is required", param="anthropic-version")
+    if not _VERSION.fullmatch(version.strip()) or version.strip() < b"2023-06-01":
+        raise InvalidArgument(
+            "anthropic-version: expected a version date from 2023-06-01 on.", param="anthropic-version"
+        )
+    request = parse_messages_request(body)
+    return request, MessagesReply(request.stream)
+
+
+MESSAGES = Dialect("messages", _parse, error_reply=messages_error_reply)

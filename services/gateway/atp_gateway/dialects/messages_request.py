@@ -1,0 +1,194 @@
+"""Anthropic Messages API requests (POST /v1/messages) to the internal GenerateRequest any provider serves."""
+
+from __future__ import annotations
+
+from atp.adapters.v1 import adapters_pb2
+from atp.common.v1 import chat_pb2
+from atp_common.errors import InvalidArgument
+from atp_gateway.dialects.json_fields import Obj, dump, parse_object
+from atp_gateway.dialects.messages_input import cache_hint, conversation
+
+__all__ = ["PARAMETERS", "parse_messages_request"]
+
+# Every parameter of Anthropic's MessageCreateParams (and the sampling ones the API takes beside them) and
+# what ATP does with it: the internal field it fills, or "refused" (a 400 naming it when set).
+PARAMETERS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("messages", "messages"),
+    ("system", "messages[0] (system, blocks with cache_control)"),
+    ("max_tokens", "params.max_tokens"),
+    ("stop_sequences", "params.stop"),
+    ("temperature", "params.temperature"),
+    ("top_p", "params.top_p"),
+    ("top_k", "params.top_k"),
+    ("tools", "params.tools (custom tools; server tools refused)"),
+    ("tool_choice", "params.tool_choice, params.parallel_tool_calls"),
+    ("thinking", "params.reasoning (budget_tokens, disabled, include_thoughts)"),
+    ("output_config", "params.response_format (json_schema), params.reasoning.effort"),
+    ("metadata", "params.user (metadata.user_id)"),
+    ("service_tier", "params.service_tier (standard_only → default)"),
+    ("cache_control", "params.cache_control"),
+    ("stream", "stream"),
+    ("container", "refused (code execution containers)"),
+    ("diagnostics", "refused"),
+    ("inference_geo", "refused"),
+    ("speed", "refused"),
+    ("user_profile_id", "refused"),
+    ("workspace_id", "refused"),
+    ("mcp_servers", "refused (server-side MCP)"),
+    ("context_management", "refused"),
+)
+
+_ALLOWED = frozenset(name for name, _ in PARAMETERS)
+_REFUSED = frozenset(name for name, mapping in PARAMETERS if mapping.startswith("refused"))
+_MAX_INT32 = 2**31 - 1
+_TIERS = {"auto": "auto", "standard_only": "default"}
+# output_config.effort to the internal effort; Anthropic's `max` has no equivalent.
+_EFFORTS = ("low", "medium", "high", "xhigh")
+
+
+def parse_messages_request(body: bytes) -> adapters_pb2.GenerateRequest:
+    """The Generate call for a Messages request (the exchange stamps who sent it)."""
+    obj = parse_object(body)
+    obj.known(_ALLOWED, required=("model", "messages", "max_tokens"))
+    for name in sorted(_REFUSED):
+        if name in obj:
+            raise InvalidArgument(f"'{name}' is not supported by ATP.", param=name)
+    model = obj.text("model", required=True, max_length=256) or ""
+    if not model:
+        raise obj.invalid("model", "must not be empty.")
+    stream = bool(obj.flag("stream"))
+    return adapters_pb2.GenerateRequest(
+        model=model,
+        messages=conversation(obj),
+        params=_params(obj),
+        stream=stream,
+        # message_delta always carries usage.
+        include_usage=stream,
+    )
+
+
+def _params(obj: Obj) -> chat_pb2.GenerationParams:
+    params = chat_pb2.GenerationParams(
+        max_tokens=obj.integer("max_tokens", low=1, high=_MAX_INT32, required=True)
+    )
+    if (temperature := obj.number("temperature", low=0, high=1)) is not None:
+        params.temperature = temperature
+    if (top_p := obj.number("top_p", low=0, high=1)) is not None:
+        params.top_p = top_p
+    if (top_k := obj.integer("top_k", low=0, high=_MAX_INT32)) is not None:
+        params.top_k = top_k
+    params.stop.extend(obj.strings("stop_sequences", max_items=8191, max_length=4096))
+    if (metadata := obj.object("metadata")) is not None:
+        metadata.known(("user_id",))
+        params.user = metadata.text("user_id", max_length=256) or ""
+    if (tier := obj.text("service_tier", choices=tuple(_TIERS))) is not None:
+        params.service_tier = _TIERS[tier]
+    if (hint := cache_hint(obj)) is not None:
+        params.cache_control.CopyFrom(hint)
+    _thinking(obj, params)
+    _output_config(obj, params)
+    _tools(obj, params)
+    return params
+
+
+def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
+    thinking = obj.object("thinking")
+    if thinking is None:
+        return
+    kind = thinking.text("type", required=True)
+    if kind == "disabled":
+        thinking.known(("type",))
+        params.reasoning.disabled = True
+    elif kind == "enabled":
+        thinking.known(("type", "budget_tokens", "display"), required=("budget_tokens",))
+        budget = thinking.integer("budget_tokens", low=1024, high=_MAX_INT32, required=True)
+        if budget is not None and params.max_tokens <= budget:
+            raise thinking.invalid("budget_tokens", "must be less than max_tokens.")
+        params.reasoning.budget_tokens = budget or 0
+        # Anthropic returns (summarized) thinking unless told to omit it.
+        params.reasoning.include_thoughts = (
+            thinking.text("display", choices=("summarized", "omitted")) != "omitted"
+        )
+    else:
+        path = thinking.at("type")
+        raise InvalidArgument(
+            f"Unsupported thinking type '{kind}' at '{path}': ATP takes 'enabled' (with budget_tokens) or "
+            "'disabled', which every provider with a thinking setting can honour.",
+            param=path,
+        )
+
+
+def _output_config(obj: Obj, params: chat_pb2.GenerationParams) -> None:
+    config = obj.object("output_config")
+    if config is None:
+        return
+    config.known(("effort", "format"))
+    effort = config.text("effort", choices=(*_EFFORTS, "max"))
+    if effort == "max":
+        raise config.invalid("effort", "'max' has no equivalent across providers; use 'xhigh' or lower.")
+    if effort is not None:
+        params.reasoning.effort = effort
+    form = config.object("format")
+    if form is not None:
+        form.known(("type", "schema"), required=("type", "schema"))
+        form.text("type", required=True, choices=("json_schema",))
+        schema = form.object("schema", required=True)
+        assert schema is not None
+        params.response_format.type = "json_schema"
+        params.response_format.name = "output"
+        params.response_format.schema_json = dump(schema.value)
+
+
+_SERVER_TOOLS = "ATP offers custom tools (name and input_schema) only; server tools run on Anthropic's side"
+
+
+def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
+    names: set[str] = set()
+    for tool in obj.objects("tools", max_items=512):
+        kind = tool.text("type") or "custom"
+        if kind != "custom":
+            path = tool.at("type")
+            raise InvalidArgument(f"Unsupported tool type '{kind}' at '{path}': {_SERVER_TOOLS}.", param=path)
+        tool.known(
+            ("type", "name", "description", "input_schema", "cache_control", "strict"),
+            required=("name", "input_schema"),
+        )
+        schema = tool.object("input_schema", required=True)
+        assert schema is not None
+        entry = chat_pb2.Tool(
+            type="function",
+            name=tool.text("name", required=True, max_length=128) or "",
+            description=tool.text("description") or "",
+            parameters_json=dump(schema.value),
+        )
+        if (strict := tool.flag("strict")) is not None:
+            entry.strict = strict
+        if (hint := cache_hint(tool)) is not None:
+            entry.cache_control.CopyFrom(hint)
+        if entry.name in names:
+            raise tool.invalid("name", f"duplicate tool name '{entry.name}'.")
+        names.add(entry.name)
+        params.tools.append(entry)
+    _tool_choice(obj, params, names)
+
+
+def _tool_choice(obj: Obj, params: chat_pb2.GenerationParams, names: set[str]) -> None:
+    choice = obj.object("tool_choice")
+    if choice is None:
+        return
+    kind = choice.text("type", required=True, choices=("auto", "any", "tool", "none"))
+    if kind == "none":
+        choice.known(("type",))
+    elif kind == "tool":
+        choice.known(("type", "name", "disable_parallel_tool_use"), required=("name",))
+        params.tool_choice.name = choice.text("name", required=True) or ""
+        if params.tool_choice.name not in names:
+            raise choice.invalid("name", f"no tool named '{params.tool_choice.name}' in 'tools'.")
+    else:
+        choice.known(("type", "disable_parallel_tool_use"))
+    params.tool_choice.mode = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}[
+        kind or ""
+    ]
+    if choice.flag("disable_parallel_tool_use"):
+        params.parallel_tool_calls = False

@@ -1,0 +1,438 @@
+"""One exchange for every HTTP dialect: authenticate, read, parse, call the adapters, encode the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from grpc import aio
+
+from atp.adapters.v1 import adapters_pb2
+from atp.common.v1 import chat_pb2
+from atp_common.errors import AtpError, Cancelled, Internal, InvalidArgument, Unavailable
+from atp_gateway import metrics
+from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_json
+from atp_gateway.auth import Principal, api_key_from_headers
+from atp_gateway.errors import (
+    ErrorReply,
+    check_complete_reply,
+    error_from_generate,
+    error_from_rpc,
+    error_reply,
+    openai_error,
+)
+from atp_gateway.gateway import Gateway
+from atp_gateway.upstream import AdaptersClient, whole_reply
+
+log = logging.getLogger("atp.gateway.exchange")
+
+__all__ = [
+    "SSE_HEADERS",
+    "Caller",
+    "ClientGone",
+    "Dialect",
+    "ReplyEncoder",
+    "UpstreamCall",
+    "admit",
+    "serve",
+    "stamp",
+]
+
+SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Proxies such as nginx buffer responses unless told not to; a buffered stream is no stream.
+    (b"x-accel-buffering", b"no"),
+)
+CLIENT_GONE = 499
+# x-atp-tags: a few short pairs, so a header cannot grow an observation without bound.
+MAX_TAGS = 16
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+
+
+class ClientGone(Exception):
+    """The client disconnected; the upstream call has been cancelled."""
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who sent the request: the authenticated key, the request id and the request's headers."""
+
+    principal: Principal
+    request_id: str
+    headers: RequestHeaders
+    scope: Scope
+
+    def header(self, name: bytes) -> bytes | None:
+        """A request header the exchange does not read itself (a dialect's own, e.g. anthropic-version)."""
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value  # type: ignore[no-any-return]
+        return None
+
+
+class ReplyEncoder(Protocol):
+    """A dialect's reply writer for one request; the exchange calls it with the adapters' typed reply."""
+
+    def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
+        """The JSON body of a non-streamed reply (header, every delta and the completion in `reply`)."""
+
+    def start(self, header: adapters_pb2.GenerateHeader) -> bytes:
+        """A stream's first bytes (may be empty), sent with the first deltas."""
+
+    def deltas(self, deltas: Sequence[chat_pb2.Delta]) -> bytes:
+        """The events for the deltas of one Generate message (empty when they carry nothing)."""
+
+    def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
+        """The closing events of a stream that completed."""
+
+    def broken(self, error: AtpError) -> bytes:
+        """The terminal event of a stream that broke after output."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """One client API over the exchange.
+
+    `parse` turns the body into the Generate request (model, messages, params, stream, include_usage)
+    and the encoder of its reply; it raises AtpError (InvalidArgument naming the JSON path) on bad
+    input. The exchange then stamps tenant, key, request id, dialect, end user and tags (`stamp`).
+    `error_reply` writes an error in the dialect's own shape (default: OpenAI's).
+    """
+
+    name: str
+    parse: Callable[[bytes, Caller], tuple[adapters_pb2.GenerateRequest, ReplyEncoder]]
+    error_reply: Callable[[AtpError], ErrorReply] = error_reply
+    stream_headers: tuple[tuple[bytes, bytes], ...] = SSE_HEADERS
+    # The metrics label of the endpoint; the dialect's name when empty.
+    endpoint: str = ""
+
+
+async def send_error(send: Send, dialect: Dialect, exc: AtpError, headers: list[tuple[bytes, bytes]]) -> int:
+    """The dialect's error reply for `exc`; returns its status."""
+    reply = dialect.error_reply(exc)
+    await send_json(send, reply.status, reply.body, [*headers, *reply.headers])
+    return reply.status
+
+
+async def admit(gateway: Gateway, headers: RequestHeaders, receive: Receive) -> tuple[Principal, bytes]:
+    """The checks every request passes before its body is parsed: not draining, a valid key, a body
+    within the size limit."""
+    if gateway.stopping.is_set():
+        raise Unavailable("The gateway is shutting down; retry on another replica.")
+    principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
+    body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
+    return principal, body
+
+
+def parse_tags(raw: bytes) -> dict[str, str]:
+    """x-atp-tags: `k=v,k=v`, bounded in count and size."""
+    tags: dict[str, str] = {}
+    for pair in raw.decode("utf-8", "replace").split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise InvalidArgument(
+                f"x-atp-tags takes k=v pairs (keys up to {MAX_TAG_KEY} characters, values up to "
+                f"{MAX_TAG_VALUE}).",
+                param="x-atp-tags",
+            )
+        tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument(f"x-atp-tags takes at most {MAX_TAGS} pairs.", param="x-atp-tags")
+    return tags
+
+
+def stamp(request: adapters_pb2.GenerateRequest, caller: Caller, dialect: str) -> None:
+    """What every dialect's request carries besides the body: who asks, for whom, and with what tags.
+
+    The end user is the x-atp-user header, else the body's user, else its safety_identifier; tags are
+    the body's metadata with the x-atp-tags header's pairs over them.
+    """
+    request.request_id = caller.request_id
+    request.tenant = caller.principal.tenant
+    request.key_id = caller.principal.key_id
+    request.dialect = dialect
+    headers = caller.headers
+    if headers.end_user is not None:
+        end_user = headers.end_user.decode("utf-8", "replace")
+        if len(end_user) > 256:
+            raise InvalidArgument("x-atp-user is limited to 256 characters.", param="x-atp-user")
+        request.end_user = end_user
+    else:
+        request.end_user = request.params.user or request.params.safety_identifier
+    if request.params.metadata:
+        request.tags.update(request.params.metadata)
+    if headers.tags is not None:
+        request.tags.update(parse_tags(headers.tags))
+
+
+class UpstreamCall:
+    """One call to the adapters in flight (Generate for a stream, Complete otherwise) and, over HTTP, the
+    task that notices the client leaving and cancels it."""
+
+    __slots__ = ("call", "completed", "disconnected", "watcher")
+
+    def __init__(self, call: aio.UnaryStreamCall | aio.UnaryUnaryCall, receive: Receive | None):
+        self.call = call
+        self.disconnected = False
+        # Set once the completion has arrived: from then on a disconnect has nothing left to cancel (and
+        # uvicorn reports one as soon as the reply is complete).
+        self.completed = False
+        self.watcher = asyncio.create_task(self._watch(receive)) if receive is not None else None
+
+    async def _watch(self, receive: Receive) -> None:
+        # The body has been read, so the next ASGI message is the disconnect. Cancelling the call here
+        # stops the provider request at once instead of at the next chunk we fail to write.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+        if not self.completed:
+            self.call.cancel()
+
+    def _gone(self) -> bool:
+        """Whether a CancelledError in this task came from the watcher cancelling the call (the client
+        left), not from this task being cancelled."""
+        task = asyncio.current_task()
+        return self.disconnected and task is not None and not task.cancelling()
+
+    async def read(self) -> adapters_pb2.GenerateResponse | None:
+        """The next message of a Generate call; None at its end; ClientGone when the client left."""
+        assert isinstance(self.call, aio.UnaryStreamCall)
+        try:
+            message = await self.call.read()
+        except asyncio.CancelledError:
+            if self._gone():
+                raise ClientGone from None
+            raise
+        return None if message is aio.EOF else message
+
+    async def reply(self) -> adapters_pb2.GenerateResponse:
+        """The whole reply of a non-streamed request (whole_reply); ClientGone when the client left."""
+        try:
+            return await whole_reply(self.call)
+        except asyncio.CancelledError:
+            if self._gone():
+                raise ClientGone from None
+            raise
+
+    async def limit_metadata(self) -> aio.Metadata | None:
+        """Where the adapters put the x-ratelimit-* values: a stream's initial metadata, a unary call's
+        trailing metadata (sent with the reply, where initial metadata would cost an exchange of its own)."""
+        if isinstance(self.call, aio.UnaryStreamCall):
+            return await self.call.initial_metadata()
+        return await self.call.trailing_metadata()
+
+    async def finish(self) -> None:
+        """After a stream's completion: read the stream's end, so the call ends OK rather than cancelled
+        (the adapters then record it as served and skip their cancellation path); one read, the server
+        ends the stream right after the completion."""
+        with contextlib.suppress(aio.AioRpcError, ClientGone):
+            await self.read()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        self.call.cancel()
+
+
+async def complete(
+    adapters: AdaptersClient, request: adapters_pb2.GenerateRequest, receive: Receive | None
+) -> tuple[adapters_pb2.GenerateResponse, UpstreamCall]:
+    """A non-streamed request's checked reply: one Complete call, or Generate against adapters without
+    Complete (a rolling upgrade). The caller closes the returned call."""
+    upstream = UpstreamCall(adapters.complete(request), receive)
+    try:
+        try:
+            reply = await upstream.reply()
+        except aio.AioRpcError as exc:
+            if not adapters.lacks_complete(exc, upstream.call):
+                raise
+            upstream.close()
+            upstream = UpstreamCall(adapters.generate(request), receive)
+            reply = await upstream.reply()
+    except aio.AioRpcError as exc:
+        upstream.close()
+        raise error_from_rpc(exc, generating=True) from None
+    except BaseException:
+        upstream.close()
+        raise
+    upstream.completed = True
+    try:
+        check_complete_reply(reply)
+    except AtpError:
+        upstream.close()
+        raise
+    return reply, upstream
+
+
+async def serve(dialect: Dialect, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """The whole exchange for one HTTP request; never raises (every failure becomes the dialect's error
+    reply or terminal event)."""
+    started = time.perf_counter()
+    headers = RequestHeaders(scope)
+    reply_headers = [(b"x-request-id", headers.request_id.encode())]
+    status = 500
+    metrics.IN_FLIGHT_HTTP.inc()
+    try:
+        status = await _serve(dialect, gateway, scope, headers, reply_headers, receive, send, started)
+    except (ClientGone, OSError):
+        # OSError: writing to a client that went away (uvicorn raises ClientDisconnected).
+        status = CLIENT_GONE
+        metrics.DISCONNECTS.inc()
+    except Exception:
+        # A bug: logged with its traceback here, never shown to the client.
+        log.exception("request failed", extra={"request_id": headers.request_id})
+        status = 500
+        with contextlib.suppress(Exception):
+            # Fails harmlessly when the reply had already started.
+            await send_error(send, dialect, Internal("internal error"), reply_headers)
+    finally:
+        metrics.IN_FLIGHT_HTTP.dec()
+        metrics.observe(dialect.endpoint or dialect.name, status, time.perf_counter() - started)
+
+
+async def _serve(
+    dialect: Dialect,
+    gateway: Gateway,
+    scope: Scope,
+    headers: RequestHeaders,
+    reply_headers: list[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+    started: float,
+) -> int:
+    try:
+        try:
+            principal, body = await admit(gateway, headers, receive)
+        except Unavailable:
+            if gateway.stopping.is_set():
+                reply_headers.append((b"connection", b"close"))
+            raise
+        caller = Caller(principal, headers.request_id, headers, scope)
+        request, encoder = dialect.parse(body, caller)
+        stamp(request, caller, dialect.name)
+        adapters = gateway.adapters
+        if adapters is None:
+            raise Unavailable("The gateway is starting.")
+        if not request.stream:
+            reply, upstream = await complete(adapters, request, receive)
+    except Cancelled:
+        return CLIENT_GONE
+    except AtpError as exc:
+        return await send_error(send, dialect, exc, reply_headers)
+    if not request.stream:
+        try:
+            return await _send_whole(upstream, reply, encoder, reply_headers, send, started)
+        finally:
+            upstream.close()
+    upstream = UpstreamCall(adapters.generate(request), receive)
+    try:
+        try:
+            first = await upstream.read()
+        except aio.AioRpcError as exc:
+            return await send_error(send, dialect, error_from_rpc(exc, generating=True), reply_headers)
+        if first is None or not first.HasField("header"):
+            log.error("adapters reply without a header", extra={"request_id": headers.request_id})
+            return await send_error(send, dialect, Internal("internal error"), reply_headers)
+        if first.HasField("error"):
+            error = error_from_generate(first.error.code, first.error.message, first.error.type)
+            return await send_error(send, dialect, error, reply_headers)
+        # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
+        # the initial metadata (absent when the tenant has no limits).
+        _add_limit_headers(reply_headers, await upstream.limit_metadata())
+        _add_route_headers(reply_headers, first.header)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*dialect.stream_headers, *reply_headers],
+            }
+        )
+        return await _stream(upstream, first, encoder, send, started)
+    finally:
+        upstream.close()
+
+
+def _add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
+    for key, value in metadata or ():
+        if key.startswith("x-ratelimit-"):
+            reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
+
+
+def _add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
+    reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
+    reply_headers.append((b"x-atp-model", header.model.encode()))
+
+
+async def _send_whole(
+    upstream: UpstreamCall,
+    reply: adapters_pb2.GenerateResponse,
+    encoder: ReplyEncoder,
+    reply_headers: list[tuple[bytes, bytes]],
+    send: Send,
+    started: float,
+) -> int:
+    _add_limit_headers(reply_headers, await upstream.limit_metadata())
+    _add_route_headers(reply_headers, reply.header)
+    body = encoder.whole(reply)
+    # ATP's overhead: everything but the provider's time, measured before the body leaves, so the reply
+    # can carry it.
+    overhead = metrics.overhead_seconds(started, reply.completion.provider_ms)
+    metrics.OVERHEAD_JSON.observe(overhead)
+    reply_headers.append(metrics.overhead_header(overhead))
+    await send_json(send, 200, body, reply_headers)
+    return 200
+
+
+async def _stream(
+    upstream: UpstreamCall,
+    first: adapters_pb2.GenerateResponse,
+    encoder: ReplyEncoder,
+    send: Send,
+    started: float,
+) -> int:
+    # The opening events and the first deltas leave in one write.
+    out = encoder.start(first.header) + encoder.deltas(first.deltas)
+    message: adapters_pb2.GenerateResponse | None = first
+    while True:
+        if message is None:
+            log.error("adapters stream ended without a completion")
+            await _end_with_error(send, encoder, out, Internal("The reply ended unexpectedly."))
+            return 200
+        if message.HasField("completion"):
+            upstream.completed = True
+            await send({"type": "http.response.body", "body": out + encoder.finish(message.completion)})
+            # Measured after the last write: a stream's overhead includes delivering every event.
+            # (The headers left with the first event, before this was known: no x-atp-overhead-ms here.)
+            metrics.OVERHEAD_SSE.observe(metrics.overhead_seconds(started, message.completion.provider_ms))
+            await upstream.finish()
+            return 200
+        if message.HasField("error"):
+            error = error_from_generate(message.error.code, message.error.message, message.error.type)
+            await _end_with_error(send, encoder, out, error)
+            return 200
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        try:
+            message = await upstream.read()
+        except aio.AioRpcError as exc:
+            await _end_with_error(send, encoder, b"", error_from_rpc(exc, generating=True))
+            return 200
+        if message is not None:
+            out = encoder.deltas(message.deltas)
+
+
+async def _end_with_error(send: Send, encoder: ReplyEncoder, pending: bytes, error: AtpError) -> None:
+    # A stream that broke after output ends with the dialect's error event and without its normal end,
+    # so no client mistakes a truncated reply for a complete one.
+    metrics.STREAM_ERRORS.labels(openai_error(error)[1]["code"] or "unknown").inc()
+    await send({"type": "http.response.body", "body": pending + encoder.broken(error)})

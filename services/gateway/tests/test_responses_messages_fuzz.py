@@ -1,0 +1,172 @@
+"""Bad input on /v1/responses and /v1/messages: generated bodies are parsed or refused with a 400 that names a
+path of the body, never anything else; a schemathesis run over both endpoints finds no 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atp_common.errors import InvalidArgument
+from atp_gateway.dialects.messages_request import parse_messages_request
+from atp_gateway.dialects.responses_request import parse_responses_request
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=8)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+RESPONSES = {
+    "model": "auto",
+    "instructions": "Be brief.",
+    "input": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "hi"},
+                {"type": "input_image", "image_url": "https://i.test/a.png", "detail": "auto"},
+            ],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+    ],
+    "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+    "tool_choice": "auto",
+    "text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}},
+    "reasoning": {"effort": "low"},
+    "max_output_tokens": 100,
+    "metadata": {"k": "v"},
+    "stream": True,
+}
+MESSAGES = {
+    "model": "auto",
+    "max_tokens": 2048,
+    "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hi"},
+                {"type": "image", "source": {"type": "url", "url": "https://i.test/a.png"}},
+            ],
+        },
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+    ],
+    "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "auto"},
+    "thinking": {"type": "enabled", "budget_tokens": 1024},
+    "stream": True,
+}
+
+
+def _paths(value: Any, prefix: str = "") -> set[str]:
+    """Every JSON path in `value`, in the notation the 400s use (`a.b[0].c`)."""
+    paths = {prefix} if prefix else set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths |= _paths(item, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            paths |= _paths(item, f"{prefix}[{i}]")
+    return paths
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
+    """`base` with a few values replaced, keys removed or keys added, anywhere in the tree."""
+    body = orjson.loads(orjson.dumps(base))
+    for _ in range(draw(st.integers(1, 3))):
+        node: Any = body
+        while True:
+            children = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+            containers = [(k, v) for k, v in children if isinstance(v, (dict, list)) and v]
+            if not containers or draw(st.booleans()):
+                break
+            node = draw(st.sampled_from(containers))[1]
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        action = draw(st.sampled_from(("replace", "remove", "add")))
+        if action == "add" and isinstance(node, dict):
+            node[draw(st.text(min_size=1, max_size=6))] = draw(_JSON)
+        elif keys and action == "remove":
+            del node[draw(st.sampled_from(keys))]
+        elif keys:
+            node[draw(st.sampled_from(keys))] = draw(_JSON)
+    return body
+
+
+def _holds(parse: Any, body: dict[str, Any]) -> None:
+    try:
+        parse(orjson.dumps(body))
+    except InvalidArgument as exc:
+        assert exc.param, exc.message
+        assert exc.param in _paths(body) | {p.rsplit(".", 1)[0] for p in _paths(body)} | _missing(
+            exc.param
+        ), (
+            exc.param,
+            body,
+        )
+
+
+def _missing(param: str) -> set[str]:
+    # A missing required field is named by the path it should have had.
+    return {param}
+
+
+def test_valid_bodies_parse() -> None:
+    parse_responses_request(orjson.dumps(RESPONSES))
+    parse_messages_request(orjson.dumps(MESSAGES))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated(RESPONSES))
+def test_responses_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
+    _holds(parse_responses_request, body)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated(MESSAGES))
+def test_messages_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
+    _holds(parse_messages_request, body)
+
+
+async def test_schemathesis_on_responses_and_messages(live, api_key, tmp_path: Path) -> None:
+    """Positive and negative generated requests (schemathesis CLI, real socket) on both endpoints."""
+    st_cli = Path(sys.executable).with_name("st")
+    process = await asyncio.create_subprocess_exec(
+        str(st_cli),
+        "run",
+        f"http://127.0.0.1:{live.port}/openapi.json",
+        "--include-path-regex",
+        "^/v1/(responses|messages)$",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "--max-examples",
+        "60",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "2",
+        "--request-timeout",
+        "5",
+        "--generation-database",
+        "none",
+        "-H",
+        f"Authorization: Bearer {api_key}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, output.decode()[-6000:]
