@@ -24,10 +24,19 @@ _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 class RequestHeaders:
     """The few request headers the gateway reads, found in one pass over the ASGI header list."""
 
-    __slots__ = ("api_key", "authorization", "content_length", "end_user", "request_id", "tags")
+    __slots__ = (
+        "api_key",
+        "authorization",
+        "cache",
+        "content_length",
+        "end_user",
+        "regions",
+        "request_id",
+        "tags",
+    )
 
     def __init__(self, scope: Scope):
-        authorization = api_key = request_id = content_length = end_user = tags = None
+        authorization = api_key = request_id = content_length = end_user = tags = regions = cache = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -41,11 +50,17 @@ class RequestHeaders:
                 end_user = value
             elif name == b"x-atp-tags":
                 tags = value
+            elif name == b"x-atp-region":
+                regions = value
+            elif name == b"x-atp-cache":
+                cache = value
         self.authorization: bytes | None = authorization
         self.api_key: bytes | None = api_key
         self.content_length: bytes | None = content_length
         self.end_user: bytes | None = end_user
         self.tags: bytes | None = tags
+        self.regions: bytes | None = regions
+        self.cache: bytes | None = cache
         # The caller's id when it is a sane token, so its logs and ours line up; otherwise a fresh one.
         if request_id is not None and _REQUEST_ID.fullmatch(request_id):
             self.request_id = request_id.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ SSE_HEADERS = (
     (b"x-accel-buffering", b"no"),
 )
 CLIENT_GONE = 499
+CACHE_MODES = frozenset(("use", "refresh", "no-store"))
+MAX_REGIONS = 8
+_REGION = re.compile(r"[A-Za-z0-9*?_.\-]{1,64}")
 # x-atp-tags: a few short pairs, so a header cannot grow an observation without bound.
 MAX_TAGS = 16
 MAX_TAG_KEY = 64
@@ -173,6 +177,25 @@ def stamp(request: adapters_pb2.GenerateRequest, caller: Caller, dialect: str) -
         request.tags.update(request.params.metadata)
     if headers.tags is not None:
         request.tags.update(parse_tags(headers.tags))
+    if headers.regions is not None:
+        request.regions.extend(parse_regions(headers.regions))
+    if headers.cache is not None:
+        mode = headers.cache.decode("ascii", "replace").strip().lower()
+        if mode not in CACHE_MODES:
+            raise InvalidArgument("x-atp-cache takes use, refresh or no-store.", param="x-atp-cache")
+        request.cache = mode
+
+
+def parse_regions(raw: bytes) -> list[str]:
+    """x-atp-region: comma-separated region patterns (`eu-*`, `westeurope`), a few short ones."""
+    patterns = [p.strip() for p in raw.decode("ascii", "replace").split(",") if p.strip()]
+    if not patterns or len(patterns) > MAX_REGIONS or not all(_REGION.fullmatch(p) for p in patterns):
+        raise InvalidArgument(
+            f"x-atp-region takes up to {MAX_REGIONS} comma-separated region patterns (letters, digits, "
+            "'-', '_', '.', '*').",
+            param="x-atp-region",
+        )
+    return patterns
 
 
 class UpstreamCall:
@@ -371,6 +394,12 @@ def _add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.M
 def _add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
     reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
     reply_headers.append((b"x-atp-model", header.model.encode()))
+    if header.deployment:
+        reply_headers.append((b"x-atp-deployment", header.deployment.encode()))
+    if header.region:
+        reply_headers.append((b"x-atp-region", header.region.encode()))
+    if header.cache:
+        reply_headers.append((b"x-atp-cache", header.cache.encode()))
 
 
 async def _send_whole(

@@ -15,6 +15,7 @@ Server to client
       Reply pieces, in order; one frame carries everything of one choice that arrived together (the
       fields of a chat.completion.chunk delta). Choices other than the first (`n` > 1) carry "choice": i.
   {"type": "done", "id": "<id>", "decision_id": "...", "model": "...", "response": {<chat.completion>}}
+      (plus "deployment", "region" and "cache" when they apply, as the x-atp-* reply headers over HTTP)
       The request finished; `response` is the same object the HTTP endpoint returns.
   {"type": "error", "id": "<id>" | null, "error": {"message", "type", "param", "code"}}
       The request failed (OpenAI error object; the HTTP status it would have had is in "status").
@@ -289,14 +290,22 @@ class _Session:
 
 
 def _done(request_id: str, reply: adapters_pb2.GenerateResponse, legacy: bool) -> dict[str, Any]:
-    """The final frame of a request served in full."""
-    return {
+    """The final frame of a request served in full (where it was served, as the HTTP headers say)."""
+    header = reply.header
+    frame: dict[str, Any] = {
         "type": "done",
         "id": request_id,
-        "decision_id": reply.header.decision_id,
-        "model": reply.header.model,
+        "decision_id": header.decision_id,
+        "model": header.model,
         "response": completion_json(reply, legacy_functions=legacy),
     }
+    if header.deployment:
+        frame["deployment"] = header.deployment
+    if header.region:
+        frame["region"] = header.region
+    if header.cache:
+        frame["cache"] = header.cache
+    return frame
 
 
 def _id_of(data: str | bytes) -> str | None:
