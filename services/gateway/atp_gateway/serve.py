@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from atp_common.heap import freeze_startup_heap
 from atp_gateway.app import create_app
+from atp_gateway.edge import EdgeState, edge_protocol
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
 
@@ -63,9 +64,11 @@ class GatewayServer:
         self._reuse_port = reuse_port
         self.app = app if app is not None else create_app(settings)
         self.gateway: Gateway = self.app.state.gateway
+        self.edge = EdgeState()
         config = uvicorn.Config(
             self.app,
-            http="httptools",
+            # uvicorn's httptools protocol with the edge's limits on heads, connections and requests.
+            http=edge_protocol(settings.edge_limits, self.edge),
             ws="websockets-sansio",
             lifespan="on",
             # No per-request log line on the hot path; metrics count requests instead.
@@ -103,6 +106,9 @@ class GatewayServer:
         gateway = self.gateway
         # 1. /readyz answers 503 from now on, so balancers stop sending new work here.
         gateway.begin_drain()
+        # Every reply from now on says `Connection: close`, so keep-alive clients reconnect elsewhere
+        # instead of sending on a connection that the end of the drain will close under them.
+        self.edge.begin_drain()
         log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
         # 2. Give them time to notice; requests still in transit are served meanwhile.
         await asyncio.sleep(settings.drain_delay_s)
