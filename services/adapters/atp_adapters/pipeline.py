@@ -67,6 +67,8 @@ class _Call:
         "error_class",
         "finish_reason",
         "first_token_at",
+        "observation_id",
+        "opened",
         "provider_s",
         "status",
         "target",
@@ -79,6 +81,8 @@ class _Call:
         self.error_class = ""
         self.finish_reason = ""
         self.first_token_at = 0.0
+        self.observation_id = ""
+        self.opened: int | None = None
         self.provider_s = 0.0
         self.status = observations.ERROR
         self.target: Target | None = None
@@ -190,6 +194,16 @@ class GeneratePipeline:
         call = _Call()
         if traced:
             call.trace_id = current_trace_id()
+        if request.stream:
+            # In the observation log from the start: a process killed mid-stream still leaves one.
+            call.observation_id, call.opened = observations.open_stream(
+                self._shipper.open,
+                request_id=request_id,
+                tenant=tenant,
+                decision=decision,
+                started_wall=started_wall,
+                replica_id=self._replica_id,
+            )
         try:
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
             async with contextlib.aclosing(
@@ -467,7 +481,7 @@ class GeneratePipeline:
             series.reasoning_tokens.inc(usage.reasoning_tokens)
             series.cost.inc(cost)
 
-        observation_id = observations.new_observation_id()
+        observation_id = call.observation_id or observations.new_observation_id()
         latency_ms = latency_s * 1000.0
         started_ns = int(started_wall * 1e9)
         observation = observer_pb2.Observation(
@@ -509,7 +523,7 @@ class GeneratePipeline:
             finish_reason=call.finish_reason,
             started_micros=started_ns // 1000,
         )
-        self._shipper.submit(observation, row)
+        self._shipper.submit(observation, row, call.opened)
 
 
 async def _traced_attempt(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
+from pathlib import Path
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
+from atp_adapters.observation_log import ObservationLog
 from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
@@ -128,6 +130,8 @@ async def build_server(
         interval_s=settings.ship_interval_s,
         timeout_s=settings.ship_timeout_s,
         backoff_max_s=settings.ship_backoff_max_s,
+        observation_log=ObservationLog(Path(settings.spool_dir) / "log", settings.observation_log_max_bytes),
+        log_sync_s=settings.observation_log_sync_s,
     )
     limiter = open_limiter(
         settings.redis_url,
