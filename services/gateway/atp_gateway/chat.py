@@ -153,7 +153,7 @@ async def _serve(
     try:
         if gateway.stopping.is_set():
             reply_headers.append((b"connection", b"close"))
-            raise Unavailable("The gateway is shutting down; retry on another replica.")
+            raise Unavailable("The gateway is shutting down; retry on another replica.", retry_after=1.0)
         principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
         body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
         try:

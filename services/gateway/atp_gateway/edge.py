@@ -35,13 +35,18 @@ class EdgeState:
 
     unauthenticated: dict[str, int] = field(default_factory=dict)
     draining: bool = False
+    stopping: bool = False
     connections: set[Any] = field(default_factory=set)
 
     def begin_drain(self) -> None:
-        """From now on every reply says `Connection: close`, including replies already under way."""
+        """From now on every reply says `Connection: close`, including replies whose head is not out yet."""
         self.draining = True
         for protocol in list(self.connections):
             protocol.close_after_reply()
+
+    def stop(self) -> None:
+        """From now on every request but the probes gets 503 with Retry-After and `Connection: close`."""
+        self.stopping = True
 
 
 class _Refused(Exception):
@@ -55,13 +60,14 @@ class _Refused(Exception):
 
 _PHRASES = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 _LINGER_S = 2.0
-_CREDENTIALS = (b"authorization", b"x-api-key")
+_CREDENTIALS = (b"authorization", b"x-api-key", b"api-key")
+# Probes answer through a drain: readiness says "draining", liveness stays up.
+_PROBES = frozenset((b"/livez", b"/readyz", b"/startupz", b"/healthz"))
 
 
 def _raw_reply(status: int, message: str) -> bytes:
-    body = b'{"error":{"message":"%s","type":"invalid_request_error","param":null,"code":null}}' % (
-        message.encode()
-    )
+    error_type = b"server_error" if status == 503 else b"invalid_request_error"
+    body = b'{"error":{"message":"%s","type":"%s","param":null,"code":null}}' % (message.encode(), error_type)
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
         status,
         _PHRASES[status],
@@ -77,6 +83,7 @@ _MESSAGES = {
     "head_timeout": "The request headers did not arrive in time.",
     "connections": "Too many open connections; retry shortly.",
     "unauthenticated_per_ip": "Too many unauthenticated connections from this address; retry shortly.",
+    "stopping": "The gateway is shutting down; retry on another replica.",
 }
 
 
@@ -226,16 +233,21 @@ class EdgeProtocol(HttpToolsProtocol):
             # Whether the credentials are valid is the app's call; a connection that presents them is
             # bounded by the connection cap instead of its address's share.
             self._trust()
+        refusal = None
         if len(self.tasks) >= self.limits.max_requests:
             metrics.EDGE_REFUSED.labels("requests").inc()
+            refusal = _busy
+        elif self.state.stopping and self.url.split(b"?", 1)[0] not in _PROBES:
+            refusal = _stopping
+        if refusal is None:
+            super().on_headers_complete()
+        else:
             app = self.app
-            self.app = _busy
+            self.app = refusal
             try:
                 super().on_headers_complete()
             finally:
                 self.app = app
-        else:
-            super().on_headers_complete()
         if self.state.draining and self.cycle is not None:
             self.cycle.keep_alive = False
 
@@ -243,6 +255,14 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._head_open = True
         self._head_bytes = 0
+
+    def shutdown(self) -> None:
+        """The end of a drain (uvicorn's shutdown): a connection between requests, or with one arriving,
+        gets a 503 and a lingering close. Closed outright, a request sent at that moment would meet a reset."""
+        if self.cycle is None or self.cycle.response_complete:
+            self._refuse(503, "stopping")
+            return
+        super().shutdown()
 
     def close_after_reply(self) -> None:
         """Say `Connection: close` on the reply under way (if its head is not sent yet) and close after it."""
@@ -258,8 +278,21 @@ _BUSY = (
 )
 
 
+_STOPPING = (
+    b'{"error":{"message":"The gateway is shutting down; retry on another replica.",'
+    b'"type":"server_error","param":null,"code":null}}'
+)
+
+
 async def _busy(scope: Any, receive: Any, send: Any) -> None:
-    body = _BUSY
+    await _unavailable(send, _BUSY)
+
+
+async def _stopping(scope: Any, receive: Any, send: Any) -> None:
+    await _unavailable(send, _STOPPING)
+
+
+async def _unavailable(send: Any, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

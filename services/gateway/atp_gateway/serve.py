@@ -113,10 +113,14 @@ class GatewayServer:
         # 2. Give them time to notice; requests still in transit are served meanwhile.
         await asyncio.sleep(settings.drain_delay_s)
         deadline = time.monotonic() + settings.grace_s
-        # 3. Stop accepting connections, and refuse new requests on connections already open.
+        # 3. Refuse new requests (503 with Retry-After, Connection: close) while still accepting for a
+        #    moment: clients told to come back later stop connecting, so closing the listener then resets
+        #    no connection waiting in its backlog.
+        gateway.stop_new_work()
+        self.edge.stop()
+        await asyncio.sleep(min(settings.drain_refuse_s, max(0.0, deadline - time.monotonic())))
         for server in getattr(self._server, "servers", []):
             server.close()
-        gateway.stop_new_work()
         # 4. WebSockets get their in-flight replies, then close with 1001: uvicorn's own shutdown would
         #    cut them with 1012, so they are done before it runs.
         await gateway.wait_websockets_closed(max(0.0, deadline - time.monotonic()))

@@ -46,6 +46,14 @@ class GatewaySettings(ServiceSettings):
     keep_alive_s: float = Field(
         75.0, gt=0, description="Idle HTTP keep-alive; above typical balancer idle timeouts."
     )
+    drain_refuse_s: float = Field(
+        0.5,
+        ge=0,
+        description="At the end of a drain, how long new requests get 503 before the listener closes.",
+    )
+    adapters_reconnect_max_s: float = Field(
+        0.25, gt=0, description="Longest pause between attempts to reach the adapters (restarts found fast)."
+    )
     max_head_bytes: int = Field(
         16 * 1024, ge=1024, description="Largest request line plus headers; larger gets 431."
     )
