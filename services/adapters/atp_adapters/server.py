@@ -144,7 +144,17 @@ async def build_server(
         open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
         poll_s=settings.directory_poll_s,
     )
-    admission = Admission(limiter, directory, targets, default_output_tokens=settings.default_output_tokens)
+    admission = Admission(
+        limiter,
+        directory,
+        targets,
+        default_output_tokens=settings.default_output_tokens,
+        reservation_caps={
+            name: route.max_reservation_tokens
+            for name, route in config.routes.items()
+            if route.max_reservation_tokens is not None
+        },
+    )
     pipeline = GeneratePipeline(
         config,
         holder,
