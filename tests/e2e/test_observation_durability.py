@@ -123,6 +123,8 @@ async def test_kill_9_under_40_streams_loses_no_observation_and_stores_none_twic
                 break
             await asyncio.sleep(0.1)
         assert await asyncio.to_thread(survivor.terminate, 20) == 0
+        # A clean drain leaves no log segment behind (everything in it was acknowledged).
+        assert list((tmp_path / "spool" / "log").glob("*.obslog")) == []
     finally:
         if survivor is not None and survivor.process.poll() is None:
             survivor.process.kill()
