@@ -11,8 +11,22 @@ from atp_common.server import GRPC_OPTIONS
 from atp_common.settings import ServiceSettings
 
 
-def open_channel(target: str, settings: ServiceSettings | None = None) -> aio.Channel:
-    """A channel to `target` (host:port), secured with the service's TLS files when it has them."""
+def open_channel(
+    target: str, settings: ServiceSettings | None = None, *, reconnect_max_s: float | None = None
+) -> aio.Channel:
+    """A channel to `target` (host:port), secured with the service's TLS files when it has them.
+
+    `reconnect_max_s` caps the pause between connection attempts while the peer is away (gRPC's backoff
+    otherwise grows to GRPC_OPTIONS' maximum), for a peer whose return must be noticed at once."""
+    options = GRPC_OPTIONS
+    if reconnect_max_s is not None:
+        pause_ms = max(int(reconnect_max_s * 1000), 1)
+        replaced = ("grpc.initial_reconnect_backoff_ms", "grpc.max_reconnect_backoff_ms")
+        options = (
+            *(o for o in GRPC_OPTIONS if o[0] not in replaced),
+            ("grpc.initial_reconnect_backoff_ms", pause_ms),
+            ("grpc.max_reconnect_backoff_ms", pause_ms),
+        )
     interceptors = None
     if settings is not None and (settings.tracing or settings.otlp_endpoint):
         from atp_common.telemetry import client_interceptors
@@ -25,5 +39,5 @@ def open_channel(target: str, settings: ServiceSettings | None = None) -> aio.Ch
         cert = Path(settings.tls_cert).read_bytes() if settings.tls_cert else None
         key = Path(settings.tls_key).read_bytes() if settings.tls_key else None
         credentials = grpc.ssl_channel_credentials(ca, key, cert)
-        return aio.secure_channel(target, credentials, options=GRPC_OPTIONS, interceptors=interceptors)
-    return aio.insecure_channel(target, options=GRPC_OPTIONS, interceptors=interceptors)
+        return aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+    return aio.insecure_channel(target, options=options, interceptors=interceptors)

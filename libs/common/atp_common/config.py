@@ -172,6 +172,9 @@ class RouteConfig(_Strict):
     # Redact PII from the messages forwarded to the provider (off: requests are forwarded as sent).
     redact_pii_upstream: bool = False
     cache: CacheConfig | None = None
+    # Budgets: the output tokens reserved for a request on this route that does not set max_tokens (the
+    # adapters' default_output_tokens otherwise), so a small budget is not refused by one estimate.
+    max_reservation_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _weights_match(self) -> RouteConfig:

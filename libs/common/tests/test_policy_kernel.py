@@ -116,11 +116,15 @@ def test_concrete_model_is_a_direct_decision() -> None:
     assert _order(decision) == ["medium"] and decision.propensity == 1.0
 
 
-def test_unknown_name_lists_what_exists() -> None:
+def test_unknown_name_lists_nothing_and_points_to_the_models_list() -> None:
+    # The catalogue differs by tenant: the refusal names no route or model, GET /v1/models does.
     with pytest.raises(NotFound) as caught:
         _policy(_config()).decide("gpt-9", "t", _features())
-    assert "gpt-9" in caught.value.message
-    assert "auto" in caught.value.message and "large" in caught.value.message
+    assert "gpt-9" in caught.value.message and "/v1/models" in caught.value.message
+    assert "auto" not in caught.value.message and "large" not in caught.value.message
+    with pytest.raises(NotFound) as long_name:
+        _policy(_config()).decide("m" * 10_000, "t", _features())
+    assert len(long_name.value.message) < 200
 
 
 def test_context_and_capability_filtering_with_reasons() -> None:

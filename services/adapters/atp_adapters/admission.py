@@ -30,11 +30,14 @@ class Admission:
         targets: TargetTable,
         *,
         default_output_tokens: int,
+        reservation_caps: Mapping[str, int] | None = None,
     ):
         self.limiter = limiter
         self.follower = follower
         self._targets = targets
         self._default_output_tokens = default_output_tokens
+        # Per route: its max_reservation_tokens, when it caps the default output estimate.
+        self._reservation_caps = dict(reservation_caps or {})
 
     async def admit(
         self,
@@ -49,7 +52,13 @@ class Admission:
         if limits is None:
             return None
         prompt = decision.features.estimated_prompt_tokens
-        output = params.max_tokens if params.HasField("max_tokens") else self._default_output_tokens
+        if params.HasField("max_tokens"):
+            output = params.max_tokens
+        else:
+            output = min(
+                self._default_output_tokens,
+                self._reservation_caps.get(decision.route, self._default_output_tokens),
+            )
         cost = 0.0
         if limits.limits_budget:
             for candidate in decision.candidates:

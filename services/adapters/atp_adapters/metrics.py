@@ -65,8 +65,13 @@ POLICY_VERSION = Gauge("atp_adapters_policy_version", "Version of the policy sna
 POLICY_RECONNECTS = Counter("atp_adapters_policy_watch_reconnects_total", "WatchPolicy streams that ended.")
 OBSERVATIONS = Counter(
     "atp_adapters_observations_total",
-    "Observations by what happened to them: shipped, spooled, replayed, dropped.",
+    "Observations by what happened to them: shipped, spooled, replayed, dropped, recovered (from a "
+    "killed predecessor's log), unlogged (the log was full: shipped from memory only).",
     ["outcome"],
+)
+OBSERVATION_LOG_BYTES = Gauge(
+    "atp_adapters_observation_log_bytes",
+    "Bytes of observations in the local log not yet acknowledged or spooled (bounded by its cap).",
 )
 SPOOL_BYTES = Gauge("atp_adapters_spool_bytes", "Bytes of observation batches waiting in the spool.")
 OBSERVATION_QUEUE = QUEUE_DEPTH.labels("observations")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
+from atp_common.observation_rows import encode_row
 
 OK = observer_pb2.OBSERVATION_STATUS_OK
 ERROR = observer_pb2.OBSERVATION_STATUS_ERROR
@@ -70,3 +71,48 @@ def new_observation_id() -> str:
     128 random bits straight from os.urandom: a quarter of uuid4().hex's cost on the request path.
     """
     return os.urandom(16).hex()
+
+
+def open_stream(
+    log_open: Callable[[observer_pb2.Observation, bytes], int | None],
+    *,
+    request_id: str,
+    tenant: str,
+    decision: chat_pb2.Decision,
+    started_wall: float,
+    replica_id: str,
+) -> tuple[str, int | None]:
+    """Log a stream's observation as it reads if the stream is cut before its end (the process dies):
+    PARTIAL, `Interrupted`, the prompt's estimated tokens. Returns its id (the final observation reuses it
+    and the start time, so the observer keeps one of the two) and the log's token for `submit`."""
+    observation_id = new_observation_id()
+    candidate = decision.candidates[0]
+    usage = chat_pb2.Usage(prompt_tokens=decision.features.estimated_prompt_tokens, estimated=True)
+    started_ns = int(started_wall * 1e9)
+    observation = observer_pb2.Observation(
+        observation_id=observation_id,
+        request_id=request_id,
+        tenant=tenant,
+        decision=decision,
+        model=candidate.model,
+        provider=candidate.provider,
+        usage=usage,
+        status=PARTIAL,
+        error_class="Interrupted",
+        replica_id=replica_id,
+    )
+    observation.started_at.FromNanoseconds(started_ns)
+    observation.finished_at.FromNanoseconds(started_ns)
+    row = encode_row(
+        observation_id=observation_id,
+        decision=decision,
+        tenant=tenant,
+        model=candidate.model,
+        usage=usage,
+        cost_usd=0.0,
+        latency_ms=0.0,
+        status=PARTIAL,
+        finish_reason="",
+        started_micros=started_ns // 1000,
+    )
+    return observation_id, log_open(observation, row)

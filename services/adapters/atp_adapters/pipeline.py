@@ -57,6 +57,8 @@ class _Call:
         "error_class",
         "finish_reason",
         "first_token_at",
+        "observation_id",
+        "opened",
         "provider_s",
         "saved_cost_usd",
         "status",
@@ -74,6 +76,8 @@ class _Call:
         self.error_class = ""
         self.finish_reason = ""
         self.first_token_at = 0.0
+        self.observation_id = ""
+        self.opened: int | None = None
         self.provider_s = 0.0
         self.status = observations.ERROR
         self.target: Target | None = None
@@ -190,6 +194,16 @@ class GeneratePipeline:
         call = _Call()
         if traced:
             call.trace_id = current_trace_id()
+        if request.stream:
+            # In the observation log from the start: a process killed mid-stream still leaves one.
+            call.observation_id, call.opened = observations.open_stream(
+                self._shipper.open,
+                request_id=request_id,
+                tenant=tenant,
+                decision=decision,
+                started_wall=started_wall,
+                replica_id=self._replica_id,
+            )
         try:
             source = await self._source(
                 request, tenant, request_id, decision, call, started, deadline, traced
@@ -584,7 +598,7 @@ class GeneratePipeline:
             series.reasoning_tokens.inc(usage.reasoning_tokens)
             series.cost.inc(cost)
 
-        observation_id = observations.new_observation_id()
+        observation_id = call.observation_id or observations.new_observation_id()
         latency_ms = latency_s * 1000.0
         started_ns = int(started_wall * 1e9)
         observation = observer_pb2.Observation(
@@ -637,15 +651,19 @@ class GeneratePipeline:
         if tenant in self._store_prompts and self._privacy.uses_ner(tenant):
             # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
             text = observations.prompt_text(request.messages)
-            task = asyncio.get_running_loop().create_task(self._submit_redacted(observation, row, text))
+            task = asyncio.get_running_loop().create_task(
+                self._submit_redacted(observation, row, text, call.opened)
+            )
             self._redactions.add(task)
             task.add_done_callback(self._redactions.discard)
             return
-        self._shipper.submit(observation, row)
+        self._shipper.submit(observation, row, call.opened)
 
-    async def _submit_redacted(self, observation: observer_pb2.Observation, row: bytes, text: str) -> None:
+    async def _submit_redacted(
+        self, observation: observer_pb2.Observation, row: bytes, text: str, opened: int | None
+    ) -> None:
         observation.prompt_text = await self._privacy.redact_for_storage(observation.tenant, text)
-        self._shipper.submit(observation, row)
+        self._shipper.submit(observation, row, opened)
 
     async def drain_redactions(self) -> None:
         """Wait for observations whose prompts are being redacted (at shutdown, before the shipper

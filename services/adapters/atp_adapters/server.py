@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
 from atp_adapters.fleet import ProviderFleet
+from atp_adapters.observation_log import ObservationLog
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.resilience import Circuits
@@ -115,13 +117,25 @@ async def build_server(
         interval_s=settings.ship_interval_s,
         timeout_s=settings.ship_timeout_s,
         backoff_max_s=settings.ship_backoff_max_s,
+        observation_log=ObservationLog(Path(settings.spool_dir) / "log", settings.observation_log_max_bytes),
+        log_sync_s=settings.observation_log_sync_s,
     )
     directory = DirectoryFollower(
         config,
         open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
         poll_s=settings.directory_poll_s,
     )
-    admission = Admission(limiter, directory, table, default_output_tokens=settings.default_output_tokens)
+    admission = Admission(
+        limiter,
+        directory,
+        table,
+        default_output_tokens=settings.default_output_tokens,
+        reservation_caps={
+            name: route.max_reservation_tokens
+            for name, route in config.routes.items()
+            if route.max_reservation_tokens is not None
+        },
+    )
     cache = ResponseCache(
         RedisStore(settings.redis_url, f"{settings.redis_prefix}cache:")
         if settings.redis_url

@@ -70,6 +70,14 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     ship_interval_s: float = Field(0.5, gt=0, description="Longest an observation waits for its batch.")
     ship_timeout_s: float = Field(5.0, gt=0, description="Deadline of one Ingest call.")
     ship_backoff_max_s: float = Field(5.0, gt=0, description="Longest pause between delivery attempts.")
+    observation_log_max_bytes: int = Field(
+        256 << 20,
+        ge=1 << 16,
+        description="Cap of the observation log (spool_dir/log); beyond it observations ship from memory only.",
+    )
+    observation_log_sync_s: float = Field(
+        1.0, gt=0, description="fsync cadence of the observation log: what a machine crash can lose."
+    )
     spool_max_bytes: int = Field(
         1 << 30, ge=1 << 16, description="Spool file cap; beyond it batches are dropped."
     )

@@ -11,6 +11,7 @@ from grpc import aio
 
 from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics
+from atp_adapters.observation_log import FINAL, OPEN, ObservationLog
 from atp_adapters.spool import Spool, SpoolFull
 
 log = logging.getLogger("atp.adapters.shipper")
@@ -69,6 +70,8 @@ class ObservationShipper:
         interval_s: float,
         timeout_s: float,
         backoff_max_s: float,
+        observation_log: ObservationLog | None = None,
+        log_sync_s: float = 1.0,
     ) -> None:
         # Ingest with the request already encoded (no serializer: the bytes go out as they are).
         self._ingest = channel.stream_unary(
@@ -77,7 +80,10 @@ class ObservationShipper:
             response_deserializer=observer_pb2.IngestResponse.FromString,
         )
         self._spool = spool
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
+        self._log = observation_log
+        self._log_sync_s = log_sync_s
+        # Each entry with the number of the log segment that holds it (None: not logged).
+        self._queue: asyncio.Queue[tuple[int | None, bytes]] = asyncio.Queue(queue_size)
         self._high_water = max(queue_size // 2, 1)
         self._batch_size = batch_size
         self._interval_s = interval_s
@@ -86,25 +92,65 @@ class ObservationShipper:
         self._backoff_s = 0.0
         self._retry_at = 0.0
         # The batch taken from the queue and not yet delivered or spooled; drain must not forget it.
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[int | None, bytes]] = []
         # Completed by submit() when the queue holds `_batch_missing` more observations (see _collect).
         self._batch_ready: asyncio.Future[None] | None = None
         self._batch_missing = 0
         self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
         metrics.SPOOL_BYTES.set(spool.size_bytes)
 
     def start(self) -> None:
-        """Start the delivery task."""
+        """Move what a killed predecessor left in the log to the spool, then start the delivery task."""
+        if self._log is not None:
+            self._recover(self._log)
+            self._sync_task = asyncio.create_task(self._sync_log(self._log), name="observation-log-sync")
         self._task = asyncio.create_task(self._run(), name="observation-shipper")
 
-    def submit(self, observation: observer_pb2.Observation, row: bytes = b"") -> None:
-        """Hand one observation over, with its row (see encode_observation); never awaits."""
+    def _recover(self, observation_log: ObservationLog) -> None:
+        entries = observation_log.recover()
+        for start in range(0, len(entries), self._batch_size):
+            batch = entries[start : start + self._batch_size]
+            # Synchronous at start, before any request: the spool's fsync makes them safe, then the
+            # predecessor's segments go. A crash in between sends them twice; the observer keeps one.
+            self._spool.append_serialized(b"".join(batch))
+            metrics.OBSERVATIONS.labels("recovered").inc(len(batch))
+        observation_log.drop_leftovers()
+        metrics.SPOOL_BYTES.set(self._spool.size_bytes)
+        if entries:
+            log.info("recovered %d observations from a previous process's log", len(entries))
+
+    async def _sync_log(self, observation_log: ObservationLog) -> None:
+        # The cadence at which a machine crash (not a process's) can cost observations.
+        while True:
+            await asyncio.sleep(self._log_sync_s)
+            try:
+                await observation_log.sync()
+            except OSError:
+                log.exception("fsync of the observation log failed")
+
+    def open(self, observation: observer_pb2.Observation, row: bytes = b"") -> int | None:
+        """Log a stream's observation as it reads if the stream is cut (its process dies) before `submit`
+        supersedes it; returns the token to pass to `submit`. Nothing is shipped now."""
+        if self._log is None:
+            return None
+        return self._log.append(OPEN, encode_observation(observation, row))
+
+    def submit(
+        self, observation: observer_pb2.Observation, row: bytes = b"", opened: int | None = None
+    ) -> None:
+        """Hand one observation over, with its row (see encode_observation); never awaits. It is in the
+        log (the kernel's hands) when this returns."""
         encoded = encode_observation(observation, row)
+        seq = None
+        if self._log is not None:
+            seq = self._log.append(FINAL, encoded)
+            self._log.settle(opened)
         try:
-            self._queue.put_nowait(encoded)
+            self._queue.put_nowait((seq, encoded))
         except asyncio.QueueFull:
             # Last resort under overload: a synchronous spool write is slower, but loses nothing.
-            self._spool_batch([encoded])
+            self._spool_batch([(seq, encoded)])
             return
         size = self._queue.qsize()
         metrics.OBSERVATION_QUEUE.set(size)
@@ -122,7 +168,7 @@ class ObservationShipper:
         """False while backing off after a failed delivery."""
         return time.monotonic() >= self._retry_at
 
-    def _take_queued(self, pending: list[bytes]) -> None:
+    def _take_queued(self, pending: list[tuple[int | None, bytes]]) -> None:
         queue = self._queue
         while len(pending) < self._batch_size and not queue.empty():
             pending.append(queue.get_nowait())
@@ -169,9 +215,10 @@ class ObservationShipper:
     async def _deliver_pending(self) -> None:
         batch = self._pending
         if self.observer_reachable and self._queue.qsize() < self._high_water:
-            if await self._send(b"".join(batch)):
+            if await self._send(b"".join(entry for _, entry in batch)):
                 metrics.OBSERVATIONS.labels("shipped").inc(len(batch))
                 self._pending = []
+                self._settle(batch)
                 return
         self._spool_batch(batch)
         self._pending = []
@@ -206,23 +253,32 @@ class ObservationShipper:
         self._retry_at = 0.0
         return True
 
-    def _spool_batch(self, batch: list[bytes]) -> None:
+    def _settle(self, batch: list[tuple[int | None, bytes]]) -> None:
+        if self._log is not None:
+            self._log.settle_all([seq for seq, _ in batch])
+            self._log.rotate_if_settled()
+
+    def _spool_batch(self, batch: list[tuple[int | None, bytes]]) -> None:
         try:
-            self._spool.append_serialized(b"".join(batch))
+            self._spool.append_serialized(b"".join(entry for _, entry in batch))
         except (SpoolFull, OSError):
-            # Bounded disk wins over completeness; loud, counted, never silent.
+            # Bounded disk wins over completeness; loud, counted, never silent. The log lets them go too:
+            # kept there, they would fill it and be sent again by the next process.
             log.exception("dropping %d observations: the spool cannot take them", len(batch))
             metrics.OBSERVATIONS.labels("dropped").inc(len(batch))
+            self._settle(batch)
             return
         metrics.OBSERVATIONS.labels("spooled").inc(len(batch))
         metrics.SPOOL_BYTES.set(self._spool.size_bytes)
+        self._settle(batch)
 
     async def close(self, timeout_s: float) -> None:
         """Stop the task, deliver what is queued within `timeout_s`, and spool whatever is left."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._sync_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._sync_task = None
         leftover = self._pending
         self._pending = []
         while not self._queue.empty():
@@ -234,13 +290,19 @@ class ObservationShipper:
             remaining = deadline - time.monotonic()
             if reachable and remaining > 0:
                 try:
-                    await self._ingest(iter((b"".join(batch),)), timeout=min(remaining, self._timeout_s))
+                    await self._ingest(
+                        iter((b"".join(entry for _, entry in batch),)),
+                        timeout=min(remaining, self._timeout_s),
+                    )
                 except aio.AioRpcError as exc:
                     log.warning("observer unreachable at drain (%s); spooling the rest", exc.code().name)
                     reachable = False
                 else:
                     metrics.OBSERVATIONS.labels("shipped").inc(len(batch))
+                    self._settle(batch)
                     continue
             self._spool_batch(batch)
         metrics.OBSERVATION_QUEUE.set(0)
         self._spool.close()
+        if self._log is not None:
+            self._log.close()

@@ -39,7 +39,10 @@ CONFIG = {
         "echo": {"provider": "local", "input_usd_per_mtok": 1000.0, "output_usd_per_mtok": 1000.0},
         "slow-echo": {"provider": "slow"},
     },
-    "routes": {"auto": {"candidates": ["echo"]}},
+    "routes": {
+        "auto": {"candidates": ["echo"]},
+        "short": {"candidates": ["echo"], "max_reservation_tokens": 10},
+    },
     "tenants": {
         "metered": {"tokens_per_minute": 1000, "requests_per_minute": 100},
         "capped": {"daily_budget_usd": 0.05},
@@ -130,19 +133,40 @@ async def test_a_stream_cancelled_after_output_keeps_its_reservation(adapters) -
     assert int(metadata["x-ratelimit-remaining-tokens"]) == 1000 - 2 * reserved
 
 
-async def test_budget_refusal_is_typed_with_retry_after_before_any_provider_call(adapters) -> None:
+async def test_a_reservation_larger_than_the_whole_budget_is_refused_saying_so(adapters) -> None:
     stub, _admission = adapters
-    # Each request reserves (prompt + 50 output tokens) at $1000/Mtok: about $0.06 > $0.05.
+    # Each request reserves (prompt + 50 output tokens) at $1000/Mtok: about $0.06 > the whole $0.05.
     with pytest.raises(aio.AioRpcError) as refused:
         await _run(stub, _request("capped"))
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     error = from_rpc_error(refused.value)
-    assert isinstance(error, BudgetExceeded) and error.retry_after and error.retry_after > 0
-    # A smaller request fits.
+    assert isinstance(error, BudgetExceeded) and error.param == "max_tokens"
+    assert (
+        "larger than your whole daily budget" in error.message and "max_reservation_tokens" in error.message
+    )
+    # Waiting would not help: no Retry-After.
+    assert error.retry_after is None
+    # A smaller request fits, and so does one on a route that caps the reservation.
     _metadata, responses = await _run(
         stub, _request("capped", text="hi", params=chat_pb2.GenerationParams(max_tokens=5))
     )
     assert responses[-1].HasField("completion")
+    _metadata, responses = await _run(stub, _request("capped", model="short", text="hi"))
+    assert responses[-1].HasField("completion")
+
+
+async def test_budget_refusal_once_spent_is_typed_with_retry_after_before_any_provider_call(adapters) -> None:
+    stub, _admission = adapters
+    small = _request("capped", text="hi", params=chat_pb2.GenerationParams(max_tokens=5))
+    for _ in range(10):
+        try:
+            await _run(stub, small)
+        except aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            assert isinstance(error, BudgetExceeded) and error.retry_after and error.retry_after > 0
+            assert "spent or reserved" in error.message
+            return
+    raise AssertionError("the budget was never exhausted")
 
 
 async def _outcome(stub, request) -> str:

@@ -20,6 +20,7 @@ from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.control import ControlClient
 from atp_gateway.errors import error_from_validation
 from atp_gateway.gateway import Gateway
+from atp_gateway.ids import check_id, check_time_range
 
 __all__ = ["admin_router"]
 
@@ -165,6 +166,8 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.get("/keys", summary="List API keys (never the keys themselves)")
     async def list_keys(request: Request, tenant: str = "", include_revoked: bool = False) -> Response:
         admin_of(request)
+        if tenant:
+            check_id(tenant, "tenant")
         client = control()
         reply = await client.call(
             client.admin.ListKeys, admin_pb2.ListKeysRequest(tenant=tenant, include_revoked=include_revoked)
@@ -174,6 +177,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.post("/keys/{key_id}/rotate", summary="Replace a key with a new one and revoke the old one")
     async def rotate_key(request: Request, key_id: str) -> Response:
         admin_of(request)
+        check_id(key_id, "key_id")
         client = control()
         reply = await client.call(client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id))
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
@@ -181,6 +185,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.patch("/keys/{key_id}", summary="Change a key's own rate limits")
     async def update_key(request: Request, key_id: str) -> Response:
         admin_of(request)
+        check_id(key_id, "key_id")
         body: UpdateKeyBody = await _parse(request, UpdateKeyBody, gateway)
         client = control()
         reply = await client.call(
@@ -192,6 +197,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.delete("/keys/{key_id}", summary="Revoke a key (refused by every gateway within a second)")
     async def revoke_key(request: Request, key_id: str) -> Response:
         admin_of(request)
+        check_id(key_id, "key_id")
         client = control()
         reply = await client.call(client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id))
         return _json(_key(reply.key))
@@ -199,6 +205,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.get("/tenants/{tenant}", summary="A tenant's effective limits, budgets and models")
     async def get_tenant(request: Request, tenant: str) -> Response:
         principal = principal_of(request)
+        check_id(tenant, "tenant")
         tenant = scoped_tenant(principal, tenant)
         client = control()
         reply = await client.call(client.admin.GetTenant, admin_pb2.GetTenantRequest(tenant=tenant))
@@ -207,6 +214,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.patch("/tenants/{tenant}", summary="Set a tenant's limits, budgets and allowed models")
     async def set_tenant(request: Request, tenant: str) -> Response:
         admin_of(request)
+        check_id(tenant, "tenant")
         body: TenantBody = await _parse(request, TenantBody, gateway)
         settings = admin_pb2.TenantSettings()
         for name, value in body.model_dump(exclude={"reset"}).items():
@@ -233,6 +241,9 @@ def admin_router(gateway: Gateway) -> APIRouter:
         group_by: str = "model",
     ) -> Response:
         principal = principal_of(request)
+        if tenant is not None and tenant != "*":
+            check_id(tenant, "tenant")
+        check_time_range(start, end)
         scoped = scoped_tenant(principal, tenant)
         if principal.role == "admin" and tenant == "*":
             scoped = ""  # every tenant
@@ -255,6 +266,10 @@ def admin_router(gateway: Gateway) -> APIRouter:
         """Newest first. The next page: `before` = the last item's started_at (as returned) and
         `before_observation_id` = its observation_id."""
         principal = principal_of(request)
+        if tenant is not None:
+            check_id(tenant, "tenant")
+        if before_observation_id:
+            check_id(before_observation_id, "before_observation_id")
         scoped = scoped_tenant(principal, tenant)
         if not 1 <= limit <= _MAX_OBSERVATIONS:
             raise InvalidArgument(f"limit must be between 1 and {_MAX_OBSERVATIONS}", param="limit")
@@ -274,6 +289,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     @router.get("/decisions/{decision_id}", summary="Explain a routing decision (own tenant unless admin)")
     async def explain(request: Request, decision_id: str) -> Response:
         principal = principal_of(request)
+        check_id(decision_id, "decision_id")
         reply = await control().explain(decision_id)
         if principal.role != "admin" and reply.tenant != principal.tenant:
             # The same answer as an unknown id: a user key learns nothing about other tenants' decisions.

@@ -13,14 +13,17 @@ from pydantic import ValidationError
 
 from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import (
+    ERROR_CLASS_KEY,
     ERROR_CLASSES,
     AtpError,
     BudgetExceeded,
+    DeadlineExceeded,
     Internal,
     InvalidArgument,
     NotFound,
     RateLimited,
     Unauthenticated,
+    Unavailable,
     from_rpc_error,
 )
 
@@ -93,6 +96,8 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, *, generating: bool = False) -> At
     A NotFound from Generate can only be about the requested model or route, so it names `model` (and
     becomes OpenAI's 404 model_not_found) even when the adapters did not set the param.
     """
+    if not any(key == ERROR_CLASS_KEY for key, _ in exc.trailing_metadata() or ()):
+        return _transport_error(exc)
     error = from_rpc_error(exc)
     if generating and isinstance(error, NotFound) and error.param is None:
         error.param = "model"
@@ -100,6 +105,21 @@ def error_from_rpc(exc: grpc.aio.AioRpcError, *, generating: bool = False) -> At
         # Never pass another service's internals through; its own logs have the details.
         error.message = "internal error"
     return error
+
+
+def _transport_error(exc: grpc.aio.AioRpcError) -> AtpError:
+    """A failure gRPC itself reported (no service raised it): a connection refused, a call cut by a server's
+    stop, a deadline, a frame too large. Its text names addresses and library internals, so it goes to the
+    log (with the request id) and the caller gets what it needs: whether and when to retry."""
+    code = exc.code()
+    log.warning("call failed in transport: %s %s", code.name, exc.details())
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded("The request did not complete within its deadline.")
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+        # CANCELLED here is the server's doing (its stop cut the call at the end of a drain): the gateway's
+        # own cancellations happen only when its client has gone, and nobody reads that reply.
+        return Unavailable("The service is temporarily unavailable; retry shortly.", retry_after=1.0)
+    return Internal("internal error")
 
 
 def error_from_generate(code: str, message: str, error_type: str) -> AtpError:

@@ -129,7 +129,7 @@ async def admit(gateway: Gateway, headers: RequestHeaders, receive: Receive) -> 
     """The checks every request passes before its body is parsed: not draining, a valid key, a body
     within the size limit."""
     if gateway.stopping.is_set():
-        raise Unavailable("The gateway is shutting down; retry on another replica.")
+        raise Unavailable("The gateway is shutting down; retry on another replica.", retry_after=1.0)
     principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
     body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
     return principal, body

@@ -83,7 +83,11 @@ class Gateway:
             return
         adapters_channel = self._given_adapters_channel
         if adapters_channel is None:
-            adapters_channel = open_channel(self.settings.adapters_addr, self.settings)
+            adapters_channel = open_channel(
+                self.settings.adapters_addr,
+                self.settings,
+                reconnect_max_s=self.settings.adapters_reconnect_max_s,
+            )
             self._owned_channels.append(adapters_channel)
         observer_channel = self._given_observer_channel
         if observer_channel is None:

@@ -29,6 +29,11 @@ WEBSOCKETS = Gauge("atp_gateway_websockets", "Open WebSocket connections.", mult
 STREAM_ERRORS = Counter(
     "atp_gateway_stream_errors_total", "Streams that ended with an error event after output.", ["code"]
 )
+EDGE_REFUSED = Counter(
+    "atp_gateway_edge_refused_total",
+    "Connections and requests the HTTP edge refused before the app saw them, by reason.",
+    ["reason"],
+)
 DISCONNECTS = Counter(
     "atp_gateway_client_disconnects_total", "Requests whose client went away before the reply ended."
 )

@@ -16,6 +16,7 @@ from typing_extensions import TypedDict
 
 from atp_gateway.dialects.chat_schema import CHAT_REQUEST
 from atp_gateway.embeddings import EMBEDDING_REQUEST
+from atp_gateway.ids import ID_PATTERN
 
 _CONFIG = ConfigDict(extra="forbid", strict=True)
 
@@ -26,7 +27,8 @@ class FeedbackRequest(TypedDict, total=False):
     """A quality score for one decision (the x-atp-decision-id of a reply)."""
 
     __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    decision_id: Required[Annotated[str, Field(min_length=1, max_length=128)]]
+    # ids.py's format: checked here, before the call to the observer carries it.
+    decision_id: Required[Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]]
     score: Required[Annotated[float, Field(ge=0, le=1)]]
     label: Annotated[str, Field(max_length=64)]
     comment: Annotated[str, Field(max_length=4096)]
@@ -148,8 +150,22 @@ def _request_body(adapter: TypeAdapter[Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def _exclusive(body: dict[str, Any], first: str, second: str) -> dict[str, Any]:
+    """`body` whose schema says that `first` and `second` are never both set (null counts as unset)."""
+    schema = body["requestBody"]["content"]["application/json"]["schema"]
+    schema["not"] = {
+        "required": [first, second],
+        "properties": {first: {"type": "integer"}, second: {"type": "integer"}},
+    }
+    for name, other in ((first, second), (second, first)):
+        schema["properties"][name]["description"] = (
+            f"Mutually exclusive with `{other}` (400 if both are set)."
+        )
+    return body
+
+
 CHAT_OPENAPI: dict[str, Any] = {
-    **_request_body(CHAT_REQUEST),
+    **_exclusive(_request_body(CHAT_REQUEST), "max_tokens", "max_completion_tokens"),
     "security": [{"bearer": []}],
 }
 CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from atp_common.heap import freeze_startup_heap
 from atp_gateway.app import create_app
+from atp_gateway.edge import EdgeState, edge_protocol
 from atp_gateway.gateway import Gateway
 from atp_gateway.settings import GatewaySettings
 
@@ -63,9 +64,11 @@ class GatewayServer:
         self._reuse_port = reuse_port
         self.app = app if app is not None else create_app(settings)
         self.gateway: Gateway = self.app.state.gateway
+        self.edge = EdgeState()
         config = uvicorn.Config(
             self.app,
-            http="httptools",
+            # uvicorn's httptools protocol with the edge's limits on heads, connections and requests.
+            http=edge_protocol(settings.edge_limits, self.edge),
             ws="websockets-sansio",
             lifespan="on",
             # No per-request log line on the hot path; metrics count requests instead.
@@ -103,14 +106,21 @@ class GatewayServer:
         gateway = self.gateway
         # 1. /readyz answers 503 from now on, so balancers stop sending new work here.
         gateway.begin_drain()
+        # Every reply from now on says `Connection: close`, so keep-alive clients reconnect elsewhere
+        # instead of sending on a connection that the end of the drain will close under them.
+        self.edge.begin_drain()
         log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
         # 2. Give them time to notice; requests still in transit are served meanwhile.
         await asyncio.sleep(settings.drain_delay_s)
         deadline = time.monotonic() + settings.grace_s
-        # 3. Stop accepting connections, and refuse new requests on connections already open.
+        # 3. Refuse new requests (503 with Retry-After, Connection: close) while still accepting for a
+        #    moment: clients told to come back later stop connecting, so closing the listener then resets
+        #    no connection waiting in its backlog.
+        gateway.stop_new_work()
+        self.edge.stop()
+        await asyncio.sleep(min(settings.drain_refuse_s, max(0.0, deadline - time.monotonic())))
         for server in getattr(self._server, "servers", []):
             server.close()
-        gateway.stop_new_work()
         # 4. WebSockets get their in-flight replies, then close with 1001: uvicorn's own shutdown would
         #    cut them with 1012, so they are done before it runs.
         await gateway.wait_websockets_closed(max(0.0, deadline - time.monotonic()))

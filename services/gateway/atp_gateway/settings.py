@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from atp_common.settings import ServiceSettings
+from atp_gateway.edge import EdgeLimits
 
 
 class GatewaySettings(ServiceSettings):
@@ -45,3 +46,44 @@ class GatewaySettings(ServiceSettings):
     keep_alive_s: float = Field(
         75.0, gt=0, description="Idle HTTP keep-alive; above typical balancer idle timeouts."
     )
+    drain_refuse_s: float = Field(
+        0.5,
+        ge=0,
+        description="At the end of a drain, how long new requests get 503 before the listener closes.",
+    )
+    adapters_reconnect_max_s: float = Field(
+        0.25, gt=0, description="Longest pause between attempts to reach the adapters (restarts found fast)."
+    )
+    max_head_bytes: int = Field(
+        16 * 1024, ge=1024, description="Largest request line plus headers; larger gets 431."
+    )
+    max_headers: int = Field(100, ge=8, description="Most request headers; more gets 431.")
+    head_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Deadline for a request's line and headers from its first byte (and for the "
+        "first request from the connection's start); then 408 and close.",
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="Open connections per process (WebSockets included); beyond: 503 and close."
+    )
+    max_requests: int = Field(
+        1024, ge=1, description="Requests in flight per process; beyond: 503 with Retry-After."
+    )
+    max_unauthenticated_per_ip: int = Field(
+        256,
+        ge=1,
+        description="Connections per client address that have not yet sent credentials; beyond: 503, close.",
+    )
+
+    @property
+    def edge_limits(self) -> EdgeLimits:
+        """The HTTP edge's limits (edge.py)."""
+        return EdgeLimits(
+            max_head_bytes=self.max_head_bytes,
+            max_headers=self.max_headers,
+            head_timeout_s=self.head_timeout_s,
+            max_connections=self.max_connections,
+            max_requests=self.max_requests,
+            max_unauthenticated_per_ip=self.max_unauthenticated_per_ip,
+        )

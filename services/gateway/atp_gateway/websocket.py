@@ -62,6 +62,8 @@ log = logging.getLogger("atp.gateway.websocket")
 __all__ = ["handle_websocket"]
 
 GOING_AWAY = 1001
+# The close reason of a drain: a reconnect hint (clients reconnect; the balancer picks another replica).
+DRAIN_REASON = "draining: reconnect, retry after 1s"
 
 
 def _error_frame(request_id: str | None, exc: AtpError) -> dict[str, Any]:
@@ -81,7 +83,7 @@ async def handle_websocket(gateway: Gateway, websocket: WebSocket) -> None:
             api_key = value
     try:
         if gateway.stopping.is_set():
-            raise Unavailable("The gateway is shutting down; reconnect to another replica.")
+            raise Unavailable("The gateway is shutting down; reconnect to another replica.", retry_after=1.0)
         key = api_key_from_headers(authorization, api_key)
         principal = gateway.keys.authenticate(key)
     except AtpError as exc:
@@ -137,18 +139,18 @@ class _Session:
             pending = [t for t in self._tasks.values() if not t.done()]
             if pending:
                 await asyncio.wait(pending, timeout=self._gateway.settings.grace_s)
-            await self._close(GOING_AWAY)
+            await self._close(GOING_AWAY, DRAIN_REASON)
         finally:
             tasks = (reader, stopping, *self._tasks.values(), *self._untracked)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str | None = None) -> None:
         if self._websocket.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 async with self._send_lock:
-                    await self._websocket.close(code)
+                    await self._websocket.close(code, reason)
 
     async def _send(self, frame: dict[str, Any]) -> None:
         # One writer at a time: frames of concurrent requests must not interleave on the wire.
@@ -184,7 +186,9 @@ class _Session:
         if request_id in self._tasks:
             error = InvalidArgument(f"Request id {request_id!r} is already in flight.", param="id")
         elif self._gateway.stopping.is_set():
-            error = Unavailable("The gateway is shutting down; reconnect to another replica.")
+            error = Unavailable(
+                "The gateway is shutting down; reconnect to another replica.", retry_after=1.0
+            )
         elif len(self._tasks) >= self._gateway.settings.ws_max_concurrent:
             error = RateLimited(
                 f"At most {self._gateway.settings.ws_max_concurrent} requests may be in flight per socket."

@@ -137,6 +137,7 @@ async def test_sigterm_drains_streams_and_websockets_then_exits_0(gateway_proces
         assert frames[-1]["type"] == "done" and frames[-1]["id"] == "w"
         assert frames[-1]["response"]["choices"][0]["message"]["content"] == "tick " * 12
         assert ws.close_code == 1001
+        assert ws.close_reason == "draining: reconnect, retry after 1s"
 
         # New connections are refused once the delay is over, and the process exits 0.
         await wait_for(lambda: _refused(port), what="listener closed")

@@ -201,6 +201,15 @@ class Limiter:
             metrics.REFUSALS.labels(check.kind).inc()
             if check.kind == "budget":
                 spent = outcome.used[outcome.refused_by] / MICRO
+                if micro > check.limit:
+                    raise BudgetExceeded(
+                        f"This request's reservation (about ${micro / MICRO:.4f}: the prompt and max_tokens, "
+                        f"or the default output estimate, at the dearest candidate's price) is larger than "
+                        f"your whole {check.name} (${check.limit / MICRO:.2f}), so it can never be admitted. "
+                        "Set a lower max_tokens, or cap the route's max_reservation_tokens.",
+                        param="max_tokens",
+                        headers=headers,
+                    )
                 raise BudgetExceeded(
                     f"You exceeded your {check.name} (${check.limit / MICRO:.2f}, ${spent:.4f} spent or "
                     f"reserved); this request needs about ${micro / MICRO:.4f}. It resets in "

@@ -275,9 +275,11 @@ class CompiledPolicy:
         if route is None:
             model = self._models.get(name)
             if model is None:
+                # Names nothing else: the catalogue differs by tenant, and GET /v1/models lists what the
+                # caller may use. The echo is cut short so the error stays small whatever was sent.
+                shown = name if len(name) <= 64 else name[:64] + "..."
                 raise NotFound(
-                    f"unknown model or route {name!r}; routes: {sorted(self._routes)}, "
-                    f"models: {sorted(self._models)}",
+                    f"unknown model or route {shown!r}; GET /v1/models lists those you may use",
                     param="model",
                 )
             regions = self.region_filter(tenant, features)
