@@ -134,6 +134,7 @@ async def build_server(
         prefix=settings.redis_prefix,
         fail_mode=settings.limits_fail_mode,
         timeout_s=settings.limits_timeout_s,
+        lease_requests=settings.limits_lease_requests,
     )
     directory = DirectoryFollower(
         config,
