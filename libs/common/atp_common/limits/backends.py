@@ -195,6 +195,10 @@ class RedisBackend:
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         try:
+            if len(settlements) == 1:
+                # One tenant (the common case): one EVALSHA, without a pipeline's own checks and buffers.
+                await self._settle(keys=list(settlements[0].keys), args=list(settlements[0].deltas))
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
                 for item in settlements:
                     await self._settle(keys=list(item.keys), args=list(item.deltas), client=pipe)
