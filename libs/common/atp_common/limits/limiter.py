@@ -4,7 +4,6 @@ settlement with the real usage after, in batches."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -151,9 +150,11 @@ class Limiter:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a store client stuck in a dead connection must not hold the drain.
+            _done, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+            if stuck:
+                log.error("limits tasks did not stop in %.1f s", timeout_s)
         now = time.monotonic()
         for plan in self._plans.values():
             self._retire(plan, now)
@@ -208,16 +209,19 @@ class Limiter:
         now = plan.touched = time.monotonic()
         self._retire(plan, now)
         wants = None
-        event = None
         if self._lease_requests and now >= plan.no_lease_until:
             wants = [amount * self._lease_requests for amount in amounts]
-            event = plan.renewing = asyncio.Event()
         try:
-            outcome = await self.backend.admit(
-                plan.keys, plan.limit_values, amounts, plan.windows_ms, plan.elastic, wants
-            )
-            if wants is not None:
-                self._install_lease(plan, wants, outcome)
+            if wants is None:
+                outcome = await self.backend.admit(
+                    plan.keys, plan.limit_values, amounts, plan.windows_ms, plan.elastic
+                )
+            else:
+                # Shielded: a caller that goes away mid-call must not lose a lease Redis has counted.
+                plan.renewing = asyncio.Event()
+                renewal = asyncio.ensure_future(self._renew(plan, amounts, wants, plan.renewing))
+                renewal.add_done_callback(_retrieve)
+                outcome = await asyncio.shield(renewal)
         except StoreUnavailable as exc:
             plan.no_lease_until = time.monotonic() + self._lease_ttl_s
             metrics.STORE_ERRORS.labels("admit").inc()
@@ -227,10 +231,6 @@ class Limiter:
                 return UNCHECKED
             metrics.FAIL_CLOSED.inc()
             raise Unavailable("The rate limit store is unavailable; retry shortly.", retry_after=1.0) from exc
-        finally:
-            if event is not None:
-                plan.renewing = None
-                event.set()
         if not self._healthy:
             self._mark(True)
         used = outcome.used
@@ -248,6 +248,20 @@ class Limiter:
             self._headers(plan.limits, used, ttl),
             plan.tag,
         )
+
+    async def _renew(
+        self, plan: Plan, amounts: list[int], wants: list[int], renewing: asyncio.Event
+    ) -> Admission:
+        """Admit one request and ask for a lease with it; wakes the admissions waiting for the lease."""
+        try:
+            outcome = await self.backend.admit(
+                plan.keys, plan.limit_values, amounts, plan.windows_ms, plan.elastic, wants
+            )
+            self._install_lease(plan, wants, outcome)
+            return outcome
+        finally:
+            plan.renewing = None
+            renewing.set()
 
     def _install_lease(self, plan: Plan, wants: list[int], outcome: Admission) -> None:
         now = time.monotonic()
@@ -404,6 +418,12 @@ class Limiter:
             else:
                 if not self._healthy:
                     self._mark(True)
+
+
+def _retrieve(task: asyncio.Future[Admission]) -> None:
+    # The caller of a renewal may have gone; its failure is then nobody's to raise, so it is read here.
+    if not task.cancelled():
+        task.exception()
 
 
 def open_limiter(
