@@ -32,7 +32,9 @@ from harness import (
     which,
 )
 from mock_upstream import EXPECTED_TEXT, STREAM_WORDS, MockUpstream
-from targets import LITELLM_VERSION, PORTKEY_VERSION, REPO, TARGETS, Atp, Target
+from production import ALL_TARGETS as TARGETS
+from production import ATP_TARGETS
+from targets import LITELLM_VERSION, PORTKEY_VERSION, REPO, Atp, Target
 
 # (phase, streamed, connections): each round measures every phase on every target, targets rotated.
 # None is --connections (32 by default).
@@ -74,7 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=0, help="worker processes per gateway (default: ATP's)"
     )
     parser.add_argument(
-        "--targets", default="atp,litellm,portkey", help="comma-separated subset of atp,litellm,portkey"
+        "--targets",
+        default="atp,atp-production,litellm,portkey",
+        help="comma-separated subset of atp,atp-production,litellm,portkey",
     )
     parser.add_argument("--stream-samples", type=int, default=20, help="streamed replies checked per target")
     parser.add_argument("--mock-workers", type=int, default=1, help="nginx worker processes (default 1)")
@@ -234,9 +238,10 @@ def print_table(summaries: list[dict[str, object]], report: dict[str, object]) -
             print(f"{row[0]:<{widths[0]}}  {row[1]}")
             continue
         print("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
-    for peer, r in report.get("atp_vs", {}).items():  # type: ignore[union-attr]
-        parts = [f"{label} {_fmt(r[key], 2)}x" for key, label in RATIO_KEYS if r.get(key) is not None]
-        print(f"ATP ÷ {peer}: " + ", ".join(parts))
+    for atp_name in ATP_TARGETS:
+        for peer, r in report.get(f"{atp_name}_vs", {}).items():  # type: ignore[union-attr]
+            parts = [f"{label} {_fmt(r[key], 2)}x" for key, label in RATIO_KEYS if r.get(key) is not None]
+            print(f"{atp_name} ÷ {peer}: " + ", ".join(parts))
     for s in summaries:
         if s.get("failed"):
             print(f"\n{s['name']} failed: {s['failed']}")
@@ -362,13 +367,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "machine": machine_info(args),
         "targets": summaries,
     }
-    atp = by_name.get("atp")
-    if atp and not atp.get("failed"):
-        report["atp_vs"] = {
-            peer: ratios(atp, by_name[peer])
-            for peer in ("litellm", "portkey")
-            if peer in by_name and not by_name[peer].get("failed")
-        }
+    # "atp_vs" for the plain target, "atp-production_vs" for the production one: the same fields.
+    for atp_name in ATP_TARGETS:
+        atp = by_name.get(atp_name)
+        if atp and not atp.get("failed"):
+            report[f"{atp_name}_vs"] = {
+                peer: ratios(atp, by_name[peer])
+                for peer in ("litellm", "portkey")
+                if peer in by_name and not by_name[peer].get("failed")
+            }
     if direct.get("rps_c32"):
         slowest_gateway = [s["rps_c32"] for s in summaries if s["name"] != "direct" and s.get("rps_c32")]
         if slowest_gateway:

@@ -17,7 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-from harness import BENCH_DIR, BenchError, chat_body, ensure_debian_tools, free_port, poll_http, process_tree
+from harness import (
+    BENCH_DIR,
+    BenchError,
+    chat_body,
+    ensure_debian_tools,
+    free_port,
+    poll_http,
+    process_tree,
+)
 from mock_upstream import MockUpstream
 
 REPO = BENCH_DIR.parent
@@ -147,7 +155,9 @@ class Direct(Target):
         """The mock outlives the targets; the driver stops it."""
 
 
-def atp_config_yaml(mock: MockUpstream, api_key_hash: str) -> str:
+def atp_config_yaml(
+    mock: MockUpstream, api_key_hash: str, tenant_limits: dict[str, float] | None = None
+) -> str:
     """ATP's configuration for the bench: two OpenAI-type providers on the mock, a route for each."""
     provider = {
         "type": "openai",
@@ -176,7 +186,12 @@ def atp_config_yaml(mock: MockUpstream, api_key_hash: str) -> str:
             "bench-stream": {"candidates": ["mock-stream"], "policy": "static"},
         },
         "default_route": "bench-json",
-        "tenants": {"bench": {"api_keys": [{"hash": api_key_hash, "role": "admin", "name": "bench"}]}},
+        "tenants": {
+            "bench": {
+                "api_keys": [{"hash": api_key_hash, "role": "admin", "name": "bench"}],
+                **(tenant_limits or {}),
+            }
+        },
     }
     # JSON is YAML: no YAML library needed in the driver's interpreter.
     return json.dumps(config, indent=2)
@@ -198,18 +213,24 @@ class Atp(Target):
         if not ATP_PYTHON.exists():
             raise BenchError(f"{ATP_PYTHON} missing: run `make install` first")
 
+    def settings(self) -> tuple[dict[str, float], dict[str, str], list[str]]:
+        """The tenant's limits, extra environment and extra suite flags of this configuration."""
+        return {}, {}, ["--no-metrics"]
+
     def start(self) -> None:
         state = Path(tempfile.mkdtemp(prefix="atp-bench-state-", dir=self.logdir))
         config = state / "atp.yaml"
         digest = "sha256:" + hashlib.sha256(self.api_key.encode()).hexdigest()
-        config.write_text(atp_config_yaml(self.mock, digest))
+        limits, extra_env, flags = self.settings()
+        config.write_text(atp_config_yaml(self.mock, digest, limits))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATP_")}
         env.update(
             ATP_CONFIG=str(config),
             ATP_BENCH_UPSTREAM_KEY=UPSTREAM_KEY,
             ATP_GATEWAY_WORKERS=str(self.workers),
+            **extra_env,
         )
-        cmd = [str(ATP_PYTHON), "-m", "atp_common.suite", "--ephemeral-ports", "--no-metrics"]
+        cmd = [str(ATP_PYTHON), "-m", "atp_common.suite", "--ephemeral-ports", *flags]
         cmd += ["--state-dir", str(state)]
         if not self.service_logs:
             # Forwarding every service log line through the launcher would cost CPU the services need.
@@ -392,4 +413,9 @@ def _node_version() -> str:
         return "?"
 
 
-TARGETS: dict[str, type[Target]] = {"direct": Direct, "atp": Atp, "litellm": LiteLLM, "portkey": Portkey}
+TARGETS: dict[str, type[Target]] = {
+    "direct": Direct,
+    "atp": Atp,
+    "litellm": LiteLLM,
+    "portkey": Portkey,
+}

@@ -120,6 +120,13 @@ async def build_server(
         observation_log=ObservationLog(Path(settings.spool_dir) / "log", settings.observation_log_max_bytes),
         log_sync_s=settings.observation_log_sync_s,
     )
+    limiter = open_limiter(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        fail_mode=settings.limits_fail_mode,
+        timeout_s=settings.limits_timeout_s,
+        lease_requests=settings.limits_lease_requests,
+    )
     directory = DirectoryFollower(
         config,
         open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),

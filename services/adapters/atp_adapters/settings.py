@@ -49,6 +49,12 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
         "closed", description="When the limits store is down: admit unchecked (open) or refuse (closed)."
     )
     limits_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of one limits store call.")
+    limits_lease_requests: int = Field(
+        32,
+        ge=0,
+        description="Requests' worth of quota a replica leases from Redis while a tenant is far from its "
+        "limits, spent without a round trip (0: one Redis call per request).",
+    )
     default_output_tokens: int = Field(
         1024, ge=1, description="Output tokens reserved for a request without max_tokens."
     )

@@ -11,6 +11,16 @@ PUSHES = Counter("atp_router_snapshot_pushes_total", "Snapshots sent to WatchPol
 WATCHERS = Gauge("atp_router_policy_watchers", "Open WatchPolicy streams.")
 # Labelled by the model the policy chose; models come from configuration, so the label set is bounded.
 DECISIONS = Counter("atp_router_decisions_total", "Route decisions, by chosen model.", ["model"])
+_decision_children: dict[str, Counter] = {}
+
+
+def decision(model: str) -> Counter:
+    """The (cached) decision counter of one model: labels() takes a lock and hashes on every call."""
+    counter = _decision_children.get(model)
+    if counter is None:
+        counter = _decision_children[model] = DECISIONS.labels(model)
+    return counter
+
 REWARDS_APPLIED = Counter("atp_router_rewards_applied_total", "Reward events fed to the learner.")
 REWARD_CURSOR = Gauge("atp_router_reward_cursor", "Last reward cursor the learner applied.")
 REWARD_STREAM_ERRORS = Counter(

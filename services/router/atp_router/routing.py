@@ -55,7 +55,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         decision = self._publisher.compiled.decide(request.model, request.tenant, features, self._rng)
         decision_id_var.set(decision.decision_id)
         self._decisions.add(decision, request.tenant, time.time_ns())
-        metrics.DECISIONS.labels(decision.candidates[0].model).inc()
+        metrics.decision(decision.candidates[0].model).inc()
         return router_pb2.RouteResponse(decision=decision)
 
     async def Explain(

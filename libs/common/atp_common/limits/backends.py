@@ -1,4 +1,4 @@
-"""Where counters live: Redis (one atomic Lua script per admission, shared by every replica) or this process."""
+"""Where counters live: Redis (one atomic Lua script per admission or lease, shared by every replica) or this process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Admission", "Backend", "MemoryBackend", "RedisBackend", "Settlement", "StoreUnavailable"]
+__all__ = [
+    "LEASE_FACTOR",
+    "Admission",
+    "Backend",
+    "MemoryBackend",
+    "RedisBackend",
+    "Settlement",
+    "StoreUnavailable",
+]
 
 
 class StoreUnavailable(Exception):
@@ -16,13 +24,15 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The outcome of one admission: admitted or the index of the (first) refusing counter, and every
-    counter's value (after the increment when admitted) and milliseconds until it resets."""
+    """The outcome of one admission: admitted or the index of the (first) refusing counter, every
+    counter's value (after the increment when admitted) and milliseconds until it resets, and whether the
+    lease asked for was granted too (then each counter's value includes its lease)."""
 
     admitted: bool
     refused_by: int
     used: tuple[int, ...]
     ttl_ms: tuple[int, ...]
+    leased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +44,12 @@ class Settlement:
 
 
 class Backend(Protocol):
-    """A counter store. `admit` checks every counter and increments all or none, atomically."""
+    """A counter store. `admit` checks every counter and increments all or none, atomically; with `wants`,
+    it also adds a lease of `wants[i]` to every counter when each keeps at least LEASE_FACTOR times its
+    lease free after it (all leases or none). `leases` says whether the store grants them at all."""
 
     name: str
+    leases: bool
 
     async def admit(
         self,
@@ -45,6 +58,7 @@ class Backend(Protocol):
         amounts: Sequence[int],
         windows_ms: Sequence[int],
         elastic: Sequence[bool],
+        wants: Sequence[int] | None = None,
     ) -> Admission: ...
 
     async def settle(self, settlements: Sequence[Settlement]) -> None: ...
@@ -58,36 +72,43 @@ class Backend(Protocol):
 # any number of replicas see each other's increments and a limit is never passed by a race. The counters
 # may belong to two scopes (a tenant and its API key); a refusal by either increments none.
 # ARGV per key: limit, amount, window_ms, elastic (1: an empty window admits even an amount above the limit,
-# so one request bigger than a token window is not refused forever). A refusal still reads every counter,
-# so the x-ratelimit-* values of the other scope are exact too.
+# so one request bigger than a token window is not refused forever), want (a lease to add, 0 for none);
+# then the lease factor. A lease is granted only when every counter keeps `factor` times its lease free
+# after the request and the lease, so near a limit admission goes back to one request at a time.
+# A refusal still reads every counter, so the x-ratelimit-* values of the other scope are exact too.
 _ADMIT_LUA = """
 local n = #KEYS
 local used = {}
 local ttl = {}
 local refused = 0
+local factor = tonumber(ARGV[n * 5 + 1])
+local lease = 0
 for i = 1, n do
-  local base = (i - 1) * 4
+  local base = (i - 1) * 5
   local limit = tonumber(ARGV[base + 1])
   local amount = tonumber(ARGV[base + 2])
-  local window = tonumber(ARGV[base + 3])
+  local want = tonumber(ARGV[base + 5])
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   local t = redis.call('PTTL', KEYS[i])
-  if t < 0 then t = window end
+  if t < 0 then t = tonumber(ARGV[base + 3]) end
   used[i] = cur
   ttl[i] = t
   if refused == 0 and cur + amount > limit and not (ARGV[base + 4] == '1' and cur <= 0) then
     refused = i
   end
+  if want > 0 and lease == 0 then lease = 1 end
+  if cur + amount + want * (factor + 1) > limit then lease = -1 end
 end
 if refused > 0 then
-  local out = {0, refused}
+  local out = {0, refused, 0}
   for j = 1, n do out[#out + 1] = used[j]; out[#out + 1] = ttl[j] end
   return out
 end
-local out = {1, 0}
+if lease < 0 then lease = 0 end
+local out = {1, 0, lease}
 for i = 1, n do
-  local base = (i - 1) * 4
-  local amount = tonumber(ARGV[base + 2])
+  local base = (i - 1) * 5
+  local amount = tonumber(ARGV[base + 2]) + lease * tonumber(ARGV[base + 5])
   local v = redis.call('INCRBY', KEYS[i], amount)
   if redis.call('PTTL', KEYS[i]) < 0 then
     redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[base + 3]))
@@ -112,16 +133,21 @@ return 1
 """
 
 
+# A lease is granted only when every counter keeps this many times the lease free beyond it.
+LEASE_FACTOR = 4
+
+
 def _admission(flat: Sequence[int]) -> Admission:
-    pairs = [int(v) for v in flat[2:]]
-    return Admission(bool(flat[0]), int(flat[1]) - 1, tuple(pairs[0::2]), tuple(pairs[1::2]))
+    pairs = [int(v) for v in flat[3:]]
+    return Admission(bool(flat[0]), int(flat[1]) - 1, tuple(pairs[0::2]), tuple(pairs[1::2]), bool(flat[2]))
 
 
 class RedisBackend:
     """Counters in Redis through redis.asyncio: a pooled client with socket timeouts, one EVALSHA per
-    admission and one pipelined round trip per batch of settlements."""
+    admission or lease and one pipelined round trip per batch of settlements."""
 
     name = "redis"
+    leases = True
 
     def __init__(self, url: str, *, timeout_s: float = 0.25, max_connections: int = 64):
         import redis.asyncio as redis
@@ -153,10 +179,14 @@ class RedisBackend:
         amounts: Sequence[int],
         windows_ms: Sequence[int],
         elastic: Sequence[bool],
+        wants: Sequence[int] | None = None,
     ) -> Admission:
         args: list[int | str] = []
-        for limit, amount, window, grow in zip(limits, amounts, windows_ms, elastic, strict=True):
-            args += (limit, amount, window, "1" if grow else "0")
+        for i, (limit, amount, window, grow) in enumerate(
+            zip(limits, amounts, windows_ms, elastic, strict=True)
+        ):
+            args += (limit, amount, window, "1" if grow else "0", wants[i] if wants else 0)
+        args.append(LEASE_FACTOR)
         try:
             flat = await self._admit(keys=list(keys), args=args)
         except Exception as exc:  # redis raises ConnectionError, TimeoutError, ResponseError, OSError
@@ -165,6 +195,10 @@ class RedisBackend:
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         try:
+            if len(settlements) == 1:
+                # One tenant (the common case): one EVALSHA, without a pipeline's own checks and buffers.
+                await self._settle(keys=list(settlements[0].keys), args=list(settlements[0].deltas))
+                return
             async with self._redis.pipeline(transaction=False) as pipe:
                 for item in settlements:
                     await self._settle(keys=list(item.keys), args=list(item.deltas), client=pipe)
@@ -184,9 +218,11 @@ class RedisBackend:
 
 class MemoryBackend:
     """The same counters in this process (no Redis configured): exact for one replica, per replica when
-    several run. Admission has no await inside, so it is atomic under asyncio."""
+    several run. Admission has no await inside, so it is atomic under asyncio, and costs no round trip:
+    it grants no leases."""
 
     name = "memory"
+    leases = False
     # Expired counters are swept when the table grows past this, keeping memory bounded by live windows.
     _SWEEP_AT = 10_000
 
@@ -207,6 +243,7 @@ class MemoryBackend:
         amounts: Sequence[int],
         windows_ms: Sequence[int],
         elastic: Sequence[bool],
+        wants: Sequence[int] | None = None,
     ) -> Admission:
         now = time.monotonic()
         entries = [self._get(k, now) for k in keys]

@@ -19,3 +19,10 @@ SETTLEMENTS_DROPPED = Counter(
     "atp_limits_settlements_dropped_total",
     "Settlements dropped (queue full or store down); the reservation then stands as the spend.",
 )
+LEASES = Counter(
+    "atp_limits_leases_total",
+    "Leases asked of the store, by outcome: granted, or declined (near a limit, or refused).",
+    ["outcome"],
+)
+LEASES_GRANTED = LEASES.labels("granted")
+LEASES_DECLINED = LEASES.labels("declined")
