@@ -165,6 +165,10 @@ class GeneratePipeline:
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         features = compute_features(request.messages, request.params, request.stream)
+        encoder = self._holder.policy.semantic_encoder(request.model)
+        if encoder is not None:
+            # Only routes whose policy uses semantic features pay for them.
+            features.vector.extend(encoder.encode(request.messages))
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()

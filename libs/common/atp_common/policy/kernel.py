@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from operator import mul
 from types import MappingProxyType
+from typing import Any
 
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
@@ -22,6 +23,7 @@ from atp_common.policy._math import (
     beta_prior,
     beta_win_probability,
 )
+from atp_common.policy.costaware import epsilon_mix, rank_known_cost
 from atp_common.policy.features import FEATURE_DIM
 
 POLICY_NAMES: Mapping[int, str] = MappingProxyType(
@@ -157,12 +159,15 @@ class _Route:
         "candidates",
         "cost_weight",
         "dim",
+        "epsilon",
         "exploration",
         "kind",
+        "known_cost",
         "name",
         "policy",
         "propensities",
         "quality_floor",
+        "semantic",
         "tenant_arms",
         "weights",
     )
@@ -193,6 +198,14 @@ class _Route:
                     merged[state.model] = _Arm(models[state.model], state, policy.weights, self.dim)
             self.tenant_arms[entry.tenant] = merged
         self.propensities: dict[tuple[int, tuple[str, ...], int], float] = {}
+        self.known_cost = policy.known_cost
+        self.epsilon = policy.epsilon if policy.kind in _MIXABLE else 0.0
+        self.semantic = None
+        if policy.HasField("semantic"):
+            # Imported only for routes that use it; compiling here loads the model off the request path.
+            from atp_common.policy.semantic import encoder_for
+
+            self.semantic = encoder_for(policy.semantic)
 
 
 class _Ranking:
@@ -237,6 +250,11 @@ class CompiledPolicy:
         """Compile a snapshot (once per snapshot version)."""
         return cls(snapshot)
 
+    def semantic_encoder(self, model_or_route: str) -> Any:
+        """The semantic encoder of the route a request names, or None (no semantic features there)."""
+        route = self._routes.get(model_or_route or self.default_route)
+        return route.semantic if route is not None else None
+
     @property
     def route_names(self) -> tuple[str, ...]:
         """The routes this snapshot defines."""
@@ -276,6 +294,8 @@ class CompiledPolicy:
             ranking = _RANKERS.get(route.kind, _rank_static)(
                 route, survivors, arms, features, rng or _default_rng
             )
+            if route.epsilon > 0.0:
+                _mix(ranking, route.epsilon, rng or _default_rng)
         return self._decision(route.name, route.policy, ranking, filtered, features)
 
     def _filter(
@@ -354,6 +374,14 @@ class CompiledPolicy:
         if filtered:
             decision.filtered.extend(filtered)
         return decision
+
+
+def _mix(ranking: _Ranking, epsilon: float, rng: random.Random) -> None:
+    pick, ranking.propensity = epsilon_mix(len(ranking.models), epsilon, rng)
+    if pick:
+        ranking.models.insert(0, ranking.models.pop(pick))
+        ranking.scores.insert(0, ranking.scores.pop(pick))
+        ranking.why = f"epsilon draw ({epsilon:g}); greedy: {ranking.why}"
 
 
 def _ordered(models: list[_Model], scores: list[float]) -> tuple[list[_Model], list[float]]:
@@ -516,10 +544,15 @@ def _rank_linucb(
                 inner += row[j] * xj
             variance += xi * inner
         scores.append(mean + alpha * math.sqrt(variance if variance > 0 else 0.0))
+    if route.known_cost:
+        costs = [model.expected_cost(features) for model in survivors]
+        order, ranked, why = rank_known_cost(scores, costs, route.cost_weight, route.quality_floor)
+        return _Ranking([survivors[i] for i in order], ranked, 1.0, why)
     models, scores = _ordered(survivors, scores)
     return _Ranking(models, scores, 1.0, f"upper bound {scores[0]:.3f} for this context")
 
 
+_MIXABLE = frozenset({router_pb2.POLICY_KIND_UCB, router_pb2.POLICY_KIND_LINUCB})
 _RANKERS = {
     router_pb2.POLICY_KIND_STATIC: _rank_static,
     router_pb2.POLICY_KIND_CHEAPEST: _rank_cheapest,
