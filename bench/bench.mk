@@ -19,3 +19,7 @@ INGEST_ARGS ?=
 .PHONY: bench-ingest
 bench-ingest: $(VENV)/.installed ## Observations/s into PostgreSQL via gRPC Ingest vs a raw asyncpg COPY of the same rows, and the ratio (INGEST_ARGS=--rounds 1)
 	$(PY) bench/ingest.py $(INGEST_ARGS)
+
+.PHONY: bench-semantic
+bench-semantic: $(VENV)/.installed ## Semantic routing features per 4 KB prompt (p50, one core) against compute_features alone
+	$(PY) bench/semantic_features.py

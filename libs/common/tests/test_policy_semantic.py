@@ -63,15 +63,27 @@ def _config(artifact: Path | None, **route: object) -> AtpConfig:
         STRONG: {"provider": "p", "input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0},
         WEAK: {"provider": "p", "input_usd_per_mtok": 0.5, "output_usd_per_mtok": 0.5},
     }
-    fields: dict[str, object] = {"candidates": [STRONG, WEAK], "policy": "linucb", "exploration": 0.0, **route}
+    fields: dict[str, object] = {
+        "candidates": [STRONG, WEAK],
+        "policy": "linucb",
+        "exploration": 0.0,
+        **route,
+    }
     if artifact is not None:
         fields["artifact"] = str(artifact)
     return AtpConfig.model_validate(
-        {"providers": {"p": {"type": "local"}}, "models": models, "routes": {"r": fields}, "default_route": "r"}
+        {
+            "providers": {"p": {"type": "local"}},
+            "models": models,
+            "routes": {"r": fields},
+            "default_route": "r",
+        }
     )
 
 
-def test_the_embedding_loads_from_the_installed_package_with_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_embedding_loads_from_the_installed_package_with_no_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the embedding tried to reach the network")
 
@@ -173,8 +185,14 @@ def test_learning_starts_from_the_artifact_and_keeps_learning(tmp_path: Path) ->
     for i in range(20):
         learner.apply(
             observer_pb2.RewardEvent(
-                decision_id=str(i), route="r", model=STRONG, policy="linucb", reward=-5.0, quality=0.0,
-                propensity=1.0, features=x,
+                decision_id=str(i),
+                route="r",
+                model=STRONG,
+                policy="linucb",
+                reward=-5.0,
+                quality=0.0,
+                propensity=1.0,
+                features=x,
             )
         )
     after = route._arms[STRONG].theta(route.step, 1.0)

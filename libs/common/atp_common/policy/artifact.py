@@ -63,7 +63,9 @@ class RouterArtifact:
 
     def digest(self) -> str:
         """Digest of the artifact's content (what a snapshot names)."""
-        return hashlib.sha256(orjson.dumps(self.to_json(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        return hashlib.sha256(
+            orjson.dumps(_rounded(self.to_json()), option=orjson.OPT_SORT_KEYS)
+        ).hexdigest()[:16]
 
     def to_json(self) -> dict[str, object]:
         """The file's JSON form."""

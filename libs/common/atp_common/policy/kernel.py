@@ -95,6 +95,7 @@ class _Arm:
         "a_inv",
         "alpha",
         "beta",
+        "dense",
         "grid",
         "mean_reward",
         "model",
@@ -147,6 +148,8 @@ class _Arm:
                 b[0] = RIDGE * model.quality_prior
         self.a_inv = tuple(tuple(a_inv[i * dim : (i + 1) * dim]) for i in range(dim))
         self.theta = tuple(sum(map(mul, row, b)) for row in self.a_inv)
+        # numpy copies for dense (semantic) contexts, made on first use.
+        self.dense: Any = None
 
     def expected_quality(self) -> float:
         """Learned mean quality (posterior mean) once pulled, the configured prior before."""
@@ -527,6 +530,11 @@ def _rank_linucb(
 ) -> _Ranking:
     dim = route.dim
     vector = features.vector
+    if route.semantic is not None:
+        from atp_common.policy.dense import upper_bounds
+
+        scores = upper_bounds([arms[m.name] for m in survivors], vector, dim, route.exploration)
+        return _linucb_ranking(route, survivors, scores, features)
     # Most context features are 0/1 cues, so x is sparse: work on its non-zero entries only.
     nonzero = [(j, float(v)) for j, v in enumerate(vector[:dim]) if v != 0.0] if vector else [(0, 1.0)]
     alpha = route.exploration
@@ -544,6 +552,12 @@ def _rank_linucb(
                 inner += row[j] * xj
             variance += xi * inner
         scores.append(mean + alpha * math.sqrt(variance if variance > 0 else 0.0))
+    return _linucb_ranking(route, survivors, scores, features)
+
+
+def _linucb_ranking(
+    route: _Route, survivors: list[_Model], scores: list[float], features: chat_pb2.RequestFeatures
+) -> _Ranking:
     if route.known_cost:
         costs = [model.expected_cost(features) for model in survivors]
         order, ranked, why = rank_known_cost(scores, costs, route.cost_weight, route.quality_floor)

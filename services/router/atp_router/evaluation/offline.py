@@ -37,6 +37,7 @@ class RouteOptions:
     quality_floor: float = 0.0
     epsilon: float = 0.0
     prior_rows: float = 200.0
+    objective: str | None = None
     # The requests' declared output budget (max_tokens), when the replay sets one: the known price of a
     # request counts it instead of the default completion length.
     max_tokens: int | None = None
@@ -59,6 +60,8 @@ class RouteOptions:
             fields["quality_floor"] = self.quality_floor
         if self.epsilon:
             fields["epsilon"] = self.epsilon
+        if self.objective:
+            fields["objective"] = self.objective
         return fields
 
 

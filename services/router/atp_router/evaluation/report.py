@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atp_router.evaluation import metrics
 from atp_router.evaluation.dataset import Dataset
@@ -128,7 +129,7 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
     baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
     sweep: Sequence[Mapping[str, float]] = report["sweep"]  # type: ignore[assignment]
     strong, weak = str(report["strong_model"]), str(report["weak_model"])
-    figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=120)
+    figure, (axes, share_axes) = pyplot.subplots(1, 2, figsize=(12, 4.5), dpi=120)
     try:
         curve = sorted(
             [(baselines[weak]["cost_usd"], baselines[weak]["accuracy"])]
@@ -169,9 +170,40 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
         axes.set_title(f"{report['prompts']} prompts: cost vs quality")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, loc="lower right")
+        _share_panel(share_axes, report)
         figure.tight_layout()
         out = Path(path)
         figure.savefig(out)
     finally:
         pyplot.close(figure)
     return out
+
+
+def _share_panel(axes: Any, report: Mapping[str, object]) -> None:
+    """RouteLLM's axis: accuracy against the share of calls sent to the strong model."""
+    baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
+    sweep: Sequence[Mapping[str, float]] = report["sweep"]  # type: ignore[assignment]
+    strong, weak = str(report["strong_model"]), str(report["weak_model"])
+    curve = sorted(
+        [(0.0, baselines[weak]["accuracy"])]
+        + [(row["strong_share"], row["accuracy"]) for row in sweep]
+        + [(1.0, baselines[strong]["accuracy"])]
+    )
+    axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP, sweep")
+    axes.plot(
+        [0, 1],
+        [baselines[weak]["accuracy"], baselines[strong]["accuracy"]],
+        ":",
+        color="tab:green",
+        label="random",
+    )
+    oracle = baselines["oracle"]
+    axes.plot(oracle["strong_share"], oracle["accuracy"], "*", markersize=9, label="oracle")
+    axes.axhline(float(report["target_accuracy"]), color="grey", linestyle="--", linewidth=1)  # type: ignore[arg-type]
+    axes.set_xlabel(f"share of calls to {strong}")
+    axes.set_ylabel("accuracy")
+    axes.set_title(
+        f"calls: APGR {float(report['apgr']):.3f}, saved at 95% {float(report['calls_saved_at_95']) * 100:.1f}%"
+    )  # type: ignore[arg-type]
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import sys
 from collections.abc import Sequence
 
@@ -94,8 +95,6 @@ def run(argv: Sequence[str]) -> dict[str, object]:
         logged = outcomes(events)
         x, quality, weight, models, projection = _from_logs(logged, args.projection_from)
         digest = orjson.dumps([[o.features, o.model, o.propensity, o.quality] for o in logged])
-        import hashlib
-
         training = {
             "digest": "sha256:" + hashlib.sha256(digest).hexdigest(),
             "rows": len(x),
@@ -105,7 +104,7 @@ def run(argv: Sequence[str]) -> dict[str, object]:
     path = artifact.save(args.out)
     return {
         "artifact": str(path),
-        "digest": artifact.digest(),
+        "artifact_digest": artifact.digest(),
         "models": sorted(artifact.models),
         **artifact.training,
     }
