@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from atp.router.v1 import router_pb2
 from atp_common.policy._math import RIDGE, invert
-from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES
+from atp_common.policy.features import FEATURE_NAMES
 
 ARTIFACT_FORMAT = "atp-router-artifact"
 ARTIFACT_VERSION = 1
@@ -21,6 +22,13 @@ SEMANTIC_MODEL = "wordllama/l2_supercat_256"
 SEMANTIC_INPUT_DIM = 256
 # The projection for semantic features without a trained artifact, shipped with the package.
 DEFAULT_PROJECTION = Path(__file__).with_name("default_projection.json")
+
+
+# Per-artifact digests and projection protos (snapshots are rebuilt often; each costs milliseconds), and
+# loaded files. Entries hold the artifact itself, so an id is never reused while cached.
+_CACHE_SIZE = 16
+_digests: dict[int, tuple[RouterArtifact, str]] = {}
+_projections: dict[int, tuple[RouterArtifact, router_pb2.SemanticProjection]] = {}
 
 
 class ArtifactError(ValueError):
@@ -62,10 +70,17 @@ class RouterArtifact:
         return len(self.base_features) + self.semantic_dim
 
     def digest(self) -> str:
-        """Digest of the artifact's content (what a snapshot names)."""
-        return hashlib.sha256(
+        """Digest of the artifact's content (what a snapshot names), computed once per artifact."""
+        cached = _digests.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        value = hashlib.sha256(
             orjson.dumps(_rounded(self.to_json()), option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()[:16]
+        ).hexdigest()
+        if len(_digests) >= _CACHE_SIZE:
+            _digests.clear()
+        _digests[id(self)] = (self, value[:16])
+        return value[:16]
 
     def to_json(self) -> dict[str, object]:
         """The file's JSON form."""
@@ -107,9 +122,15 @@ class RouterArtifact:
         """The snapshot's form of the projection (None without semantic features)."""
         if not self.semantic_dim:
             return None
-        return router_pb2.SemanticProjection(
-            model=SEMANTIC_MODEL, matrix=self.projection, offset=self.offset, digest=self.digest()
-        )
+        cached = _projections.get(id(self))
+        if cached is None or cached[0] is not self:
+            projection = router_pb2.SemanticProjection(
+                model=SEMANTIC_MODEL, matrix=self.projection, offset=self.offset, digest=self.digest()
+            )
+            if len(_projections) >= _CACHE_SIZE:
+                _projections.clear()
+            cached = _projections[id(self)] = (self, projection)
+        return cached[1]
 
     def arm_prior(self, model: str, prior_rows: float) -> tuple[list[float], list[float], list[float]] | None:
         """(A, b, theta) for a learner starting from this model's fit, weighing `prior_rows` observations."""
@@ -141,7 +162,7 @@ def _floats(value: object, where: str) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
-def artifact_from_json(data: Mapping[str, object], source: str = "artifact") -> RouterArtifact:
+def artifact_from_json(data: Mapping[str, Any], source: str = "artifact") -> RouterArtifact:
     """Validate and build an artifact from its JSON form."""
     if data.get("format") != ARTIFACT_FORMAT or data.get("version") != ARTIFACT_VERSION:
         raise ArtifactError(f"{source}: not an {ARTIFACT_FORMAT} version {ARTIFACT_VERSION} file")
@@ -179,7 +200,7 @@ def artifact_from_json(data: Mapping[str, object], source: str = "artifact") -> 
         matrix.extend(values)
     dim = len(base) + len(offset)
     models: dict[str, ModelWeights] = {}
-    for name, entry in (data.get("models") or {}).items():  # type: ignore[union-attr]
+    for name, entry in (data.get("models") or {}).items():
         theta = _floats(entry.get("theta"), f"{source}: models.{name}.theta")
         gram = _floats(entry.get("gram"), f"{source}: models.{name}.gram")
         if len(theta) != dim or len(gram) != dim * dim:
@@ -192,7 +213,7 @@ def artifact_from_json(data: Mapping[str, object], source: str = "artifact") -> 
             (float(calibration.get("slope", 1.0)), float(calibration.get("intercept", 0.0))),
         )
     training = data.get("training") or {}
-    return RouterArtifact(tuple(matrix), offset, models, dict(training), base)  # type: ignore[arg-type]
+    return RouterArtifact(tuple(matrix), offset, models, dict(training), base)
 
 
 _cache: dict[tuple[str, int, int], RouterArtifact] = {}
@@ -214,7 +235,7 @@ def load_artifact(path: str | Path) -> RouterArtifact:
     except orjson.JSONDecodeError as exc:
         raise ArtifactError(f"artifact {str(target)!r} is not JSON: {exc}") from exc
     artifact = artifact_from_json(data, str(target))
-    if len(_cache) >= 16:
+    if len(_cache) >= _CACHE_SIZE:
         _cache.clear()
     _cache[key] = artifact
     return artifact
@@ -230,11 +251,6 @@ def route_artifact(artifact: str | None, semantic: bool) -> RouterArtifact | Non
     if artifact:
         return load_artifact(artifact)
     return default_semantic() if semantic else None
-
-
-def untrained_dim(base: Sequence[str] = FEATURE_NAMES) -> int:
-    """The context length of a route without semantic features."""
-    return len(base) if base else FEATURE_DIM
 
 
 def learner_prior(

@@ -171,13 +171,17 @@ _encoders: dict[str, SemanticEncoder] = {}
 
 def encoder_for(projection: object) -> SemanticEncoder:
     """The encoder of a snapshot's SemanticProjection, compiled once per projection and process."""
-    matrix = list(projection.matrix)  # type: ignore[attr-defined]
-    offset = list(projection.offset)  # type: ignore[attr-defined]
-    key = projection.digest or projection_digest(matrix, offset)  # type: ignore[attr-defined]
-    encoder = _encoders.get(key)
+    key = projection.digest  # type: ignore[attr-defined]
+    encoder = _encoders.get(key) if key else None
     if encoder is None:
+        matrix = list(projection.matrix)  # type: ignore[attr-defined]
+        offset = list(projection.offset)  # type: ignore[attr-defined]
+        key = key or projection_digest(matrix, offset)
         k = len(offset)
-        encoder = SemanticEncoder(np.asarray(matrix, dtype=np.float32).reshape(k, EMBEDDING_DIM), offset)
+        encoder = SemanticEncoder(
+            np.asarray(matrix, dtype=np.float32).reshape(k, EMBEDDING_DIM),
+            np.asarray(offset, dtype=np.float32),
+        )
         if len(_encoders) >= _ENCODER_CACHE_SIZE:
             _encoders.clear()
         _encoders[key] = encoder

@@ -91,7 +91,7 @@ def run_split(argv: Sequence[str]) -> tuple[dict[str, object], str]:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     a, b, groups_a, groups_b = split_by_group(args.dataset, args.by, args.out_dir)
-    report = {"a": str(a), "b": str(b), "groups_a": groups_a, "groups_b": groups_b}
+    report: dict[str, object] = {"a": str(a), "b": str(b), "groups_a": groups_a, "groups_b": groups_b}
     return report, orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
 
 

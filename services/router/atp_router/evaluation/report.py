@@ -202,8 +202,7 @@ def _share_panel(axes: Any, report: Mapping[str, object]) -> None:
     axes.axhline(float(report["target_accuracy"]), color="grey", linestyle="--", linewidth=1)  # type: ignore[arg-type]
     axes.set_xlabel(f"share of calls to {strong}")
     axes.set_ylabel("accuracy")
-    axes.set_title(
-        f"calls: APGR {float(report['apgr']):.3f}, saved at 95% {float(report['calls_saved_at_95']) * 100:.1f}%"
-    )  # type: ignore[arg-type]
+    apgr, saved = float(report["apgr"]), float(report["calls_saved_at_95"])  # type: ignore[arg-type]
+    axes.set_title(f"calls: APGR {apgr:.3f}, saved at 95% {saved * 100:.1f}%")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right")
