@@ -14,6 +14,7 @@ from atp_common.policy.artifact import load_artifact
 from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.evaluation import commands
+from atp_router.evaluation.cli import run_replay
 from atp_router.evaluation.dataset import load_dataset
 from atp_router.evaluation.logs import LoggedOutcome, outcomes, read_reward_events
 from atp_router.evaluation.offline import ROUTE, RouteOptions, eval_config, replay_in_process
@@ -145,3 +146,18 @@ async def test_ope_and_training_read_a_replays_logs_from_the_observer(tmp_path: 
     finally:
         await router.stop_now()
         await observer.stop_now()
+
+
+def test_atp_eval_sweeps_the_quality_floor_of_a_trained_route(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "d.jsonl", 60)
+    artifact = tmp_path / "router.json"
+    train_cli.run(["--dataset", str(data), "--out", str(artifact), "--semantic-dim", "4"])
+    flags = ["--cost-weights", "0.5,0.9,1.0", "--max-tokens", "1", "--plot", "", "--workers", "1"]
+    report = run_replay(
+        ["--dataset", str(data), "--offline", "--artifact", str(artifact), "--knob", "quality_floor", *flags]
+    )
+    assert report["knob"] == "quality_floor" and len(report["sweep"]) == 3  # type: ignore[arg-type]
+    shares = [row["strong_share"] for row in report["sweep"]]  # type: ignore[attr-defined]
+    # A higher floor keeps more requests on the model predicted best: the strong share never falls.
+    assert shares == sorted(shares) and shares[0] < shares[-1]
+    assert 0.0 <= float(report["apgr"]) <= 1.5  # type: ignore[arg-type]

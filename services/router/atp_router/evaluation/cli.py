@@ -121,6 +121,12 @@ def _replay_parser() -> argparse.ArgumentParser:
         help="known-cost routes: cheapest candidate within this fraction of the best predicted quality",
     )
     parser.add_argument(
+        "--knob",
+        choices=("cost_weight", "quality_floor"),
+        default="cost_weight",
+        help="what --cost-weights sweeps: the cost weight, or the quality floor at cost weight 0",
+    )
+    parser.add_argument(
         "--max-tokens",
         type=int,
         help="max_tokens every replayed request declares (its known price counts it)",
@@ -166,7 +172,8 @@ def _progress(label: str, total: int) -> Callable[[int], None]:
 async def _services_pass(args: argparse.Namespace, dataset: Dataset, cost_weight: float) -> list[str]:
     progress = _progress("gRPC replay", len(dataset.prompts))
     if args.spawn:
-        config = eval_config(dataset, cost_weight=cost_weight, options=args.options)
+        weight, options = args.options.at(cost_weight)
+        config = eval_config(dataset, cost_weight=weight, options=options)
         async with spawn_services(config, snapshot_interval_s=args.snapshot_interval) as services:
             return await replay_over_grpc(
                 dataset,
@@ -232,7 +239,10 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         epsilon=args.epsilon,
         prior_rows=args.prior_rows,
         max_tokens=args.max_tokens,
+        knob=args.knob,
     )
+    if args.knob == "quality_floor":
+        args.refine = 0  # the refinement brackets a falling cost weight; floors rise toward quality
     started = time.monotonic()
     dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
     strong, weak = dataset.strong_and_weak()
@@ -288,6 +298,7 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     extra: dict[str, object] = {
         "exploration": args.exploration,
         "route_options": {k: v for k, v in args.options.route_fields().items() if k != "policy"},
+        "knob": args.knob,
         "timings_s": {
             "sweep": round(sweep_s, 1),
             "main_pass": round(main_s, 1),

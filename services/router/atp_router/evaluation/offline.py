@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atp.common.v1 import chat_pb2
@@ -41,6 +41,15 @@ class RouteOptions:
     # The requests' declared output budget (max_tokens), when the replay sets one: the known price of a
     # request counts it instead of the default completion length.
     max_tokens: int | None = None
+    # The swept knob: the cost weight, or the quality floor (a fraction of the best predicted quality,
+    # known-cost routes) at cost weight 0.
+    knob: str = "cost_weight"
+
+    def at(self, value: float) -> tuple[float, RouteOptions]:
+        """(cost weight, options) of the sweep point `value` of the knob."""
+        if self.knob == "quality_floor":
+            return 0.0, replace(self, quality_floor=value)
+        return value, self
 
     def params(self) -> chat_pb2.GenerationParams:
         """The generation parameters each replayed request carries."""
@@ -163,7 +172,8 @@ def replay_in_process(
 
 
 def _replay_task(args: tuple[Dataset, float, str, float, int, int, RouteOptions | None]) -> list[str]:
-    dataset, cost_weight, policy, exploration, republish_every, seed, options = args
+    dataset, value, policy, exploration, republish_every, seed, options = args
+    cost_weight, options = (options or RouteOptions(policy=policy, exploration=exploration)).at(value)
     return replay_in_process(
         dataset,
         cost_weight,
