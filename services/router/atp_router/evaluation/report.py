@@ -136,7 +136,8 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             + [(row["cost_usd"], row["accuracy"]) for row in sweep]
             + [(baselines[strong]["cost_usd"], baselines[strong]["accuracy"])]
         )
-        axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP LinUCB, cost-weight sweep")
+        knob = str(report.get("knob", "cost_weight"))
+        axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label=f"ATP LinUCB, {knob} sweep")
         ends = [baselines[weak], baselines[strong]]
         axes.plot(
             [row["cost_usd"] for row in ends],
@@ -156,7 +157,7 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             color="tab:red",
             markersize=8,
             label=f"through {report['through']}"
-            + ("" if report["cost_weight"] is None else f" (w={report['cost_weight']:.3g})"),
+            + ("" if report["cost_weight"] is None else f" ({knob} {report['cost_weight']:.3g})"),
         )
         axes.axhline(
             float(report["target_accuracy"]),  # type: ignore[arg-type]
