@@ -25,3 +25,6 @@ DIALECTS_ARGS ?=
 .PHONY: bench-dialects
 bench-dialects: $(VENV)/.installed ## Responses and Messages (streamed and not) against chat completions on ATP's full path, same run (DIALECTS_ARGS=--rounds 1)
 	$(PY) bench/dialects.py $(DIALECTS_ARGS)
+.PHONY: bench-semantic
+bench-semantic: $(VENV)/.installed ## Semantic routing features per 4 KB prompt (p50, one core) against compute_features alone
+	$(PY) bench/semantic_features.py

@@ -169,6 +169,19 @@ class RouteConfig(_Strict):
     quality_floor: float = Field(0.0, ge=0, le=1)
     exploration: float = Field(1.0, ge=0)
     per_tenant: bool = False
+    # A trained router (atp-train's artifact file): its projection and per-model weights are the prior the
+    # route's LinUCB starts from and keeps learning from.
+    artifact: str | None = None
+    # Semantic features without an artifact: the default projection shipped with ATP, learning from zero.
+    semantic: bool = False
+    # `quality`: the regression learns quality and the decision subtracts cost_weight * the known list
+    # price; `reward`: it learns quality - cost_weight * cost from rewards. Default: quality with an
+    # artifact or semantic features, reward otherwise.
+    objective: Literal["reward", "quality"] | None = None
+    # How many observations the artifact's prior weighs, against the route's own rewards.
+    prior_rows: float = Field(200.0, gt=0)
+    # UCB and LinUCB: share of decisions that go to a uniformly drawn candidate (true propensities).
+    epsilon: float = Field(0.0, ge=0, le=1)
     # Redact PII from the messages forwarded to the provider (off: requests are forwarded as sent).
     redact_pii_upstream: bool = False
     cache: CacheConfig | None = None

@@ -169,6 +169,10 @@ class GeneratePipeline:
         features = compute_features(request.messages, request.params, request.stream)
         if request.regions:
             features.regions.extend(request.regions)
+        encoder = self._holder.policy.semantic_encoder(request.model)
+        if encoder is not None:
+            # Only routes whose policy uses semantic features pay for them.
+            features.vector.extend(encoder.encode(request.messages))
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()

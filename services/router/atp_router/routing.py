@@ -50,6 +50,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             features = request.features
         elif request.messages:
             features = compute_features(request.messages, request.params, request.stream)
+            encoder = self._publisher.compiled.semantic_encoder(request.model)
+            if encoder is not None:
+                features.vector.extend(encoder.encode(request.messages))
         else:
             raise InvalidArgument("Route needs messages or precomputed features", param="messages")
         decision = self._publisher.compiled.decide(request.model, request.tenant, features, self._rng)

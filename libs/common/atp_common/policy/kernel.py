@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from operator import mul
 from types import MappingProxyType
+from typing import Any
 
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
@@ -23,6 +24,7 @@ from atp_common.policy._math import (
     beta_prior,
     beta_win_probability,
 )
+from atp_common.policy.costaware import epsilon_mix, rank_known_cost
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.regions import RegionFilter
 
@@ -107,6 +109,7 @@ class _Arm:
         "a_inv",
         "alpha",
         "beta",
+        "dense",
         "grid",
         "mean_reward",
         "model",
@@ -159,6 +162,8 @@ class _Arm:
                 b[0] = RIDGE * model.quality_prior
         self.a_inv = tuple(tuple(a_inv[i * dim : (i + 1) * dim]) for i in range(dim))
         self.theta = tuple(sum(map(mul, row, b)) for row in self.a_inv)
+        # numpy copies for dense (semantic) contexts, made on first use.
+        self.dense: Any = None
 
     def expected_quality(self) -> float:
         """Learned mean quality (posterior mean) once pulled, the configured prior before."""
@@ -171,12 +176,15 @@ class _Route:
         "candidates",
         "cost_weight",
         "dim",
+        "epsilon",
         "exploration",
         "kind",
+        "known_cost",
         "name",
         "policy",
         "propensities",
         "quality_floor",
+        "semantic",
         "tenant_arms",
         "weights",
     )
@@ -207,6 +215,14 @@ class _Route:
                     merged[state.model] = _Arm(models[state.model], state, policy.weights, self.dim)
             self.tenant_arms[entry.tenant] = merged
         self.propensities: dict[tuple[int, tuple[str, ...], int], float] = {}
+        self.known_cost = policy.known_cost
+        self.epsilon = policy.epsilon if policy.kind in _MIXABLE else 0.0
+        self.semantic = None
+        if policy.HasField("semantic"):
+            # Imported only for routes that use it; compiling here loads the model off the request path.
+            from atp_common.policy.semantic import encoder_for
+
+            self.semantic = encoder_for(policy.semantic)
 
 
 class _Ranking:
@@ -252,6 +268,11 @@ class CompiledPolicy:
         """Compile a snapshot (once per snapshot version)."""
         return cls(snapshot)
 
+    def semantic_encoder(self, model_or_route: str) -> Any:
+        """The semantic encoder of the route a request names, or None (no semantic features there)."""
+        route = self._routes.get(model_or_route or self.default_route)
+        return route.semantic if route is not None else None
+
     @property
     def route_names(self) -> tuple[str, ...]:
         """The routes this snapshot defines."""
@@ -295,6 +316,8 @@ class CompiledPolicy:
             ranking = _RANKERS.get(route.kind, _rank_static)(
                 route, survivors, arms, features, rng or _default_rng
             )
+            if route.epsilon > 0.0:
+                _mix(ranking, route.epsilon, rng or _default_rng)
         return self._decision(route.name, route.policy, ranking, filtered, features, regions)
 
     def _filter(
@@ -400,6 +423,14 @@ def _params(bits: int) -> str:
     """The request parameters that asked for the features in `bits`, for the error's param."""
     names = dict.fromkeys(f.param for f in capabilities.FEATURES if bits & f.bit and f.param)
     return ", ".join(names)
+
+
+def _mix(ranking: _Ranking, epsilon: float, rng: random.Random) -> None:
+    pick, ranking.propensity = epsilon_mix(len(ranking.models), epsilon, rng)
+    if pick:
+        ranking.models.insert(0, ranking.models.pop(pick))
+        ranking.scores.insert(0, ranking.scores.pop(pick))
+        ranking.why = f"epsilon draw ({epsilon:g}); greedy: {ranking.why}"
 
 
 def _ordered(models: list[_Model], scores: list[float]) -> tuple[list[_Model], list[float]]:
@@ -545,6 +576,11 @@ def _rank_linucb(
 ) -> _Ranking:
     dim = route.dim
     vector = features.vector
+    if route.semantic is not None:
+        from atp_common.policy.dense import upper_bounds
+
+        scores = upper_bounds([arms[m.name] for m in survivors], vector, dim, route.exploration)
+        return _linucb_ranking(route, survivors, scores, features)
     # Most context features are 0/1 cues, so x is sparse: work on its non-zero entries only.
     nonzero = [(j, float(v)) for j, v in enumerate(vector[:dim]) if v != 0.0] if vector else [(0, 1.0)]
     alpha = route.exploration
@@ -562,10 +598,21 @@ def _rank_linucb(
                 inner += row[j] * xj
             variance += xi * inner
         scores.append(mean + alpha * math.sqrt(variance if variance > 0 else 0.0))
+    return _linucb_ranking(route, survivors, scores, features)
+
+
+def _linucb_ranking(
+    route: _Route, survivors: list[_Model], scores: list[float], features: chat_pb2.RequestFeatures
+) -> _Ranking:
+    if route.known_cost:
+        costs = [model.expected_cost(features) for model in survivors]
+        order, ranked, why = rank_known_cost(scores, costs, route.cost_weight, route.quality_floor)
+        return _Ranking([survivors[i] for i in order], ranked, 1.0, why)
     models, scores = _ordered(survivors, scores)
     return _Ranking(models, scores, 1.0, f"upper bound {scores[0]:.3f} for this context")
 
 
+_MIXABLE = frozenset({router_pb2.POLICY_KIND_UCB, router_pb2.POLICY_KIND_LINUCB})
 _RANKERS = {
     router_pb2.POLICY_KIND_STATIC: _rank_static,
     router_pb2.POLICY_KIND_CHEAPEST: _rank_cheapest,

@@ -11,6 +11,7 @@ from atp_common.config import AtpConfig
 from atp_common.policy._math import RIDGE, beta_prior, invert, mat_vec
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.kernel import UNLEARNED_POLICIES
+from atp_common.policy.routesetup import ArmStart, route_setup
 
 # How many pseudo-pulls of the global state a tenant's arm starts from (its prior): enough that a new
 # tenant routes like everyone else, few enough that a handful of its own rewards moves it.
@@ -66,6 +67,7 @@ class ArmLearner:
         dim: int = FEATURE_DIM,
         ridge: float = RIDGE,
         contextual_prior: bool = True,
+        start: ArmStart | None = None,
     ):
         self.model = model
         self.dim = dim
@@ -86,6 +88,9 @@ class ArmLearner:
         self.a = [ridge if i == j else 0.0 for i in range(dim) for j in range(dim)]
         self.a_inv = [1.0 / ridge if i == j else 0.0 for i in range(dim) for j in range(dim)]
         self.b = [ridge * c for c in self.prior_center]
+        if start is not None:
+            # A trained artifact's fit as the prior: its coefficients are where decay tops the ridge back to.
+            self.a, self.a_inv, self.b, self.prior_center = (list(v) for v in start)
         self.step = 0
 
     def advance(self, step: int, gamma: float) -> None:
@@ -118,9 +123,17 @@ class ArmLearner:
         return a, invert(a, dim), b, self.ridge
 
     def observe(
-        self, reward: float, quality: float, cost_usd: float, latency_ms: float, x: Sequence[float] | None
+        self,
+        reward: float,
+        quality: float,
+        cost_usd: float,
+        latency_ms: float,
+        x: Sequence[float] | None,
+        target: float | None = None,
     ):
-        """Count one new outcome. `x` None skips the contextual part (an event without features)."""
+        """Count one new outcome. `x` None skips the contextual part (an event without features); the
+        regression learns `target` (quality, for routes that price requests at their known cost) or the
+        reward."""
         quality = min(max(quality, 0.0), 1.0)
         self.pulls += 1.0
         self.reward_sum += reward
@@ -131,9 +144,10 @@ class ArmLearner:
         self.latency_sum += latency_ms
         if x is not None:
             self._add_outer(x)
+            learned = reward if target is None else target
             b = self.b
             for i in range(self.dim):
-                b[i] += reward * x[i]
+                b[i] += learned * x[i]
 
     def correct(
         self,
@@ -142,6 +156,7 @@ class ArmLearner:
         previous_reward: float,
         previous_quality: float,
         x: Sequence[float] | None,
+        learns_quality: bool = False,
     ) -> None:
         """Replace an earlier outcome's reward and quality (late feedback); the pull is not counted again.
 
@@ -157,7 +172,7 @@ class ArmLearner:
         self.success_evidence = max(self.success_evidence + quality - previous_quality, 0.0)
         self.failure_evidence = max(self.failure_evidence + previous_quality - quality, 0.0)
         if x is not None:
-            delta = reward - previous_reward
+            delta = quality - previous_quality if learns_quality else reward - previous_reward
             b = self.b
             for i in range(self.dim):
                 b[i] += delta * x[i]
@@ -266,17 +281,23 @@ class RouteLearner:
         per_tenant: bool = False,
         decay: float = 1.0,
         dim: int = FEATURE_DIM,
+        learns_quality: bool = False,
+        starts: Mapping[str, ArmStart] | None = None,
     ):
-        """`candidates` maps each candidate model to its quality prior; `decay` is gamma in (0, 1]."""
+        """`candidates` maps each candidate model to its quality prior; `decay` is gamma in (0, 1];
+        `learns_quality`: the regression learns quality (the kernel prices each request); `starts`: per
+        model, a trained artifact's (A, A^-1, b, theta) to start from."""
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.route = route
         self.per_tenant = per_tenant
         self.decay = decay
         self.dim = dim
+        self.learns_quality = learns_quality
         self.step = 0
         self._priors = dict(candidates)
-        self._arms = {m: ArmLearner(m, p, dim) for m, p in self._priors.items()}
+        starts = starts or {}
+        self._arms = {m: ArmLearner(m, p, dim, start=starts.get(m)) for m, p in self._priors.items()}
         self._tenants: dict[str, dict[str, ArmLearner]] = {}
 
     def _vector(self, features: Sequence[float]) -> list[float] | None:
@@ -309,9 +330,17 @@ class RouteLearner:
         for arm in targets:
             arm.advance(self.step, self.decay)
             if event.correction:
-                arm.correct(event.reward, event.quality, event.previous_reward, event.previous_quality, x)
+                arm.correct(
+                    event.reward,
+                    event.quality,
+                    event.previous_reward,
+                    event.previous_quality,
+                    x,
+                    self.learns_quality,
+                )
             else:
-                arm.observe(event.reward, event.quality, event.cost_usd, event.latency_ms, x)
+                target = min(max(event.quality, 0.0), 1.0) if self.learns_quality else None
+                arm.observe(event.reward, event.quality, event.cost_usd, event.latency_ms, x, target)
         return True
 
     def load_stats(self, stats: observer_pb2.ArmStats) -> bool:
@@ -346,16 +375,18 @@ class PolicyLearner:
     """Learning state for every learning route of a configuration; what the router keeps and exports."""
 
     def __init__(self, config: AtpConfig, *, decay: float = 1.0, dim: int = FEATURE_DIM):
-        self.routes = {
-            name: RouteLearner(
+        self.routes = {}
+        for name, route in config.routes.items():
+            setup = route_setup(route, dim)
+            self.routes[name] = RouteLearner(
                 name,
                 {c: config.models[c].quality_prior for c in route.candidates},
                 per_tenant=route.per_tenant,
                 decay=decay,
-                dim=dim,
+                dim=setup.dim,
+                learns_quality=setup.known_cost,
+                starts=setup.starts(route.candidates, route.prior_rows),
             )
-            for name, route in config.routes.items()
-        }
 
     def apply(self, event: observer_pb2.RewardEvent) -> bool:
         """Apply one reward event to its route; False when no route learns from it."""

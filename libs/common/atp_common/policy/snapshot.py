@@ -10,7 +10,8 @@ from atp.router.v1 import router_pb2
 from atp_common.capabilities import supported_features
 from atp_common.config import AtpConfig, HttpProvider
 from atp_common.policy.features import FEATURE_DIM
-from atp_common.policy.learning import RouteArms
+from atp_common.policy.learning import ArmLearner, RouteArms
+from atp_common.policy.routesetup import RouteSetup, route_setup
 
 POLICY_KINDS: Mapping[str, router_pb2.PolicyKind] = {
     "static": router_pb2.POLICY_KIND_STATIC,
@@ -68,6 +69,13 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
     return specs
 
 
+def _start_arms(setup: RouteSetup, candidates: list[str], prior_rows: float) -> list[router_pb2.ArmState]:
+    starts = setup.starts(candidates, prior_rows)
+    return [
+        ArmLearner(model, 0.5, setup.dim, start=start).to_proto(0, 1.0) for model, start in starts.items()
+    ]
+
+
 def snapshot_from_config(
     config: AtpConfig,
     version: int,
@@ -99,8 +107,14 @@ def snapshot_from_config(
                 arms=learned.arms if learned else (),
                 tenant_arms=learned.tenant_arms if learned and route.per_tenant else (),
                 feature_dim=FEATURE_DIM,
+                epsilon=route.epsilon,
             )
         )
+        setup = route_setup(route, FEATURE_DIM)
+        setup.fill(routes[-1])
+        if not learned and setup.trained:
+            # No learner state yet: the arms start from the artifact's fit, as the learner will.
+            routes[-1].arms.extend(_start_arms(setup, route.candidates, route.prior_rows))
     tenants = [
         router_pb2.TenantPolicy(
             tenant=name, allowed_models=t.allowed_models, denied_models=t.denied_models, regions=t.regions

@@ -10,9 +10,15 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from atp_router.evaluation import metrics, synthetic
+from atp_router.evaluation import commands, metrics, synthetic
 from atp_router.evaluation.dataset import Dataset, load_dataset, parse_prices
-from atp_router.evaluation.offline import DEFAULT_EXPLORATION, ROUTE, eval_config, sweep_in_process
+from atp_router.evaluation.offline import (
+    DEFAULT_EXPLORATION,
+    ROUTE,
+    RouteOptions,
+    eval_config,
+    sweep_in_process,
+)
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.evaluation.report import (
     SweepPoint,
@@ -102,6 +108,29 @@ def _replay_parser() -> argparse.ArgumentParser:
         help="extra sweep points between the largest cost weight reaching 95%% and the next one (0: none)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes for the in-process sweep")
+    parser.add_argument("--artifact", help="a trained router (atp-train) the route starts from")
+    parser.add_argument(
+        "--semantic", action="store_true", help="semantic features with the shipped projection (no artifact)"
+    )
+    parser.add_argument("--prior-rows", type=float, default=200.0, help="observations the artifact weighs")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="epsilon-mixing of the route's LinUCB")
+    parser.add_argument(
+        "--quality-floor",
+        type=float,
+        default=0.0,
+        help="known-cost routes: cheapest candidate within this fraction of the best predicted quality",
+    )
+    parser.add_argument(
+        "--knob",
+        choices=("cost_weight", "quality_floor"),
+        default="cost_weight",
+        help="what --cost-weights sweeps: the cost weight, or the quality floor at cost weight 0",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        help="max_tokens every replayed request declares (its known price counts it)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
     parser.add_argument("--plot", default="atp-eval.png", help="PNG of the cost-quality curve ('' for none)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -143,7 +172,8 @@ def _progress(label: str, total: int) -> Callable[[int], None]:
 async def _services_pass(args: argparse.Namespace, dataset: Dataset, cost_weight: float) -> list[str]:
     progress = _progress("gRPC replay", len(dataset.prompts))
     if args.spawn:
-        config = eval_config(dataset, cost_weight=cost_weight, exploration=args.exploration)
+        weight, options = args.options.at(cost_weight)
+        config = eval_config(dataset, cost_weight=weight, options=options)
         async with spawn_services(config, snapshot_interval_s=args.snapshot_interval) as services:
             return await replay_over_grpc(
                 dataset,
@@ -152,6 +182,7 @@ async def _services_pass(args: argparse.Namespace, dataset: Dataset, cost_weight
                 timeout_s=args.timeout,
                 sync_every=args.sync_every,
                 progress=progress,
+                params=args.options.params(),
             )
     return await replay_over_grpc(
         dataset,
@@ -161,6 +192,7 @@ async def _services_pass(args: argparse.Namespace, dataset: Dataset, cost_weight
         route=args.route,
         sync_every=args.sync_every,
         progress=progress,
+        params=args.options.params(),
     )
 
 
@@ -199,6 +231,18 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         parser.error("--router needs --observer")
     if args.republish_every is None:
         args.republish_every = args.sync_every or 10
+    args.options = RouteOptions(
+        exploration=args.exploration,
+        artifact=args.artifact,
+        semantic=args.semantic,
+        quality_floor=args.quality_floor,
+        epsilon=args.epsilon,
+        prior_rows=args.prior_rows,
+        max_tokens=args.max_tokens,
+        knob=args.knob,
+    )
+    if args.knob == "quality_floor":
+        args.refine = 0  # the refinement brackets a falling cost weight; floors rise toward quality
     started = time.monotonic()
     dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
     strong, weak = dataset.strong_and_weak()
@@ -210,6 +254,7 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         exploration=args.exploration,
         republish_every=args.republish_every,
         workers=args.workers,
+        options=args.options,
     )
     strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
     finer = _refined(dataset, strong, weights, sweep_choices, 0.95 * strong_acc, args.refine)
@@ -222,6 +267,7 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
             exploration=args.exploration,
             republish_every=args.republish_every,
             workers=args.workers,
+            options=args.options,
         )
     ordered = sorted(zip(weights, sweep_choices, strict=True), key=lambda pair: pair[0])
     weights, sweep_choices = [w for w, _ in ordered], [c for _, c in ordered]
@@ -238,7 +284,11 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     main_started = time.monotonic()
     if args.offline:
         choices = sweep_in_process(
-            dataset, [cost_weight], exploration=args.exploration, republish_every=args.republish_every
+            dataset,
+            [cost_weight],
+            exploration=args.exploration,
+            republish_every=args.republish_every,
+            options=args.options,
         )[0]
         through = "in-process kernel"
     else:
@@ -247,6 +297,8 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     main_s = time.monotonic() - main_started
     extra: dict[str, object] = {
         "exploration": args.exploration,
+        "route_options": {k: v for k, v in args.options.route_fields().items() if k != "policy"},
+        "knob": args.knob,
         "timings_s": {
             "sweep": round(sweep_s, 1),
             "main_pass": round(main_s, 1),
@@ -308,7 +360,9 @@ def _synthetic_text(report: dict[str, object]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "synthetic":
+    if argv and argv[0] in commands.COMMANDS:
+        report, text = commands.COMMANDS[argv[0]](argv[1:])
+    elif argv and argv[0] == "synthetic":
         report = run_synthetic(argv[1:])
         text = _synthetic_text(report)
     else:

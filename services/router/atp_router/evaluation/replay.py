@@ -130,6 +130,7 @@ async def replay_over_grpc(
     route: str = ROUTE,
     sync_every: int = 0,
     progress: Callable[[int], None] | None = None,
+    params: chat_pb2.GenerationParams | None = None,
 ) -> list[str]:
     """Replay every prompt in order; returns the model the router chose for each.
 
@@ -154,7 +155,7 @@ async def replay_over_grpc(
         for number, prompt in enumerate(dataset.prompts, 1):
             started_ns = time.time_ns()
             reply = await router.Route(
-                router_pb2.RouteRequest(tenant=TENANT, model=route, messages=messages(prompt)),
+                router_pb2.RouteRequest(tenant=TENANT, model=route, messages=messages(prompt), params=params),
                 timeout=timeout_s,
                 wait_for_ready=True,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atp_router.evaluation import metrics
 from atp_router.evaluation.dataset import Dataset
@@ -128,14 +129,15 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
     baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
     sweep: Sequence[Mapping[str, float]] = report["sweep"]  # type: ignore[assignment]
     strong, weak = str(report["strong_model"]), str(report["weak_model"])
-    figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=120)
+    figure, (axes, share_axes) = pyplot.subplots(1, 2, figsize=(12, 4.5), dpi=120)
     try:
         curve = sorted(
             [(baselines[weak]["cost_usd"], baselines[weak]["accuracy"])]
             + [(row["cost_usd"], row["accuracy"]) for row in sweep]
             + [(baselines[strong]["cost_usd"], baselines[strong]["accuracy"])]
         )
-        axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP LinUCB, cost-weight sweep")
+        knob = str(report.get("knob", "cost_weight"))
+        axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label=f"ATP LinUCB, {knob} sweep")
         ends = [baselines[weak], baselines[strong]]
         axes.plot(
             [row["cost_usd"] for row in ends],
@@ -155,7 +157,7 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
             color="tab:red",
             markersize=8,
             label=f"through {report['through']}"
-            + ("" if report["cost_weight"] is None else f" (w={report['cost_weight']:.3g})"),
+            + ("" if report["cost_weight"] is None else f" ({knob} {report['cost_weight']:.3g})"),
         )
         axes.axhline(
             float(report["target_accuracy"]),  # type: ignore[arg-type]
@@ -169,9 +171,39 @@ def plot(report: Mapping[str, object], path: str | Path) -> Path:
         axes.set_title(f"{report['prompts']} prompts: cost vs quality")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, loc="lower right")
+        _share_panel(share_axes, report)
         figure.tight_layout()
         out = Path(path)
         figure.savefig(out)
     finally:
         pyplot.close(figure)
     return out
+
+
+def _share_panel(axes: Any, report: Mapping[str, object]) -> None:
+    """RouteLLM's axis: accuracy against the share of calls sent to the strong model."""
+    baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
+    sweep: Sequence[Mapping[str, float]] = report["sweep"]  # type: ignore[assignment]
+    strong, weak = str(report["strong_model"]), str(report["weak_model"])
+    curve = sorted(
+        [(0.0, baselines[weak]["accuracy"])]
+        + [(row["strong_share"], row["accuracy"]) for row in sweep]
+        + [(1.0, baselines[strong]["accuracy"])]
+    )
+    axes.plot(*zip(*curve, strict=True), "o-", color="tab:blue", label="ATP, sweep")
+    axes.plot(
+        [0, 1],
+        [baselines[weak]["accuracy"], baselines[strong]["accuracy"]],
+        ":",
+        color="tab:green",
+        label="random",
+    )
+    oracle = baselines["oracle"]
+    axes.plot(oracle["strong_share"], oracle["accuracy"], "*", markersize=9, label="oracle")
+    axes.axhline(float(report["target_accuracy"]), color="grey", linestyle="--", linewidth=1)  # type: ignore[arg-type]
+    axes.set_xlabel(f"share of calls to {strong}")
+    axes.set_ylabel("accuracy")
+    apgr, saved = float(report["apgr"]), float(report["calls_saved_at_95"])  # type: ignore[arg-type]
+    axes.set_title(f"calls: APGR {apgr:.3f}, saved at 95% {saved * 100:.1f}%")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")

@@ -101,7 +101,7 @@ class TenantArms(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ...) -> None: ...
 
 class RoutePolicy(_message.Message):
-    __slots__ = ("name", "kind", "candidates", "static_weights", "weights", "quality_floor", "exploration", "arms", "tenant_arms", "feature_dim")
+    __slots__ = ("name", "kind", "candidates", "static_weights", "weights", "quality_floor", "exploration", "arms", "tenant_arms", "feature_dim", "semantic", "known_cost", "epsilon", "artifact_digest")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,10 @@ class RoutePolicy(_message.Message):
     ARMS_FIELD_NUMBER: _ClassVar[int]
     TENANT_ARMS_FIELD_NUMBER: _ClassVar[int]
     FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_COST_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: PolicyKind
     candidates: _containers.RepeatedScalarFieldContainer[str]
@@ -122,7 +126,23 @@ class RoutePolicy(_message.Message):
     arms: _containers.RepeatedCompositeFieldContainer[ArmState]
     tenant_arms: _containers.RepeatedCompositeFieldContainer[TenantArms]
     feature_dim: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ...) -> None: ...
+    semantic: SemanticProjection
+    known_cost: bool
+    epsilon: float
+    artifact_digest: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., semantic: _Optional[_Union[SemanticProjection, _Mapping]] = ..., known_cost: _Optional[bool] = ..., epsilon: _Optional[float] = ..., artifact_digest: _Optional[str] = ...) -> None: ...
+
+class SemanticProjection(_message.Message):
+    __slots__ = ("model", "matrix", "offset", "digest")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MATRIX_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    matrix: _containers.RepeatedScalarFieldContainer[float]
+    offset: _containers.RepeatedScalarFieldContainer[float]
+    digest: str
+    def __init__(self, model: _Optional[str] = ..., matrix: _Optional[_Iterable[float]] = ..., offset: _Optional[_Iterable[float]] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class TenantPolicy(_message.Message):
     __slots__ = ("tenant", "allowed_models", "denied_models", "regions")
