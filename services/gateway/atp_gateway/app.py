@@ -23,6 +23,7 @@ from atp_gateway.admin import admin_router
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
+from atp_gateway.console import mount_console
 from atp_gateway.errors import error_from_validation, error_reply
 from atp_gateway.fastpath import GatewayApp
 from atp_gateway.gateway import Gateway
@@ -184,6 +185,7 @@ def create_app(
         return _RawResponse(_feedback, gateway)
 
     app.include_router(admin_router(gateway))
+    mount_console(app, gateway)
 
     @app.websocket("/v1/ws")
     async def websocket(websocket: WebSocket) -> None:
