@@ -185,7 +185,7 @@ def console_api(gateway: Gateway) -> APIRouter:
                 continue
             limit = getattr(reply.settings, field)
             usage = await client.query_usage(_usage_request(scoped, since, None, [], BUCKETS[bucket]))
-            data.append(_burn_down(period, limit, since, usage.rows))
+            data.append(_burn_down(period, limit, since, BUCKETS[bucket], usage.rows))
         return _json({"object": "list", "tenant": scoped, "data": data})
 
     @router.get("/decisions/{decision_id}/feedback", summary="Feedback given for a decision")
@@ -210,13 +210,16 @@ def console_api(gateway: Gateway) -> APIRouter:
     return router
 
 
-def _burn_down(period: str, limit: float, since: datetime, rows: Any) -> dict[str, Any]:
-    """A budget's remaining amount after each bucket of spend since the period began."""
+def _burn_down(period: str, limit: float, since: datetime, bucket_s: int, rows: Any) -> dict[str, Any]:
+    """A budget's remaining amount at the end of each bucket of spend since the period began (now, for
+    the bucket in progress)."""
+    now = datetime.now(UTC)
     remaining = limit
     points = [{"at": since.isoformat(), "remaining_usd": limit}]
     for row in rows:
         remaining -= row.cost_usd
-        points.append({"at": row.bucket_start.ToJsonString(), "remaining_usd": remaining})
+        end = min(row.bucket_start.ToDatetime(tzinfo=UTC) + timedelta(seconds=bucket_s), now)
+        points.append({"at": end.isoformat(), "remaining_usd": remaining})
     return {
         "period": period,
         "budget_usd": limit,

@@ -5,7 +5,7 @@ import { h } from "./dom.js";
 const NS = "http://www.w3.org/2000/svg";
 const W = 900;
 const H = 220;
-const M = { left: 70, right: 12, top: 10, bottom: 28 };
+const M = { left: 70, right: 40, top: 10, bottom: 28 };
 const SERIES = 6;
 
 function svg(tag, attrs = {}, ...children) {
@@ -64,28 +64,28 @@ export function stackedBars(label, buckets, series, format, tickFormat) {
   return h("figure", {}, root, legend(series));
 }
 
-// points: [{at, value}], in time order.
-export function line(label, points, format, tickFormat) {
+// points: [{at, value}], in time order, drawn on the time axis from `domain.start` to `domain.end` (ms).
+export function line(label, points, format, tickFormat, domain) {
   const values = points.map((p) => p.value);
   const max = Math.max(...values, 0) || 1;
-  const min = Math.min(...values, 0);
   const root = frame(label, max, format);
   const plotW = W - M.left - M.right;
   const plotH = H - M.top - M.bottom;
-  const span = max - min || 1;
-  const x = (i) => M.left + (plotW * i) / Math.max(points.length - 1, 1);
-  const y = (v) => M.top + plotH - ((v - Math.max(min, 0)) / span) * plotH;
-  const path = points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ");
+  const x = (t) => M.left + (plotW * (t - domain.start)) / Math.max(domain.end - domain.start, 1);
+  const y = (v) => M.top + plotH - (Math.max(v, 0) / max) * plotH;
+  const path = points.map((p, i) => `${i ? "L" : "M"}${x(Date.parse(p.at)).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ");
   const stroke = svg("path", { d: path, fill: "none", "stroke-width": 2.5 });
   stroke.style.setProperty("stroke", color(0));
   root.append(stroke);
-  const every = Math.max(1, Math.ceil(points.length / 8));
-  points.forEach((p, i) => {
-    const dot = svg("circle", { cx: x(i), cy: y(p.value), r: 3 });
+  for (const p of points) {
+    const dot = svg("circle", { cx: x(Date.parse(p.at)), cy: y(p.value), r: 3 });
     dot.append(svg("title", {}, `${tickFormat(p.at)}: ${format(p.value)}`));
     root.append(paint(dot, 0));
-    if (i % every === 0) root.append(svg("text", { x: x(i), y: H - 8, "text-anchor": "middle" }, tickFormat(p.at)));
-  });
+  }
+  for (let i = 0; i <= 4; i++) {
+    const t = domain.start + ((domain.end - domain.start) * i) / 4;
+    root.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, tickFormat(new Date(t).toISOString())));
+  }
   return h("figure", {}, root);
 }
 

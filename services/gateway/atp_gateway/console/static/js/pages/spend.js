@@ -95,8 +95,17 @@ function budgetViews(budgets) {
         h("p", {}, h("strong", {}, `${b.period[0].toUpperCase()}${b.period.slice(1)} budget ${fmt.usd(b.budget_usd)}`),
           `: spent ${fmt.usd(b.spent_usd)}, ${fmt.usd(b.remaining_usd)} left (${used.toFixed(1)}% used).`),
         h("div", { class: "bar", role: "progressbar", "aria-label": `${b.period} budget used`, "aria-valuenow": used.toFixed(1), "aria-valuemin": 0, "aria-valuemax": 100 }, bar),
-        line(`Remaining ${b.period} budget`, b.points.map((p) => ({ at: p.at, value: p.remaining_usd })), fmt.usd, b.period === "daily" ? fmt.hour : fmt.day),
+        line(`Remaining ${b.period} budget`, b.points.map((p) => ({ at: p.at, value: p.remaining_usd })), fmt.usd, b.period === "daily" ? fmt.hour : fmt.day, periodOf(b)),
       );
     }),
   ];
+}
+
+// The budget's whole period on the time axis: the day, or the calendar month (UTC), it covers.
+function periodOf(budget) {
+  const start = new Date(budget.since);
+  const end = budget.period === "daily"
+    ? new Date(start.getTime() + 86400e3)
+    : new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() + 1, 1));
+  return { start: start.getTime(), end: end.getTime() };
 }
