@@ -19,3 +19,9 @@ INGEST_ARGS ?=
 .PHONY: bench-ingest
 bench-ingest: $(VENV)/.installed ## Observations/s into PostgreSQL via gRPC Ingest vs a raw asyncpg COPY of the same rows, and the ratio (INGEST_ARGS=--rounds 1)
 	$(PY) bench/ingest.py $(INGEST_ARGS)
+
+CONSOLE_ARGS ?=
+
+.PHONY: bench-console
+bench-console: $(VENV)/.installed ## Each console page's admin calls with 100,000 observations in PostgreSQL, against the 300 ms budget (CONSOLE_ARGS=--rounds 10)
+	$(PY) bench/console_pages.py $(CONSOLE_ARGS)

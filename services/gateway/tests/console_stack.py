@@ -59,8 +59,9 @@ CONFIG: dict[str, Any] = {
 class Suite:
     """The four services on a private event loop; `url` is the gateway's."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, database_url: str = ""):
         self._tmp = tmp_path
+        self._database_url = database_url
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="console-suite", daemon=True)
         self._stack = AsyncExitStack()
@@ -87,7 +88,12 @@ class Suite:
         common = {"port": 0, "metrics_port": None, "drain_delay_s": 0, "grace_s": 1}
         shared = {"directory_path": str(self._tmp / "tenants.json")}
         observer = await build_observer(
-            ObserverSettings(**common, sqlite_path=str(self._tmp / "observer.sqlite3"), rewards_poll_s=0.1),
+            ObserverSettings(
+                **common,
+                database_url=self._database_url,
+                sqlite_path=str(self._tmp / "observer.sqlite3"),
+                rewards_poll_s=0.1,
+            ),
             config=config,
         )
         self._stack.push_async_callback(observer.stop_now)
@@ -131,8 +137,9 @@ class Suite:
 
 
 @contextmanager
-def running_suite(tmp_path: Path) -> Iterator[Suite]:
-    suite = Suite(tmp_path)
+def running_suite(tmp_path: Path, database_url: str = "") -> Iterator[Suite]:
+    """The suite started, stopped on exit; observations in PostgreSQL at `database_url` when given."""
+    suite = Suite(tmp_path, database_url)
     try:
         suite.start()
         yield suite
