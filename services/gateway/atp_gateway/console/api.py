@@ -156,9 +156,8 @@ def console_api(gateway: Gateway) -> APIRouter:
         group_by: str = "model",
     ) -> Response:
         principal = principal_of(gateway, request)
-        scoped = scoped_tenant(principal, None if tenant == "*" else tenant)
-        if principal.role == "admin" and tenant == "*":
-            scoped = ""  # every tenant
+        # "*" is every tenant, for an admin; anyone else naming it is refused like any other tenant.
+        scoped = "" if principal.role == "admin" and tenant == "*" else scoped_tenant(principal, tenant)
         since = _stamp(start, "start") or datetime.now(UTC) - DEFAULT_SPAN[bucket]
         groups = [g for g in group_by.split(",") if g]
         query = _usage_request(scoped, since, _stamp(end, "end"), groups, BUCKETS[bucket])
