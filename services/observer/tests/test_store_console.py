@@ -9,6 +9,7 @@ import pytest
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
+from atp_observer.queries import Queries
 from atp_observer.store import Store
 from atp_observer.store.console import ObservationFilters
 from services.observer.tests.test_store import ERROR, feedback, make_obs, make_store, store
@@ -111,9 +112,33 @@ async def test_feedback_of_a_decision_for_its_tenant_only(store: Store) -> None:
     assert timedelta(0) <= age < timedelta(minutes=1)
     assert await store.list_feedback(obs.decision.decision_id, "globex") == []
     assert await store.list_feedback("dec-unknown", "acme") == []
+    queries = Queries(store, on_reward=lambda: None)
+    reply = await queries.list_feedback(
+        observer_pb2.ListFeedbackRequest(decision_id=obs.decision.decision_id, tenant="acme")
+    )
+    assert [r.feedback_id for r in reply.feedback] == [r.feedback_id for r in records]
+    for missing in ("decision_id", "tenant"):
+        request = observer_pb2.ListFeedbackRequest(decision_id="dec-1", tenant="acme")
+        request.ClearField(missing)
+        with pytest.raises(InvalidArgument) as info:
+            await queries.list_feedback(request)
+        assert info.value.param == missing
 
 
-async def test_the_store_names_its_backend(store: Store) -> None:
-    assert store.backend in ("sqlite", "postgres")
-    assert type(store).__name__.lower().startswith(store.backend)
-    assert observer_pb2.GetStoreStatusResponse(backend=store.backend).backend == store.backend
+async def test_store_status_reports_the_backend_and_an_outage(make_store) -> None:
+    store = make_store()
+    queries = Queries(store, on_reward=lambda: None)
+    await store.open()
+    try:
+        status = await queries.store_status(ingest_pending=3)
+        assert (status.backend, status.reachable, status.error, status.ingest_pending) == (
+            type(store).__name__.removesuffix("Store").lower(),
+            True,
+            "",
+            3,
+        )
+    finally:
+        await store.close()
+    # A closed store cannot answer: reported, not raised.
+    down = await queries.store_status(ingest_pending=0)
+    assert down.reachable is False and down.error and down.backend == status.backend
