@@ -27,7 +27,7 @@ from services.gateway.tests.console_stack import (
 pytestmark = pytest.mark.slow
 PAGES = ("spend", "requests", "routing", "keys", "health")
 WAIT_S = 20
-# Set to a folder (docs/console) to keep one screenshot of each page there for the README.
+# Set to a folder (docs/console) to keep one screenshot of each page (and of the sign-in) there for the README.
 SCREENSHOTS = os.environ.get("ATP_CONSOLE_SCREENSHOTS", "")
 
 
@@ -51,24 +51,33 @@ def by(kind: str) -> Any:
 
 
 def wait(driver: Any, predicate: Any, what: str, timeout_s: float = WAIT_S) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(lambda d: predicate(d), message=what)
+    # The live refresh replaces a page's data every 5 s: an element found just before may be gone.
+    waiter = WebDriverWait(
+        driver, timeout_s, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return waiter.until(lambda d: predicate(d), message=what)
 
 
 def text_of(driver: Any, element_id: str) -> str:
-    found = driver.find_elements(by("ID"), element_id)
-    return found[0].text if found else ""
+    """The element's text, or "" when it is absent; read in the page itself, so a refresh replacing the
+    element between finding and reading it cannot fail the read."""
+    text = driver.execute_script(
+        "const el = document.getElementById(arguments[0]); return el ? el.innerText : '';", element_id
+    )
+    return str(text)
 
 
 def screenshot(driver: Any, folder: Path, name: str) -> Path:
     """The whole page (the window grown to its height), saved as `name`.png in `folder`."""
     height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 2600)")
-    driver.set_window_size(1280, max(height, 700))
+    driver.set_window_size(1280, max(height + 160, 700))  # the window includes what is not the page
     path = folder / f"{name}.png"
     assert driver.save_screenshot(str(path)), path
     driver.set_window_size(1280, 1000)
-    if SCREENSHOTS:
+    if SCREENSHOTS and name in (*PAGES, "sign-in"):
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(SCREENSHOTS) / path.name)
     return path
