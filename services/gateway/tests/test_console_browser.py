@@ -206,6 +206,57 @@ def test_an_operator_creates_a_key_sees_its_requests_and_spend_and_revokes_it(
     screenshot(browser, tmp_path, "health")
 
 
+def test_an_operator_rotates_a_key_and_sets_limits_and_budgets(
+    suite: Suite, browser: Any, tmp_path: Path
+) -> None:
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    made = httpx.post(
+        f"{suite.url}/v1/admin/keys", json={"tenant": "globex", "name": "rotate-me"}, headers=admin
+    )
+    assert made.status_code == 201, made.text
+    old_key = made.json()["key"]
+    sign_in(browser, suite, ADMIN_KEY)
+    wait(browser, signed_in, "signed in")
+    go(browser, "keys", "key-list")
+
+    limit = wait(
+        browser,
+        lambda d: d.find_elements(
+            by("CSS_SELECTOR"), 'input[aria-label^="Requests per minute for key rotate-me"]'
+        ),
+        "the key's limit field",
+    )[0]
+    limit.send_keys("42")
+    browser.find_element(by("CSS_SELECTOR"), 'button[aria-label="Save limit of key rotate-me"]').click()
+
+    def limits() -> Any:
+        keys = httpx.get(f"{suite.url}/v1/admin/keys", params={"tenant": "globex"}, headers=admin).json()[
+            "data"
+        ]
+        return next(k for k in keys if k["name"] == "rotate-me")["limits"]["requests_per_minute"] == 42
+
+    wait(browser, lambda _d: limits(), "the key's limit saved")
+
+    browser.find_element(by("CSS_SELECTOR"), 'button[aria-label="Rotate key rotate-me"]').click()
+    new_key = wait(
+        browser, lambda d: "rotated" in text_of(d, "new-key") and text_of(d, "new-key-value"), "the new key"
+    )
+    assert new_key != old_key
+    assert chat(suite, new_key)[0].status_code == 200
+    wait(browser, lambda _d: chat(suite, old_key)[0].status_code == 401, "the old key refused", 5)
+
+    choose(browser, "settings-tenant", "globex")
+    budget = wait(
+        browser, lambda d: d.find_elements(by("ID"), "tenant-daily_budget_usd"), "globex's settings"
+    )[0]
+    budget.send_keys("7.5")
+    browser.find_element(by("CSS_SELECTOR"), 'form[aria-label="Settings of tenant globex"] button').click()
+    wait(browser, lambda d: "daily_budget_usd" in text_of(d, "tenant-settings"), "the override listed")
+    tenant = httpx.get(f"{suite.url}/v1/admin/tenants/globex", headers=admin).json()
+    assert tenant["daily_budget_usd"] == 7.5 and "daily_budget_usd" in tenant["overridden"]
+    screenshot(browser, tmp_path, "keys-rotated")
+
+
 def test_a_wrong_key_cannot_sign_in(suite: Suite, browser: Any, tmp_path: Path) -> None:
     sign_in(browser, suite, "sk-not-a-key-of-anyone")
     error = wait(browser, lambda d: text_of(d, "sign-in-error"), "the refusal")
