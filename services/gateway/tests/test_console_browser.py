@@ -106,6 +106,16 @@ def go(driver: Any, page: str, ready_id: str) -> None:
     )
 
 
+def click(driver: Any, css: str) -> None:
+    """Click the element `css` names, finding it again if a redraw replaced it in between."""
+
+    def clicked(d: Any) -> bool:
+        d.find_element(by("CSS_SELECTOR"), css).click()
+        return True
+
+    wait(driver, clicked, f"clicking {css}")
+
+
 def showing(page: str) -> Any:
     """A wait predicate: the console shows `page` with its heading."""
     return lambda d: (
@@ -153,8 +163,8 @@ def test_an_operator_creates_a_key_sees_its_requests_and_spend_and_revokes_it(
     go(browser, "requests", "requests-list")
     choose(browser, "req-tenant", "acme")
     button = f'button[data-decision="{decision_id}"]'
-    opened = wait(browser, lambda d: d.find_elements(by("CSS_SELECTOR"), button), "the request listed")
-    opened[0].click()
+    wait(browser, lambda d: d.find_elements(by("CSS_SELECTOR"), button), "the request listed")
+    click(browser, button)
     detail = wait(browser, lambda d: text_of(d, "request-detail"), "the decision opened")
     served = replies[-1].headers["x-atp-model"]
     for expected in (
@@ -184,7 +194,7 @@ def test_an_operator_creates_a_key_sees_its_requests_and_spend_and_revokes_it(
 
     go(browser, "keys", "key-list")
     revoke = 'button[aria-label="Revoke key console-made"]'
-    wait(browser, lambda d: d.find_elements(by("CSS_SELECTOR"), revoke), "the revoke button")[0].click()
+    click(browser, revoke)
     wait(browser, lambda d: not d.find_elements(by("CSS_SELECTOR"), revoke), "the key revoked")
     refused = wait(
         browser, lambda d: (r := chat(suite, key)[0]).status_code == 401 and r, "the revoked key refused", 5
@@ -227,17 +237,15 @@ def test_an_operator_rotates_a_key_and_sets_limits_and_budgets(
         "the key's limit field",
     )[0]
     limit.send_keys("42")
-    browser.find_element(by("CSS_SELECTOR"), 'button[aria-label="Save limit of key rotate-me"]').click()
+    click(browser, 'button[aria-label="Save limit of key rotate-me"]')
 
-    def limits() -> Any:
-        keys = httpx.get(f"{suite.url}/v1/admin/keys", params={"tenant": "globex"}, headers=admin).json()[
-            "data"
-        ]
-        return next(k for k in keys if k["name"] == "rotate-me")["limits"]["requests_per_minute"] == 42
+    # The table is drawn again from the API's answer once the change is saved.
+    saved = 'input[aria-label^="Requests per minute for key rotate-me"][value="42"]'
+    wait(browser, lambda d: d.find_elements(by("CSS_SELECTOR"), saved), "the key's limit saved")
+    keys = httpx.get(f"{suite.url}/v1/admin/keys", params={"tenant": "globex"}, headers=admin).json()["data"]
+    assert next(k for k in keys if k["name"] == "rotate-me")["limits"]["requests_per_minute"] == 42
 
-    wait(browser, lambda _d: limits(), "the key's limit saved")
-
-    browser.find_element(by("CSS_SELECTOR"), 'button[aria-label="Rotate key rotate-me"]').click()
+    click(browser, 'button[aria-label="Rotate key rotate-me"]')
     new_key = wait(
         browser, lambda d: "rotated" in text_of(d, "new-key") and text_of(d, "new-key-value"), "the new key"
     )
@@ -246,11 +254,12 @@ def test_an_operator_rotates_a_key_and_sets_limits_and_budgets(
     wait(browser, lambda _d: chat(suite, old_key)[0].status_code == 401, "the old key refused", 5)
 
     choose(browser, "settings-tenant", "globex")
+    form = 'form[aria-label="Settings of tenant globex"]'
     budget = wait(
-        browser, lambda d: d.find_elements(by("ID"), "tenant-daily_budget_usd"), "globex's settings"
-    )[0]
-    budget.send_keys("7.5")
-    browser.find_element(by("CSS_SELECTOR"), 'form[aria-label="Settings of tenant globex"] button').click()
+        browser, lambda d: d.find_elements(by("CSS_SELECTOR"), f"{form} #tenant-daily_budget_usd"), "globex"
+    )
+    budget[0].send_keys("7.5")
+    click(browser, f"{form} button")
     wait(browser, lambda d: "daily_budget_usd" in text_of(d, "tenant-settings"), "the override listed")
     tenant = httpx.get(f"{suite.url}/v1/admin/tenants/globex", headers=admin).json()
     assert tenant["daily_budget_usd"] == 7.5 and "daily_budget_usd" in tenant["overridden"]
