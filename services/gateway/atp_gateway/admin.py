@@ -277,9 +277,8 @@ def admin_router(gateway: Gateway) -> APIRouter:
             before_observation_id=before_observation_id,
             model=model,
             route=route,
-            status=observer_pb2.ObservationStatus.Value(f"OBSERVATION_STATUS_{status.upper()}")
-            if status
-            else 0,
+            # The enum's own name (the query's values are its lower-case suffixes).
+            status=f"OBSERVATION_STATUS_{status.upper()}" if status else None,
         )
         for name, value in (("before", before), ("after", after)):
             if value is not None:
