@@ -122,6 +122,14 @@ def _snapshot(snapshot: router_pb2.PolicySnapshot) -> dict[str, Any]:
 def console_api(gateway: Gateway) -> APIRouter:
     """The console's extra /v1/admin routes over `gateway`'s control clients."""
     router = APIRouter(prefix=PREFIX, tags=["admin"], include_in_schema=False)
+    _identity_routes(router, gateway)
+    _usage_routes(router, gateway)
+    _suite_routes(router, gateway)
+    return router
+
+
+def _identity_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Who is signed in, and which tenants they may see."""
 
     @router.get("/whoami", summary="The signed-in key's tenant and role (never the key)")
     async def whoami(request: Request) -> Response:
@@ -145,6 +153,10 @@ def console_api(gateway: Gateway) -> APIRouter:
         keys = await client.call(client.admin.ListKeys, admin_pb2.ListKeysRequest())
         names = set(gateway.config.tenants) | {key.tenant for key in keys.keys} | {principal.tenant}
         return _json({"object": "list", "data": sorted(names)})
+
+
+def _usage_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Usage over time, budget burn-down and a decision's feedback: own tenant unless admin."""
 
     @router.get("/usage/series", summary="Usage and cost per hour or day (own tenant unless admin)")
     async def usage_series(
@@ -195,6 +207,10 @@ def console_api(gateway: Gateway) -> APIRouter:
         reply = await control_of(gateway).list_feedback(query)
         return _json({"object": "list", "data": [_dict(record) for record in reply.feedback]})
 
+
+def _suite_routes(router: APIRouter, gateway: Gateway) -> None:
+    """The router's policy state and the suite's health: admin only (they cover every tenant)."""
+
     @router.get("/routing", summary="The router's policy snapshot: routes, learned arms, exclusions")
     async def routing(request: Request) -> Response:
         admin_of(gateway, request)
@@ -205,8 +221,6 @@ def console_api(gateway: Gateway) -> APIRouter:
     async def health(request: Request) -> Response:
         admin_of(gateway, request)
         return _json({"object": "health", **(await _health(gateway))})
-
-    return router
 
 
 def _burn_down(period: str, limit: float, since: datetime, bucket_s: int, rows: Any) -> dict[str, Any]:
