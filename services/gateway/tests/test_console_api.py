@@ -176,3 +176,44 @@ def until_sync(predicate, what: str, timeout_s: float = 10.0):
 def test_package_data_lists_the_console_files() -> None:
     pyproject = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
     assert 'atp_gateway = ["console/static/*", "console/static/**/*"]' in pyproject
+
+
+async def test_health_reports_services_that_are_down_instead_of_failing(tmp_path: Path) -> None:
+    from atp_common.config import AtpConfig
+    from atp_gateway.app import create_app
+    from atp_gateway.serve import GatewayServer
+    from atp_gateway.settings import GatewaySettings
+    from services.gateway.tests.console_stack import CONFIG
+    from services.gateway.tests.stack import unused_address
+
+    nowhere = unused_address()
+    settings = GatewaySettings(
+        port=0,
+        metrics_port=None,
+        adapters_addr=nowhere,
+        router_addr=nowhere,
+        observer_addr=nowhere,
+        directory_path=str(tmp_path / "tenants.json"),
+        control_timeout_s=0.5,
+        drain_delay_s=0,
+        grace_s=1,
+    )
+    server = GatewayServer(settings, create_app(settings, config=AtpConfig.model_validate(CONFIG)))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.port}", headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        ) as http:
+            reply = await http.get("/v1/admin/health", timeout=10)
+            routing = await http.get("/v1/admin/routing", timeout=10)
+    finally:
+        await server.stop_now()
+    assert reply.status_code == 200, reply.text
+    health = reply.json()
+    assert health["gateway"]["status"] == "not ready" and health["adapters"]["status"] == "NOT_SERVING"
+    for service in ("router", "observer"):
+        assert health[service]["status"].startswith("unreachable ("), health[service]
+    assert health["store"]["reachable"] is False and health["store"]["error"].startswith("observer: ")
+    assert health["checked_in_ms"] < 5000
+    # The routing page's data cannot be had without the router: a clear 503, not a 500.
+    assert routing.status_code == 503, routing.text
