@@ -56,6 +56,15 @@ lint: $(VENV)/.installed ## ruff (lint and format check) over the tree, mypy ove
 run: $(VENV)/.installed ## Start the whole suite on the default ports with embedded defaults (Ctrl-C drains)
 	$(PY) -m atp_common.suite
 
+.PHONY: browser-deps
+browser-deps: ## Install Debian's chromium and chromium-driver for the console's browser tests, when missing
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
 .PHONY: test
 test: $(VENV)/.installed ## Run the test suite (real servers in-process, real processes end to end)
 	$(PY) -m pytest

@@ -28,3 +28,8 @@ bench-dialects: $(VENV)/.installed ## Responses and Messages (streamed and not) 
 .PHONY: bench-semantic
 bench-semantic: $(VENV)/.installed ## Semantic routing features per 4 KB prompt (p50, one core) against compute_features alone
 	$(PY) bench/semantic_features.py
+CONSOLE_ARGS ?=
+
+.PHONY: bench-console
+bench-console: $(VENV)/.installed ## Each console page's admin calls with 100,000 observations in PostgreSQL, against the 300 ms budget (CONSOLE_ARGS=--rounds 10)
+	$(PY) bench/console_pages.py $(CONSOLE_ARGS)

@@ -22,7 +22,7 @@ from atp_gateway.errors import error_from_validation
 from atp_gateway.gateway import Gateway
 from atp_gateway.ids import check_id, check_time_range
 
-__all__ = ["admin_router"]
+__all__ = ["admin_of", "admin_router", "control_of", "principal_of", "scoped_tenant"]
 
 PREFIX = "/v1/admin"
 _MAX_OBSERVATIONS = 1000
@@ -117,44 +117,52 @@ async def _parse(request: Request, model: type[_Body], gateway: Gateway) -> Any:
         raise error_from_validation(exc) from None
 
 
+def principal_of(gateway: Gateway, request: Request) -> Principal:
+    """The caller's principal from its API key (any role)."""
+    headers = request.headers
+    key = api_key_from_headers(
+        headers.get("authorization", "").encode() or None,
+        (headers.get("api-key") or headers.get("x-api-key") or "").encode() or None,
+    )
+    return gateway.keys.authenticate(key)
+
+
+def admin_of(gateway: Gateway, request: Request) -> Principal:
+    """The caller's principal, refused unless it is an admin key."""
+    principal = principal_of(gateway, request)
+    if principal.role != "admin":
+        raise PermissionDenied("This endpoint needs an admin key.")
+    return principal
+
+
+def control_of(gateway: Gateway) -> ControlClient:
+    """The control-plane clients, once the gateway has started."""
+    if gateway.control is None:
+        raise Unavailable("The gateway is starting.")
+    return gateway.control
+
+
+def scoped_tenant(principal: Principal, asked: str | None) -> str:
+    """The tenant a call may read: a user key only ever sees its own tenant; naming another is refused,
+    not silently narrowed."""
+    if principal.role == "admin":
+        return asked if asked is not None else principal.tenant
+    if asked is not None and asked != principal.tenant:
+        raise PermissionDenied("A key can only read its own tenant's data.", param="tenant")
+    return principal.tenant
+
+
 def admin_router(gateway: Gateway) -> APIRouter:
     """The /v1/admin routes over `gateway`'s control clients."""
     # Left out of the OpenAPI document, which describes the OpenAI-compatible surface clients generate
     # code from; the README documents these operations.
     router = APIRouter(prefix=PREFIX, tags=["admin"], include_in_schema=False)
 
-    def principal_of(request: Request) -> Principal:
-        headers = request.headers
-        key = api_key_from_headers(
-            headers.get("authorization", "").encode() or None,
-            (headers.get("api-key") or headers.get("x-api-key") or "").encode() or None,
-        )
-        return gateway.keys.authenticate(key)
-
-    def admin_of(request: Request) -> Principal:
-        principal = principal_of(request)
-        if principal.role != "admin":
-            raise PermissionDenied("This endpoint needs an admin key.")
-        return principal
-
-    def control() -> ControlClient:
-        if gateway.control is None:
-            raise Unavailable("The gateway is starting.")
-        return gateway.control
-
-    def scoped_tenant(principal: Principal, asked: str | None) -> str:
-        # A user key only ever sees its own tenant; naming another is refused, not silently narrowed.
-        if principal.role == "admin":
-            return asked if asked is not None else principal.tenant
-        if asked is not None and asked != principal.tenant:
-            raise PermissionDenied("A key can only read its own tenant's data.", param="tenant")
-        return principal.tenant
-
     @router.post("/keys", status_code=201, summary="Create an API key (the key is returned once)")
     async def create_key(request: Request) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         body = await _parse(request, CreateKeyBody, gateway)
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(
             client.admin.CreateKey,
             admin_pb2.CreateKeyRequest(
@@ -165,10 +173,10 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/keys", summary="List API keys (never the keys themselves)")
     async def list_keys(request: Request, tenant: str = "", include_revoked: bool = False) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         if tenant:
             check_id(tenant, "tenant")
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(
             client.admin.ListKeys, admin_pb2.ListKeysRequest(tenant=tenant, include_revoked=include_revoked)
         )
@@ -176,18 +184,18 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
     @router.post("/keys/{key_id}/rotate", summary="Replace a key with a new one and revoke the old one")
     async def rotate_key(request: Request, key_id: str) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         check_id(key_id, "key_id")
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id))
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
 
     @router.patch("/keys/{key_id}", summary="Change a key's own rate limits")
     async def update_key(request: Request, key_id: str) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         check_id(key_id, "key_id")
         body: UpdateKeyBody = await _parse(request, UpdateKeyBody, gateway)
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(
             client.admin.UpdateKey,
             admin_pb2.UpdateKeyRequest(key_id=key_id, limits=body.limits.message(), reset=body.reset),
@@ -196,24 +204,24 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
     @router.delete("/keys/{key_id}", summary="Revoke a key (refused by every gateway within a second)")
     async def revoke_key(request: Request, key_id: str) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         check_id(key_id, "key_id")
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id))
         return _json(_key(reply.key))
 
     @router.get("/tenants/{tenant}", summary="A tenant's effective limits, budgets and models")
     async def get_tenant(request: Request, tenant: str) -> Response:
-        principal = principal_of(request)
+        principal = principal_of(gateway, request)
         check_id(tenant, "tenant")
         tenant = scoped_tenant(principal, tenant)
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(client.admin.GetTenant, admin_pb2.GetTenantRequest(tenant=tenant))
         return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
 
     @router.patch("/tenants/{tenant}", summary="Set a tenant's limits, budgets and allowed models")
     async def set_tenant(request: Request, tenant: str) -> Response:
-        admin_of(request)
+        admin_of(gateway, request)
         check_id(tenant, "tenant")
         body: TenantBody = await _parse(request, TenantBody, gateway)
         settings = admin_pb2.TenantSettings()
@@ -225,7 +233,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
                 getattr(settings, name).SetInParent()
             else:
                 setattr(settings, name, value)
-        client = control()
+        client = control_of(gateway)
         reply = await client.call(
             client.admin.SetTenant,
             admin_pb2.SetTenantRequest(tenant=tenant, settings=settings, reset=body.reset),
@@ -240,7 +248,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         end: int | None = None,
         group_by: str = "model",
     ) -> Response:
-        principal = principal_of(request)
+        principal = principal_of(gateway, request)
         if tenant is not None and tenant != "*":
             check_id(tenant, "tenant")
         check_time_range(start, end)
@@ -252,7 +260,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
             query.start.FromSeconds(start)
         if end is not None:
             query.end.FromSeconds(end)
-        reply = await control().query_usage(query)
+        reply = await control_of(gateway).query_usage(query)
         return _json({"object": "list", "data": [_dict(row) for row in reply.rows]})
 
     @router.get("/observations", summary="Recent observations (own tenant unless admin)")
@@ -262,10 +270,15 @@ def admin_router(gateway: Gateway) -> APIRouter:
         limit: int = 50,
         before: str | None = None,
         before_observation_id: str = "",
+        model: str = "",
+        route: str = "",
+        status: Literal["", "ok", "error", "partial", "cancelled"] = "",
+        after: str | None = None,
     ) -> Response:
-        """Newest first. The next page: `before` = the last item's started_at (as returned) and
-        `before_observation_id` = its observation_id."""
-        principal = principal_of(request)
+        """Newest first, optionally only of one model, route or status, or since `after`. The next page:
+        `before` = the last item's started_at (as returned) and `before_observation_id` = its
+        observation_id."""
+        principal = principal_of(gateway, request)
         if tenant is not None:
             check_id(tenant, "tenant")
         if before_observation_id:
@@ -274,23 +287,30 @@ def admin_router(gateway: Gateway) -> APIRouter:
         if not 1 <= limit <= _MAX_OBSERVATIONS:
             raise InvalidArgument(f"limit must be between 1 and {_MAX_OBSERVATIONS}", param="limit")
         query = observer_pb2.ListObservationsRequest(
-            tenant=scoped, limit=limit, before_observation_id=before_observation_id
+            tenant=scoped,
+            limit=limit,
+            before_observation_id=before_observation_id,
+            model=model,
+            route=route,
+            # The enum's own name (the query's values are its lower-case suffixes).
+            status=f"OBSERVATION_STATUS_{status.upper()}" if status else None,
         )
-        if before is not None:
-            try:
-                query.before.FromJsonString(before)
-            except ValueError as exc:
-                raise InvalidArgument(f"before must be an RFC 3339 timestamp: {exc}", param="before") from exc
-        reply = await control().list_observations(query)
+        for name, value in (("before", before), ("after", after)):
+            if value is not None:
+                try:
+                    getattr(query, name).FromJsonString(value)
+                except ValueError as exc:
+                    raise InvalidArgument(f"{name} must be an RFC 3339 timestamp: {exc}", param=name) from exc
+        reply = await control_of(gateway).list_observations(query)
         # Defence in depth: whatever the observer returns, nothing of another tenant leaves here.
         data = [_dict(o) for o in reply.observations if o.tenant == scoped]
         return _json({"object": "list", "data": data})
 
     @router.get("/decisions/{decision_id}", summary="Explain a routing decision (own tenant unless admin)")
     async def explain(request: Request, decision_id: str) -> Response:
-        principal = principal_of(request)
+        principal = principal_of(gateway, request)
         check_id(decision_id, "decision_id")
-        reply = await control().explain(decision_id)
+        reply = await control_of(gateway).explain(decision_id)
         if principal.role != "admin" and reply.tenant != principal.tenant:
             # The same answer as an unknown id: a user key learns nothing about other tenants' decisions.
             raise NotFound(f"no decision {decision_id!r}", param="decision_id")

@@ -24,6 +24,7 @@ from atp_gateway.admin import admin_router
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_error, send_json
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
+from atp_gateway.console import mount_console
 from atp_gateway.dialects.messages import MESSAGES
 from atp_gateway.dialects.messages_openapi import MESSAGES_OPENAPI, MESSAGES_REPLIES
 from atp_gateway.dialects.responses import RESPONSES
@@ -234,6 +235,7 @@ def _add_resource_routes(app: FastAPI, gateway: Gateway) -> None:
         return _RawResponse(_feedback, gateway)
 
     app.include_router(admin_router(gateway))
+    mount_console(app, gateway)
 
     @app.websocket("/v1/ws")
     async def websocket(websocket: WebSocket) -> None:

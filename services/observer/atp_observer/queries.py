@@ -13,6 +13,7 @@ from atp_common.privacy import PrivacyPolicy
 from atp_observer import metrics
 from atp_observer.ingest import is_transient
 from atp_observer.store.base import MAX_LIST_LIMIT, Store
+from atp_observer.store.console import ObservationFilters
 
 DEFAULT_LIST_LIMIT = 100
 
@@ -64,7 +65,9 @@ class Queries:
         start, end = _time(request, "start"), _time(request, "end")
         if start and end and end < start:
             raise InvalidArgument("end is before start", param="end")
-        rows = await self._store.query_usage(request.tenant, start, end, list(request.group_by))
+        rows = await self._store.query_usage(
+            request.tenant, start, end, list(request.group_by), request.bucket_seconds
+        )
         return observer_pb2.QueryUsageResponse(rows=rows)
 
     async def list_observations(
@@ -74,8 +77,11 @@ class Queries:
         if request.limit < 0:
             raise InvalidArgument("limit must not be negative", param="limit")
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+        filters = ObservationFilters(
+            model=request.model, route=request.route, status=request.status, after=_time(request, "after")
+        )
         observations = await self._store.list_observations(
-            request.tenant, limit, _time(request, "before"), request.before_observation_id
+            request.tenant, limit, _time(request, "before"), request.before_observation_id, filters
         )
         return observer_pb2.ListObservationsResponse(observations=observations)
 
@@ -96,3 +102,26 @@ class Queries:
         if found is None:
             raise NotFound(f"no decision {request.decision_id}")
         return found
+
+    async def list_feedback(
+        self, request: observer_pb2.ListFeedbackRequest
+    ) -> observer_pb2.ListFeedbackResponse:
+        """One tenant's feedback for one decision, oldest first."""
+        if not request.decision_id:
+            raise InvalidArgument("decision_id is required", param="decision_id")
+        if not request.tenant:
+            raise InvalidArgument("tenant is required", param="tenant")
+        records = await self._store.list_feedback(request.decision_id, request.tenant)
+        return observer_pb2.ListFeedbackResponse(feedback=records)
+
+    async def store_status(self, ingest_pending: int) -> observer_pb2.GetStoreStatusResponse:
+        """The backend's name and whether it answers a ping now (an outage is reported, not raised)."""
+        status = observer_pb2.GetStoreStatusResponse(
+            backend=self._store.backend, reachable=True, ingest_pending=ingest_pending
+        )
+        try:
+            await self._store.ping()
+        except Exception as exc:
+            status.reachable = False
+            status.error = f"{type(exc).__name__}: {exc}"[:500]
+        return status

@@ -77,6 +77,16 @@ class ObserverServicer(observer_pb2_grpc.ObserverServiceServicer):
     ) -> observer_pb2.GetDecisionResponse:
         return await self._queries.get_decision(request)
 
+    async def ListFeedback(
+        self, request: observer_pb2.ListFeedbackRequest, context: aio.ServicerContext
+    ) -> observer_pb2.ListFeedbackResponse:
+        return await self._queries.list_feedback(request)
+
+    async def GetStoreStatus(
+        self, request: observer_pb2.GetStoreStatusRequest, context: aio.ServicerContext
+    ) -> observer_pb2.GetStoreStatusResponse:
+        return await self._queries.store_status(self._buffer.depth)
+
 
 async def _maintain_forever(store: Store, interval_s: float) -> None:
     """Partition upkeep and retention, now and then every `interval_s`; a failure waits for the next round."""

@@ -18,6 +18,7 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
 from atp_common.observation_rows import ROW_FIELDS, pack_vector
+from atp_observer.store.console import ObservationFilters
 from atp_observer.store.rewards import RewardModel
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -382,25 +383,31 @@ def check_limit(limit: int, maximum: int) -> int:
     return min(limit, maximum)
 
 
-def usage_query(aggregates: Sequence[str], groups: Sequence[str], where: Sequence[str]) -> str:
-    """The usage query: `aggregates` per group over the observations matching `where`, groups in order.
+def usage_query(
+    aggregates: Sequence[str], groups: Sequence[str], where: Sequence[str], bucket: str = ""
+) -> str:
+    """The usage query: `aggregates` per group over the observations matching `where`, groups in order,
+    first by the time bucket that the SQL expression `bucket` computes (in Unix seconds) when given.
     Each backend supplies its own dialect for the aggregates and placeholders; the shape is shared."""
-    sql = f"SELECT {', '.join([*groups, *aggregates])} FROM observations"
+    keys = [f"{bucket} AS bucket", *groups] if bucket else list(groups)
+    names = ["bucket", *groups] if bucket else list(groups)
+    sql = f"SELECT {', '.join([*keys, *aggregates])} FROM observations"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    if groups:
-        sql += f" GROUP BY {', '.join(groups)}"
+    if names:
+        sql += f" GROUP BY {', '.join(names)}"
     sql += " HAVING count(*) > 0"
-    if groups:
-        sql += f" ORDER BY {', '.join(groups)}"
+    if names:
+        sql += f" ORDER BY {', '.join(names)}"
     return sql
 
 
 def usage_row(groups: tuple[str, ...], row: Sequence[Any]) -> observer_pb2.UsageRow:
-    """A UsageRow from `*groups, requests, errors, prompt, completion, cost, mean latency`."""
+    """A UsageRow from `*groups, requests, errors, prompt, completion, cost, mean latency`; a group named
+    `bucket` holds the start of the row's time bucket in Unix seconds."""
     labels = dict(zip(groups, row, strict=False))
     n = len(groups)
-    return observer_pb2.UsageRow(
+    usage = observer_pb2.UsageRow(
         tenant=labels.get("tenant", ""),
         route=labels.get("route", ""),
         model=labels.get("model", ""),
@@ -411,6 +418,9 @@ def usage_row(groups: tuple[str, ...], row: Sequence[Any]) -> observer_pb2.Usage
         cost_usd=row[n + 4],
         mean_latency_ms=row[n + 5],
     )
+    if "bucket" in labels:
+        usage.bucket_start.FromSeconds(int(labels["bucket"]))
+    return usage
 
 
 def arm_stats_row(row: Sequence[Any]) -> observer_pb2.ArmStats:
@@ -433,6 +443,8 @@ class Store(abc.ABC):
 
     Use as `async with open_store(...) as store:` or call `open()` and `close()` yourself.
     """
+
+    backend = ""  # the database's name, for status reports
 
     def __init__(self, *, reward_model: RewardModel, retention_days: int) -> None:
         if retention_days <= 0:
@@ -482,17 +494,33 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def query_usage(
-        self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
+        self,
+        tenant: str,
+        start: datetime | None,
+        end: datetime | None,
+        group_by: Sequence[str],
+        bucket_s: int = 0,
     ) -> list[observer_pb2.UsageRow]:
-        """Usage and cost over [start, end) grouped by any of tenant/route/model; empty tenant: all."""
+        """Usage and cost over [start, end) grouped by any of tenant/route/model, and by time buckets of
+        `bucket_s` seconds when it is set (see console.check_bucket); empty tenant: all."""
 
     @abc.abstractmethod
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
+        self,
+        tenant: str,
+        limit: int,
+        before: datetime | None,
+        before_observation_id: str = "",
+        filters: ObservationFilters | None = None,
     ) -> list[observer_pb2.Observation]:
         """One tenant's observations, newest first by (started_at, observation_id): with `before` only
         those that started earlier, and with `before_observation_id` also those that started exactly at
-        `before` with a lower observation_id (the next page after an observation)."""
+        `before` with a lower observation_id (the next page after an observation); narrowed by
+        `filters`."""
+
+    @abc.abstractmethod
+    async def list_feedback(self, decision_id: str, tenant: str) -> list[observer_pb2.FeedbackRecord]:
+        """The feedback `tenant` gave for `decision_id`, oldest first (at most console.MAX_FEEDBACK)."""
 
     @abc.abstractmethod
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:

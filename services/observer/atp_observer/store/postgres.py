@@ -42,6 +42,14 @@ from atp_observer.store.base import (
     usage_query,
     usage_row,
 )
+from atp_observer.store.console import (
+    FEEDBACK_COLUMNS,
+    MAX_FEEDBACK,
+    ObservationFilters,
+    check_bucket,
+    feedback_record,
+    filter_conditions,
+)
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, Migration
 from atp_observer.store.reward_log import STORED_COLUMNS
 from atp_observer.store.rewards import RewardModel
@@ -150,6 +158,8 @@ class PostgresStore(Store):
     decision's quality) or waits for the ingest (and corrects the reward it stored); and its correction's
     transaction id is drawn after the ingest's, so the correction follows the original in the stream.
     """
+
+    backend = "postgres"
 
     def __init__(
         self,
@@ -529,10 +539,16 @@ class PostgresStore(Store):
         return events
 
     async def query_usage(
-        self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
+        self,
+        tenant: str,
+        start: datetime | None,
+        end: datetime | None,
+        group_by: Sequence[str],
+        bucket_s: int = 0,
     ) -> list[observer_pb2.UsageRow]:
-        """Usage aggregated over observations that started in [start, end)."""
+        """Usage aggregated over observations that started in [start, end), in time buckets if asked."""
         groups = check_group_by(group_by)
+        check_bucket(bucket_s, start, end, datetime.now(UTC))
         # Literal conditions (not `$1 = '' OR ...`) so the planner prunes partitions and uses the index.
         where: list[str] = []
         params: list[Any] = []
@@ -554,13 +570,23 @@ class PostgresStore(Store):
             "coalesce(sum(cost_usd), 0)",
             "coalesce(avg(latency_ms), 0)",
         ]
-        sql = usage_query(aggregates, groups, where)
+        # bucket_s is a checked integer, so it is written into the statement.
+        bucket = (
+            f"(floor(extract(epoch FROM started_at) / {bucket_s}) * {bucket_s})::bigint" if bucket_s else ""
+        )
+        sql = usage_query(aggregates, groups, where, bucket)
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
-        return [usage_row(groups, row) for row in rows]
+        labels = ("bucket", *groups) if bucket_s else groups
+        return [usage_row(labels, row) for row in rows]
 
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
+        self,
+        tenant: str,
+        limit: int,
+        before: datetime | None,
+        before_observation_id: str = "",
+        filters: ObservationFilters | None = None,
     ) -> list[observer_pb2.Observation]:
         """The tenant's observations, newest first, keyset-paged on (started_at, observation_id)."""
         if not tenant:
@@ -577,11 +603,27 @@ class PostgresStore(Store):
                 sql += " AND started_at <= $2 AND (started_at < $2 OR observation_id < $3)"
             else:
                 sql += " AND started_at < $2"
-        params.append(limit)
-        sql += f" ORDER BY started_at DESC, observation_id DESC LIMIT ${len(params)}"
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        for condition in filter_conditions(filters, bind, to_pg_micros):
+            sql += f" AND {condition}"
+        sql += f" ORDER BY started_at DESC, observation_id DESC LIMIT {bind(limit)}"
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
         return [observation_from_row(row, PG_EPOCH_MICROS) for row in rows]
+
+    async def list_feedback(self, decision_id: str, tenant: str) -> list[observer_pb2.FeedbackRecord]:
+        """The tenant's feedback for a decision, oldest first (the feedback_decision index)."""
+        sql = (
+            f"SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE decision_id = $1 AND tenant = $2 "
+            f"ORDER BY seq LIMIT {MAX_FEEDBACK}"
+        )
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, decision_id, tenant)
+        return [feedback_record(row, row[5] + PG_EPOCH_MICROS) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums of each decision's current reward (a correction replaces the original), as of the

@@ -43,6 +43,14 @@ from atp_observer.store.base import (
     usage_query,
     usage_row,
 )
+from atp_observer.store.console import (
+    FEEDBACK_COLUMNS,
+    MAX_FEEDBACK,
+    ObservationFilters,
+    check_bucket,
+    feedback_record,
+    filter_conditions,
+)
 from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
 from atp_observer.store.rewards import RewardModel
 
@@ -77,6 +85,8 @@ async def _fetchall(conn: aiosqlite.Connection, sql: str, params: Any = ()) -> l
 class SqliteStore(Store):
     """Observations in one SQLite file (WAL). One connection; an asyncio lock serialises its use, so a
     transaction never interleaves with another task's statements and reward cursors follow commit order."""
+
+    backend = "sqlite"
 
     def __init__(
         self,
@@ -268,10 +278,16 @@ class SqliteStore(Store):
         return [reward_event(row, unpack_vector(row[1 + REWARD_FEATURES]), row[-1]) for row in rows]
 
     async def query_usage(
-        self, tenant: str, start: datetime | None, end: datetime | None, group_by: Sequence[str]
+        self,
+        tenant: str,
+        start: datetime | None,
+        end: datetime | None,
+        group_by: Sequence[str],
+        bucket_s: int = 0,
     ) -> list[observer_pb2.UsageRow]:
-        """Usage aggregated over observations that started in [start, end)."""
+        """Usage aggregated over observations that started in [start, end), in time buckets if asked."""
         groups = check_group_by(group_by)
+        check_bucket(bucket_s, start, end, datetime.now(UTC))
         where: list[str] = []
         params: list[Any] = []
         if tenant:
@@ -292,17 +308,25 @@ class SqliteStore(Store):
             "total(cost_usd)",
             "avg(latency_ms)",
         ]
-        sql = usage_query(aggregates, groups, where)
+        # bucket_s is a checked integer, so it is written into the statement (started_at is microseconds).
+        bucket = f"(started_at / {bucket_s * 1_000_000}) * {bucket_s}" if bucket_s else ""
+        sql = usage_query(aggregates, groups, where, bucket)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
-        n = len(groups)
+        labels = ("bucket", *groups) if bucket_s else groups
+        n = len(labels)
         return [
-            usage_row(groups, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
+            usage_row(labels, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
             for row in rows
         ]
 
     async def list_observations(
-        self, tenant: str, limit: int, before: datetime | None, before_observation_id: str = ""
+        self,
+        tenant: str,
+        limit: int,
+        before: datetime | None,
+        before_observation_id: str = "",
+        filters: ObservationFilters | None = None,
     ) -> list[observer_pb2.Observation]:
         """The tenant's observations, newest first, keyset-paged on (started_at, observation_id)."""
         if not tenant:
@@ -319,11 +343,28 @@ class SqliteStore(Store):
             else:
                 sql += " AND started_at < ?"
                 params.append(micros)
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return "?"
+
+        for condition in filter_conditions(filters, bind, datetime_to_micros):
+            sql += f" AND {condition}"
         sql += " ORDER BY started_at DESC, observation_id DESC LIMIT ?"
         params.append(limit)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
         return [observation_from_row(row) for row in rows]
+
+    async def list_feedback(self, decision_id: str, tenant: str) -> list[observer_pb2.FeedbackRecord]:
+        """The tenant's feedback for a decision, oldest first (the feedback_decision index)."""
+        sql = (
+            f"SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE decision_id = ? AND tenant = ? "
+            f"ORDER BY seq LIMIT {MAX_FEEDBACK}"
+        )
+        async with self._session() as conn:
+            rows = await _fetchall(conn, sql, (decision_id, tenant))
+        return [feedback_record(row, row[5]) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums over each decision's latest reward event (a correction replaces the original)."""

@@ -186,19 +186,21 @@ class WatchRewardsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[RewardEvent, _Mapping]]] = ...) -> None: ...
 
 class QueryUsageRequest(_message.Message):
-    __slots__ = ("tenant", "start", "end", "group_by")
+    __slots__ = ("tenant", "start", "end", "group_by", "bucket_seconds")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     group_by: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ...) -> None: ...
+    bucket_seconds: int
+    def __init__(self, tenant: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
 
 class UsageRow(_message.Message):
-    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms")
+    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms", "bucket_start")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +210,7 @@ class UsageRow(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     MEAN_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_START_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     route: str
     model: str
@@ -217,7 +220,8 @@ class UsageRow(_message.Message):
     completion_tokens: int
     cost_usd: float
     mean_latency_ms: float
-    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ...) -> None: ...
+    bucket_start: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ..., bucket_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("rows",)
@@ -226,16 +230,24 @@ class QueryUsageResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[UsageRow, _Mapping]]] = ...) -> None: ...
 
 class ListObservationsRequest(_message.Message):
-    __slots__ = ("tenant", "limit", "before", "before_observation_id")
+    __slots__ = ("tenant", "limit", "before", "before_observation_id", "model", "route", "status", "after")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     BEFORE_OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     limit: int
     before: _timestamp_pb2.Timestamp
     before_observation_id: str
-    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_observation_id: _Optional[str] = ...) -> None: ...
+    model: str
+    route: str
+    status: ObservationStatus
+    after: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., limit: _Optional[int] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., before_observation_id: _Optional[str] = ..., model: _Optional[str] = ..., route: _Optional[str] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListObservationsResponse(_message.Message):
     __slots__ = ("observations",)
@@ -296,3 +308,49 @@ class GetDecisionResponse(_message.Message):
     replica_id: str
     decided_at: _timestamp_pb2.Timestamp
     def __init__(self, decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., tenant: _Optional[str] = ..., replica_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFeedbackRequest(_message.Message):
+    __slots__ = ("decision_id", "tenant")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    tenant: str
+    def __init__(self, decision_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
+
+class FeedbackRecord(_message.Message):
+    __slots__ = ("feedback_id", "score", "label", "comment", "source", "created_at")
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    feedback_id: str
+    score: float
+    label: str
+    comment: str
+    source: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, feedback_id: _Optional[str] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., comment: _Optional[str] = ..., source: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFeedbackResponse(_message.Message):
+    __slots__ = ("feedback",)
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    feedback: _containers.RepeatedCompositeFieldContainer[FeedbackRecord]
+    def __init__(self, feedback: _Optional[_Iterable[_Union[FeedbackRecord, _Mapping]]] = ...) -> None: ...
+
+class GetStoreStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStoreStatusResponse(_message.Message):
+    __slots__ = ("backend", "reachable", "error", "ingest_pending")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    INGEST_PENDING_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    reachable: bool
+    error: str
+    ingest_pending: int
+    def __init__(self, backend: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., ingest_pending: _Optional[int] = ...) -> None: ...

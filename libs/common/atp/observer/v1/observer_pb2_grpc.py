@@ -69,6 +69,16 @@ class ObserverServiceStub:
                 request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionRequest.SerializeToString,
                 response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionResponse.FromString,
                 _registered_method=True)
+        self.ListFeedback = channel.unary_unary(
+                '/atp.observer.v1.ObserverService/ListFeedback',
+                request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackRequest.SerializeToString,
+                response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackResponse.FromString,
+                _registered_method=True)
+        self.GetStoreStatus = channel.unary_unary(
+                '/atp.observer.v1.ObserverService/GetStoreStatus',
+                request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.SerializeToString,
+                response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ObserverServiceServicer:
@@ -123,6 +133,20 @@ class ObserverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFeedback(self, request, context):
+        """The feedback recorded for one decision of one tenant, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStoreStatus(self, request, context):
+        """The store's backend and whether it answers, for the console's health page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObserverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +184,16 @@ def add_ObserverServiceServicer_to_server(servicer, server):
                     servicer.GetDecision,
                     request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionRequest.FromString,
                     response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionResponse.SerializeToString,
+            ),
+            'ListFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFeedback,
+                    request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackRequest.FromString,
+                    response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackResponse.SerializeToString,
+            ),
+            'GetStoreStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoreStatus,
+                    request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.FromString,
+                    response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +385,60 @@ class ObserverService:
             '/atp.observer.v1.ObserverService/GetDecision',
             atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionRequest.SerializeToString,
             atp_dot_observer_dot_v1_dot_observer__pb2.GetDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.observer.v1.ObserverService/ListFeedback',
+            atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackRequest.SerializeToString,
+            atp_dot_observer_dot_v1_dot_observer__pb2.ListFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoreStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.observer.v1.ObserverService/GetStoreStatus',
+            atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.SerializeToString,
+            atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
