@@ -21,6 +21,7 @@ def decision(model: str) -> Counter:
         counter = _decision_children[model] = DECISIONS.labels(model)
     return counter
 
+
 REWARDS_APPLIED = Counter("atp_router_rewards_applied_total", "Reward events fed to the learner.")
 REWARD_CURSOR = Gauge("atp_router_reward_cursor", "Last reward cursor the learner applied.")
 REWARD_STREAM_ERRORS = Counter(
