@@ -114,7 +114,7 @@ def test_the_text_is_the_system_prompt_and_last_user_turn_bounded() -> None:
     ]
     text = semantic_text(messages)
     assert text == "s" * SYSTEM_PREFIX_CHARS + "\n" + "u" * USER_PREFIX_CHARS
-    parts = chat_pb2.ChatMessage(role="user", content_parts_json=b'[{"type":"text","text":"from parts"}]')
+    parts = chat_pb2.ChatMessage(role="user", parts=[chat_pb2.ContentPart(text="from parts")])
     assert semantic_text([parts]) == "from parts"
 
 

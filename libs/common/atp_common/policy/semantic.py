@@ -10,7 +10,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from atp.common.v1 import chat_pb2
 
@@ -94,15 +93,10 @@ _words = _WordIds()
 
 
 def _content(message: chat_pb2.ChatMessage) -> str:
-    if message.content or not message.content_parts_json:
+    """A message's text: its content, or its text parts joined."""
+    if message.content or not message.parts:
         return message.content
-    try:
-        parts = orjson.loads(message.content_parts_json)
-    except orjson.JSONDecodeError:
-        return ""
-    if not isinstance(parts, list):
-        return ""
-    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(part.text for part in message.parts if part.WhichOneof("kind") == "text")
 
 
 def semantic_text(messages: Sequence[chat_pb2.ChatMessage]) -> str:
@@ -113,9 +107,7 @@ def semantic_text(messages: Sequence[chat_pb2.ChatMessage]) -> str:
         if message.role in ("system", "developer") and not system:
             system = _content(message)[:SYSTEM_PREFIX_CHARS]
         elif message.role == "user":
-            user = message.content if message.content else ""
-            if not user and message.content_parts_json:
-                user = _content(message)
+            user = _content(message)
     user = user[:USER_PREFIX_CHARS]
     return f"{system}\n{user}" if system else user
 
