@@ -223,6 +223,13 @@ HI = [chat_pb2.ChatMessage(role="user", content="hi")]
     ("messages", "params", "path"),
     [
         (_with(Part(file=chat_pb2.FileContent(file_id="file-1"))), {}, "messages[1].content[1]"),
+        (
+            _with(
+                Part(file=chat_pb2.FileContent(file_data=PDF, media_type="application/pdf", citations=True))
+            ),
+            {},
+            "messages[1].content[1]",
+        ),
         (_with(Part(audio=chat_pb2.AudioContent(data="AAA=", format="opus"))), {}, "messages[1].content[1]"),
         (_with(Part(image=chat_pb2.ImageContent(url="ftp://x/y.png"))), {}, "messages[1].content[1]"),
         (
