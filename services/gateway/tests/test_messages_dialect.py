@@ -67,7 +67,7 @@ def test_system_blocks_and_cache_hints() -> None:
     assert request.params.cache_control.type == "ephemeral"
 
 
-def test_blocks_of_every_kind() -> None:
+def test_user_blocks_of_every_kind() -> None:
     request = _parse(
         messages=[
             {
@@ -91,7 +91,26 @@ def test_blocks_of_every_kind() -> None:
                         "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
                     },
                 ],
-            },
+            }
+        ]
+    )
+    text, image, image_url, pdf, plain = request.messages[0].parts
+    assert text.text == "Look"
+    assert image.image.url == "data:image/png;base64,iVBO" and image_url.image.url == "https://img.test/a.png"
+    assert (pdf.file.media_type, pdf.file.file_data, pdf.file.title, pdf.file.context) == (
+        "application/pdf",
+        "JVBE",
+        "T",
+        "C",
+    )
+    assert pdf.file.citations is True
+    assert base64.b64decode(plain.file.file_data) == b"plain" and plain.file.media_type == "text/plain"
+
+
+def test_assistant_blocks_and_tool_results() -> None:
+    request = _parse(
+        messages=[
+            {"role": "user", "content": "Go"},
             {
                 "role": "assistant",
                 "content": [
@@ -117,18 +136,7 @@ def test_blocks_of_every_kind() -> None:
             },
         ]
     )
-    user, assistant, result, failed, follow_up = request.messages
-    text, image, image_url, pdf, plain = user.parts
-    assert text.text == "Look"
-    assert image.image.url == "data:image/png;base64,iVBO" and image_url.image.url == "https://img.test/a.png"
-    assert (pdf.file.media_type, pdf.file.file_data, pdf.file.title, pdf.file.context) == (
-        "application/pdf",
-        "JVBE",
-        "T",
-        "C",
-    )
-    assert pdf.file.citations is True
-    assert base64.b64decode(plain.file.file_data) == b"plain" and plain.file.media_type == "text/plain"
+    _, assistant, result, failed, follow_up = request.messages
     thinking, redacted, said = assistant.parts
     assert (thinking.thinking.thinking, thinking.thinking.signature) == ("hmm", "sig")
     assert redacted.thinking.redacted_data == "opaque" and said.text == "Calling."

@@ -1,5 +1,4 @@
-"""The official anthropic SDK against the real gateway and adapters, with fake providers recording what they
-receive: plain, streamed, tools, system blocks, images, thinking, auth and Anthropic-shaped errors."""
+"""The anthropic SDK's client.messages against the real gateway and adapters, with recording fake providers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The official openai SDK's client.responses against the real gateway and adapters, with fake providers
-recording what they receive: plain, streamed, tools across providers, text.format, reasoning, refusals."""
+"""The openai SDK's client.responses against the real gateway and adapters, with recording fake providers."""
 
 from __future__ import annotations
 
