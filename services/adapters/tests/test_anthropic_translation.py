@@ -307,6 +307,7 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
         ),
         (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),
         (HI, {"frequency_penalty": 0.5}, "frequency_penalty"),
+        (HI, {"cache_control": chat_pb2.CacheControl(type="explicit", ttl="24h")}, "cache_control"),
         (HI, {"top_logprobs": 2}, "top_logprobs"),
         (HI, {"reasoning": THINK, "top_k": 5}, "top_k"),
         (HI, {"reasoning": THINK, "tool_choice": chat_pb2.ToolChoice(mode="required")}, "tool_choice"),
