@@ -16,21 +16,20 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import ModelCircuit
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.pricing import Prices
 from atp_adapters.providers import Provider, ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.recorder import Call, Recorder
 from atp_adapters.resilience import RetryPolicy
 from atp_adapters.shipper import ObservationShipper
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
-from atp_common.observation_rows import encode_row
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
-from atp_common.privacy import PrivacyPolicy, redact_messages
+from atp_common.privacy import redact_messages
 from atp_common.telemetry import current_trace_id
 
 log = logging.getLogger("atp.adapters.generate")
@@ -57,33 +56,6 @@ class Target:
     prices: Prices
     retry: RetryPolicy
     circuit: ModelCircuit
-
-
-class _Call:
-    """Mutable per-request accounting, turned into the observation at the end."""
-
-    __slots__ = (
-        "attempts",
-        "error_class",
-        "finish_reason",
-        "first_token_at",
-        "provider_s",
-        "status",
-        "target",
-        "trace_id",
-        "usage",
-    )
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.error_class = ""
-        self.finish_reason = ""
-        self.first_token_at = 0.0
-        self.provider_s = 0.0
-        self.status = observations.ERROR
-        self.target: Target | None = None
-        self.trace_id = ""
-        self.usage: chat_pb2.Usage | None = None
 
 
 def validate(request: adapters_pb2.GenerateRequest) -> None:
@@ -131,16 +103,13 @@ class GeneratePipeline:
         self._holder = holder
         self._admission = admission
         self._targets = targets
-        self._shipper = shipper
-        self._replica_id = replica_id
         self._default_tenant = default_tenant
         self._request_timeout_s = request_timeout_s
         self._rng = rng or random.Random()
-        self._store_prompts = frozenset(t for t, cfg in config.tenants.items() if cfg.store_prompts)
-        # Who gets PII redaction (stored prompts; forwarded messages on routes that ask), decided once.
-        self._privacy = PrivacyPolicy(config)
-        # Metrics label per tenant: configured tenants by name, everyone else shares one label.
-        self._tenant_labels = {t: t for t in config.tenants}
+        # Metrics, the observation and stored prompts at the end of every call.
+        self.recorder = Recorder(config, shipper, replica_id)
+        # Who gets PII redaction of forwarded messages (routes that ask), decided once.
+        self._privacy = self.recorder.privacy
         self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
 
     async def generate(
@@ -187,7 +156,7 @@ class GeneratePipeline:
             else min(time_remaining, self._request_timeout_s)
         )
         deadline = time.monotonic() + budget
-        call = _Call()
+        call = Call()
         if traced:
             call.trace_id = current_trace_id()
         try:
@@ -210,7 +179,9 @@ class GeneratePipeline:
             call.error_class = "Internal"
             raise
         finally:
-            self._finish(request, tenant, request_id, decision, route_label, call, started, started_wall)
+            self.recorder.finish(
+                request.messages, tenant, request_id, decision, route_label, call, started, started_wall
+            )
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
 
@@ -219,7 +190,7 @@ class GeneratePipeline:
         request: adapters_pb2.GenerateRequest,
         request_id: str,
         decision: chat_pb2.Decision,
-        call: _Call,
+        call: Call,
         started: float,
         deadline: float,
         traced: bool = False,
@@ -313,7 +284,7 @@ class GeneratePipeline:
         target: Target,
         provider_request: ProviderRequest,
         header: adapters_pb2.GenerateHeader,
-        call: _Call,
+        call: Call,
         started: float,
         prompt_estimate: int,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
@@ -420,7 +391,7 @@ class GeneratePipeline:
         return decision
 
     @staticmethod
-    def _succeeded(target: Target, call: _Call) -> None:
+    def _succeeded(target: Target, call: Call) -> None:
         target.circuit.record_success()
         metrics.attempt(target.model, "ok").inc()
         call.status = observations.OK
@@ -431,97 +402,11 @@ class GeneratePipeline:
             counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
         counter.inc()
 
-    def _finish(
-        self,
-        request: adapters_pb2.GenerateRequest,
-        tenant: str,
-        request_id: str,
-        decision: chat_pb2.Decision,
-        route_label: str,
-        call: _Call,
-        started: float,
-        started_wall: float,
-    ) -> None:
-        now = time.perf_counter()
-        latency_s = now - started
-        target = call.target
-        model = target.model if target is not None else decision.candidates[0].model
-        usage = call.usage or chat_pb2.Usage()
-        cost = target.prices.cost(usage) if target is not None and call.usage is not None else 0.0
-        ttft_s = call.first_token_at - started if call.first_token_at else 0.0
-
-        series = metrics.request_series(
-            self._tenant_labels.get(tenant, metrics.OTHER_TENANT), route_label, model
-        )
-        status = call.status
-        if status == observations.OK:
-            series.ok.inc()
-        elif status == observations.PARTIAL:
-            series.partial.inc()
-        elif status == observations.CANCELLED:
-            series.cancelled.inc()
-        else:
-            series.error.inc()
-        series.latency.observe(latency_s)
-        series.overhead.observe(max(latency_s - call.provider_s, 0.0))
-        if ttft_s:
-            series.ttft.observe(ttft_s)
-        if call.usage is not None:
-            series.prompt_tokens.inc(usage.prompt_tokens)
-            series.completion_tokens.inc(usage.completion_tokens)
-            series.cached_tokens.inc(usage.cached_prompt_tokens)
-            series.reasoning_tokens.inc(usage.reasoning_tokens)
-            series.cost.inc(cost)
-
-        observation_id = observations.new_observation_id()
-        latency_ms = latency_s * 1000.0
-        started_ns = int(started_wall * 1e9)
-        observation = observer_pb2.Observation(
-            observation_id=observation_id,
-            request_id=request_id,
-            tenant=tenant,
-            decision=decision,
-            model=model,
-            provider=target.provider_name if target is not None else decision.candidates[0].provider,
-            prompt_hash=observations.prompt_hash(request.messages),
-            prompt_text=self._privacy.for_storage(tenant)(observations.prompt_text(request.messages))
-            if tenant in self._store_prompts
-            else "",
-            usage=usage,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            time_to_first_token_ms=ttft_s * 1000.0,
-            provider_ms=call.provider_s * 1000.0,
-            status=status,
-            error_class=call.error_class,
-            finish_reason=call.finish_reason,
-            attempts=call.attempts,
-            replica_id=self._replica_id,
-            trace_id=call.trace_id,
-        )
-        observation.started_at.FromNanoseconds(started_ns)
-        observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
-        # The observer's columns, from the values at hand (about 1 µs here), so that it need not read
-        # them back out of the observation (several µs there, where every replica's observations meet).
-        row = encode_row(
-            observation_id=observation_id,
-            decision=decision,
-            tenant=tenant,
-            model=model,
-            usage=usage,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            status=status,
-            finish_reason=call.finish_reason,
-            started_micros=started_ns // 1000,
-        )
-        self._shipper.submit(observation, row)
-
 
 async def _traced_attempt(
     attempt: AsyncGenerator[adapters_pb2.GenerateResponse, None],
     target: Target,
-    call: _Call,
+    call: Call,
     decision: chat_pb2.Decision,
     retry: int,
 ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:

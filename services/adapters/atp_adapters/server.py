@@ -10,6 +10,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
+from atp_adapters.embed import EmbedPipeline
 from atp_adapters.pipeline import GeneratePipeline, Target
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.pricing import Prices
@@ -152,7 +153,16 @@ async def build_server(
         rng=rng,
         admission=admission,
     )
-    servicer = AdaptersServicer(pipeline, holder, targets.keys())
+    embedder = EmbedPipeline(
+        holder,
+        targets,
+        pipeline.recorder,
+        default_tenant=settings.default_tenant,
+        request_timeout_s=settings.request_timeout_s,
+        rng=rng,
+        admission=admission,
+    )
+    servicer = AdaptersServicer(pipeline, holder, targets.keys(), embedder)
 
     async def close_providers() -> None:
         for provider in providers.values():
