@@ -244,7 +244,7 @@ class _Session:
         except ValidationError as exc:
             raise error_from_validation(exc) from None
         stream = parsed.get("stream", True) is not False
-        legacy = "functions" in parsed
+        legacy = bool(parsed.get("functions"))
         self._principal = self._gateway.keys.authenticate(self._api_key)
         request = to_generate_request(parsed, stream=stream)
         caller = Caller(self._principal, request_id, self._headers, self._websocket.scope)

@@ -241,3 +241,24 @@ async def test_websocket_requests_are_stamped_from_the_upgrade_headers(live, ada
     sent = adapters[1].requests[0]
     assert (sent.request_id, sent.dialect, sent.end_user) == ("w1", "chat", "bob")
     assert dict(sent.tags) == {"k": "v", "via": "ws"}
+
+
+async def test_null_optional_parameters_mean_unset(client, adapters):
+    nulls = dict.fromkeys(
+        (
+            "tools",
+            "tool_choice",
+            "functions",
+            "function_call",
+            "parallel_tool_calls",
+            "response_format",
+            "user",
+        ),
+        None,
+    )
+    response = await client.post(CHAT, json=_body(**nulls, web_search_options=None, logprobs=None, n=None))
+    assert response.status_code == 200, response.text
+    sent = adapters[1].requests[0].params
+    assert not sent.tools and not sent.HasField("tool_choice") and not sent.HasField("parallel_tool_calls")
+    assert not sent.openai_options and not sent.HasField("n") and not sent.HasField("logprobs")
+    assert "function_call" not in response.json()["choices"][0]["message"]

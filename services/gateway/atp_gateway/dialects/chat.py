@@ -21,7 +21,7 @@ def parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, Ch
     except ValidationError as exc:
         raise error_from_validation(exc) from None
     request = to_generate_request(parsed, stream=bool(parsed.get("stream")))
-    return request, ChatEncoder(request.include_usage, legacy_functions="functions" in parsed)
+    return request, ChatEncoder(request.include_usage, legacy_functions=bool(parsed.get("functions")))
 
 
 CHAT = Dialect("chat", parse, endpoint="chat_completions")

@@ -398,7 +398,8 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class ChatCompletionRequest(TypedDict, total=False):
-    """Every parameter of OpenAI's chat completion request; anything else is refused by name."""
+    """Every parameter of OpenAI's chat completion request; anything else is refused by name. Optional
+    parameters also take null, meaning unset, as OpenAI's API does."""
 
     __pydantic_config__ = _CONFIG  # type: ignore[misc]
     model: Required[Annotated[str, Field(min_length=1, max_length=256)]]
@@ -412,16 +413,20 @@ class ChatCompletionRequest(TypedDict, total=False):
     max_completion_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
     stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None
     seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None
-    user: ShortText
+    user: ShortText | None
     safety_identifier: ShortText | None
-    tools: Annotated[
-        list[
-            Annotated[
-                Annotated[FunctionTool, Tag("=function")] | Annotated[CustomTool, Tag("=custom")], _BY_TYPE
-            ]
-        ],
-        Field(max_length=128),
-    ]
+    tools: (
+        Annotated[
+            list[
+                Annotated[
+                    Annotated[FunctionTool, Tag("=function")] | Annotated[CustomTool, Tag("=custom")],
+                    _BY_TYPE,
+                ]
+            ],
+            Field(max_length=128),
+        ]
+        | None
+    )
     tool_choice: (
         Literal["none", "auto", "required"]
         | Annotated[
@@ -430,16 +435,20 @@ class ChatCompletionRequest(TypedDict, total=False):
             | Annotated[AllowedToolsChoice, Tag("=allowed_tools")],
             _BY_TYPE,
         ]
+        | None
     )
-    parallel_tool_calls: bool
-    functions: Annotated[list[LegacyFunction], Field(min_length=1, max_length=128)]
-    function_call: Literal["none", "auto"] | NamedFunction
-    response_format: Annotated[
-        Annotated[TextResponse, Tag("=text")]
-        | Annotated[JsonObjectResponse, Tag("=json_object")]
-        | Annotated[JsonSchemaResponse, Tag("=json_schema")],
-        _BY_TYPE,
-    ]
+    parallel_tool_calls: bool | None
+    functions: Annotated[list[LegacyFunction], Field(min_length=1, max_length=128)] | None
+    function_call: Literal["none", "auto"] | NamedFunction | None
+    response_format: (
+        Annotated[
+            Annotated[TextResponse, Tag("=text")]
+            | Annotated[JsonObjectResponse, Tag("=json_object")]
+            | Annotated[JsonSchemaResponse, Tag("=json_schema")],
+            _BY_TYPE,
+        ]
+        | None
+    )
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None
     logit_bias: Annotated[dict[str, Annotated[int, Field(ge=-100, le=100)]], Field(max_length=1024)] | None
@@ -455,9 +464,9 @@ class ChatCompletionRequest(TypedDict, total=False):
     prediction: PredictionParam | None
     prompt_cache_key: ShortText | None
     prompt_cache_retention: Literal["in_memory", "24h"] | None
-    prompt_cache_options: PromptCacheOptions
+    prompt_cache_options: PromptCacheOptions | None
     moderation: Moderation | None
-    web_search_options: WebSearchOptions
+    web_search_options: WebSearchOptions | None
 
 
 CHAT_REQUEST = TypeAdapter(ChatCompletionRequest)
