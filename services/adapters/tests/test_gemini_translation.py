@@ -405,3 +405,17 @@ async def test_defaults_ask_nothing_and_top_logprobs_alone_turn_logprobs_on(
     params = chat_pb2.GenerationParams(service_tier="default", logprobs=False, store=False, top_logprobs=3)
     await collect_full(provider.stream(ProviderRequest("gem-x", HI, params, stream=False)))
     assert fake.requests[0].body["generationConfig"] == {"responseLogprobs": True, "logprobs": 3}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_audio_prompt_tokens_reach_the_usage(
+    fake: FakeGemini, provider: GeminiProvider, stream: bool
+) -> None:
+    fake.audio_tokens = 7
+    fake.reply = FakeReply(text="heard", prompt_tokens=20)
+    audio = Part(audio=chat_pb2.AudioContent(data="UklGRg==", format="wav"))
+    messages = [chat_pb2.ChatMessage(role="user", parts=[audio])]
+    reply = await collect_full(
+        provider.stream(ProviderRequest("gem-x", messages, chat_pb2.GenerationParams(), stream=stream))
+    )
+    assert reply.usage is not None and (reply.usage.prompt_tokens, reply.usage.prompt_audio_tokens) == (20, 7)
