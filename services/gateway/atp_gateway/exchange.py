@@ -158,19 +158,21 @@ def stamp(request: adapters_pb2.GenerateRequest, caller: Caller, dialect: str) -
     the body's metadata with the x-atp-tags header's pairs over them.
     """
     request.request_id = caller.request_id
-    request.tenant = caller.principal.tenant
-    request.key_id = caller.principal.key_id
+    principal = caller.principal
+    request.tenant = principal.tenant
+    request.key_id = principal.key_id
     request.dialect = dialect
     headers = caller.headers
+    params = request.params
     if headers.end_user is not None:
         end_user = headers.end_user.decode("utf-8", "replace")
         if len(end_user) > 256:
             raise InvalidArgument("x-atp-user is limited to 256 characters.", param="x-atp-user")
         request.end_user = end_user
-    else:
-        request.end_user = request.params.user or request.params.safety_identifier
-    if request.params.metadata:
-        request.tags.update(request.params.metadata)
+    elif end_user := params.user or params.safety_identifier:
+        request.end_user = end_user
+    if metadata := params.metadata:
+        request.tags.update(metadata)
     if headers.tags is not None:
         request.tags.update(parse_tags(headers.tags))
 
