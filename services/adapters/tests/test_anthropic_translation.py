@@ -235,9 +235,24 @@ async def test_tool_choice_top_k_and_service_tier(
 @pytest.mark.parametrize(
     ("reasoning", "max_tokens", "thinking", "limit"),
     [
-        (chat_pb2.Reasoning(effort="low"), None, {"type": "enabled", "budget_tokens": 2048}, 2048 + 4096),
-        (chat_pb2.Reasoning(budget_tokens=3000), 8000, {"type": "enabled", "budget_tokens": 3000}, 8000),
-        (chat_pb2.Reasoning(budget_tokens=3000), 3000, {"type": "enabled", "budget_tokens": 3000}, 6000),
+        (
+            chat_pb2.Reasoning(effort="low"),
+            None,
+            {"type": "enabled", "budget_tokens": 2048, "display": "omitted"},
+            2048 + 4096,
+        ),
+        (
+            chat_pb2.Reasoning(budget_tokens=3000),
+            8000,
+            {"type": "enabled", "budget_tokens": 3000, "display": "omitted"},
+            8000,
+        ),
+        (
+            chat_pb2.Reasoning(budget_tokens=3000),
+            3000,
+            {"type": "enabled", "budget_tokens": 3000, "display": "omitted"},
+            6000,
+        ),
         (chat_pb2.Reasoning(disabled=True), 100, {"type": "disabled"}, 100),
         (chat_pb2.Reasoning(effort="none"), None, {"type": "disabled"}, 4096),
     ],

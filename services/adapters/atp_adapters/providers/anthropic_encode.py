@@ -250,9 +250,10 @@ class _Encoder:
             budget = EFFORT_BUDGETS[reasoning.effort]
         else:
             return None, default
-        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget}
-        if reasoning.include_thoughts:
-            thinking["display"] = "summarized"
+        # Without include_thoughts the thinking stays hidden, as OpenAI's reasoning does; its signature still
+        # comes back, so the block can be sent back in the next turn.
+        display = "summarized" if reasoning.include_thoughts else "omitted"
+        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget, "display": display}
         if max_tokens is None:
             return thinking, budget + DEFAULT_MAX_TOKENS
         return thinking, max_tokens if max_tokens > budget else budget + max_tokens
