@@ -137,9 +137,10 @@ async def _watched(call: aio.UnaryUnaryCall, receive: Receive) -> Any:
         return reply_task.result()
     finally:
         watcher.cancel()
-        reply_task.cancel()
-        with contextlib.suppress(BaseException):
-            await reply_task
+        if not reply_task.done():
+            reply_task.cancel()
+            # Waits without raising the call's own outcome; a cancellation of this task still propagates.
+            await asyncio.wait((reply_task,))
 
 
 async def handle_embeddings(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

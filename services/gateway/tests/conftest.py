@@ -70,8 +70,16 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         )
 
     async def Embed(self, request, context):
-        """One vector per input: [index, input length, 0.5]; `embed-short` returns one vector too few."""
+        """One vector per input: [index, input length, 0.5]; `embed-short` returns one vector too few;
+        `embed-hang` waits until cancelled."""
         self.embed_requests.append(request)
+        if request.model == "embed-hang":
+            self.hanging.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         if request.model not in ("embed", "embed-short"):
             raise NotFound(f"unknown model or route {request.model!r}")
         vectors = [
