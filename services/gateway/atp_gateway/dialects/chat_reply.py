@@ -325,7 +325,7 @@ class ChatEncoder:
     """The chat dialect's ReplyEncoder: a chat.completion, or chat.completion.chunk events with only the
     choices serialized per event (the envelope is encoded once)."""
 
-    __slots__ = ("_envelope", "_finished", "_head", "_include_usage", "_legacy", "_seen", "_tail")
+    __slots__ = ("_custom", "_envelope", "_finished", "_head", "_include_usage", "_legacy", "_seen", "_tail")
 
     def __init__(self, include_usage: bool, legacy_functions: bool = False):
         self._include_usage = include_usage
@@ -335,6 +335,8 @@ class ChatEncoder:
         self._envelope: dict[str, Any] = {}
         self._seen: set[int] = {0}
         self._finished: set[int] = set()
+        # (choice, tool call index) of custom tool calls: their later fragments do not repeat the type.
+        self._custom: set[tuple[int, int]] = set()
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
         if all(_plain(d) for d in reply.deltas):
@@ -380,7 +382,20 @@ class ChatEncoder:
             self._seen.add(choice["index"])
             if choice["finish_reason"] is not None:
                 self._finished.add(choice["index"])
+            for call in choice["delta"].get("tool_calls", ()):
+                self._custom_shape(choice["index"], call)
         return self._head + orjson.dumps(choices)[1:] + b"}\n\n"
+
+    def _custom_shape(self, choice: int, call: dict[str, Any]) -> None:
+        """A custom tool call's fragment in OpenAI's shape (`custom` with `name` and `input`)."""
+        key = (choice, call["index"])
+        if call.get("type") == "custom":
+            self._custom.add(key)
+        if key in self._custom:
+            function = call.pop("function")
+            call["custom"] = {"input": function["arguments"]}
+            if "name" in function:
+                call["custom"]["name"] = function["name"]
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
         """The finish event of every unfinished choice, the usage event when asked for, and [DONE]."""
