@@ -48,7 +48,7 @@ from atp_gateway import metrics
 from atp_gateway.asgi import RequestHeaders
 from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.dialects.chat import CHAT
-from atp_gateway.dialects.chat_reply import completion_json, merge_deltas
+from atp_gateway.dialects.chat_reply import completion_json, custom_shape, merge_deltas
 from atp_gateway.dialects.chat_request import to_generate_request
 from atp_gateway.dialects.chat_schema import CHAT_REQUEST
 from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
@@ -260,6 +260,7 @@ class _Session:
         call = adapters.generate(request)
         try:
             merged: adapters_pb2.GenerateResponse | None = None
+            custom: set[tuple[int, int]] = set()
             while True:
                 try:
                     message = await call.read()
@@ -278,6 +279,8 @@ class _Session:
                     merged = adapters_pb2.GenerateResponse()
                 merged.MergeFrom(message)
                 for choice in merge_deltas(message.deltas, legacy):
+                    for tool_call in choice["delta"].get("tool_calls", ()):
+                        custom_shape(custom, choice["index"], tool_call)
                     frame = {"type": "delta", "id": request_id, "delta": choice["delta"]}
                     if choice["index"]:
                         frame["choice"] = choice["index"]

@@ -12,7 +12,15 @@ from atp.common.v1 import chat_pb2
 from atp_common.errors import AtpError
 from atp_gateway.errors import openai_error
 
-__all__ = ["ChatEncoder", "Choice", "completion_json", "merge_deltas", "sse_error", "usage_json"]
+__all__ = [
+    "ChatEncoder",
+    "Choice",
+    "completion_json",
+    "custom_shape",
+    "merge_deltas",
+    "sse_error",
+    "usage_json",
+]
 
 FINISH_REASONS = {
     adapters_pb2.FINISH_REASON_UNSPECIFIED: "stop",
@@ -316,6 +324,19 @@ def merge_deltas(deltas: Sequence[chat_pb2.Delta], legacy_functions: bool = Fals
     return out
 
 
+def custom_shape(custom: set[tuple[int, int]], choice: int, call: dict[str, Any]) -> None:
+    """A streamed custom tool call's fragment in OpenAI's shape (`custom` with `name` and `input`);
+    `custom` remembers which (choice, index) are custom, since later fragments do not repeat the type."""
+    key = (choice, call["index"])
+    if call.get("type") == "custom":
+        custom.add(key)
+    if key in custom:
+        function = call.pop("function")
+        call["custom"] = {"input": function["arguments"]}
+        if "name" in function:
+            call["custom"]["name"] = function["name"]
+
+
 def sse_error(error: dict[str, Any]) -> bytes:
     """The terminal error event of a stream that broke after output; no [DONE] follows it."""
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
@@ -383,19 +404,8 @@ class ChatEncoder:
             if choice["finish_reason"] is not None:
                 self._finished.add(choice["index"])
             for call in choice["delta"].get("tool_calls", ()):
-                self._custom_shape(choice["index"], call)
+                custom_shape(self._custom, choice["index"], call)
         return self._head + orjson.dumps(choices)[1:] + b"}\n\n"
-
-    def _custom_shape(self, choice: int, call: dict[str, Any]) -> None:
-        """A custom tool call's fragment in OpenAI's shape (`custom` with `name` and `input`)."""
-        key = (choice, call["index"])
-        if call.get("type") == "custom":
-            self._custom.add(key)
-        if key in self._custom:
-            function = call.pop("function")
-            call["custom"] = {"input": function["arguments"]}
-            if "name" in function:
-                call["custom"]["name"] = function["name"]
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
         """The finish event of every unfinished choice, the usage event when asked for, and [DONE]."""
