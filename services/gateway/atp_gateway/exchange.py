@@ -146,8 +146,8 @@ def parse_tags(raw: bytes) -> dict[str, str]:
                 param="x-atp-tags",
             )
         tags[key] = value
-    if len(tags) > MAX_TAGS:
-        raise InvalidArgument(f"x-atp-tags takes at most {MAX_TAGS} pairs.", param="x-atp-tags")
+        if len(tags) > MAX_TAGS:
+            raise InvalidArgument(f"x-atp-tags takes at most {MAX_TAGS} pairs.", param="x-atp-tags")
     return tags
 
 
