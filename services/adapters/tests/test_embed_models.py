@@ -32,12 +32,12 @@ def _embed(model: str, *inputs: str | list[int], tenant: str = "acme", **fields)
 
 async def test_openai_embeddings_in_input_order_with_usage_cost_and_an_observation(suite: Suite) -> None:
     suite.fake.embedding_usage = {"prompt_tokens": 1_000_000, "total_tokens": 1_000_000}
-    reply = await suite.stub.Embed(_embed("emb", "alpha", [1, 2, 3], dimensions=4, user="u-7"), timeout=10)
+    reply = await suite.stub.Embed(_embed("emb", "alpha", "abc", dimensions=4, user="u-7"), timeout=10)
     sent = suite.fake.requests[-1]
     assert sent.path == "/v1/embeddings" and sent.headers["Authorization"] == "Bearer sk-test"
     assert sent.body == {
         "model": "text-embedding-3-small",
-        "input": ["alpha", [1, 2, 3]],
+        "input": ["alpha", "abc"],
         "encoding_format": "float",
         "dimensions": 4,
         "user": "u-7",
@@ -46,6 +46,13 @@ async def test_openai_embeddings_in_input_order_with_usage_cost_and_an_observati
     assert [list(e.values) for e in reply.embeddings] == [[0.0, 5.0, 0.0, 0.0], [1.0, 3.0, 0.0, 0.0]]
     assert (reply.header.model, reply.header.provider, reply.header.route) == ("emb", "oa", "")
     assert reply.header.decision_id and reply.usage.prompt_tokens == 1_000_000 and not reply.usage.estimated
+    tokens = await suite.stub.Embed(_embed("emb", [1, 2, 3], [4]), timeout=10)
+    assert suite.fake.requests[-1].body["input"] == [[1, 2, 3], [4]]
+    assert [list(e.values)[:2] for e in tokens.embeddings] == [[0.0, 3.0], [1.0, 1.0]]
+    # Strings and token ids together: OpenAI takes one kind per request, so it is refused by name.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.stub.Embed(_embed("emb", "alpha", [1]), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'input'" in caught.value.details()
     assert reply.cost_usd == pytest.approx(0.02)
     assert reply.latency_ms >= reply.provider_ms > 0
     observation = await suite.observer.wait_for("emb-emb")

@@ -53,7 +53,8 @@ class FakeOpenAI(FakeServer):
                 for i in inputs
             )
         )
-        if not (body.get("model") or request.match_info.get("deployment")) or not valid:
+        mixed = valid and len({isinstance(i, str) for i in inputs}) > 1
+        if not (body.get("model") or request.match_info.get("deployment")) or not valid or mixed:
             return web.json_response(self.error_body(400, "'input' is invalid"), status=400)
         dimensions = body.get("dimensions") or 3
         # Each vector says which input it embeds: [index, length, 0, 0, ...]; data in reverse order, as
