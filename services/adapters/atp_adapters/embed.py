@@ -7,7 +7,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
@@ -85,9 +85,15 @@ class EmbedPipeline:
         self._admission = admission
 
     async def embed(
-        self, request: adapters_pb2.EmbedRequest, time_remaining: float | None = None
+        self,
+        request: adapters_pb2.EmbedRequest,
+        time_remaining: float | None = None,
+        send_metadata: Callable[[tuple[tuple[str, str], ...]], None] | None = None,
     ) -> adapters_pb2.EmbedResponse:
-        """Serve one Embed call; raises AtpError when no candidate can serve it."""
+        """Serve one Embed call; raises AtpError when no candidate can serve it.
+
+        With limits for the tenant or key, `send_metadata` receives the x-ratelimit-* values.
+        """
         started_wall = time.time()
         started = time.perf_counter()
         inputs = validate(request)
@@ -101,6 +107,8 @@ class EmbedPipeline:
         ticket = None
         if self._admission is not None:
             ticket = await self._admission.admit(tenant, request.key_id, decision, _NO_OUTPUT)
+            if ticket is not None and ticket.headers and send_metadata is not None:
+                send_metadata(ticket.headers)
         budget = (
             self._request_timeout_s
             if time_remaining is None

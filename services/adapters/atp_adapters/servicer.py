@@ -76,7 +76,8 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
     async def Embed(
         self, request: adapters_pb2.EmbedRequest, context: aio.ServicerContext
     ) -> adapters_pb2.EmbedResponse:
-        return await self._embedder.embed(request, context.time_remaining())
+        # The x-ratelimit-* values leave as trailing metadata, with the reply (as Complete's do).
+        return await self._embedder.embed(request, context.time_remaining(), context.set_trailing_metadata)
 
     async def ListModels(
         self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext

@@ -63,6 +63,7 @@ def make_config(fake: FakeOpenAI) -> AtpConfig:
                 "acme": {"store_prompts": True},
                 "narrow": {"allowed_models": ["echo", "emb"]},
                 "no-gpt": {"denied_models": ["gpt", "az-gpt"]},
+                "metered": {"requests_per_minute": 1},
             },
         }
     )
@@ -89,6 +90,7 @@ async def running_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
         router_addr=f"127.0.0.1:{free_port()}",
         observer_addr=observer_server.address,
         spool_dir=str(tmp_path / "spool"),
+        directory_path=str(tmp_path / "tenants.json"),
         ship_interval_s=0.02,
         drain_delay_s=0.05,
         grace_s=2.0,

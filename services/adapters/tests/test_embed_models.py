@@ -98,6 +98,16 @@ async def test_embed_honours_the_tenants_models(suite: Suite) -> None:
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_embed_is_admitted_against_the_tenants_limits(suite: Suite) -> None:
+    call = suite.stub.Embed(_embed("echo-embed", "x", tenant="metered"), timeout=10)
+    await call
+    trailing = dict(await call.trailing_metadata())
+    assert trailing["x-ratelimit-limit-requests"] == "1" and trailing["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await suite.stub.Embed(_embed("echo-embed", "x", tenant="metered"), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 async def _listing(suite: Suite, tenant: str = "") -> dict[str, adapters_pb2.ModelInfo]:
     reply = await suite.stub.ListModels(adapters_pb2.ListModelsRequest(tenant=tenant), timeout=10)
     return {m.id: m for m in reply.models}
