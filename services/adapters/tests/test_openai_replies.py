@@ -232,3 +232,37 @@ async def test_every_reply_field_reaches_the_generate_response(suite: Suite, str
     assert second["refusal"] == "No." and second["refusal_logprobs"] == [("No.", -0.3)]
     assert second["tools"] == [("c9", "custom", "sql", "SELECT 1")]
     assert (first["finish"], second["finish"]) == ("stop", "length")
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_compatible_servers_reasoning_fields_become_reasoning(suite: Suite, field: str) -> None:
+    suite.fake.chunks = [
+        {
+            "id": "r1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {field: "step 1; "}}],
+        },
+        {
+            "id": "r1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {field: "step 2"}}],
+        },
+        {
+            "id": "r1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": "42"}}],
+        },
+        {
+            "id": "r1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        },
+    ]
+    request = adapters_pb2.GenerateRequest(
+        tenant="acme", model="gpt", messages=[chat_pb2.ChatMessage(role="user", content="hi")], stream=True
+    )
+    responses = [r async for r in suite.stub.Generate(request, timeout=10)]
+    choice = _merged(responses)[0]
+    assert (choice["reasoning"], choice["content"]) == ("step 1; step 2", "42")
+    assert responses[0].header.provider_response_id == "r1"
+    assert not responses[-1].completion.choice_finish_reasons, "one choice: no per-choice reasons"
