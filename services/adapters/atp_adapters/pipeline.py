@@ -25,6 +25,7 @@ from atp_adapters.providers import Provider, ProviderBatch, ProviderError, Provi
 from atp_adapters.recorder import Call, Recorder
 from atp_adapters.resilience import RetryPolicy
 from atp_adapters.shipper import ObservationShipper
+from atp_common import capabilities
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
@@ -75,6 +76,27 @@ def validate(request: adapters_pb2.GenerateRequest) -> None:
         raise InvalidArgument("temperature must be between 0 and 2", param="temperature")
     if params.HasField("top_p") and not 0.0 <= params.top_p <= 1.0:
         raise InvalidArgument("top_p must be between 0 and 1", param="top_p")
+
+
+# The features whose parameters have ranges OpenAI enforces; plain requests never need these checks.
+_RANGED = capabilities.BY_NAME["multiple_choices"].bit | capabilities.BY_NAME["logprobs"].bit
+_RANGED |= capabilities.BY_NAME["logit_bias"].bit
+MAX_CHOICES = 128
+MAX_TOP_LOGPROBS = 20
+
+
+def validate_ranges(params: chat_pb2.GenerationParams) -> None:
+    """The ranges of n, top_logprobs and logit_bias, checked where the request asks for them."""
+    if params.HasField("n") and not 1 <= params.n <= MAX_CHOICES:
+        raise InvalidArgument(f"n must be between 1 and {MAX_CHOICES}", param="n")
+    if params.HasField("top_logprobs") and not 0 <= params.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise InvalidArgument(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
+    for token, bias in params.logit_bias.items():
+        if not token.isdigit() or not -100 <= bias <= 100:
+            raise InvalidArgument(
+                f"logit_bias maps token ids to a bias between -100 and 100, not {token!r}: {bias}",
+                param=f"logit_bias.{token}",
+            )
 
 
 class GeneratePipeline:
@@ -134,6 +156,8 @@ class GeneratePipeline:
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         features = compute_features(request.messages, request.params, request.stream)
+        if features.required_features & _RANGED:
+            validate_ranges(request.params)
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()

@@ -15,6 +15,7 @@ import pytest
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
+from atp_common.errors import from_rpc_error
 
 from .fidelity_stack import Suite, running_stack
 
@@ -298,11 +299,30 @@ async def test_what_no_candidate_can_honour_is_invalid_argument_naming_the_param
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _generate(suite, _request(top_k=5))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "gpt: lacks top_k" in caught.value.details()
+    assert "gpt: lacks top_k" in caught.value.details() and from_rpc_error(caught.value).param == "top_k"
     # A file by URL has no OpenAI shape: refused by its path, never dropped.
     url_file = chat_pb2.ContentPart(file=chat_pb2.FileContent(url="https://x.test/a.pdf"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _generate(suite, _request(messages=[chat_pb2.ChatMessage(role="user", parts=[url_file])]))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "messages[0].content[0].file.url" in caught.value.details()
+    assert from_rpc_error(caught.value).param == "messages[0].content[0].file.url"
+    assert not suite.fake.requests
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"n": 0}, "n"),
+        ({"n": 129}, "n"),
+        ({"top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": -1}, "top_logprobs"),
+        ({"logit_bias": {"50256": 101}}, "logit_bias.50256"),
+        ({"logit_bias": {"word": 1}}, "logit_bias.word"),
+    ],
+)
+async def test_out_of_range_values_are_refused_before_any_call(suite: Suite, params: dict, path: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _generate(suite, _request(**params))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert from_rpc_error(caught.value).param == path
     assert not suite.fake.requests
