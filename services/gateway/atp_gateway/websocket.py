@@ -242,7 +242,7 @@ class _Session:
         try:
             parsed = CHAT_REQUEST.validate_python(body)
         except ValidationError as exc:
-            raise error_from_validation(exc) from None
+            raise error_from_validation(exc, body) from None
         stream = parsed.get("stream", True) is not False
         legacy = bool(parsed.get("functions"))
         self._principal = self._gateway.keys.authenticate(self._api_key)
