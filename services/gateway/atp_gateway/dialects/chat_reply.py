@@ -351,21 +351,25 @@ class ChatEncoder:
     def __init__(self, include_usage: bool, legacy_functions: bool = False):
         self._include_usage = include_usage
         self._legacy = legacy_functions
+        # The stream's state is set up by start(): a non-streamed reply needs none of it.
         self._head = b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self._tail = b""
         self._envelope: dict[str, Any] = {}
-        self._seen: set[int] = {0}
+        self._seen: set[int] = set()
         self._finished: set[int] = set()
         # (choice, tool call index) of custom tool calls: their later fragments do not repeat the type.
         self._custom: set[tuple[int, int]] = set()
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
-        if all(_plain(d) for d in reply.deltas):
-            return orjson.dumps(_plain_completion(reply))
-        return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
+        for delta in reply.deltas:
+            if not _plain(delta):
+                return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
+        return orjson.dumps(_plain_completion(reply))
 
     def start(self, header: adapters_pb2.GenerateHeader) -> bytes:
         """The first event: the assistant role, as OpenAI sends it."""
+        self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self._seen.add(0)
         self._envelope = {
             "id": "chatcmpl-" + (header.decision_id or header.request_id),
             "object": "chat.completion.chunk",
