@@ -38,6 +38,7 @@ __all__ = [
     "Dialect",
     "ReplyEncoder",
     "UpstreamCall",
+    "add_limit_headers",
     "admit",
     "serve",
     "stamp",
@@ -350,7 +351,7 @@ async def _serve(
             return await send_error(send, dialect, error, reply_headers)
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the initial metadata (absent when the tenant has no limits).
-        _add_limit_headers(reply_headers, await upstream.limit_metadata())
+        add_limit_headers(reply_headers, await upstream.limit_metadata())
         _add_route_headers(reply_headers, first.header)
         await send(
             {
@@ -364,7 +365,7 @@ async def _serve(
         upstream.close()
 
 
-def _add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
+def add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
     for key, value in metadata or ():
         if key.startswith("x-ratelimit-"):
             reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
@@ -383,7 +384,7 @@ async def _send_whole(
     send: Send,
     started: float,
 ) -> int:
-    _add_limit_headers(reply_headers, await upstream.limit_metadata())
+    add_limit_headers(reply_headers, await upstream.limit_metadata())
     _add_route_headers(reply_headers, reply.header)
     body = encoder.whole(reply)
     # ATP's overhead: everything but the provider's time, measured before the body leaves, so the reply

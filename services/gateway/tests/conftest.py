@@ -90,6 +90,7 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         ]
         if request.model == "embed-short":
             vectors = vectors[:-1]
+        context.set_trailing_metadata((("x-ratelimit-remaining-requests", "9"),))
         return adapters_pb2.EmbedResponse(
             header=adapters_pb2.GenerateHeader(decision_id="dec-e", model="embed-1", provider="local"),
             embeddings=vectors,

@@ -26,6 +26,7 @@ async def test_string_and_batch_inputs_as_floats(client, adapters):
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert body["model"] == "embed-1" and body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
     assert response.headers["x-atp-decision-id"] == "dec-e"
+    assert response.headers["x-ratelimit-remaining-requests"] == "9"
     sent = adapters[1].embed_requests[0]
     assert [x.text for x in sent.inputs] == ["one", "three"]
     assert sent.dimensions == 3 and sent.user == "u7" and sent.end_user == "u7"
