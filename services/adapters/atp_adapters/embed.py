@@ -139,7 +139,17 @@ class EmbedPipeline:
             ]
             route_label = decision.route or "direct"
             self._recorder.finish(
-                messages, tenant, request_id, decision, route_label, call, started, started_wall
+                messages,
+                tenant,
+                request_id,
+                decision,
+                route_label,
+                call,
+                started,
+                started_wall,
+                end_user=request.end_user or request.user,
+                tags=request.tags,
+                dialect="embeddings",
             )
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, False)

@@ -163,7 +163,17 @@ class GeneratePipeline:
             raise
         finally:
             self.recorder.finish(
-                request.messages, tenant, request_id, decision, route_label, call, started, started_wall
+                request.messages,
+                tenant,
+                request_id,
+                decision,
+                route_label,
+                call,
+                started,
+                started_wall,
+                end_user=request.end_user,
+                tags=request.tags,
+                dialect=request.dialect,
             )
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from atp.common.v1 import chat_pb2
@@ -67,8 +67,12 @@ class Recorder:
         call: Call,
         started: float,
         started_wall: float,
+        *,
+        end_user: str = "",
+        tags: Mapping[str, str] | None = None,
+        dialect: str = "",
     ) -> None:
-        """Count the call in the metrics and ship its observation."""
+        """Count the call in the metrics and ship its observation (with who asked, its tags and dialect)."""
         now = time.perf_counter()
         latency_s = now - started
         target = call.target
@@ -125,7 +129,11 @@ class Recorder:
             attempts=call.attempts,
             replica_id=self._replica_id,
             trace_id=call.trace_id,
+            end_user=end_user,
+            dialect=dialect,
         )
+        if tags:
+            observation.tags.update(tags)
         observation.started_at.FromNanoseconds(started_ns)
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
         # The observer's columns, from the values at hand (about 1 µs here), so that it need not read

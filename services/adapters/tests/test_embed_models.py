@@ -32,7 +32,8 @@ def _embed(model: str, *inputs: str | list[int], tenant: str = "acme", **fields)
 
 async def test_openai_embeddings_in_input_order_with_usage_cost_and_an_observation(suite: Suite) -> None:
     suite.fake.embedding_usage = {"prompt_tokens": 1_000_000, "total_tokens": 1_000_000}
-    reply = await suite.stub.Embed(_embed("emb", "alpha", "abc", dimensions=4, user="u-7"), timeout=10)
+    request = _embed("emb", "alpha", "abc", dimensions=4, user="u-7", tags={"team": "search"})
+    reply = await suite.stub.Embed(request, timeout=10)
     sent = suite.fake.requests[-1]
     assert sent.path == "/v1/embeddings" and sent.headers["Authorization"] == "Bearer sk-test"
     assert sent.body == {
@@ -58,6 +59,11 @@ async def test_openai_embeddings_in_input_order_with_usage_cost_and_an_observati
     observation = await suite.observer.wait_for("emb-emb")
     assert observation.model == "emb" and observation.cost_usd == pytest.approx(0.02)
     assert observation.usage.prompt_tokens == 1_000_000 and "alpha" in observation.prompt_text
+    assert (observation.end_user, dict(observation.tags), observation.dialect) == (
+        "u-7",
+        {"team": "search"},
+        "embeddings",
+    )
 
 
 async def test_azure_embeddings_use_the_deployment_path_and_usage_is_estimated_when_missing(

@@ -326,3 +326,16 @@ async def test_out_of_range_values_are_refused_before_any_call(suite: Suite, par
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert from_rpc_error(caught.value).param == path
     assert not suite.fake.requests
+
+
+async def test_end_user_tags_and_dialect_are_recorded_with_the_observation(suite: Suite) -> None:
+    request = _request(user="u-1")
+    request.request_id, request.end_user, request.dialect = "rec-1", "person-9", "responses"
+    request.tags["team"] = "search"
+    await _generate(suite, request)
+    observation = await suite.observer.wait_for("rec-1")
+    assert (observation.end_user, dict(observation.tags), observation.dialect) == (
+        "person-9",
+        {"team": "search"},
+        "responses",
+    )

@@ -26,51 +26,55 @@ from atp.common.v1 import chat_pb2 as atp_dot_common_dot_v1_dot_chat__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/observer/v1/observer.proto\x12\x0f\x61tp.observer.v1\x1a\x18\x61tp/common/v1/chat.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x04\n\x0bObservation\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x13\n\x0bprompt_hash\x18\x07 \x01(\t\x12\x13\n\x0bprompt_text\x18\x08 \x01(\t\x12#\n\x05usage\x18\t \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\n \x01(\x01\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x0c \x01(\x01\x12\x13\n\x0bprovider_ms\x18\r \x01(\x01\x12\x32\n\x06status\x18\x0e \x01(\x0e\x32\".atp.observer.v1.ObservationStatus\x12\x13\n\x0b\x65rror_class\x18\x0f \x01(\t\x12\x15\n\rfinish_reason\x18\x10 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x11 \x01(\x05\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x14 \x01(\t\x12\x10\n\x08trace_id\x18\x15 \x01(\t\"Q\n\rIngestRequest\x12\x32\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.Observation\x12\x0c\n\x04rows\x18\x02 \x03(\x0c\"4\n\x0eIngestResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"{\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\"=\n\x16RecordFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06joined\x18\x02 \x01(\x08\"\xcc\x02\n\x0bRewardEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x0e\n\x06reward\x18\x07 \x01(\x01\x12\x0f\n\x07quality\x18\x08 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x12\n\npropensity\x18\x0b \x01(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x0c \x03(\x02\x12\x12\n\ncorrection\x18\r \x01(\x08\x12\x17\n\x0fprevious_reward\x18\x0e \x01(\x01\x12\x18\n\x10previous_quality\x18\x0f \x01(\x01\x12&\n\x02\x61t\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13WatchRewardsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x11\n\tmax_batch\x18\x02 \x01(\x05\"D\n\x14WatchRewardsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.RewardEvent\"\x89\x01\n\x11QueryUsageRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x04 \x03(\t\"\xb7\x01\n\x08UsageRow\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\t \x01(\x01\"=\n\x12QueryUsageResponse\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.atp.observer.v1.UsageRow\"\x83\x01\n\x17ListObservationsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12*\n\x06\x62\x65\x66ore\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x62\x65\x66ore_observation_id\x18\x04 \x01(\t\"N\n\x18ListObservationsResponse\x12\x32\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.Observation\"\xae\x01\n\x08\x41rmStats\x12\r\n\x05route\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05pulls\x18\x04 \x01(\x01\x12\x12\n\nreward_sum\x18\x05 \x01(\x01\x12\x15\n\rreward_sq_sum\x18\x06 \x01(\x01\x12\x13\n\x0bquality_sum\x18\x07 \x01(\x01\x12\x10\n\x08\x63ost_sum\x18\x08 \x01(\x01\x12\x13\n\x0blatency_sum\x18\t \x01(\x01\"#\n\x12GetArmStatsRequest\x12\r\n\x05route\x18\x01 \x01(\t\"N\n\x13GetArmStatsResponse\x12\'\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x19.atp.observer.v1.ArmStats\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x94\x01\n\x13GetDecisionResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\nreplica_id\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb2\x01\n\x11ObservationStatus\x12\"\n\x1eOBSERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OBSERVATION_STATUS_OK\x10\x01\x12\x1c\n\x18OBSERVATION_STATUS_ERROR\x10\x02\x12\x1e\n\x1aOBSERVATION_STATUS_PARTIAL\x10\x03\x12 \n\x1cOBSERVATION_STATUS_CANCELLED\x10\x04\x32\x94\x05\n\x0fObserverService\x12K\n\x06Ingest\x12\x1e.atp.observer.v1.IngestRequest\x1a\x1f.atp.observer.v1.IngestResponse(\x01\x12\x61\n\x0eRecordFeedback\x12&.atp.observer.v1.RecordFeedbackRequest\x1a\'.atp.observer.v1.RecordFeedbackResponse\x12]\n\x0cWatchRewards\x12$.atp.observer.v1.WatchRewardsRequest\x1a%.atp.observer.v1.WatchRewardsResponse0\x01\x12U\n\nQueryUsage\x12\".atp.observer.v1.QueryUsageRequest\x1a#.atp.observer.v1.QueryUsageResponse\x12g\n\x10ListObservations\x12(.atp.observer.v1.ListObservationsRequest\x1a).atp.observer.v1.ListObservationsResponse\x12X\n\x0bGetArmStats\x12#.atp.observer.v1.GetArmStatsRequest\x1a$.atp.observer.v1.GetArmStatsResponse\x12X\n\x0bGetDecision\x12#.atp.observer.v1.GetDecisionRequest\x1a$.atp.observer.v1.GetDecisionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/observer/v1/observer.proto\x12\x0f\x61tp.observer.v1\x1a\x18\x61tp/common/v1/chat.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x05\n\x0bObservation\x12\x16\n\x0eobservation_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\x12\x13\n\x0bprompt_hash\x18\x07 \x01(\t\x12\x13\n\x0bprompt_text\x18\x08 \x01(\t\x12#\n\x05usage\x18\t \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\n \x01(\x01\x12\x12\n\nlatency_ms\x18\x0b \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x0c \x01(\x01\x12\x13\n\x0bprovider_ms\x18\r \x01(\x01\x12\x32\n\x06status\x18\x0e \x01(\x0e\x32\".atp.observer.v1.ObservationStatus\x12\x13\n\x0b\x65rror_class\x18\x0f \x01(\t\x12\x15\n\rfinish_reason\x18\x10 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x11 \x01(\x05\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\x14 \x01(\t\x12\x10\n\x08trace_id\x18\x15 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x16 \x01(\t\x12\x34\n\x04tags\x18\x17 \x03(\x0b\x32&.atp.observer.v1.Observation.TagsEntry\x12\x0f\n\x07\x64ialect\x18\x18 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Q\n\rIngestRequest\x12\x32\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.Observation\x12\x0c\n\x04rows\x18\x02 \x03(\x0c\"4\n\x0eIngestResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x03\x12\x12\n\nduplicates\x18\x02 \x01(\x03\"{\n\x15RecordFeedbackRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\"=\n\x16RecordFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06joined\x18\x02 \x01(\x08\"\xcc\x02\n\x0bRewardEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x0e\n\x06policy\x18\x06 \x01(\t\x12\x0e\n\x06reward\x18\x07 \x01(\x01\x12\x0f\n\x07quality\x18\x08 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\t \x01(\x01\x12\x12\n\nlatency_ms\x18\n \x01(\x01\x12\x12\n\npropensity\x18\x0b \x01(\x01\x12\x10\n\x08\x66\x65\x61tures\x18\x0c \x03(\x02\x12\x12\n\ncorrection\x18\r \x01(\x08\x12\x17\n\x0fprevious_reward\x18\x0e \x01(\x01\x12\x18\n\x10previous_quality\x18\x0f \x01(\x01\x12&\n\x02\x61t\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13WatchRewardsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x11\n\tmax_batch\x18\x02 \x01(\x05\"D\n\x14WatchRewardsResponse\x12,\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.RewardEvent\"\x89\x01\n\x11QueryUsageRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x05start\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08group_by\x18\x04 \x03(\t\"\xb7\x01\n\x08UsageRow\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08requests\x18\x04 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x06 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x07 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x08 \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\t \x01(\x01\"=\n\x12QueryUsageResponse\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.atp.observer.v1.UsageRow\"\x83\x01\n\x17ListObservationsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12*\n\x06\x62\x65\x66ore\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x62\x65\x66ore_observation_id\x18\x04 \x01(\t\"N\n\x18ListObservationsResponse\x12\x32\n\x0cobservations\x18\x01 \x03(\x0b\x32\x1c.atp.observer.v1.Observation\"\xae\x01\n\x08\x41rmStats\x12\r\n\x05route\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05pulls\x18\x04 \x01(\x01\x12\x12\n\nreward_sum\x18\x05 \x01(\x01\x12\x15\n\rreward_sq_sum\x18\x06 \x01(\x01\x12\x13\n\x0bquality_sum\x18\x07 \x01(\x01\x12\x10\n\x08\x63ost_sum\x18\x08 \x01(\x01\x12\x13\n\x0blatency_sum\x18\t \x01(\x01\"#\n\x12GetArmStatsRequest\x12\r\n\x05route\x18\x01 \x01(\t\"N\n\x13GetArmStatsResponse\x12\'\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x19.atp.observer.v1.ArmStats\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x94\x01\n\x13GetDecisionResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\nreplica_id\x18\x03 \x01(\t\x12.\n\ndecided_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb2\x01\n\x11ObservationStatus\x12\"\n\x1eOBSERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15OBSERVATION_STATUS_OK\x10\x01\x12\x1c\n\x18OBSERVATION_STATUS_ERROR\x10\x02\x12\x1e\n\x1aOBSERVATION_STATUS_PARTIAL\x10\x03\x12 \n\x1cOBSERVATION_STATUS_CANCELLED\x10\x04\x32\x94\x05\n\x0fObserverService\x12K\n\x06Ingest\x12\x1e.atp.observer.v1.IngestRequest\x1a\x1f.atp.observer.v1.IngestResponse(\x01\x12\x61\n\x0eRecordFeedback\x12&.atp.observer.v1.RecordFeedbackRequest\x1a\'.atp.observer.v1.RecordFeedbackResponse\x12]\n\x0cWatchRewards\x12$.atp.observer.v1.WatchRewardsRequest\x1a%.atp.observer.v1.WatchRewardsResponse0\x01\x12U\n\nQueryUsage\x12\".atp.observer.v1.QueryUsageRequest\x1a#.atp.observer.v1.QueryUsageResponse\x12g\n\x10ListObservations\x12(.atp.observer.v1.ListObservationsRequest\x1a).atp.observer.v1.ListObservationsResponse\x12X\n\x0bGetArmStats\x12#.atp.observer.v1.GetArmStatsRequest\x1a$.atp.observer.v1.GetArmStatsResponse\x12X\n\x0bGetDecision\x12#.atp.observer.v1.GetDecisionRequest\x1a$.atp.observer.v1.GetDecisionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atp.observer.v1.observer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBSERVATIONSTATUS']._serialized_start=2561
-  _globals['_OBSERVATIONSTATUS']._serialized_end=2739
+  _globals['_OBSERVATION_TAGSENTRY']._loaded_options = None
+  _globals['_OBSERVATION_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_OBSERVATIONSTATUS']._serialized_start=2695
+  _globals['_OBSERVATIONSTATUS']._serialized_end=2873
   _globals['_OBSERVATION']._serialized_start=111
-  _globals['_OBSERVATION']._serialized_end=679
-  _globals['_INGESTREQUEST']._serialized_start=681
-  _globals['_INGESTREQUEST']._serialized_end=762
-  _globals['_INGESTRESPONSE']._serialized_start=764
-  _globals['_INGESTRESPONSE']._serialized_end=816
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=818
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=941
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=943
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1004
-  _globals['_REWARDEVENT']._serialized_start=1007
-  _globals['_REWARDEVENT']._serialized_end=1339
-  _globals['_WATCHREWARDSREQUEST']._serialized_start=1341
-  _globals['_WATCHREWARDSREQUEST']._serialized_end=1397
-  _globals['_WATCHREWARDSRESPONSE']._serialized_start=1399
-  _globals['_WATCHREWARDSRESPONSE']._serialized_end=1467
-  _globals['_QUERYUSAGEREQUEST']._serialized_start=1470
-  _globals['_QUERYUSAGEREQUEST']._serialized_end=1607
-  _globals['_USAGEROW']._serialized_start=1610
-  _globals['_USAGEROW']._serialized_end=1793
-  _globals['_QUERYUSAGERESPONSE']._serialized_start=1795
-  _globals['_QUERYUSAGERESPONSE']._serialized_end=1856
-  _globals['_LISTOBSERVATIONSREQUEST']._serialized_start=1859
-  _globals['_LISTOBSERVATIONSREQUEST']._serialized_end=1990
-  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_start=1992
-  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_end=2070
-  _globals['_ARMSTATS']._serialized_start=2073
-  _globals['_ARMSTATS']._serialized_end=2247
-  _globals['_GETARMSTATSREQUEST']._serialized_start=2249
-  _globals['_GETARMSTATSREQUEST']._serialized_end=2284
-  _globals['_GETARMSTATSRESPONSE']._serialized_start=2286
-  _globals['_GETARMSTATSRESPONSE']._serialized_end=2364
-  _globals['_GETDECISIONREQUEST']._serialized_start=2366
-  _globals['_GETDECISIONREQUEST']._serialized_end=2407
-  _globals['_GETDECISIONRESPONSE']._serialized_start=2410
-  _globals['_GETDECISIONRESPONSE']._serialized_end=2558
-  _globals['_OBSERVERSERVICE']._serialized_start=2742
-  _globals['_OBSERVERSERVICE']._serialized_end=3402
+  _globals['_OBSERVATION']._serialized_end=813
+  _globals['_OBSERVATION_TAGSENTRY']._serialized_start=770
+  _globals['_OBSERVATION_TAGSENTRY']._serialized_end=813
+  _globals['_INGESTREQUEST']._serialized_start=815
+  _globals['_INGESTREQUEST']._serialized_end=896
+  _globals['_INGESTRESPONSE']._serialized_start=898
+  _globals['_INGESTRESPONSE']._serialized_end=950
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=952
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=1075
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=1077
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=1138
+  _globals['_REWARDEVENT']._serialized_start=1141
+  _globals['_REWARDEVENT']._serialized_end=1473
+  _globals['_WATCHREWARDSREQUEST']._serialized_start=1475
+  _globals['_WATCHREWARDSREQUEST']._serialized_end=1531
+  _globals['_WATCHREWARDSRESPONSE']._serialized_start=1533
+  _globals['_WATCHREWARDSRESPONSE']._serialized_end=1601
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=1604
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=1741
+  _globals['_USAGEROW']._serialized_start=1744
+  _globals['_USAGEROW']._serialized_end=1927
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=1929
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=1990
+  _globals['_LISTOBSERVATIONSREQUEST']._serialized_start=1993
+  _globals['_LISTOBSERVATIONSREQUEST']._serialized_end=2124
+  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_start=2126
+  _globals['_LISTOBSERVATIONSRESPONSE']._serialized_end=2204
+  _globals['_ARMSTATS']._serialized_start=2207
+  _globals['_ARMSTATS']._serialized_end=2381
+  _globals['_GETARMSTATSREQUEST']._serialized_start=2383
+  _globals['_GETARMSTATSREQUEST']._serialized_end=2418
+  _globals['_GETARMSTATSRESPONSE']._serialized_start=2420
+  _globals['_GETARMSTATSRESPONSE']._serialized_end=2498
+  _globals['_GETDECISIONREQUEST']._serialized_start=2500
+  _globals['_GETDECISIONREQUEST']._serialized_end=2541
+  _globals['_GETDECISIONRESPONSE']._serialized_start=2544
+  _globals['_GETDECISIONRESPONSE']._serialized_end=2692
+  _globals['_OBSERVERSERVICE']._serialized_start=2876
+  _globals['_OBSERVERSERVICE']._serialized_end=3536
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,14 @@ OBSERVATION_STATUS_PARTIAL: ObservationStatus
 OBSERVATION_STATUS_CANCELLED: ObservationStatus
 
 class Observation(_message.Message):
-    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id", "trace_id")
+    __slots__ = ("observation_id", "request_id", "tenant", "decision", "model", "provider", "prompt_hash", "prompt_text", "usage", "cost_usd", "latency_ms", "time_to_first_token_ms", "provider_ms", "status", "error_class", "finish_reason", "attempts", "started_at", "finished_at", "replica_id", "trace_id", "end_user", "tags", "dialect")
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +54,9 @@ class Observation(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    END_USER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DIALECT_FIELD_NUMBER: _ClassVar[int]
     observation_id: str
     request_id: str
     tenant: str
@@ -68,7 +78,10 @@ class Observation(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     replica_id: str
     trace_id: str
-    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    end_user: str
+    tags: _containers.ScalarMap[str, str]
+    dialect: str
+    def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("observations", "rows")
