@@ -1,9 +1,8 @@
-"""Responses and Messages against Chat Completions on ATP's full path, in one interleaved run on the nginx mock.
+"""Responses and Messages against Chat Completions on ATP's full path, interleaved, on the nginx mock."""
 
-Each dialect is measured streamed and non-streamed at the same concurrency, rounds rotating the order; the
-report gives each one's req/s, p50, CPU per request and its ratio to chat completions measured in the same
-run (the dialects translate the same internal reply, so the ratio is the cost of the translation).
-"""
+# Each dialect is measured streamed and non-streamed at the same concurrency, rounds rotating the order;
+# the report gives each one's req/s, p50, CPU per request and its ratio to chat completions measured in
+# the same run (the dialects translate the same internal reply, so the ratio is the translation's cost).
 
 from __future__ import annotations
 

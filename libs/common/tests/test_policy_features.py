@@ -136,6 +136,8 @@ def test_content_parts_require_their_features() -> None:
     image = chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x/y.png"))
     message = chat_pb2.ChatMessage(role="user", parts=[audio, file, image])
     assert sorted(_required(message)) == ["audio_input", "chat", "files", "vision"]
+    audio_reply = chat_pb2.ChatMessage(role="assistant", audio_id="audio_1")
+    assert sorted(_required(_user("hi"), audio_reply)) == ["audio_output", "chat"]
     tool_result = chat_pb2.ChatMessage(role="tool", content="42", tool_call_id="c1")
     assert sorted(_required(_user("hi"), tool_result)) == ["chat", "tools"]
 

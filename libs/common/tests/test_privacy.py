@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from atp.common.v1 import chat_pb2
 from atp_common.config import AtpConfig
-from atp_common.privacy import PrivacyPolicy, Redactor, iban_valid, luhn_valid
+from atp_common.privacy import PrivacyPolicy, Redactor, iban_valid, luhn_valid, redact_messages
 
 REDACT = Redactor().redact
 
@@ -106,3 +107,28 @@ def test_configuration_without_privacy_settings_still_loads() -> None:
     )
     assert not config.privacy.redact_pii and config.tenants == {}
     assert not config.routes["auto"].redact_pii_upstream
+
+
+def test_redact_messages_scrubs_content_text_parts_and_refusals_and_leaves_media() -> None:
+    image = chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x.test/a@b.com.png"))
+    messages = [
+        chat_pb2.ChatMessage(role="user", content="mail me at a@b.com"),
+        chat_pb2.ChatMessage(
+            role="user",
+            parts=[
+                chat_pb2.ContentPart(text="a@b.com here"),
+                image,
+                chat_pb2.ContentPart(refusal="not a@b.com"),
+            ],
+        ),
+        chat_pb2.ChatMessage(role="assistant", refusal="no, a@b.com"),
+    ]
+    redacted = redact_messages(messages, Redactor().redact)
+    assert redacted[0].content == "mail me at [EMAIL]"
+    assert [p.text or p.refusal or p.image.url for p in redacted[1].parts] == [
+        "[EMAIL] here",
+        "https://x.test/a@b.com.png",
+        "not [EMAIL]",
+    ]
+    assert redacted[2].refusal == "no, [EMAIL]"
+    assert messages[0].content == "mail me at a@b.com", "the caller's messages stay as sent"

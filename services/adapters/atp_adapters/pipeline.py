@@ -15,26 +15,24 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations, response_cache
 from atp_adapters.admission import Admission
 from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.recorder import Call, Recorder
 from atp_adapters.shipper import ObservationShipper
-from atp_adapters.targets import Target, TargetTable
+from atp_adapters.targets import QUOTA_SPENT, Target, TargetTable, plan_calls
+from atp_adapters.validation import RANGED, validate, validate_ranges
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
-from atp_common.observation_rows import encode_row
-from atp_common.policy import CACHE_POLICY
 from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
-from atp_common.privacy import PrivacyPolicy, redact_messages
+from atp_common.privacy import redact_messages
 from atp_common.telemetry import current_trace_id
 
 log = logging.getLogger("atp.adapters.generate")
 
-_ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
 _FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
     "stop": adapters_pb2.FINISH_REASON_STOP,
     "length": adapters_pb2.FINISH_REASON_LENGTH,
@@ -42,66 +40,7 @@ _FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
     "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
 }
 _DIRECT_ROUTE_LABEL = "direct"
-CACHE_PROVIDER = "cache"
 _tracer = trace.get_tracer("atp.adapters")
-
-
-class _Call:
-    """Mutable per-request accounting, turned into the observation at the end."""
-
-    __slots__ = (
-        "attempts",
-        "cache_hit",
-        "cached_decision_id",
-        "deployment",
-        "error_class",
-        "finish_reason",
-        "first_token_at",
-        "observation_id",
-        "opened",
-        "provider_s",
-        "saved_cost_usd",
-        "status",
-        "target",
-        "trace_id",
-        "usage",
-    )
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.cache_hit = False
-        self.cached_decision_id = ""
-        self.saved_cost_usd = 0.0
-        self.deployment: Deployment | None = None
-        self.error_class = ""
-        self.finish_reason = ""
-        self.first_token_at = 0.0
-        self.observation_id = ""
-        self.opened: int | None = None
-        self.provider_s = 0.0
-        self.status = observations.ERROR
-        self.target: Target | None = None
-        self.trace_id = ""
-        self.usage: chat_pb2.Usage | None = None
-
-
-def validate(request: adapters_pb2.GenerateRequest) -> None:
-    """Refuse requests no provider could serve, before any routing work."""
-    if not request.messages:
-        raise InvalidArgument("messages must not be empty", param="messages")
-    for index, message in enumerate(request.messages):
-        if message.role not in _ROLES:
-            raise InvalidArgument(
-                f"messages[{index}].role must be one of {sorted(_ROLES)}, not {message.role!r}",
-                param=f"messages[{index}].role",
-            )
-    params = request.params
-    if params.HasField("max_tokens") and params.max_tokens < 1:
-        raise InvalidArgument("max_tokens must be at least 1", param="max_tokens")
-    if params.HasField("temperature") and not 0.0 <= params.temperature <= 2.0:
-        raise InvalidArgument("temperature must be between 0 and 2", param="temperature")
-    if params.HasField("top_p") and not 0.0 <= params.top_p <= 1.0:
-        raise InvalidArgument("top_p must be between 0 and 1", param="top_p")
 
 
 class GeneratePipeline:
@@ -132,17 +71,15 @@ class GeneratePipeline:
         self._admission = admission
         self._cache = cache
         self._targets = targets
-        self._shipper = shipper
-        self._replica_id = replica_id
         self._default_tenant = default_tenant
         self._request_timeout_s = request_timeout_s
         self._rng = rng or random.Random()
-        self._store_prompts = frozenset(t for t, cfg in config.tenants.items() if cfg.store_prompts)
-        # Who gets PII redaction (stored prompts; forwarded messages on routes that ask), decided once.
-        self._privacy = PrivacyPolicy(config)
-        self._redactions: set[asyncio.Task[None]] = set()
-        # Metrics label per tenant: configured tenants by name, everyone else shares one label.
-        self._tenant_labels = {t: t for t in config.tenants}
+        self._shipper = shipper
+        self._replica_id = replica_id
+        # Metrics, the observation and stored prompts at the end of every call.
+        self.recorder = Recorder(config, shipper, replica_id)
+        # Who gets PII redaction of forwarded messages (routes that ask), decided once.
+        self._privacy = self.recorder.privacy
         self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
 
     async def generate(
@@ -167,6 +104,8 @@ class GeneratePipeline:
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         features = compute_features(request.messages, request.params, request.stream)
+        if features.required_features & RANGED:
+            validate_ranges(request.params)
         if request.regions:
             features.regions.extend(request.regions)
         encoder = self._holder.policy.semantic_encoder(request.model)
@@ -195,7 +134,7 @@ class GeneratePipeline:
             else min(time_remaining, self._request_timeout_s)
         )
         deadline = time.monotonic() + budget
-        call = _Call()
+        call = Call()
         if traced:
             call.trace_id = current_trace_id()
         if request.stream:
@@ -229,7 +168,20 @@ class GeneratePipeline:
             call.error_class = "Internal"
             raise
         finally:
-            self._finish(request, tenant, request_id, decision, route_label, call, started, started_wall)
+            self.recorder.finish(
+                request.messages,
+                tenant,
+                request_id,
+                decision,
+                route_label,
+                call,
+                started,
+                started_wall,
+                key_id=request.key_id,
+                end_user=request.end_user or request.params.user,
+                tags=request.tags,
+                dialect=request.dialect,
+            )
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
 
@@ -239,7 +191,7 @@ class GeneratePipeline:
         tenant: str,
         request_id: str,
         decision: chat_pb2.Decision,
-        call: _Call,
+        call: Call,
         started: float,
         deadline: float,
         traced: bool,
@@ -261,7 +213,7 @@ class GeneratePipeline:
         stored: adapters_pb2.GenerateResponse,
         request: adapters_pb2.GenerateRequest,
         request_id: str,
-        call: _Call,
+        call: Call,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         call.cache_hit = True
         call.cached_decision_id = stored.header.decision_id
@@ -279,7 +231,7 @@ class GeneratePipeline:
         self,
         run: AsyncGenerator[adapters_pb2.GenerateResponse, None],
         plan: response_cache.CachePlan,
-        call: _Call,
+        call: Call,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         """`run`'s messages, kept and stored once the reply is whole and successful (never an error, a
         partial or a cancelled reply)."""
@@ -295,36 +247,12 @@ class GeneratePipeline:
                     await self._cache.put(plan, kept)
                 yield message
 
-    async def _plan(
-        self, decision: chat_pb2.Decision, tenant: str, skipped: list[str]
-    ) -> AsyncGenerator[tuple[Target, Deployment], None]:
-        """The (model, deployment) pairs to try, in order: each ranked model's usable deployments as its
-        strategy orders them, each taken from its quota when it is tried."""
-        features = decision.features
-        targets = self._targets.current
-        regions = self._holder.policy.region_filter(tenant, features)
-        tokens = features.estimated_prompt_tokens + features.max_output_tokens
-        for candidate in decision.candidates:
-            target = targets.get(candidate.model)
-            if target is None:
-                # The router's snapshot names a model this replica has no provider for (config skew).
-                skipped.append(f"{candidate.model}: not configured here")
-                continue
-            choices = target.deployments.candidates(features.required_features, regions)
-            if not choices:
-                skipped.append(f"{candidate.model}: no deployment can serve this request")
-            for deployment in choices:
-                if await target.deployments.reserve(deployment, tokens):
-                    yield target, deployment
-                else:
-                    skipped.append(f"{candidate.model} at {deployment.name}: quota spent")
-
     async def _run(
         self,
         request: adapters_pb2.GenerateRequest,
         request_id: str,
         decision: chat_pb2.Decision,
-        call: _Call,
+        call: Call,
         started: float,
         deadline: float,
         traced: bool = False,
@@ -335,7 +263,10 @@ class GeneratePipeline:
         scrub = self._privacy.for_upstream(decision.route)
         if scrub is not None:
             messages = redact_messages(messages, scrub)
-        async for target, deployment in self._plan(decision, request.tenant or self._default_tenant, skipped):
+        tenant = request.tenant or self._default_tenant
+        regions = self._holder.policy.region_filter(tenant, decision.features)
+        plan = plan_calls(self._targets.current, decision, regions, skipped)
+        async for target, deployment in plan:
             retries = 0
             while True:
                 if not deployment.breaker.allow():
@@ -383,14 +314,14 @@ class GeneratePipeline:
                     return
         if last_error is not None:
             raise last_error.to_atp() from last_error
-        if any(reason.endswith("quota spent") for reason in skipped):
+        if any(reason.endswith(QUOTA_SPENT) for reason in skipped):
             raise RateLimited("every deployment's quota is spent for this minute", retry_after=1.0)
         raise Unavailable(
             f"no candidate could be tried ({'; '.join(skipped) or 'none ranked'})", retry_after=1.0
         )
 
     @staticmethod
-    def _broken(call: _Call, exc: ProviderError) -> adapters_pb2.GenerateResponse:
+    def _broken(call: Call, exc: ProviderError) -> adapters_pb2.GenerateResponse:
         """Output was sent when the provider failed: never retry, end with an explicit terminal error."""
         call.status = observations.PARTIAL
         atp_error = exc.to_atp()
@@ -410,7 +341,7 @@ class GeneratePipeline:
         deployment: Deployment,
         provider_request: ProviderRequest,
         decision: chat_pb2.Decision,
-        call: _Call,
+        call: Call,
         started: float,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         """One call of one deployment, counted in its in-flight requests while it runs."""
@@ -430,7 +361,7 @@ class GeneratePipeline:
         deployment: Deployment,
         provider_request: ProviderRequest,
         decision: chat_pb2.Decision,
-        call: _Call,
+        call: Call,
         started: float,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         header = adapters_pb2.GenerateHeader(
@@ -549,7 +480,7 @@ class GeneratePipeline:
         return decision
 
     @staticmethod
-    def _succeeded(target: Target, deployment: Deployment, call: _Call) -> None:
+    def _succeeded(target: Target, deployment: Deployment, call: Call) -> None:
         deployment.breaker.record_success()
         metrics.attempt(target.model, "ok").inc()
         call.status = observations.OK
@@ -560,128 +491,12 @@ class GeneratePipeline:
             counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
         counter.inc()
 
-    def _finish(
-        self,
-        request: adapters_pb2.GenerateRequest,
-        tenant: str,
-        request_id: str,
-        decision: chat_pb2.Decision,
-        route_label: str,
-        call: _Call,
-        started: float,
-        started_wall: float,
-    ) -> None:
-        now = time.perf_counter()
-        latency_s = now - started
-        target = call.target
-        model = target.model if target is not None else decision.candidates[0].model
-        usage = call.usage or chat_pb2.Usage()
-        cost = target.prices.cost(usage) if target is not None and call.usage is not None else 0.0
-        ttft_s = call.first_token_at - started if call.first_token_at else 0.0
-
-        series = metrics.request_series(
-            self._tenant_labels.get(tenant, metrics.OTHER_TENANT), route_label, model
-        )
-        status = call.status
-        if status == observations.OK:
-            series.ok.inc()
-        elif status == observations.PARTIAL:
-            series.partial.inc()
-        elif status == observations.CANCELLED:
-            series.cancelled.inc()
-        else:
-            series.error.inc()
-        series.latency.observe(latency_s)
-        series.overhead.observe(max(latency_s - call.provider_s, 0.0))
-        if ttft_s:
-            series.ttft.observe(ttft_s)
-        if call.usage is not None:
-            series.prompt_tokens.inc(usage.prompt_tokens)
-            series.completion_tokens.inc(usage.completion_tokens)
-            series.cached_tokens.inc(usage.cached_prompt_tokens)
-            series.reasoning_tokens.inc(usage.reasoning_tokens)
-            series.cost.inc(cost)
-
-        observation_id = call.observation_id or observations.new_observation_id()
-        latency_ms = latency_s * 1000.0
-        started_ns = int(started_wall * 1e9)
-        observation = observer_pb2.Observation(
-            observation_id=observation_id,
-            request_id=request_id,
-            tenant=tenant,
-            decision=decision,
-            model=model,
-            provider=call.deployment.provider_name if call.deployment else decision.candidates[0].provider,
-            deployment=call.deployment.name if call.deployment else "",
-            region=call.deployment.region if call.deployment else "",
-            key_id=request.key_id,
-            end_user=request.end_user or request.params.user,
-            tags=request.tags,
-            dialect=request.dialect,
-            prompt_hash=observations.prompt_hash(request.messages),
-            prompt_text=self._privacy.for_storage(tenant)(observations.prompt_text(request.messages))
-            if tenant in self._store_prompts and not self._privacy.uses_ner(tenant)
-            else "",
-            usage=usage,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            time_to_first_token_ms=ttft_s * 1000.0,
-            provider_ms=call.provider_s * 1000.0,
-            status=status,
-            error_class=call.error_class,
-            finish_reason=call.finish_reason,
-            attempts=call.attempts,
-            replica_id=self._replica_id,
-            trace_id=call.trace_id,
-        )
-        if call.cache_hit:
-            _mark_cache_hit(observation, call)
-        observation.started_at.FromNanoseconds(started_ns)
-        observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
-        # The observer's columns, from the values at hand (about 1 µs here), so that it need not read
-        # them back out of the observation (several µs there, where every replica's observations meet).
-        row = encode_row(
-            observation_id=observation_id,
-            decision=decision,
-            tenant=tenant,
-            model=model,
-            usage=usage,
-            cost_usd=cost,
-            latency_ms=latency_ms,
-            status=status,
-            finish_reason=call.finish_reason,
-            started_micros=started_ns // 1000,
-        )
-        if tenant in self._store_prompts and self._privacy.uses_ner(tenant):
-            # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
-            text = observations.prompt_text(request.messages)
-            task = asyncio.get_running_loop().create_task(
-                self._submit_redacted(observation, row, text, call.opened)
-            )
-            self._redactions.add(task)
-            task.add_done_callback(self._redactions.discard)
-            return
-        self._shipper.submit(observation, row, call.opened)
-
-    async def _submit_redacted(
-        self, observation: observer_pb2.Observation, row: bytes, text: str, opened: int | None
-    ) -> None:
-        observation.prompt_text = await self._privacy.redact_for_storage(observation.tenant, text)
-        self._shipper.submit(observation, row, opened)
-
-    async def drain_redactions(self) -> None:
-        """Wait for observations whose prompts are being redacted (at shutdown, before the shipper
-        closes), then stop the detector."""
-        if self._redactions:
-            await asyncio.gather(*self._redactions, return_exceptions=True)
-        self._privacy.close()
-
 
 async def _traced_attempt(
     attempt: AsyncGenerator[adapters_pb2.GenerateResponse, None],
     target: Target,
     deployment: Deployment,
-    call: _Call,
+    call: Call,
     decision: chat_pb2.Decision,
     retry: int,
 ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
@@ -726,15 +541,6 @@ async def _traced_attempt(
                 )
             if call.first_token_at:
                 span.set_attribute("atp.first_token", True)
-
-
-def _mark_cache_hit(observation: observer_pb2.Observation, call: _Call) -> None:
-    # No provider served it; learning must not count it as a pull of the model (policy "cache").
-    observation.cache_hit = True
-    observation.saved_cost_usd = call.saved_cost_usd
-    observation.cached_decision_id = call.cached_decision_id
-    observation.provider = CACHE_PROVIDER
-    observation.decision.policy = CACHE_POLICY
 
 
 def _output_chars(deltas: Sequence[chat_pb2.Delta]) -> int:

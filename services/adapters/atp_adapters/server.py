@@ -10,6 +10,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
+from atp_adapters.embed import EmbedPipeline
 from atp_adapters.fleet import ProviderFleet
 from atp_adapters.observation_log import ObservationLog
 from atp_adapters.pipeline import GeneratePipeline
@@ -163,7 +164,16 @@ async def build_server(
         admission=admission,
         cache=cache,
     )
-    servicer = AdaptersServicer(pipeline, holder, table)
+    embedder = EmbedPipeline(
+        holder,
+        table,
+        pipeline.recorder,
+        default_tenant=settings.default_tenant,
+        request_timeout_s=settings.request_timeout_s,
+        rng=rng,
+        admission=admission,
+    )
+    servicer = AdaptersServicer(pipeline, holder, table, embedder)
 
     try:
         running = await start_server(
@@ -197,7 +207,7 @@ async def build_server(
     running.add_closer("config watch", config_watcher.close)
     running.add_closer("policy watch", watcher.close)
     running.add_closer("circuit reporter", reporter.close)
-    running.add_closer("pii redaction", pipeline.drain_redactions)
+    running.add_closer("pii redaction", pipeline.recorder.drain_redactions)
     running.add_closer("observation shipper", lambda: shipper.close(settings.close_timeout_s * _FLUSH_SHARE))
     running.add_closer("limits", lambda: limiter.close(settings.close_timeout_s * 0.2))
     running.add_closer("directory", directory.close)

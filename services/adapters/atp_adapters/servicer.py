@@ -1,4 +1,5 @@
-"""The AdaptersService servicer: Generate and Complete delegate to the pipeline, ListModels reads the policy."""
+"""The AdaptersService servicer: Generate, Complete and Embed delegate to their pipelines, ListModels reads
+the policy."""
 
 from __future__ import annotations
 
@@ -9,21 +10,38 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
+from atp_adapters.embed import EmbedPipeline
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.targets import TargetTable
+from atp_common import capabilities
 from atp_common.errors import InvalidArgument
 from atp_common.replies import merged_reply
 
+# Listings kept per snapshot; tenants come authenticated from the gateway, so this bound is never reached
+# in practice, but the cache must not grow with whatever names a caller sends.
+_MAX_CACHED_TENANTS = 1024
+
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
-    """Generate, Complete and ListModels."""
+    """Generate, Complete, Embed and ListModels."""
 
-    def __init__(self, pipeline: GeneratePipeline, holder: PolicyHolder, targets: TargetTable) -> None:
+    def __init__(
+        self,
+        pipeline: GeneratePipeline,
+        holder: PolicyHolder,
+        targets: TargetTable,
+        embedder: EmbedPipeline,
+    ) -> None:
         self._pipeline = pipeline
+        self._embedder = embedder
         self._holder = holder
         self._targets = targets
-        self._models_cache: tuple[object, object, adapters_pb2.ListModelsResponse] | None = None
+        # Per snapshot and target table: the listing for each tenant asked about (tenants are few and
+        # configured).
+        self._models_cache: (
+            tuple[router_pb2.PolicySnapshot, object, dict[str, adapters_pb2.ListModelsResponse]] | None
+        ) = None
 
     async def Generate(
         self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
@@ -57,36 +75,84 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
             context.set_trailing_metadata(tuple(headers))
         return reply
 
+    async def Embed(
+        self, request: adapters_pb2.EmbedRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.EmbedResponse:
+        # The x-ratelimit-* values leave as trailing metadata, with the reply (as Complete's do).
+        return await self._embedder.embed(request, context.time_remaining(), context.set_trailing_metadata)
+
     async def ListModels(
         self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext
     ) -> adapters_pb2.ListModelsResponse:
+        # API keys carry no model restrictions of their own: the tenant's decide for every key.
         snapshot = self._holder.snapshot
-        served = self._targets.current
         cached = self._models_cache
-        if cached is not None and cached[0] is snapshot and cached[1] is served:
-            return cached[2]
-        response = list_models(snapshot, served)
-        self._models_cache = (snapshot, served, response)
+        served = self._targets.current
+        if cached is None or cached[0] is not snapshot or cached[1] is not served:
+            cached = self._models_cache = (snapshot, served, {})
+        by_tenant = cached[2]
+        response = by_tenant.get(request.tenant)
+        if response is None:
+            if len(by_tenant) >= _MAX_CACHED_TENANTS:
+                by_tenant.clear()
+            response = by_tenant[request.tenant] = list_models(snapshot, served, request.tenant)
         return response
 
 
 def list_models(
-    snapshot: router_pb2.PolicySnapshot, served: Collection[str]
+    snapshot: router_pb2.PolicySnapshot, served: Collection[str], tenant: str = ""
 ) -> adapters_pb2.ListModelsResponse:
-    """The routes and the models this replica can serve, from one policy snapshot.
+    """The routes and the models this replica can serve, from one policy snapshot, with capabilities.
 
-    A model the snapshot names but this replica has no provider for is left out; a route is listed when
-    at least one candidate is served here, with the largest context window among them.
+    A model the snapshot names but this replica has no provider for is left out, and so is one that
+    `tenant`'s allowed_models / denied_models exclude (empty tenant: no restriction); a route is listed
+    when at least one of its candidates is left, with the largest context window among them and the
+    union of their capabilities.
     """
-    specs = {spec.name: spec for spec in snapshot.models if spec.name in served}
+    allowed: frozenset[str] | None = None
+    denied: frozenset[str] = frozenset()
+    for policy in snapshot.tenants:
+        if tenant and policy.tenant == tenant:
+            allowed = frozenset(policy.allowed_models) or None
+            denied = frozenset(policy.denied_models)
+    specs = {
+        spec.name: spec
+        for spec in snapshot.models
+        if spec.name in served and (allowed is None or spec.name in allowed) and spec.name not in denied
+    }
     response = adapters_pb2.ListModelsResponse()
     for route in snapshot.routes:
-        windows = [specs[m].context_window for m in route.candidates if m in specs]
-        if windows:
-            response.models.add(id=route.name, provider="", kind="route", context_window=max(windows))
+        members = [specs[m] for m in route.candidates if m in specs]
+        if members:
+            bits = 0
+            for spec in members:
+                bits |= spec.supported_features
+            response.models.add(
+                id=route.name,
+                provider="",
+                kind="route",
+                context_window=max(spec.context_window for spec in members),
+                capabilities=_capabilities(bits),
+            )
     for name, spec in specs.items():
-        response.models.add(id=name, provider=spec.provider, kind="model", context_window=spec.context_window)
+        response.models.add(
+            id=name,
+            provider=spec.provider,
+            kind="model",
+            context_window=spec.context_window,
+            capabilities=_capabilities(spec.supported_features),
+        )
     return response
+
+
+def _capabilities(bits: int) -> list[str]:
+    """The configuration capabilities (`tools`, `vision`, `embeddings`, ...) behind a feature bit set."""
+    names = dict.fromkeys(
+        f.model_capability for f in capabilities.FEATURES if bits & f.bit and f.model_capability is not None
+    )
+    if bits & capabilities.BY_NAME["chat"].bit:
+        names["chat"] = None
+    return list(names)
 
 
 async def collect_reply(

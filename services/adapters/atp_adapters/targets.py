@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
+from atp.common.v1 import chat_pb2
 from atp_adapters.circuit_exclusions import CircuitExclusions, ModelCircuit
 from atp_adapters.deployments import Breaker, Deployment, DeploymentSet, LocalBreaker
 from atp_adapters.pricing import Prices
@@ -14,6 +15,7 @@ from atp_common import config as config_mod
 from atp_common.capabilities import supported_features
 from atp_common.config import AtpConfig
 from atp_common.limits.backends import Backend
+from atp_common.regions import RegionFilter
 
 # The built-in provider cannot fail the way a remote one does: no retries, default breaker settings.
 _LOCAL_RETRY = RetryPolicy(max_retries=0)
@@ -99,3 +101,33 @@ def build_targets(
             ),
         )
     return targets
+
+
+async def plan_calls(
+    targets: Mapping[str, Target],
+    decision: chat_pb2.Decision,
+    regions: RegionFilter | None,
+    skipped: list[str],
+) -> AsyncGenerator[tuple[Target, Deployment], None]:
+    """The (model, deployment) pairs to try, in order: each ranked model's usable deployments as its
+    strategy orders them, each taken from its quota when it is tried; why others were passed over goes
+    to `skipped`."""
+    features = decision.features
+    tokens = features.estimated_prompt_tokens + features.max_output_tokens
+    for candidate in decision.candidates:
+        target = targets.get(candidate.model)
+        if target is None:
+            # The router's snapshot names a model this replica has no provider for (config skew).
+            skipped.append(f"{candidate.model}: not configured here")
+            continue
+        choices = target.deployments.candidates(features.required_features, regions)
+        if not choices:
+            skipped.append(f"{candidate.model}: no deployment can serve this request")
+        for deployment in choices:
+            if await target.deployments.reserve(deployment, tokens):
+                yield target, deployment
+            else:
+                skipped.append(f"{candidate.model} at {deployment.name}: {QUOTA_SPENT}")
+
+
+QUOTA_SPENT = "quota spent"

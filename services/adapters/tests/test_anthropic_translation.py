@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
+import aiohttp
+import anthropic
+import orjson
 import pytest
 
 from atp.common.v1 import chat_pb2
@@ -12,6 +15,7 @@ from atp_adapters.pricing import Prices
 from atp_adapters.providers import AnthropicProvider, ProviderError, ProviderRequest
 from atp_adapters.providers.anthropic_encode import EFFORT_BUDGETS
 from atp_common.config import HttpProvider, ModelConfig
+from services.gateway.tests.sdk_models import strict
 
 from .fakes import FakeAnthropic, FakeReply, running_fake_anthropic
 from .fakes.anthropic_server import AnthropicExtras
@@ -231,9 +235,24 @@ async def test_tool_choice_top_k_and_service_tier(
 @pytest.mark.parametrize(
     ("reasoning", "max_tokens", "thinking", "limit"),
     [
-        (chat_pb2.Reasoning(effort="low"), None, {"type": "enabled", "budget_tokens": 2048}, 2048 + 4096),
-        (chat_pb2.Reasoning(budget_tokens=3000), 8000, {"type": "enabled", "budget_tokens": 3000}, 8000),
-        (chat_pb2.Reasoning(budget_tokens=3000), 3000, {"type": "enabled", "budget_tokens": 3000}, 6000),
+        (
+            chat_pb2.Reasoning(effort="low"),
+            None,
+            {"type": "enabled", "budget_tokens": 2048, "display": "omitted"},
+            2048 + 4096,
+        ),
+        (
+            chat_pb2.Reasoning(budget_tokens=3000),
+            8000,
+            {"type": "enabled", "budget_tokens": 3000, "display": "omitted"},
+            8000,
+        ),
+        (
+            chat_pb2.Reasoning(budget_tokens=3000),
+            3000,
+            {"type": "enabled", "budget_tokens": 3000, "display": "omitted"},
+            6000,
+        ),
         (chat_pb2.Reasoning(disabled=True), 100, {"type": "disabled"}, 100),
         (chat_pb2.Reasoning(effort="none"), None, {"type": "disabled"}, 4096),
     ],
@@ -303,6 +322,7 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
         ),
         (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),
         (HI, {"frequency_penalty": 0.5}, "frequency_penalty"),
+        (HI, {"cache_control": chat_pb2.CacheControl(type="explicit", ttl="24h")}, "cache_control"),
         (HI, {"top_logprobs": 2}, "top_logprobs"),
         (HI, {"reasoning": THINK, "top_k": 5}, "top_k"),
         (HI, {"reasoning": THINK, "tool_choice": chat_pb2.ToolChoice(mode="required")}, "tool_choice"),
@@ -479,3 +499,35 @@ async def test_defaults_ask_nothing_of_messages(fake: FakeAnthropic, provider: A
     await collect_full(provider.stream(ProviderRequest("claude-x", HI, params, stream=False)))
     body = fake.requests[0].body
     assert set(body) == {"model", "max_tokens", "messages"}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_the_fakes_replies_are_what_the_anthropic_sdk_reads(fake: FakeAnthropic, stream: bool) -> None:
+    # The fake's thinking, citations, tool use and refusal replies, held strictly to the SDK's own models.
+    fake.reply = FakeReply(text="Sunny.", tool_calls=[("weather", '{"city":"Rome"}')], reasoning_tokens=2)
+    citation = {
+        "type": "char_location",
+        "cited_text": "x",
+        "document_index": 0,
+        "document_title": None,
+        "start_char_index": 0,
+        "end_char_index": 1,
+        "file_id": None,
+    }
+    fake.extras = AnthropicExtras(
+        thinking=("hm", "sig"), redacted_thinking="r", citations=[citation], refusal="no"
+    )
+    body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.base_url}/v1/messages", json=body) as response,
+    ):
+        raw = await response.read()
+    if not stream:
+        strict(anthropic.types.Message, orjson.loads(raw))
+        return
+    events = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+    for data in events:
+        event = orjson.loads(data)
+        if event["type"] != "ping":  # keepalives, which the SDK skips
+            strict(anthropic.types.RawMessageStreamEvent, event)

@@ -9,6 +9,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import LocalProvider, ProviderError, ProviderRequest, count_prompt_tokens
+from atp_adapters.providers.base import EmbedCall
 from atp_common.config import LocalProvider as LocalConfig
 
 from .fakes.collect import collect
@@ -95,3 +96,62 @@ async def test_deadline_shorter_than_latency_is_a_timeout() -> None:
     assert info.value.kind == "timeout"
     assert type(info.value.to_atp()).__name__ == "DeadlineExceeded"
     assert time.monotonic() - started < 1.0
+
+
+async def _batches(provider: LocalProvider, req: ProviderRequest) -> list:
+    return [batch async for batch in provider.stream(req)]
+
+
+async def test_n_choices_logprobs_and_reasoning_are_honoured_deterministically() -> None:
+    provider = LocalProvider(LocalConfig(reply_prefix=""))
+    req = request(
+        stream=False,
+        n=2,
+        logprobs=True,
+        top_logprobs=2,
+        reasoning=chat_pb2.Reasoning(effort="low"),
+        max_tokens=2,
+    )
+    (batch,) = await _batches(provider, req)
+    by_choice: dict[int, list[chat_pb2.Delta]] = {}
+    for delta in batch.deltas:
+        by_choice.setdefault(delta.choice, []).append(delta)
+    assert sorted(by_choice) == [0, 1]
+    for deltas in by_choice.values():
+        reasoning, answer = deltas
+        assert (
+            reasoning.reasoning == "thinking about: tell me  about\tthe sea" and reasoning.role == "assistant"
+        )
+        assert answer.content == "tell me" and answer.finish_reason == "length"
+        assert [(lp.token, lp.logprob, len(lp.top_logprobs)) for lp in answer.logprobs] == [
+            ("tell", 0.0, 2),
+            (" me", 0.0, 2),
+        ]
+        assert answer.logprobs[0].top_logprobs[0].token == "tell"
+    assert batch.choice_finish_reasons == {0: "length", 1: "length"}
+    assert batch.usage.reasoning_tokens == 7 and batch.usage.completion_tokens == 2 * 2 + 7
+
+
+async def test_custom_tools_media_parts_and_embeddings() -> None:
+    provider = LocalProvider(LocalConfig(reply_prefix=""))
+    tools = [chat_pb2.Tool(type="custom", name="sql")]
+    called = await collect(
+        provider.stream(request(tools=tools, tool_choice=chat_pb2.ToolChoice(mode="custom", name="sql")))
+    )
+    assert called.tool_calls == {0: ["call_local_0", "sql", "tell me  about\tthe sea"]}
+    parts = [
+        chat_pb2.ContentPart(text="see"),
+        chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x.test/a.png")),
+        chat_pb2.ContentPart(audio=chat_pb2.AudioContent(data="AA==", format="wav")),
+        chat_pb2.ContentPart(file=chat_pb2.FileContent(filename="a.pdf", file_data="AA==")),
+    ]
+    media = ProviderRequest(
+        "echo", [chat_pb2.ChatMessage(role="user", parts=parts)], chat_pb2.GenerationParams()
+    )
+    assert (await collect(provider.stream(media))).text == "see [image] [audio wav] [file a.pdf]"
+    vectors = await provider.embed(EmbedCall("echo-embed", ["a b", "a b", [1, 2]], dimensions=8))
+    assert vectors.vectors[0] == vectors.vectors[1] != vectors.vectors[2] and len(vectors.vectors[0]) == 8
+    assert vectors.usage.prompt_tokens == 2 + 2 + 2
+    with pytest.raises(ProviderError) as info:
+        await provider.embed(EmbedCall("echo-embed", ["x"], dimensions=100_000))
+    assert info.value.param == "dimensions"

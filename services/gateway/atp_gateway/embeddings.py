@@ -22,7 +22,7 @@ from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
 from atp_gateway.auth import api_key_from_headers
 from atp_gateway.errors import error_from_rpc, error_from_validation
-from atp_gateway.exchange import CLIENT_GONE, admit, parse_tags
+from atp_gateway.exchange import CLIENT_GONE, add_limit_headers, admit, parse_tags
 from atp_gateway.gateway import Gateway
 
 log = logging.getLogger("atp.gateway.embeddings")
@@ -137,9 +137,10 @@ async def _watched(call: aio.UnaryUnaryCall, receive: Receive) -> Any:
         return reply_task.result()
     finally:
         watcher.cancel()
-        reply_task.cancel()
-        with contextlib.suppress(BaseException):
-            await reply_task
+        if not reply_task.done():
+            reply_task.cancel()
+            # Waits without raising the call's own outcome; a cancellation of this task still propagates.
+            await asyncio.wait((reply_task,))
 
 
 async def handle_embeddings(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,8 +154,11 @@ async def handle_embeddings(gateway: Gateway, scope: Scope, receive: Receive, se
         request, base64_output = embed_request(body, headers, principal.tenant, principal.key_id)
         if gateway.adapters is None:
             raise Unavailable("The gateway is starting.")
+        call = gateway.adapters.embed(request)
         try:
-            reply = await _watched(gateway.adapters.embed(request), receive)
+            reply = await _watched(call, receive)
+            # The adapters admit the request against the tenant's limits and report them as for chat.
+            add_limit_headers(reply_headers, await call.trailing_metadata())
         except aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 # Adapters older than Embed (a rolling upgrade): not a fault of the request.

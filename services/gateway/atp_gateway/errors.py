@@ -145,18 +145,27 @@ def check_complete_reply(reply: adapters_pb2.GenerateResponse) -> None:
         raise Internal("The reply ended unexpectedly.")
 
 
-def _param(loc: tuple[int | str, ...]) -> str | None:
+def _param(loc: tuple[int | str, ...], body: Any = None) -> str | None:
+    """The JSON path of an error's location. Pydantic puts union members' tags and type names into the
+    location; with the body at hand, only the keys the body has (or a last key it lacks) are kept."""
     parts: list[str] = []
-    for item in loc:
+    node = body
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item.isidentifier() and item not in _TYPE_TAGS:
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        elif body is not None and isinstance(node, dict) and item in node:
+            parts.append(("." if parts else "") + item)
+            node = node[item]
+        elif (body is None or index == len(loc) - 1) and item.isidentifier() and item not in _TYPE_TAGS:
+            # A key the body lacks (missing or unknown) can only be the last; before that it is a tag.
             parts.append(("." if parts else "") + item)
     return "".join(parts) or None
 
 
-def error_from_validation(exc: ValidationError) -> InvalidArgument:
-    """A 400 that names the first offending parameter, in OpenAI's wording where OpenAI has one."""
+def error_from_validation(exc: ValidationError, body: Any = None) -> InvalidArgument:
+    """A 400 that names the first offending parameter, in OpenAI's wording where OpenAI has one. With
+    the parsed `body`, the path leaves out the tags of discriminated unions."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     # An unknown parameter is the clearer message when a request has several faults; otherwise the
     # deepest fault (a union tried as a string first also reports where its other branch failed).
@@ -167,7 +176,7 @@ def error_from_validation(exc: ValidationError) -> InvalidArgument:
         None,
     ) or next((e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=lambda e: len(e["loc"])))
     kind = first["type"]
-    param = _param(tuple(first["loc"]))
+    param = _param(tuple(first["loc"]), body)
     if kind == "json_invalid":
         return InvalidArgument(
             "We could not parse the JSON body of your request. The body must be a JSON object."
@@ -177,13 +186,13 @@ def error_from_validation(exc: ValidationError) -> InvalidArgument:
     if kind == "extra_forbidden":
         return InvalidArgument(f"Unrecognized request argument supplied: {param}", param=param)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        # A tagged union (chat_schema._tag_of): the discriminator is named after its key.
-        found = re.search(r"(\w+)\(\)", first["msg"])
+        # A discriminated union: the message names the key it reads the tag from.
+        found = re.search(r"using (?:discriminator )?'(\w+)'", first["msg"])
         key = found.group(1) if found else "type"
         param = f"{param}.{key}" if param else key
         if kind == "union_tag_not_found":
             return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)
-        expected = first["msg"].rpartition("expected tags: ")[2].replace("'=", "'")
+        expected = first["msg"].rpartition("expected tags: ")[2]
         return InvalidArgument(f"Invalid value for '{param}': expected one of {expected}.", param=param)
     if kind == "missing":
         return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)

@@ -39,6 +39,7 @@ __all__ = [
     "Dialect",
     "ReplyEncoder",
     "UpstreamCall",
+    "add_limit_headers",
     "admit",
     "serve",
     "stamp",
@@ -150,8 +151,8 @@ def parse_tags(raw: bytes) -> dict[str, str]:
                 param="x-atp-tags",
             )
         tags[key] = value
-    if len(tags) > MAX_TAGS:
-        raise InvalidArgument(f"x-atp-tags takes at most {MAX_TAGS} pairs.", param="x-atp-tags")
+        if len(tags) > MAX_TAGS:
+            raise InvalidArgument(f"x-atp-tags takes at most {MAX_TAGS} pairs.", param="x-atp-tags")
     return tags
 
 
@@ -162,19 +163,21 @@ def stamp(request: adapters_pb2.GenerateRequest, caller: Caller, dialect: str) -
     the body's metadata with the x-atp-tags header's pairs over them.
     """
     request.request_id = caller.request_id
-    request.tenant = caller.principal.tenant
-    request.key_id = caller.principal.key_id
+    principal = caller.principal
+    request.tenant = principal.tenant
+    request.key_id = principal.key_id
     request.dialect = dialect
     headers = caller.headers
+    params = request.params
     if headers.end_user is not None:
         end_user = headers.end_user.decode("utf-8", "replace")
         if len(end_user) > 256:
             raise InvalidArgument("x-atp-user is limited to 256 characters.", param="x-atp-user")
         request.end_user = end_user
-    else:
-        request.end_user = request.params.user or request.params.safety_identifier
-    if request.params.metadata:
-        request.tags.update(request.params.metadata)
+    elif end_user := params.user or params.safety_identifier:
+        request.end_user = end_user
+    if metadata := params.metadata:
+        request.tags.update(metadata)
     if headers.tags is not None:
         request.tags.update(parse_tags(headers.tags))
     if headers.regions is not None:
@@ -371,7 +374,7 @@ async def _serve(
             return await send_error(send, dialect, error, reply_headers)
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the initial metadata (absent when the tenant has no limits).
-        _add_limit_headers(reply_headers, await upstream.limit_metadata())
+        add_limit_headers(reply_headers, await upstream.limit_metadata())
         _add_route_headers(reply_headers, first.header)
         await send(
             {
@@ -385,7 +388,7 @@ async def _serve(
         upstream.close()
 
 
-def _add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
+def add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
     for key, value in metadata or ():
         if key.startswith("x-ratelimit-"):
             reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
@@ -410,7 +413,7 @@ async def _send_whole(
     send: Send,
     started: float,
 ) -> int:
-    _add_limit_headers(reply_headers, await upstream.limit_metadata())
+    add_limit_headers(reply_headers, await upstream.limit_metadata())
     _add_route_headers(reply_headers, reply.header)
     body = encoder.whole(reply)
     # ATP's overhead: everything but the provider's time, measured before the body leaves, so the reply

@@ -49,7 +49,7 @@ from atp_gateway import metrics
 from atp_gateway.asgi import RequestHeaders
 from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.dialects.chat import CHAT
-from atp_gateway.dialects.chat_reply import completion_json, merge_deltas
+from atp_gateway.dialects.chat_reply import completion_json, custom_shape, merge_deltas
 from atp_gateway.dialects.chat_request import to_generate_request
 from atp_gateway.dialects.chat_schema import CHAT_REQUEST
 from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
@@ -247,9 +247,9 @@ class _Session:
         try:
             parsed = CHAT_REQUEST.validate_python(body)
         except ValidationError as exc:
-            raise error_from_validation(exc) from None
+            raise error_from_validation(exc, body) from None
         stream = parsed.get("stream", True) is not False
-        legacy = "functions" in parsed
+        legacy = bool(parsed.get("functions"))
         self._principal = self._gateway.keys.authenticate(self._api_key)
         request = to_generate_request(parsed, stream=stream)
         caller = Caller(self._principal, request_id, self._headers, self._websocket.scope)
@@ -265,6 +265,7 @@ class _Session:
         call = adapters.generate(request)
         try:
             merged: adapters_pb2.GenerateResponse | None = None
+            custom: set[tuple[int, int]] = set()
             while True:
                 try:
                     message = await call.read()
@@ -283,6 +284,8 @@ class _Session:
                     merged = adapters_pb2.GenerateResponse()
                 merged.MergeFrom(message)
                 for choice in merge_deltas(message.deltas, legacy):
+                    for tool_call in choice["delta"].get("tool_calls", ()):
+                        custom_shape(custom, choice["index"], tool_call)
                     frame = {"type": "delta", "id": request_id, "delta": choice["delta"]}
                     if choice["index"]:
                         frame["choice"] = choice["index"]

@@ -70,8 +70,16 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         )
 
     async def Embed(self, request, context):
-        """One vector per input: [index, input length, 0.5]; `embed-short` returns one vector too few."""
+        """One vector per input: [index, input length, 0.5]; `embed-short` returns one vector too few;
+        `embed-hang` waits until cancelled."""
         self.embed_requests.append(request)
+        if request.model == "embed-hang":
+            self.hanging.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         if request.model not in ("embed", "embed-short"):
             raise NotFound(f"unknown model or route {request.model!r}")
         vectors = [
@@ -82,6 +90,7 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         ]
         if request.model == "embed-short":
             vectors = vectors[:-1]
+        context.set_trailing_metadata((("x-ratelimit-remaining-requests", "9"),))
         return adapters_pb2.EmbedResponse(
             header=adapters_pb2.GenerateHeader(decision_id="dec-e", model="embed-1", provider="local"),
             embeddings=vectors,

@@ -1,5 +1,4 @@
-"""The gateway (real uvicorn) over the real adapters, which call fake OpenAI, Anthropic and Gemini servers on
-loopback: the stack the Responses and Messages SDK tests run against."""
+"""The gateway over the real adapters and fake OpenAI, Anthropic and Gemini servers, for the SDK tests."""
 
 from __future__ import annotations
 

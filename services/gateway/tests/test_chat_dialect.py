@@ -10,6 +10,10 @@ import pytest
 import websockets
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from atp.adapters.v1 import adapters_pb2
+from atp.common.v1 import chat_pb2
+from atp_gateway.dialects.chat_reply import ChatEncoder
+
 CHAT = "/v1/chat/completions"
 FUNCTIONS = [{"name": "get_weather", "parameters": {"type": "object"}}]
 
@@ -241,3 +245,50 @@ async def test_websocket_requests_are_stamped_from_the_upgrade_headers(live, ada
     sent = adapters[1].requests[0]
     assert (sent.request_id, sent.dialect, sent.end_user) == ("w1", "chat", "bob")
     assert dict(sent.tags) == {"k": "v", "via": "ws"}
+
+
+async def test_null_optional_parameters_mean_unset(client, adapters):
+    nulls = dict.fromkeys(
+        (
+            "tools",
+            "tool_choice",
+            "functions",
+            "function_call",
+            "parallel_tool_calls",
+            "response_format",
+            "user",
+        ),
+        None,
+    )
+    response = await client.post(CHAT, json=_body(**nulls, web_search_options=None, logprobs=None, n=None))
+    assert response.status_code == 200, response.text
+    sent = adapters[1].requests[0].params
+    assert not sent.tools and not sent.HasField("tool_choice") and not sent.HasField("parallel_tool_calls")
+    assert not sent.openai_options and not sent.HasField("n") and not sent.HasField("logprobs")
+    assert "function_call" not in response.json()["choices"][0]["message"]
+
+
+def test_custom_tool_calls_keep_their_shape_streamed_and_whole():
+    header = adapters_pb2.GenerateHeader(decision_id="d", model="m", created=1)
+    first = chat_pb2.Delta(
+        tool_calls=[chat_pb2.ToolCallDelta(index=0, id="c", type="custom", function_name="sql")]
+    )
+    rest = chat_pb2.Delta(tool_calls=[chat_pb2.ToolCallDelta(index=0, arguments="select 1")])
+    encoder = ChatEncoder(False)
+    encoder.start(header)
+    streamed = [orjson.loads(encoder.deltas([d])[6:]) for d in (first, rest)]
+    calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in streamed]
+    assert calls == [
+        {"index": 0, "id": "c", "type": "custom", "custom": {"name": "sql", "input": ""}},
+        {"index": 0, "custom": {"input": "select 1"}},
+    ]
+    completion = adapters_pb2.GenerateCompletion(finish_reason=adapters_pb2.FINISH_REASON_TOOL_CALLS)
+    whole = orjson.loads(
+        ChatEncoder(False).whole(
+            adapters_pb2.GenerateResponse(header=header, deltas=[first, rest], completion=completion)
+        )
+    )
+    ChatCompletion.model_validate(whole, strict=True)
+    assert whole["choices"][0]["message"]["tool_calls"] == [
+        {"id": "c", "type": "custom", "custom": {"name": "sql", "input": "select 1"}}
+    ]

@@ -372,3 +372,58 @@ async def test_models_are_the_tenants_own(stack: Stack) -> None:
     assert (await stack.client(OTHER_KEY).models.retrieve("claude")).id == "claude"
     with pytest.raises(openai.NotFoundError):
         await stack.client(OTHER_KEY).models.retrieve("gpt")
+
+
+async def test_audio_output_legacy_functions_and_openai_only_options(stack: Stack) -> None:
+    audio = {"id": "audio_1", "data": "UklGRg==", "expires_at": 1700003600, "transcript": "Hi"}
+    stack.openai.completion = {
+        **_completion(),
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": None, "audio": audio},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+    }
+    options = {
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "wav"},
+        "moderation": {"model": "omni-moderation-latest"},
+        "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
+        "max_tokens": 32,
+        "stop": "END",
+    }
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}],
+        }
+    ]
+    raw = await stack.client().chat.completions.with_raw_response.create(
+        model="gpt", messages=messages, **options
+    )
+    body = orjson.loads(raw.content)
+    ChatCompletion.model_validate(body, strict=True)
+    assert body["choices"][0]["message"]["audio"] == audio
+    sent = stack.openai.requests[-1].body
+    for name in ("modalities", "audio", "moderation", "prompt_cache_options"):
+        assert sent[name] == options[name], name
+    assert sent["messages"][0]["content"][0]["input_audio"] == {"data": "UklGRg==", "format": "wav"}
+    assert 32 in (sent.get("max_tokens"), sent.get("max_completion_tokens")) and sent["stop"] in (
+        "END",
+        ["END"],
+    )
+
+    stack.openai.completion = None
+    stack.openai.reply.tool_calls = [("lookup", "{}")]
+    functions = [{"name": "lookup", "parameters": {"type": "object"}}]
+    reply = await stack.client().chat.completions.create(
+        model="gpt", messages=[{"role": "user", "content": "find"}], functions=functions, function_call="auto"
+    )
+    assert reply.choices[0].finish_reason == "function_call"
+    assert reply.choices[0].message.function_call.name == "lookup"
+    sent = stack.openai.requests[-1].body
+    # Legacy functions travel as tools (what OpenAI's API accepts today) and come back as function_call.
+    assert sent["tools"][0]["function"]["name"] == "lookup" and sent["tool_choice"] == "auto"

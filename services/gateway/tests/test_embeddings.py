@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import struct
 
+import orjson
 import pytest
 from openai.types import CreateEmbeddingResponse
 
@@ -24,6 +26,7 @@ async def test_string_and_batch_inputs_as_floats(client, adapters):
     assert [d["index"] for d in body["data"]] == [0, 1]
     assert body["model"] == "embed-1" and body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
     assert response.headers["x-atp-decision-id"] == "dec-e"
+    assert response.headers["x-ratelimit-remaining-requests"] == "9"
     sent = adapters[1].embed_requests[0]
     assert [x.text for x in sent.inputs] == ["one", "three"]
     assert sent.dimensions == 3 and sent.user == "u7" and sent.end_user == "u7"
@@ -78,3 +81,17 @@ async def test_bad_tags_header_is_a_400(client):
 async def test_a_reply_short_of_embeddings_is_an_internal_error(client):
     response = await client.post(EMBEDDINGS, json={"model": "embed-short", "input": ["a", "b"]})
     assert response.status_code == 500 and "Traceback" not in response.text
+
+
+async def test_a_client_that_leaves_cancels_the_embed_call(live, adapters, api_key):
+    body = orjson.dumps({"model": "embed-hang", "input": "x"})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {api_key}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await writer.drain()
+    await asyncio.wait_for(adapters[1].hanging.wait(), 5)
+    writer.close()
+    await asyncio.wait_for(adapters[1].cancelled.wait(), 5)

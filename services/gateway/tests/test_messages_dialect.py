@@ -34,7 +34,7 @@ def _parse(**body: Any) -> adapters_pb2.GenerateRequest:
     body.setdefault("model", "auto")
     body.setdefault("max_tokens", 256)
     body.setdefault("messages", [{"role": "user", "content": "Hi"}])
-    return parse_messages_request(orjson.dumps(body))
+    return parse_messages_request(orjson.dumps(body))[0]
 
 
 def _refused(body: dict[str, Any]) -> InvalidArgument:
@@ -67,7 +67,7 @@ def test_system_blocks_and_cache_hints() -> None:
     assert request.params.cache_control.type == "ephemeral"
 
 
-def test_blocks_of_every_kind() -> None:
+def test_user_blocks_of_every_kind() -> None:
     request = _parse(
         messages=[
             {
@@ -91,7 +91,26 @@ def test_blocks_of_every_kind() -> None:
                         "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
                     },
                 ],
-            },
+            }
+        ]
+    )
+    text, image, image_url, pdf, plain = request.messages[0].parts
+    assert text.text == "Look"
+    assert image.image.url == "data:image/png;base64,iVBO" and image_url.image.url == "https://img.test/a.png"
+    assert (pdf.file.media_type, pdf.file.file_data, pdf.file.title, pdf.file.context) == (
+        "application/pdf",
+        "JVBE",
+        "T",
+        "C",
+    )
+    assert pdf.file.citations is True
+    assert base64.b64decode(plain.file.file_data) == b"plain" and plain.file.media_type == "text/plain"
+
+
+def test_assistant_blocks_and_tool_results() -> None:
+    request = _parse(
+        messages=[
+            {"role": "user", "content": "Go"},
             {
                 "role": "assistant",
                 "content": [
@@ -117,18 +136,7 @@ def test_blocks_of_every_kind() -> None:
             },
         ]
     )
-    user, assistant, result, failed, follow_up = request.messages
-    text, image, image_url, pdf, plain = user.parts
-    assert text.text == "Look"
-    assert image.image.url == "data:image/png;base64,iVBO" and image_url.image.url == "https://img.test/a.png"
-    assert (pdf.file.media_type, pdf.file.file_data, pdf.file.title, pdf.file.context) == (
-        "application/pdf",
-        "JVBE",
-        "T",
-        "C",
-    )
-    assert pdf.file.citations is True
-    assert base64.b64decode(plain.file.file_data) == b"plain" and plain.file.media_type == "text/plain"
+    _, assistant, result, failed, follow_up = request.messages
     thinking, redacted, said = assistant.parts
     assert (thinking.thinking.thinking, thinking.thinking.signature) == ("hmm", "sig")
     assert redacted.thinking.redacted_data == "opaque" and said.text == "Calling."
@@ -349,3 +357,47 @@ def test_broken_stream_ends_with_an_error_event() -> None:
     assert payload.startswith(b"event: error\n")
     error = strict(ErrorResponse, orjson.loads(payload.split(b"data: ", 1)[1]))
     assert error.error.type == "overloaded_error" and error.error.message == "gone"
+
+
+def test_internal_paths_become_paths_of_the_body() -> None:
+    from atp_gateway.dialects.json_fields import MESSAGE_SOURCES, dialect_path
+    from atp_gateway.dialects.messages_errors import RENAMES
+
+    request, sources = parse_messages_request(
+        orjson.dumps(
+            {
+                "model": "auto",
+                "max_tokens": 10,
+                "system": [{"type": "text", "text": "s"}],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                    },
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": "t", "content": "r"},
+                            {"type": "text", "text": "c"},
+                        ],
+                    },
+                ],
+            }
+        )
+    )
+    assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool", "user"]
+    token = MESSAGE_SOURCES.set(tuple(sources))
+    try:
+        assert dialect_path("messages[0].content[0]", RENAMES) == "system[0]"
+        assert dialect_path("messages[1].content[1]", RENAMES) == "messages[0].content[1]"
+        assert dialect_path("messages[2].tool_calls[0]", RENAMES) == "messages[1]"
+        assert dialect_path("messages[4].content[0]", RENAMES) == "messages[2]"
+        assert dialect_path("response_format", RENAMES) == "output_config.format"
+        assert dialect_path("parallel_tool_calls", RENAMES) == "tool_choice.disable_parallel_tool_use"
+        assert dialect_path("temperature", RENAMES) == "temperature"
+    finally:
+        MESSAGE_SOURCES.reset(token)

@@ -1,5 +1,4 @@
-"""The official anthropic SDK against the real gateway and adapters, with fake providers recording what they
-receive: plain, streamed, tools, system blocks, images, thinking, auth and Anthropic-shaped errors."""
+"""The anthropic SDK's client.messages against the real gateway and adapters, with recording fake providers."""
 
 from __future__ import annotations
 
@@ -234,3 +233,20 @@ async def test_unknown_model_is_not_found(stack: DialectStack, client: anthropic
     with pytest.raises(anthropic.NotFoundError) as caught:
         await client.messages.create(model="no-such-model", max_tokens=10, messages=HI)
     assert strict(ErrorResponse, caught.value.body).error.type == "not_found_error"
+
+
+async def test_routing_refusals_name_paths_of_the_messages_body(
+    stack: DialectStack, client: anthropic.AsyncAnthropic
+) -> None:
+    # Gemini cannot keep tool calls sequential; the error names the field the client set.
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(
+            model="gem",
+            max_tokens=100,
+            messages=HI,
+            tools=[WEATHER],
+            tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+        )
+    error = strict(ErrorResponse, caught.value.body)
+    assert error.error.message.startswith("tool_choice.disable_parallel_tool_use: ")
+    assert not stack.gemini.requests

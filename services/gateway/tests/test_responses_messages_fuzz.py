@@ -1,5 +1,4 @@
-"""Bad input on /v1/responses and /v1/messages: generated bodies are parsed or refused with a 400 that names a
-path of the body, never anything else; a schemathesis run over both endpoints finds no 5xx."""
+"""Generated bad bodies on /v1/responses and /v1/messages: a 400 naming a path of the body, never a 5xx."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Generated replies back to the Responses and Messages dialects: every text, refusal, reasoning, signature and
-tool call of the deltas reaches the client, whole and streamed, in replies the SDKs' models accept strictly."""
+"""Generated replies reach Responses and Messages clients whole and streamed, strictly valid for the SDKs."""
 
 from __future__ import annotations
 

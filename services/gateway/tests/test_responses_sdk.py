@@ -1,5 +1,4 @@
-"""The official openai SDK's client.responses against the real gateway and adapters, with fake providers
-recording what they receive: plain, streamed, tools across providers, text.format, reasoning, refusals."""
+"""The openai SDK's client.responses against the real gateway and adapters, with recording fake providers."""
 
 from __future__ import annotations
 
@@ -248,3 +247,22 @@ async def test_bad_input_is_a_400_naming_the_path(
         await client.responses.create(**{"model": "gpt", "input": "x", **body})
     assert caught.value.param == param
     assert not stack.openai.requests
+
+
+async def test_provider_refusals_name_paths_of_the_responses_body(
+    stack: DialectStack, client: openai.AsyncOpenAI
+) -> None:
+    # Anthropic refuses json_object and a Word file; the errors name where the client put them.
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model="claude", input="x", text={"format": {"type": "json_object"}})
+    assert caught.value.param == "text.format"
+    word = {"type": "input_file", "file_data": "data:application/msword;base64,QQ==", "filename": "a.doc"}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(
+            model="claude",
+            instructions="Be brief.",
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "Read this."}, word]}],
+        )
+    assert caught.value.param == "input[0].content[1]"
+    assert "input[0].content[1]" in caught.value.message
+    assert not stack.anthropic.requests

@@ -159,6 +159,7 @@ _FILES = _FEATURE["files"].bit
 _REASONING = _FEATURE["reasoning"].bit
 _CUSTOM_TOOLS = _FEATURE["custom_tools"].bit
 _CHAT = _FEATURE["chat"].bit
+_AUDIO_OUTPUT = _FEATURE["audio_output"].bit
 _LOGPROBS = _FEATURE["logprobs"].bit
 _PENALTIES = _FEATURE["penalties"].bit
 _PROMPT_CACHE = _FEATURE["prompt_cache_key"].bit
@@ -182,14 +183,16 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("parallel_tool_calls", lambda v: 0 if v else _FEATURE["no_parallel_tool_calls"].bit),
             ("reasoning", _reasoning_bits),
             ("logprobs", lambda v: _LOGPROBS if v else 0),
-            ("top_logprobs", lambda v: _LOGPROBS if v > 0 else 0),
+            # Out-of-range values (n < 1, a negative top_logprobs) set the bit too, so the adapters' range
+            # check, which runs only for requests with these bits, sees them.
+            ("top_logprobs", lambda v: _LOGPROBS if v != 0 else 0),
             ("store", lambda v: _FEATURE["store"].bit if v else 0),
             ("service_tier", lambda v: 0 if v in ("auto", "default") else _FEATURE["service_tier"].bit),
             ("prediction", _always("prediction")),
-            ("modalities", lambda v: _FEATURE["audio_output"].bit if "audio" in v else 0),
+            ("modalities", lambda v: _AUDIO_OUTPUT if "audio" in v else 0),
             ("audio", _always("audio_output")),
             ("logit_bias", _always("logit_bias")),
-            ("n", lambda v: _FEATURE["multiple_choices"].bit if v > 1 else 0),
+            ("n", lambda v: _FEATURE["multiple_choices"].bit if v != 1 else 0),
             ("top_k", _always("top_k")),
             ("seed", _always("seed")),
             # A zero penalty is the default: any provider honours it by leaving it out.
@@ -235,6 +238,9 @@ def compute_features(
             last_user = content
         elif role == "tool":
             tool_history = True
+        elif role == "assistant" and message.audio_id:
+            # An earlier audio reply referred to by id: only a provider that speaks audio can resolve it.
+            required |= _AUDIO_OUTPUT
     for tool in params.tools:
         chars += len(tool.name) + len(tool.description) + len(tool.parameters_json)
     prompt_tokens = (

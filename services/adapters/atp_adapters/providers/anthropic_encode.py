@@ -18,6 +18,7 @@ DEFAULT_MAX_TOKENS = 4096
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 # Messages refuses a request with more cache breakpoints than this.
 MAX_CACHE_HINTS = 4
+_CACHE_TTLS = ("5m", "1h")
 _SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
 _TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 _DOCUMENT_TYPES = ("application/pdf", "text/plain")
@@ -45,6 +46,8 @@ class _Encoder:
             # Every hint kind (Anthropic's ephemeral, OpenAI's explicit breakpoint) is Anthropic's one kind.
             control = {"type": "ephemeral"}
             if hint.ttl:
+                if hint.ttl not in _CACHE_TTLS:
+                    raise self.refuse(path, f"a cache lifetime of {hint.ttl} (Messages keeps 5m or 1h)")
                 control["ttl"] = hint.ttl
             block["cache_control"] = control
         return block
@@ -247,9 +250,10 @@ class _Encoder:
             budget = EFFORT_BUDGETS[reasoning.effort]
         else:
             return None, default
-        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget}
-        if reasoning.include_thoughts:
-            thinking["display"] = "summarized"
+        # Without include_thoughts the thinking stays hidden, as OpenAI's reasoning does; its signature still
+        # comes back, so the block can be sent back in the next turn.
+        display = "summarized" if reasoning.include_thoughts else "omitted"
+        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget, "display": display}
         if max_tokens is None:
             return thinking, budget + DEFAULT_MAX_TOKENS
         return thinking, max_tokens if max_tokens > budget else budget + max_tokens

@@ -42,12 +42,16 @@ _FINISH_REASONS = {
 def _usage(metadata: dict[str, Any]) -> chat_pb2.Usage:
     thoughts = metadata.get("thoughtsTokenCount") or 0
     # Gemini counts thinking apart from the candidates; OpenAI's completion tokens include reasoning.
-    return usage_from(
+    usage = usage_from(
         metadata.get("promptTokenCount"),
         (metadata.get("candidatesTokenCount") or 0) + thoughts,
         metadata.get("cachedContentTokenCount"),
         thoughts,
     )
+    for detail in metadata.get("promptTokensDetails") or ():
+        if detail.get("modality") == "AUDIO":
+            usage.prompt_audio_tokens += detail.get("tokenCount") or 0
+    return usage
 
 
 def _call_id() -> str:

@@ -52,6 +52,8 @@ class _Encoder:
         return {"inlineData": {"mimeType": media_type, "data": data}}
 
     def file(self, file: chat_pb2.FileContent, path: str) -> dict[str, Any]:
+        if file.citations:
+            raise self.refuse(path, "Gemini cannot cite documents")
         if file.file_data:
             data, media_type = file.file_data, file.media_type
             if data.startswith("data:"):

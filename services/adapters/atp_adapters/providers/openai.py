@@ -8,7 +8,14 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
-from atp_adapters.providers.base import EmbedCall, Embeddings, ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.providers.base import (
+    EmbedCall,
+    Embeddings,
+    ProviderBatch,
+    ProviderError,
+    ProviderRequest,
+    unsupported,
+)
 from atp_adapters.providers.openai_encode import encode_openai
 from atp_common import config
 
@@ -272,6 +279,10 @@ class OpenAIProvider(HttpProvider):
 
     async def embed(self, call: EmbedCall) -> Embeddings:
         """OpenAI's /embeddings (Azure's deployment path): texts or token ids, float vectors in input order."""
+        texts = sum(isinstance(item, str) for item in call.inputs)
+        if 0 < texts < len(call.inputs):
+            # OpenAI takes an array of strings or an array of token arrays, never both in one request.
+            raise unsupported(self.name, "input", "OpenAI cannot embed strings and token ids in one request")
         body: dict[str, Any] = {
             "model": call.provider_model,
             "input": [item if isinstance(item, str) else list(item) for item in call.inputs],

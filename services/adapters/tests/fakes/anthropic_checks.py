@@ -129,6 +129,9 @@ def _thinking(body: dict[str, Any]) -> None:
         budget = thinking.get("budget_tokens")
         _require(isinstance(budget, int) and budget >= 1024, "thinking.budget_tokens: must be at least 1024")
         _require(budget < body["max_tokens"], "`max_tokens` must be greater than `thinking.budget_tokens`")
+        _require(
+            thinking.get("display", "summarized") in ("summarized", "omitted"), "thinking.display: invalid"
+        )
         _require(body.get("temperature", 1) == 1, "temperature may only be set to 1 when thinking is enabled")
         _require("top_k" not in body, "top_k is not compatible with thinking")
         forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")

@@ -30,6 +30,8 @@ class FakeGemini(FakeServer):
         # sent with a SAFETY finish.
         self.citations: list[dict[str, Any]] = []
         self.finish_message = ""
+        # Prompt tokens Gemini reports as audio (promptTokensDetails), for a test that asks.
+        self.audio_tokens = 0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{target}", self.handle)
@@ -48,6 +50,11 @@ class FakeGemini(FakeServer):
             usage["cachedContentTokenCount"] = reply.cached_tokens
         if reply.reasoning_tokens:
             usage["thoughtsTokenCount"] = reply.reasoning_tokens
+        if self.audio_tokens:
+            usage["promptTokensDetails"] = [
+                {"modality": "TEXT", "tokenCount": reply.prompt_tokens - self.audio_tokens},
+                {"modality": "AUDIO", "tokenCount": self.audio_tokens},
+            ]
         return usage
 
     def _call_parts(self) -> list[dict[str, Any]]:

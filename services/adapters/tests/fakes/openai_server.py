@@ -13,15 +13,64 @@ from .base import FakeServer, sse
 
 
 class FakeOpenAI(FakeServer):
-    """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not."""
+    """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not, and
+    /v1/embeddings (and Azure's deployment path).
+
+    A test that needs reply fields FakeReply does not model (refusals, logprobs, annotations, audio, n
+    choices, fingerprint, tier) sets `completion` (the whole non-streamed body, sent as is with the model
+    filled in) or `chunks` (the stream's chunk objects, sent as is, then `[DONE]`).
+    """
 
     base_path = "/v1"
     # When set, requests must carry it (`Authorization: Bearer <key>`, or Azure's `api-key`); others get 401.
     api_key: str | None = None
+    completion: dict[str, Any] | None = None
+    chunks: list[dict[str, Any]] | None = None
+    # Embeddings: the usage to report (None: leave usage out, as some compatible servers do).
+    embedding_usage: dict[str, int] | None = None
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.handle)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.handle)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """Embeddings the way OpenAI checks them: a model, input as a string, strings or token lists."""
+        body = await self.record(request)
+        failure = await self.before_reply(request)
+        if failure is not None:
+            return failure
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]
+        valid = (
+            isinstance(inputs, list)
+            and inputs
+            and all(
+                (isinstance(i, str) and i)
+                or (isinstance(i, list) and i and all(isinstance(t, int) for t in i))
+                for i in inputs
+            )
+        )
+        mixed = valid and len({isinstance(i, str) for i in inputs}) > 1
+        if not (body.get("model") or request.match_info.get("deployment")) or not valid or mixed:
+            return web.json_response(self.error_body(400, "'input' is invalid"), status=400)
+        dimensions = body.get("dimensions") or 3
+        # Each vector says which input it embeds: [index, length, 0, 0, ...]; data in reverse order, as
+        # OpenAI does not promise order (the index field says which is which).
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [float(i), float(len(item))] + [0.0] * (dimensions - 2),
+            }
+            for i, item in enumerate(inputs)
+        ]
+        payload: dict[str, Any] = {"object": "list", "data": data[::-1], "model": body.get("model", "")}
+        if self.embedding_usage is not None:
+            payload["usage"] = self.embedding_usage
+        return web.json_response(payload)
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         kind = (
@@ -57,8 +106,13 @@ class FakeOpenAI(FakeServer):
         if failure is not None:
             return failure
         model = body.get("model") or request.match_info.get("deployment", "")
+        if body.get("stream") and self.chunks is not None:
+            events = [sse(orjson.dumps({"model": model, **chunk})) for chunk in self.chunks]
+            return await self.send_events(request, [*events, sse(b"[DONE]")])
         if body.get("stream"):
             return await self.send_events(request, self._events(model, body))
+        if self.completion is not None:
+            return web.json_response({"model": model, **self.completion})
         reply = self.reply
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
         if reply.tool_calls:

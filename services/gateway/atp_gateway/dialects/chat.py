@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from pydantic import ValidationError
 
 from atp.adapters.v1 import adapters_pb2
@@ -19,9 +22,17 @@ def parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, Ch
     try:
         parsed = CHAT_REQUEST.validate_json(body)
     except ValidationError as exc:
-        raise error_from_validation(exc) from None
+        raise error_from_validation(exc, _loads(body)) from None
     request = to_generate_request(parsed, stream=bool(parsed.get("stream")))
-    return request, ChatEncoder(request.include_usage, legacy_functions="functions" in parsed)
+    return request, ChatEncoder(request.include_usage, legacy_functions=bool(parsed.get("functions")))
+
+
+def _loads(body: bytes) -> Any:
+    """The body as JSON, for naming an error's path (None when it is not JSON)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
 
 
 CHAT = Dialect("chat", parse, endpoint="chat_completions")

@@ -12,7 +12,15 @@ from atp.common.v1 import chat_pb2
 from atp_common.errors import AtpError
 from atp_gateway.errors import openai_error
 
-__all__ = ["ChatEncoder", "Choice", "completion_json", "merge_deltas", "sse_error", "usage_json"]
+__all__ = [
+    "ChatEncoder",
+    "Choice",
+    "completion_json",
+    "custom_shape",
+    "merge_deltas",
+    "sse_error",
+    "usage_json",
+]
 
 FINISH_REASONS = {
     adapters_pb2.FINISH_REASON_UNSPECIFIED: "stop",
@@ -316,6 +324,19 @@ def merge_deltas(deltas: Sequence[chat_pb2.Delta], legacy_functions: bool = Fals
     return out
 
 
+def custom_shape(custom: set[tuple[int, int]], choice: int, call: dict[str, Any]) -> None:
+    """A streamed custom tool call's fragment in OpenAI's shape (`custom` with `name` and `input`);
+    `custom` remembers which (choice, index) are custom, since later fragments do not repeat the type."""
+    key = (choice, call["index"])
+    if call.get("type") == "custom":
+        custom.add(key)
+    if key in custom:
+        function = call.pop("function")
+        call["custom"] = {"input": function["arguments"]}
+        if "name" in function:
+            call["custom"]["name"] = function["name"]
+
+
 def sse_error(error: dict[str, Any]) -> bytes:
     """The terminal error event of a stream that broke after output; no [DONE] follows it."""
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
@@ -325,24 +346,30 @@ class ChatEncoder:
     """The chat dialect's ReplyEncoder: a chat.completion, or chat.completion.chunk events with only the
     choices serialized per event (the envelope is encoded once)."""
 
-    __slots__ = ("_envelope", "_finished", "_head", "_include_usage", "_legacy", "_seen", "_tail")
+    __slots__ = ("_custom", "_envelope", "_finished", "_head", "_include_usage", "_legacy", "_seen", "_tail")
 
     def __init__(self, include_usage: bool, legacy_functions: bool = False):
         self._include_usage = include_usage
         self._legacy = legacy_functions
+        # The stream's state is set up by start(): a non-streamed reply needs none of it.
         self._head = b""
-        self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self._tail = b""
         self._envelope: dict[str, Any] = {}
-        self._seen: set[int] = {0}
+        self._seen: set[int] = set()
         self._finished: set[int] = set()
+        # (choice, tool call index) of custom tool calls: their later fragments do not repeat the type.
+        self._custom: set[tuple[int, int]] = set()
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
-        if all(_plain(d) for d in reply.deltas):
-            return orjson.dumps(_plain_completion(reply))
-        return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
+        for delta in reply.deltas:
+            if not _plain(delta):
+                return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
+        return orjson.dumps(_plain_completion(reply))
 
     def start(self, header: adapters_pb2.GenerateHeader) -> bytes:
         """The first event: the assistant role, as OpenAI sends it."""
+        self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self._seen.add(0)
         self._envelope = {
             "id": "chatcmpl-" + (header.decision_id or header.request_id),
             "object": "chat.completion.chunk",
@@ -380,6 +407,8 @@ class ChatEncoder:
             self._seen.add(choice["index"])
             if choice["finish_reason"] is not None:
                 self._finished.add(choice["index"])
+            for call in choice["delta"].get("tool_calls", ()):
+                custom_shape(self._custom, choice["index"], call)
         return self._head + orjson.dumps(choices)[1:] + b"}\n\n"
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:

@@ -4,31 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Required
 
-from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
 _CONFIG = ConfigDict(extra="forbid", strict=True)
 
 ShortText = Annotated[str, Field(max_length=256)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
-
-
-# Unions are tagged (`=user`, `=text`): pydantic puts a union member's tag into an error's location, and a
-# tag that is not an identifier is left out of the JSON path the 400 names (errors._param).
-def _tag_of(key: str) -> Discriminator:
-    """The discriminator of a union of TypedDicts told apart by `key` (type or role)."""
-
-    def tag(value: Any) -> str | None:
-        found = value.get(key) if isinstance(value, dict) else None
-        return f"={found}" if isinstance(found, str) else None
-
-    # Named after the key, so a failed tag's error says which key it was (errors.error_from_validation).
-    tag.__name__ = key
-    return Discriminator(tag)
-
-
-_BY_TYPE = _tag_of("type")
-_BY_ROLE = _tag_of("role")
 
 
 class CacheControl(TypedDict, total=False):
@@ -106,17 +88,14 @@ TextParts = Annotated[list[TextPart], Field(min_length=1)]
 UserParts = Annotated[
     list[
         Annotated[
-            Annotated[TextPart, Tag("=text")]
-            | Annotated[ImagePart, Tag("=image_url")]
-            | Annotated[AudioPart, Tag("=input_audio")]
-            | Annotated[FilePart, Tag("=file")],
-            _BY_TYPE,
+            TextPart | ImagePart | AudioPart | FilePart,
+            Field(discriminator="type"),
         ]
     ],
     Field(min_length=1),
 ]
 AssistantParts = Annotated[
-    list[Annotated[Annotated[TextPart, Tag("=text")] | Annotated[RefusalPart, Tag("=refusal")], _BY_TYPE]],
+    list[Annotated[TextPart | RefusalPart, Field(discriminator="type")]],
     Field(min_length=1),
 ]
 
@@ -182,8 +161,8 @@ class AssistantMessage(TypedDict, total=False):
     tool_calls: Annotated[
         list[
             Annotated[
-                Annotated[FunctionToolCall, Tag("=function")] | Annotated[CustomToolCall, Tag("=custom")],
-                _BY_TYPE,
+                FunctionToolCall | CustomToolCall,
+                Field(discriminator="type"),
             ]
         ],
         Field(max_length=128),
@@ -210,13 +189,8 @@ class FunctionMessage(TypedDict):
 
 
 Message = Annotated[
-    Annotated[SystemMessage, Tag("=system")]
-    | Annotated[DeveloperMessage, Tag("=developer")]
-    | Annotated[UserMessage, Tag("=user")]
-    | Annotated[AssistantMessage, Tag("=assistant")]
-    | Annotated[ToolMessage, Tag("=tool")]
-    | Annotated[FunctionMessage, Tag("=function")],
-    _BY_ROLE,
+    SystemMessage | DeveloperMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+    Field(discriminator="role"),
 ]
 
 
@@ -256,9 +230,7 @@ class CustomDefinition(TypedDict, total=False):
     __pydantic_config__ = _CONFIG  # type: ignore[misc]
     name: Required[Annotated[str, Field(min_length=1, max_length=64)]]
     description: str
-    format: Annotated[
-        Annotated[TextFormat, Tag("=text")] | Annotated[GrammarFormat, Tag("=grammar")], _BY_TYPE
-    ]
+    format: Annotated[TextFormat | GrammarFormat, Field(discriminator="type")]
 
 
 class CustomTool(TypedDict, total=False):
@@ -398,7 +370,8 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class ChatCompletionRequest(TypedDict, total=False):
-    """Every parameter of OpenAI's chat completion request; anything else is refused by name."""
+    """Every parameter of OpenAI's chat completion request; anything else is refused by name. Optional
+    parameters also take null, meaning unset, as OpenAI's API does."""
 
     __pydantic_config__ = _CONFIG  # type: ignore[misc]
     model: Required[Annotated[str, Field(min_length=1, max_length=256)]]
@@ -412,34 +385,38 @@ class ChatCompletionRequest(TypedDict, total=False):
     max_completion_tokens: Annotated[int, Field(ge=1, le=2**31 - 1)] | None
     stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None
     seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None
-    user: ShortText
+    user: ShortText | None
     safety_identifier: ShortText | None
-    tools: Annotated[
-        list[
-            Annotated[
-                Annotated[FunctionTool, Tag("=function")] | Annotated[CustomTool, Tag("=custom")], _BY_TYPE
-            ]
-        ],
-        Field(max_length=128),
-    ]
+    tools: (
+        Annotated[
+            list[
+                Annotated[
+                    FunctionTool | CustomTool,
+                    Field(discriminator="type"),
+                ]
+            ],
+            Field(max_length=128),
+        ]
+        | None
+    )
     tool_choice: (
         Literal["none", "auto", "required"]
         | Annotated[
-            Annotated[NamedToolChoice, Tag("=function")]
-            | Annotated[NamedCustomChoice, Tag("=custom")]
-            | Annotated[AllowedToolsChoice, Tag("=allowed_tools")],
-            _BY_TYPE,
+            NamedToolChoice | NamedCustomChoice | AllowedToolsChoice,
+            Field(discriminator="type"),
         ]
+        | None
     )
-    parallel_tool_calls: bool
-    functions: Annotated[list[LegacyFunction], Field(min_length=1, max_length=128)]
-    function_call: Literal["none", "auto"] | NamedFunction
-    response_format: Annotated[
-        Annotated[TextResponse, Tag("=text")]
-        | Annotated[JsonObjectResponse, Tag("=json_object")]
-        | Annotated[JsonSchemaResponse, Tag("=json_schema")],
-        _BY_TYPE,
-    ]
+    parallel_tool_calls: bool | None
+    functions: Annotated[list[LegacyFunction], Field(min_length=1, max_length=128)] | None
+    function_call: Literal["none", "auto"] | NamedFunction | None
+    response_format: (
+        Annotated[
+            TextResponse | JsonObjectResponse | JsonSchemaResponse,
+            Field(discriminator="type"),
+        ]
+        | None
+    )
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None
     logit_bias: Annotated[dict[str, Annotated[int, Field(ge=-100, le=100)]], Field(max_length=1024)] | None
@@ -455,9 +432,9 @@ class ChatCompletionRequest(TypedDict, total=False):
     prediction: PredictionParam | None
     prompt_cache_key: ShortText | None
     prompt_cache_retention: Literal["in_memory", "24h"] | None
-    prompt_cache_options: PromptCacheOptions
+    prompt_cache_options: PromptCacheOptions | None
     moderation: Moderation | None
-    web_search_options: WebSearchOptions
+    web_search_options: WebSearchOptions | None
 
 
 CHAT_REQUEST = TypeAdapter(ChatCompletionRequest)

@@ -3,14 +3,56 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
-from atp_common.errors import InvalidArgument
+from atp_common.errors import AtpError, InvalidArgument
 
-__all__ = ["Obj", "at", "dump", "parse_object"]
+__all__ = ["MESSAGE_SOURCES", "Obj", "Source", "at", "dialect_path", "dump", "parse_object", "rename_error"]
+
+# Where an internal message came from in a dialect's body: the path of its turn or item, and what stands
+# for `.content` in that path (`.content`, `.output`, "" for system blocks) or None when its parts do not
+# map one to one.
+Source = tuple[str, str | None]
+# The current request's message sources, set by the dialect's parse (the exchange parses and reports
+# errors in the request's own task), so an error about `messages[3].content[1]` from routing or a
+# provider names the path the client sent.
+MESSAGE_SOURCES: ContextVar[tuple[Source, ...]] = ContextVar("message_sources", default=())
+_MESSAGE_PATH = re.compile(r"messages\[(\d+)\](.*)", re.DOTALL)
+_HEAD = re.compile(r"[^.\[]*")
+
+
+def rename_error(exc: AtpError, renames: Mapping[str, str]) -> AtpError:
+    """`exc` with its param, and the param where its message names it, as the dialect body's path."""
+    if exc.param:
+        path = dialect_path(exc.param, renames)
+        if path != exc.param:
+            exc.message = re.sub(r"(?<![\w.\[])" + re.escape(exc.param) + r"(?![\w\[])", path, exc.message)
+            exc.param = path
+    return exc
+
+
+def dialect_path(param: str, renames: Mapping[str, str]) -> str:
+    """An internal request path (named by routing or a provider) as the dialect body's path: messages by
+    MESSAGE_SOURCES, other fields by `renames` (internal top-level name to the dialect's path)."""
+    match = _MESSAGE_PATH.fullmatch(param)
+    if match is not None:
+        sources = MESSAGE_SOURCES.get()
+        index = int(match[1])
+        if index >= len(sources):
+            return param
+        path, content = sources[index]
+        rest = match[2]
+        if content is not None and rest.startswith(".content"):
+            return path + content + rest.removeprefix(".content")
+        return path
+    head = _HEAD.match(param)
+    name = head[0] if head is not None else param
+    return renames.get(name, param)
 
 
 def at(path: str, key: str | int) -> str:

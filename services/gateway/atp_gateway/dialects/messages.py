@@ -6,6 +6,7 @@ import re
 
 from atp.adapters.v1 import adapters_pb2
 from atp_common.errors import InvalidArgument
+from atp_gateway.dialects.json_fields import MESSAGE_SOURCES
 from atp_gateway.dialects.messages_errors import messages_error_reply
 from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.messages_request import parse_messages_request
@@ -19,6 +20,7 @@ _VERSION = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
 def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, MessagesReply]:
+    MESSAGE_SOURCES.set(())
     # Required like Anthropic requires it: a client that does not say which API it speaks gets a 400.
     version = caller.header(b"anthropic-version")
     if version is None:
@@ -27,7 +29,8 @@ def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, M
         raise InvalidArgument(
             "anthropic-version: expected a version date from 2023-06-01 on.", param="anthropic-version"
         )
-    request = parse_messages_request(body)
+    request, sources = parse_messages_request(body)
+    MESSAGE_SOURCES.set(tuple(sources))
     return request, MessagesReply(request.stream)
 
 

@@ -5,9 +5,23 @@ from __future__ import annotations
 import orjson
 
 from atp_common.errors import AtpError, BudgetExceeded
+from atp_gateway.dialects.json_fields import rename_error
 from atp_gateway.errors import ErrorReply, error_reply
 
-__all__ = ["anthropic_error", "messages_error_reply", "stream_error_event"]
+__all__ = ["RENAMES", "anthropic_error", "messages_error_reply", "stream_error_event"]
+
+# Internal (Chat Completions) parameter names that routing and providers name in their refusals, as the
+# Messages body spells them.
+RENAMES = {
+    "max_completion_tokens": "max_tokens",
+    "reasoning_effort": "thinking",
+    "reasoning": "thinking",
+    "response_format": "output_config.format",
+    "stop": "stop_sequences",
+    "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+    "user": "metadata.user_id",
+    "safety_identifier": "metadata.user_id",
+}
 
 # HTTP status to Anthropic's error type. Anthropic answers an overloaded service with 529, which its SDK
 # retries like a 503; ATP's 503 (no provider available, draining) becomes that.
@@ -26,7 +40,8 @@ _STATUS = {503: 529}
 
 
 def anthropic_error(exc: AtpError) -> tuple[int, dict[str, str]]:
-    """The status and the value of the body's "error" for `exc`."""
+    """The status and the value of the body's "error" for `exc`, its param the path in the Messages body."""
+    rename_error(exc, RENAMES)
     status = exc.mapping.http_status
     status = _STATUS.get(status, status)
     kind = "billing_error" if isinstance(exc, BudgetExceeded) else _TYPES.get(status, "api_error")

@@ -6,7 +6,7 @@ import base64
 
 from atp.common.v1 import chat_pb2
 from atp_common.errors import InvalidArgument
-from atp_gateway.dialects.json_fields import Obj, dump
+from atp_gateway.dialects.json_fields import Obj, Source, dump
 
 __all__ = ["cache_hint", "conversation"]
 
@@ -32,26 +32,34 @@ def _cached(block: Obj, part: chat_pb2.ContentPart) -> chat_pb2.ContentPart:
     return part
 
 
-def conversation(obj: Obj) -> list[chat_pb2.ChatMessage]:
+def conversation(obj: Obj) -> tuple[list[chat_pb2.ChatMessage], list[Source]]:
     """`system` as a leading system message, then each turn; a user turn's tool_result blocks become
-    tool messages (in block order, so results stay right after the assistant's calls)."""
+    tool messages (in block order, so results stay right after the assistant's calls). Also where each
+    message came from in the body (for errors about a message: json_fields.dialect_path)."""
     messages: list[chat_pb2.ChatMessage] = []
+    sources: list[Source] = []
     system = obj.value.get("system")
     if isinstance(system, str):
         messages.append(chat_pb2.ChatMessage(role="system", content=system))
+        sources.append(("system", None))
     elif system is not None:
         blocks = obj.objects("system", max_items=_MAX_BLOCKS)
         parts = [_text(block) for block in blocks]
         if parts:
             messages.append(chat_pb2.ChatMessage(role="system", parts=parts))
-    for turn in obj.objects("messages", required=True, min_items=1, max_items=_MAX_MESSAGES):
+            sources.append(("system", ""))
+    for k, turn in enumerate(obj.objects("messages", required=True, min_items=1, max_items=_MAX_MESSAGES)):
         turn.known(("role", "content"), required=("role", "content"))
         role = turn.text("role", required=True, choices=("user", "assistant"))
+        before = len(messages)
         if role == "user":
             _user(turn, messages)
         else:
             messages.append(_assistant(turn))
-    return messages
+        # A user turn that became one message keeps its blocks' order; split or assistant turns do not.
+        exact = role == "user" and len(messages) - before == 1 and messages[-1].role == "user"
+        sources += [(f"messages[{k}]", ".content" if exact else None)] * (len(messages) - before)
+    return messages, sources
 
 
 def _blocks(turn: Obj) -> list[Obj] | str:

@@ -21,6 +21,8 @@ _STOP_REASONS = {
     adapters_pb2.FINISH_REASON_TOOL_CALLS: "tool_use",
     adapters_pb2.FINISH_REASON_CONTENT_FILTER: "refusal",
 }
+# The tier that served the reply, in Anthropic's words (OpenAI's `default`, `flex` and `scale` are standard).
+_TIERS = {"priority": "priority", "batch": "batch"}
 _DOCUMENT_CITATIONS = frozenset(("char_location", "page_location", "content_block_location"))
 
 
@@ -104,7 +106,7 @@ class MessagesReply:
             stop_reason, stop_sequence = self._stop(completion)
             usage = usage_json(completion.usage)
         if header.service_tier:
-            usage["service_tier"] = "priority" if header.service_tier == "priority" else "standard"
+            usage["service_tier"] = _TIERS.get(header.service_tier, "standard")
         return {
             "id": "msg_" + (header.decision_id or header.request_id),
             "type": "message",

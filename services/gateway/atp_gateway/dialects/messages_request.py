@@ -5,7 +5,7 @@ from __future__ import annotations
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_common.errors import InvalidArgument
-from atp_gateway.dialects.json_fields import Obj, dump, parse_object
+from atp_gateway.dialects.json_fields import Obj, Source, dump, parse_object
 from atp_gateway.dialects.messages_input import cache_hint, conversation
 
 __all__ = ["PARAMETERS", "parse_messages_request"]
@@ -47,8 +47,9 @@ _TIERS = {"auto": "auto", "standard_only": "default"}
 _EFFORTS = ("low", "medium", "high", "xhigh")
 
 
-def parse_messages_request(body: bytes) -> adapters_pb2.GenerateRequest:
-    """The Generate call for a Messages request (the exchange stamps who sent it)."""
+def parse_messages_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, list[Source]]:
+    """The Generate call for a Messages request (the exchange stamps who sent it), and where each of its
+    messages came from in the body."""
     obj = parse_object(body)
     obj.known(_ALLOWED, required=("model", "messages", "max_tokens"))
     for name in sorted(_REFUSED):
@@ -58,14 +59,16 @@ def parse_messages_request(body: bytes) -> adapters_pb2.GenerateRequest:
     if not model:
         raise obj.invalid("model", "must not be empty.")
     stream = bool(obj.flag("stream"))
-    return adapters_pb2.GenerateRequest(
+    messages, sources = conversation(obj)
+    request = adapters_pb2.GenerateRequest(
         model=model,
-        messages=conversation(obj),
+        messages=messages,
         params=_params(obj),
         stream=stream,
         # message_delta always carries usage.
         include_usage=stream,
     )
+    return request, sources
 
 
 def _params(obj: Obj) -> chat_pb2.GenerationParams:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from atp.common.v1 import chat_pb2
 from atp_common.errors import InvalidArgument
-from atp_gateway.dialects.json_fields import Obj, item_obj
+from atp_gateway.dialects.json_fields import Obj, Source, item_obj
 
 __all__ = ["REDACTED_PREFIX", "conversation"]
 
@@ -16,21 +16,32 @@ _ROLES = ("user", "assistant", "system", "developer")
 _STATUSES = ("in_progress", "completed", "incomplete")
 
 
-def conversation(obj: Obj) -> list[chat_pb2.ChatMessage]:
-    """`instructions` as a leading system message, then every input item in order."""
+def conversation(obj: Obj) -> tuple[list[chat_pb2.ChatMessage], list[Source]]:
+    """`instructions` as a leading system message, then every input item in order; and where each
+    message came from in the body (for errors about a message: json_fields.dialect_path)."""
     messages: list[chat_pb2.ChatMessage] = []
+    sources: list[Source] = []
     if (instructions := obj.text("instructions")) is not None:
         messages.append(chat_pb2.ChatMessage(role="system", content=instructions))
+        sources.append(("instructions", None))
     value = obj.value.get("input")
     if isinstance(value, str):
         messages.append(chat_pb2.ChatMessage(role="user", content=value))
-        return messages
+        sources.append(("input", None))
+        return messages, sources
     items = obj.array("input", required=True, max_items=_MAX_ITEMS)
     for i, raw in enumerate(items):
+        before = len(messages)
         _item(item_obj(raw, "input", i), messages)
+        # A message item's parts keep their order, as do a function output's; merged assistant turns do not.
+        kind = raw.get("type") or "message"
+        content = ".output" if kind == "function_call_output" else None
+        if kind == "message" and raw.get("role") != "assistant":
+            content = ".content"
+        sources += [(f"input[{i}]", content)] * (len(messages) - before)
     if not any(m.role not in ("system", "developer") for m in messages):
         raise InvalidArgument("'input' must hold at least one message or item.", param="input")
-    return messages
+    return messages, sources
 
 
 def _item(item: Obj, messages: list[chat_pb2.ChatMessage]) -> None:

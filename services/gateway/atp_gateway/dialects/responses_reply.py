@@ -16,6 +16,8 @@ from atp_gateway.dialects.responses_request import RequestOptions
 
 __all__ = ["ResponsesReply", "usage_json"]
 
+# The tier that served the reply, in OpenAI's words (Anthropic reports `standard`).
+_TIERS = {"standard": "default"}
 _INCOMPLETE = {
     adapters_pb2.FINISH_REASON_LENGTH: "max_output_tokens",
     adapters_pb2.FINISH_REASON_CONTENT_FILTER: "content_filter",
@@ -139,7 +141,7 @@ class ResponsesReply:
             "error": None,
             "incomplete_details": None,
             "usage": usage_json(completion.usage) if completion is not None else None,
-            "service_tier": self.header.service_tier or None,
+            "service_tier": _TIERS.get(self.header.service_tier, self.header.service_tier) or None,
         }
         body.update(echo_fields(self.options))
         if completion is not None and (reason := _INCOMPLETE.get(completion.finish_reason)):

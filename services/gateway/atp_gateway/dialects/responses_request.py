@@ -5,7 +5,7 @@ from __future__ import annotations
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_common.errors import InvalidArgument
-from atp_gateway.dialects.json_fields import Obj, at, dump, parse_object
+from atp_gateway.dialects.json_fields import Obj, Source, at, dump, parse_object
 from atp_gateway.dialects.responses_input import conversation
 
 __all__ = ["PARAMETERS", "RequestOptions", "parse_responses_request"]
@@ -61,11 +61,13 @@ _INCLUDE_REASONING = "reasoning.encrypted_content"
 class RequestOptions:
     """What the reply echoes back from the request (a Response repeats its parameters)."""
 
-    __slots__ = ("body", "instructions", "metadata", "stream", "tool_choice", "tools")
+    __slots__ = ("body", "instructions", "metadata", "sources", "stream", "tool_choice", "tools")
 
-    def __init__(self, body: Obj, stream: bool):
+    def __init__(self, body: Obj, stream: bool, sources: list[Source]):
         self.body = body.value
         self.stream = stream
+        # Where each internal message came from, for errors that name one.
+        self.sources = tuple(sources)
         self.instructions = body.value.get("instructions")
         self.metadata = body.value.get("metadata") or {}
         self.tools = body.value.get("tools") or []
@@ -82,15 +84,16 @@ def parse_responses_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, 
     model = obj.text("model", required=True, max_length=256) or ""
     if not model:
         raise obj.invalid("model", "must not be empty.")
+    messages, sources = conversation(obj)
     request = adapters_pb2.GenerateRequest(
         model=model,
-        messages=conversation(obj),
+        messages=messages,
         params=_params(obj),
         stream=stream,
         # A Response always reports usage, streamed or not.
         include_usage=stream,
     )
-    return request, RequestOptions(obj, stream)
+    return request, RequestOptions(obj, stream, sources)
 
 
 def _refuse_stateful(obj: Obj) -> None:
