@@ -115,7 +115,7 @@ class RouterArtifact:
     def save(self, path: str | Path) -> Path:
         """Write the artifact (JSON, floats rounded to 7 significant digits to keep it small)."""
         out = Path(path)
-        out.write_bytes(orjson.dumps(_rounded(self.to_json()), option=orjson.OPT_INDENT_2))
+        out.write_bytes(orjson.dumps(_rounded(self.to_json())) + b"\n")
         return out
 
     def projection_proto(self) -> router_pb2.SemanticProjection | None:
