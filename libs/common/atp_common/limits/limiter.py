@@ -52,6 +52,12 @@ UNCHECKED = Ticket((), (), (), 0, 0, ())
 # A lease's rest is returned only to a window with more than this left; the same margin ends a lease early.
 RETURN_MARGIN_S = 0.25
 _PLAN_IDLE_S = 60.0
+_REQUEST_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+_TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
 def reset_text(ms: int) -> str:
@@ -326,18 +332,23 @@ class Limiter:
         # the candidate (the tenant's, the key's) with the least remaining.
         headers: list[tuple[str, str]] = []
         checks = limits.checks
-        for candidates, unit in ((limits.header_requests, "requests"), (limits.header_tokens, "tokens")):
+        for candidates, unit, names in (
+            (limits.header_requests, "requests", _REQUEST_HEADERS),
+            (limits.header_tokens, "tokens", _TOKEN_HEADERS),
+        ):
             if not candidates:
                 continue
             if refused_by >= 0 and checks[refused_by].kind == unit:
                 index = refused_by
+            elif len(candidates) == 1:
+                index = candidates[0]
             else:
                 index = min(candidates, key=lambda i: (checks[i].limit - used[i], checks[i].limit))
             limit = checks[index].limit
             headers += (
-                (f"x-ratelimit-limit-{unit}", str(limit)),
-                (f"x-ratelimit-remaining-{unit}", str(max(limit - used[index], 0))),
-                (f"x-ratelimit-reset-{unit}", reset_text(ttl[index])),
+                (names[0], str(limit)),
+                (names[1], str(max(limit - used[index], 0))),
+                (names[2], reset_text(ttl[index])),
             )
         return tuple(headers)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from atp_common.config import KEY_LIMIT_FIELDS, TenantConfig
@@ -50,14 +50,13 @@ class TenantLimits:
     # window. The limiter reports the one with the least remaining, the tightest at that moment.
     header_requests: tuple[int, ...]
     header_tokens: tuple[int, ...]
+    # Derived once from `checks` (read on every admission).
+    limits_tokens: bool = field(init=False)
+    limits_budget: bool = field(init=False)
 
-    @property
-    def limits_tokens(self) -> bool:
-        return any(c.kind == "tokens" for c in self.checks)
-
-    @property
-    def limits_budget(self) -> bool:
-        return any(c.kind == "budget" for c in self.checks)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limits_tokens", any(c.kind == "tokens" for c in self.checks))
+        object.__setattr__(self, "limits_budget", any(c.kind == "budget" for c in self.checks))
 
 
 def _pick_header(checks: list[Check], kind: Kind, start: int = 0) -> tuple[int, ...]:
