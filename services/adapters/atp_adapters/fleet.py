@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import TypeAlias
 
 from atp_adapters.providers import Provider, build_provider
 from atp_adapters.providers.cloud_auth import RefreshingCredential, credential_for
@@ -15,7 +16,7 @@ from atp_common.secrets import SecretResolver
 
 log = logging.getLogger("atp.adapters.fleet")
 
-ProviderConfig = config_mod.LocalProvider | config_mod.HttpProvider
+ProviderConfig: TypeAlias = config_mod.LocalProvider | config_mod.HttpProvider
 
 
 class ProviderFleet:

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
@@ -23,6 +22,7 @@ from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
 from atp_adapters.recorder import Call, Recorder
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.targets import QUOTA_SPENT, Target, TargetTable, plan_calls
+from atp_adapters.tracing import DIRECT_ROUTE_LABEL, traced_attempt, traced_decide
 from atp_adapters.validation import RANGED, validate, validate_ranges
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
@@ -39,8 +39,6 @@ _FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
     "tool_calls": adapters_pb2.FINISH_REASON_TOOL_CALLS,
     "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
 }
-_DIRECT_ROUTE_LABEL = "direct"
-_tracer = trace.get_tracer("atp.adapters")
 
 
 class GeneratePipeline:
@@ -116,11 +114,11 @@ class GeneratePipeline:
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()
         if traced:
-            decision = self._traced_decide(request, tenant, features)
+            decision = traced_decide(self._holder.policy, request, tenant, features, self._rng)
         else:
             decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
         decision_id_var.set(decision.decision_id)
-        route_label = decision.route or _DIRECT_ROUTE_LABEL
+        route_label = decision.route or DIRECT_ROUTE_LABEL
         self._count_decision(route_label, decision.candidates[0].model)
         ticket = None
         if self._admission is not None:
@@ -284,7 +282,7 @@ class GeneratePipeline:
                 )
                 attempt = self._attempt(target, deployment, provider_request, decision, call, started)
                 if traced:
-                    attempt = _traced_attempt(attempt, target, deployment, call, decision, retries)
+                    attempt = traced_attempt(attempt, target, deployment, call, decision, retries)
                 try:
                     async with contextlib.aclosing(attempt):
                         async for response in attempt:
@@ -450,35 +448,6 @@ class GeneratePipeline:
                     return
                 yield response
 
-    def _traced_decide(
-        self, request: adapters_pb2.GenerateRequest, tenant: str, features: chat_pb2.RequestFeatures
-    ) -> chat_pb2.Decision:
-        with _tracer.start_as_current_span("atp.route") as span:
-            decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
-            span.set_attributes(
-                {
-                    "atp.requested_model": request.model,
-                    "atp.route": decision.route or _DIRECT_ROUTE_LABEL,
-                    "atp.policy": decision.policy,
-                    "atp.decision_id": decision.decision_id,
-                    "atp.tenant": tenant,
-                    "atp.model": decision.candidates[0].model if decision.candidates else "",
-                    "atp.candidates": [c.model for c in decision.candidates],
-                    "atp.filtered": [f"{f.model}: {f.reason}" for f in decision.filtered],
-                    "atp.propensity": decision.propensity,
-                    "atp.policy_version": decision.policy_version,
-                }
-            )
-        # The Generate server span carries the decision too, so a trace search by decision id finds it.
-        trace.get_current_span().set_attributes(
-            {
-                "atp.decision_id": decision.decision_id,
-                "atp.tenant": tenant,
-                "atp.request_id": request.request_id,
-            }
-        )
-        return decision
-
     @staticmethod
     def _succeeded(target: Target, deployment: Deployment, call: Call) -> None:
         deployment.breaker.record_success()
@@ -490,57 +459,6 @@ class GeneratePipeline:
         if counter is None:
             counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
         counter.inc()
-
-
-async def _traced_attempt(
-    attempt: AsyncGenerator[adapters_pb2.GenerateResponse, None],
-    target: Target,
-    deployment: Deployment,
-    call: Call,
-    decision: chat_pb2.Decision,
-    retry: int,
-) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
-    """`attempt` inside a client span that is current while the provider is called, so the provider's
-    HTTP request carries this span's W3C traceparent."""
-    span = _tracer.start_span(
-        f"provider {deployment.provider_name}",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "atp.provider": deployment.provider_name,
-            "atp.model": target.model,
-            "atp.provider_model": deployment.provider_model,
-            "atp.deployment": deployment.name,
-            "atp.region": deployment.region,
-            "atp.decision_id": decision.decision_id,
-            "atp.route": decision.route or _DIRECT_ROUTE_LABEL,
-            "atp.retry": retry,
-        },
-    )
-    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-        try:
-            async with contextlib.aclosing(attempt):
-                async for response in attempt:
-                    yield response
-        except ProviderError as exc:
-            span.set_attribute("atp.error_kind", exc.kind)
-            if exc.status is not None:
-                span.set_attribute("http.response.status_code", exc.status)
-            span.set_status(Status(StatusCode.ERROR, exc.message))
-            raise
-        finally:
-            usage = call.usage
-            if usage is not None and call.target is target:
-                span.set_attributes(
-                    {
-                        "atp.finish_reason": call.finish_reason,
-                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
-                        "gen_ai.usage.output_tokens": usage.completion_tokens,
-                        "atp.usage_estimated": usage.estimated,
-                        "atp.cost_usd": target.prices.cost(usage),
-                    }
-                )
-            if call.first_token_at:
-                span.set_attribute("atp.first_token", True)
 
 
 def _output_chars(deltas: Sequence[chat_pb2.Delta]) -> int:

@@ -142,16 +142,11 @@ class GatewayServer:
 
 
 async def serve(settings: GatewaySettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return (the process exits 0).
+    """Run one gateway process until SIGTERM or SIGINT, then drain and return (the process exits 0).
 
-    With `workers` above 1 this process becomes the supervisor of that many worker processes
-    (supervisor.py); each worker runs `serve_worker`.
+    With `workers` above 1, `python -m atp_gateway` runs the supervisor (supervisor.py) instead, whose
+    worker processes each run `serve_worker`.
     """
-    if settings.workers > 1:
-        from atp_gateway.supervisor import supervise
-
-        await supervise(settings)
-        return
     server = GatewayServer(settings)
     await server.start()
     metrics_port = None
