@@ -86,9 +86,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_module_imports_itself_through_others() -> None:
     # A package importing its own submodules from __init__ is how a package exposes its surface, not a
     # cycle between peers: drop the package's own __init__ edges into its children.
-    graph = {
-        name: {t for t in targets if not t.startswith(name + ".")} for name, targets in _graph().items()
-    }
+    graph = {name: {t for t in targets if not t.startswith(name + ".")} for name, targets in _graph().items()}
     assert _cycles(graph) == []
 
 
