@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import base64
 import time
 from typing import Any
@@ -23,7 +24,7 @@ def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-class TokenServer:
+class TokenServer(abc.ABC):
     """Issues numbered tokens; `valid` is the set a fake provider accepts (revoke by clearing it)."""
 
     def __init__(self, lifetime_s: int = 3600) -> None:
@@ -40,8 +41,9 @@ class TokenServer:
         self.valid.add(token)
         return token
 
+    @abc.abstractmethod
     def add_routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Serve this token service's endpoint on `app`."""
 
     async def start(self) -> None:
         app = web.Application()
