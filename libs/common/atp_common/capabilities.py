@@ -64,6 +64,8 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature("embeddings", 1 << 22, "an embeddings request", "embeddings", "model"),
     Feature("chat", 1 << 23, "a chat, responses or messages request", None, "model"),
+    # JSON without a schema: Anthropic's structured output takes a schema only.
+    Feature("json_object", 1 << 24, "response_format json_object", "json", "response_format"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -110,6 +112,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "penalties",
                 "top_k",
                 "embeddings",
+                "json_object",
                 "chat",
             )
         ),
@@ -124,6 +127,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "reasoning",
                 "top_k",
                 "service_tier",
+                "json_object",
                 "chat",
             )
         ),

@@ -439,6 +439,18 @@ def test_no_candidate_honouring_the_request_is_invalid_argument_naming_the_param
     assert "gpt: lacks top_k" in caught.value.message
 
 
+def test_json_mode_without_a_schema_is_filtered_from_anthropic_but_a_schema_is_not() -> None:
+    policy = _policy(_mixed_config())
+    plain_json = _request(response_format=chat_pb2.ResponseFormat(type="json_object"))
+    decision = policy.decide("auto", "t", plain_json)
+    assert _order(decision) == ["gpt"] and decision.filtered[0].reason == "lacks json_object"
+    schema = chat_pb2.ResponseFormat(type="json_schema", name="a", schema_json=b'{"type":"object"}')
+    assert _order(policy.decide("auto", "t", _request(response_format=schema))) == ["claude", "gpt"]
+    with pytest.raises(InvalidArgument) as caught:
+        policy.decide("claude", "t", plain_json)
+    assert caught.value.param == "response_format"
+
+
 def test_embedding_models_never_serve_chat() -> None:
     policy = _policy(_mixed_config())
     decision = policy.decide("all", "t", _request())

@@ -47,6 +47,7 @@ FIELD_FEATURES: dict[str, str] = {
     "params.modalities": "audio_output",
     "params.audio": "audio_output",
     "params.response_format": "json",
+    "params.response_format.json_object": "json_object",
     "inputs": "embeddings",
     "dimensions": "embeddings",
 }

@@ -153,6 +153,7 @@ _FEATURE = capabilities.BY_NAME
 _TOOLS = _FEATURE["tools"].bit
 _VISION = _FEATURE["vision"].bit
 _JSON = _FEATURE["json"].bit
+_JSON_OBJECT = _FEATURE["json_object"].bit | _JSON
 _STREAMING = _FEATURE["streaming"].bit
 _AUDIO_INPUT = _FEATURE["audio_input"].bit
 _FILES = _FEATURE["files"].bit
@@ -179,7 +180,12 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
         for name, check in (
             ("tools", _tool_bits),
             ("tool_choice", lambda c: _CUSTOM_TOOLS if c.mode in ("allowed_tools", "custom") else 0),
-            ("response_format", lambda f: _JSON if f.type in _JSON_FORMATS else 0),
+            (
+                "response_format",
+                lambda f: (
+                    _JSON_OBJECT if f.type == "json_object" else _JSON if f.type in _JSON_FORMATS else 0
+                ),
+            ),
             ("parallel_tool_calls", lambda v: 0 if v else _FEATURE["no_parallel_tool_calls"].bit),
             ("reasoning", _reasoning_bits),
             ("logprobs", lambda v: _LOGPROBS if v else 0),

@@ -45,6 +45,7 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("functions", "params.tools"),
     ("function_call", "params.tool_choice"),
     ("response_format", "params.response_format"),
+    ("response_format (json_object)", "params.response_format.json_object"),
     ("presence_penalty", "params.presence_penalty"),
     ("frequency_penalty", "params.frequency_penalty"),
     ("logit_bias", "params.logit_bias"),
