@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.gateway.tests.stack import until
 from tests.e2e.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.slow
@@ -70,6 +71,10 @@ class Outcomes:
         self.resets: list[str] = []
         self.bodies: list[str] = []
 
+    def served_twice_each(self) -> bool:
+        """As many replies as two per client: the connections are in use, not just opened."""
+        return self.ok >= 2 * CLIENTS
+
 
 async def _keep_alive_client(port: int, outcomes: Outcomes, body: dict, stop: asyncio.Event) -> None:
     """One keep-alive connection at a time, requests back to back, until refused or told to stop."""
@@ -106,7 +111,9 @@ async def test_gateway_sigterm_under_40_keep_alive_clients_resets_no_connection(
                 asyncio.create_task(_keep_alive_client(gateway.port, outcomes, BODY, stop))
                 for _ in range(CLIENTS)
             ]
-            await asyncio.sleep(0.5)
+            # The drain must catch connections that are in use: wait until they have carried replies
+            # (a fixed pause could end before a slow host served more than one request per client).
+            await until(outcomes.served_twice_each, timeout_s=20, what="replies before the drain")
             gateway.process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(asyncio.gather(*clients), 30)
             assert await asyncio.to_thread(gateway.process.wait, 30) == 0
