@@ -4,7 +4,6 @@ path of the body; schemathesis (positive and negative) finds no 5xx and no reply
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import sys
 from pathlib import Path
@@ -12,19 +11,11 @@ from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from atp_common.errors import AtpError, InvalidArgument
 from atp_gateway.dialects.chat import parse
+from services.gateway.tests.body_mutation import json_paths, mutated
 
-_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=8)
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6,
-)
 CHAT: dict[str, Any] = {
     "model": "auto",
     "messages": [
@@ -56,47 +47,13 @@ CHAT: dict[str, Any] = {
 }
 
 
-def _paths(value: Any, prefix: str = "") -> set[str]:
-    out = {prefix} if prefix else set()
-    if isinstance(value, dict):
-        for key, item in value.items():
-            out |= _paths(item, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            out |= _paths(item, f"{prefix}[{index}]")
-    return out
-
-
-@st.composite
-def _mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
-    """`base` with one to three values replaced, removed or added somewhere in its tree."""
-    body = copy.deepcopy(base)
-    for _ in range(draw(st.integers(1, 3))):
-        node: Any = body
-        while True:
-            children = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
-            containers = [(k, v) for k, v in children if isinstance(v, (dict, list)) and v]
-            if not containers or draw(st.booleans()):
-                break
-            node = draw(st.sampled_from(containers))[1]
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        action = draw(st.sampled_from(("replace", "remove", "add")))
-        if action == "add" and isinstance(node, dict):
-            node[draw(st.text(min_size=1, max_size=6))] = draw(_JSON)
-        elif keys and action == "remove":
-            del node[draw(st.sampled_from(keys))]
-        elif keys:
-            node[draw(st.sampled_from(keys))] = draw(_JSON)
-    return body
-
-
 def test_the_base_body_parses() -> None:
     request, _ = parse(orjson.dumps(CHAT), None)  # type: ignore[arg-type]
     assert request.params.tools[0].name == "f" and request.stream
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated(CHAT))
+@given(mutated(CHAT))
 def test_chat_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     try:
         parse(orjson.dumps(body), None)  # type: ignore[arg-type]
@@ -104,9 +61,9 @@ def test_chat_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
         # The param is a path of the body (or of a key the body lacks: a required field or its parent).
         assert (
             exc.param is None
-            or exc.param in _paths(body)
-            or exc.param.rpartition(".")[0] in _paths(body) | {""}
-            or exc.param.rpartition("[")[0] in _paths(body)
+            or exc.param in json_paths(body)
+            or exc.param.rpartition(".")[0] in json_paths(body) | {""}
+            or exc.param.rpartition("[")[0] in json_paths(body)
         ), (exc.param, body)
     except AtpError as exc:  # pragma: no cover - any other error class is a defect
         raise AssertionError(f"{type(exc).__name__}: {exc.message}") from None

@@ -10,20 +10,11 @@ from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.messages_request import parse_messages_request
 from atp_gateway.dialects.responses_request import parse_responses_request
-
-_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False), st.text(max_size=8)
-)
-_JSON = st.recursive(
-    _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
+from services.gateway.tests.body_mutation import json_paths, mutated
 
 RESPONSES = {
     "model": "auto",
@@ -69,47 +60,12 @@ MESSAGES = {
 }
 
 
-def _paths(value: Any, prefix: str = "") -> set[str]:
-    """Every JSON path in `value`, in the notation the 400s use (`a.b[0].c`)."""
-    paths = {prefix} if prefix else set()
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths |= _paths(item, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            paths |= _paths(item, f"{prefix}[{i}]")
-    return paths
-
-
-@st.composite
-def _mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
-    """`base` with a few values replaced, keys removed or keys added, anywhere in the tree."""
-    body = orjson.loads(orjson.dumps(base))
-    for _ in range(draw(st.integers(1, 3))):
-        node: Any = body
-        while True:
-            children = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
-            containers = [(k, v) for k, v in children if isinstance(v, (dict, list)) and v]
-            if not containers or draw(st.booleans()):
-                break
-            node = draw(st.sampled_from(containers))[1]
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        action = draw(st.sampled_from(("replace", "remove", "add")))
-        if action == "add" and isinstance(node, dict):
-            node[draw(st.text(min_size=1, max_size=6))] = draw(_JSON)
-        elif keys and action == "remove":
-            del node[draw(st.sampled_from(keys))]
-        elif keys:
-            node[draw(st.sampled_from(keys))] = draw(_JSON)
-    return body
-
-
 def _holds(parse: Any, body: dict[str, Any]) -> None:
     try:
         parse(orjson.dumps(body))
     except InvalidArgument as exc:
         assert exc.param, exc.message
-        assert exc.param in _paths(body) | {p.rsplit(".", 1)[0] for p in _paths(body)} | _missing(
+        assert exc.param in json_paths(body) | {p.rsplit(".", 1)[0] for p in json_paths(body)} | _missing(
             exc.param
         ), (
             exc.param,
@@ -128,13 +84,13 @@ def test_valid_bodies_parse() -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated(RESPONSES))
+@given(mutated(RESPONSES))
 def test_responses_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     _holds(parse_responses_request, body)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated(MESSAGES))
+@given(mutated(MESSAGES))
 def test_messages_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     _holds(parse_messages_request, body)
 
