@@ -162,6 +162,9 @@ class ObserverClient:
             decision_id=decision_id, tenant=tenant, score=score, label=label, comment=comment, source="api"
         )
         try:
-            return await self._stub.RecordFeedback(request, timeout=self._timeout_s)
+            reply: observer_pb2.RecordFeedbackResponse = await self._stub.RecordFeedback(
+                request, timeout=self._timeout_s
+            )
+            return reply
         except aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc

@@ -33,7 +33,10 @@ def _json(body: Any) -> Response:
 
 
 def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    fields: dict[str, Any] = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return fields
 
 
 def _stamp(value: str | None, name: str) -> datetime | None:
