@@ -39,7 +39,8 @@ class _MethodSeries:
 
 def _code_of(exc: BaseException, context: aio.ServicerContext) -> str:
     if isinstance(exc, AtpError):
-        return exc.mapping.grpc_code.name
+        name: str = exc.mapping.grpc_code.name
+        return name
     if isinstance(exc, asyncio.CancelledError):
         return "CANCELLED"
     if isinstance(exc, aio.AbortError):

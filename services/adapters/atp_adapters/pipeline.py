@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 
 from opentelemetry import trace
+from prometheus_client import Counter
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
@@ -78,7 +79,7 @@ class GeneratePipeline:
         self.recorder = Recorder(config, shipper, replica_id)
         # Who gets PII redaction of forwarded messages (routes that ask), decided once.
         self._privacy = self.recorder.privacy
-        self._decision_counters: dict[tuple[str, str], metrics.Counter] = {}
+        self._decision_counters: dict[tuple[str, str], Counter] = {}
 
     async def generate(
         self,

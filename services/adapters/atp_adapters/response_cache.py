@@ -149,7 +149,8 @@ class ResponseCache:
             _MISS.inc()
             return None
         _HIT.inc()
-        return adapters_pb2.GenerateResponse.FromString(raw)
+        reply: adapters_pb2.GenerateResponse = adapters_pb2.GenerateResponse.FromString(raw)
+        return reply
 
     async def put(self, plan: CachePlan, reply: adapters_pb2.GenerateResponse) -> None:
         """Store a whole, successful reply."""

@@ -1,5 +1,5 @@
 """The AdaptersService servicer: Generate, Complete and Embed delegate to their pipelines, ListModels reads
-the policy."""
+the policy, GetStatus reports the observation backlog."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from atp.router.v1 import router_pb2
 from atp_adapters.embed import EmbedPipeline
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
+from atp_adapters.shipper import ObservationShipper
 from atp_adapters.targets import TargetTable
 from atp_common import capabilities
 from atp_common.errors import InvalidArgument
@@ -24,7 +25,7 @@ _MAX_CACHED_TENANTS = 1024
 
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
-    """Generate, Complete, Embed and ListModels."""
+    """Generate, Complete, Embed, ListModels and GetStatus."""
 
     def __init__(
         self,
@@ -32,8 +33,12 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         holder: PolicyHolder,
         targets: TargetTable,
         embedder: EmbedPipeline,
+        shipper: ObservationShipper,
+        replica_id: str,
     ) -> None:
         self._pipeline = pipeline
+        self._shipper = shipper
+        self._replica_id = replica_id
         self._embedder = embedder
         self._holder = holder
         self._targets = targets
@@ -97,6 +102,14 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
                 by_tenant.clear()
             response = by_tenant[request.tenant] = list_models(snapshot, served, request.tenant)
         return response
+
+    async def GetStatus(
+        self, request: adapters_pb2.GetStatusRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.GetStatusResponse:
+        queued, spool_bytes = self._shipper.backlog
+        return adapters_pb2.GetStatusResponse(
+            replica_id=self._replica_id, queued_observations=queued, spool_bytes=spool_bytes
+        )
 
 
 def list_models(

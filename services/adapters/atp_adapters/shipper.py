@@ -37,7 +37,7 @@ def encode_observation(observation: observer_pb2.Observation, row: bytes = b"") 
     entries: batches are these joined, with no copy. Repeated fields may interleave on the wire, and each
     keeps its order, so the n-th row stays the n-th observation's; a batch holds rows for all its
     observations or (from an older spool) none, and the observer uses them only then."""
-    payload = observation.SerializeToString()
+    payload: bytes = observation.SerializeToString()
     entry = _OBSERVATIONS_KEY + _varint(len(payload)) + payload
     if row:
         entry += _ROWS_KEY + _varint(len(row)) + row

@@ -132,7 +132,10 @@ class Suite:
 
 
 @contextlib.asynccontextmanager
-async def running_suite(tmp_path: Path, **primary_overrides) -> AsyncIterator[Suite]:
+async def running_suite(
+    tmp_path: Path, observer_addr: str | None = None, **primary_overrides
+) -> AsyncIterator[Suite]:
+    """The adapters with two fake providers and a recording observer (or `observer_addr` instead)."""
     primary, secondary = FakeOpenAI(), FakeOpenAI()
     await primary.start()
     await secondary.start()
@@ -141,7 +144,7 @@ async def running_suite(tmp_path: Path, **primary_overrides) -> AsyncIterator[Su
         port=0,
         metrics_port=None,
         router_addr=f"127.0.0.1:{free_port()}",  # no router: the configured static order applies
-        observer_addr=observer_server.address,
+        observer_addr=observer_addr or observer_server.address,
         spool_dir=str(tmp_path / "spool"),
         ship_interval_s=0.02,
         drain_delay_s=0.05,
@@ -443,6 +446,27 @@ async def test_list_models_names_routes_and_models(suite: Suite):
     assert kinds["m-a"] == ("model", "primary", 100_000)
     assert kinds["echo"] == ("model", "local", 4096)
     assert set(kinds) == {"chain", "auto", "m-a", "m-b", "echo"}
+
+
+async def test_status_reports_the_observations_not_yet_delivered(tmp_path: Path):
+    # The observer is unreachable: the request's observation waits in the queue or the spool, and
+    # GetStatus (the console's health page) says so.
+    async with running_suite(tmp_path, observer_addr=f"127.0.0.1:{free_port()}") as suite:
+        idle = await suite.stub.GetStatus(adapters_pb2.GetStatusRequest(), timeout=5)
+        assert (idle.queued_observations, idle.spool_bytes) == (0, 0) and idle.replica_id
+        await generate(suite.stub, request(stream=False))
+
+        async def backlog() -> adapters_pb2.GetStatusResponse:
+            async with asyncio.timeout(10):
+                while True:
+                    status = await suite.stub.GetStatus(adapters_pb2.GetStatusRequest(), timeout=5)
+                    if status.queued_observations or status.spool_bytes:
+                        return status
+                    await asyncio.sleep(0.02)
+
+        status = await backlog()
+        assert status.replica_id == idle.replica_id
+        assert status.queued_observations == 1 or status.spool_bytes > 0
 
 
 async def test_metrics_count_requests_tokens_cost_and_circuits(suite: Suite):

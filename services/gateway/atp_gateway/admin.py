@@ -81,7 +81,8 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    fields: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
+    return fields
 
 
 def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:

@@ -50,7 +50,7 @@ class _RawResponse(Response):
         self._gateway = gateway
         self.background = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._handler(self._gateway, scope, receive, send)
 
 

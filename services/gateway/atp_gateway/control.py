@@ -74,7 +74,8 @@ class ControlClient:
         )
         try:
             async for response in call:
-                return response.snapshot
+                snapshot: router_pb2.PolicySnapshot = response.snapshot
+                return snapshot
         except aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc
         finally:

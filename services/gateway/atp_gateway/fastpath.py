@@ -29,7 +29,7 @@ class GatewayApp(FastAPI):
         super().__init__(*args, **kwargs)
         self.chat_gateway: Gateway | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.chat_gateway
         if (
             gateway is not None

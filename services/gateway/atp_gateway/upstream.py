@@ -117,6 +117,16 @@ class AdaptersClient:
             self._models[cache_key] = (time.monotonic() + self._models_cache_s, models)
             return models
 
+    async def status(self) -> adapters_pb2.GetStatusResponse:
+        """One adapters replica's observation backlog (queued, spooled); typed errors on failure."""
+        try:
+            reply: adapters_pb2.GetStatusResponse = await self._stub.GetStatus(
+                adapters_pb2.GetStatusRequest(), timeout=self._control_timeout_s
+            )
+        except aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from exc
+        return reply
+
     def start(self) -> None:
         """Start following the adapters' health (readiness depends on it)."""
         if self._watch_task is None:
@@ -162,6 +172,9 @@ class ObserverClient:
             decision_id=decision_id, tenant=tenant, score=score, label=label, comment=comment, source="api"
         )
         try:
-            return await self._stub.RecordFeedback(request, timeout=self._timeout_s)
+            reply: observer_pb2.RecordFeedbackResponse = await self._stub.RecordFeedback(
+                request, timeout=self._timeout_s
+            )
+            return reply
         except aio.AioRpcError as exc:
             raise error_from_rpc(exc) from exc

@@ -162,6 +162,9 @@ def test_routing_and_health_as_the_gateway_sees_them(suite: Suite) -> None:
     health = get(suite, "/v1/admin/health").json()
     assert health["gateway"]["status"] == "ready"
     assert [health[s]["status"] for s in ("adapters", "router", "observer")] == ["SERVING"] * 3
+    # The adapters' backlog: everything delivered once the traffic's observations reached the store.
+    assert health["adapters"]["replica_id"] and health["adapters"]["spool_bytes"] == 0
+    assert health["adapters"]["queued_observations"] == 0
     assert health["store"] == {"backend": "sqlite", "reachable": True, "error": "", "ingest_pending": 0}
     assert health["directory"]["store"] == "file" and health["directory"]["reachable"] is True
 

@@ -213,6 +213,7 @@ def test_an_operator_creates_a_key_sees_its_requests_and_spend_and_revokes_it(
         "health",
     )
     assert health.count("SERVING") >= 3 and "sqlite" in health
+    assert "observations queued" in health and "bytes spooled" in health
     screenshot(browser, tmp_path, "health")
 
 

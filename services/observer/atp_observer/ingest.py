@@ -118,8 +118,11 @@ class IngestBuffer:
         async with self._lock:
             if self._closing:
                 raise Unavailable("observer is shutting down", retry_after=1.0)
+
             # A batch larger than the free room still goes in when the buffer is empty, or it never would.
-            has_room = lambda: self._size == 0 or self._size + n <= self._capacity  # noqa: E731
+            def has_room() -> bool:
+                return self._size == 0 or self._size + n <= self._capacity
+
             if not has_room():
                 try:
                     await asyncio.wait_for(self._room.wait_for(has_room), self._wait_s)

@@ -22,7 +22,8 @@ def _time(message: object, field: str) -> datetime | None:
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    when: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return when
 
 
 class Queries:

@@ -115,7 +115,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, follower: DirectoryFollower):
         self._follower = follower
 
-    async def _state(self):  # type: ignore[no-untyped-def]
+    async def _state(self) -> Directory:
         await self._follower.refresh()
         return self._follower.directory
 

@@ -40,7 +40,8 @@ class _Report:
         request = health_report_pb2.ReportExclusionsRequest(replica_id=replica_id, sequence=self.sequence)
         for model, (until, reason) in self.exclusions.items():
             request.exclusions.add(model=model, reason=reason).until.FromNanoseconds(int(until * 1e9))
-        return request.SerializeToString()
+        encoded: bytes = request.SerializeToString()
+        return encoded
 
 
 class ReportedExclusions:

@@ -80,7 +80,7 @@ def _rate_checks(
             if value is not None:
                 checks.append(
                     Check(
-                        kind,  # type: ignore[arg-type]
+                        kind,
                         f"{kind} per {unit}{name_suffix}",
                         value,
                         window_ms,

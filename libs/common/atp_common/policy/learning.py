@@ -130,7 +130,7 @@ class ArmLearner:
         latency_ms: float,
         x: Sequence[float] | None,
         target: float | None = None,
-    ):
+    ) -> None:
         """Count one new outcome. `x` None skips the contextual part (an event without features); the
         regression learns `target` (quality, for routes that price requests at their known cost) or the
         reward."""

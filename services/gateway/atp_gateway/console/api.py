@@ -33,7 +33,10 @@ def _json(body: Any) -> Response:
 
 
 def _dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    fields: dict[str, Any] = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return fields
 
 
 def _stamp(value: str | None, name: str) -> datetime | None:
@@ -247,8 +250,12 @@ async def _health(gateway: Gateway) -> dict[str, Any]:
     """Every check at once, each bounded by the control timeout; a failing one is reported, not raised."""
     client = control_of(gateway)
     started = time.perf_counter()
-    router_status, observer_status, store = await asyncio.gather(
-        client.serving("router"), client.serving("observer"), _store(gateway), return_exceptions=False
+    router_status, observer_status, store, adapters = await asyncio.gather(
+        client.serving("router"),
+        client.serving("observer"),
+        _store(gateway),
+        _adapters(gateway),
+        return_exceptions=False,
     )
     directory = gateway.directory
     return {
@@ -256,7 +263,7 @@ async def _health(gateway: Gateway) -> dict[str, Any]:
             "status": "draining" if gateway.draining else ("ready" if gateway.ready else "not ready"),
             "websockets": len(gateway.websockets),
         },
-        "adapters": {"status": "SERVING" if gateway.adapters and gateway.adapters.serving else "NOT_SERVING"},
+        "adapters": adapters,
         "router": {"status": router_status},
         "observer": {"status": observer_status},
         "store": store,
@@ -266,6 +273,25 @@ async def _health(gateway: Gateway) -> dict[str, Any]:
             "version": directory.directory.version if directory else "",
         },
         "checked_in_ms": (time.perf_counter() - started) * 1000,
+    }
+
+
+async def _adapters(gateway: Gateway) -> dict[str, Any]:
+    """The adapters' readiness and one replica's observation backlog (the replica that answered)."""
+    client = gateway.adapters
+    serving = client is not None and client.serving
+    health: dict[str, Any] = {"status": "SERVING" if serving else "NOT_SERVING"}
+    if client is None or not serving:
+        return health
+    try:
+        status = await client.status()
+    except AtpError as exc:
+        return {**health, "error": exc.message}
+    return {
+        **health,
+        "replica_id": status.replica_id,
+        "queued_observations": status.queued_observations,
+        "spool_bytes": status.spool_bytes,
     }
 
 

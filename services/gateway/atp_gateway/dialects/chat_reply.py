@@ -439,9 +439,10 @@ def _plain_text(delta: chat_pb2.Delta, n: int) -> bool:
     bytes), and with ASCII text the byte count is the character count. Any other field, or non-ASCII
     text, makes the size larger and takes the general path (the same output, built field by field).
     """
+    size: int = delta.ByteSize()
     if n == 0:
-        return delta.ByteSize() == 0
-    return delta.ByteSize() == 1 + n + (1 if n < 0x80 else 2 if n < 0x4000 else 3 if n < 0x200000 else 4)
+        return size == 0
+    return size == 1 + n + (1 if n < 0x80 else 2 if n < 0x4000 else 3 if n < 0x200000 else 4)
 
 
 def _plain(delta: chat_pb2.Delta) -> bool:

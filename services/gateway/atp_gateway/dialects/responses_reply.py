@@ -247,7 +247,8 @@ class ResponsesReply:
         message = self._current("message")
         content = message["content"]
         if content and content[-1]["type"] == kind:
-            return content[-1]
+            open_part: dict[str, Any] = content[-1]
+            return open_part
         if content:
             self._close_part(message, content[-1])
         part: dict[str, Any] = (

@@ -253,7 +253,8 @@ def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_
     """The Observation of a row selected as READ_COLUMNS: its payload, or for a row stored before the
     payload existed, its columns (timestamps in microseconds after `epoch_micros`)."""
     if row[0] is not None:
-        return observer_pb2.Observation.FromString(row[0])
+        stored: observer_pb2.Observation = observer_pb2.Observation.FromString(row[0])
+        return stored
     legacy = row[1:]
     obs = observer_pb2.Observation(
         observation_id=legacy[0],

@@ -232,3 +232,17 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class GetStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatusResponse(_message.Message):
+    __slots__ = ("replica_id", "queued_observations", "spool_bytes")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    SPOOL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    queued_observations: int
+    spool_bytes: int
+    def __init__(self, replica_id: _Optional[str] = ..., queued_observations: _Optional[int] = ..., spool_bytes: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/atp.adapters.v1.AdaptersService/GetStatus',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AdaptersServiceServicer:
@@ -90,6 +95,13 @@ class AdaptersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """This replica's observations not yet delivered to the observer (the console's health page).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdaptersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +124,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/ListModels',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.adapters.v1.AdaptersService/GetStatus',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
