@@ -79,7 +79,9 @@ async def test_an_entry_without_a_timestamp_is_stamped_now(store: Store) -> None
         ({"target": "t" * 300}, "entry.target"),
     ],
 )
-async def test_bad_entries_are_refused_naming_the_field(store: Store, change: dict[str, str], param: str) -> None:
+async def test_bad_entries_are_refused_naming_the_field(
+    store: Store, change: dict[str, str], param: str
+) -> None:
     bad = entry(1)
     for name, value in change.items():
         setattr(bad, name, value)

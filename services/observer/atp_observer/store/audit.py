@@ -10,6 +10,7 @@ import orjson
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
+from atp_observer.store.base import check_limit
 
 DEFAULT_AUDIT_LIMIT = 100
 MAX_AUDIT_LIMIT = 500
@@ -82,12 +83,39 @@ def audit_conditions(
     return where
 
 
-def list_sql(where: Sequence[str], limit_placeholder: str) -> str:
-    """Newest first: seq increases with every entry, so it is both the order and the page key."""
+def list_query(
+    tenant: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    before_seq: int,
+    placeholder: Callable[[int], str],
+    to_micros: Callable[[datetime], int],
+) -> tuple[str, list[Any]]:
+    """A ListAudit's SQL and parameters; `placeholder(n)` is the backend's n-th (1-based) parameter.
+
+    Newest first: seq increases with every entry, so it is both the order and the page key (the primary
+    key, or audit_log_tenant_seq for one tenant)."""
+    params: list[Any] = []
+
+    def bind(value: Any) -> str:
+        params.append(value)
+        return placeholder(len(params))
+
+    where = audit_conditions(tenant, start, end, before_seq, bind, to_micros)
     sql = f"SELECT {AUDIT_COLUMNS} FROM audit_log"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    return sql + f" ORDER BY seq DESC LIMIT {limit_placeholder}"
+    return sql + f" ORDER BY seq DESC LIMIT {bind(check_limit(limit, MAX_AUDIT_LIMIT))}", params
+
+
+def insert_sql(placeholders: Sequence[str]) -> str:
+    """The idempotent insert: a repeated audit_id inserts nothing and returns no row."""
+    values = ", ".join(placeholders)
+    return (
+        f"INSERT INTO audit_log ({INSERT_COLUMNS}) VALUES ({values}) "
+        "ON CONFLICT (audit_id) DO NOTHING RETURNING seq"
+    )
 
 
 def entry_from_row(row: Sequence[Any], at_micros: int) -> observer_pb2.AuditEntry:

@@ -628,13 +628,10 @@ class PostgresStore(Store):
     async def record_audit(self, entry: observer_pb2.AuditEntry) -> tuple[int, bool]:
         """Append one entry (audit_log's UNIQUE audit_id makes a retry a no-op)."""
         audit.check_entry(entry)
-        at = entry.at.ToMicroseconds() if entry.HasField("at") else now_micros()
+        at = (entry.at.ToMicroseconds() if entry.HasField("at") else now_micros()) - PG_EPOCH_MICROS
+        casts = [f"${n}" for n in range(1, 9)] + ["$9::jsonb", "$10::jsonb"]
         async with self._connection() as conn, conn.transaction():
-            seq = await conn.fetchval(
-                f"INSERT INTO audit_log ({audit.INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-                "$9::jsonb, $10::jsonb) ON CONFLICT (audit_id) DO NOTHING RETURNING seq",
-                *audit.insert_values(entry, at - PG_EPOCH_MICROS),
-            )
+            seq = await conn.fetchval(audit.insert_sql(casts), *audit.insert_values(entry, at))
             if seq is not None:
                 return int(seq), False
             seq = await conn.fetchval("SELECT seq FROM audit_log WHERE audit_id = $1", entry.audit_id)
@@ -643,15 +640,8 @@ class PostgresStore(Store):
     async def list_audit(
         self, tenant: str, start: datetime | None, end: datetime | None, limit: int, before_seq: int = 0
     ) -> list[observer_pb2.AuditEntry]:
-        """Newest first by seq (the primary key, or audit_log_tenant_seq for one tenant)."""
-        params: list[Any] = []
-
-        def bind(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        where = audit.audit_conditions(tenant, start, end, before_seq, bind, to_pg_micros)
-        sql = audit.list_sql(where, bind(check_limit(limit, audit.MAX_AUDIT_LIMIT)))
+        """Newest first by seq, in pages (see audit.list_query)."""
+        sql, params = audit.list_query(tenant, start, end, limit, before_seq, "${}".format, to_pg_micros)
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
         return [audit.entry_from_row(row, row[2] + PG_EPOCH_MICROS) for row in rows]

@@ -372,12 +372,7 @@ class SqliteStore(Store):
         audit.check_entry(entry)
         at = entry.at.ToMicroseconds() if entry.HasField("at") else now_micros()
         async with self._session(write=True) as conn:
-            rows = await _fetchall(
-                conn,
-                f"INSERT INTO audit_log ({audit.INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (audit_id) DO NOTHING RETURNING seq",
-                audit.insert_values(entry, at),
-            )
+            rows = await _fetchall(conn, audit.insert_sql(["?"] * 10), audit.insert_values(entry, at))
             if rows:
                 return rows[0][0], False
             rows = await _fetchall(conn, "SELECT seq FROM audit_log WHERE audit_id = ?", (entry.audit_id,))
@@ -386,15 +381,10 @@ class SqliteStore(Store):
     async def list_audit(
         self, tenant: str, start: datetime | None, end: datetime | None, limit: int, before_seq: int = 0
     ) -> list[observer_pb2.AuditEntry]:
-        """Newest first by seq (the primary key, or audit_log_tenant_seq for one tenant)."""
-        params: list[Any] = []
-
-        def bind(value: Any) -> str:
-            params.append(value)
-            return "?"
-
-        where = audit.audit_conditions(tenant, start, end, before_seq, bind, datetime_to_micros)
-        sql = audit.list_sql(where, bind(check_limit(limit, audit.MAX_AUDIT_LIMIT)))
+        """Newest first by seq, in pages (see audit.list_query)."""
+        sql, params = audit.list_query(
+            tenant, start, end, limit, before_seq, lambda _: "?", datetime_to_micros
+        )
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
         return [audit.entry_from_row(row, row[2]) for row in rows]
