@@ -22,18 +22,11 @@ log = logging.getLogger("atp.audit")
 
 
 def key_state(record: KeyRecord, limits: Mapping[str, int | None]) -> dict[str, Any]:
-    """A key's audited state: everything but its digest (and never the key)."""
-    return {
-        "key_id": record.key_id,
-        "tenant": record.tenant,
-        "role": record.role,
-        "name": record.name,
-        "source": record.source,
-        "rotated_from": record.rotated_from,
-        "created_at": record.created_at or None,
-        "revoked_at": record.revoked_at,
-        "limits": dict(limits),
-    }
+    """A key's audited state: every field of its record but the digest (and never the key), with the
+    limits in force. Every field, so one a later change adds to keys is audited without a change here."""
+    state: dict[str, Any] = {name: getattr(record, name) for name in record.__slots__ if name != "digest"}
+    state["limits"] = dict(limits)
+    return {name: dict(value) if isinstance(value, Mapping) else value for name, value in state.items()}
 
 
 def _json(state: Mapping[str, Any] | None) -> str:
