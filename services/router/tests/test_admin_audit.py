@@ -46,10 +46,17 @@ class Suite:
         return {k.key_id for k in reply.keys}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The observer's database: empty for SQLite, else a fresh PostgreSQL schema."""
+    return str(request.getfixturevalue("postgres_dsn")) if request.param == "postgres" else ""
+
+
 @pytest.fixture
-async def suite(tmp_path: Path) -> AsyncIterator[Suite]:
+async def suite(database_url: str, tmp_path: Path) -> AsyncIterator[Suite]:
     observer = await build_observer(
-        ObserverSettings(**COMMON, sqlite_path=str(tmp_path / "observer.sqlite3")), config=builtin_config("")
+        ObserverSettings(**COMMON, database_url=database_url, sqlite_path=str(tmp_path / "observer.sqlite3")),
+        config=builtin_config(""),
     )
     router = await build_router(
         RouterSettings(
