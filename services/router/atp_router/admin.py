@@ -238,16 +238,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         caller = Caller.of(request)
         record = await self._find(request.key_id, caller)
         if record.revoked_at is None:
-            before, record = record, dataclasses.replace(record, revoked_at=time.time())
-            revoked = record
+            revoked = dataclasses.replace(record, revoked_at=time.time())
             await self._audit.change(
                 caller,
                 "key.revoke",
                 (record.tenant, record.key_id),
-                self._state_of(before),
                 self._state_of(record),
+                self._state_of(revoked),
                 lambda: self._follower.store.put_keys([revoked]),
             )
+            record = revoked
             await self._follower.refresh()
         return admin_pb2.RevokeKeyResponse(key=_info(self._follower.directory, record))
 
@@ -270,20 +270,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         stored.update(changes)
         if record.source != "config":
             stored = {k: v for k, v in stored.items() if v is not None}
-        before, record = record, dataclasses.replace(record, limits=stored)
-        updated = record
-        after = key_state(record, effective_key_limits(self._file_limits(record), stored))
+        updated = dataclasses.replace(record, limits=stored)
         # Written like a revocation: the version bump carries it to every replica within a second.
         await self._audit.change(
             caller,
             "key.update",
             (record.tenant, record.key_id),
-            self._state_of(before),
-            after,
+            self._state_of(record),
+            key_state(updated, effective_key_limits(self._file_limits(record), stored)),
             lambda: self._follower.store.put_keys([updated]),
         )
         await self._follower.refresh()
-        return admin_pb2.UpdateKeyResponse(key=_info(self._follower.directory, record))
+        return admin_pb2.UpdateKeyResponse(key=_info(self._follower.directory, updated))
 
     async def GetTenant(
         self, request: admin_pb2.GetTenantRequest, context: aio.ServicerContext
