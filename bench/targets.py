@@ -188,7 +188,7 @@ def atp_config_yaml(
         "default_route": "bench-json",
         "tenants": {
             "bench": {
-                "api_keys": [{"hash": api_key_hash, "role": "admin", "name": "bench"}],
+                "api_keys": [{"hash": api_key_hash, "role": "operator", "name": "bench"}],
                 **(tenant_limits or {}),
             }
         },

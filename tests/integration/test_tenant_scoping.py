@@ -90,7 +90,7 @@ async def test_query_usage_is_scoped_to_the_named_tenant(stub: observer_pb2_grpc
         assert [r.requests for r in total.rows] == [count]
     nobody = await stub.QueryUsage(observer_pb2.QueryUsageRequest(tenant="initech"), timeout=TIMEOUT)
     assert list(nobody.rows) == []
-    # No tenant is the admin view (the gateway allows it only under the admin key): every tenant's rows.
+    # No tenant is the operator view (the gateway allows it only under an operator key): every tenant's rows.
     everyone = await stub.QueryUsage(observer_pb2.QueryUsageRequest(group_by=["tenant"]), timeout=TIMEOUT)
     assert {r.tenant: r.requests for r in everyone.rows} == TENANTS
 

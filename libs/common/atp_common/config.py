@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,11 +16,38 @@ from atp_common.errors import ConfigError
 
 Capability = Literal["tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings"]
 PolicyName = Literal["static", "cheapest", "thompson", "ucb", "linucb"]
-Role = Literal["user", "admin"]
+# `user` calls models and reads its tenant's data; `tenant_admin` also administers its own tenant's keys;
+# `operator` administers every tenant.
+Role = Literal["user", "tenant_admin", "operator"]
+ROLES: tuple[Role, ...] = ("user", "tenant_admin", "operator")
 PiiKind = Literal[
     "email", "phone", "card", "iban", "ip", "ssn", "identifier", "person", "location", "organization"
 ]
 PiiDetector = Literal["regex", "ner"]
+
+
+log = logging.getLogger("atp.config")
+
+# The role name before scoped administration, when an admin key administered every tenant.
+LEGACY_ADMIN_ROLE = "admin"
+# Keys already warned about (bounded: past the bound a key is still upgraded, just not logged again).
+_warned_legacy: set[str] = set()
+_MAX_WARNED = 10_000
+
+
+def upgrade_role(role: str, key: str) -> str:
+    """`role` with the deprecated `admin` read as `operator`; the first time per `key` (a key's name and id,
+    never the key) a warning says so."""
+    if role != LEGACY_ADMIN_ROLE:
+        return role
+    if key not in _warned_legacy and len(_warned_legacy) < _MAX_WARNED:
+        _warned_legacy.add(key)
+        log.warning(
+            "API key %s has the deprecated role 'admin': it is read as 'operator' (administers every "
+            "tenant); set role 'operator', or 'tenant_admin' to administer only its own tenant",
+            key,
+        )
+    return "operator"
 
 
 class _Strict(BaseModel):
@@ -228,6 +256,17 @@ class ApiKeyConfig(RateLimits):
     role: Role = "user"
     name: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_role(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") == LEGACY_ADMIN_ROLE:
+            digest = str(data.get("hash", "")).removeprefix("sha256:")
+            data = {
+                **data,
+                "role": upgrade_role(LEGACY_ADMIN_ROLE, f"{data.get('name', '')!r} (cfg_{digest[:16]})"),
+            }
+        return data
+
     @property
     def limits(self) -> dict[str, int]:
         """The limits this key sets (field name to value), empty when it has none."""
@@ -360,7 +399,9 @@ def builtin_config(local_api_key: str | None = None) -> AtpConfig:
     key = local_api_key if local_api_key is not None else os.environ.get(API_KEY_ENV, "")
     tenants: dict[str, Any] = {}
     if key:
-        tenants[LOCAL_TENANT] = {"api_keys": [{"hash": hash_api_key(key), "role": "admin", "name": "local"}]}
+        tenants[LOCAL_TENANT] = {
+            "api_keys": [{"hash": hash_api_key(key), "role": "operator", "name": "local"}]
+        }
     return AtpConfig.model_validate(
         {
             "providers": {"local": {"type": "local"}},

@@ -59,3 +59,28 @@ def test_mistakes_are_refused_with_a_clear_message(tmp_path, yaml_text, message)
 def test_digest_changes_with_content():
     assert builtin_config("a").digest() != builtin_config("b").digest()
     assert builtin_config("a").digest() == builtin_config("a").digest()
+
+
+async def test_the_deprecated_admin_role_is_read_as_operator_with_one_warning_per_key(tmp_path, caplog):
+    import orjson
+
+    from atp_common.config import TenantConfig
+    from atp_common.limits.directory import FileDirectoryStore
+
+    digest = "ab" * 32
+    tenant = {"api_keys": [{"hash": f"sha256:{digest}", "role": "admin", "name": "old-admin"}]}
+    with caplog.at_level("WARNING", logger="atp.config"):
+        for _ in range(3):  # a configuration reloaded keeps the key and warns once
+            assert TenantConfig.model_validate(tenant).api_keys[0].role == "operator"
+        # A key stored by the admin API before roles were scoped, read on every directory refresh.
+        path = tmp_path / "tenants.json"
+        record = {"key_id": "key_old", "digest": "cd" * 32, "tenant": "acme", "role": "admin", "name": "ci"}
+        path.write_bytes(orjson.dumps({"keys": {"key_old": record}, "tenants": {}}))
+        store = FileDirectoryStore(path)
+        for _ in range(3):
+            assert (await store.load()).keys["key_old"].role == "operator"
+    warnings = [r.getMessage() for r in caplog.records if "deprecated role 'admin'" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert f"cfg_{digest[:16]}" in warnings[0] and "key_old" in warnings[1]
+    # Never the digest itself beyond the id's prefix.
+    assert digest not in " ".join(warnings)

@@ -240,7 +240,14 @@ async def test_followers_see_created_and_revoked_keys_within_a_second(directory_
         await writer.put_keys(
             [
                 KeyRecord(
-                    "cfg_x", config_digest, "local", "admin", "", 0.0, revoked_at=time.time(), source="config"
+                    "cfg_x",
+                    config_digest,
+                    "local",
+                    "operator",
+                    "",
+                    0.0,
+                    revoked_at=time.time(),
+                    source="config",
                 )
             ]
         )

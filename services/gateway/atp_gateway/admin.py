@@ -1,5 +1,6 @@
-"""The HTTP admin API: keys, their limits and tenant settings (admin role), usage, observations and decision explanations
-(any key for its own tenant; an admin may name any tenant). Off the hot path, so plain FastAPI routes."""
+"""The HTTP admin API: keys, their limits and tenant settings (tenant_admin for its own tenant, operator for
+any), usage, observations, decision explanations (any key for its own tenant; an operator for any) and the
+audit log of admin actions. Off the hot path, so plain FastAPI routes."""
 
 from __future__ import annotations
 
@@ -9,23 +10,33 @@ import orjson
 from fastapi import APIRouter, Request
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import Response
 
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2
-from atp_common.config import KEY_LIMIT_FIELDS
-from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_common.config import KEY_LIMIT_FIELDS, LEGACY_ADMIN_ROLE, Role
+from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.control import ControlClient
 from atp_gateway.errors import error_from_validation
 from atp_gateway.gateway import Gateway
 from atp_gateway.ids import check_id, check_time_range
 
-__all__ = ["admin_of", "admin_router", "control_of", "principal_of", "scoped_tenant"]
+__all__ = [
+    "actor_of",
+    "admin_router",
+    "control_of",
+    "manager_of",
+    "operator_of",
+    "principal_of",
+    "scoped_tenant",
+]
 
 PREFIX = "/v1/admin"
 _MAX_OBSERVATIONS = 1000
+_MAX_AUDIT = 500
+_MANAGERS: tuple[Role, ...] = ("tenant_admin", "operator")
 
 
 class _Body(BaseModel):
@@ -52,9 +63,15 @@ class KeyLimitsBody(_RateLimitChanges):
 
 class CreateKeyBody(_Body):
     tenant: str
-    role: Literal["user", "admin"] = "user"
+    # `admin` is the deprecated name of `operator`.
+    role: Literal["user", "tenant_admin", "operator", "admin"] = "user"
     name: str = Field("", max_length=128)
     limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+
+    @field_validator("role")
+    @classmethod
+    def _upgrade(cls, role: str) -> str:
+        return "operator" if role == LEGACY_ADMIN_ROLE else role
 
 
 class UpdateKeyBody(_Body):
@@ -128,12 +145,25 @@ def principal_of(gateway: Gateway, request: Request) -> Principal:
     return gateway.keys.authenticate(key)
 
 
-def admin_of(gateway: Gateway, request: Request) -> Principal:
-    """The caller's principal, refused unless it is an admin key."""
+def manager_of(gateway: Gateway, request: Request) -> Principal:
+    """The caller's principal, refused unless it administers keys: a tenant_admin or an operator key."""
     principal = principal_of(gateway, request)
-    if principal.role != "admin":
-        raise PermissionDenied("This endpoint needs an admin key.")
+    if principal.role not in _MANAGERS:
+        raise PermissionDenied("This endpoint needs a tenant_admin or operator key.")
     return principal
+
+
+def operator_of(gateway: Gateway, request: Request) -> Principal:
+    """The caller's principal, refused unless it is an operator key (the endpoint covers every tenant)."""
+    principal = principal_of(gateway, request)
+    if principal.role != "operator":
+        raise PermissionDenied("This endpoint needs an operator key.")
+    return principal
+
+
+def actor_of(principal: Principal) -> admin_pb2.Actor:
+    """Who asks, for the router: it scopes the change and names the actor in the audit log."""
+    return admin_pb2.Actor(key_id=principal.key_id, role=principal.role, tenant=principal.tenant)
 
 
 def control_of(gateway: Gateway) -> ControlClient:
@@ -144,9 +174,9 @@ def control_of(gateway: Gateway) -> ControlClient:
 
 
 def scoped_tenant(principal: Principal, asked: str | None) -> str:
-    """The tenant a call may read: a user key only ever sees its own tenant; naming another is refused,
-    not silently narrowed."""
-    if principal.role == "admin":
+    """The tenant a call may read: a user or tenant_admin key only ever sees its own tenant; naming another
+    is refused, not silently narrowed."""
+    if principal.role == "operator":
         return asked if asked is not None else principal.tenant
     if asked is not None and asked != principal.tenant:
         raise PermissionDenied("A key can only read its own tenant's data.", param="tenant")
@@ -161,54 +191,65 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
     @router.post("/keys", status_code=201, summary="Create an API key (the key is returned once)")
     async def create_key(request: Request) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         body = await _parse(request, CreateKeyBody, gateway)
         client = control_of(gateway)
         reply = await client.call(
             client.admin.CreateKey,
             admin_pb2.CreateKeyRequest(
-                tenant=body.tenant, role=body.role, name=body.name, limits=body.limits.message()
+                tenant=body.tenant,
+                role=body.role,
+                name=body.name,
+                limits=body.limits.message(),
+                actor=actor_of(principal),
             ),
         )
         return _json(_key(reply.key, reply.secret), 201)
 
     @router.get("/keys", summary="List API keys (never the keys themselves)")
     async def list_keys(request: Request, tenant: str = "", include_revoked: bool = False) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         if tenant:
             check_id(tenant, "tenant")
         client = control_of(gateway)
-        reply = await client.call(
-            client.admin.ListKeys, admin_pb2.ListKeysRequest(tenant=tenant, include_revoked=include_revoked)
+        query = admin_pb2.ListKeysRequest(
+            tenant=tenant, include_revoked=include_revoked, actor=actor_of(principal)
         )
+        reply = await client.call(client.admin.ListKeys, query)
         return _json({"object": "list", "data": [_key(k) for k in reply.keys]})
 
     @router.post("/keys/{key_id}/rotate", summary="Replace a key with a new one and revoke the old one")
     async def rotate_key(request: Request, key_id: str) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
         client = control_of(gateway)
-        reply = await client.call(client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id))
+        reply = await client.call(
+            client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id, actor=actor_of(principal))
+        )
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
 
     @router.patch("/keys/{key_id}", summary="Change a key's own rate limits")
     async def update_key(request: Request, key_id: str) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
         body: UpdateKeyBody = await _parse(request, UpdateKeyBody, gateway)
         client = control_of(gateway)
         reply = await client.call(
             client.admin.UpdateKey,
-            admin_pb2.UpdateKeyRequest(key_id=key_id, limits=body.limits.message(), reset=body.reset),
+            admin_pb2.UpdateKeyRequest(
+                key_id=key_id, limits=body.limits.message(), reset=body.reset, actor=actor_of(principal)
+            ),
         )
         return _json(_key(reply.key))
 
     @router.delete("/keys/{key_id}", summary="Revoke a key (refused by every gateway within a second)")
     async def revoke_key(request: Request, key_id: str) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
         client = control_of(gateway)
-        reply = await client.call(client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id))
+        reply = await client.call(
+            client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id, actor=actor_of(principal))
+        )
         return _json(_key(reply.key))
 
     @router.get("/tenants/{tenant}", summary="A tenant's effective limits, budgets and models")
@@ -222,8 +263,9 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
     @router.patch("/tenants/{tenant}", summary="Set a tenant's limits, budgets and allowed models")
     async def set_tenant(request: Request, tenant: str) -> Response:
-        admin_of(gateway, request)
+        principal = manager_of(gateway, request)
         check_id(tenant, "tenant")
+        scoped_tenant(principal, tenant)
         body: TenantBody = await _parse(request, TenantBody, gateway)
         settings = admin_pb2.TenantSettings()
         for name, value in body.model_dump(exclude={"reset"}).items():
@@ -237,11 +279,13 @@ def admin_router(gateway: Gateway) -> APIRouter:
         client = control_of(gateway)
         reply = await client.call(
             client.admin.SetTenant,
-            admin_pb2.SetTenantRequest(tenant=tenant, settings=settings, reset=body.reset),
+            admin_pb2.SetTenantRequest(
+                tenant=tenant, settings=settings, reset=body.reset, actor=actor_of(principal)
+            ),
         )
         return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
 
-    @router.get("/usage", summary="Usage and cost over a time range (own tenant unless admin)")
+    @router.get("/usage", summary="Usage and cost over a time range (own tenant unless operator)")
     async def usage(
         request: Request,
         tenant: str | None = None,
@@ -254,7 +298,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
             check_id(tenant, "tenant")
         check_time_range(start, end)
         scoped = scoped_tenant(principal, tenant)
-        if principal.role == "admin" and tenant == "*":
+        if principal.role == "operator" and tenant == "*":
             scoped = ""  # every tenant
         query = observer_pb2.QueryUsageRequest(tenant=scoped, group_by=[g for g in group_by.split(",") if g])
         if start is not None:
@@ -264,7 +308,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         reply = await control_of(gateway).query_usage(query)
         return _json({"object": "list", "data": [_dict(row) for row in reply.rows]})
 
-    @router.get("/observations", summary="Recent observations (own tenant unless admin)")
+    @router.get("/observations", summary="Recent observations (own tenant unless operator)")
     async def observations(
         request: Request,
         tenant: str | None = None,
@@ -307,14 +351,68 @@ def admin_router(gateway: Gateway) -> APIRouter:
         data = [_dict(o) for o in reply.observations if o.tenant == scoped]
         return _json({"object": "list", "data": data})
 
-    @router.get("/decisions/{decision_id}", summary="Explain a routing decision (own tenant unless admin)")
+    @router.get("/decisions/{decision_id}", summary="Explain a routing decision (own tenant unless operator)")
     async def explain(request: Request, decision_id: str) -> Response:
         principal = principal_of(gateway, request)
         check_id(decision_id, "decision_id")
         reply = await control_of(gateway).explain(decision_id)
-        if principal.role != "admin" and reply.tenant != principal.tenant:
-            # The same answer as an unknown id: a user key learns nothing about other tenants' decisions.
-            raise NotFound(f"no decision {decision_id!r}", param="decision_id")
+        if principal.role != "operator" and reply.tenant != principal.tenant:
+            # Refused like every other endpoint naming another tenant (decision ids are unguessable, so
+            # this tells a caller nothing it did not hold already).
+            raise PermissionDenied("A key can only read its own tenant's data.", param="decision_id")
         return _json({"object": "decision", **_dict(reply)})
 
+    _audit_route(router, gateway)
     return router
+
+
+def _audit_entry(entry: observer_pb2.AuditEntry) -> dict[str, Any]:
+    return {
+        "object": "audit_entry",
+        "id": entry.audit_id,
+        "seq": entry.seq,
+        "at": entry.at.ToJsonString(),
+        "actor": {"key_id": entry.actor_key_id, "role": entry.actor_role, "tenant": entry.actor_tenant},
+        "action": entry.action,
+        "tenant": entry.tenant,
+        "target": entry.target,
+        "before": orjson.loads(entry.before_json) if entry.before_json else None,
+        "after": orjson.loads(entry.after_json) if entry.after_json else None,
+    }
+
+
+def _audit_route(router: APIRouter, gateway: Gateway) -> None:
+    @router.get("/audit", summary="Admin actions, newest first (own tenant for a tenant_admin)")
+    async def audit(
+        request: Request,
+        tenant: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = 100,
+        before: int = 0,
+    ) -> Response:
+        """Who changed what, when, with the state before and after. An operator sees every tenant's entries
+        unless it names one; the next page: `before` = the last entry's seq (`next_before`)."""
+        principal = manager_of(gateway, request)
+        if tenant is not None and tenant != "*":
+            check_id(tenant, "tenant")
+        if principal.role == "operator":
+            scoped = "" if tenant in (None, "*") else tenant
+        else:
+            scoped = scoped_tenant(principal, tenant)
+        if not 1 <= limit <= _MAX_AUDIT:
+            raise InvalidArgument(f"limit must be between 1 and {_MAX_AUDIT}", param="limit")
+        if before < 0:
+            raise InvalidArgument("before must be a positive seq", param="before")
+        query = observer_pb2.ListAuditRequest(tenant=scoped, limit=limit, before_seq=before)
+        for name, value in (("start", start), ("end", end)):
+            if value is not None:
+                try:
+                    getattr(query, name).FromJsonString(value)
+                except ValueError as exc:
+                    raise InvalidArgument(f"{name} must be an RFC 3339 timestamp: {exc}", param=name) from exc
+        reply = await control_of(gateway).list_audit(query)
+        # Defence in depth, as for observations: nothing of another tenant leaves for a tenant_admin.
+        data = [_audit_entry(e) for e in reply.entries if not scoped or e.tenant == scoped]
+        next_before = reply.entries[-1].seq if len(reply.entries) == limit else None
+        return _json({"object": "list", "data": data, "next_before": next_before})

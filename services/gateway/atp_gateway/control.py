@@ -53,6 +53,9 @@ class ControlClient:
     ) -> observer_pb2.ListFeedbackResponse:
         return await self.call(self._observer.ListFeedback, request)
 
+    async def list_audit(self, request: observer_pb2.ListAuditRequest) -> observer_pb2.ListAuditResponse:
+        return await self.call(self._observer.ListAudit, request)
+
     async def store_status(self) -> observer_pb2.GetStoreStatusResponse:
         return await self.call(self._observer.GetStoreStatus, observer_pb2.GetStoreStatusRequest())
 

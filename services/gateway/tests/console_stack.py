@@ -28,8 +28,12 @@ from atp_router.settings import RouterSettings
 from services.gateway.tests.stack import until
 
 ADMIN_KEY = "sk-console-admin-0001"
+# A configuration key with the role's name before scoped administration: read as operator.
+LEGACY_ADMIN_KEY = "sk-console-legacy-01"
 ACME_KEY = "sk-console-acme-00001"
+ACME_ADMIN_KEY = "sk-console-acme-admin"
 GLOBEX_KEY = "sk-console-globex-001"
+GLOBEX_ADMIN_KEY = "sk-console-globex-adm"
 
 
 def _hash(key: str) -> str:
@@ -45,13 +49,26 @@ CONFIG: dict[str, Any] = {
     },
     "routes": {"auto": {"candidates": ["local-small", "local-large"], "policy": "thompson"}},
     "tenants": {
-        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "admin", "name": "operator"}]},
+        "ops": {
+            "api_keys": [
+                {"hash": _hash(ADMIN_KEY), "role": "operator", "name": "operator"},
+                {"hash": _hash(LEGACY_ADMIN_KEY), "role": "admin", "name": "legacy-admin"},
+            ]
+        },
         "acme": {
             "daily_budget_usd": 2,
             "monthly_budget_usd": 30,
-            "api_keys": [{"hash": _hash(ACME_KEY), "name": "acme-app"}],
+            "api_keys": [
+                {"hash": _hash(ACME_KEY), "name": "acme-app"},
+                {"hash": _hash(ACME_ADMIN_KEY), "role": "tenant_admin", "name": "acme-admin"},
+            ],
         },
-        "globex": {"api_keys": [{"hash": _hash(GLOBEX_KEY), "name": "globex-app"}]},
+        "globex": {
+            "api_keys": [
+                {"hash": _hash(GLOBEX_KEY), "name": "globex-app"},
+                {"hash": _hash(GLOBEX_ADMIN_KEY), "role": "tenant_admin", "name": "globex-admin"},
+            ]
+        },
     },
 }
 
@@ -66,6 +83,7 @@ class Suite:
         self._thread = threading.Thread(target=self._loop.run_forever, name="console-suite", daemon=True)
         self._stack = AsyncExitStack()
         self.url = ""
+        self.app: Any = None
 
     def run(self, coro: Any, timeout_s: float = 30.0) -> Any:
         """Run `coro` on the suite's loop and return its result."""
@@ -129,7 +147,8 @@ class Suite:
             router_addr=router.address,
             observer_addr=observer.address,
         )
-        gateway = GatewayServer(settings, create_app(settings, config=config))
+        self.app = create_app(settings, config=config)
+        gateway = GatewayServer(settings, self.app)
         await gateway.start()
         self._stack.push_async_callback(gateway.stop_now)
         await until(lambda: gateway.gateway.ready, what="gateway ready")

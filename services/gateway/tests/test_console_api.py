@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from atp_gateway.console import STATIC_DIR
-from services.gateway.tests.console_stack import ACME_KEY, ADMIN_KEY, GLOBEX_KEY, Suite, running_suite
+from services.gateway.tests.console_stack import (
+    ACME_KEY,
+    ADMIN_KEY,
+    GLOBEX_KEY,
+    LEGACY_ADMIN_KEY,
+    Suite,
+    running_suite,
+)
 from services.gateway.tests.stack import until
 
 pytestmark = pytest.mark.slow
@@ -70,7 +77,9 @@ def test_whoami_names_the_key_and_refuses_a_wrong_one(suite: Suite) -> None:
         "key_name": "acme-app",
         "key_id": me["key_id"],
     }
-    assert get(suite, "/v1/admin/whoami").json()["role"] == "admin"
+    assert get(suite, "/v1/admin/whoami").json()["role"] == "operator"
+    # The deprecated `admin` of a configuration key keeps working, as operator.
+    assert get(suite, "/v1/admin/whoami", LEGACY_ADMIN_KEY).json()["role"] == "operator"
     refused(get(suite, "/v1/admin/whoami", "sk-nobody-at-all"), 401)
     refused(httpx.get(f"{suite.url}/v1/admin/whoami"), 401)
 

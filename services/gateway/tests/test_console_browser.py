@@ -1,6 +1,6 @@
 """The console in a real headless Chromium against the whole suite: an operator signs in, creates a key,
 sees its requests and their decisions, watches spend move and revokes it; a wrong key cannot sign in; a
-tenant's key sees only its tenant; every control is labelled, the keyboard reaches everything, and every
+tenant's key and a tenant_admin see only their tenant; every control is labelled, the keyboard reaches everything, and every
 text on every page meets WCAG AA contrast. Each test saves screenshots in its output folder."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from services.gateway.tests.console_stack import (
+    ACME_ADMIN_KEY,
     ACME_KEY,
     ADMIN_KEY,
     GLOBEX_KEY,
@@ -294,7 +295,7 @@ def test_a_tenant_key_sees_only_its_tenant(suite: Suite, browser: Any, tmp_path:
     assert "Tenant" not in [o.text for o in browser.find_elements(by("CSS_SELECTOR"), "#spend-group option")]
     screenshot(browser, tmp_path, "tenant-spend")
     go(browser, "keys", "page")
-    wait(browser, lambda d: "admin key" in text_of(d, "page"), "keys need an admin")
+    wait(browser, lambda d: "operator key" in text_of(d, "page"), "keys need an admin")
     assert not browser.find_elements(by("CSS_SELECTOR"), "button.danger")
     # The console grants nothing the API would not: the same key asking for another tenant is refused.
     other = httpx.get(
@@ -305,6 +306,57 @@ def test_a_tenant_key_sees_only_its_tenant(suite: Suite, browser: Any, tmp_path:
     assert other.status_code == 403
     routing = httpx.get(f"{suite.url}/v1/admin/routing", headers={"authorization": f"Bearer {ACME_KEY}"})
     assert routing.status_code == 403
+
+
+def options_of(driver: Any, select_id: str) -> list[str]:
+    return [
+        o.get_attribute("value") for o in driver.find_elements(by("CSS_SELECTOR"), f"#{select_id} option")
+    ]
+
+
+def test_a_tenant_admin_sees_only_its_tenant(suite: Suite, browser: Any, tmp_path: Path) -> None:
+    operator = {"authorization": f"Bearer {ADMIN_KEY}"}
+    for tenant, name in (("globex", "globex-hidden"), ("acme", "acme-visible")):
+        made = httpx.post(
+            f"{suite.url}/v1/admin/keys", json={"tenant": tenant, "name": name}, headers=operator
+        )
+        assert made.status_code == 201, made.text
+    assert chat(suite, GLOBEX_KEY)[0].status_code == 200
+    sign_in(browser, suite, ACME_ADMIN_KEY)
+    wait(browser, signed_in, "signed in")
+    wait(browser, lambda d: "tenant_admin" in text_of(d, "who"), "the principal shown")
+
+    go(browser, "keys", "key-list")
+    keys = wait(
+        browser, lambda d: "acme-visible" in text_of(d, "key-list") and text_of(d, "key-list"), "keys"
+    )
+    assert "globex" not in keys and "acme-admin" in keys
+    tenant_field = browser.find_element(by("ID"), "key-tenant")
+    assert tenant_field.get_attribute("value") == "acme" and tenant_field.get_attribute("readonly")
+    assert options_of(browser, "key-role") == ["user", "tenant_admin"]
+    assert options_of(browser, "settings-tenant") == ["acme"]
+    browser.find_element(by("ID"), "key-name").send_keys("made-by-acme-admin")
+    browser.find_element(by("CSS_SELECTOR"), 'form[aria-label="Create an API key"] button').click()
+    wait(browser, lambda d: text_of(d, "new-key-value"), "the new key shown once")
+    wait(browser, lambda d: "made-by-acme-admin" in text_of(d, "key-list"), "the new key listed")
+    audit = wait(
+        browser, lambda d: "key.create" in text_of(d, "audit-log") and text_of(d, "audit-log"), "audit"
+    )
+    # The operator's globex key is in the log, but not in acme's view of it.
+    assert "acme" in audit and "globex" not in audit
+    screenshot(browser, tmp_path, "tenant-admin-keys")
+
+    go(browser, "requests", "requests-list")
+    assert options_of(browser, "req-tenant") == ["acme"]
+    go(browser, "spend", "spend-totals")
+    assert options_of(browser, "spend-tenant") == ["acme"]
+    for page, element in (("routing", "routing-data"), ("health", "health-data")):
+        go(browser, page, element)
+        wait(browser, lambda d, e=element: "operator key" in text_of(d, e), f"{page} needs an operator")
+    # What the page hides, the API refuses.
+    mine = {"authorization": f"Bearer {ACME_ADMIN_KEY}"}
+    other = httpx.get(f"{suite.url}/v1/admin/keys", params={"tenant": "globex"}, headers=mine)
+    assert other.status_code == 403
 
 
 # The accessible name of each control, as a screen reader would find it: a <label for>, a wrapping

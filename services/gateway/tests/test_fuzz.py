@@ -43,7 +43,7 @@ CONFIG = {
     "models": {"local-small": {"provider": "local"}},
     "routes": {"auto": {"candidates": ["local-small"]}},
     "tenants": {
-        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "admin", "name": "ops"}]},
+        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "operator", "name": "ops"}]},
         "acme": {"daily_budget_usd": 100.0, "api_keys": [{"hash": _hash(USER_KEY), "name": "acme"}]},
     },
 }

@@ -41,7 +41,7 @@ CONFIG = {
     "models": {"local-small": {"provider": "local"}},
     "routes": {"auto": {"candidates": ["local-small"]}},
     "tenants": {
-        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "admin", "name": "ops"}]},
+        "ops": {"api_keys": [{"hash": _hash(ADMIN_KEY), "role": "operator", "name": "ops"}]},
         "acme": {"requests_per_minute": 5, "api_keys": [{"hash": _hash(TENANT_KEY), "name": "acme"}]},
     },
 }

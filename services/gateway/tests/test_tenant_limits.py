@@ -62,7 +62,7 @@ def _config_dict() -> dict:
         },
         "routes": {"auto": {"candidates": ["local-small", "local-large"]}},
         "tenants": {
-            "ops": {"api_keys": [{"hash": _hash(KEYS["ops"]), "role": "admin", "name": "ops"}]},
+            "ops": {"api_keys": [{"hash": _hash(KEYS["ops"]), "role": "operator", "name": "ops"}]},
             "acme": tenant("acme", requests_per_minute=6),
             "burst": tenant("burst", requests_per_minute=10, tokens_per_minute=100_000),
             "spender": tenant("spender"),

@@ -12,6 +12,7 @@ from atp_common.errors import InvalidArgument, NotFound
 from atp_common.privacy import PrivacyPolicy
 from atp_observer import metrics
 from atp_observer.ingest import is_transient
+from atp_observer.store.audit import DEFAULT_AUDIT_LIMIT
 from atp_observer.store.base import MAX_LIST_LIMIT, Store
 from atp_observer.store.console import ObservationFilters
 
@@ -114,6 +115,30 @@ class Queries:
             raise InvalidArgument("tenant is required", param="tenant")
         records = await self._store.list_feedback(request.decision_id, request.tenant)
         return observer_pb2.ListFeedbackResponse(feedback=records)
+
+    async def record_audit(
+        self, request: observer_pb2.RecordAuditRequest
+    ) -> observer_pb2.RecordAuditResponse:
+        """Append an admin action's entry; a retried audit_id is stored once."""
+        try:
+            seq, duplicate = await self._store.record_audit(request.entry)
+        except Exception as exc:
+            if is_transient(exc):
+                metrics.DB_ERRORS.labels("audit").inc()
+            raise
+        return observer_pb2.RecordAuditResponse(seq=seq, duplicate=duplicate)
+
+    async def list_audit(self, request: observer_pb2.ListAuditRequest) -> observer_pb2.ListAuditResponse:
+        """Audit entries newest first, of one tenant (empty: all), paged by `before_seq`."""
+        if request.limit < 0 or request.before_seq < 0:
+            raise InvalidArgument("limit and before_seq must not be negative", param="limit")
+        start, end = _time(request, "start"), _time(request, "end")
+        if start and end and end < start:
+            raise InvalidArgument("end is before start", param="end")
+        entries = await self._store.list_audit(
+            request.tenant, start, end, request.limit or DEFAULT_AUDIT_LIMIT, request.before_seq
+        )
+        return observer_pb2.ListAuditResponse(entries=entries)
 
     async def store_status(self, ingest_pending: int) -> observer_pb2.GetStoreStatusResponse:
         """The backend's name and whether it answers a ping now (an outage is reported, not raised)."""

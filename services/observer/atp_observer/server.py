@@ -87,6 +87,16 @@ class ObserverServicer(observer_pb2_grpc.ObserverServiceServicer):
     ) -> observer_pb2.GetStoreStatusResponse:
         return await self._queries.store_status(self._buffer.depth)
 
+    async def RecordAudit(
+        self, request: observer_pb2.RecordAuditRequest, context: aio.ServicerContext
+    ) -> observer_pb2.RecordAuditResponse:
+        return await self._queries.record_audit(request)
+
+    async def ListAudit(
+        self, request: observer_pb2.ListAuditRequest, context: aio.ServicerContext
+    ) -> observer_pb2.ListAuditResponse:
+        return await self._queries.list_audit(request)
+
 
 async def _maintain_forever(store: Store, interval_s: float) -> None:
     """Partition upkeep and retention, now and then every `interval_s`; a failure waits for the next round."""

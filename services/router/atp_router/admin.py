@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from atp.router.v1 import admin_pb2, admin_pb2_grpc
-from atp_common.config import TenantConfig
+from atp_common.config import ROLES, TenantConfig, upgrade_role
 from atp_common.errors import InvalidArgument, NotFound
 from atp_common.limits.directory import (
     KEY_LIMIT_FIELDS,
@@ -21,13 +21,16 @@ from atp_common.limits.directory import (
     Directory,
     DirectoryFollower,
     KeyRecord,
+    config_key_id,
+    effective_key_limits,
     new_api_key,
 )
+from atp_router.admin_scope import Caller, check_tightens
+from atp_router.audit import AuditLog, key_state
 
 __all__ = ["AdminServicer"]
 
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ROLES = ("user", "admin")
 _INT_LIMITS = KEY_LIMIT_FIELDS
 _BUDGETS = ("daily_budget_usd", "monthly_budget_usd")
 _LISTS = ("allowed_models", "denied_models")
@@ -112,8 +115,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Writes go to the store and bump its version; this router's follower is refreshed at once so a
     read after a write sees it, and every other replica picks the change up within its poll interval."""
 
-    def __init__(self, follower: DirectoryFollower):
+    def __init__(self, follower: DirectoryFollower, audit: AuditLog):
         self._follower = follower
+        self._audit = audit
+
+    def _state_of(self, record: KeyRecord) -> dict[str, Any]:
+        return key_state(record, self._follower.directory.key_settings.get(record.key_id, {}))
+
+    def _file_limits(self, record: KeyRecord) -> Mapping[str, int]:
+        """A configuration-file key's limits as the file sets them (none for a created key)."""
+        if record.source == "config":
+            for tenant in self._follower.config.tenants.values():
+                for key in tenant.api_keys:
+                    if config_key_id(key.hash.removeprefix("sha256:")) == record.key_id:
+                        return key.limits
+        return {}
 
     async def _state(self) -> Directory:
         await self._follower.refresh()
@@ -130,9 +146,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.CreateKeyResponse:
         if not _TENANT_NAME.match(request.tenant):
             raise InvalidArgument("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
-        role = request.role or "user"
-        if role not in _ROLES:
-            raise InvalidArgument("role must be 'user' or 'admin'", param="role")
+        role = upgrade_role(request.role or "user", f"created in {request.tenant}")
+        if role not in ROLES:
+            raise InvalidArgument(f"role must be one of {', '.join(ROLES)}", param="role")
+        caller = Caller.of(request)
+        caller.administers(request.tenant)
+        caller.may_give(role)
         limits = {k: v for k, v in key_limit_changes(request.limits).items() if v is not None}
         secret, digest = new_api_key()
         record = KeyRecord(
@@ -144,33 +163,43 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             created_at=time.time(),
             limits=limits,
         )
-        await self._follower.store.put_keys([record])
+        await self._audit.change(
+            caller,
+            "key.create",
+            (record.tenant, record.key_id),
+            None,
+            key_state(record, limits),
+            lambda: self._follower.store.put_keys([record]),
+        )
         await self._follower.refresh()
         return admin_pb2.CreateKeyResponse(key=key_info(record, limits), secret=secret)
 
     async def ListKeys(
         self, request: admin_pb2.ListKeysRequest, context: aio.ServicerContext
     ) -> admin_pb2.ListKeysResponse:
+        tenant = Caller.of(request).list_scope(request.tenant)
         records = await self._all_keys()
         directory = self._follower.directory
         keys = [
             _info(directory, r)
             for r in sorted(records.values(), key=lambda r: (r.tenant, r.created_at, r.key_id))
-            if (not request.tenant or r.tenant == request.tenant)
-            and (request.include_revoked or r.revoked_at is None)
+            if (not tenant or r.tenant == tenant) and (request.include_revoked or r.revoked_at is None)
         ]
         return admin_pb2.ListKeysResponse(keys=keys)
 
-    async def _find(self, key_id: str) -> KeyRecord:
+    async def _find(self, key_id: str, caller: Caller) -> KeyRecord:
+        """The key `caller` asks to change, refused when it is outside the caller's scope."""
         record = (await self._all_keys()).get(key_id)
         if record is None:
             raise NotFound(f"no key {key_id!r}", param="key_id")
+        caller.administers_key(record)
         return record
 
     async def RotateKey(
         self, request: admin_pb2.RotateKeyRequest, context: aio.ServicerContext
     ) -> admin_pb2.RotateKeyResponse:
-        old = await self._find(request.key_id)
+        caller = Caller.of(request)
+        old = await self._find(request.key_id, caller)
         if old.revoked_at is not None:
             raise InvalidArgument("a revoked key cannot be rotated", param="key_id")
         now = time.time()
@@ -189,7 +218,14 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
         revoked = dataclasses.replace(old, revoked_at=now)
         # One MULTI: the new key and the revocation become visible together.
-        await self._follower.store.put_keys([new, revoked])
+        await self._audit.change(
+            caller,
+            "key.rotate",
+            (old.tenant, old.key_id),
+            self._state_of(old),
+            {**self._state_of(revoked), "replaced_by": key_state(new, limits)},
+            lambda: self._follower.store.put_keys([new, revoked]),
+        )
         directory = self._follower.directory
         await self._follower.refresh()
         return admin_pb2.RotateKeyResponse(
@@ -199,10 +235,19 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def RevokeKey(
         self, request: admin_pb2.RevokeKeyRequest, context: aio.ServicerContext
     ) -> admin_pb2.RevokeKeyResponse:
-        record = await self._find(request.key_id)
+        caller = Caller.of(request)
+        record = await self._find(request.key_id, caller)
         if record.revoked_at is None:
-            record = dataclasses.replace(record, revoked_at=time.time())
-            await self._follower.store.put_keys([record])
+            revoked = dataclasses.replace(record, revoked_at=time.time())
+            await self._audit.change(
+                caller,
+                "key.revoke",
+                (record.tenant, record.key_id),
+                self._state_of(record),
+                self._state_of(revoked),
+                lambda: self._follower.store.put_keys([revoked]),
+            )
+            record = revoked
             await self._follower.refresh()
         return admin_pb2.RevokeKeyResponse(key=_info(self._follower.directory, record))
 
@@ -213,7 +258,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         if unknown:
             raise InvalidArgument(f"cannot reset unknown limits {unknown}", param="reset")
         changes = key_limit_changes(request.limits)
-        record = await self._find(request.key_id)
+        caller = Caller.of(request)
+        record = await self._find(request.key_id, caller)
         if record.revoked_at is not None:
             raise InvalidArgument("a revoked key cannot be changed", param="key_id")
         # The record keeps changes only: for a configuration-file key, on top of the file's values (None
@@ -224,11 +270,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         stored.update(changes)
         if record.source != "config":
             stored = {k: v for k, v in stored.items() if v is not None}
-        record = dataclasses.replace(record, limits=stored)
+        updated = dataclasses.replace(record, limits=stored)
         # Written like a revocation: the version bump carries it to every replica within a second.
-        await self._follower.store.put_keys([record])
+        await self._audit.change(
+            caller,
+            "key.update",
+            (record.tenant, record.key_id),
+            self._state_of(record),
+            key_state(updated, effective_key_limits(self._file_limits(record), stored)),
+            lambda: self._follower.store.put_keys([updated]),
+        )
         await self._follower.refresh()
-        return admin_pb2.UpdateKeyResponse(key=_info(self._follower.directory, record))
+        return admin_pb2.UpdateKeyResponse(key=_info(self._follower.directory, updated))
 
     async def GetTenant(
         self, request: admin_pb2.GetTenantRequest, context: aio.ServicerContext
@@ -250,17 +303,29 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         unknown = [f for f in request.reset if f not in TENANT_FIELDS]
         if unknown:
             raise InvalidArgument(f"cannot reset unknown fields {unknown}", param="reset")
+        caller = Caller.of(request)
+        caller.administers(request.tenant)
         directory = await self._state()
-        overrides = dict(directory.state.tenants.get(request.tenant, {}))
+        changes = overrides_from(request.settings)
+        check_tightens(caller, directory.tenants.get(request.tenant, TenantConfig()), changes, request.reset)
+        before = dict(directory.state.tenants.get(request.tenant, {}))
+        overrides = dict(before)
         for name in request.reset:
             overrides.pop(name, None)
-        overrides.update(overrides_from(request.settings))
+        overrides.update(changes)
         base = self._follower.config.tenants.get(request.tenant, TenantConfig())
         try:
             merged = TenantConfig.model_validate({**base.model_dump(), **overrides})
         except ValueError as exc:
             raise InvalidArgument(f"invalid tenant settings: {exc}") from exc
-        await self._follower.store.put_tenant(request.tenant, overrides)
+        await self._audit.change(
+            caller,
+            "tenant.set",
+            (request.tenant, request.tenant),
+            {"overrides": before},
+            {"overrides": overrides},
+            lambda: self._follower.store.put_tenant(request.tenant, overrides),
+        )
         await self._follower.refresh()
         return admin_pb2.SetTenantResponse(
             tenant=request.tenant, settings=tenant_settings(merged), overridden=sorted(overrides)

@@ -20,6 +20,7 @@ from atp_common.config_watch import ConfigWatcher
 from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.admin import AdminServicer
+from atp_router.audit import AuditLog
 from atp_router.decisions import DecisionLog
 from atp_router.exclusion_share import RedisExclusionShare
 from atp_router.health_reports import HealthReportServicer, ReportedExclusions
@@ -116,7 +117,7 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
                 ),
                 ServiceRegistration(
                     admin_pb2_grpc.add_AdminServiceServicer_to_server,
-                    AdminServicer(directory),
+                    AdminServicer(directory, AuditLog(observer, timeout_s=settings.observer_timeout_s)),
                     ADMIN_SERVICE_NAME,
                 ),
             ],

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from atp_common.config import KEY_LIMIT_FIELDS, AtpConfig, Role, TenantConfig
+from atp_common.config import KEY_LIMIT_FIELDS, AtpConfig, Role, TenantConfig, upgrade_role
 from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits
 
 log = logging.getLogger("atp.limits.directory")
@@ -73,7 +73,13 @@ class KeyRecord:
     @classmethod
     def from_json(cls, raw: bytes | str) -> KeyRecord:
         data = orjson.loads(raw)
-        return cls(**{k: v for k, v in data.items() if k in cls.__slots__})
+        record = {k: v for k, v in data.items() if k in cls.__slots__}
+        # A key stored before scoped administration may say `admin`: it keeps working as `operator`.
+        if "role" in record:
+            record["role"] = upgrade_role(
+                record["role"], f"{record.get('name', '')!r} ({record.get('key_id')})"
+            )
+        return cls(**record)
 
 
 def config_key_id(digest: str) -> str:
@@ -187,7 +193,7 @@ class FileDirectoryStore:
             data = orjson.loads(self._path.read_bytes())
         except FileNotFoundError:
             return DirectoryState("0")
-        keys = {k: KeyRecord(**v) for k, v in data.get("keys", {}).items()}
+        keys = {k: KeyRecord.from_json(orjson.dumps(v)) for k, v in data.get("keys", {}).items()}
         return DirectoryState(version, keys, data.get("tenants", {}))
 
     async def _write(self, change: Callable[[dict[str, Any]], None]) -> None:

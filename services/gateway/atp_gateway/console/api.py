@@ -18,7 +18,7 @@ from starlette.responses import Response
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2, router_pb2
 from atp_common.errors import AtpError, InvalidArgument
-from atp_gateway.admin import PREFIX, admin_of, control_of, principal_of, scoped_tenant
+from atp_gateway.admin import PREFIX, actor_of, control_of, operator_of, principal_of, scoped_tenant
 from atp_gateway.gateway import Gateway
 
 __all__ = ["console_api"]
@@ -147,21 +147,21 @@ def _identity_routes(router: APIRouter, gateway: Gateway) -> None:
             }
         )
 
-    @router.get("/tenants", summary="Tenants the caller may see: every known tenant for an admin")
+    @router.get("/tenants", summary="Tenants the caller may see: every known tenant for an operator")
     async def tenants(request: Request) -> Response:
         principal = principal_of(gateway, request)
-        if principal.role != "admin":
+        if principal.role != "operator":
             return _json({"object": "list", "data": [principal.tenant]})
         client = control_of(gateway)
-        keys = await client.call(client.admin.ListKeys, admin_pb2.ListKeysRequest())
+        keys = await client.call(client.admin.ListKeys, admin_pb2.ListKeysRequest(actor=actor_of(principal)))
         names = set(gateway.config.tenants) | {key.tenant for key in keys.keys} | {principal.tenant}
         return _json({"object": "list", "data": sorted(names)})
 
 
 def _usage_routes(router: APIRouter, gateway: Gateway) -> None:
-    """Usage over time, budget burn-down and a decision's feedback: own tenant unless admin."""
+    """Usage over time, budget burn-down and a decision's feedback: own tenant unless operator."""
 
-    @router.get("/usage/series", summary="Usage and cost per hour or day (own tenant unless admin)")
+    @router.get("/usage/series", summary="Usage and cost per hour or day (own tenant unless operator)")
     async def usage_series(
         request: Request,
         tenant: str | None = None,
@@ -171,8 +171,8 @@ def _usage_routes(router: APIRouter, gateway: Gateway) -> None:
         group_by: str = "model",
     ) -> Response:
         principal = principal_of(gateway, request)
-        # "*" is every tenant, for an admin; anyone else naming it is refused like any other tenant.
-        scoped = "" if principal.role == "admin" and tenant == "*" else scoped_tenant(principal, tenant)
+        # "*" is every tenant, for an operator; anyone else naming it is refused like any other tenant.
+        scoped = "" if principal.role == "operator" and tenant == "*" else scoped_tenant(principal, tenant)
         since = _stamp(start, "start") or datetime.now(UTC) - DEFAULT_SPAN[bucket]
         groups = [g for g in group_by.split(",") if g]
         query = _usage_request(scoped, since, _stamp(end, "end"), groups, BUCKETS[bucket])
@@ -212,17 +212,17 @@ def _usage_routes(router: APIRouter, gateway: Gateway) -> None:
 
 
 def _suite_routes(router: APIRouter, gateway: Gateway) -> None:
-    """The router's policy state and the suite's health: admin only (they cover every tenant)."""
+    """The router's policy state and the suite's health: operator only (they cover every tenant)."""
 
     @router.get("/routing", summary="The router's policy snapshot: routes, learned arms, exclusions")
     async def routing(request: Request) -> Response:
-        admin_of(gateway, request)
+        operator_of(gateway, request)
         snapshot = await control_of(gateway).policy_snapshot()
         return _json({"object": "routing", **_snapshot(snapshot)})
 
     @router.get("/health", summary="Readiness of the suite as the gateway sees it")
     async def health(request: Request) -> Response:
-        admin_of(gateway, request)
+        operator_of(gateway, request)
         return _json({"object": "health", **(await _health(gateway))})
 
 

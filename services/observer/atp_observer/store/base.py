@@ -532,6 +532,18 @@ class Store(abc.ABC):
         """The decision recorded with an observation, or None."""
 
     @abc.abstractmethod
+    async def record_audit(self, entry: observer_pb2.AuditEntry) -> tuple[int, bool]:
+        """Append an admin action (checked by audit.check_entry); return (seq, duplicate): a second entry
+        with the same audit_id is not stored and returns the first one's seq."""
+
+    @abc.abstractmethod
+    async def list_audit(
+        self, tenant: str, start: datetime | None, end: datetime | None, limit: int, before_seq: int = 0
+    ) -> list[observer_pb2.AuditEntry]:
+        """Audit entries newest first: of `tenant` (empty: all), at or after `start`, before `end`, with a
+        seq below `before_seq` when set; at most `limit`."""
+
+    @abc.abstractmethod
     async def maintain(self, now: datetime | None = None) -> None:
         """Housekeeping: prepare upcoming storage and delete what is older than the retention."""
 

@@ -408,3 +408,59 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+# The admin audit log (PostgreSQL 6, SQLite 5): append-only, outside observation retention (an audit trail
+# outlives the traffic it governs, and admin actions are few). Its own table: it assumes nothing of the
+# observation columns other migrations add.
+POSTGRES_MIGRATIONS += (
+    Migration(
+        6,
+        "admin audit log",
+        (
+            """
+            CREATE TABLE audit_log (
+                seq bigserial PRIMARY KEY,
+                audit_id text NOT NULL UNIQUE,
+                at timestamptz NOT NULL,
+                actor_key_id text NOT NULL,
+                actor_role text NOT NULL,
+                actor_tenant text NOT NULL,
+                action text NOT NULL,
+                tenant text NOT NULL,
+                target text NOT NULL,
+                before_json jsonb,
+                after_json jsonb
+            )
+            """,
+            "CREATE INDEX audit_log_tenant_seq ON audit_log (tenant, seq DESC)",
+            "CREATE INDEX audit_log_at ON audit_log (at)",
+        ),
+    ),
+)
+
+SQLITE_MIGRATIONS += (
+    Migration(
+        5,
+        "admin audit log",
+        (
+            # AUTOINCREMENT: a page cursor (seq) is never reused.
+            """
+            CREATE TABLE audit_log (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                audit_id TEXT NOT NULL UNIQUE,
+                at INTEGER NOT NULL,
+                actor_key_id TEXT NOT NULL,
+                actor_role TEXT NOT NULL,
+                actor_tenant TEXT NOT NULL,
+                action TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                target TEXT NOT NULL,
+                before_json TEXT,
+                after_json TEXT
+            )
+            """,
+            "CREATE INDEX audit_log_tenant_seq ON audit_log (tenant, seq DESC)",
+            "CREATE INDEX audit_log_at ON audit_log (at)",
+        ),
+    ),
+)

@@ -14,7 +14,7 @@ import asyncpg
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import AtpError, InvalidArgument, PermissionDenied, Unavailable
-from atp_observer.store import reward_log
+from atp_observer.store import audit, reward_log
 from atp_observer.store.base import (
     DECISION_SQL,
     MAX_LIST_LIMIT,
@@ -624,6 +624,27 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             rows = await conn.fetch(sql, decision_id, tenant)
         return [feedback_record(row, row[5] + PG_EPOCH_MICROS) for row in rows]
+
+    async def record_audit(self, entry: observer_pb2.AuditEntry) -> tuple[int, bool]:
+        """Append one entry (audit_log's UNIQUE audit_id makes a retry a no-op)."""
+        audit.check_entry(entry)
+        at = (entry.at.ToMicroseconds() if entry.HasField("at") else now_micros()) - PG_EPOCH_MICROS
+        casts = [f"${n}" for n in range(1, 9)] + ["$9::jsonb", "$10::jsonb"]
+        async with self._connection() as conn, conn.transaction():
+            seq = await conn.fetchval(audit.insert_sql(casts), *audit.insert_values(entry, at))
+            if seq is not None:
+                return int(seq), False
+            seq = await conn.fetchval("SELECT seq FROM audit_log WHERE audit_id = $1", entry.audit_id)
+        return int(seq), True
+
+    async def list_audit(
+        self, tenant: str, start: datetime | None, end: datetime | None, limit: int, before_seq: int = 0
+    ) -> list[observer_pb2.AuditEntry]:
+        """Newest first by seq, in pages (see audit.list_query)."""
+        sql, params = audit.list_query(tenant, start, end, limit, before_seq, "${}".format, to_pg_micros)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, *params)
+        return [audit.entry_from_row(row, row[2] + PG_EPOCH_MICROS) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums of each decision's current reward (a correction replaces the original), as of the

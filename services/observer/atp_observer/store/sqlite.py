@@ -15,6 +15,7 @@ import aiosqlite
 
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
+from atp_observer.store import audit
 from atp_observer.store.base import (
     DECISION_SQL,
     MAX_LIST_LIMIT,
@@ -365,6 +366,28 @@ class SqliteStore(Store):
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, (decision_id, tenant))
         return [feedback_record(row, row[5]) for row in rows]
+
+    async def record_audit(self, entry: observer_pb2.AuditEntry) -> tuple[int, bool]:
+        """Append one entry (audit_log's UNIQUE audit_id makes a retry a no-op)."""
+        audit.check_entry(entry)
+        at = entry.at.ToMicroseconds() if entry.HasField("at") else now_micros()
+        async with self._session(write=True) as conn:
+            rows = await _fetchall(conn, audit.insert_sql(["?"] * 10), audit.insert_values(entry, at))
+            if rows:
+                return rows[0][0], False
+            rows = await _fetchall(conn, "SELECT seq FROM audit_log WHERE audit_id = ?", (entry.audit_id,))
+        return rows[0][0], True
+
+    async def list_audit(
+        self, tenant: str, start: datetime | None, end: datetime | None, limit: int, before_seq: int = 0
+    ) -> list[observer_pb2.AuditEntry]:
+        """Newest first by seq, in pages (see audit.list_query)."""
+        sql, params = audit.list_query(
+            tenant, start, end, limit, before_seq, lambda _: "?", datetime_to_micros
+        )
+        async with self._session() as conn:
+            rows = await _fetchall(conn, sql, params)
+        return [audit.entry_from_row(row, row[2]) for row in rows]
 
     async def arm_stats(self, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
         """Per-arm sums over each decision's latest reward event (a correction replaces the original)."""

@@ -79,6 +79,16 @@ class ObserverServiceStub:
                 request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.SerializeToString,
                 response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.FromString,
                 _registered_method=True)
+        self.RecordAudit = channel.unary_unary(
+                '/atp.observer.v1.ObserverService/RecordAudit',
+                request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditRequest.SerializeToString,
+                response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/atp.observer.v1.ObserverService/ListAudit',
+                request_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class ObserverServiceServicer:
@@ -147,6 +157,20 @@ class ObserverServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAudit(self, request, context):
+        """Stores one admin action's audit entry; idempotent on audit_id (a retried call is stored once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Audit entries newest first, optionally of one tenant and a time range, one bounded page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObserverServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +218,16 @@ def add_ObserverServiceServicer_to_server(servicer, server):
                     servicer.GetStoreStatus,
                     request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.FromString,
                     response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.SerializeToString,
+            ),
+            'RecordAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAudit,
+                    request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditRequest.FromString,
+                    response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditRequest.FromString,
+                    response_serializer=atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +473,60 @@ class ObserverService:
             '/atp.observer.v1.ObserverService/GetStoreStatus',
             atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusRequest.SerializeToString,
             atp_dot_observer_dot_v1_dot_observer__pb2.GetStoreStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.observer.v1.ObserverService/RecordAudit',
+            atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditRequest.SerializeToString,
+            atp_dot_observer_dot_v1_dot_observer__pb2.RecordAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.observer.v1.ObserverService/ListAudit',
+            atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditRequest.SerializeToString,
+            atp_dot_observer_dot_v1_dot_observer__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,16 +48,18 @@ class KeyLimits(_message.Message):
     def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., tokens_per_day: _Optional[int] = ...) -> None: ...
 
 class CreateKeyRequest(_message.Message):
-    __slots__ = ("tenant", "role", "name", "limits")
+    __slots__ = ("tenant", "role", "name", "limits", "actor")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     role: str
     name: str
     limits: KeyLimits
-    def __init__(self, tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class CreateKeyResponse(_message.Message):
     __slots__ = ("key", "secret")
@@ -68,12 +70,14 @@ class CreateKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., secret: _Optional[str] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
-    __slots__ = ("tenant", "include_revoked")
+    __slots__ = ("tenant", "include_revoked", "actor")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     include_revoked: bool
-    def __init__(self, tenant: _Optional[str] = ..., include_revoked: _Optional[bool] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, tenant: _Optional[str] = ..., include_revoked: _Optional[bool] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class ListKeysResponse(_message.Message):
     __slots__ = ("keys",)
@@ -82,10 +86,12 @@ class ListKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[ApiKeyInfo, _Mapping]]] = ...) -> None: ...
 
 class RotateKeyRequest(_message.Message):
-    __slots__ = ("key_id",)
+    __slots__ = ("key_id", "actor")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     key_id: str
-    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, key_id: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class RotateKeyResponse(_message.Message):
     __slots__ = ("key", "secret", "revoked")
@@ -98,10 +104,12 @@ class RotateKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ..., secret: _Optional[str] = ..., revoked: _Optional[_Union[ApiKeyInfo, _Mapping]] = ...) -> None: ...
 
 class RevokeKeyRequest(_message.Message):
-    __slots__ = ("key_id",)
+    __slots__ = ("key_id", "actor")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     key_id: str
-    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, key_id: _Optional[str] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class RevokeKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -110,14 +118,16 @@ class RevokeKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ...) -> None: ...
 
 class UpdateKeyRequest(_message.Message):
-    __slots__ = ("key_id", "limits", "reset")
+    __slots__ = ("key_id", "limits", "reset", "actor")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     limits: KeyLimits
     reset: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, key_id: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, key_id: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class UpdateKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -172,14 +182,16 @@ class GetTenantResponse(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., overridden: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetTenantRequest(_message.Message):
-    __slots__ = ("tenant", "settings", "reset")
+    __slots__ = ("tenant", "settings", "reset", "actor")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     settings: TenantSettings
     reset: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ...) -> None: ...
+    actor: Actor
+    def __init__(self, tenant: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
 
 class SetTenantResponse(_message.Message):
     __slots__ = ("tenant", "settings", "overridden")
@@ -190,3 +202,13 @@ class SetTenantResponse(_message.Message):
     settings: TenantSettings
     overridden: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tenant: _Optional[str] = ..., settings: _Optional[_Union[TenantSettings, _Mapping]] = ..., overridden: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Actor(_message.Message):
+    __slots__ = ("key_id", "role", "tenant")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    role: str
+    tenant: str
+    def __init__(self, key_id: _Optional[str] = ..., role: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...

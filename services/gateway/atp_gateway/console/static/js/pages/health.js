@@ -11,8 +11,8 @@ function state(value) {
 export async function render(root, ctx) {
   const data = h("div", { id: "health-data" });
   replace(root, h("h1", {}, "Health"), data);
-  if (ctx.principal.role !== "admin") {
-    replace(data, h("p", { class: "muted" }, "The suite's health needs an admin key."));
+  if (ctx.principal.role !== "operator") {
+    replace(data, h("p", { class: "muted" }, "The suite's health needs an operator key."));
     return null;
   }
 

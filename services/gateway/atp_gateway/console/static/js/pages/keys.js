@@ -1,4 +1,5 @@
-// Keys and tenants: create (the key shown once), rotate, revoke and limit keys; set tenant limits and budgets.
+// Keys and tenants: create (the key shown once), rotate, revoke and limit keys; set tenant limits and budgets;
+// the audit log of these changes. A tenant_admin sees and changes its own tenant only (the API enforces it).
 
 import { fmt, field, h, replace, select, table } from "../dom.js";
 
@@ -13,13 +14,16 @@ function valueOf(input) {
 }
 
 export async function render(root, ctx) {
-  if (ctx.principal.role !== "admin") return ownTenant(root, ctx);
+  if (ctx.principal.role === "user") return ownTenant(root, ctx);
+  const operator = ctx.principal.role === "operator";
   const secret = h("div", { id: "new-key", "aria-live": "polite" });
   const keyList = h("div", { id: "key-list" });
   const tenantView = h("div", { id: "tenant-settings" });
-  const [tenantField, tenant] = field("key-tenant", "Tenant", h("input", { type: "text", required: true, value: ctx.principal.tenant }));
+  const tenantInput = h("input", { type: "text", required: true, value: ctx.principal.tenant });
+  if (!operator) tenantInput.readOnly = true; // a tenant_admin creates keys of its own tenant only
+  const [tenantField, tenant] = field("key-tenant", "Tenant", tenantInput);
   const [nameField, name] = field("key-name", "Name", h("input", { type: "text", maxlength: "128" }));
-  const [roleField, role] = field("key-role", "Role", select([["user", "user"], ["admin", "admin"]], "user"));
+  const [roleField, role] = field("key-role", "Role", select([["user", "user"], ["tenant_admin", "tenant_admin"], ...(operator ? [["operator", "operator"]] : [])], "user"));
   const [rpmField, rpm] = field("key-rpm", "Requests per minute", numberInput(null));
   const revoked = h("input", { type: "checkbox", id: "key-show-revoked" });
   const revokedField = h("label", { class: "inline", for: "key-show-revoked" }, revoked, "Show revoked keys");
@@ -30,6 +34,7 @@ export async function render(root, ctx) {
     h("div", {}, h("button", { type: "submit" }, "Create key")),
   );
   const [settingsField, settingsTenant] = field("settings-tenant", "Tenant", select(ctx.tenants, ctx.principal.tenant));
+  const auditView = h("div", { id: "audit-log" });
   replace(
     root,
     h("h1", {}, "Keys and tenants"),
@@ -42,11 +47,14 @@ export async function render(root, ctx) {
     h("h2", {}, "Tenant limits and budgets"),
     h("div", { class: "filters" }, settingsField),
     tenantView,
+    h("h2", {}, "Audit log"),
+    auditView,
   );
 
   async function loadKeys() {
     const keys = (await ctx.api("/v1/admin/keys", { query: { include_revoked: revoked.checked } })).data;
     replace(keyList, keyTable(keys, ctx, { rotated: showSecret, changed: loadKeys }));
+    await loadAudit(auditView, ctx);
   }
   function showSecret(key, what) {
     replace(
@@ -148,13 +156,24 @@ async function tenantSettings(view, ctx, tenant) {
   replace(view, form, note);
 }
 
+async function loadAudit(view, ctx) {
+  const entries = (await ctx.api("/v1/admin/audit", { query: { limit: 20 } })).data;
+  replace(view, table("Audit log: the latest admin actions", [
+    { name: "When", value: (e) => fmt.time(e.at) },
+    { name: "Action", value: (e) => e.action },
+    { name: "Tenant", value: (e) => e.tenant },
+    { name: "Target", value: (e) => h("code", {}, e.target) },
+    { name: "By", value: (e) => `${e.actor.key_id || "internal"} (${e.actor.role}, ${e.actor.tenant || "—"})` },
+  ], entries, "no admin actions yet."));
+}
+
 async function ownTenant(root, ctx) {
   const s = await ctx.api(`/v1/admin/tenants/${encodeURIComponent(ctx.principal.tenant)}`);
   const rows = Object.entries(s).filter(([k]) => !["object", "overridden"].includes(k));
   replace(
     root,
     h("h1", {}, "Keys and tenants"),
-    h("p", { class: "muted" }, "Keys are created, rotated and revoked with an admin key. This key's tenant:"),
+    h("p", { class: "muted" }, "Keys are created, rotated and revoked with a tenant_admin or operator key. This key's tenant:"),
     table(`Settings of ${s.tenant}`, [
       { name: "Setting", value: (r) => r[0] },
       { name: "Value", value: (r) => (Array.isArray(r[1]) ? r[1].join(", ") || "—" : r[1] ?? "none") },

@@ -6,8 +6,8 @@ import { facts, fmt, h, replace, table } from "../dom.js";
 export async function render(root, ctx) {
   const data = h("div", { id: "routing-data" });
   replace(root, h("h1", {}, "Routing"), data);
-  if (ctx.principal.role !== "admin") {
-    replace(data, h("p", { class: "muted" }, "The router's policy state covers every tenant: it needs an admin key."));
+  if (ctx.principal.role !== "operator") {
+    replace(data, h("p", { class: "muted" }, "The router's policy state covers every tenant: it needs an operator key."));
     return null;
   }
 

@@ -6,12 +6,12 @@ import { field, fmt, h, replace, select, table, tile } from "../dom.js";
 const SPAN_MS = { hour: 24 * 3600e3, day: 30 * 86400e3 };
 
 export function tenantOptions(ctx, all = true) {
-  if (ctx.principal.role !== "admin") return [ctx.principal.tenant];
+  if (ctx.principal.role !== "operator") return [ctx.principal.tenant];
   return [...(all ? [["*", "All tenants"]] : []), ...ctx.tenants];
 }
 
 export async function render(root, ctx) {
-  const admin = ctx.principal.role === "admin";
+  const admin = ctx.principal.role === "operator";
   const [tenantField, tenant] = field("spend-tenant", "Tenant", select(tenantOptions(ctx), admin ? "*" : ctx.principal.tenant));
   const [bucketField, bucket] = field("spend-bucket", "Period", select([["hour", "Last 24 hours, by hour"], ["day", "Last 30 days, by day"]], "hour"));
   const groups = [["model", "Model"], ["route", "Route"], ...(admin ? [["tenant", "Tenant"]] : [])];
