@@ -158,7 +158,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             key_id="key_" + secrets.token_hex(8),
             digest=digest,
             tenant=request.tenant,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             name=request.name[:128],
             created_at=time.time(),
             limits=limits,
