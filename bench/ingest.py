@@ -26,8 +26,8 @@ from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import INGEST_PATH, encode_observation
 from atp_common.channels import open_channel
 from atp_common.observation_rows import row_of
-from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values
-from atp_observer.store.postgres import PG_EPOCH_MICROS, register_codecs
+from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_values
+from atp_observer.store.pg_session import PG_EPOCH_MICROS, register_codecs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

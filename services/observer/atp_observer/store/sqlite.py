@@ -16,32 +16,12 @@ import aiosqlite
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_observer.store.base import (
-    DECISION_SQL,
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
-    OBS_DECISION_ID,
-    OBS_STARTED,
-    OBSERVATION_COLUMNS,
-    READ_COLUMNS,
-    REWARD_COLUMNS,
-    REWARD_FEATURES,
     Store,
-    arm_stats_row,
-    batch_values,
     check_feedback,
-    check_group_by,
     check_limit,
     check_page,
-    count_stored,
-    datetime_to_micros,
-    decision_response,
-    eligible_for_reward,
-    now_micros,
-    observation_from_row,
-    reward_event,
-    unpack_vector,
-    usage_query,
-    usage_row,
 )
 from atp_observer.store.console import (
     FEEDBACK_COLUMNS,
@@ -51,8 +31,34 @@ from atp_observer.store.console import (
     feedback_record,
     filter_conditions,
 )
+from atp_observer.store.layout import (
+    DECISION_SQL,
+    OBS_DECISION_ID,
+    OBS_STARTED,
+    OBSERVATION_COLUMNS,
+    READ_COLUMNS,
+    batch_values,
+    count_stored,
+    datetime_to_micros,
+    decision_response,
+    now_micros,
+    observation_from_row,
+    unpack_vector,
+)
 from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
+from atp_observer.store.reward_rows import (
+    REWARD_COLUMNS,
+    REWARD_FEATURES,
+    arm_stats_row,
+    eligible_for_reward,
+    reward_event,
+)
 from atp_observer.store.rewards import RewardModel
+from atp_observer.store.usage import (
+    check_group_by,
+    usage_query,
+    usage_row,
+)
 
 # Bound on bound parameters per statement, well under SQLite's limit.
 _IN_CHUNK = 500
