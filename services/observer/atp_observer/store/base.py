@@ -115,7 +115,7 @@ class Store(abc.ABC):
         group_by: Sequence[str],
         bucket_s: int = 0,
     ) -> list[observer_pb2.UsageRow]:
-        """Usage and cost over [start, end) grouped by any of tenant/route/model, and by time buckets of
+        """Usage and cost over [start, end) grouped by any of usage.GROUPINGS, and by time buckets of
         `bucket_s` seconds when it is set (see console.check_bucket); empty tenant: all."""
 
     @abc.abstractmethod

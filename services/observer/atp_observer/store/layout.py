@@ -23,7 +23,7 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 # group and sum, and what rewards are computed from (the fields of a producer's row), then the rest of the
 # observation as its own serialized bytes, `payload`: one C call per row where reading and encoding sixteen
 # more fields cost about half the observer's CPU per observation (docs/design-notes.md, "Observation rows").
-OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "payload")
+OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "key_id", "end_user", "deployment", "tags", "payload")
 (
     OBS_ID,
     OBS_DECISION_ID,
@@ -40,6 +40,10 @@ OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "payload")
     OBS_STATUS,
     OBS_FINISH_REASON,
     OBS_STARTED,
+    OBS_KEY_ID,
+    OBS_END_USER,
+    OBS_DEPLOYMENT,
+    OBS_TAGS,
     OBS_PAYLOAD,
 ) = range(len(OBSERVATION_COLUMNS))
 
@@ -118,6 +122,15 @@ def unpack_vector(blob: bytes) -> list[float]:
 _OBSERVATION_FIELDS = operator.attrgetter(
     "observation_id", "tenant", "model", "cost_usd", "latency_ms", "status", "finish_reason"
 )
+_ATTRIBUTION_FIELDS = operator.attrgetter("key_id", "end_user", "deployment", "tags")
+
+
+def _attribution(obs: observer_pb2.Observation) -> tuple[str, str, str, str | None]:
+    """The key, end user, deployment and tags (a JSON object, None without tags) of an observation."""
+    key_id, end_user, deployment, tags = _ATTRIBUTION_FIELDS(obs)
+    return key_id, end_user, deployment, orjson.dumps(dict(tags)).decode() if tags else None
+
+
 _DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
 _NO_DECISION = ("", "", "", 0.0)
 
@@ -145,6 +158,7 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         d, features = _NO_DECISION, _EMPTY_VECTOR
     usage = obs.usage
     started = obs.started_at
+    a = _attribution(obs)
     # Indexing, not unpacking: a starred item makes the tuple a list first.
     return (
         o[0],
@@ -162,6 +176,10 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         o[5],
         o[6],
         started.seconds * 1_000_000 + started.nanos // 1000 - epoch_micros,
+        a[0],
+        a[1],
+        a[2],
+        a[3],
         obs.SerializeToString(),
     )
 
@@ -208,6 +226,7 @@ def _decoded(
                 r[12],
                 r[13],
                 r[14] - epoch_micros,
+                *_attribution(obs),
                 obs.SerializeToString(),
             )
             for r, obs in zip(decoded, observations, strict=True)

@@ -54,15 +54,36 @@ from atp_observer.store.pg_session import (
 )
 from atp_observer.store.rewards import RewardModel
 from atp_observer.store.usage import (
+    UsageDialect,
     check_group_by,
     usage_query,
     usage_row,
 )
 
 _READ_COLS = ", ".join(READ_COLUMNS)
-_STATUS_ERRORS = (
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+_ERROR_STATUSES = ", ".join(
+    str(status)
+    for status in (
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+    )
+)
+# The bucket size is a checked integer, so it is written into the statement.
+_USAGE = UsageDialect(
+    bucket="(floor(extract(epoch FROM started_at) / {bucket_s}) * {bucket_s})::bigint",
+    tag_join="LEFT JOIN LATERAL jsonb_each_text(observations.tags) AS tag(key, value) ON true",
+    aggregates=(
+        "count(*)",
+        "count(*) FILTER (WHERE status IN ({errors}))",
+        "coalesce(sum(prompt_tokens), 0)::bigint",
+        "coalesce(sum(completion_tokens), 0)::bigint",
+        "coalesce(sum({cost}), 0)::bigint",
+        "coalesce(avg(latency_ms), 0)",
+    ),
+    cost_nanos=(
+        "CASE WHEN cost_usd >= 0 AND cost_usd <= {max_cost} "
+        "THEN floor(cost_usd * {nanos}::float8 + 0.5::float8)::bigint END"
+    ),
 )
 _DECISION_SQL = DECISION_SQL.format(param="$1")
 
@@ -349,24 +370,10 @@ class PostgresStore(Store):
         if end is not None:
             params.append(to_pg_micros(end))
             where.append(f"started_at < ${len(params)}")
-        statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
-        aggregates = [
-            "count(*)",
-            f"count(*) FILTER (WHERE status IN ({statuses}))",
-            "coalesce(sum(prompt_tokens), 0)::bigint",
-            "coalesce(sum(completion_tokens), 0)::bigint",
-            "coalesce(sum(cost_usd), 0)",
-            "coalesce(avg(latency_ms), 0)",
-        ]
-        # bucket_s is a checked integer, so it is written into the statement.
-        bucket = (
-            f"(floor(extract(epoch FROM started_at) / {bucket_s}) * {bucket_s})::bigint" if bucket_s else ""
-        )
-        sql = usage_query(aggregates, groups, where, bucket)
+        sql = usage_query(_USAGE, groups, where, _ERROR_STATUSES, bucket_s)
         async with self._connection() as conn:
             rows = await conn.fetch(sql, *params)
-        labels = ("bucket", *groups) if bucket_s else groups
-        return [usage_row(labels, row) for row in rows]
+        return [usage_row(groups, bool(bucket_s), row) for row in rows]
 
     async def list_observations(
         self,

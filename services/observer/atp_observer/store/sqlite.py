@@ -55,6 +55,7 @@ from atp_observer.store.reward_rows import (
 )
 from atp_observer.store.rewards import RewardModel
 from atp_observer.store.usage import (
+    UsageDialect,
     check_group_by,
     usage_query,
     usage_row,
@@ -74,9 +75,28 @@ _INSERT_FROM_STAGE = (
     "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
 )
 _INSERT_REWARD = f"INSERT INTO reward_events ({_REWARD_COLS}) VALUES ({', '.join('?' * len(REWARD_COLUMNS))})"
-_STATUS_ERRORS = (
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+_ERROR_STATUSES = ", ".join(
+    str(status)
+    for status in (
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+    )
+)
+# started_at is in microseconds; the bucket size is a checked integer, written into the statement.
+_USAGE = UsageDialect(
+    bucket="(started_at / {bucket_us}) * {bucket_s}",
+    tag_join="LEFT JOIN json_each(observations.tags) AS tag",
+    aggregates=(
+        "count(*)",
+        "sum(CASE WHEN status IN ({errors}) THEN 1 ELSE 0 END)",
+        "total(prompt_tokens)",
+        "total(completion_tokens)",
+        "sum({cost})",
+        "avg(latency_ms)",
+    ),
+    cost_nanos=(
+        "CASE WHEN cost_usd >= 0 AND cost_usd <= {max_cost} THEN CAST(cost_usd * {nanos} + 0.5 AS INTEGER) END"
+    ),
 )
 
 
@@ -305,26 +325,10 @@ class SqliteStore(Store):
         if end is not None:
             where.append("started_at < ?")
             params.append(datetime_to_micros(end))
-        statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
-        aggregates = [
-            "count(*)",
-            f"sum(CASE WHEN status IN ({statuses}) THEN 1 ELSE 0 END)",
-            "total(prompt_tokens)",
-            "total(completion_tokens)",
-            "total(cost_usd)",
-            "avg(latency_ms)",
-        ]
-        # bucket_s is a checked integer, so it is written into the statement (started_at is microseconds).
-        bucket = f"(started_at / {bucket_s * 1_000_000}) * {bucket_s}" if bucket_s else ""
-        sql = usage_query(aggregates, groups, where, bucket)
+        sql = usage_query(_USAGE, groups, where, _ERROR_STATUSES, bucket_s)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
-        labels = ("bucket", *groups) if bucket_s else groups
-        n = len(labels)
-        return [
-            usage_row(labels, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
-            for row in rows
-        ]
+        return [usage_row(groups, bool(bucket_s), row) for row in rows]
 
     async def list_observations(
         self,
