@@ -81,7 +81,13 @@ def observations(prefix: str, count: int, started: datetime) -> list[observer_pb
             finish_reason="stop",
             attempts=1,
             replica_id="adapters-0",
+            # Who it was for, as the adapters record it on every request.
+            key_id=f"key-{i % 3}",
+            end_user=f"user-{i % 5}",
+            deployment=("local-small", "local-large")[i % 2],
         )
+        if i % 2:
+            obs.tags["team"] = ("search", "ads")[i % 4 // 2]
         obs.started_at.FromMicroseconds(base + i)
         obs.finished_at.FromMicroseconds(base + i + 180_000)
         result.append(obs)
