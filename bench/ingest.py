@@ -26,8 +26,8 @@ from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import INGEST_PATH, encode_observation
 from atp_common.channels import open_channel
 from atp_common.observation_rows import row_of
-from atp_observer.store.base import OBSERVATION_COLUMNS, observation_values
-from atp_observer.store.postgres import PG_EPOCH_MICROS, register_codecs
+from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_values
+from atp_observer.store.pg_session import PG_EPOCH_MICROS, register_codecs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -81,7 +81,13 @@ def observations(prefix: str, count: int, started: datetime) -> list[observer_pb
             finish_reason="stop",
             attempts=1,
             replica_id="adapters-0",
+            # Who it was for, as the adapters record it on every request.
+            key_id=f"key-{i % 3}",
+            end_user=f"user-{i % 5}",
+            deployment=("local-small", "local-large")[i % 2],
         )
+        if i % 2:
+            obs.tags["team"] = ("search", "ads")[i % 4 // 2]
         obs.started_at.FromMicroseconds(base + i)
         obs.finished_at.FromMicroseconds(base + i + 180_000)
         result.append(obs)

@@ -22,6 +22,7 @@ from atp_gateway.control import ControlClient
 from atp_gateway.errors import error_from_validation
 from atp_gateway.gateway import Gateway
 from atp_gateway.ids import check_id, check_time_range
+from atp_gateway.usage_grouping import parse_group_by
 
 __all__ = [
     "actor_of",
@@ -285,7 +286,12 @@ def admin_router(gateway: Gateway) -> APIRouter:
         )
         return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
 
-    @router.get("/usage", summary="Usage and cost over a time range (own tenant unless operator)")
+    @router.get(
+        "/usage",
+        summary="Usage and cost over a time range (own tenant unless operator), grouped by any of tenant, key, "
+        "user, route, model, deployment, tag, and by day or hour; grouped by tag, an observation counts once "
+        "under each of its tags",
+    )
     async def usage(
         request: Request,
         tenant: str | None = None,
@@ -297,10 +303,11 @@ def admin_router(gateway: Gateway) -> APIRouter:
         if tenant is not None and tenant != "*":
             check_id(tenant, "tenant")
         check_time_range(start, end)
+        groups, bucket_s = parse_group_by(group_by, start, end)
         scoped = scoped_tenant(principal, tenant)
         if principal.role == "operator" and tenant == "*":
             scoped = ""  # every tenant
-        query = observer_pb2.QueryUsageRequest(tenant=scoped, group_by=[g for g in group_by.split(",") if g])
+        query = observer_pb2.QueryUsageRequest(tenant=scoped, group_by=groups, bucket_seconds=bucket_s)
         if start is not None:
             query.start.FromSeconds(start)
         if end is not None:

@@ -131,9 +131,9 @@ def choose(driver: Any, select_id: str, value: str) -> None:
     Select(driver.find_element(by("ID"), select_id)).select_by_value(value)
 
 
-def chat(suite: Suite, key: str, n: int = 1) -> list[httpx.Response]:
+def chat(suite: Suite, key: str, n: int = 1, user: str = "") -> list[httpx.Response]:
     body = {"model": "auto", "messages": [{"role": "user", "content": "how are you"}], "max_tokens": 16}
-    headers = {"authorization": f"Bearer {key}"}
+    headers = {"authorization": f"Bearer {key}"} | ({"x-atp-user": user} if user else {})
     return [
         httpx.post(f"{suite.url}/v1/chat/completions", json=body, headers=headers, timeout=10)
         for _ in range(n)
@@ -188,10 +188,19 @@ def test_an_operator_creates_a_key_sees_its_requests_and_spend_and_revokes_it(
         "acme's spend",
     )
     before = text_of(browser, "spend-totals")
-    assert chat(suite, key, 2)[-1].status_code == 200
+    assert chat(suite, key, 2, user="dana")[-1].status_code == 200
     # The page refreshes itself (every 5 s): the totals move without a reload.
     wait(browser, lambda d: text_of(d, "spend-totals") != before, "spend moving after two more requests")
     screenshot(browser, tmp_path, "spend")
+    # Broken down by end user: the two requests made for dana, the others for nobody in particular.
+    choose(browser, "spend-group", "user")
+    wait(
+        browser,
+        lambda d: "By end user" in (t := text_of(d, "spend-data")) and "dana" in t and "(none)" in t,
+        "spend by end user",
+    )
+    choose(browser, "spend-group", "key")
+    wait(browser, lambda d: "By API key" in text_of(d, "spend-data"), "spend by API key")
 
     go(browser, "keys", "key-list")
     revoke = 'button[aria-label="Revoke key console-made"]'

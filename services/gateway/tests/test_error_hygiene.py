@@ -42,10 +42,16 @@ async def test_a_malformed_decision_id_in_feedback_is_400_naming_it(client, obse
         ("end=-99999999999999", "end"),
         ("start=200&end=100", "start"),
         ("tenant=" + "t" * 500, "tenant"),
+        ("group_by=model,colour", "group_by"),
+        ("group_by=" + "x" * 5000, "group_by"),
+        ("group_by=day,hour&start=0", "group_by"),
+        ("group_by=key,day", "start"),
+        ("group_by=hour&start=0", "start"),
     ],
 )
 async def test_out_of_range_usage_parameters_are_400(client, query, param):
-    _error(await client.get(f"/v1/admin/usage?{query}"), 400, param)
+    error = _error(await client.get(f"/v1/admin/usage?{query}"), 400, param)
+    assert len(error["message"]) < 300
 
 
 async def test_a_malformed_observation_page_key_is_400(client):

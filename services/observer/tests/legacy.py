@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from atp.observer.v1 import observer_pb2
-from atp_observer.store.base import pack_vector
+from atp_observer.store.layout import pack_vector
 
 
 def micros(timestamp: Any) -> int:

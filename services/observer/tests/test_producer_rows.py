@@ -10,8 +10,8 @@ import pytest
 from atp.observer.v1 import observer_pb2
 from atp_common.observation_rows import row_of
 from atp_observer.store import Store
-from atp_observer.store.base import batch_values, observation_values
-from atp_observer.store.postgres import PG_EPOCH_MICROS
+from atp_observer.store.layout import batch_values, observation_values
+from atp_observer.store.pg_session import PG_EPOCH_MICROS
 from services.observer.tests import test_store as shared
 from services.observer.tests.test_store import CANCELLED, ERROR, PARTIAL, all_rewards, batch, make_obs
 

@@ -13,9 +13,9 @@ import pytest
 
 from atp.observer.v1 import observer_pb2
 from atp_observer.store import PostgresStore
-from atp_observer.store.base import LEGACY_COLUMNS, pack_vector
+from atp_observer.store.layout import LEGACY_COLUMNS, pack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS
-from atp_observer.store.postgres import migrate
+from atp_observer.store.pg_session import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
 from services.observer.tests.legacy import legacy_values
 from services.observer.tests.test_store import REWARDS, all_rewards, feedback, make_obs

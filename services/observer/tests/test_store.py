@@ -18,7 +18,7 @@ from atp.observer.v1 import observer_pb2
 from atp_common.errors import ConfigError, InvalidArgument, PermissionDenied
 from atp_common.observation_rows import row_of
 from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store, open_store
-from atp_observer.store.base import unpack_vector
+from atp_observer.store.layout import unpack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS
 
 OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK

@@ -12,9 +12,9 @@ import pytest
 
 from atp.observer.v1 import observer_pb2
 from atp_observer.store import PostgresStore, SqliteStore, Store
-from atp_observer.store.base import EPOCH, LEGACY_COLUMNS
+from atp_observer.store.layout import EPOCH, LEGACY_COLUMNS
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
-from atp_observer.store.postgres import migrate
+from atp_observer.store.pg_session import migrate
 from services.observer.tests.legacy import legacy_values
 from services.observer.tests.test_store import REWARDS, feedback, make_obs
 

@@ -66,11 +66,17 @@ def _usage_row(row: observer_pb2.UsageRow) -> dict[str, Any]:
         "tenant": row.tenant,
         "route": row.route,
         "model": row.model,
+        "key_id": row.key_id,
+        "end_user": row.end_user,
+        "deployment": row.deployment,
+        "tag_key": row.tag_key,
+        "tag_value": row.tag_value,
         "requests": row.requests,
         "errors": row.errors,
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "cost_usd": row.cost_usd,
+        "cost_nano_usd": row.cost_nano_usd,
         "mean_latency_ms": row.mean_latency_ms,
     }
 

@@ -254,6 +254,23 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "observations carry who they were for: the key, the end user, the deployment and the tags",
+        (
+            # Usage groups by these. Rows stored before keep '' (and no tags): their values are in the
+            # payload, which SQL cannot read. A constant default makes each ADD COLUMN a catalog change, not
+            # a rewrite of every partition. No index: usage scans a time range through the started_at
+            # indexes and groups what it finds; nothing looks an observation up by key, user or tag.
+            """
+            ALTER TABLE observations
+                ADD COLUMN key_id text NOT NULL DEFAULT '',
+                ADD COLUMN end_user text NOT NULL DEFAULT '',
+                ADD COLUMN deployment text NOT NULL DEFAULT '',
+                ADD COLUMN tags jsonb
+            """,
+        ),
+    ),
 )
 
 # The columns of SQLite's observations at schema 2 (a literal: a released migration never changes).
@@ -405,6 +422,17 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX observations_tenant_started ON observations (tenant, started_at DESC)",
             "CREATE INDEX observations_started ON observations (started_at)",
             "CREATE INDEX observations_decision ON observations (decision_id) WHERE decision_id <> ''",
+        ),
+    ),
+    Migration(
+        4,
+        "observations carry who they were for: the key, the end user, the deployment and the tags",
+        (
+            # As PostgreSQL's migration 5; tags are a JSON object in TEXT.
+            "ALTER TABLE observations ADD COLUMN key_id TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE observations ADD COLUMN end_user TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE observations ADD COLUMN deployment TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE observations ADD COLUMN tags TEXT",
         ),
     ),
 )

@@ -6,10 +6,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 
 from atp.observer.v1 import observer_pb2
-from atp_observer.store.base import OBSERVATION_COLUMNS, reward_event, unpack_vector
+from atp_observer.store.layout import OBSERVATION_COLUMNS, unpack_vector
+from atp_observer.store.pg_session import PG_EPOCH_MICROS
+from atp_observer.store.reward_rows import arm_stats_row, reward_event
 
 # An event's cursor is the id of the transaction that appended it, shifted left by CURSOR_POSITION_BITS,
 # plus its position among that transaction's events; a transaction appends fewer than 2^20 events (the
@@ -147,3 +150,46 @@ def take_back(sums: dict[tuple[str, str, str], list[float]], event: observer_pb2
             values[3] -= event.quality
             values[4] -= event.cost_usd
             values[5] -= event.latency_ms
+
+
+async def read_arm_stats(conn: asyncpg.Connection, route: str) -> tuple[list[observer_pb2.ArmStats], int]:
+    """Per-arm sums of each decision's current reward (a correction replaces the original) over the
+    observations of `route` (empty: all), as of the cursor returned: a watcher resuming from it neither
+    misses an event nor counts one twice."""
+    where = "reward IS NOT NULL" + (" AND route = $1" if route else "")
+    sql = f"""
+        SELECT route, model, CASE WHEN GROUPING(tenant) = 1 THEN '' ELSE tenant END,
+               count(*)::float8, sum(reward), sum(reward * reward), sum(quality), sum(cost_usd),
+               sum(latency_ms)
+        FROM observations WHERE {where}
+        GROUP BY GROUPING SETS ((route, model), (route, model, tenant))
+        HAVING GROUPING(tenant) = 1 OR tenant <> ''
+    """
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot for all four reads. The sums include every transaction it sees; the stream
+        # (and so the cursor returned) only those below its horizon. The few seen above the horizon
+        # are taken back out of the sums, newest first.
+        horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        last = await conn.fetchrow(
+            "SELECT xid::text::bigint, positions[event_count], event_count "
+            "FROM reward_log WHERE xid < $1::text::xid8 ORDER BY xid DESC LIMIT 1",
+            str(horizon),
+        )
+        above = await conn.fetch(
+            f"SELECT {ROW} FROM reward_log WHERE xid >= $1::text::xid8 ORDER BY xid DESC",
+            str(horizon),
+        )
+        rows = await (conn.fetch(sql, route) if route else conn.fetch(sql))
+    sums = {(row[0], row[1], row[2]): list(row[3:]) for row in rows}
+    for log_row in above:
+        for event in reversed(
+            log_events(log_row, after=-1, limit=POSITION_MASK + 1, epoch_micros=PG_EPOCH_MICROS)
+        ):
+            if not route or event.route == route:
+                take_back(sums, event)
+    bound = 0
+    if last is not None:
+        xid, position, count = last
+        bound = (xid << CURSOR_POSITION_BITS) | (count - 1 if position is None else position)
+    arms = [arm_stats_row((*key, *values)) for key, values in sorted(sums.items()) if values[0] > 0]
+    return arms, bound

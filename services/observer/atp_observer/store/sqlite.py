@@ -17,32 +17,12 @@ from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_observer.store import audit
 from atp_observer.store.base import (
-    DECISION_SQL,
     MAX_LIST_LIMIT,
     MAX_REWARDS_LIMIT,
-    OBS_DECISION_ID,
-    OBS_STARTED,
-    OBSERVATION_COLUMNS,
-    READ_COLUMNS,
-    REWARD_COLUMNS,
-    REWARD_FEATURES,
     Store,
-    arm_stats_row,
-    batch_values,
     check_feedback,
-    check_group_by,
     check_limit,
     check_page,
-    count_stored,
-    datetime_to_micros,
-    decision_response,
-    eligible_for_reward,
-    now_micros,
-    observation_from_row,
-    reward_event,
-    unpack_vector,
-    usage_query,
-    usage_row,
 )
 from atp_observer.store.console import (
     FEEDBACK_COLUMNS,
@@ -52,8 +32,35 @@ from atp_observer.store.console import (
     feedback_record,
     filter_conditions,
 )
+from atp_observer.store.layout import (
+    DECISION_SQL,
+    OBS_DECISION_ID,
+    OBS_STARTED,
+    OBSERVATION_COLUMNS,
+    READ_COLUMNS,
+    batch_values,
+    count_stored,
+    datetime_to_micros,
+    decision_response,
+    now_micros,
+    observation_from_row,
+    unpack_vector,
+)
 from atp_observer.store.migrations import SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
+from atp_observer.store.reward_rows import (
+    REWARD_COLUMNS,
+    REWARD_FEATURES,
+    arm_stats_row,
+    eligible_for_reward,
+    reward_event,
+)
 from atp_observer.store.rewards import RewardModel
+from atp_observer.store.usage import (
+    UsageDialect,
+    check_group_by,
+    usage_query,
+    usage_row,
+)
 
 # Bound on bound parameters per statement, well under SQLite's limit.
 _IN_CHUNK = 500
@@ -69,9 +76,28 @@ _INSERT_FROM_STAGE = (
     "ON CONFLICT DO NOTHING RETURNING observation_id, started_at"
 )
 _INSERT_REWARD = f"INSERT INTO reward_events ({_REWARD_COLS}) VALUES ({', '.join('?' * len(REWARD_COLUMNS))})"
-_STATUS_ERRORS = (
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
-    observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+_ERROR_STATUSES = ", ".join(
+    str(status)
+    for status in (
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR,
+        observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL,
+    )
+)
+# started_at is in microseconds; the bucket size is a checked integer, written into the statement.
+_USAGE = UsageDialect(
+    bucket="(started_at / {bucket_us}) * {bucket_s}",
+    tag_join="LEFT JOIN json_each(observations.tags) AS tag",
+    aggregates=(
+        "count(*)",
+        "sum(CASE WHEN status IN ({errors}) THEN 1 ELSE 0 END)",
+        "total(prompt_tokens)",
+        "total(completion_tokens)",
+        "sum({cost})",
+        "avg(latency_ms)",
+    ),
+    cost_nanos=(
+        "CASE WHEN cost_usd >= 0 AND cost_usd <= {max_cost} THEN CAST(cost_usd * {nanos} + 0.5 AS INTEGER) END"
+    ),
 )
 
 
@@ -300,26 +326,10 @@ class SqliteStore(Store):
         if end is not None:
             where.append("started_at < ?")
             params.append(datetime_to_micros(end))
-        statuses = ", ".join(str(status) for status in _STATUS_ERRORS)
-        aggregates = [
-            "count(*)",
-            f"sum(CASE WHEN status IN ({statuses}) THEN 1 ELSE 0 END)",
-            "total(prompt_tokens)",
-            "total(completion_tokens)",
-            "total(cost_usd)",
-            "avg(latency_ms)",
-        ]
-        # bucket_s is a checked integer, so it is written into the statement (started_at is microseconds).
-        bucket = f"(started_at / {bucket_s * 1_000_000}) * {bucket_s}" if bucket_s else ""
-        sql = usage_query(aggregates, groups, where, bucket)
+        sql = usage_query(_USAGE, groups, where, _ERROR_STATUSES, bucket_s)
         async with self._session() as conn:
             rows = await _fetchall(conn, sql, params)
-        labels = ("bucket", *groups) if bucket_s else groups
-        n = len(labels)
-        return [
-            usage_row(labels, (*row[: n + 2], int(row[n + 2]), int(row[n + 3]), *row[n + 4 :]))
-            for row in rows
-        ]
+        return [usage_row(groups, bool(bucket_s), row) for row in rows]
 
     async def list_observations(
         self,

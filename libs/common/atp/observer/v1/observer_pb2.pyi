@@ -200,7 +200,7 @@ class QueryUsageRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., group_by: _Optional[_Iterable[str]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
 
 class UsageRow(_message.Message):
-    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms", "bucket_start")
+    __slots__ = ("tenant", "route", "model", "requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd", "mean_latency_ms", "bucket_start", "key_id", "end_user", "deployment", "tag_key", "tag_value", "cost_nano_usd")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +211,12 @@ class UsageRow(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     MEAN_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     BUCKET_START_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    END_USER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
+    COST_NANO_USD_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     route: str
     model: str
@@ -221,7 +227,13 @@ class UsageRow(_message.Message):
     cost_usd: float
     mean_latency_ms: float
     bucket_start: _timestamp_pb2.Timestamp
-    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ..., bucket_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    key_id: str
+    end_user: str
+    deployment: str
+    tag_key: str
+    tag_value: str
+    cost_nano_usd: int
+    def __init__(self, tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ..., bucket_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., deployment: _Optional[str] = ..., tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ..., cost_nano_usd: _Optional[int] = ...) -> None: ...
 
 class QueryUsageResponse(_message.Message):
     __slots__ = ("rows",)

@@ -116,7 +116,7 @@ class ObserverServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QueryUsage(self, request, context):
-        """Usage and cost per tenant, route and model over a time range.
+        """Usage and cost over a time range, grouped by tenant, key, user, route, model, deployment or tag.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -4,6 +4,10 @@ import { line, pivot, stackedBars } from "../chart.js";
 import { field, fmt, h, replace, select, table, tile } from "../dom.js";
 
 const SPAN_MS = { hour: 24 * 3600e3, day: 30 * 86400e3 };
+// The breakdowns offered (tenant for admins only), and the usage row field that holds each one's value.
+const GROUPS = [["model", "Model"], ["route", "Route"], ["key", "API key"], ["user", "End user"], ["deployment", "Deployment"]];
+const FIELD = { key: "key_id", user: "end_user" };
+const fieldOf = (group) => FIELD[group] || group;
 
 export function tenantOptions(ctx, all = true) {
   if (ctx.principal.role !== "operator") return [ctx.principal.tenant];
@@ -14,7 +18,7 @@ export async function render(root, ctx) {
   const admin = ctx.principal.role === "operator";
   const [tenantField, tenant] = field("spend-tenant", "Tenant", select(tenantOptions(ctx), admin ? "*" : ctx.principal.tenant));
   const [bucketField, bucket] = field("spend-bucket", "Period", select([["hour", "Last 24 hours, by hour"], ["day", "Last 30 days, by day"]], "hour"));
-  const groups = [["model", "Model"], ["route", "Route"], ...(admin ? [["tenant", "Tenant"]] : [])];
+  const groups = [...GROUPS, ...(admin ? [["tenant", "Tenant"]] : [])];
   const [groupField, group] = field("spend-group", "Break down by", select(groups, "model"));
   const data = h("div", { id: "spend-data" });
   replace(
@@ -41,7 +45,10 @@ export async function render(root, ctx) {
 
 function summary(rows, group) {
   const sum = (name) => rows.reduce((total, row) => total + Number(row[name] || 0), 0);
-  const label = group[0].toUpperCase() + group.slice(1);
+  const label = (GROUPS.find(([name]) => name === group) || [group, "Tenant"])[1];
+  const name = fieldOf(group);
+  // "Model" reads "model" mid-sentence; an acronym ("API key") keeps its capitals.
+  const noun = label.replace(/^[A-Z][a-z]/, (start) => start.toLowerCase());
   return [
     h(
       "div",
@@ -51,9 +58,9 @@ function summary(rows, group) {
       tile("Tokens", fmt.int(sum("prompt_tokens") + sum("completion_tokens"))),
       tile("Errors", fmt.int(sum("errors"))),
     ),
-    h("h2", {}, `By ${group}`),
-    table(`Spend by ${group}`, [
-      { name: label, value: (r) => r[group] || "(none)" },
+    h("h2", {}, `By ${noun}`),
+    table(`Spend by ${noun}`, [
+      { name: label, value: (r) => r[name] || "(none)" },
       { name: "Requests", value: (r) => fmt.count(r.requests), num: true },
       { name: "Errors", value: (r) => fmt.count(r.errors), num: true },
       { name: "Prompt tokens", value: (r) => fmt.count(r.prompt_tokens), num: true },
@@ -67,9 +74,10 @@ function summary(rows, group) {
 function charts(rows, group, bucket, span) {
   if (!rows.length) return [];
   const tick = bucket === "hour" ? fmt.hour : fmt.day;
-  const cost = pivot(rows, group, "cost_usd", span);
-  const requests = pivot(rows, group, "requests", span);
-  const tokens = pivot(rows, group, (r) => r.prompt_tokens + r.completion_tokens, span);
+  const name = fieldOf(group);
+  const cost = pivot(rows, name, "cost_usd", span);
+  const requests = pivot(rows, name, "requests", span);
+  const tokens = pivot(rows, name, (r) => r.prompt_tokens + r.completion_tokens, span);
   return [
     h("h2", {}, "Cost over time"),
     stackedBars(`Cost per ${bucket} by ${group}`, cost.buckets, cost.series, fmt.usd, tick),
