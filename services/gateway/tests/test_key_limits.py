@@ -159,6 +159,8 @@ async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack
             "tokens_per_second": None,
             "tokens_per_minute": None,
             "tokens_per_day": None,
+            "daily_budget_usd": None,
+            "monthly_budget_usd": None,
         }
         key, key_id = body["key"], body["id"]
         await until(lambda: _key_limit_seen(stack, key_id, 2), what="the adapters see the key's limit")
@@ -205,5 +207,5 @@ async def test_key_admin_requests_are_validated_and_need_the_admin_role(stack: S
         assert negative.status_code == 400
         unknown = await ops.patch("/v1/admin/keys/key_missing", json={"limits": {"requests_per_minute": 1}})
         assert unknown.status_code == 404
-        bad_reset = await ops.patch("/v1/admin/keys/key_missing", json={"reset": ["daily_budget_usd"]})
+        bad_reset = await ops.patch("/v1/admin/keys/key_missing", json={"reset": ["user_daily_budget_usd"]})
         assert bad_reset.status_code == 400 and bad_reset.json()["error"]["param"] == "reset"

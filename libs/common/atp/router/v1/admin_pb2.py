@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61tp/router/v1/admin.proto\x12\ratp.router.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x01\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x14\n\x0crotated_from\x18\x08 \x01(\t\x12(\n\x06limits\x18\t \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\"\xcf\x02\n\tKeyLimits\x12 \n\x13requests_per_second\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13requests_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11tokens_per_second\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1b\n\x0etokens_per_day\x18\x06 \x01(\x03H\x05\x88\x01\x01\x42\x16\n\x14_requests_per_secondB\x16\n\x14_requests_per_minuteB\x13\n\x11_requests_per_dayB\x14\n\x12_tokens_per_secondB\x14\n\x12_tokens_per_minuteB\x11\n\x0f_tokens_per_day\"h\n\x10\x43reateKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x06limits\x18\x04 \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\"K\n\x11\x43reateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\":\n\x0fListKeysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\";\n\x10ListKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\"\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"w\n\x11RotateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12*\n\x07revoked\x18\x03 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\";\n\x11RevokeKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"[\n\x10UpdateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x06limits\x18\x02 \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\x12\r\n\x05reset\x18\x03 \x03(\t\";\n\x11UpdateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\x1b\n\tModelList\x12\x0e\n\x06models\x18\x01 \x03(\t\"\xa3\x04\n\x0eTenantSettings\x12 \n\x13requests_per_second\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13requests_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11tokens_per_second\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1b\n\x0etokens_per_day\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1d\n\x10\x64\x61ily_budget_usd\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x1f\n\x12monthly_budget_usd\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x30\n\x0e\x61llowed_models\x18\t \x01(\x0b\x32\x18.atp.router.v1.ModelList\x12/\n\rdenied_models\x18\n \x01(\x0b\x32\x18.atp.router.v1.ModelListB\x16\n\x14_requests_per_secondB\x16\n\x14_requests_per_minuteB\x13\n\x11_requests_per_dayB\x14\n\x12_tokens_per_secondB\x14\n\x12_tokens_per_minuteB\x11\n\x0f_tokens_per_dayB\x13\n\x11_daily_budget_usdB\x15\n\x13_monthly_budget_usd\"\"\n\x10GetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"h\n\x11GetTenantResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\x12\n\noverridden\x18\x03 \x03(\t\"b\n\x10SetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\r\n\x05reset\x18\x03 \x03(\t\"h\n\x11SetTenantResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\x12\n\noverridden\x18\x03 \x03(\t2\xbb\x04\n\x0c\x41\x64minService\x12N\n\tCreateKey\x12\x1f.atp.router.v1.CreateKeyRequest\x1a .atp.router.v1.CreateKeyResponse\x12K\n\x08ListKeys\x12\x1e.atp.router.v1.ListKeysRequest\x1a\x1f.atp.router.v1.ListKeysResponse\x12N\n\tRotateKey\x12\x1f.atp.router.v1.RotateKeyRequest\x1a .atp.router.v1.RotateKeyResponse\x12N\n\tRevokeKey\x12\x1f.atp.router.v1.RevokeKeyRequest\x1a .atp.router.v1.RevokeKeyResponse\x12N\n\tUpdateKey\x12\x1f.atp.router.v1.UpdateKeyRequest\x1a .atp.router.v1.UpdateKeyResponse\x12N\n\tGetTenant\x12\x1f.atp.router.v1.GetTenantRequest\x1a .atp.router.v1.GetTenantResponse\x12N\n\tSetTenant\x12\x1f.atp.router.v1.SetTenantRequest\x1a .atp.router.v1.SetTenantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61tp/router/v1/admin.proto\x12\ratp.router.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n\nApiKeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x14\n\x0crotated_from\x18\x08 \x01(\t\x12(\n\x06limits\x18\t \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\x12\x16\n\x0e\x61llowed_models\x18\n \x03(\t\x12\x15\n\rdenied_models\x18\x0b \x03(\t\x12.\n\nexpires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x03\n\tKeyLimits\x12 \n\x13requests_per_second\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13requests_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11tokens_per_second\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1b\n\x0etokens_per_day\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1d\n\x10\x64\x61ily_budget_usd\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x1f\n\x12monthly_budget_usd\x18\x08 \x01(\x01H\x07\x88\x01\x01\x42\x16\n\x14_requests_per_secondB\x16\n\x14_requests_per_minuteB\x13\n\x11_requests_per_dayB\x14\n\x12_tokens_per_secondB\x14\n\x12_tokens_per_minuteB\x11\n\x0f_tokens_per_dayB\x13\n\x11_daily_budget_usdB\x15\n\x13_monthly_budget_usd\"\xc7\x01\n\x10\x43reateKeyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x06limits\x18\x04 \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\x12\x16\n\x0e\x61llowed_models\x18\x05 \x03(\t\x12\x15\n\rdenied_models\x18\x06 \x03(\t\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x11\x43reateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\":\n\x0fListKeysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\";\n\x10ListKeysResponse\x12\'\n\x04keys\x18\x01 \x03(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\"\n\x10RotateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"w\n\x11RotateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12*\n\x07revoked\x18\x03 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\";\n\x11RevokeKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\xee\x01\n\x10UpdateKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12(\n\x06limits\x18\x02 \x01(\x0b\x32\x18.atp.router.v1.KeyLimits\x12\r\n\x05reset\x18\x03 \x03(\t\x12\x30\n\x0e\x61llowed_models\x18\x04 \x01(\x0b\x32\x18.atp.router.v1.ModelList\x12/\n\rdenied_models\x18\x05 \x01(\x0b\x32\x18.atp.router.v1.ModelList\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x11UpdateKeyResponse\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x19.atp.router.v1.ApiKeyInfo\"\x1b\n\tModelList\x12\x0e\n\x06models\x18\x01 \x03(\t\"\xa3\x05\n\x0eTenantSettings\x12 \n\x13requests_per_second\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12 \n\x13requests_per_minute\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x1d\n\x10requests_per_day\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x1e\n\x11tokens_per_second\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11tokens_per_minute\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1b\n\x0etokens_per_day\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1d\n\x10\x64\x61ily_budget_usd\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x1f\n\x12monthly_budget_usd\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x30\n\x0e\x61llowed_models\x18\t \x01(\x0b\x32\x18.atp.router.v1.ModelList\x12/\n\rdenied_models\x18\n \x01(\x0b\x32\x18.atp.router.v1.ModelList\x12\"\n\x15user_daily_budget_usd\x18\x0b \x01(\x01H\x08\x88\x01\x01\x12$\n\x17user_monthly_budget_usd\x18\x0c \x01(\x01H\t\x88\x01\x01\x42\x16\n\x14_requests_per_secondB\x16\n\x14_requests_per_minuteB\x13\n\x11_requests_per_dayB\x14\n\x12_tokens_per_secondB\x14\n\x12_tokens_per_minuteB\x11\n\x0f_tokens_per_dayB\x13\n\x11_daily_budget_usdB\x15\n\x13_monthly_budget_usdB\x18\n\x16_user_daily_budget_usdB\x1a\n\x18_user_monthly_budget_usd\"\"\n\x10GetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"h\n\x11GetTenantResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\x12\n\noverridden\x18\x03 \x03(\t\"b\n\x10SetTenantRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\r\n\x05reset\x18\x03 \x03(\t\"h\n\x11SetTenantResponse\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12/\n\x08settings\x18\x02 \x01(\x0b\x32\x1d.atp.router.v1.TenantSettings\x12\x12\n\noverridden\x18\x03 \x03(\t2\xbb\x04\n\x0c\x41\x64minService\x12N\n\tCreateKey\x12\x1f.atp.router.v1.CreateKeyRequest\x1a .atp.router.v1.CreateKeyResponse\x12K\n\x08ListKeys\x12\x1e.atp.router.v1.ListKeysRequest\x1a\x1f.atp.router.v1.ListKeysResponse\x12N\n\tRotateKey\x12\x1f.atp.router.v1.RotateKeyRequest\x1a .atp.router.v1.RotateKeyResponse\x12N\n\tRevokeKey\x12\x1f.atp.router.v1.RevokeKeyRequest\x1a .atp.router.v1.RevokeKeyResponse\x12N\n\tUpdateKey\x12\x1f.atp.router.v1.UpdateKeyRequest\x1a .atp.router.v1.UpdateKeyResponse\x12N\n\tGetTenant\x12\x1f.atp.router.v1.GetTenantRequest\x1a .atp.router.v1.GetTenantResponse\x12N\n\tSetTenant\x12\x1f.atp.router.v1.SetTenantRequest\x1a .atp.router.v1.SetTenantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,41 +33,41 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atp.router.v1.admin_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APIKEYINFO']._serialized_start=78
-  _globals['_APIKEYINFO']._serialized_end=326
-  _globals['_KEYLIMITS']._serialized_start=329
-  _globals['_KEYLIMITS']._serialized_end=664
-  _globals['_CREATEKEYREQUEST']._serialized_start=666
-  _globals['_CREATEKEYREQUEST']._serialized_end=770
-  _globals['_CREATEKEYRESPONSE']._serialized_start=772
-  _globals['_CREATEKEYRESPONSE']._serialized_end=847
-  _globals['_LISTKEYSREQUEST']._serialized_start=849
-  _globals['_LISTKEYSREQUEST']._serialized_end=907
-  _globals['_LISTKEYSRESPONSE']._serialized_start=909
-  _globals['_LISTKEYSRESPONSE']._serialized_end=968
-  _globals['_ROTATEKEYREQUEST']._serialized_start=970
-  _globals['_ROTATEKEYREQUEST']._serialized_end=1004
-  _globals['_ROTATEKEYRESPONSE']._serialized_start=1006
-  _globals['_ROTATEKEYRESPONSE']._serialized_end=1125
-  _globals['_REVOKEKEYREQUEST']._serialized_start=1127
-  _globals['_REVOKEKEYREQUEST']._serialized_end=1161
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=1163
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=1222
-  _globals['_UPDATEKEYREQUEST']._serialized_start=1224
-  _globals['_UPDATEKEYREQUEST']._serialized_end=1315
-  _globals['_UPDATEKEYRESPONSE']._serialized_start=1317
-  _globals['_UPDATEKEYRESPONSE']._serialized_end=1376
-  _globals['_MODELLIST']._serialized_start=1378
-  _globals['_MODELLIST']._serialized_end=1405
-  _globals['_TENANTSETTINGS']._serialized_start=1408
-  _globals['_TENANTSETTINGS']._serialized_end=1955
-  _globals['_GETTENANTREQUEST']._serialized_start=1957
-  _globals['_GETTENANTREQUEST']._serialized_end=1991
-  _globals['_GETTENANTRESPONSE']._serialized_start=1993
-  _globals['_GETTENANTRESPONSE']._serialized_end=2097
-  _globals['_SETTENANTREQUEST']._serialized_start=2099
-  _globals['_SETTENANTREQUEST']._serialized_end=2197
-  _globals['_SETTENANTRESPONSE']._serialized_start=2199
-  _globals['_SETTENANTRESPONSE']._serialized_end=2303
-  _globals['_ADMINSERVICE']._serialized_start=2306
-  _globals['_ADMINSERVICE']._serialized_end=2877
+  _globals['_APIKEYINFO']._serialized_end=421
+  _globals['_KEYLIMITS']._serialized_start=424
+  _globals['_KEYLIMITS']._serialized_end=867
+  _globals['_CREATEKEYREQUEST']._serialized_start=870
+  _globals['_CREATEKEYREQUEST']._serialized_end=1069
+  _globals['_CREATEKEYRESPONSE']._serialized_start=1071
+  _globals['_CREATEKEYRESPONSE']._serialized_end=1146
+  _globals['_LISTKEYSREQUEST']._serialized_start=1148
+  _globals['_LISTKEYSREQUEST']._serialized_end=1206
+  _globals['_LISTKEYSRESPONSE']._serialized_start=1208
+  _globals['_LISTKEYSRESPONSE']._serialized_end=1267
+  _globals['_ROTATEKEYREQUEST']._serialized_start=1269
+  _globals['_ROTATEKEYREQUEST']._serialized_end=1303
+  _globals['_ROTATEKEYRESPONSE']._serialized_start=1305
+  _globals['_ROTATEKEYRESPONSE']._serialized_end=1424
+  _globals['_REVOKEKEYREQUEST']._serialized_start=1426
+  _globals['_REVOKEKEYREQUEST']._serialized_end=1460
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=1462
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=1521
+  _globals['_UPDATEKEYREQUEST']._serialized_start=1524
+  _globals['_UPDATEKEYREQUEST']._serialized_end=1762
+  _globals['_UPDATEKEYRESPONSE']._serialized_start=1764
+  _globals['_UPDATEKEYRESPONSE']._serialized_end=1823
+  _globals['_MODELLIST']._serialized_start=1825
+  _globals['_MODELLIST']._serialized_end=1852
+  _globals['_TENANTSETTINGS']._serialized_start=1855
+  _globals['_TENANTSETTINGS']._serialized_end=2530
+  _globals['_GETTENANTREQUEST']._serialized_start=2532
+  _globals['_GETTENANTREQUEST']._serialized_end=2566
+  _globals['_GETTENANTRESPONSE']._serialized_start=2568
+  _globals['_GETTENANTRESPONSE']._serialized_end=2672
+  _globals['_SETTENANTREQUEST']._serialized_start=2674
+  _globals['_SETTENANTREQUEST']._serialized_end=2772
+  _globals['_SETTENANTRESPONSE']._serialized_start=2774
+  _globals['_SETTENANTRESPONSE']._serialized_end=2878
+  _globals['_ADMINSERVICE']._serialized_start=2881
+  _globals['_ADMINSERVICE']._serialized_end=3452
 # @@protoc_insertion_point(module_scope)
