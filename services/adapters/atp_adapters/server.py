@@ -173,7 +173,7 @@ async def build_server(
         rng=rng,
         admission=admission,
     )
-    servicer = AdaptersServicer(pipeline, holder, table, embedder)
+    servicer = AdaptersServicer(pipeline, holder, table, embedder, directory)
 
     try:
         running = await start_server(

@@ -13,9 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from atp.router.v1 import admin_pb2, admin_pb2_grpc
-from atp_common.config import TenantConfig
+from atp_common.config import KEY_BUDGET_FIELDS, TenantConfig
 from atp_common.errors import InvalidArgument, NotFound
-from atp_common.config import KEY_BUDGET_FIELDS
 from atp_common.limits.directory import (
     KEY_LIMIT_FIELDS,
     KEY_POLICY_FIELDS,
@@ -62,10 +61,10 @@ def key_info(
         name=record.name,
         source=record.source,
         rotated_from=record.rotated_from,
-        limits=admin_pb2.KeyLimits(
-            **{k: (v if k in KEY_BUDGET_FIELDS else int(v)) for k, v in limits.items()}
-        ),
     )
+    for name, value in limits.items():
+        # Rate limits are whole numbers in the proto; budgets are USD.
+        setattr(info.limits, name, value if name in KEY_BUDGET_FIELDS else int(value))
     if models is not None:
         info.allowed_models.extend(sorted(models.allowed or ()))
         info.denied_models.extend(sorted(models.denied))

@@ -87,9 +87,7 @@ def config_key_id(digest: str) -> str:
     return "cfg_" + digest[:16]
 
 
-def effective_key_limits(
-    base: Mapping[str, float], changes: Mapping[str, float | None]
-) -> dict[str, float]:
+def effective_key_limits(base: Mapping[str, float], changes: Mapping[str, float | None]) -> dict[str, float]:
     """A key's limits: the configuration file's `base` with the admin API's `changes` (None removes one)."""
     merged = {**base, **changes}
     return {f: v for f in KEY_POLICY_FIELDS if (v := merged.get(f)) is not None}

@@ -97,7 +97,14 @@ def _budget_checks(
     checks: list[Check] = []
     if daily is not None:
         checks.append(
-            Check("budget", f"{name_prefix}daily budget", round(daily * MICRO), _DAY_MS, f"{key_suffix}bd", "day")
+            Check(
+                "budget",
+                f"{name_prefix}daily budget",
+                round(daily * MICRO),
+                _DAY_MS,
+                f"{key_suffix}bd",
+                "day",
+            )
         )
     if monthly is not None:
         checks.append(
@@ -122,9 +129,7 @@ def compile_limits(tenant: str, config: TenantConfig) -> TenantLimits:
     )
 
 
-def with_key_limits(
-    tenant_limits: TenantLimits, key_id: str, limits: Mapping[str, float]
-) -> TenantLimits:
+def with_key_limits(tenant_limits: TenantLimits, key_id: str, limits: Mapping[str, float]) -> TenantLimits:
     """`tenant_limits` plus the counters of one API key's own `limits` (KEY_POLICY_FIELDS names).
 
     The key's counters live under the tenant's hash tag (`{tenant}:k:<key_id>:rm`), so one script call
@@ -133,7 +138,10 @@ def with_key_limits(
     rates = {f: int(v) for f in KEY_LIMIT_FIELDS if (v := limits.get(f)) is not None}
     key_checks = _rate_checks(rates, f" of API key {key_id}", f"k:{key_id}:")
     key_checks += _budget_checks(
-        limits.get("daily_budget_usd"), limits.get("monthly_budget_usd"), f"API key {key_id}'s ", f"k:{key_id}:"
+        limits.get("daily_budget_usd"),
+        limits.get("monthly_budget_usd"),
+        f"API key {key_id}'s ",
+        f"k:{key_id}:",
     )
     return _extended(tenant_limits, key_checks)
 
