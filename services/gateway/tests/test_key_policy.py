@@ -40,6 +40,7 @@ CONFIG = {
         "local-large": {"provider": "local", "input_usd_per_mtok": 2.5, "output_usd_per_mtok": 10.0},
         # About a cent a request: a budget of a few cents lasts a few requests.
         "local-pricey": {"provider": "local", "input_usd_per_mtok": 125.0, "output_usd_per_mtok": 500.0},
+        "echo-embed": {"provider": "local", "capabilities": ["embeddings"]},
     },
     "routes": {"auto": {"candidates": ["local-small", "local-large"]}},
     "tenants": {
@@ -100,6 +101,20 @@ async def _generate(stack: KeyStack, model: str, *, key_id: str = "", end_user: 
     try:
         async for _ in adapters_pb2_grpc.AdaptersServiceStub(channel).Generate(request, timeout=10):
             pass
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    finally:
+        await channel.close()
+    return grpc.StatusCode.OK
+
+
+async def _embed(stack: KeyStack, model: str, *, key_id: str) -> grpc.StatusCode:
+    request = adapters_pb2.EmbedRequest(
+        tenant="acme", model=model, key_id=key_id, inputs=[adapters_pb2.EmbedInput(text="x")]
+    )
+    channel = open_channel(stack.adapters.address)
+    try:
+        await adapters_pb2_grpc.AdaptersServiceStub(channel).Embed(request, timeout=10)
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     finally:
@@ -191,6 +206,13 @@ async def test_a_keys_model_lists_narrow_its_tenants(stack: KeyStack) -> None:
             rerouted = await _chat(no_small, "auto")
             assert rerouted.status_code == 200 and rerouted.json()["model"] == "local-large"
             assert (await _chat(no_small, "local-small")).status_code == 403
+            # Embeddings too: over HTTP and the adapters' Embed.
+            embed = await small.post("/v1/embeddings", json={"model": "echo-embed", "input": "x"})
+            assert embed.status_code == 403 and "echo-embed" in embed.json()["error"]["message"]
+            assert (
+                await no_small.post("/v1/embeddings", json={"model": "echo-embed", "input": "x"})
+            ).status_code == 200
+            assert await _embed(stack, "echo-embed", key_id=small_id) == grpc.StatusCode.PERMISSION_DENIED
             # Clearing the allow-list through the admin API restores the tenant's models.
             cleared = await ops.patch(f"/v1/admin/keys/{small_id}", json={"allowed_models": []})
             assert cleared.status_code == 200 and cleared.json()["allowed_models"] == []
