@@ -305,12 +305,7 @@ class Directory:
             else:
                 key_settings.pop(record.key_id, None)
         self.key_settings = key_settings
-        tenants = dict(config.tenants)
-        for tenant, overrides in state.tenants.items():
-            base = tenants.get(tenant, TenantConfig())
-            merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if k in TENANT_FIELDS}}
-            tenants[tenant] = TenantConfig.model_validate(merged)
-        self.tenants = tenants
+        self.tenants = tenants = _merged_tenants(config, state)
         self.limits: dict[str, TenantLimits] = {}
         for tenant, tenant_config in tenants.items():
             compiled = compile_limits(tenant, tenant_config)
@@ -373,6 +368,16 @@ class Directory:
             for t, tc in config.tenants.items()
             for k in tc.api_keys
         ]
+
+
+def _merged_tenants(config: AtpConfig, state: DirectoryState) -> dict[str, TenantConfig]:
+    """Each tenant's settings: the configuration file's with the admin API's overrides."""
+    tenants = dict(config.tenants)
+    for tenant, overrides in state.tenants.items():
+        base = tenants.get(tenant, TenantConfig())
+        merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if k in TENANT_FIELDS}}
+        tenants[tenant] = TenantConfig.model_validate(merged)
+    return tenants
 
 
 def _key_models(
