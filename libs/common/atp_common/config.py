@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -224,7 +225,7 @@ class RouteConfig(_Strict):
         return self
 
 
-# The rate limits an API key may carry on top of its tenant's (keys have no budgets of their own).
+# The rate limits an API key may carry on top of its tenant's.
 KEY_LIMIT_FIELDS = (
     "requests_per_second",
     "requests_per_minute",
@@ -233,6 +234,10 @@ KEY_LIMIT_FIELDS = (
     "tokens_per_minute",
     "tokens_per_day",
 )
+# An API key's own budgets (USD per UTC day / month), checked with its tenant's in the same admission.
+KEY_BUDGET_FIELDS = ("daily_budget_usd", "monthly_budget_usd")
+# Everything a key's `limits` may hold: rate limits (integers) and budgets (USD).
+KEY_POLICY_FIELDS = KEY_LIMIT_FIELDS + KEY_BUDGET_FIELDS
 
 
 class RateLimits(_Strict):
@@ -255,6 +260,13 @@ class ApiKeyConfig(RateLimits):
     hash: str
     role: Role = "user"
     name: str = ""
+    daily_budget_usd: float | None = Field(None, gt=0)
+    monthly_budget_usd: float | None = Field(None, gt=0)
+    # Narrow the tenant's model lists for this key (never widen them).
+    allowed_models: list[str] = Field(default_factory=list)
+    denied_models: list[str] = Field(default_factory=list)
+    # After this instant the key is refused like a revoked one.
+    expires_at: datetime | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -268,9 +280,17 @@ class ApiKeyConfig(RateLimits):
         return data
 
     @property
-    def limits(self) -> dict[str, int]:
-        """The limits this key sets (field name to value), empty when it has none."""
-        return {f: v for f in KEY_LIMIT_FIELDS if (v := getattr(self, f)) is not None}
+    def limits(self) -> dict[str, float]:
+        """The limits and budgets this key sets (field name to value), empty when it has none."""
+        return {f: v for f in KEY_POLICY_FIELDS if (v := getattr(self, f)) is not None}
+
+    @property
+    def expires_ts(self) -> float | None:
+        """`expires_at` as a Unix time (a naive datetime is UTC)."""
+        if self.expires_at is None:
+            return None
+        at = self.expires_at if self.expires_at.tzinfo else self.expires_at.replace(tzinfo=UTC)
+        return at.timestamp()
 
     @field_validator("hash")
     @classmethod
@@ -296,6 +316,10 @@ class TenantConfig(RateLimits):
     denied_models: list[str] = Field(default_factory=list)
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
+    # Each end user's own budgets within the tenant (the request's `user`, x-atp-user or Anthropic
+    # metadata.user_id), checked with the tenant's; requests without an end user are not held by them.
+    user_daily_budget_usd: float | None = Field(None, gt=0)
+    user_monthly_budget_usd: float | None = Field(None, gt=0)
     store_prompts: bool = False
     # Redact PII before anything of this tenant is stored; None follows `privacy.redact_pii`.
     redact_pii: bool | None = None

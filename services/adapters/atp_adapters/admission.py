@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from atp.common.v1 import chat_pb2
+from atp_common.errors import PermissionDenied
 from atp_common.limits import Limiter, Ticket
 from atp_common.limits.directory import DirectoryFollower
 
@@ -40,16 +41,45 @@ class Admission:
         # Per route: its max_reservation_tokens, when it caps the default output estimate.
         self._reservation_caps = dict(reservation_caps or {})
 
+    def filter_models(self, key_id: str, request_model: str, decision: chat_pb2.Decision) -> None:
+        """Remove the candidates the key's own model lists exclude, as the tenant's lists do in the kernel;
+        PermissionDenied naming the models when none is left. A key without lists costs one dict lookup."""
+        if not key_id:
+            return
+        lists = self.follower.directory.models_for(key_id)
+        if lists is None:
+            return
+        kept: list[chat_pb2.RankedCandidate] = []
+        removed: list[chat_pb2.FilteredCandidate] = []
+        for candidate in decision.candidates:
+            if lists.allowed is not None and candidate.model not in lists.allowed:
+                reason = f"not in API key {key_id!r} allowed_models"
+            elif candidate.model in lists.denied:
+                reason = f"in API key {key_id!r} denied_models"
+            else:
+                kept.append(candidate)
+                continue
+            removed.append(chat_pb2.FilteredCandidate(model=candidate.model, reason=reason))
+        if not removed:
+            return
+        if not kept:
+            details = "; ".join(f"{f.model}: {f.reason}" for f in removed)
+            raise PermissionDenied(f"no candidate of {request_model!r} can serve this request ({details})")
+        del decision.candidates[:]
+        decision.candidates.extend(kept)
+        decision.filtered.extend(removed)
+
     async def admit(
         self,
         tenant: str,
         key_id: str,
         decision: chat_pb2.Decision,
         params: chat_pb2.GenerationParams,
+        user: str = "",
     ) -> Ticket | None:
-        """None when neither the tenant nor the key (`key_id`, empty for callers without one) has limits;
-        raises RateLimited / BudgetExceeded / Unavailable."""
-        limits = self.follower.directory.limits_for(tenant, key_id)
+        """None when neither the tenant, the key (`key_id`, empty for callers without one) nor the end
+        user (`user`, may be empty) has limits; raises RateLimited / BudgetExceeded / Unavailable."""
+        limits = self.follower.directory.limits_for(tenant, key_id, user)
         if limits is None:
             return None
         prompt = decision.features.estimated_prompt_tokens

@@ -107,7 +107,9 @@ class EmbedPipeline:
         decision_id_var.set(decision.decision_id)
         ticket = None
         if self._admission is not None:
-            ticket = await self._admission.admit(tenant, request.key_id, decision, _NO_OUTPUT)
+            self._admission.filter_models(request.key_id, request.model, decision)
+            user = request.end_user or request.user
+            ticket = await self._admission.admit(tenant, request.key_id, decision, _NO_OUTPUT, user)
             if ticket is not None and ticket.headers and send_metadata is not None:
                 send_metadata(ticket.headers)
         budget = (

@@ -118,12 +118,15 @@ class GeneratePipeline:
             decision = traced_decide(self._holder.policy, request, tenant, features, self._rng)
         else:
             decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
+        if self._admission is not None:
+            self._admission.filter_models(request.key_id, request.model, decision)
         decision_id_var.set(decision.decision_id)
         route_label = decision.route or DIRECT_ROUTE_LABEL
         self._count_decision(route_label, decision.candidates[0].model)
         ticket = None
         if self._admission is not None:
-            ticket = await self._admission.admit(tenant, request.key_id, decision, request.params)
+            user = request.end_user or request.params.user
+            ticket = await self._admission.admit(tenant, request.key_id, decision, request.params, user)
             if ticket is not None and ticket.headers and send_metadata is not None:
                 await send_metadata(ticket.headers)
 

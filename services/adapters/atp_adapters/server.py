@@ -173,7 +173,7 @@ async def build_server(
         rng=rng,
         admission=admission,
     )
-    servicer = AdaptersServicer(pipeline, holder, table, embedder, shipper, settings.replica_id)
+    servicer = AdaptersServicer(pipeline, holder, table, embedder, shipper, settings.replica_id, directory)
 
     try:
         running = await start_server(

@@ -17,6 +17,7 @@ from atp_adapters.shipper import ObservationShipper
 from atp_adapters.targets import TargetTable
 from atp_common import capabilities
 from atp_common.errors import InvalidArgument
+from atp_common.limits.directory import DirectoryFollower, KeyModels
 from atp_common.replies import merged_reply
 
 # Listings kept per snapshot; tenants come authenticated from the gateway, so this bound is never reached
@@ -35,10 +36,12 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         embedder: EmbedPipeline,
         shipper: ObservationShipper,
         replica_id: str,
+        directory: DirectoryFollower | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._shipper = shipper
         self._replica_id = replica_id
+        self._directory = directory
         self._embedder = embedder
         self._holder = holder
         self._targets = targets
@@ -89,10 +92,14 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
     async def ListModels(
         self, request: adapters_pb2.ListModelsRequest, context: aio.ServicerContext
     ) -> adapters_pb2.ListModelsResponse:
-        # API keys carry no model restrictions of their own: the tenant's decide for every key.
         snapshot = self._holder.snapshot
-        cached = self._models_cache
         served = self._targets.current
+        if request.key_id and request.tenant and self._directory is not None:
+            # A key with model lists of its own: its listing is built for it (the gateway caches it).
+            lists = self._directory.directory.models_for(request.key_id)
+            if lists is not None:
+                return list_models(snapshot, served, request.tenant, lists)
+        cached = self._models_cache
         if cached is None or cached[0] is not snapshot or cached[1] is not served:
             cached = self._models_cache = (snapshot, served, {})
         by_tenant = cached[2]
@@ -113,12 +120,16 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
 
 
 def list_models(
-    snapshot: router_pb2.PolicySnapshot, served: Collection[str], tenant: str = ""
+    snapshot: router_pb2.PolicySnapshot,
+    served: Collection[str],
+    tenant: str = "",
+    key_lists: KeyModels | None = None,
 ) -> adapters_pb2.ListModelsResponse:
     """The routes and the models this replica can serve, from one policy snapshot, with capabilities.
 
     A model the snapshot names but this replica has no provider for is left out, and so is one that
-    `tenant`'s allowed_models / denied_models exclude (empty tenant: no restriction); a route is listed
+    `tenant`'s allowed_models / denied_models exclude (empty tenant: no restriction), or its key's
+    `key_lists`; a route is listed
     when at least one of its candidates is left, with the largest context window among them and the
     union of their capabilities.
     """
@@ -128,10 +139,15 @@ def list_models(
         if tenant and policy.tenant == tenant:
             allowed = frozenset(policy.allowed_models) or None
             denied = frozenset(policy.denied_models)
+    key_allowed, key_denied = (key_lists.allowed, key_lists.denied) if key_lists else (None, frozenset())
     specs = {
         spec.name: spec
         for spec in snapshot.models
-        if spec.name in served and (allowed is None or spec.name in allowed) and spec.name not in denied
+        if spec.name in served
+        and (allowed is None or spec.name in allowed)
+        and spec.name not in denied
+        and (key_allowed is None or spec.name in key_allowed)
+        and spec.name not in key_denied
     }
     response = adapters_pb2.ListModelsResponse()
     for route in snapshot.routes:

@@ -4,6 +4,7 @@ audit log of admin actions. Off the hot path, so plain FastAPI routes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -15,7 +16,7 @@ from starlette.responses import Response
 
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2
-from atp_common.config import KEY_LIMIT_FIELDS, LEGACY_ADMIN_ROLE, Role
+from atp_common.config import KEY_POLICY_FIELDS, LEGACY_ADMIN_ROLE, Role
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.control import ControlClient
@@ -56,7 +57,10 @@ class _RateLimitChanges(_Body):
 
 
 class KeyLimitsBody(_RateLimitChanges):
-    """A key's own rate limits, on top of its tenant's."""
+    """A key's own rate limits and budgets (USD per UTC day / month), on top of its tenant's."""
+
+    daily_budget_usd: float | None = Field(None, ge=0)
+    monthly_budget_usd: float | None = Field(None, ge=0)
 
     def message(self) -> admin_pb2.KeyLimits:
         return admin_pb2.KeyLimits(**self.model_dump(exclude_none=True))
@@ -68,6 +72,23 @@ class CreateKeyBody(_Body):
     role: Literal["user", "tenant_admin", "operator", "admin"] = "user"
     name: str = Field("", max_length=128)
     limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+    allowed_models: list[str] = Field(default_factory=list, max_length=256)
+    denied_models: list[str] = Field(default_factory=list, max_length=256)
+    expires_at: datetime | None = None
+
+    def message(self, actor: admin_pb2.Actor) -> admin_pb2.CreateKeyRequest:
+        request = admin_pb2.CreateKeyRequest(
+            actor=actor,
+            tenant=self.tenant,
+            role=self.role,
+            name=self.name,
+            limits=self.limits.message(),
+            allowed_models=self.allowed_models,
+            denied_models=self.denied_models,
+        )
+        if self.expires_at is not None:
+            request.expires_at.FromDatetime(_utc(self.expires_at))
+        return request
 
     @field_validator("role")
     @classmethod
@@ -76,11 +97,32 @@ class CreateKeyBody(_Body):
 
 
 class UpdateKeyBody(_Body):
-    """Limits to set; `reset` names limits that go back to the configuration file's value (for a key
-    created through this API: removed)."""
+    """Limits, model lists and expiry to set; `reset` names those that go back to the configuration
+    file's value (for a key created through this API: removed)."""
 
     limits: KeyLimitsBody = Field(default_factory=KeyLimitsBody)
+    allowed_models: list[str] | None = Field(None, max_length=256)
+    denied_models: list[str] | None = Field(None, max_length=256)
+    expires_at: datetime | None = None
     reset: list[str] = Field(default_factory=list)
+
+    def message(self, key_id: str, actor: admin_pb2.Actor) -> admin_pb2.UpdateKeyRequest:
+        request = admin_pb2.UpdateKeyRequest(
+            key_id=key_id, limits=self.limits.message(), reset=self.reset, actor=actor
+        )
+        for name in ("allowed_models", "denied_models"):
+            value = getattr(self, name)
+            if value is not None:
+                getattr(request, name).models.extend(value)
+                getattr(request, name).SetInParent()
+        if self.expires_at is not None:
+            request.expires_at.FromDatetime(_utc(self.expires_at))
+        return request
+
+
+def _utc(at: datetime) -> datetime:
+    # A time without a zone is UTC, as in the configuration file.
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class TenantBody(_RateLimitChanges):
@@ -89,6 +131,9 @@ class TenantBody(_RateLimitChanges):
 
     daily_budget_usd: float | None = Field(None, ge=0)
     monthly_budget_usd: float | None = Field(None, ge=0)
+    # Each end user's own budgets within the tenant; 0 removes one.
+    user_daily_budget_usd: float | None = Field(None, ge=0)
+    user_monthly_budget_usd: float | None = Field(None, ge=0)
     allowed_models: list[str] | None = None
     denied_models: list[str] | None = None
     reset: list[str] = Field(default_factory=list)
@@ -111,6 +156,9 @@ def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:
         name: getattr(info.limits, name) if info.limits.HasField(name) else None
         for name in KeyLimitsBody.model_fields
     }
+    out["allowed_models"] = list(info.allowed_models)
+    out["denied_models"] = list(info.denied_models)
+    out["expires_at"] = info.expires_at.ToJsonString() if info.HasField("expires_at") else None
     if secret:
         out["key"] = secret  # the only time the key is ever shown
     return out
@@ -118,7 +166,7 @@ def _key(info: admin_pb2.ApiKeyInfo, secret: str = "") -> dict[str, Any]:
 
 def _tenant(tenant: str, settings: admin_pb2.TenantSettings, overridden: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"object": "tenant", "tenant": tenant}
-    for field in (*KEY_LIMIT_FIELDS, "daily_budget_usd", "monthly_budget_usd"):
+    for field in (*KEY_POLICY_FIELDS, "user_daily_budget_usd", "user_monthly_budget_usd"):
         out[field] = getattr(settings, field) if settings.HasField(field) else None
     out["allowed_models"] = list(settings.allowed_models.models)
     out["denied_models"] = list(settings.denied_models.models)
@@ -197,13 +245,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         client = control_of(gateway)
         reply = await client.call(
             client.admin.CreateKey,
-            admin_pb2.CreateKeyRequest(
-                tenant=body.tenant,
-                role=body.role,
-                name=body.name,
-                limits=body.limits.message(),
-                actor=actor_of(principal),
-            ),
+            body.message(actor_of(principal)),
         )
         return _json(_key(reply.key, reply.secret), 201)
 
@@ -229,7 +271,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         )
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
 
-    @router.patch("/keys/{key_id}", summary="Change a key's own rate limits")
+    @router.patch("/keys/{key_id}", summary="Change a key's own limits, budgets, model lists and expiry")
     async def update_key(request: Request, key_id: str) -> Response:
         principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
@@ -237,9 +279,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
         client = control_of(gateway)
         reply = await client.call(
             client.admin.UpdateKey,
-            admin_pb2.UpdateKeyRequest(
-                key_id=key_id, limits=body.limits.message(), reset=body.reset, actor=actor_of(principal)
-            ),
+            body.message(key_id, actor_of(principal)),
         )
         return _json(_key(reply.key))
 

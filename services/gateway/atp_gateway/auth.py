@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 from atp_common.config import AtpConfig, Role
@@ -23,6 +24,8 @@ class Principal:
     role: Role
     key_name: str
     key_id: str = ""
+    # Unix s after which the key is refused (0: never).
+    expires_at: float = 0.0
 
 
 _MISSING_KEY = (
@@ -48,20 +51,32 @@ class KeyStore:
         for tenant, tenant_config in config.tenants.items():
             for key in tenant_config.api_keys:
                 digest = key.hash.removeprefix("sha256:")
-                by_digest[digest] = Principal(tenant, key.role, key.name, config_key_id(digest))
+                by_digest[digest] = Principal(
+                    tenant, key.role, key.name, config_key_id(digest), key.expires_ts or 0.0
+                )
         return cls(by_digest)
 
     @classmethod
     def from_directory(cls, directory: Directory) -> KeyStore:
         """The configuration's keys and the admin API's, minus revoked ones."""
-        return cls({d: Principal(k.tenant, k.role, k.name, k.key_id) for d, k in directory.keys.items()})
+        return cls(
+            {
+                d: Principal(k.tenant, k.role, k.name, k.key_id, k.expires_at)
+                for d, k in directory.keys.items()
+            }
+        )
 
     def __len__(self) -> int:
         return len(self._by_digest)
 
     def lookup(self, api_key: str) -> Principal | None:
-        """The principal of `api_key`, or None. Only the digest is compared or kept."""
-        return self._by_digest.get(hashlib.sha256(api_key.encode()).hexdigest())
+        """The principal of `api_key`, or None (unknown, or past its expiry: read against the clock here,
+        so an expired key is refused at once, whatever the directory's reload delay). Only the digest is
+        compared or kept."""
+        principal = self._by_digest.get(hashlib.sha256(api_key.encode()).hexdigest())
+        if principal is not None and principal.expires_at and time.time() >= principal.expires_at:
+            return None
+        return principal
 
     def authenticate(self, api_key: str | None) -> Principal:
         """The principal of `api_key`; Unauthenticated when it is missing or unknown."""

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,16 +15,8 @@ import orjson
 import pytest
 import websockets
 
-from atp_adapters.server import build_server as build_adapters
-from atp_adapters.settings import AdaptersSettings
-from atp_common.config import AtpConfig
-from atp_common.server import RunningServer
-from atp_gateway.app import create_app
-from atp_gateway.serve import GatewayServer
-from atp_gateway.settings import GatewaySettings
-from atp_router.server import build_server as build_router
-from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import until, unused_address
+from services.gateway.tests.key_stack import KeyStack, key_stack
+from services.gateway.tests.stack import until
 
 ADMIN_KEY = "sk-keylimits-admin-01"
 TENANT_KEY = "sk-keylimits-acme-001"
@@ -47,64 +37,15 @@ CONFIG = {
 }
 
 
-@dataclass
-class Stack:
-    adapters: RunningServer
-    url: str
-
-    def client(self, key: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers={"authorization": f"Bearer {key}"}, timeout=10)
+Stack = KeyStack
 
 
 @pytest.fixture(params=["redis", "memory"])
 async def stack(request, redis_url, tmp_path: Path) -> AsyncIterator[Stack]:
-    """Router, adapters and a gateway sharing one directory: Redis (and Redis counters) or one local file
-    (and the adapters' in-process limiter)."""
-    shared = {
-        "redis_url": redis_url if request.param == "redis" else "",
-        "redis_prefix": f"t{secrets.token_hex(6)}:",
-        "directory_path": str(tmp_path / "tenants.json"),
-        "directory_poll_s": 0.05,
-    }
-    config = AtpConfig.model_validate(CONFIG)
-    common = {"port": 0, "metrics_port": None, "drain_delay_s": 0, "grace_s": 1}
-    router = await build_router(
-        RouterSettings(
-            **common,
-            observer_addr="",
-            reload_on_sighup=False,
-            snapshot_min_interval_s=0,
-            **{k: v for k, v in shared.items() if k != "directory_poll_s"},
-        ),
-        config=config,
-    )
-    nowhere = unused_address()
-    adapters = await build_adapters(
-        AdaptersSettings(
-            **common,
-            router_addr=router.address,
-            observer_addr=nowhere,
-            spool_dir=str(tmp_path / "spool"),
-            **shared,
-        ),
-        config=config,
-    )
-    settings = GatewaySettings(
-        **common,
-        adapters_addr=adapters.address,
-        router_addr=router.address,
-        observer_addr=nowhere,
-        **shared,
-    )
-    gateway = GatewayServer(settings, create_app(settings, config=config))
-    await gateway.start()
-    try:
-        await until(lambda: gateway.gateway.ready, what="gateway ready")
-        yield Stack(adapters, f"http://127.0.0.1:{gateway.port}")
-    finally:
-        await gateway.stop_now()
-        await adapters.stop_now()
-        await router.stop_now()
+    """On the real Redis (directory and counters), and on the local directory file with the adapters'
+    in-process limiter."""
+    async with key_stack(CONFIG, request.param, redis_url, tmp_path) as running:
+        yield running
 
 
 def _body() -> dict:
@@ -159,6 +100,8 @@ async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack
             "tokens_per_second": None,
             "tokens_per_minute": None,
             "tokens_per_day": None,
+            "daily_budget_usd": None,
+            "monthly_budget_usd": None,
         }
         key, key_id = body["key"], body["id"]
         await until(lambda: _key_limit_seen(stack, key_id, 2), what="the adapters see the key's limit")
@@ -205,5 +148,5 @@ async def test_key_admin_requests_are_validated_and_need_the_admin_role(stack: S
         assert negative.status_code == 400
         unknown = await ops.patch("/v1/admin/keys/key_missing", json={"limits": {"requests_per_minute": 1}})
         assert unknown.status_code == 404
-        bad_reset = await ops.patch("/v1/admin/keys/key_missing", json={"reset": ["daily_budget_usd"]})
+        bad_reset = await ops.patch("/v1/admin/keys/key_missing", json={"reset": ["user_daily_budget_usd"]})
         assert bad_reset.status_code == 400 and bad_reset.json()["error"]["param"] == "reset"

@@ -45,7 +45,11 @@ KEYS = {
     "other": "sk-other-user-01",
 }
 KEYS["spender"] = "sk-spender-user-1"
+KEYS["capped"] = "sk-keyspend-capped-1"
+KEYS["uncapped"] = "sk-keyspend-free-01"
 LARGE_IN, LARGE_OUT = 2.50e-6, 10.0e-6  # local-large's prices per token
+PRICEY_IN, PRICEY_OUT = 125e-6, 500e-6  # local-pricey's: a $0.50 budget lasts a few dozen requests
+KEY_BUDGET = 0.50
 
 
 def _hash(key: str) -> str:
@@ -59,6 +63,7 @@ def _config_dict() -> dict:
         "models": {
             "local-small": {"provider": "local", "input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.4},
             "local-large": {"provider": "local", "input_usd_per_mtok": 2.5, "output_usd_per_mtok": 10.0},
+            "local-pricey": {"provider": "local", "input_usd_per_mtok": 125.0, "output_usd_per_mtok": 500.0},
         },
         "routes": {"auto": {"candidates": ["local-small", "local-large"]}},
         "tenants": {
@@ -67,6 +72,13 @@ def _config_dict() -> dict:
             "burst": tenant("burst", requests_per_minute=10, tokens_per_minute=100_000),
             "spender": tenant("spender"),
             "other": tenant("other"),
+            # Two keys of one tenant without limits of its own: one key carries a budget.
+            "keyspend": {
+                "api_keys": [
+                    {"hash": _hash(KEYS["capped"]), "name": "capped", "daily_budget_usd": KEY_BUDGET},
+                    {"hash": _hash(KEYS["uncapped"]), "name": "uncapped"},
+                ]
+            },
         },
     }
 
@@ -336,6 +348,46 @@ async def test_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack)
     assert 0 <= stored - sum(costs) * 1_000_000 <= len(costs), (stored, sum(costs))
     print(
         f"budget ${budget}: {len(costs)} served, {refusals} refused, spent ${sum(costs):.6f}, estimate ${estimate:.6f}"
+    )
+
+
+async def test_key_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack):
+    admission = stack.adapters.admission
+    key_id = "cfg_" + _hash(KEYS["capped"]).removeprefix("sha256:")[:16]
+    assert key_id in admission.follower.directory.key_limits
+    text = " ".join(f"word{i}" for i in range(40))
+    clients = [stack.client(0, "capped"), stack.client(1, "capped")]
+    costs: list[float] = []
+    refusals = 0
+    async with clients[0], clients[1]:
+        for _wave in range(2):
+            results = await asyncio.gather(
+                *(_sse(clients[i % 2], text=text, model="local-pricey", max_tokens=16) for i in range(50))
+            )
+            for response, events in results:
+                if response.status_code == 200:
+                    usage = events[-1]["usage"]
+                    costs.append(usage["prompt_tokens"] * PRICEY_IN + usage["completion_tokens"] * PRICEY_OUT)
+                else:
+                    _refused_as_openai(response, "insufficient_quota")
+                    assert f"API key {key_id}'s daily budget" in response.json()["error"]["message"]
+                    refusals += 1
+            await admission.limiter.flush()
+    estimate = (len(text) // 4 + 10) * PRICEY_IN + 16 * PRICEY_OUT  # above the kernel's prompt estimate
+    assert costs and refusals
+    assert sum(costs) <= KEY_BUDGET + estimate, (sum(costs), len(costs))
+    # The key's counter holds the settled actual spend; the tenant itself has no budget counter.
+    day = time.strftime("%Y%m%d", time.gmtime())
+    stored = int(await stack.redis.get(f"{stack.prefix}{{keyspend}}:k:{key_id}:bd:{day}"))
+    assert 0 <= stored - sum(costs) * 1_000_000 <= len(costs), (stored, sum(costs))
+    assert not await stack.redis.exists(f"{stack.prefix}{{keyspend}}:bd:{day}")
+    # The tenant's other key is not held by this key's budget.
+    async with stack.client(1, "uncapped") as other:
+        _response, events = await _sse(other, text=text, model="local-pricey", max_tokens=16)
+        assert events and events[-1]["usage"]["completion_tokens"] > 0
+    print(
+        f"key budget ${KEY_BUDGET}: {len(costs)} served, {refusals} refused, spent ${sum(costs):.4f}, "
+        f"estimate ${estimate:.4f}"
     )
 
 

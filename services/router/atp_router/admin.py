@@ -13,13 +13,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from atp.router.v1 import admin_pb2, admin_pb2_grpc
-from atp_common.config import ROLES, TenantConfig, upgrade_role
+from atp_common.config import KEY_BUDGET_FIELDS, ROLES, TenantConfig, upgrade_role
 from atp_common.errors import InvalidArgument, NotFound
 from atp_common.limits.directory import (
     KEY_LIMIT_FIELDS,
+    KEY_POLICY_FIELDS,
     TENANT_FIELDS,
     Directory,
     DirectoryFollower,
+    KeyModels,
     KeyRecord,
     config_key_id,
     effective_key_limits,
@@ -33,6 +35,9 @@ __all__ = ["AdminServicer"]
 _TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _INT_LIMITS = KEY_LIMIT_FIELDS
 _BUDGETS = ("daily_budget_usd", "monthly_budget_usd")
+# Per end user: unlike a tenant's budget (0 refuses everything), 0 removes one.
+_USER_BUDGETS = ("user_daily_budget_usd", "user_monthly_budget_usd")
+_KEY_LISTS_AND_EXPIRY = ("allowed_models", "denied_models", "expires_at")
 _LISTS = ("allowed_models", "denied_models")
 
 
@@ -44,8 +49,14 @@ def _timestamp(seconds: float | None) -> Timestamp | None:
     return stamp
 
 
-def key_info(record: KeyRecord, limits: Mapping[str, int]) -> admin_pb2.ApiKeyInfo:
-    """The listing form of a key: everything but the key, with the key's own `limits` in force."""
+def key_info(
+    record: KeyRecord,
+    limits: Mapping[str, float],
+    models: KeyModels | None = None,
+    expires_at: float = 0.0,
+) -> admin_pb2.ApiKeyInfo:
+    """The listing form of a key: everything but the key, with the key's own `limits`, model lists and
+    expiry in force."""
     info = admin_pb2.ApiKeyInfo(
         key_id=record.key_id,
         tenant=record.tenant,
@@ -53,8 +64,15 @@ def key_info(record: KeyRecord, limits: Mapping[str, int]) -> admin_pb2.ApiKeyIn
         name=record.name,
         source=record.source,
         rotated_from=record.rotated_from,
-        limits=admin_pb2.KeyLimits(**limits),
     )
+    for name, value in limits.items():
+        # Rate limits are whole numbers in the proto; budgets are USD.
+        setattr(info.limits, name, value if name in KEY_BUDGET_FIELDS else int(value))
+    if models is not None:
+        info.allowed_models.extend(sorted(models.allowed or ()))
+        info.denied_models.extend(sorted(models.denied))
+    if expires_at:
+        info.expires_at.CopyFrom(_timestamp(expires_at))
     if record.created_at:
         info.created_at.CopyFrom(_timestamp(record.created_at))
     if record.revoked_at is not None:
@@ -65,7 +83,7 @@ def key_info(record: KeyRecord, limits: Mapping[str, int]) -> admin_pb2.ApiKeyIn
 def tenant_settings(config: TenantConfig) -> admin_pb2.TenantSettings:
     """A tenant's effective settings as the proto message."""
     settings = admin_pb2.TenantSettings()
-    for name in (*_INT_LIMITS, *_BUDGETS):
+    for name in (*_INT_LIMITS, *_BUDGETS, *_USER_BUDGETS):
         value = getattr(config, name)
         if value is not None:
             setattr(settings, name, value)
@@ -89,26 +107,55 @@ def overrides_from(settings: admin_pb2.TenantSettings) -> dict[str, Any]:
             if not value >= 0:
                 raise InvalidArgument(f"{name} must not be negative", param=name)
             out[name] = value
+    for name in _USER_BUDGETS:
+        if settings.HasField(name):
+            value = getattr(settings, name)
+            if not value >= 0:
+                raise InvalidArgument(f"{name} must not be negative", param=name)
+            out[name] = value or None
     for name in _LISTS:
         if settings.HasField(name):
             out[name] = list(getattr(settings, name).models)
     return out
 
 
-def key_limit_changes(limits: admin_pb2.KeyLimits) -> dict[str, int | None]:
-    """The limits a CreateKey or UpdateKey sets; 0 removes one (None)."""
-    out: dict[str, int | None] = {}
-    for name in KEY_LIMIT_FIELDS:
+def key_limit_changes(limits: admin_pb2.KeyLimits) -> dict[str, float | None]:
+    """The limits and budgets a CreateKey or UpdateKey sets; 0 removes one (None)."""
+    out: dict[str, float | None] = {}
+    for name in KEY_POLICY_FIELDS:
         if limits.HasField(name):
             value = getattr(limits, name)
-            if value < 0:
+            if not value >= 0:
                 raise InvalidArgument(f"limits.{name} must not be negative", param=f"limits.{name}")
             out[name] = value or None
     return out
 
 
 def _info(directory: Directory, record: KeyRecord) -> admin_pb2.ApiKeyInfo:
-    return key_info(record, directory.key_settings.get(record.key_id, {}))
+    return key_info(
+        record,
+        directory.key_settings.get(record.key_id, {}),
+        directory.key_models.get(record.key_id),
+        directory.key_expiry.get(record.key_id, 0.0),
+    )
+
+
+def _expiry(stamp: Timestamp) -> float:
+    seconds: float = stamp.ToNanoseconds() / 1e9
+    if seconds <= 0:
+        raise InvalidArgument("expires_at must be a time after 1970", param="expires_at")
+    return seconds
+
+
+def _list_and_expiry_changes(request: admin_pb2.UpdateKeyRequest, record: KeyRecord) -> dict[str, Any]:
+    """The record fields an UpdateKey changes besides limits: set ones, and reset ones back to None."""
+    out: dict[str, Any] = {name: None for name in request.reset if name in _KEY_LISTS_AND_EXPIRY}
+    for name in _LISTS:
+        if request.HasField(name):
+            out[name] = list(getattr(request, name).models)
+    if request.HasField("expires_at"):
+        out["expires_at"] = _expiry(request.expires_at)
+    return out
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -122,7 +169,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def _state_of(self, record: KeyRecord) -> dict[str, Any]:
         return key_state(record, self._follower.directory.key_settings.get(record.key_id, {}))
 
-    def _file_limits(self, record: KeyRecord) -> Mapping[str, int]:
+    def _file_limits(self, record: KeyRecord) -> Mapping[str, float]:
         """A configuration-file key's limits as the file sets them (none for a created key)."""
         if record.source == "config":
             for tenant in self._follower.config.tenants.values():
@@ -162,6 +209,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             name=request.name[:128],
             created_at=time.time(),
             limits=limits,
+            allowed_models=list(request.allowed_models) or None,
+            denied_models=list(request.denied_models) or None,
+            expires_at=_expiry(request.expires_at) if request.HasField("expires_at") else None,
         )
         await self._audit.change(
             caller,
@@ -172,7 +222,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             lambda: self._follower.store.put_keys([record]),
         )
         await self._follower.refresh()
-        return admin_pb2.CreateKeyResponse(key=key_info(record, limits), secret=secret)
+        return admin_pb2.CreateKeyResponse(key=_info(self._follower.directory, record), secret=secret)
 
     async def ListKeys(
         self, request: admin_pb2.ListKeysRequest, context: aio.ServicerContext
@@ -205,6 +255,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         now = time.time()
         # The new key keeps the old one's limits (its own from here on; counters start afresh).
         limits = self._follower.directory.key_settings.get(old.key_id, {})
+        models = self._follower.directory.key_models.get(old.key_id)
         secret, digest = new_api_key()
         new = KeyRecord(
             key_id="key_" + secrets.token_hex(8),
@@ -215,6 +266,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             created_at=now,
             rotated_from=old.key_id,
             limits=dict(limits),
+            allowed_models=sorted(models.allowed or ()) if models else None,
+            denied_models=sorted(models.denied) if models else None,
+            expires_at=self._follower.directory.key_expiry.get(old.key_id),
         )
         revoked = dataclasses.replace(old, revoked_at=now)
         # One MULTI: the new key and the revocation become visible together.
@@ -229,7 +283,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         directory = self._follower.directory
         await self._follower.refresh()
         return admin_pb2.RotateKeyResponse(
-            key=key_info(new, limits), secret=secret, revoked=_info(directory, revoked)
+            key=_info(self._follower.directory, new), secret=secret, revoked=_info(directory, revoked)
         )
 
     async def RevokeKey(
@@ -254,7 +308,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def UpdateKey(
         self, request: admin_pb2.UpdateKeyRequest, context: aio.ServicerContext
     ) -> admin_pb2.UpdateKeyResponse:
-        unknown = [f for f in request.reset if f not in KEY_LIMIT_FIELDS]
+        unknown = [f for f in request.reset if f not in (*KEY_POLICY_FIELDS, *_KEY_LISTS_AND_EXPIRY)]
         if unknown:
             raise InvalidArgument(f"cannot reset unknown limits {unknown}", param="reset")
         changes = key_limit_changes(request.limits)
@@ -270,7 +324,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         stored.update(changes)
         if record.source != "config":
             stored = {k: v for k, v in stored.items() if v is not None}
-        updated = dataclasses.replace(record, limits=stored)
+        updated = dataclasses.replace(record, limits=stored, **_list_and_expiry_changes(request, record))
         # Written like a revocation: the version bump carries it to every replica within a second.
         await self._audit.change(
             caller,

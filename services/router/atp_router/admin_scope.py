@@ -69,12 +69,18 @@ class Caller:
         return self.tenant
 
 
+_USER_BUDGETS = frozenset({"user_daily_budget_usd", "user_monthly_budget_usd"})
+
+
 def _loosens(name: str, new: Any, current: Any) -> bool:
     if name in KEY_LIMIT_FIELDS:
         # None: no limit. Removing one, or raising it, loosens; any limit tightens an unlimited field.
         return current is not None and (new is None or new > current)
     if name in _BUDGETS:
         return current is not None and new > current
+    if name in _USER_BUDGETS:
+        # An end-user budget of 0 (or none) removes it, so only a lower positive value tightens.
+        return current is not None and (not new or new > current)
     if name == "allowed_models":
         # Empty allows every model: a non-empty allow-list may only shrink.
         return bool(current) and (not new or not set(new) <= set(current))

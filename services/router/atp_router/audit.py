@@ -21,7 +21,7 @@ __all__ = ["AuditLog", "key_state"]
 log = logging.getLogger("atp.audit")
 
 
-def key_state(record: KeyRecord, limits: Mapping[str, int | None]) -> dict[str, Any]:
+def key_state(record: KeyRecord, limits: Mapping[str, float | None]) -> dict[str, Any]:
     """A key's audited state: every field of its record but the digest (and never the key), with the
     limits in force. Every field, so one a later change adds to keys is audited without a change here."""
     state: dict[str, Any] = {name: getattr(record, name) for name in record.__slots__ if name != "digest"}

@@ -107,7 +107,7 @@ async def test_bad_requests_are_typed(admin) -> None:
         (stub.UpdateKey, admin_pb2.UpdateKeyRequest(key_id="key_missing"), "key_id"),
         (
             stub.UpdateKey,
-            admin_pb2.UpdateKeyRequest(key_id="key_missing", reset=["daily_budget_usd"]),
+            admin_pb2.UpdateKeyRequest(key_id="key_missing", reset=["user_daily_budget_usd"]),
             "reset",
         ),
     ):

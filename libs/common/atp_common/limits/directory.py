@@ -8,26 +8,28 @@ import hashlib
 import logging
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from atp_common.config import KEY_LIMIT_FIELDS, AtpConfig, Role, TenantConfig, upgrade_role
-from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits
+from atp_common.config import KEY_LIMIT_FIELDS, KEY_POLICY_FIELDS, AtpConfig, Role, TenantConfig, upgrade_role
+from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits, with_user_budgets
 
 log = logging.getLogger("atp.limits.directory")
 
 __all__ = [
     "KEY_LIMIT_FIELDS",
+    "KEY_POLICY_FIELDS",
     "TENANT_FIELDS",
     "Directory",
     "DirectoryFollower",
     "DirectoryState",
     "DirectoryStore",
     "FileDirectoryStore",
+    "KeyModels",
     "KeyRecord",
     "RedisDirectoryStore",
     "new_api_key",
@@ -50,9 +52,10 @@ class KeyRecord:
     """A key as stored: its digest only. `source` is "admin" for created keys and "config" for a
     revocation of, or a limit change to, a key from the configuration file.
 
-    `limits` holds the key's own rate limits (KEY_LIMIT_FIELDS names): all of them for a created key; for a
-    configuration-file key, the changes made through the admin API on top of the file's values, where None
-    removes a limit the file sets.
+    `limits` holds the key's own rate limits and budgets (KEY_POLICY_FIELDS names): all of them for a
+    created key; for a configuration-file key, the changes made through the admin API on top of the file's
+    values, where None removes a limit the file sets. `allowed_models` / `denied_models` (None: the file's,
+    or none) narrow the tenant's lists; `expires_at` (Unix s; None: the file's, 0: never) ends the key.
     """
 
     key_id: str
@@ -65,7 +68,10 @@ class KeyRecord:
     source: str = "admin"
     # The key this one replaced (rotation), for the audit trail.
     rotated_from: str = ""
-    limits: Mapping[str, int | None] = field(default_factory=dict)
+    limits: Mapping[str, float | None] = field(default_factory=dict)
+    allowed_models: list[str] | None = None
+    denied_models: list[str] | None = None
+    expires_at: float | None = None
 
     def to_json(self) -> bytes:
         return orjson.dumps({f: getattr(self, f) for f in self.__slots__}, default=dict)
@@ -87,10 +93,18 @@ def config_key_id(digest: str) -> str:
     return "cfg_" + digest[:16]
 
 
-def effective_key_limits(base: Mapping[str, int], changes: Mapping[str, int | None]) -> dict[str, int]:
+def effective_key_limits(base: Mapping[str, float], changes: Mapping[str, float | None]) -> dict[str, float]:
     """A key's limits: the configuration file's `base` with the admin API's `changes` (None removes one)."""
     merged = {**base, **changes}
-    return {f: v for f in KEY_LIMIT_FIELDS if (v := merged.get(f)) is not None}
+    return {f: v for f in KEY_POLICY_FIELDS if (v := merged.get(f)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyModels:
+    """A key's own model lists: `allowed` None when it has no allow-list."""
+
+    allowed: frozenset[str] | None
+    denied: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +258,14 @@ class KeyInfo:
     role: Role
     name: str
     key_id: str
+    # Unix s after which the key is refused; 0: never. Checked against the clock at every authentication,
+    # not only when the directory reloads.
+    expires_at: float = 0.0
+
+
+# End users whose combined limits are kept compiled; past that the table starts afresh (a user's counters
+# live in the store, so only the compilation is lost).
+_MAX_USER_LIMITS = 10_000
 
 
 class Directory:
@@ -256,18 +278,30 @@ class Directory:
         self.state = state
         revoked = {r.digest for r in state.keys.values() if r.revoked_at is not None}
         keys: dict[str, KeyInfo] = {}
-        file_limits: dict[str, dict[str, int]] = {}
+        file_limits: dict[str, dict[str, float]] = {}
+        # The configuration file's model lists and expiry of each key, by id, overridden by its record's.
+        file_models: dict[str, tuple[list[str], list[str]]] = {}
+        expiry: dict[str, float] = {}
         for tenant, tenant_config in config.tenants.items():
             for key in tenant_config.api_keys:
                 digest = key.hash.removeprefix("sha256:")
                 key_id = config_key_id(digest)
                 file_limits[key_id] = key.limits
+                file_models[key_id] = (key.allowed_models, key.denied_models)
+                expiry[key_id] = key.expires_ts or 0.0
                 if digest not in revoked:
                     keys[digest] = KeyInfo(tenant, key.role, key.name, key_id)
         for record in state.keys.values():
+            if record.expires_at is not None:
+                expiry[record.key_id] = record.expires_at
             if record.revoked_at is None and record.source == "admin":
                 keys[record.digest] = KeyInfo(record.tenant, record.role, record.name, record.key_id)
-        self.keys = keys
+        self.keys = {
+            d: KeyInfo(k.tenant, k.role, k.name, k.key_id, e) if (e := expiry.get(k.key_id, 0.0)) else k
+            for d, k in keys.items()
+        }
+        self.key_expiry = {k: e for k, e in expiry.items() if e}
+        self.key_models = _key_models(file_models, state.keys.values())
         # Every known key's own limits (revoked ones too, for listing), by key id; keys without are absent.
         key_settings = {k: v for k, v in file_limits.items() if v}
         for record in state.keys.values():
@@ -277,12 +311,7 @@ class Directory:
             else:
                 key_settings.pop(record.key_id, None)
         self.key_settings = key_settings
-        tenants = dict(config.tenants)
-        for tenant, overrides in state.tenants.items():
-            base = tenants.get(tenant, TenantConfig())
-            merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if k in TENANT_FIELDS}}
-            tenants[tenant] = TenantConfig.model_validate(merged)
-        self.tenants = tenants
+        self.tenants = tenants = _merged_tenants(config, state)
         self.limits: dict[str, TenantLimits] = {}
         for tenant, tenant_config in tenants.items():
             compiled = compile_limits(tenant, tenant_config)
@@ -295,16 +324,41 @@ class Directory:
             if own:
                 scope = self.limits.get(info.tenant) or TenantLimits(info.tenant, (), (), ())
                 self.key_limits[info.key_id] = with_key_limits(scope, info.key_id, own)
+        self.user_budgets = {
+            t: (c.user_daily_budget_usd, c.user_monthly_budget_usd)
+            for t, c in tenants.items()
+            if c.user_daily_budget_usd is not None or c.user_monthly_budget_usd is not None
+        }
+        self._user_limits: dict[tuple[str, str, str], TenantLimits] = {}
         self.config = config if not state.tenants else config.model_copy(update={"tenants": tenants})
 
-    def limits_for(self, tenant: str, key_id: str = "") -> TenantLimits | None:
-        """What a request of `tenant` made with key `key_id` (may be empty) is checked against; None when
-        nothing limits it. A key id of another tenant is ignored: the tenant's limits alone apply."""
+    def limits_for(self, tenant: str, key_id: str = "", user: str = "") -> TenantLimits | None:
+        """What a request of `tenant` made with key `key_id` (may be empty) for end user `user` (may be
+        empty) is checked against; None when nothing limits it. A key id of another tenant is ignored: the
+        tenant's limits alone apply. A tenant's user budgets hold only requests that name their user."""
+        limits = self.limits.get(tenant)
         if key_id:
             combined = self.key_limits.get(key_id)
             if combined is not None and combined.tenant == tenant:
-                return combined
-        return self.limits.get(tenant)
+                limits = combined
+            else:
+                key_id = ""
+        if not user:
+            return limits
+        budgets = self.user_budgets.get(tenant)
+        if budgets is None:
+            return limits
+        cached = self._user_limits.get((tenant, key_id, user))
+        if cached is None:
+            if len(self._user_limits) >= _MAX_USER_LIMITS:
+                self._user_limits.clear()
+            scope = limits or TenantLimits(tenant, (), (), ())
+            cached = self._user_limits[(tenant, key_id, user)] = with_user_budgets(scope, user, *budgets)
+        return cached
+
+    def models_for(self, key_id: str) -> KeyModels | None:
+        """The key's own model lists, None when it has none (most keys: one dict lookup)."""
+        return self.key_models.get(key_id)
 
     def config_keys(self, config: AtpConfig) -> list[KeyRecord]:
         """The configuration file's keys as records (for listing)."""
@@ -320,6 +374,31 @@ class Directory:
             for t, tc in config.tenants.items()
             for k in tc.api_keys
         ]
+
+
+def _merged_tenants(config: AtpConfig, state: DirectoryState) -> dict[str, TenantConfig]:
+    """Each tenant's settings: the configuration file's with the admin API's overrides."""
+    tenants = dict(config.tenants)
+    for tenant, overrides in state.tenants.items():
+        base = tenants.get(tenant, TenantConfig())
+        merged = {**base.model_dump(), **{k: v for k, v in overrides.items() if k in TENANT_FIELDS}}
+        tenants[tenant] = TenantConfig.model_validate(merged)
+    return tenants
+
+
+def _key_models(
+    file_models: Mapping[str, tuple[list[str], list[str]]], records: Iterable[KeyRecord]
+) -> dict[str, KeyModels]:
+    """Each key's model lists: the configuration file's, replaced by a record's where it sets them."""
+    lists = {k: (list(a), list(d)) for k, (a, d) in file_models.items()}
+    for record in records:
+        allowed, denied = lists.get(record.key_id, ([], []))
+        if record.allowed_models is not None:
+            allowed = record.allowed_models
+        if record.denied_models is not None:
+            denied = record.denied_models
+        lists[record.key_id] = (allowed, denied)
+    return {k: KeyModels(frozenset(a) or None, frozenset(d)) for k, (a, d) in lists.items() if a or d}
 
 
 class DirectoryFollower:

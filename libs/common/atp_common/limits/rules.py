@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,45 +91,81 @@ def _rate_checks(
     return checks
 
 
-def compile_limits(tenant: str, config: TenantConfig) -> TenantLimits:
-    """The counters of `config`, built once per configuration or directory version."""
-    checks = _rate_checks({f: getattr(config, f) for f in KEY_LIMIT_FIELDS})
-    if config.daily_budget_usd is not None:
-        checks.append(
-            Check("budget", "daily budget", round(config.daily_budget_usd * MICRO), _DAY_MS, "bd", "day")
-        )
-    if config.monthly_budget_usd is not None:
+def _budget_checks(
+    daily: float | None, monthly: float | None, name_prefix: str = "", key_suffix: str = ""
+) -> list[Check]:
+    checks: list[Check] = []
+    if daily is not None:
         checks.append(
             Check(
                 "budget",
-                "monthly budget",
-                round(config.monthly_budget_usd * MICRO),
+                f"{name_prefix}daily budget",
+                round(daily * MICRO),
+                _DAY_MS,
+                f"{key_suffix}bd",
+                "day",
+            )
+        )
+    if monthly is not None:
+        checks.append(
+            Check(
+                "budget",
+                f"{name_prefix}monthly budget",
+                round(monthly * MICRO),
                 31 * _DAY_MS,
-                "bm",
+                f"{key_suffix}bm",
                 "month",
             )
         )
+    return checks
+
+
+def compile_limits(tenant: str, config: TenantConfig) -> TenantLimits:
+    """The counters of `config`, built once per configuration or directory version."""
+    checks = _rate_checks({f: getattr(config, f) for f in KEY_LIMIT_FIELDS})
+    checks += _budget_checks(config.daily_budget_usd, config.monthly_budget_usd)
     return TenantLimits(
         tenant, tuple(checks), _pick_header(checks, "requests"), _pick_header(checks, "tokens")
     )
 
 
-def with_key_limits(tenant_limits: TenantLimits, key_id: str, limits: Mapping[str, int]) -> TenantLimits:
-    """`tenant_limits` plus the counters of one API key's own `limits` (KEY_LIMIT_FIELDS names).
+def with_key_limits(tenant_limits: TenantLimits, key_id: str, limits: Mapping[str, float]) -> TenantLimits:
+    """`tenant_limits` plus the counters of one API key's own `limits` (KEY_POLICY_FIELDS names).
 
     The key's counters live under the tenant's hash tag (`{tenant}:k:<key_id>:rm`), so one script call
     checks both scopes atomically, on a Redis Cluster too; a key's id, never the key, names them.
     """
-    key_checks = _rate_checks(limits, f" of API key {key_id}", f"k:{key_id}:")
-    if not key_checks:
-        return tenant_limits
-    checks = [*tenant_limits.checks, *key_checks]
-    start = len(tenant_limits.checks)
+    rates = {f: int(v) for f in KEY_LIMIT_FIELDS if (v := limits.get(f)) is not None}
+    key_checks = _rate_checks(rates, f" of API key {key_id}", f"k:{key_id}:")
+    key_checks += _budget_checks(
+        limits.get("daily_budget_usd"),
+        limits.get("monthly_budget_usd"),
+        f"API key {key_id}'s ",
+        f"k:{key_id}:",
+    )
+    return _extended(tenant_limits, key_checks)
+
+
+def with_user_budgets(
+    limits: TenantLimits, user: str, daily: float | None, monthly: float | None
+) -> TenantLimits:
+    """`limits` plus one end user's budgets. The user is named by a digest of its id in the counters'
+    keys (ids are free text, bounded only by the request's size) and by the id itself in messages."""
+    digest = hashlib.sha256(user.encode()).hexdigest()[:24]
+    shown = user if len(user) <= 64 else user[:61] + "..."
+    return _extended(limits, _budget_checks(daily, monthly, f"end user {shown!r}'s ", f"u:{digest}:"))
+
+
+def _extended(limits: TenantLimits, more: list[Check]) -> TenantLimits:
+    if not more:
+        return limits
+    checks = [*limits.checks, *more]
+    start = len(limits.checks)
     return TenantLimits(
-        tenant_limits.tenant,
+        limits.tenant,
         tuple(checks),
-        tenant_limits.header_requests + _pick_header(checks, "requests", start),
-        tenant_limits.header_tokens + _pick_header(checks, "tokens", start),
+        limits.header_requests + _pick_header(checks, "requests", start),
+        limits.header_tokens + _pick_header(checks, "tokens", start),
     )
 
 

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ApiKeyInfo(_message.Message):
-    __slots__ = ("key_id", "tenant", "role", "name", "created_at", "revoked_at", "source", "rotated_from", "limits")
+    __slots__ = ("key_id", "tenant", "role", "name", "created_at", "revoked_at", "source", "rotated_from", "limits", "allowed_models", "denied_models", "expires_at")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,9 @@ class ApiKeyInfo(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ROTATED_FROM_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     tenant: str
     role: str
@@ -29,37 +32,50 @@ class ApiKeyInfo(_message.Message):
     source: str
     rotated_from: str
     limits: KeyLimits
-    def __init__(self, key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., rotated_from: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ...) -> None: ...
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    denied_models: _containers.RepeatedScalarFieldContainer[str]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, key_id: _Optional[str] = ..., tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., rotated_from: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., allowed_models: _Optional[_Iterable[str]] = ..., denied_models: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class KeyLimits(_message.Message):
-    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_day", "tokens_per_second", "tokens_per_minute", "tokens_per_day")
+    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_day", "tokens_per_second", "tokens_per_minute", "tokens_per_day", "daily_budget_usd", "monthly_budget_usd")
     REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    DAILY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     requests_per_second: int
     requests_per_minute: int
     requests_per_day: int
     tokens_per_second: int
     tokens_per_minute: int
     tokens_per_day: int
-    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., tokens_per_day: _Optional[int] = ...) -> None: ...
+    daily_budget_usd: float
+    monthly_budget_usd: float
+    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., tokens_per_day: _Optional[int] = ..., daily_budget_usd: _Optional[float] = ..., monthly_budget_usd: _Optional[float] = ...) -> None: ...
 
 class CreateKeyRequest(_message.Message):
-    __slots__ = ("tenant", "role", "name", "limits", "actor")
+    __slots__ = ("tenant", "role", "name", "limits", "actor", "allowed_models", "denied_models", "expires_at")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     role: str
     name: str
     limits: KeyLimits
     actor: Actor
-    def __init__(self, tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    denied_models: _containers.RepeatedScalarFieldContainer[str]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, tenant: _Optional[str] = ..., role: _Optional[str] = ..., name: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., allowed_models: _Optional[_Iterable[str]] = ..., denied_models: _Optional[_Iterable[str]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateKeyResponse(_message.Message):
     __slots__ = ("key", "secret")
@@ -118,16 +134,22 @@ class RevokeKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[ApiKeyInfo, _Mapping]] = ...) -> None: ...
 
 class UpdateKeyRequest(_message.Message):
-    __slots__ = ("key_id", "limits", "reset", "actor")
+    __slots__ = ("key_id", "limits", "reset", "actor", "allowed_models", "denied_models", "expires_at")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     RESET_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     limits: KeyLimits
     reset: _containers.RepeatedScalarFieldContainer[str]
     actor: Actor
-    def __init__(self, key_id: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ...) -> None: ...
+    allowed_models: ModelList
+    denied_models: ModelList
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, key_id: _Optional[str] = ..., limits: _Optional[_Union[KeyLimits, _Mapping]] = ..., reset: _Optional[_Iterable[str]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., allowed_models: _Optional[_Union[ModelList, _Mapping]] = ..., denied_models: _Optional[_Union[ModelList, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UpdateKeyResponse(_message.Message):
     __slots__ = ("key",)
@@ -142,7 +164,7 @@ class ModelList(_message.Message):
     def __init__(self, models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TenantSettings(_message.Message):
-    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_day", "tokens_per_second", "tokens_per_minute", "tokens_per_day", "daily_budget_usd", "monthly_budget_usd", "allowed_models", "denied_models")
+    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_day", "tokens_per_second", "tokens_per_minute", "tokens_per_day", "daily_budget_usd", "monthly_budget_usd", "allowed_models", "denied_models", "user_daily_budget_usd", "user_monthly_budget_usd")
     REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +175,8 @@ class TenantSettings(_message.Message):
     MONTHLY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     DENIED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    USER_DAILY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
+    USER_MONTHLY_BUDGET_USD_FIELD_NUMBER: _ClassVar[int]
     requests_per_second: int
     requests_per_minute: int
     requests_per_day: int
@@ -163,7 +187,9 @@ class TenantSettings(_message.Message):
     monthly_budget_usd: float
     allowed_models: ModelList
     denied_models: ModelList
-    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., tokens_per_day: _Optional[int] = ..., daily_budget_usd: _Optional[float] = ..., monthly_budget_usd: _Optional[float] = ..., allowed_models: _Optional[_Union[ModelList, _Mapping]] = ..., denied_models: _Optional[_Union[ModelList, _Mapping]] = ...) -> None: ...
+    user_daily_budget_usd: float
+    user_monthly_budget_usd: float
+    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., tokens_per_second: _Optional[int] = ..., tokens_per_minute: _Optional[int] = ..., tokens_per_day: _Optional[int] = ..., daily_budget_usd: _Optional[float] = ..., monthly_budget_usd: _Optional[float] = ..., allowed_models: _Optional[_Union[ModelList, _Mapping]] = ..., denied_models: _Optional[_Union[ModelList, _Mapping]] = ..., user_daily_budget_usd: _Optional[float] = ..., user_monthly_budget_usd: _Optional[float] = ...) -> None: ...
 
 class GetTenantRequest(_message.Message):
     __slots__ = ("tenant",)

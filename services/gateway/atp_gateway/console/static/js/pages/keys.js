@@ -25,12 +25,15 @@ export async function render(root, ctx) {
   const [nameField, name] = field("key-name", "Name", h("input", { type: "text", maxlength: "128" }));
   const [roleField, role] = field("key-role", "Role", select([["user", "user"], ["tenant_admin", "tenant_admin"], ...(operator ? [["operator", "operator"]] : [])], "user"));
   const [rpmField, rpm] = field("key-rpm", "Requests per minute", numberInput(null));
+  const [budgetField, budget] = field("key-budget", "Daily budget (USD)", numberInput(null));
+  const [modelsField, models] = field("key-models", "Allowed models (comma-separated)", h("input", { type: "text", placeholder: "the tenant's" }));
+  const [expiresField, expires] = field("key-expires", "Expires at (UTC)", h("input", { type: "datetime-local" }));
   const revoked = h("input", { type: "checkbox", id: "key-show-revoked" });
   const revokedField = h("label", { class: "inline", for: "key-show-revoked" }, revoked, "Show revoked keys");
   const create = h(
     "form",
     { class: "filters card", "aria-label": "Create an API key" },
-    tenantField, nameField, roleField, rpmField,
+    tenantField, nameField, roleField, rpmField, budgetField, modelsField, expiresField,
     h("div", {}, h("button", { type: "submit" }, "Create key")),
   );
   const [settingsField, settingsTenant] = field("settings-tenant", "Tenant", select(ctx.tenants, ctx.principal.tenant));
@@ -69,8 +72,14 @@ export async function render(root, ctx) {
   create.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const limits = valueOf(rpm) === null ? {} : { requests_per_minute: valueOf(rpm) };
-      const key = await ctx.api("/v1/admin/keys", { method: "POST", body: { tenant: tenant.value.trim(), name: name.value.trim(), role: role.value, limits } });
+      const limits = {};
+      if (valueOf(rpm) !== null) limits.requests_per_minute = valueOf(rpm);
+      if (valueOf(budget) !== null) limits.daily_budget_usd = valueOf(budget);
+      const body = { tenant: tenant.value.trim(), name: name.value.trim(), role: role.value, limits };
+      const allowed = models.value.split(",").map((m) => m.trim()).filter(Boolean);
+      if (allowed.length) body.allowed_models = allowed;
+      if (expires.value) body.expires_at = `${expires.value}:00Z`;
+      const key = await ctx.api("/v1/admin/keys", { method: "POST", body });
       showSecret(key, "New key created");
       await loadKeys();
     } catch (error) {
@@ -100,6 +109,9 @@ function keyTable(keys, ctx, on) {
     { name: "Created", value: (k) => fmt.time(k.created_at) },
     { name: "Revoked", value: (k) => (k.revoked_at ? fmt.time(k.revoked_at) : "no") },
     { name: "Requests/min", value: (k) => limitEditor(k, ctx, on.changed) },
+    { name: "Budget/day", value: (k) => (k.limits.daily_budget_usd == null ? "—" : `$${k.limits.daily_budget_usd}`) },
+    { name: "Models", value: (k) => (k.allowed_models.length ? k.allowed_models.join(", ") : "tenant's") },
+    { name: "Expires", value: (k) => (k.expires_at ? fmt.time(k.expires_at) : "never") },
     {
       name: "Actions",
       value: (k) =>
