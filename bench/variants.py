@@ -35,7 +35,9 @@ class AtpCache(Atp):
                 outcome = reply_headers.get("x-atp-cache", "") if status == 200 else f"HTTP {status}"
             if outcome != "hit":
                 raise BenchError(f"{self.name}: the second identical request was not a cache hit: {outcome}")
-        self.description += f"; response cache {self.CACHE} on {', '.join(BENCH_ROUTES)} (every request a hit)"
+        self.description += (
+            f"; response cache {self.CACHE} on {', '.join(BENCH_ROUTES)} (every request a hit)"
+        )
 
 
 class AtpLinucb(Atp):
@@ -51,9 +53,7 @@ class AtpLinucb(Atp):
             first = config["routes"][route]["candidates"][0]
             twin = f"{first}-b"
             models[twin] = copy.deepcopy(models[first])
-            config["routes"][route].update(
-                candidates=[first, twin], policy="linucb", semantic=self.SEMANTIC
-            )
+            config["routes"][route].update(candidates=[first, twin], policy="linucb", semantic=self.SEMANTIC)
 
     def start(self) -> None:
         super().start()
