@@ -187,12 +187,9 @@ class GeneratePipeline:
     async def _lookup(
         self, request: adapters_pb2.GenerateRequest, tenant: str
     ) -> tuple[response_cache.CachePlan | None, adapters_pb2.GenerateResponse | None]:
-        """The request's cache plan and the stored reply that answers it, before any routing work: a hit
-        skips the semantic features, the providers and the storing."""
-        if self._cache is None:
-            return None, None
-        plan = self._cache.plan(request, tenant)
-        if plan is None or not plan.read:
+        """The cache plan and the stored reply that answers it, before any routing work."""
+        plan = self._cache.plan(request, tenant) if self._cache is not None else None
+        if plan is None or not plan.read or self._cache is None:
             return plan, None
         return plan, await self._cache.get(plan)
 
@@ -208,10 +205,8 @@ class GeneratePipeline:
         plan: response_cache.CachePlan | None,
         stored: adapters_pb2.GenerateResponse | None,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
-        """Where the reply comes from: the response cache when it held one, else the providers (their
-        reply stored in the cache when the request's cache plan says so)."""
-        if stored is not None:
-            assert plan is not None
+        """The cache's stored reply when it held one, else the providers' (stored when the plan says)."""
+        if stored is not None and plan is not None:
             return self._replayed(stored, request, request_id, call, plan.outcome)
         run = self._run(request, request_id, decision, call, started, deadline, traced)
         return self._storing(run, plan, call) if plan is not None and plan.store else run
