@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from atp.adapters.v1 import adapters_pb2
+import numpy as np
+from grpc import aio
+
+from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp_adapters.response_cache import SEMANTIC_HIT, MemoryStore, ResponseCache
 from atp_adapters.semantic_cache import (
@@ -14,8 +17,14 @@ from atp_adapters.semantic_cache import (
     make_query,
     salient,
 )
+from atp_adapters.server import build_server
+from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.policy.semantic import EMBEDDING_DIM
+
+from .test_generate import free_port, generate, request, start_recording_observer, text_of
+
+_COLD = chat_pb2.GenerationParams(temperature=0)
 
 
 def test_salient_words_are_numbers_names_in_order_and_negation() -> None:
@@ -98,11 +107,11 @@ def test_a_request_splits_into_the_question_and_an_exact_bucket() -> None:
     )
     assert one.key != two.key
     # No semantic matching: the last turn is not the user's, or is too long to embed whole.
-    for request in (
+    for unsplit in (
         _request(("user", "hi"), ("assistant", "hello")),
         _request(("user", "word " * (MAX_CHARS // 5 + 1))),
     ):
-        plan = cache.plan(request, "t")
+        plan = cache.plan(unsplit, "t")
         assert plan is not None and plan.question == ""
 
 
@@ -124,3 +133,49 @@ async def test_a_paraphrase_is_served_until_the_store_forgets_the_reply() -> Non
 
 def test_make_query_needs_words() -> None:
     assert make_query("  \n ", 1, 0.9) is None
+
+
+async def test_a_semantic_hit_is_observed_as_a_hit_of_the_original_decision(tmp_path: Path) -> None:
+    observer, observer_server = await start_recording_observer()
+    config = AtpConfig.model_validate(
+        {
+            "providers": {"local": {"type": "local"}},
+            "models": {"echo": {"provider": "local", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 1.0}},
+            "routes": {
+                "r": {"candidates": ["echo"], "cache": {"ttl_s": 30, "semantic": {"threshold": 0.95}}}
+            },
+            "default_route": "r",
+            "tenants": {"acme": {}},
+        }
+    )
+    settings = AdaptersSettings(
+        port=0,
+        metrics_port=None,
+        router_addr=f"127.0.0.1:{free_port()}",
+        observer_addr=observer_server.address,
+        spool_dir=str(tmp_path / "spool"),
+        ship_interval_s=0.02,
+        drain_delay_s=0.05,
+        grace_s=2.0,
+    )
+    adapters = await build_server(settings, config=config)
+    channel = aio.insecure_channel(adapters.address)
+    try:
+        stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+        first = await generate(
+            stub,
+            request("r", stream=False, text="What is the capital of France?", request_id="q1", params=_COLD),
+        )
+        second = await generate(
+            stub,
+            request("r", stream=True, text="Tell me the capital of France.", request_id="q2", params=_COLD),
+        )
+        stored, hit = await observer.wait_for("q1"), await observer.wait_for("q2")
+    finally:
+        await channel.close()
+        await adapters.stop_now()
+        await observer_server.stop_now()
+    assert first[0].header.cache == "miss" and second[0].header.cache == SEMANTIC_HIT
+    assert text_of(second) == text_of(first)
+    assert hit.cache_hit and hit.cached_decision_id == stored.decision.decision_id
+    assert hit.cost_usd == 0 and hit.saved_cost_usd == stored.cost_usd > 0
