@@ -10,6 +10,14 @@ bench: $(VENV)/.installed ## ATP vs LiteLLM and Portkey on an nginx mock, interl
 bench-quick: $(VENV)/.installed ## The same comparison in about a minute of load
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
 
+.PHONY: bench-cache
+bench-cache: $(VENV)/.installed ## Response-cache hits against uncached ATP in one run, no peers needed (BENCH_ARGS=--quick)
+	$(PY) bench/run.py --targets atp,atp-cache $(BENCH_ARGS)
+
+.PHONY: bench-semantic-route
+bench-semantic-route: $(VENV)/.installed ## A LinUCB route with semantic features against plain ATP and LinUCB without them, one run
+	$(PY) bench/run.py --targets atp,atp-linucb,atp-semantic $(BENCH_ARGS)
+
 .PHONY: bench-soak
 bench-soak: $(VENV)/.installed ## Memory soak of ATP's full path: 10 min of wrk load, RSS growth per service (SOAK_ARGS=--duration N)
 	$(PY) bench/soak.py $(SOAK_ARGS)

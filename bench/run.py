@@ -32,9 +32,10 @@ from harness import (
     which,
 )
 from mock_upstream import EXPECTED_TEXT, STREAM_WORDS, MockUpstream
-from production import ALL_TARGETS as TARGETS
 from production import ATP_TARGETS
 from targets import LITELLM_VERSION, PORTKEY_VERSION, REPO, Atp, Target
+from variants import ALL_TARGETS as TARGETS
+from variants import compare, print_comparisons
 
 # (phase, streamed, connections): each round measures every phase on every target, targets rotated.
 # None is --connections (32 by default).
@@ -77,8 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--targets",
-        default="atp,atp-production,litellm,portkey",
-        help="comma-separated subset of atp,atp-production,litellm,portkey",
+        default="atp,atp-production,atp-cache,atp-semantic,litellm,portkey",
+        help="comma-separated subset of " + ",".join(n for n in TARGETS if n != "direct"),
     )
     parser.add_argument("--stream-samples", type=int, default=20, help="streamed replies checked per target")
     parser.add_argument("--mock-workers", type=int, default=1, help="nginx worker processes (default 1)")
@@ -380,7 +381,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         slowest_gateway = [s["rps_c32"] for s in summaries if s["name"] != "direct" and s.get("rps_c32")]
         if slowest_gateway:
             report["mock_headroom"] = direct["rps_c32"] / max(slowest_gateway)  # type: ignore[operator]
+    report["variants"] = compare(by_name)
     print_table(summaries, report)
+    print_comparisons(report["variants"], by_name)  # type: ignore[arg-type]
     if "mock_headroom" in report:
         print(
             f"\nmock upstream direct: {_fmt(direct['rps_c32'], 0)} req/s at c{args.connections} "

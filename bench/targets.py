@@ -217,12 +217,18 @@ class Atp(Target):
         """The tenant's limits, extra environment and extra suite flags of this configuration."""
         return {}, {}, ["--no-metrics"]
 
+    def configure(self, config: dict[str, object]) -> None:
+        """Change the configuration's routes or models for a variant of the plain target; none here."""
+        return
+
     def start(self) -> None:
         state = Path(tempfile.mkdtemp(prefix="atp-bench-state-", dir=self.logdir))
         config = state / "atp.yaml"
         digest = "sha256:" + hashlib.sha256(self.api_key.encode()).hexdigest()
         limits, extra_env, flags = self.settings()
-        config.write_text(atp_config_yaml(self.mock, digest, limits))
+        document = json.loads(atp_config_yaml(self.mock, digest, limits))
+        self.configure(document)
+        config.write_text(json.dumps(document, indent=2))
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATP_")}
         env.update(
             ATP_CONFIG=str(config),

@@ -177,6 +177,12 @@ class ModelConfig(_Strict):
         return self
 
 
+class SemanticCacheConfig(_Strict):
+    """Serve the stored reply of the nearest earlier question (cosine of the last user turn's embedding)."""
+
+    threshold: float = Field(0.95, ge=0.5, le=1.0)
+
+
 class CacheConfig(_Strict):
     """A route's response cache: exact-match replies kept `ttl_s` seconds."""
 
@@ -184,6 +190,8 @@ class CacheConfig(_Strict):
     # Store replies of sampled requests too (temperature above 0, or left to the provider's default):
     # only for routes whose callers accept the same answer twice.
     sampled: bool = False
+    # Off by default: a paraphrase of a stored question gets its reply (everything else must match).
+    semantic: SemanticCacheConfig | None = None
 
 
 class RouteConfig(_Strict):

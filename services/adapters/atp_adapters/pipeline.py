@@ -102,14 +102,15 @@ class GeneratePipeline:
             raise InvalidArgument("tenant must be set by the caller", param="tenant")
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
+        plan, stored = await self._lookup(request, tenant)
         features = compute_features(request.messages, request.params, request.stream)
         if features.required_features & RANGED:
             validate_ranges(request.params)
         if request.regions:
             features.regions.extend(request.regions)
-        encoder = self._holder.policy.semantic_encoder(request.model)
+        encoder = self._holder.policy.semantic_encoder(request.model) if stored is None else None
         if encoder is not None:
-            # Only routes whose policy uses semantic features pay for them.
+            # Only routes whose policy uses semantic features pay for them, and a cache hit is not routed.
             features.vector.extend(encoder.encode(request.messages))
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
@@ -150,8 +151,8 @@ class GeneratePipeline:
                 replica_id=self._replica_id,
             )
         try:
-            source = await self._source(
-                request, tenant, request_id, decision, call, started, deadline, traced
+            source = self._source(
+                request, request_id, decision, call, started, deadline, traced, plan, stored
             )
             # aclosing: when this generator is closed, the provider stream below it closes now, not at GC.
             async with contextlib.aclosing(source) as run:
@@ -187,28 +188,32 @@ class GeneratePipeline:
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
 
-    async def _source(
+    async def _lookup(
+        self, request: adapters_pb2.GenerateRequest, tenant: str
+    ) -> tuple[response_cache.CachePlan | None, adapters_pb2.GenerateResponse | None]:
+        """The cache plan and the stored reply that answers it, before any routing work."""
+        plan = self._cache.plan(request, tenant) if self._cache is not None else None
+        if plan is None or not plan.read or self._cache is None:
+            return plan, None
+        return plan, await self._cache.get(plan)
+
+    def _source(
         self,
         request: adapters_pb2.GenerateRequest,
-        tenant: str,
         request_id: str,
         decision: chat_pb2.Decision,
         call: Call,
         started: float,
         deadline: float,
         traced: bool,
+        plan: response_cache.CachePlan | None,
+        stored: adapters_pb2.GenerateResponse | None,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
-        """Where the reply comes from: the response cache when it holds one, else the providers (their
-        reply stored in the cache when the request's cache plan says so)."""
-        plan = self._cache.plan(request, tenant) if self._cache is not None else None
-        if plan is None:
-            return self._run(request, request_id, decision, call, started, deadline, traced)
-        assert self._cache is not None
-        stored = await self._cache.get(plan) if plan.read else None
-        if stored is not None:
-            return self._replayed(stored, request, request_id, call)
+        """The cache's stored reply when it held one, else the providers' (stored when the plan says)."""
+        if stored is not None and plan is not None:
+            return self._replayed(stored, request, request_id, call, plan.outcome)
         run = self._run(request, request_id, decision, call, started, deadline, traced)
-        return self._storing(run, plan, call) if plan.store else run
+        return self._storing(run, plan, call) if plan is not None and plan.store else run
 
     async def _replayed(
         self,
@@ -216,6 +221,7 @@ class GeneratePipeline:
         request: adapters_pb2.GenerateRequest,
         request_id: str,
         call: Call,
+        outcome: str,
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         call.cache_hit = True
         call.cached_decision_id = stored.header.decision_id
@@ -225,7 +231,7 @@ class GeneratePipeline:
         call.usage = chat_pb2.Usage()
         call.finish_reason = "stop"
         call.first_token_at = time.perf_counter()
-        for message in response_cache.replay(stored, request, request_id):
+        for message in response_cache.replay(stored, request, request_id, outcome):
             yield message
         call.status = observations.OK
 

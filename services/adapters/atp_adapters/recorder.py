@@ -138,7 +138,9 @@ class Recorder:
         started_ns = int(started_wall * 1e9)
         observation.started_at.FromNanoseconds(started_ns)
         observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
-        row = self._row(observation, decision, usage, cost, call.finish_reason, started_ns // 1000)
+        # A hit's row carries the policy `cache` it was recorded under, as its observation does.
+        row_decision = observation.decision if call.cache_hit else decision
+        row = self._row(observation, row_decision, usage, cost, call.finish_reason, started_ns // 1000)
         if ner:
             # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
             text = observations.prompt_text(messages)

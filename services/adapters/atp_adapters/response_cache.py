@@ -13,13 +13,18 @@ from typing import Protocol
 from prometheus_client import Counter
 
 from atp.adapters.v1 import adapters_pb2
+from atp_adapters import semantic_cache
+from atp_adapters.semantic_cache import SemanticIndex, SemanticQuery
 from atp_common.config import AtpConfig, CacheConfig
 
 log = logging.getLogger("atp.adapters.cache")
 
 LOOKUPS = Counter("atp_adapters_cache_lookups_total", "Response cache lookups, by outcome.", ["outcome"])
 _HIT, _MISS, _ERROR = LOOKUPS.labels("hit"), LOOKUPS.labels("miss"), LOOKUPS.labels("error")
+_SEMANTIC_HIT = LOOKUPS.labels("semantic_hit")
 MODES = frozenset(("use", "refresh", "no-store"))
+# The x-atp-cache value of a reply served for a paraphrase (an exact match is "hit").
+SEMANTIC_HIT = "semantic-hit"
 # Caller-side fields that do not change what the provider answers; everything else is in the key.
 _NOT_IN_KEY = ("request_id", "key_id", "end_user", "tags", "dialect", "stream", "include_usage", "cache")
 
@@ -92,15 +97,25 @@ class RedisStore:
         await self._client.aclose()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CachePlan:
-    """What the cache does for one request: `read` it, and store the reply for `ttl_s` when `store`."""
+    """What the cache does for one request: `read` it, and store the reply for `ttl_s` when `store`.
+
+    On a route with semantic matching, `question` is the last user turn and `bucket` the id of everything
+    else; `query` is their embedding, made on an exact miss (or when storing) and kept for the store.
+    """
 
     key: str
     read: bool
     store: bool
     ttl_s: float
     mode: str
+    tenant: str = ""
+    question: str = ""
+    bucket: int = 0
+    threshold: float = 0.0
+    query: SemanticQuery | None = None
+    outcome: str = "hit"
 
 
 class ResponseCache:
@@ -111,10 +126,18 @@ class ResponseCache:
     say `sampled: true`. A store that fails is a miss, never a failed request.
     """
 
-    def __init__(self, store: CacheStore, config: AtpConfig, default_ttl_s: float, max_reply_bytes: int):
+    def __init__(
+        self,
+        store: CacheStore,
+        config: AtpConfig,
+        default_ttl_s: float,
+        max_reply_bytes: int,
+        index: SemanticIndex | None = None,
+    ):
         self._store = store
         self._default_ttl_s = default_ttl_s
         self._max_reply_bytes = max_reply_bytes
+        self._index = index or SemanticIndex(2048, 32)
         self.configure(config)
 
     def configure(self, config: AtpConfig) -> None:
@@ -123,6 +146,8 @@ class ResponseCache:
             name: route.cache for name, route in config.routes.items() if route.cache is not None
         }
         self._default_route = config.default_route
+        if any(route.semantic is not None for route in self._routes.values()):
+            semantic_cache.warm()
 
     def plan(self, request: adapters_pb2.GenerateRequest, tenant: str) -> CachePlan | None:
         """None when neither the route nor the request asks for the cache (no work at all)."""
@@ -136,11 +161,16 @@ class ResponseCache:
         store = mode != "no-store" and (deterministic or sampled_ok)
         read = mode != "refresh"
         ttl = route.ttl_s if route is not None else self._default_ttl_s
-        return CachePlan(canonical_key(request, tenant), read, store, ttl, mode or "use")
+        plan = CachePlan(canonical_key(request, tenant), read, store, ttl, mode or "use", tenant)
+        if route is not None and route.semantic is not None:
+            _semantic_part(plan, request, route.semantic.threshold)
+        return plan
 
     async def get(self, plan: CachePlan) -> adapters_pb2.GenerateResponse | None:
         try:
             raw = await self._store.get(plan.key)
+            if raw is None and plan.question:
+                raw = await self._nearest(plan)
         except Exception as exc:  # a cache that is down is a cache that misses
             _ERROR.inc()
             log.warning("response cache read failed: %s", exc)
@@ -148,12 +178,25 @@ class ResponseCache:
         if raw is None:
             _MISS.inc()
             return None
-        _HIT.inc()
+        (_SEMANTIC_HIT if plan.outcome == SEMANTIC_HIT else _HIT).inc()
         reply: adapters_pb2.GenerateResponse = adapters_pb2.GenerateResponse.FromString(raw)
         return reply
 
+    async def _nearest(self, plan: CachePlan) -> bytes | None:
+        """The reply stored for the most similar earlier question, if one is similar enough."""
+        plan.query = semantic_cache.make_query(plan.question, plan.bucket, plan.threshold)
+        key = self._index.nearest(plan.tenant, plan.query) if plan.query is not None else None
+        if key is None:
+            return None
+        raw = await self._store.get(key)
+        if raw is None:  # expired or evicted from the store: the index forgets it too
+            self._index.remove(plan.tenant, key)
+            return None
+        plan.outcome = SEMANTIC_HIT
+        return raw
+
     async def put(self, plan: CachePlan, reply: adapters_pb2.GenerateResponse) -> None:
-        """Store a whole, successful reply."""
+        """Store a whole, successful reply (and index its question on a semantic route)."""
         raw = reply.SerializeToString()
         if len(raw) > self._max_reply_bytes:
             return
@@ -162,25 +205,56 @@ class ResponseCache:
         except Exception as exc:
             _ERROR.inc()
             log.warning("response cache write failed: %s", exc)
+            return
+        if plan.question:
+            if plan.query is None:
+                plan.query = semantic_cache.make_query(plan.question, plan.bucket, plan.threshold)
+            if plan.query is not None:
+                self._index.add(plan.tenant, plan.key, plan.query)
 
     async def close(self) -> None:
         await self._store.close()
 
 
-def canonical_key(request: adapters_pb2.GenerateRequest, tenant: str) -> str:
-    """The tenant and every field that changes the answer (model or route, messages, parameters),
-    serialized deterministically and hashed."""
+def _canonical(request: adapters_pb2.GenerateRequest) -> adapters_pb2.GenerateRequest:
     canonical = adapters_pb2.GenerateRequest()
     canonical.CopyFrom(request)
     for name in _NOT_IN_KEY:
         canonical.ClearField(name)
+    return canonical
+
+
+def canonical_key(request: adapters_pb2.GenerateRequest, tenant: str) -> str:
+    """The tenant and every field that changes the answer (model or route, messages, parameters),
+    serialized deterministically and hashed."""
     digest = hashlib.sha256(tenant.encode() + b"\0")
-    digest.update(canonical.SerializeToString(deterministic=True))
+    digest.update(_canonical(request).SerializeToString(deterministic=True))
     return digest.hexdigest()
 
 
+def _semantic_part(plan: CachePlan, request: adapters_pb2.GenerateRequest, threshold: float) -> None:
+    """Split a request into the question a paraphrase may change (the last turn, a user's plain text of
+    bounded length) and the bucket of all the rest, which must match exactly; nothing when it has none."""
+    messages = request.messages
+    if not messages:
+        return
+    last = messages[-1]
+    if last.role != "user" or last.parts or not last.content or len(last.content) > semantic_cache.MAX_CHARS:
+        return
+    rest = _canonical(request)
+    rest.messages[-1].content = ""
+    plan.bucket = semantic_cache.bucket_id(
+        plan.tenant.encode() + b"\0" + rest.SerializeToString(deterministic=True)
+    )
+    plan.question = last.content
+    plan.threshold = threshold
+
+
 def replay(
-    stored: adapters_pb2.GenerateResponse, request: adapters_pb2.GenerateRequest, request_id: str
+    stored: adapters_pb2.GenerateResponse,
+    request: adapters_pb2.GenerateRequest,
+    request_id: str,
+    outcome: str = "hit",
 ) -> list[adapters_pb2.GenerateResponse]:
     """The stored reply as the messages of this request: its header (the original decision id, marked
     `hit`), its deltas and its completion, which cost nothing this time; a stream gets the completion in a
@@ -189,7 +263,7 @@ def replay(
     header.CopyFrom(stored.header)
     header.request_id = request_id
     header.created = int(time.time())
-    header.cache = "hit"
+    header.cache = outcome
     completion = adapters_pb2.GenerateCompletion()
     completion.CopyFrom(stored.completion)
     completion.cost_usd = 0.0

@@ -17,6 +17,7 @@ from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.resilience import Circuits
 from atp_adapters.response_cache import MemoryStore, RedisStore, ResponseCache
+from atp_adapters.semantic_cache import SemanticIndex
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import ObservationShipper
@@ -151,6 +152,7 @@ async def build_server(
         config,
         default_ttl_s=settings.cache_default_ttl_s,
         max_reply_bytes=settings.cache_max_reply_bytes,
+        index=SemanticIndex(settings.cache_semantic_entries, settings.cache_semantic_tenants),
     )
     pipeline = GeneratePipeline(
         config,

@@ -65,6 +65,13 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     cache_max_entries: int = Field(10_000, ge=1, description="In-process cache: replies kept at most.")
     cache_max_bytes: int = Field(64 << 20, ge=1 << 16, description="In-process cache: bytes kept at most.")
     cache_max_reply_bytes: int = Field(1 << 20, ge=1024, description="Larger replies are not stored.")
+    # Semantic cache: 1 KB per indexed question (a 256-float vector), so 2 MB per full tenant.
+    cache_semantic_entries: int = Field(
+        2048, ge=1, description="Semantic cache: questions indexed per tenant at most (LRU)."
+    )
+    cache_semantic_tenants: int = Field(
+        32, ge=1, description="Semantic cache: tenants with an index at most (LRU)."
+    )
     directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")
 
     # Observation shipping.
