@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ConfigReloadSettings, ServiceSettings
+from atp_common.settings import ConfigReloadSettings, DirectorySettings, ServiceSettings
 
 
-class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
+class AdaptersSettings(ServiceSettings, ConfigReloadSettings, DirectorySettings):
     """Where the adapters listen, which peers they talk to, and how their queues and spool are bounded."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_ADAPTERS_"})
@@ -39,12 +39,6 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     report_backoff_max_s: float = Field(5.0, gt=0)
 
     # Limits and budgets (enforced here, where every request passes) and the tenant directory.
-    redis_url: str = Field(
-        "",
-        validation_alias=AliasChoices("redis_url", "ATP_ADAPTERS_REDIS_URL", "ATP_REDIS_URL"),
-        description="Shared counters and tenant directory; empty keeps counters in process.",
-    )
-    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
     limits_fail_mode: Literal["open", "closed"] = Field(
         "closed", description="When the limits store is down: admit unchecked (open) or refuse (closed)."
     )
@@ -58,14 +52,12 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     default_output_tokens: int = Field(
         1024, ge=1, description="Output tokens reserved for a request without max_tokens."
     )
-    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
 
     # The response cache: in Redis when redis_url is set (shared by replicas), else in this process.
     cache_default_ttl_s: float = Field(300.0, gt=0, description="TTL when a request asks for the cache.")
     cache_max_entries: int = Field(10_000, ge=1, description="In-process cache: replies kept at most.")
     cache_max_bytes: int = Field(64 << 20, ge=1 << 16, description="In-process cache: bytes kept at most.")
     cache_max_reply_bytes: int = Field(1 << 20, ge=1024, description="Larger replies are not stored.")
-    directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")
 
     # Observation shipping.
     observation_queue_size: int = Field(10_000, ge=1, description="Observations buffered in memory.")
