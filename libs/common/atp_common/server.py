@@ -37,7 +37,7 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_reconnect_backoff_ms", 5_000),
     # Long-lived watch streams must not be cut by an idle timer.
     ("grpc.max_connection_idle_ms", 2**31 - 1),
-    # Hot-path cost (issue 8): channelz keeps per-call statistics nobody reads here, and BDP probing
+    # Hot-path cost: channelz keeps per-call statistics nobody reads here, and BDP probing
     # sends pings to size flow-control windows that loopback and small messages never fill.
     ("grpc.enable_channelz", 0),
     ("grpc.http2.bdp_probe", 0),

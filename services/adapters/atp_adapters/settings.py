@@ -62,8 +62,8 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings, DirectorySettings)
     # Observation shipping.
     observation_queue_size: int = Field(10_000, ge=1, description="Observations buffered in memory.")
     # At a high rate the cost of an Ingest call (gRPC and a transaction, on both sides) rivals that of the
-    # observations it carries: 1024 per call cost the observer about a fifth less CPU per observation than
-    # 256 (bench/README.md, "Ingest benchmark"). A slow trickle still ships every ship_interval_s.
+    # observations it carries, so large batches cost the observer less CPU per observation (figures in
+    # docs/design-notes.md, "Figures behind the code"). A slow trickle still ships every ship_interval_s.
     ship_batch_size: int = Field(1024, ge=1, description="Observations per Ingest batch, at most.")
     ship_interval_s: float = Field(0.5, gt=0, description="Longest an observation waits for its batch.")
     ship_timeout_s: float = Field(5.0, gt=0, description="Deadline of one Ingest call.")

@@ -102,7 +102,7 @@ class GatewayServer:
             raise RuntimeError("the gateway failed to start")
 
     async def drain(self) -> None:
-        """ATP's drain sequence (DESIGN.md), bounded by drain_delay_s + grace_s."""
+        """ATP's drain sequence, bounded by drain_delay_s + grace_s."""
         settings = self.settings
         gateway = self.gateway
         # 1. /readyz answers 503 from now on, so balancers stop sending new work here.

@@ -160,8 +160,8 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
     the whole observation serialized as the payload.
 
     This runs once per ingested observation, so it reads each field once and converts the timestamp from
-    seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
-    slower, and a datetime costs more to build and to encode than the integer the backends store)."""
+    seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and slower, and a
+    datetime costs more to build and to encode than the integer the backends store)."""
     o = _OBSERVATION_FIELDS(obs)
     if not o[0]:
         raise InvalidArgument("observation without observation_id", param="observation_id")
