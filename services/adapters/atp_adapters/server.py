@@ -24,6 +24,7 @@ from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
 from atp_adapters.providers.base import Provider
 from atp_adapters.resilience import Circuits
 from atp_adapters.response_cache import MemoryStore, RedisStore, ResponseCache
+from atp_adapters.secrets import SecretResolver
 from atp_adapters.servicer import AdaptersServicer
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import ObservationShipper
@@ -36,7 +37,6 @@ from atp_common.lifecycle import Component, Lifecycle
 from atp_common.limits import Limiter, open_limiter
 from atp_common.limits.directory import DirectoryFollower, follow_directory
 from atp_common.policy.kernel import CompiledPolicy
-from atp_common.secrets import SecretResolver
 from atp_common.server import RunningServer, ServiceRegistration, open_lifecycle, start_server
 
 log = logging.getLogger("atp.adapters")
