@@ -12,7 +12,6 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc import aio
-from libs.common.tests.fake_vault import FakeVault, running_fake_vault
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
@@ -22,6 +21,7 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.errors import ConfigError
 
+from .fake_vault import FakeVault, running_fake_vault
 from .fakes import FakeOpenAI, running_fake_openai
 
 PATH = "atp/providers"
