@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeAlias
 
 from grpc import aio
 
@@ -63,7 +64,7 @@ class AdaptersParts:
     admission: Admission
 
 
-AdaptersServer = RunningServer[AdaptersParts]
+AdaptersServer: TypeAlias = RunningServer[AdaptersParts]
 
 
 async def build_server(
@@ -102,25 +103,8 @@ async def build_server(
         await life.add(Component("observation shipper", start=shipper.start, close=shipper_close))
         admission, pipeline, embedder = _pipelines(settings, config, holder, reconfigure, shipper, rng)
         await life.add(Component("pii redaction", close=pipeline.recorder.drain_redactions))
-        reporter = CircuitReporter(
-            clients.router_channel,
-            exclusions.report,
-            replica_id=settings.replica_id,
-            timeout_s=settings.report_timeout_s,
-            backoff_initial_s=settings.report_backoff_initial_s,
-            backoff_max_s=settings.report_backoff_max_s,
-            dirty=changed,
-        )
-        await life.add(Component("circuit reporter", start=reporter.start, close=reporter.close))
-        watcher = PolicyWatcher(
-            holder,
-            clients.router_channel,
-            replica_id=settings.replica_id,
-            backoff_initial_s=settings.watch_backoff_initial_s,
-            backoff_max_s=settings.watch_backoff_max_s,
-            on_connect=reporter.reconnected,
-        )
-        await life.add(Component("policy watch", start=watcher.start, close=watcher.close))
+        streams = await _router_streams(life, settings, clients.router_channel, holder, exclusions, changed)
+        reporter, watcher = streams
         config_watcher = ConfigWatcher(
             settings.config_path, reconfigure, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
         )
@@ -219,6 +203,37 @@ def _pipelines(
         admission=admission,
     )
     return admission, pipeline, embedder
+
+
+async def _router_streams(
+    life: Lifecycle,
+    settings: AdaptersSettings,
+    channel: aio.Channel,
+    holder: PolicyHolder,
+    exclusions: CircuitExclusions,
+    changed: asyncio.Event,
+) -> tuple[CircuitReporter, PolicyWatcher]:
+    """The circuit reports sent to the router and the policy snapshots followed from it."""
+    reporter = CircuitReporter(
+        channel,
+        exclusions.report,
+        replica_id=settings.replica_id,
+        timeout_s=settings.report_timeout_s,
+        backoff_initial_s=settings.report_backoff_initial_s,
+        backoff_max_s=settings.report_backoff_max_s,
+        dirty=changed,
+    )
+    await life.add(Component("circuit reporter", start=reporter.start, close=reporter.close))
+    watcher = PolicyWatcher(
+        holder,
+        channel,
+        replica_id=settings.replica_id,
+        backoff_initial_s=settings.watch_backoff_initial_s,
+        backoff_max_s=settings.watch_backoff_max_s,
+        on_connect=reporter.reconnected,
+    )
+    await life.add(Component("policy watch", start=watcher.start, close=watcher.close))
+    return reporter, watcher
 
 
 async def _channel(life: Lifecycle, name: str, address: str, settings: AdaptersSettings) -> aio.Channel:

@@ -20,7 +20,7 @@ from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.config_watch import ConfigWatcher
 from atp_common.lifecycle import Component
-from atp_common.limits.directory import Directory, follow_directory
+from atp_common.limits.directory import Directory, DirectoryFollower, follow_directory
 from atp_common.server import RunningServer, ServiceRegistration, open_lifecycle, start_server
 from atp_router.admin import AdminServicer
 from atp_router.decisions import DecisionLog
@@ -92,20 +92,24 @@ async def build_server(settings: RouterSettings, *, config: AtpConfig | None = N
             observer_timeout_s=settings.observer_timeout_s,
             rng=random.Random(settings.seed),
         )
-        registrations = [
-            ServiceRegistration(router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME),
-            ServiceRegistration(
-                health_report_pb2_grpc.add_HealthReportServiceServicer_to_server,
-                HealthReportServicer(reported),
-                HEALTH_REPORT_SERVICE_NAME,
-            ),
-            ServiceRegistration(
-                admin_pb2_grpc.add_AdminServiceServicer_to_server,
-                AdminServicer(directory),
-                ADMIN_SERVICE_NAME,
-            ),
-        ]
+        registrations = _registrations(servicer, reported, directory)
         return await start_server(settings, registrations, life=life)
+
+
+def _registrations(
+    servicer: RouterServicer, reported: ReportedExclusions, directory: DirectoryFollower
+) -> list[ServiceRegistration]:
+    return [
+        ServiceRegistration(router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME),
+        ServiceRegistration(
+            health_report_pb2_grpc.add_HealthReportServiceServicer_to_server,
+            HealthReportServicer(reported),
+            HEALTH_REPORT_SERVICE_NAME,
+        ),
+        ServiceRegistration(
+            admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(directory), ADMIN_SERVICE_NAME
+        ),
+    ]
 
 
 def _no_arms() -> None:
