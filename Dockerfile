@@ -28,9 +28,10 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY README.m[d] ./
 COPY libs/common libs/common
 COPY services services
+COPY tools tools
 # A regular (not editable) install: the runtime stage copies only the venv, never the sources.
 RUN /opt/atp/bin/pip install --no-deps . \
-    && /opt/atp/bin/python -c "import atp_common.probe, grpc_health.v1.health_pb2"
+    && /opt/atp/bin/python -c "import atp_tools.probe, grpc_health.v1.health_pb2"
 
 # ---- runtime: the venv on a clean slim base, as a non-root user, no compilers or package caches ----
 FROM ${PYTHON_IMAGE} AS runtime

@@ -50,11 +50,11 @@ lint: $(VENV)/.installed ## ruff (lint and format check) over the tree, mypy ove
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs/common/atp_common services/gateway/atp_gateway services/router/atp_router \
-		services/observer/atp_observer services/adapters/atp_adapters
+		services/observer/atp_observer services/adapters/atp_adapters tools/atp_tools
 
 .PHONY: run
 run: $(VENV)/.installed ## Start the whole suite on the default ports with embedded defaults (Ctrl-C drains)
-	$(PY) -m atp_common.suite
+	$(PY) -m atp_tools.suite
 
 .PHONY: browser-deps
 browser-deps: ## Install Debian's chromium and chromium-driver for the console's browser tests, when missing

@@ -198,7 +198,7 @@ def atp_config_yaml(
 
 
 class Atp(Target):
-    """ATP's full path: `python -m atp_common.suite` (observer, router, adapters, gateway)."""
+    """ATP's full path: `python -m atp_tools.suite` (observer, router, adapters, gateway)."""
 
     name = "atp"
     service_logs = False
@@ -236,7 +236,7 @@ class Atp(Target):
             ATP_GATEWAY_WORKERS=str(self.workers),
             **extra_env,
         )
-        cmd = [str(ATP_PYTHON), "-m", "atp_common.suite", "--ephemeral-ports", *flags]
+        cmd = [str(ATP_PYTHON), "-m", "atp_tools.suite", "--ephemeral-ports", *flags]
         cmd += ["--state-dir", str(state)]
         if not self.service_logs:
             # Forwarding every service log line through the launcher would cost CPU the services need.

@@ -98,7 +98,7 @@ def test_health_checks_probe_each_service_on_its_own_port(compose_config: dict[s
             assert test[:3] == ["CMD", "python", "-c"]
             assert f"http://127.0.0.1:{port}/readyz" in test[3]
         else:
-            assert test == ["CMD", "python", "-m", "atp_common.probe", f"127.0.0.1:{port}"]
+            assert test == ["CMD", "python", "-m", "atp_tools.probe", f"127.0.0.1:{port}"]
         assert service["command"] == ["python", "-m", f"atp_{name}"]
         # Compose sends SIGKILL after stop_grace_period: it must outlast the service's drain.
         grace = float(env[f"{prefix}_DRAIN_DELAY_S"]) + float(env[f"{prefix}_GRACE_S"])

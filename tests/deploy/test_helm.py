@@ -102,7 +102,7 @@ def test_probe_ports_are_the_service_ports(rendered: Any) -> None:
             if tls:
                 # kubelet's gRPC probe cannot do TLS: the image's probe dials the gRPC port with the certs.
                 command = container[probe]["exec"]["command"]
-                assert command[:3] == ["python", "-m", "atp_common.probe"]
+                assert command[:3] == ["python", "-m", "atp_tools.probe"]
                 assert command[3] == f"127.0.0.1:{ports['grpc']}"
                 assert "--ca=/etc/atp/tls/ca.crt" in command
                 service_args = [arg for arg in command if arg.startswith("--service")]

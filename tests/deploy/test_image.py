@@ -121,4 +121,4 @@ def test_wheel_holds_every_tracked_package_file(tmp_path: Path) -> None:
         packaged = set(archive.namelist())
     missing = sorted(expected - packaged)
     assert not missing, f"not in the wheel (add them as package data in pyproject.toml): {missing}"
-    assert "atp_common/probe.py" in packaged
+    assert "atp_tools/probe.py" in packaged

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from atp_common import probe
+from atp_tools import probe
 
 
 @pytest.fixture
@@ -36,11 +36,11 @@ def _free_port() -> int:
 
 
 async def _run(*args: str) -> tuple[int, str]:
-    """Run the probe as the image does, `python -m atp_common.probe`, in a real subprocess."""
+    """Run the probe as the image does, `python -m atp_tools.probe`, in a real subprocess."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "atp_common.probe",
+        "atp_tools.probe",
         *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

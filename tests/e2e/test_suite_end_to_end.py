@@ -28,7 +28,7 @@ def suite(tmp_path_factory):
     env = {**os.environ, "ATP_API_KEY": API_KEY, "ATP_LOG_JSON": "true"}
     env.pop("ATP_CONFIG", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "atp_common.suite", "--ephemeral-ports", "--quiet", "--state-dir", str(state)],
+        [sys.executable, "-m", "atp_tools.suite", "--ephemeral-ports", "--quiet", "--state-dir", str(state)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

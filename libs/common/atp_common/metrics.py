@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import asyncio
+import threading
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # Latency buckets from 1 ms to 2 min: gateway overhead sits at the low end, model calls at the high end.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -19,7 +24,21 @@ GRPC_SECONDS = Histogram(
 QUEUE_DEPTH = Gauge("atp_queue_depth", "Items waiting in a bounded internal queue.", ["queue"])
 
 
-def start_metrics_server(host: str, port: int) -> int:
-    """Serve /metrics on its own port (off the request path); returns the bound port."""
-    server, _thread = start_http_server(port, addr=host)
-    return int(server.server_port)
+@dataclass(frozen=True, slots=True)
+class MetricsListener:
+    """The /metrics listener: its bound port, and how to stop its thread."""
+
+    port: int
+    server: WSGIServer
+    thread: threading.Thread
+
+    async def close(self) -> None:
+        """Stop serving (shutdown waits for the serving loop to notice, off the event loop)."""
+        await asyncio.to_thread(self.server.shutdown)
+        self.server.server_close()
+
+
+def start_metrics_server(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> MetricsListener:
+    """Serve /metrics from `registry` on its own port (off the request path)."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsListener(int(server.server_port), server, thread)

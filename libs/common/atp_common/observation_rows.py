@@ -40,8 +40,8 @@ def pack_vector(vector: Sequence[float]) -> bytes:
     packer = _PACKERS.get(size)
     if packer is None:
         packer = _PACKERS.setdefault(size, struct.Struct(f"<{size}f"))
-    # A slice copies a protobuf repeated field into a list in one C call, a third faster than unpacking
-    # the field itself element by element.
+    # A slice copies a protobuf repeated field into a list in one C call, cheaper than unpacking the
+    # field itself element by element.
     return packer.pack(*vector[:])
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import grpc
 from grpc import aio
@@ -17,8 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from atp_common.heap import freeze_startup_heap
 from atp_common.interceptors import ErrorInterceptor
+from atp_common.lifecycle import Component, Lifecycle, ServiceLife, open_lifecycle, run_until_signal
 from atp_common.settings import ServiceSettings
 
 log = logging.getLogger("atp.server")
@@ -38,7 +37,7 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_reconnect_backoff_ms", 5_000),
     # Long-lived watch streams must not be cut by an idle timer.
     ("grpc.max_connection_idle_ms", 2**31 - 1),
-    # Hot-path cost (issue 8): channelz keeps per-call statistics nobody reads here, and BDP probing
+    # Hot-path cost: channelz keeps per-call statistics nobody reads here, and BDP probing
     # sends pings to size flow-control windows that loopback and small messages never fill.
     ("grpc.enable_channelz", 0),
     ("grpc.http2.bdp_probe", 0),
@@ -70,37 +69,29 @@ class ServiceRegistration:
     full_name: str
 
 
-Closer = Callable[[], Awaitable[None]]
+PartsT = TypeVar("PartsT")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass
-class RunningServer:
-    """A started server: its bound port, its health servicer and what must be closed after it stops."""
+class RunningServer(Generic[PartsT]):
+    """A started server: its bound port, its health servicer, the lifecycle that owns everything it
+    started, and `parts`, the service's live components for tests and diagnostics."""
 
     server: aio.Server
     port: int
     health: HealthServicer
     settings: ServiceSettings
     service_names: tuple[str, ...]
-    closers: list[tuple[str, Closer]] = field(default_factory=list)
-    drain_hooks: list[Callable[[], None]] = field(default_factory=list)
+    life: Lifecycle
+    parts: PartsT
     metrics_port: int | None = None
-    _drained: asyncio.Event = field(default_factory=asyncio.Event)
-    _draining: bool = False
 
     @property
     def address(self) -> str:
         """host:port where clients reach this server."""
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "[::]") else "127.0.0.1"
         return f"{host}:{self.port}"
-
-    def add_closer(self, name: str, closer: Closer) -> None:
-        """Register something to close after the server stopped (clients, queues, exporters), in order."""
-        self.closers.append((name, closer))
-
-    def on_drain(self, hook: Callable[[], None]) -> None:
-        """Call `hook` as soon as the drain starts (e.g. to end endless watch streams before server.stop)."""
-        self.drain_hooks.append(hook)
 
     async def set_serving(self, serving: bool) -> None:
         """Mark every hosted service (and the whole server, "") SERVING or NOT_SERVING."""
@@ -115,55 +106,33 @@ class RunningServer:
     @property
     def draining(self) -> bool:
         """True once the drain sequence has started."""
-        return self._draining
+        return self.life.draining
 
     async def drain(self) -> None:
-        """The drain sequence (DESIGN.md). Safe to call twice; the second call waits for the first."""
-        if self._draining:
-            await self._drained.wait()
-            return
-        self._draining = True
-        settings = self.settings
-        # 1. NOT_SERVING for good, so balancers and probes stop sending new work here.
+        """The drain sequence (see `_stop_listening`). Safe to call twice; the second call waits."""
+        await self.life.drain()
+
+    async def stop_now(self) -> None:
+        """Stop without draining (tests' teardown, a fatal start-up error, cancellation)."""
+        await self.life.close()
+
+    async def _stop_taking_work(self) -> None:
+        # 1. NOT_SERVING for good, so balancers and probes stop sending new work here. The components'
+        #    own drain hooks run right after (endless watch streams end, so their peers reconnect
+        #    elsewhere at once and server.stop need not wait out the grace period for them).
         await self.health.enter_graceful_shutdown()
-        # Endless streams (policy and reward watches) end now, so their peers reconnect elsewhere at once
-        # and server.stop need not wait out the grace period for them.
-        for hook in self.drain_hooks:
-            try:
-                hook()
-            except Exception:
-                log.exception("drain hook failed")
+
+    async def _stop_listening(self) -> None:
+        settings = self.settings
+        if not self.life.draining:
+            await self.server.stop(0)
+            return
         log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
         # 2. Give them time to notice before we refuse anything (requests still in transit are served).
         await asyncio.sleep(settings.drain_delay_s)
         # 3. Refuse new calls; in-flight calls (streams included) may finish within the grace period.
+        #    4. follows in the lifecycle: clients, queues and exporters close under one bound.
         await self.server.stop(settings.grace_s)
-        # 4. Close clients, flush queues, stop exporters, under one bound, logging each failure.
-        await close_all(self.closers, settings.close_timeout_s)
-        log.info("stopped")
-        self._drained.set()
-
-    async def stop_now(self) -> None:
-        """Stop without draining (tests' teardown after a test already drained, or a fatal start-up error)."""
-        await self.server.stop(0)
-        await close_all(self.closers, self.settings.close_timeout_s)
-        self._drained.set()
-
-
-async def close_all(closers: Sequence[tuple[str, Closer]], timeout_s: float) -> None:
-    """Run each closer in order; the whole sequence is bounded by `timeout_s`."""
-
-    async def run() -> None:
-        for name, closer in closers:
-            try:
-                await closer()
-            except Exception:
-                log.exception("closing %s failed", name)
-
-    try:
-        await asyncio.wait_for(run(), timeout_s)
-    except TimeoutError:
-        log.error("closing took longer than %.1fs; giving up on the rest", timeout_s)
 
 
 def _server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
@@ -178,71 +147,97 @@ def _server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | N
     )
 
 
+@overload
 async def start_server(
     settings: ServiceSettings,
     services: Iterable[ServiceRegistration],
     *,
+    life: ServiceLife | None = None,
     extra_interceptors: Sequence[aio.ServerInterceptor] = (),
-) -> RunningServer:
-    """Build and start a server hosting `services` plus health and reflection; returns once it is bound."""
-    services = list(services)
-    interceptors: list[aio.ServerInterceptor] = [*extra_interceptors, ErrorInterceptor()]
-    if settings.tracing or settings.otlp_endpoint:
-        from atp_common.telemetry import server_interceptor
+) -> RunningServer[None]: ...
 
-        interceptors.insert(0, server_interceptor())
-    server = aio.server(interceptors=interceptors, options=GRPC_OPTIONS)
-    for registration in services:
-        registration.add_to_server(registration.servicer, server)
 
-    # The library's asyncio servicer: Watch streams push status changes without polling threads.
-    health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = tuple(r.full_name for r in services)
-    reflection.enable_server_reflection(
-        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+@overload
+async def start_server(
+    settings: ServiceSettings,
+    services: Iterable[ServiceRegistration],
+    *,
+    parts: PartsT,
+    life: ServiceLife | None = None,
+    extra_interceptors: Sequence[aio.ServerInterceptor] = (),
+) -> RunningServer[PartsT]: ...
 
-    bind = f"{settings.host}:{settings.port}"
-    credentials = _server_credentials(settings)
-    port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
-    await server.start()
 
-    running = RunningServer(
-        server=server, port=port, health=health_servicer, settings=settings, service_names=names
-    )
-    if settings.metrics_port is not None:
-        from atp_common.metrics import start_metrics_server
+async def start_server(
+    settings: ServiceSettings,
+    services: Iterable[ServiceRegistration],
+    *,
+    parts: Any = None,
+    life: ServiceLife | None = None,
+    extra_interceptors: Sequence[aio.ServerInterceptor] = (),
+) -> RunningServer[Any]:
+    """Start a server hosting `services` plus health and reflection as the last component of `life` (a
+    fresh one when not given); returns once it is bound and every hosted service is SERVING."""
+    life = life if life is not None else await open_lifecycle(settings)
+    async with life.starting():
+        services = list(services)
+        interceptors: list[aio.ServerInterceptor] = [*extra_interceptors, ErrorInterceptor()]
+        if settings.tracing or settings.otlp_endpoint:
+            from atp_common.telemetry import server_interceptor
 
-        running.metrics_port = start_metrics_server(settings.host, settings.metrics_port)
-    await running.set_serving(True)
+            interceptors.insert(0, server_interceptor())
+        server = aio.server(interceptors=interceptors, options=GRPC_OPTIONS)
+        for registration in services:
+            registration.add_to_server(registration.servicer, server)
+
+        # The library's asyncio servicer: Watch streams push status changes without polling threads.
+        health_servicer = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = tuple(r.full_name for r in services)
+        reflection.enable_server_reflection(
+            (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+
+        bind = f"{settings.host}:{settings.port}"
+        credentials = _server_credentials(settings)
+        port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
+        running = RunningServer(
+            server=server,
+            port=port,
+            health=health_servicer,
+            settings=settings,
+            service_names=names,
+            life=life,
+            parts=parts,
+            metrics_port=life.metrics_port,
+        )
+        await life.add(
+            Component(
+                "grpc server",
+                start=server.start,
+                drain=running._stop_taking_work,
+                close=running._stop_listening,
+                bounded=False,
+            )
+        )
+        await running.set_serving(True)
     return running
 
 
 async def serve(
-    settings: ServiceSettings,
-    build: Callable[[ServiceSettings], Awaitable[RunningServer]],
+    settings: SettingsT,
+    build: Callable[[SettingsT], Awaitable[RunningServer[Any]]],
 ) -> None:
     """Run a service until SIGTERM or SIGINT, then drain and return (the process exits 0)."""
     running = await build(settings)
-    freeze_startup_heap()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     # Tests and `make run` wait for this line, never on sleeps.
-    log.info(
-        "ready",
-        extra={"address": running.address, "port": running.port, "metrics_port": running.metrics_port},
-    )
-    await stop.wait()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    await running.drain()
+    ready = {"address": running.address, "port": running.port, "metrics_port": running.metrics_port}
+    await run_until_signal(running.life, ready)
 
 
 def run_main(
-    service: str, settings: ServiceSettings, build: Callable[[Any], Awaitable[RunningServer]]
+    service: str, settings: SettingsT, build: Callable[[SettingsT], Awaitable[RunningServer[Any]]]
 ) -> None:
     """The whole body of a gRPC service's `__main__`: logging, tracing when configured, then serve."""
     from atp_common.logs import configure_logging
@@ -255,9 +250,7 @@ def run_main(
     run_service(settings, build)
 
 
-def run_service(
-    settings: ServiceSettings, build: Callable[[ServiceSettings], Awaitable[RunningServer]]
-) -> None:
+def run_service(settings: SettingsT, build: Callable[[SettingsT], Awaitable[RunningServer[Any]]]) -> None:
     """Entry point body for `python -m atp_<service>`: uvloop, then serve."""
     try:
         import uvloop
@@ -270,10 +263,9 @@ def run_service(
 
 
 @contextlib.asynccontextmanager
-async def serving(server: RunningServer):  # type: ignore[no-untyped-def]
+async def serving(server: RunningServer[PartsT]) -> AsyncIterator[RunningServer[PartsT]]:
     """Test helper: yield a started server and stop it (without the drain delay) afterwards."""
     try:
         yield server
     finally:
-        if not server.draining:
-            await server.stop_now()
+        await server.stop_now()

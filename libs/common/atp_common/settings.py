@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,3 +65,27 @@ class ConfigReloadSettings(BaseSettings):
 
     config_poll_s: float = Field(1.0, gt=0, description="How often the config file's mtime is checked.")
     reload_on_sighup: bool = Field(True, description="Reload the configuration on SIGHUP too.")
+
+
+class DirectorySettings(BaseSettings):
+    """For services that follow the tenant directory (keys, revocations, tenant overrides): where it is
+    stored and how often its version is checked. Environment: ATP_<SERVICE>_<NAME>; ATP_REDIS_URL serves
+    every service that sets no redis_url of its own."""
+
+    redis_url: str = Field(
+        "", description="Redis holding the directory and shared counters; empty: directory_path, local."
+    )
+    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP reads or writes.")
+    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
+    directory_poll_s: float = Field(
+        0.25, gt=0, description="How often the directory's version is checked (the revocation delay)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_redis_url(cls, data: Any) -> Any:
+        # One variable for the whole suite (compose, the chart); a service's own variable wins.
+        shared = os.environ.get("ATP_REDIS_URL")
+        if isinstance(data, dict) and shared and "redis_url" not in data:
+            return {**data, "redis_url": shared}
+        return data

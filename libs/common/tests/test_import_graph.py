@@ -13,6 +13,7 @@ PACKAGES = {
     "atp_router": ROOT / "services/router/atp_router",
     "atp_observer": ROOT / "services/observer/atp_observer",
     "atp_adapters": ROOT / "services/adapters/atp_adapters",
+    "atp_tools": ROOT / "tools/atp_tools",
 }
 
 

@@ -35,6 +35,7 @@ class CircuitReporter:
         timeout_s: float,
         backoff_initial_s: float,
         backoff_max_s: float,
+        dirty: asyncio.Event | None = None,
     ) -> None:
         self._stub = health_report_pb2_grpc.HealthReportServiceStub(channel)
         self._current = current
@@ -42,7 +43,8 @@ class CircuitReporter:
         self._timeout_s = timeout_s
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
-        self._dirty = asyncio.Event()
+        # Given when the set's owner must wake the reporter and is built first (CircuitExclusions).
+        self._dirty = dirty if dirty is not None else asyncio.Event()
         self._sequence = 0
         self._task: asyncio.Task[None] | None = None
         # What the router acknowledged last (None: nothing yet), for tests and diagnostics.

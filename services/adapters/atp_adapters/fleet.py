@@ -10,9 +10,9 @@ from typing import TypeAlias
 
 from atp_adapters.providers import Provider, build_provider
 from atp_adapters.providers.cloud_auth import RefreshingCredential, credential_for
+from atp_adapters.secrets import SecretResolver
 from atp_common import config as config_mod
 from atp_common.config import AtpConfig
-from atp_common.secrets import SecretResolver
 
 log = logging.getLogger("atp.adapters.fleet")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ConfigReloadSettings, ServiceSettings
+from atp_common.settings import ConfigReloadSettings, DirectorySettings, ServiceSettings
 
 
-class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
+class AdaptersSettings(ServiceSettings, ConfigReloadSettings, DirectorySettings):
     """Where the adapters listen, which peers they talk to, and how their queues and spool are bounded."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_ADAPTERS_"})
@@ -39,12 +39,6 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     report_backoff_max_s: float = Field(5.0, gt=0)
 
     # Limits and budgets (enforced here, where every request passes) and the tenant directory.
-    redis_url: str = Field(
-        "",
-        validation_alias=AliasChoices("redis_url", "ATP_ADAPTERS_REDIS_URL", "ATP_REDIS_URL"),
-        description="Shared counters and tenant directory; empty keeps counters in process.",
-    )
-    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
     limits_fail_mode: Literal["open", "closed"] = Field(
         "closed", description="When the limits store is down: admit unchecked (open) or refuse (closed)."
     )
@@ -58,7 +52,6 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     default_output_tokens: int = Field(
         1024, ge=1, description="Output tokens reserved for a request without max_tokens."
     )
-    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
 
     # The response cache: in Redis when redis_url is set (shared by replicas), else in this process.
     cache_default_ttl_s: float = Field(300.0, gt=0, description="TTL when a request asks for the cache.")
@@ -72,13 +65,12 @@ class AdaptersSettings(ServiceSettings, ConfigReloadSettings):
     cache_semantic_tenants: int = Field(
         32, ge=1, description="Semantic cache: tenants with an index at most (LRU)."
     )
-    directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")
 
     # Observation shipping.
     observation_queue_size: int = Field(10_000, ge=1, description="Observations buffered in memory.")
     # At a high rate the cost of an Ingest call (gRPC and a transaction, on both sides) rivals that of the
-    # observations it carries: 1024 per call cost the observer about a fifth less CPU per observation than
-    # 256 (bench/README.md, "Ingest benchmark"). A slow trickle still ships every ship_interval_s.
+    # observations it carries, so large batches cost the observer less CPU per observation (figures in
+    # docs/design-notes.md, "Figures behind the code"). A slow trickle still ships every ship_interval_s.
     ship_batch_size: int = Field(1024, ge=1, description="Observations per Ingest batch, at most.")
     ship_interval_s: float = Field(0.5, gt=0, description="Longest an observation waits for its batch.")
     ship_timeout_s: float = Field(5.0, gt=0, description="Deadline of one Ingest call.")

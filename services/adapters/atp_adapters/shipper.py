@@ -49,9 +49,9 @@ class ObservationShipper:
 
     `submit` never awaits: it puts the observation on the queue, and only when the queue is full (the
     observer is far behind) writes it to the spool at once, so nothing is lost. Each observation is
-    encoded as it is submitted (a few microseconds), so a batch is one join of bytes: building and
-    serializing a 256-observation IngestRequest at once stalled the event loop for about a millisecond,
-    twice a second, in front of whichever request was in flight. The task collects batches
+    encoded as it is submitted, so a batch is one join of bytes: building and serializing a whole
+    IngestRequest at once stalls the event loop in front of whichever request is in flight (figures in
+    docs/design-notes.md, "Figures behind the code"). The task collects batches
     (up to `batch_size`, or whatever arrived within `interval_s`) and sends each in its own Ingest call
     with a deadline. A batch that is not acknowledged goes to the spool; while the observer is away (after
     a failure, with exponential backoff) or the queue is more than half full, batches go straight to the

@@ -77,7 +77,7 @@ async def adapters(tmp_path: Path) -> AsyncIterator[tuple]:
         config=AtpConfig.model_validate(CONFIG),
     )
     channel = aio.insecure_channel(running.address)
-    yield adapters_pb2_grpc.AdaptersServiceStub(channel), running.admission
+    yield adapters_pb2_grpc.AdaptersServiceStub(channel), running.parts.admission
     await channel.close()
     await running.stop_now()
 

@@ -43,7 +43,7 @@ class Replica:
 
     @property
     def holder(self):
-        return self.server.adapters.holder
+        return self.server.parts.holder
 
     def router_excludes(self, model: str) -> bool:
         """Whether the router's snapshot this replica follows excludes `model`."""
@@ -141,7 +141,7 @@ async def open_the_circuit(world: World, first: Replica) -> None:
     for _ in range(3):
         responses = await generate(first.stub, request(stream=False))
         assert responses[0].header.model == "m-b"
-    assert first.server.adapters.exclusions.open_models == {"m-a"}
+    assert first.server.parts.exclusions.open_models == {"m-a"}
 
 
 async def test_an_open_circuit_in_one_replica_excludes_the_model_everywhere_until_its_probe_succeeds(
@@ -182,7 +182,7 @@ async def test_an_open_circuit_in_one_replica_excludes_the_model_everywhere_unti
                 # The provider recovers. The first replica's local exclusion lapses at its probe time; the
                 # others still wait (no traffic reaches m-a from b) until that probe has gone.
                 w.primary.faults = Faults()
-                local_until = a.server.adapters.exclusions.exclusions()[0].until.ToNanoseconds() / 1e9
+                local_until = a.server.parts.exclusions.exclusions()[0].until.ToNanoseconds() / 1e9
                 await asyncio.sleep(max(local_until - time.time(), 0) + 0.05)
                 responses = await generate(b.stub, request(stream=False))
                 assert responses[0].header.model == "m-b"
@@ -192,7 +192,7 @@ async def test_an_open_circuit_in_one_replica_excludes_the_model_everywhere_unti
                 responses = await generate(a.stub, request(stream=False))
                 assert responses[0].header.model == "m-a"
                 assert len(w.primary.requests) == 4
-                assert a.server.adapters.exclusions.open_models == frozenset()
+                assert a.server.parts.exclusions.open_models == frozenset()
 
                 # The router withdraws the exclusion: Route and the second replica choose m-a again.
                 await wait_route_first(router, "m-a")
@@ -211,14 +211,14 @@ async def test_a_report_the_router_missed_is_sent_again_when_it_comes_back(tmp_p
         async with replica("replica-a", w.config, f"127.0.0.1:{port}", w.observer_addr, tmp_path) as a:
             # No router yet: the circuit opens and the report fails (and is retried with backoff).
             await open_the_circuit(w, a)
-            assert a.server.adapters.reporter.delivered is None
+            assert a.server.parts.reporter.delivered is None
 
             router_server = await start_router(w.config, port)
             channel = aio.insecure_channel(router_server.address)
             try:
                 decision = await wait_route_first(router_pb2_grpc.RouterServiceStub(channel), "m-b")
                 assert decision.filtered[0].model == "m-a"
-                delivered = a.server.adapters.reporter.delivered
+                delivered = a.server.parts.reporter.delivered
                 assert delivered is not None and [e.model for e in delivered.exclusions] == ["m-a"]
             finally:
                 await channel.close()

@@ -303,7 +303,7 @@ async def test_circuit_opens_and_the_kernel_skips_the_model_until_a_probe_succee
             responses = await generate(suite.stub, request(stream=False))
             assert responses[0].header.model == "m-b"
         assert len(suite.primary.requests) == 3
-        parts = suite.adapters.adapters
+        parts = suite.adapters.parts
         assert parts.exclusions.open_models == {"m-a"}
 
         # Open: the decision itself leaves m-a out, and the first candidate's provider sees nothing.
@@ -335,12 +335,12 @@ async def test_a_failed_probe_reopens_the_circuit(tmp_path: Path):
         suite.primary.faults = Faults(status=500)
         for _ in range(2):
             await generate(suite.stub, request(stream=False))
-        first_until = suite.adapters.adapters.exclusions.exclusions()[0].until.ToNanoseconds()
+        first_until = suite.adapters.parts.exclusions.exclusions()[0].until.ToNanoseconds()
         async with asyncio.timeout(5):
             while len(suite.primary.requests) < 3:  # the probe
                 await generate(suite.stub, request(stream=False))
                 await asyncio.sleep(0.05)
-        exclusions = suite.adapters.adapters.exclusions.exclusions()
+        exclusions = suite.adapters.parts.exclusions.exclusions()
         assert [e.model for e in exclusions] == ["m-a"]
         assert exclusions[0].until.ToNanoseconds() > first_until
 

@@ -75,7 +75,7 @@ async def test_every_channel_between_the_services_runs_over_mtls(tmp_path: Path)
     router_channel = open_channel(router.address, client)
     try:
         # adapters -> router: the policy watch is up.
-        await eventually(lambda: adapters.adapters.watcher.connected)  # type: ignore[attr-defined]
+        await eventually(lambda: adapters.parts.watcher.connected)
         # gateway -> adapters: its health follower sees SERVING.
         await gateway.start()
         await eventually(lambda: gateway.adapters is not None and gateway.adapters.serving)
@@ -115,7 +115,7 @@ async def test_every_channel_between_the_services_runs_over_mtls(tmp_path: Path)
         )
         assert feedback.feedback_id
 
-        assert not outsider.adapters.watcher.connected  # type: ignore[attr-defined]
+        assert not outsider.parts.watcher.connected
     finally:
         for channel in (adapters_channel, observer_channel, router_channel):
             await channel.close()

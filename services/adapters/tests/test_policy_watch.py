@@ -102,13 +102,13 @@ async def adapters(
 
 async def test_static_order_until_the_router_speaks(adapters):
     running, stub = adapters
-    assert running.adapters.holder.version == 0
+    assert running.parts.holder.version == 0
     assert await served_model(stub) == "local-small"
 
 
 async def test_snapshots_are_swapped_and_survive_router_restarts(adapters, router_port: int):
     running, stub = adapters
-    holder = running.adapters.holder
+    holder = running.parts.holder
     router = SnapshotRouter(snapshot_from_config(config_with_order("local-large", "local-small"), version=5))
     router_server = await start_router(router, router_port)
     await holder.wait_for(lambda h: h.version == 5, within_s=10)
@@ -139,7 +139,7 @@ async def test_snapshots_are_swapped_and_survive_router_restarts(adapters, route
 
 async def test_an_uncompilable_snapshot_keeps_the_last_one(adapters, router_port: int, caplog):
     running, stub = adapters
-    holder = running.adapters.holder
+    holder = running.parts.holder
     good = snapshot_from_config(config_with_order("local-large", "local-small"), version=3)
     router = SnapshotRouter(good)
     router_server = await start_router(router, router_port)

@@ -15,13 +15,13 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
+from atp_adapters.secrets import SecretResolver, VaultBackend, VaultSettings
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.errors import ConfigError
-from atp_common.secrets import SecretResolver, VaultBackend, VaultSettings
-from libs.common.tests.fake_vault import FakeVault, running_fake_vault
 
+from .fake_vault import FakeVault, running_fake_vault
 from .fakes import FakeOpenAI, running_fake_openai
 
 PATH = "atp/providers"

@@ -106,7 +106,7 @@ async def test_observer_down_spool_then_up_delivers_everything_exactly_once(
     adapters = await start_adapters(tmp_path, observer_port, observation_queue_size=queue_size)
     observer: RunningServer | None = None
     try:
-        shipper = adapters.adapters.shipper
+        shipper = adapters.parts.shipper
         sent = await send_requests(adapters, 30)
 
         async def all_spooled() -> bool:
@@ -146,13 +146,13 @@ async def test_drain_spools_what_the_observer_cannot_take_and_the_next_process_r
     adapters = await start_adapters(tmp_path, observer_port)
     sent = await send_requests(adapters, 12)
     await adapters.drain()
-    assert adapters.adapters.shipper.backlog[0] == 0
+    assert adapters.parts.shipper.backlog[0] == 0
     assert list((tmp_path / "spool").glob("*.spool")), "undelivered observations wait on disk"
 
     observer = await start_observer(tmp_path, observer_port)
     restarted = await start_adapters(tmp_path, observer_port)
     try:
-        shipper = restarted.adapters.shipper
+        shipper = restarted.parts.shipper
 
         async def delivered() -> bool:
             return shipper.backlog == (0, 0) and len(await stored_request_ids(observer)) >= len(sent)

@@ -10,7 +10,7 @@ from grpc import aio
 
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig
-from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
+from atp_common.limits.directory import Directory, DirectoryFollower, follow_directory
 from atp_gateway import metrics
 from atp_gateway.auth import KeyStore
 from atp_gateway.control import ControlClient
@@ -46,14 +46,7 @@ class Gateway:
         # Keys created, rotated or revoked through the admin API: a given key store is kept as it is.
         self.directory: DirectoryFollower | None = None
         if key_store is None:
-            self.directory = DirectoryFollower(
-                config,
-                open_directory_store(
-                    settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path
-                ),
-                poll_s=settings.directory_poll_s,
-                on_change=self._directory_changed,
-            )
+            self.directory = follow_directory(settings, config, on_change=self._directory_changed)
         self.control: ControlClient | None = None
         directory = self.directory
         metrics.DIRECTORY_STORE_UP.set_function(lambda: 1 if directory is None or directory.healthy else 0)

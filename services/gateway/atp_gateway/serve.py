@@ -11,11 +11,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import uvicorn
 from fastapi import FastAPI
 
-from atp_common.heap import freeze_startup_heap
+from atp_common.lifecycle import Component, open_lifecycle, run_until_signal
 from atp_gateway.app import create_app
 from atp_gateway.edge import EdgeState, edge_protocol
 from atp_gateway.gateway import Gateway
@@ -101,7 +102,7 @@ class GatewayServer:
             raise RuntimeError("the gateway failed to start")
 
     async def drain(self) -> None:
-        """ATP's drain sequence (DESIGN.md), bounded by drain_delay_s + grace_s."""
+        """ATP's drain sequence, bounded by drain_delay_s + grace_s."""
         settings = self.settings
         gateway = self.gateway
         # 1. /readyz answers 503 from now on, so balancers stop sending new work here.
@@ -130,15 +131,22 @@ class GatewayServer:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
-        log.info("stopped")
 
     async def stop_now(self) -> None:
-        """Stop without the drain delay or grace (tests' teardown)."""
+        """Stop without the drain delay or grace (tests' teardown, a failed start, cancellation)."""
+        if self._task is None or self._task.done():
+            return
         self.gateway.stop_new_work()
         self._server.config.timeout_graceful_shutdown = 0
         self._server.should_exit = True
         if self._task is not None:
             await self._task
+
+    def component(self) -> Component:
+        """This server as the last component of a process's lifecycle: started, drained, stopped."""
+        return Component(
+            "http server", start=self.start, drain=self.drain, close=self.stop_now, bounded=False
+        )
 
 
 async def serve(settings: GatewaySettings) -> None:
@@ -147,32 +155,17 @@ async def serve(settings: GatewaySettings) -> None:
     With `workers` above 1, `python -m atp_gateway` runs the supervisor (supervisor.py) instead, whose
     worker processes each run `serve_worker`.
     """
-    server = GatewayServer(settings)
-    await server.start()
-    metrics_port = None
-    if settings.metrics_port is not None:
-        from atp_common.metrics import start_metrics_server
-
-        metrics_port = start_metrics_server(settings.host, settings.metrics_port)
-    freeze_startup_heap()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    life = await open_lifecycle(settings)
+    async with life.starting():
+        server = GatewayServer(settings)
+        await life.add(server.component())
     # Tests and `make run` wait for this line, never on sleeps.
-    log.info(
-        "ready",
-        extra={
-            "address": f"http://{settings.host}:{server.port}",
-            "port": server.port,
-            "metrics_port": metrics_port,
-        },
-    )
-    await stop.wait()
-    # A second Ctrl-C during the drain stops the process at once.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    await server.drain()
+    ready = {
+        "address": f"http://{settings.host}:{server.port}",
+        "port": server.port,
+        "metrics_port": life.metrics_port,
+    }
+    await run_until_signal(life, ready)
 
 
 async def serve_worker(settings: GatewaySettings, on_ready: Callable[[int], None]) -> None:
@@ -185,15 +178,18 @@ async def serve_worker(settings: GatewaySettings, on_ready: Callable[[int], None
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _term_on_parent_death()
-    server = GatewayServer(settings, reuse_port=True)
-    await server.start()
-    freeze_startup_heap()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    log.info("worker ready", extra={"port": server.port, "pid": os.getpid()})
-    on_ready(server.port)
-    await stop.wait()
-    await server.drain()
+    life = await open_lifecycle(settings)
+    async with life.starting():
+        server = GatewayServer(settings, reuse_port=True)
+        await life.add(server.component())
+    await run_until_signal(
+        life,
+        {"port": server.port, "pid": os.getpid()},
+        event="worker ready",
+        signals=(signal.SIGTERM,),
+        keep_handlers=True,
+        on_ready=partial(on_ready, server.port),
+    )
 
 
 def _term_on_parent_death() -> None:

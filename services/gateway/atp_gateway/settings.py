@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ServiceSettings
+from atp_common.settings import DirectorySettings, ServiceSettings
 from atp_gateway.edge import EdgeLimits
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, DirectorySettings):
     """The HTTP edge's settings. The shared fields (config, logging, drain, TLS for its clients) come from
     ServiceSettings; host and port are the HTTP listener here, not a gRPC one."""
 
@@ -20,16 +20,6 @@ class GatewaySettings(ServiceSettings):
     adapters_addr: str = Field("127.0.0.1:50053", description="host:port of the adapters (Generate).")
     router_addr: str = Field("127.0.0.1:50051", description="host:port of the router (admin, dry runs).")
     observer_addr: str = Field("127.0.0.1:50052", description="host:port of the observer (feedback).")
-    redis_url: str = Field(
-        "",
-        validation_alias=AliasChoices("redis_url", "ATP_GATEWAY_REDIS_URL", "ATP_REDIS_URL"),
-        description="The tenant directory (keys, revocations) shared by every replica; empty: directory_path.",
-    )
-    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP reads.")
-    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
-    directory_poll_s: float = Field(
-        0.25, gt=0, description="How often the directory's version is checked (revocation delay)."
-    )
     workers: int = Field(1, ge=1, le=64, description="HTTP worker processes sharing the listener.")
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Largest request body, enforced while reading."

@@ -12,9 +12,11 @@ import signal
 import socket
 import tempfile
 import time
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from atp_common.lifecycle import Component, Lifecycle, run_until_signal
 from atp_gateway.settings import GatewaySettings
 
 log = logging.getLogger("atp.gateway")
@@ -66,8 +68,10 @@ class _Workers:
 
     def __init__(self, settings: GatewaySettings, port: int):
         self._context = multiprocessing.get_context("spawn")
+        self._count = settings.workers
         self._settings = settings.model_copy(update={"port": port, "workers": 1, "metrics_port": None})
         self.processes: list[BaseProcess] = []
+        self.killed = False
 
     def start_one(self) -> tuple[BaseProcess, Connection]:
         reader, writer = self._context.Pipe(duplex=False)
@@ -94,6 +98,46 @@ class _Workers:
         finally:
             reader.close()
 
+    async def start_all(self) -> None:
+        """Start `workers` processes and wait until each listens."""
+        started = [self.start_one() for _ in range(self._count)]
+        for process, reader in started:
+            await self.wait_ready(process, reader, _START_TIMEOUT_S)
+
+    async def restart_dead(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: replace a worker that died (at most once per _RESTART_DELAY_S)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _POLL_S)
+            for process in list(self.processes):
+                if process.is_alive() or stop.is_set():
+                    continue
+                log.error("gateway worker %s exited with %s; restarting it", process.pid, process.exitcode)
+                self.processes.remove(process)
+                _mark_dead(process.pid)
+                await asyncio.sleep(_RESTART_DELAY_S)
+                if not stop.is_set():
+                    await self.wait_ready(*self.start_one(), _START_TIMEOUT_S)
+
+    async def stop_all(self) -> None:
+        """Every worker drains in parallel: readiness fails everywhere at once, then each waits out the
+        delay, stops accepting and lets its in-flight requests finish within the grace period."""
+        settings = self._settings
+        log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
+        self.signal_all(signal.SIGTERM)
+        budget = settings.drain_delay_s + settings.grace_s + _EXIT_MARGIN_S
+        if not await self.wait_all(budget):
+            log.error("gateway workers still running after %.0fs; killing them", budget)
+            self.signal_all(signal.SIGKILL)
+            await self.wait_all(5.0)
+            self.killed = True
+        log.info("workers stopped", extra={"worker_exit_codes": self.exit_codes})
+
+    @property
+    def exit_codes(self) -> list[int | None]:
+        """Each worker's exit code (None while it runs)."""
+        return [p.exitcode for p in self.processes]
+
     def signal_all(self, sig: int) -> None:
         for process in self.processes:
             if process.is_alive() and process.pid is not None:
@@ -108,16 +152,6 @@ class _Workers:
                 return False
             await asyncio.sleep(0.05)
         return True
-
-
-def _metrics_server(host: str, port: int, directory: str) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return int(server.server_port)
 
 
 def _mark_dead(pid: int | None) -> None:
@@ -138,65 +172,50 @@ async def supervise(settings: GatewaySettings) -> None:
     serves the merged view on the metrics port. On SIGTERM every worker runs the drain sequence at once
     (each one's /readyz answers 503 from the first moment); this process exits when they all have.
     """
-    directory = tempfile.mkdtemp(prefix="atp-gateway-metrics-")
-    os.environ[MULTIPROC_ENV] = directory
-    holder = _reserve(settings.host, settings.port)
-    port = holder.getsockname()[1]
-    workers = _Workers(settings, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    failed = False
+    life = Lifecycle(settings.close_timeout_s)
     try:
-        started = [workers.start_one() for _ in range(settings.workers)]
-        for process, reader in started:
-            await workers.wait_ready(process, reader, _START_TIMEOUT_S)
-        metrics_port = None
-        if settings.metrics_port is not None:
-            metrics_port = _metrics_server(settings.host, settings.metrics_port, directory)
-        # Tests and `make run` wait for this line, never on sleeps.
-        log.info(
-            "ready",
-            extra={
-                "address": f"http://{settings.host}:{port}",
-                "port": port,
-                "metrics_port": metrics_port,
-                "workers": settings.workers,
-                "worker_pids": [p.pid for p in workers.processes],
-            },
-        )
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), _POLL_S)
-            for process in list(workers.processes):
-                if process.is_alive() or stop.is_set():
-                    continue
-                log.error("gateway worker %s exited with %s; restarting it", process.pid, process.exitcode)
-                workers.processes.remove(process)
-                _mark_dead(process.pid)
-                await asyncio.sleep(_RESTART_DELAY_S)
-                if not stop.is_set():
-                    await workers.wait_ready(*workers.start_one(), _START_TIMEOUT_S)
+        async with life.starting():
+            directory = tempfile.mkdtemp(prefix="atp-gateway-metrics-")
+            await life.add(Component("metrics directory", close=partial(_remove, directory)))
+            os.environ[MULTIPROC_ENV] = directory
+            holder = _reserve(settings.host, settings.port)
+            await life.add(Component("reserved port", close=holder.close))
+            port = holder.getsockname()[1]
+            metrics_port = await _merged_metrics(life, settings, directory)
+            workers = _Workers(settings, port)
+            await life.add(
+                Component("workers", start=workers.start_all, close=workers.stop_all, bounded=False)
+            )
+        ready = {
+            "address": f"http://{settings.host}:{port}",
+            "port": port,
+            "metrics_port": metrics_port,
+            "workers": settings.workers,
+            "worker_pids": [p.pid for p in workers.processes],
+        }
+        # Tests and `make run` wait for the "ready" line, never on sleeps.
+        await run_until_signal(life, ready, supervise=workers.restart_dead)
     except RuntimeError:
         log.exception("gateway workers failed")
-        failed = True
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        # Every worker drains in parallel: readiness fails everywhere at once, then each waits out the
-        # delay, stops accepting and lets its in-flight requests finish within the grace period.
-        log.info("draining", extra={"delay_s": settings.drain_delay_s, "grace_s": settings.grace_s})
-        workers.signal_all(signal.SIGTERM)
-        budget = settings.drain_delay_s + settings.grace_s + _EXIT_MARGIN_S
-        if not await workers.wait_all(budget):
-            log.error("gateway workers still running after %.0fs; killing them", budget)
-            workers.signal_all(signal.SIGKILL)
-            await workers.wait_all(5.0)
-            failed = True
-        codes = [p.exitcode for p in workers.processes]
-        holder.close()
-        shutil.rmtree(directory, ignore_errors=True)
-        log.info("stopped", extra={"worker_exit_codes": codes})
-    if failed or any(code != 0 for code in codes):
+        raise SystemExit(1) from None
+    if workers.killed or any(code != 0 for code in workers.exit_codes):
         raise SystemExit(1)
+
+
+async def _merged_metrics(life: Lifecycle, settings: GatewaySettings, directory: str) -> int | None:
+    if settings.metrics_port is None:
+        return None
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from atp_common.metrics import start_metrics_server
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    listener = start_metrics_server(settings.host, settings.metrics_port, registry)
+    await life.add(Component("metrics listener", close=listener.close))
+    return listener.port
+
+
+def _remove(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -82,7 +82,7 @@ def _refused(response: httpx.Response, limit: int, *, by_key: bool) -> None:
 
 
 async def _key_limit_seen(stack: Stack, key_id: str, limit: int) -> bool:
-    limits = stack.adapters.admission.follower.directory.key_limits.get(key_id)
+    limits = stack.adapters.parts.admission.follower.directory.key_limits.get(key_id)
     return limits is not None and limits.checks[-1].limit == limit
 
 

@@ -317,7 +317,7 @@ async def test_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack)
         reply = await ops.patch("/v1/admin/tenants/spender", json={"daily_budget_usd": budget})
         assert reply.status_code == 200, reply.text
         assert reply.json()["daily_budget_usd"] == budget
-    admission = stack.adapters.admission
+    admission = stack.adapters.parts.admission
     await until(lambda: "spender" in admission.follower.directory.limits, what="adapters see the budget")
 
     # A long prompt echoed back: the reply is cut at max_tokens, so actual cost is close to the estimate.

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 from grpc import aio
 
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.config import AtpConfig, load_config
+from atp_common.lifecycle import Component, open_lifecycle
 from atp_common.privacy import PrivacyPolicy
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_observer import metrics
@@ -98,23 +100,6 @@ class ObserverServicer(observer_pb2_grpc.ObserverServiceServicer):
         return await self._queries.list_audit(request)
 
 
-async def _maintain_forever(store: Store, interval_s: float) -> None:
-    """Partition upkeep and retention, now and then every `interval_s`; a failure waits for the next round."""
-    while True:
-        try:
-            await store.maintain()
-        except Exception:
-            metrics.DB_ERRORS.labels("maintain").inc()
-            log.exception("store maintenance failed; retrying in %.0fs", interval_s)
-        await asyncio.sleep(interval_s)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def make_store(settings: ObserverSettings, reward_model: RewardModel) -> Store:
     """The store the settings name: PostgreSQL when a DSN is set, else the SQLite file."""
     return open_store(
@@ -129,60 +114,71 @@ def make_store(settings: ObserverSettings, reward_model: RewardModel) -> Store:
 
 async def build_server(
     settings: ObserverSettings, *, config: AtpConfig | None = None, store: Store | None = None
-) -> RunningServer:
+) -> RunningServer[None]:
     """Open the store (the settings' one unless given), start the writers and maintenance, and serve.
 
-    The server owns the store either way: it is closed when the server stops.
+    The server owns the store either way: it is closed when the server stops. Components close in the
+    reverse of their order here: after server.stop no batch arrives any more, so the buffer writes what it
+    holds (bounded) before the store closes.
     """
     if config is None:
         config = load_config(settings.config_path)
     if store is None:
         store = make_store(settings, RewardModel.from_config(config))
-    await store.open()
-    feed = RewardsFeed(store, max_batch=settings.rewards_max_batch, poll_s=settings.rewards_poll_s)
-    buffer = IngestBuffer(
-        store,
-        capacity=settings.buffer_observations,
-        writers=settings.writer_count,
-        wait_s=settings.buffer_wait_s,
-        retry_initial_s=settings.retry_initial_s,
-        retry_max_s=settings.retry_max_s,
-        merge_observations=settings.merge_observations,
-        on_commit=feed.notify,
-    )
-    buffer.start()
-    servicer = ObserverServicer(
-        settings, buffer, feed, Queries(store, on_reward=feed.notify, privacy=PrivacyPolicy(config))
-    )
-    try:
-        running = await start_server(
-            settings,
-            [
-                ServiceRegistration(
-                    observer_pb2_grpc.add_ObserverServiceServicer_to_server, servicer, SERVICE_NAME
-                )
-            ],
+    life = await open_lifecycle(settings)
+    async with life.starting():
+        await life.add(Component("store", start=store.open, close=store.close))
+        maintenance = _Maintenance(store, settings.maintain_interval_s)
+        await life.add(Component("maintenance", start=maintenance.start, close=maintenance.close))
+        feed = RewardsFeed(store, max_batch=settings.rewards_max_batch, poll_s=settings.rewards_poll_s)
+        # Reward watches never end on their own: end them when the drain starts, so server.stop need not
+        # wait out the grace period for them (routers reconnect, to another replica when there is one).
+        await life.add(Component("rewards feed", drain=feed.stop))
+        buffer = IngestBuffer(
+            store,
+            capacity=settings.buffer_observations,
+            writers=settings.writer_count,
+            wait_s=settings.buffer_wait_s,
+            retry_initial_s=settings.retry_initial_s,
+            retry_max_s=settings.retry_max_s,
+            merge_observations=settings.merge_observations,
+            on_commit=feed.notify,
         )
-    except BaseException:
-        await buffer.close(0.1)
-        await store.close()
-        raise
-    maintenance = asyncio.create_task(
-        _maintain_forever(store, settings.maintain_interval_s), name="observer-maintain"
-    )
-    # Reward watches never end on their own: end them when the drain starts, so server.stop need not wait
-    # out the grace period for them (routers reconnect, to another replica when there is one).
-    running.on_drain(feed.stop)
+        flush = partial(buffer.close, settings.flush_timeout_s)
+        await life.add(Component("ingest buffer", start=buffer.start, close=flush))
+        servicer = ObserverServicer(
+            settings, buffer, feed, Queries(store, on_reward=feed.notify, privacy=PrivacyPolicy(config))
+        )
+        registration = ServiceRegistration(
+            observer_pb2_grpc.add_ObserverServiceServicer_to_server, servicer, SERVICE_NAME
+        )
+        return await start_server(settings, [registration], life=life)
 
-    async def close_buffer() -> None:
-        # After server.stop no batch arrives any more: write what is buffered, bounded.
-        await buffer.close(settings.flush_timeout_s)
 
-    running.add_closer("ingest-buffer", close_buffer)
-    running.add_closer("maintenance", lambda: _cancel(maintenance))
-    running.add_closer("store", store.close)
-    if settings.tracing or settings.otlp_endpoint:
-        from atp_common.telemetry import shutdown_tracing
+class _Maintenance:
+    """Partition upkeep and retention, now and then every `interval_s`, in one owned task."""
 
-        running.add_closer("tracing", shutdown_tracing)
-    return running
+    def __init__(self, store: Store, interval_s: float) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="observer-maintain")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        # A failure waits for the next round.
+        while True:
+            try:
+                await self._store.maintain()
+            except Exception:
+                metrics.DB_ERRORS.labels("maintain").inc()
+                log.exception("store maintenance failed; retrying in %.0fs", self._interval_s)
+            await asyncio.sleep(self._interval_s)

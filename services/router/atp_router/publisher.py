@@ -35,13 +35,21 @@ class SnapshotPublisher:
     replica, which watches with the version it has, takes it.
     """
 
-    def __init__(self, config: AtpConfig, *, min_interval_s: float, arms: ArmsSource = _no_arms) -> None:
+    def __init__(
+        self,
+        config: AtpConfig,
+        *,
+        min_interval_s: float,
+        arms: ArmsSource = _no_arms,
+        dirty: asyncio.Event | None = None,
+    ) -> None:
         self._config = config
         self._arms = arms
         self._exclusions: tuple[router_pb2.Exclusion, ...] = ()
         self._min_interval_s = min_interval_s
         self._published = asyncio.Event()
-        self._dirty = asyncio.Event()
+        # Given when the arms' source must mark the publisher dirty and is built first (learning).
+        self._dirty = dirty if dirty is not None else asyncio.Event()
         self._stopped = False
         self._last_publish = float("-inf")
         self._task: asyncio.Task[None] | None = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from dataclasses import dataclass
 
 from atp.observer.v1 import observer_pb2_grpc
 from atp.router.v1 import (
@@ -17,7 +19,8 @@ from atp.router.v1 import (
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.config_watch import ConfigWatcher
-from atp_common.limits.directory import Directory, DirectoryFollower, open_directory_store
+from atp_common.lifecycle import Component, open_lifecycle
+from atp_common.limits.directory import Directory, follow_directory
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_router.admin import AdminServicer
 from atp_router.audit import AuditLog
@@ -36,115 +39,112 @@ ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_
 HEALTH_REPORT_SERVICE_NAME = health_report_pb2.DESCRIPTOR.services_by_name["HealthReportService"].full_name
 
 
-async def build_server(settings: RouterSettings, *, config: AtpConfig | None = None) -> RunningServer:
+async def build_server(settings: RouterSettings, *, config: AtpConfig | None = None) -> RunningServer[None]:
     """Publish snapshots from the configuration (and, with an observer, from learning) and serve.
 
     `config` replaces the file for tests; the file named in the settings is still watched when set.
+    Components close in the reverse of their order here.
     """
     if config is None:
         config = load_config(settings.config_path)
-    channel = open_channel(settings.observer_addr, settings) if settings.observer_addr else None
-    observer = observer_pb2_grpc.ObserverServiceStub(channel) if channel is not None else None
-
-    # The two refer to each other: learning marks the publisher dirty, the publisher reads learned arms.
-    subscriber = (
-        RewardsSubscriber(observer, config, settings, on_change=lambda: publisher.mark_dirty())
-        if observer is not None
-        else None
-    )
-    publisher = SnapshotPublisher(
-        config,
-        min_interval_s=settings.snapshot_min_interval_s,
-        arms=subscriber.arms if subscriber is not None else lambda: None,
-    )
-
-    def directory_changed(directory: Directory) -> None:
-        # Tenant overrides from the admin API (allow/deny lists) reach the adapters through the snapshot.
-        publisher.set_config(directory.config)
+    life = await open_lifecycle(settings)
+    async with life.starting():
+        observer = None
+        if settings.observer_addr:
+            channel = open_channel(settings.observer_addr, settings)
+            await life.add(Component("observer channel", close=channel.close))
+            observer = observer_pb2_grpc.ObserverServiceStub(channel)
+        # Learning marks the publisher dirty (through the event they share); the publisher reads its arms.
+        changed = asyncio.Event()
+        subscriber = (
+            RewardsSubscriber(observer, config, settings, on_change=changed.set)
+            if observer is not None
+            else None
+        )
+        publisher = SnapshotPublisher(
+            config,
+            min_interval_s=settings.snapshot_min_interval_s,
+            arms=subscriber.arms if subscriber is not None else _no_arms,
+            dirty=changed,
+        )
+        # Policy watches never end on their own: end them when the drain starts, so server.stop need not
+        # wait out the grace period (adapters keep routing on their last snapshot and reconnect).
+        await life.add(
+            Component("publisher", start=publisher.start, drain=publisher.stop, close=publisher.close)
+        )
+        reported = _reported_exclusions(settings, publisher)
+        await life.add(Component("reported exclusions", start=reported.start, close=reported.close))
         if subscriber is not None:
-            subscriber.set_config(directory.config)
+            await life.add(Component("learning", start=subscriber.start, close=subscriber.close))
+        follow = _Follow(publisher, subscriber)
+        directory = follow_directory(settings, config, on_change=follow.directory_changed)
+        await life.add(Component("directory", start=directory.start, close=directory.close))
+        watcher = ConfigWatcher(
+            settings.config_path,
+            directory.set_config,
+            poll_s=settings.config_poll_s,
+            sighup=settings.reload_on_sighup,
+        )
+        await life.add(Component("config watch", start=watcher.start, close=watcher.close))
+        servicer = RouterServicer(
+            publisher,
+            DecisionLog(settings.decision_log_size),
+            observer=observer,
+            observer_timeout_s=settings.observer_timeout_s,
+            rng=random.Random(settings.seed),
+        )
+        audit = AuditLog(observer, timeout_s=settings.observer_timeout_s)
+        registrations = _registrations(servicer, reported, AdminServicer(directory, audit))
+        return await start_server(settings, registrations, life=life)
 
-    directory = DirectoryFollower(
-        config,
-        open_directory_store(settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path),
-        poll_s=settings.directory_poll_s,
-        on_change=directory_changed,
-    )
-    await directory.start()
 
-    def config_changed(new: AtpConfig) -> None:
-        directory.set_config(new)
+def _registrations(
+    servicer: RouterServicer, reported: ReportedExclusions, admin: AdminServicer
+) -> list[ServiceRegistration]:
+    return [
+        ServiceRegistration(router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME),
+        ServiceRegistration(
+            health_report_pb2_grpc.add_HealthReportServiceServicer_to_server,
+            HealthReportServicer(reported),
+            HEALTH_REPORT_SERVICE_NAME,
+        ),
+        ServiceRegistration(admin_pb2_grpc.add_AdminServiceServicer_to_server, admin, ADMIN_SERVICE_NAME),
+    ]
 
-    watcher = ConfigWatcher(
-        settings.config_path, config_changed, poll_s=settings.config_poll_s, sighup=settings.reload_on_sighup
-    )
-    servicer = RouterServicer(
-        publisher,
-        DecisionLog(settings.decision_log_size),
-        observer=observer,
-        observer_timeout_s=settings.observer_timeout_s,
-        rng=random.Random(settings.seed),
-    )
+
+def _no_arms() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Follow:
+    """Tenant overrides from the admin API (allow/deny lists) reach the adapters through the snapshot."""
+
+    publisher: SnapshotPublisher
+    subscriber: RewardsSubscriber | None
+
+    def directory_changed(self, directory: Directory) -> None:
+        self.publisher.set_config(directory.config)
+        if self.subscriber is not None:
+            self.subscriber.set_config(directory.config)
+
+
+def _reported_exclusions(settings: RouterSettings, publisher: SnapshotPublisher) -> ReportedExclusions:
     # Open circuits reported by adapters replicas become the snapshot's exclusions (and Route's); with
     # Redis, every router replica's reports do, whichever replica an adapters replica reported to.
-    reported = ReportedExclusions(
+    share = (
+        RedisExclusionShare(
+            settings.redis_url, prefix=settings.redis_prefix, timeout_s=settings.exclusion_share_timeout_s
+        )
+        if settings.redis_url
+        else None
+    )
+    return ReportedExclusions(
         publisher.set_exclusions,
         max_replicas=settings.exclusion_max_replicas,
         max_exclusions=settings.exclusion_max_per_report,
         max_hold_s=settings.exclusion_max_hold_s,
-        share=(
-            RedisExclusionShare(
-                settings.redis_url, prefix=settings.redis_prefix, timeout_s=settings.exclusion_share_timeout_s
-            )
-            if settings.redis_url
-            else None
-        ),
+        share=share,
         share_poll_s=settings.exclusion_share_poll_s,
         share_timeout_s=settings.exclusion_share_timeout_s,
     )
-    try:
-        await reported.start()
-        running = await start_server(
-            settings,
-            [
-                ServiceRegistration(
-                    router_pb2_grpc.add_RouterServiceServicer_to_server, servicer, SERVICE_NAME
-                ),
-                ServiceRegistration(
-                    health_report_pb2_grpc.add_HealthReportServiceServicer_to_server,
-                    HealthReportServicer(reported),
-                    HEALTH_REPORT_SERVICE_NAME,
-                ),
-                ServiceRegistration(
-                    admin_pb2_grpc.add_AdminServiceServicer_to_server,
-                    AdminServicer(directory, AuditLog(observer, timeout_s=settings.observer_timeout_s)),
-                    ADMIN_SERVICE_NAME,
-                ),
-            ],
-        )
-    except BaseException:
-        await reported.close()
-        await directory.close()
-        if channel is not None:
-            await channel.close()
-        raise
-    publisher.start()
-    watcher.start()
-    if subscriber is not None:
-        subscriber.start()
-    # Policy watches never end on their own: end them when the drain starts, so server.stop need not wait
-    # out the grace period (adapters keep routing on their last snapshot and reconnect).
-    running.on_drain(publisher.stop)
-    running.add_closer("config-watch", watcher.close)
-    running.add_closer("directory", directory.close)
-    if subscriber is not None:
-        running.add_closer("learning", subscriber.close)
-    running.add_closer("reported-exclusions", reported.close)
-    running.add_closer("publisher", publisher.close)
-    if channel is not None:
-        running.add_closer("observer-channel", channel.close)
-    if settings.tracing or settings.otlp_endpoint:
-        from atp_common.telemetry import shutdown_tracing
-
-        running.add_closer("tracing", shutdown_tracing)
-    return running

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from atp_common.settings import ConfigReloadSettings, ServiceSettings
+from atp_common.settings import ConfigReloadSettings, DirectorySettings, ServiceSettings
 
 
-class RouterSettings(ServiceSettings, ConfigReloadSettings):
-    """Where the router listens, where it learns from, and how its snapshots and decision log are bounded."""
+class RouterSettings(ServiceSettings, ConfigReloadSettings, DirectorySettings):
+    """Where the router listens, where it learns from, and how its snapshots and decision log are bounded.
+
+    Tenants and keys set through AdminService, and the adapters' circuit reports, live in Redis when
+    redis_url is set (shared by every replica), else in directory_path and in this process (one host)."""
 
     model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "env_prefix": "ATP_ROUTER_"})
 
@@ -46,15 +49,3 @@ class RouterSettings(ServiceSettings, ConfigReloadSettings):
     # but the contextual regression and decay start fresh), `replay` re-reads every reward event (exact),
     # `auto` replays when a route is contextual or decay is on, and uses the aggregates otherwise.
     bootstrap: Literal["auto", "stats", "replay"] = "auto"
-
-    # Tenants and keys set through AdminService, and the adapters' circuit reports: in Redis when configured
-    # (shared by every replica), else in a local JSON file and in this process (one host, the embedded
-    # default).
-    redis_url: str = Field(
-        "",
-        validation_alias=AliasChoices("redis_url", "ATP_ROUTER_REDIS_URL", "ATP_REDIS_URL"),
-        description="Redis holding the tenant directory and circuit reports; empty: directory_path, local.",
-    )
-    redis_prefix: str = Field("atp:", description="Prefix of every Redis key ATP writes.")
-    directory_path: str = Field("var/tenants.json", description="The directory file when there is no Redis.")
-    directory_poll_s: float = Field(0.25, gt=0, description="How often the directory's version is checked.")

@@ -93,7 +93,7 @@ exec:
   command:
     - python
     - -m
-    - atp_common.probe
+    - atp_tools.probe
     - 127.0.0.1:{{ .svc.port }}
     - --timeout={{ .root.Values.probes.timeoutSeconds }}
     {{- with .service }}

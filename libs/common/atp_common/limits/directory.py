@@ -17,6 +17,7 @@ import orjson
 
 from atp_common.config import KEY_LIMIT_FIELDS, KEY_POLICY_FIELDS, AtpConfig, Role, TenantConfig, upgrade_role
 from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits, with_user_budgets
+from atp_common.settings import DirectorySettings
 
 log = logging.getLogger("atp.limits.directory")
 
@@ -32,6 +33,7 @@ __all__ = [
     "KeyModels",
     "KeyRecord",
     "RedisDirectoryStore",
+    "follow_directory",
     "new_api_key",
     "open_directory_store",
 ]
@@ -491,3 +493,17 @@ class DirectoryFollower:
         while not self._closing:
             await asyncio.sleep(self._poll_s)
             await self.refresh()
+
+
+def follow_directory(
+    settings: DirectorySettings,
+    config: AtpConfig,
+    *,
+    on_change: Callable[[Directory], None] | None = None,
+) -> DirectoryFollower:
+    """The directory follower every service builds the same way: the store the settings name (Redis when
+    configured, else the file), polled every directory_poll_s. Not started: the caller owns its life."""
+    store = open_directory_store(
+        settings.redis_url, prefix=settings.redis_prefix, path=settings.directory_path
+    )
+    return DirectoryFollower(config, store, poll_s=settings.directory_poll_s, on_change=on_change)

@@ -1,4 +1,4 @@
-"""The routing policy kernel: request features, snapshot compilation, decisions, learning and evaluation."""
+"""The routing policy kernel: request features, snapshot compilation, decisions, and learning."""
 
 from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES, compute_features
 from atp_common.policy.kernel import (
@@ -9,15 +9,6 @@ from atp_common.policy.kernel import (
     CompiledPolicy,
 )
 from atp_common.policy.learning import ArmLearner, PolicyLearner, RouteArms, RouteLearner
-from atp_common.policy.offpolicy import (
-    Estimate,
-    LoggedRecord,
-    doubly_robust,
-    fit_reward_model,
-    ips,
-    records_from_events,
-    snips,
-)
 from atp_common.policy.snapshot import POLICY_KINDS, model_specs, snapshot_from_config
 
 __all__ = [
@@ -30,17 +21,10 @@ __all__ = [
     "UNLEARNED_POLICIES",
     "ArmLearner",
     "CompiledPolicy",
-    "Estimate",
-    "LoggedRecord",
     "PolicyLearner",
     "RouteArms",
     "RouteLearner",
     "compute_features",
-    "doubly_robust",
-    "fit_reward_model",
-    "ips",
     "model_specs",
-    "records_from_events",
     "snapshot_from_config",
-    "snips",
 ]

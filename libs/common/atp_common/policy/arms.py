@@ -311,8 +311,8 @@ def _thompson_propensity(route: Route, survivors: list[Model], arms: Mapping[str
     """P(Thompson picks survivors[first]): exact integration over the Beta posteriors, cached.
 
     The draw distribution depends only on the snapshot, the arm set (global or a tenant's) and which
-    candidates survived filtering, so each combination is integrated once per snapshot (~1 ms) and then
-    costs a dict lookup.
+    candidates survived filtering, so each combination is integrated once per snapshot (the costly part) and
+    then costs a dict lookup.
     """
     key = (id(arms), tuple(m.name for m in survivors), first)
     cached = route.propensities.get(key)

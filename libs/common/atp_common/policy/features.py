@@ -28,7 +28,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log_max_output_tokens",  # 11: ln(1 + max_tokens) / 10, 0 when unset
     # 12: estimated prompt tokens / 1000, capped at 4. The reward charges cost, which grows linearly with
     # the prompt; with the log above alone, LinUCB cannot fit that line and routes by size too coarsely
-    # (measured with atp-eval on mmlu_dev: +2 points of cost saved at 95% quality, on three orders).
+    # (atp-eval's figures in docs/design-notes.md, "Figures behind the code").
     "prompt_kilotokens",
 )
 FEATURE_DIM = len(FEATURE_NAMES)
@@ -218,8 +218,8 @@ def compute_features(
 ) -> chat_pb2.RequestFeatures:
     """The routing features of a request. Reads nothing but the request; a few microseconds for chat turns.
 
-    The proto is built directly: measured against a slots dataclass plus a to_proto, it costs about the
-    same (~1 us) and the decision has to carry the proto anyway.
+    The proto is built directly: a slots dataclass plus a to_proto costs about the same, and the decision
+    has to carry the proto anyway.
     """
     chars = 0
     images = 0

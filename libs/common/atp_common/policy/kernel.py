@@ -219,7 +219,7 @@ class CompiledPolicy:
             policy_version=self.version,
             features=features,
         )
-        # add() per candidate measured ~1.5 us cheaper per decision than building RankedCandidate lists.
+        # add() per candidate is cheaper per decision than building RankedCandidate lists first.
         add = decision.candidates.add
         for model, score in zip(ranking.models, ranking.scores, strict=True):
             add(model=model.name, provider=model.provider, score=score)

@@ -67,7 +67,7 @@ def embedding_table() -> np.ndarray:
 
 class _WordIds:
     """Token ids per whitespace-separated word, cached: tokenizing word by word costs a dict lookup once
-    the vocabulary of the traffic has been seen, where the tokenizer on the whole text costs ~2 us a token."""
+    the vocabulary of the traffic has been seen, where the tokenizer pays for every token of the whole text."""
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[int, ...]] = {}

@@ -18,9 +18,9 @@ from atp_adapters.providers.local import LocalProvider, count_prompt_tokens
 from atp_adapters.providers.openai import OpenAIProvider
 from atp_adapters.providers.secrets import SyncSecretResolver, resolve_secret
 from atp_adapters.providers.vertex import VertexAnthropicProvider, VertexGeminiProvider
+from atp_adapters.secrets import SecretRef
 from atp_common import config
 from atp_common.errors import ConfigError
-from atp_common.secrets import SecretRef
 
 __all__ = [
     "AnthropicProvider",
@@ -60,7 +60,7 @@ def build_provider(
 ) -> Provider:
     """The provider client for one configured provider.
 
-    Servers pass `secret`, the live key from atp_common.secrets.SecretResolver (resolved at start-up and
+    Servers pass `secret`, the live key from atp_adapters.secrets.SecretResolver (resolved at start-up and
     kept current through rotation). Without it the key is resolved now through `secret_resolver` and
     stays fixed. Either way a missing secret is a ConfigError at start-up, not on the first request.
     Bedrock, Vertex AI and Azure with Entra ID authenticate with a started cloud `credential` instead

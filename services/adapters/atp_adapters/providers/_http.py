@@ -24,8 +24,8 @@ from atp_adapters.providers.base import (
     ProviderRequest,
     http_error,
 )
+from atp_adapters.secrets import SecretRef
 from atp_common import config
-from atp_common.secrets import SecretRef
 
 # Bounds on what an upstream can make us hold: one SSE line, a whole non-streamed body, an error body.
 MAX_BODY_BYTES = 16 << 20

@@ -29,7 +29,7 @@ class RefreshingCredential:
     """A credential fetched once at start-up and then refreshed by an owned background task.
 
     Readers take `value` per request (an attribute read, no I/O) and compare `version` to notice a
-    refresh, the same contract as a rotating secret (atp_common.secrets.SecretRef). `request_refresh()`
+    refresh, the same contract as a rotating secret (atp_adapters.secrets.SecretRef). `request_refresh()`
     (after a 401) wakes the task early, at most once per few seconds. The blocking fetch of each cloud
     library runs in a worker thread, never on the event loop and never on a request's path.
     """

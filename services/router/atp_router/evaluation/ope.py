@@ -10,9 +10,10 @@ import numpy as np
 
 from atp.common.v1 import chat_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import CompiledPolicy, LoggedRecord, fit_reward_model, snapshot_from_config
+from atp_common.policy import CompiledPolicy, snapshot_from_config
 from atp_common.policy.features import MAX_PROMPT_KILOTOKENS
 from atp_router.evaluation.logs import LoggedOutcome
+from atp_router.evaluation.offpolicy import LoggedRecord, fit_reward_model
 
 # Logged propensities below this are clipped (the weight of one record stays bounded).
 MIN_PROPENSITY = 1e-3

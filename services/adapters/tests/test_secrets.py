@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atp_common.errors import ConfigError
-from atp_common.secrets import (
+from atp_adapters.secrets import (
     Reference,
     SecretError,
     SecretResolver,
@@ -20,6 +19,7 @@ from atp_common.secrets import (
     parse_reference,
     resolve_static,
 )
+from atp_common.errors import ConfigError
 
 from .fake_vault import FakeVault, running_fake_vault
 

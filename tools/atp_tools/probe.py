@@ -52,7 +52,7 @@ def check(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m atp_common.probe",
+        prog="python -m atp_tools.probe",
         description="Exit 0 when the gRPC server at HOST:PORT reports SERVING, else 1.",
     )
     parser.add_argument("target", metavar="HOST:PORT")

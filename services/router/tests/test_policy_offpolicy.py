@@ -7,7 +7,7 @@ import random
 import pytest
 
 from atp.observer.v1 import observer_pb2
-from atp_common.policy import (
+from atp_router.evaluation.offpolicy import (
     LoggedRecord,
     doubly_robust,
     fit_reward_model,

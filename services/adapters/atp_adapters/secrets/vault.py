@@ -17,9 +17,9 @@ import hvac.exceptions
 import requests
 from prometheus_client import Counter
 
+from atp_adapters.secrets.references import SecretDenied, SecretError
+from atp_adapters.secrets.settings import VaultSettings
 from atp_common.errors import ConfigError
-from atp_common.secrets.references import SecretDenied, SecretError
-from atp_common.secrets.settings import VaultSettings
 
 log = logging.getLogger("atp.secrets.vault")
 

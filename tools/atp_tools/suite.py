@@ -166,7 +166,7 @@ def _print_banner(port: int, key: str, generated: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m atp_common.suite`."""
+    """`python -m atp_tools.suite`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--ephemeral-ports", action="store_true", help="bind every service to a free port (tests)"

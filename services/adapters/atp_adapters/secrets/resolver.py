@@ -12,9 +12,9 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from atp_common.secrets.references import Reference, SecretError, parse_reference
-from atp_common.secrets.settings import VaultSettings
-from atp_common.secrets.vault import VaultBackend
+from atp_adapters.secrets.references import Reference, SecretError, parse_reference
+from atp_adapters.secrets.settings import VaultSettings
+from atp_adapters.secrets.vault import VaultBackend
 
 log = logging.getLogger("atp.secrets")
 
