@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from atp_adapters.server import AdaptersParts
 from atp_adapters.server import build_server as build_adapters
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
@@ -25,7 +26,7 @@ from services.gateway.tests.stack import until, unused_address
 
 @dataclass
 class KeyStack:
-    adapters: RunningServer
+    adapters: RunningServer[AdaptersParts]
     url: str
 
     def client(self, key: str, **headers: str) -> httpx.AsyncClient:

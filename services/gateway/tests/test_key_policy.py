@@ -137,7 +137,7 @@ async def _models_status(http: httpx.AsyncClient, status: int) -> bool:
 
 
 async def _seen_by_adapters(stack: KeyStack, key_id: str) -> bool:
-    directory = stack.adapters.admission.follower.directory
+    directory = stack.adapters.parts.admission.follower.directory
     return any(
         key_id in table for table in (directory.key_limits, directory.key_models, directory.key_expiry)
     )
@@ -148,7 +148,7 @@ async def _spend_until_refused(stack: KeyStack, send, limit: int = 30) -> tuple[
     settled before the next, so once one is refused every later one of the same size is too."""
     for served in range(limit):
         response = await send()
-        await stack.adapters.admission.limiter.flush()
+        await stack.adapters.parts.admission.limiter.flush()
         if response.status_code != 200:
             return served, response
     raise AssertionError(f"not refused after {limit} requests")
@@ -243,7 +243,7 @@ async def test_an_end_users_budget_refuses_that_user_and_not_another(stack: KeyS
     async with stack.client(ADMIN_KEY) as ops:
         reply = await ops.patch("/v1/admin/tenants/acme", json={"user_daily_budget_usd": 0.03})
         assert reply.status_code == 200 and reply.json()["user_daily_budget_usd"] == 0.03
-    directory = lambda: stack.adapters.admission.follower.directory  # noqa: E731
+    directory = lambda: stack.adapters.parts.admission.follower.directory  # noqa: E731
     await until(lambda: _true("acme" in directory().user_budgets), what="the adapters see the user budget")
     async with stack.client(TENANT_KEY) as acme, stack.client(TENANT_KEY, **{"x-atp-user": "alice"}) as alice:
         served, refused = await _spend_until_refused(

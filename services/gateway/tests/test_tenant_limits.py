@@ -352,7 +352,7 @@ async def test_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack)
 
 
 async def test_key_budget_is_not_overspent_under_50_concurrent_streams(stack: Stack):
-    admission = stack.adapters.admission
+    admission = stack.adapters.parts.admission
     key_id = "cfg_" + _hash(KEYS["capped"]).removeprefix("sha256:")[:16]
     assert key_id in admission.follower.directory.key_limits
     text = " ".join(f"word{i}" for i in range(40))
