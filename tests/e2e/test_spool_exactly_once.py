@@ -11,8 +11,7 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
-from tests.e2e.processes import ServiceProcess, start_service
-from tests.integration.ingest_support import (
+from tests.support.ingest_support import (
     TENANT,
     assert_exactly_once,
     free_port,
@@ -23,6 +22,7 @@ from tests.integration.ingest_support import (
     stored_total,
     wait_until,
 )
+from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

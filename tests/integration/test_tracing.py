@@ -31,7 +31,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.adapters.tests.fakes import FakeOpenAI
+from tests.fakes import FakeOpenAI
 
 API_KEY = "atp-trace-" + "t" * 24
 _EXPORTER = InMemorySpanExporter()

@@ -25,7 +25,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import until
+from tests.support.stack import until
 
 ADMIN_KEY = "sk-console-admin-0001"
 ACME_KEY = "sk-console-acme-00001"

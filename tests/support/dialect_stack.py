@@ -9,8 +9,8 @@ from pathlib import Path
 
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
 from atp_gateway.serve import GatewayServer
-from services.adapters.tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
-from services.gateway.tests.stack import adapters_and_gateway
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
+from tests.support.stack import adapters_and_gateway
 
 __all__ = ["DialectStack", "dialect_stack"]
 

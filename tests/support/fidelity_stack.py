@@ -15,9 +15,8 @@ from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.server import RunningServer
-
-from .fakes import FakeOpenAI
-from .test_generate import RecordingObserver, free_port, start_recording_observer
+from tests.fakes import FakeOpenAI
+from tests.unit.adapters.test_generate import RecordingObserver, free_port, start_recording_observer
 
 ALL_CAPABILITIES = ["streaming", "tools", "json", "vision", "audio", "files", "reasoning"]
 

@@ -1,4 +1,4 @@
-"""Gateway test fixtures: a fake adapters and a fake observer as real gRPC servers on port 0, and gateways."""
+"""Gateway fixtures: a fake adapters and a fake observer as real gRPC servers on port 0, and gateways."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
-from atp_adapters.servicer import collect_reply
 from atp_common.config import AtpConfig, builtin_config
 from atp_common.errors import NotFound, PermissionDenied, RateLimited, Unavailable
 from atp_common.server import RunningServer, ServiceRegistration, start_server
@@ -21,6 +20,7 @@ from atp_common.settings import ServiceSettings
 from atp_gateway.app import create_app
 from atp_gateway.serve import GatewayServer
 from atp_gateway.settings import GatewaySettings
+from tests.fakes.adapters_contract import complete_from_generate
 
 API_KEY = "sk-test-local-0123456789"
 ADAPTERS_SERVICE = adapters_pb2.DESCRIPTOR.services_by_name["AdaptersService"].full_name
@@ -108,7 +108,7 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         )
 
     async def Complete(self, request, context):
-        return await collect_reply(self.Generate(request.request, context))
+        return await complete_from_generate(self.Generate(request.request, context))
 
     async def Generate(self, request, context):
         self.requests.append(request)

@@ -16,7 +16,7 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_adapters.shipper import ObservationShipper
 from atp_common.observation_rows import row_of
-from tests.e2e.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_service
 
 TENANT = "acme"
 

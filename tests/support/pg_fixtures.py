@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from tests.integration.pg_cluster import PostgresCluster, find_bindir
+from tests.support.pg_cluster import PostgresCluster, find_bindir
 
 # The same switch as the root conftest: in CI a missing PostgreSQL is a failure, not a skip.
 REQUIRE_SERVICES = os.environ.get("ATP_REQUIRE_SERVICES", "") not in ("", "0", "false")

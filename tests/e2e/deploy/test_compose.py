@@ -16,7 +16,7 @@ import yaml
 
 from atp_common.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 REQUIRED = {
     "ATP_API_KEY": "compose-test-key",

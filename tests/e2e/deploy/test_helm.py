@@ -16,7 +16,7 @@ import yaml
 from atp_common.config import AtpConfig
 from atp_common.server import LIVENESS_SERVICE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "atp"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 SERVICES = ("gateway", "router", "observer", "adapters")

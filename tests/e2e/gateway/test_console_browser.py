@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.gateway.tests.console_stack import (
+from tests.support.console_stack import (
     ACME_KEY,
     ADMIN_KEY,
     GLOBEX_KEY,

@@ -26,12 +26,12 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.fuzz_hooks import INTERNAL_DETAIL
-from services.gateway.tests.stack import until
+from tests.support.fuzz_hooks import INTERNAL_DETAIL
+from tests.support.stack import until
 
 ADMIN_KEY = "sk-fuzz-admin-000001"
 USER_KEY = "sk-fuzz-user-0000001"
-HOOKS = Path(__file__).with_name("fuzz_hooks.py")
+HOOKS = Path(__file__).resolve().parents[2] / "support" / "fuzz_hooks.py"
 
 
 def _hash(key: str) -> str:

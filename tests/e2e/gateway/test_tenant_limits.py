@@ -34,7 +34,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import adapters_and_gateway, until, unused_address
+from tests.support.stack import adapters_and_gateway, until, unused_address
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -21,9 +21,8 @@ from atp_common.config import AtpConfig
 from atp_common.server import RunningServer
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-
-from .fakes import FakeOpenAI, Faults
-from .test_generate import (
+from tests.fakes import FakeOpenAI, Faults
+from tests.unit.adapters.test_generate import (
     RecordingObserver,
     free_port,
     generate,

@@ -19,9 +19,8 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
-
-from .fakes import FakeOpenAI, FakeReply, Faults
-from .test_generate import RecordingObserver, free_port, start_recording_observer
+from tests.fakes import FakeOpenAI, FakeReply, Faults
+from tests.unit.adapters.test_generate import RecordingObserver, free_port, start_recording_observer
 
 HTTP = {"max_retries": 0, "circuit_failures": 50}
 

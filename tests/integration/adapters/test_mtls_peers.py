@@ -22,7 +22,7 @@ from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from libs.common.tests.tls_material import make_tls_material
+from tests.support.tls_material import make_tls_material
 
 
 async def eventually(check: Callable[[], bool], within_s: float = 10.0) -> None:

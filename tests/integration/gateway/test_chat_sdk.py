@@ -18,9 +18,9 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
 from atp_gateway.serve import GatewayServer
-from services.adapters.tests.fakes import FakeAnthropic, FakeOpenAI
-from services.adapters.tests.fakes.base import sse
-from services.gateway.tests.stack import adapters_and_gateway
+from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.fakes.base import sse
+from tests.support.stack import adapters_and_gateway
 
 KEY = "sk-chat-sdk-0123456789"
 OTHER_KEY = "sk-chat-sdk-other-0123"

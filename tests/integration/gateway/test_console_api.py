@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from atp_gateway.console import STATIC_DIR
-from services.gateway.tests.console_stack import ACME_KEY, ADMIN_KEY, GLOBEX_KEY, Suite, running_suite
-from services.gateway.tests.stack import until
+from tests.support.console_stack import ACME_KEY, ADMIN_KEY, GLOBEX_KEY, Suite, running_suite
+from tests.support.stack import until
 
 pytestmark = pytest.mark.slow
 
@@ -183,8 +183,8 @@ async def test_health_reports_services_that_are_down_instead_of_failing(tmp_path
     from atp_gateway.app import create_app
     from atp_gateway.serve import GatewayServer
     from atp_gateway.settings import GatewaySettings
-    from services.gateway.tests.console_stack import CONFIG
-    from services.gateway.tests.stack import unused_address
+    from tests.support.console_stack import CONFIG
+    from tests.support.stack import unused_address
 
     nowhere = unused_address()
     settings = GatewaySettings(

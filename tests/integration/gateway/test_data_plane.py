@@ -14,8 +14,8 @@ import websockets
 
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
 from atp_gateway.serve import GatewayServer
-from services.adapters.tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeReply, Faults
-from services.gateway.tests.stack import adapters_and_gateway
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeReply, Faults
+from tests.support.stack import adapters_and_gateway
 
 CHAT = "/v1/chat/completions"
 TIMEOUT = 10.0

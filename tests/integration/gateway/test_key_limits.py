@@ -26,7 +26,7 @@ from atp_gateway.serve import GatewayServer
 from atp_gateway.settings import GatewaySettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-from services.gateway.tests.stack import until, unused_address
+from tests.support.stack import until, unused_address
 
 ADMIN_KEY = "sk-keylimits-admin-01"
 TENANT_KEY = "sk-keylimits-acme-001"

@@ -12,9 +12,9 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
 
-from services.adapters.tests.fakes.anthropic_server import AnthropicExtras
-from services.gateway.tests.dialect_stack import DialectStack, dialect_stack
-from services.gateway.tests.sdk_models import strict
+from tests.fakes.anthropic_server import AnthropicExtras
+from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.sdk_models import strict
 
 WEATHER = {
     "name": "get_weather",

@@ -13,8 +13,8 @@ import websockets
 
 from atp_common.config import AtpConfig, hash_api_key
 from atp_gateway.serve import GatewayServer
-from services.adapters.tests.fakes import FakeOpenAI, FakeReply
-from services.gateway.tests.stack import adapters_and_gateway
+from tests.fakes import FakeOpenAI, FakeReply
+from tests.support.stack import adapters_and_gateway
 
 CHAT = "/v1/chat/completions"
 EU_KEY, FREE_KEY = "atp-test-eu-key", "atp-test-free-key"

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
-from services.adapters.tests.fakes.anthropic_server import AnthropicExtras
-from services.gateway.tests.dialect_stack import DialectStack, dialect_stack
-from services.gateway.tests.sdk_models import strict
+from tests.fakes.anthropic_server import AnthropicExtras
+from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.sdk_models import strict
 
 WEATHER = {
     "type": "function",

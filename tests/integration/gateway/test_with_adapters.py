@@ -9,7 +9,7 @@ import orjson
 import pytest
 import websockets
 
-from services.gateway.tests.stack import adapters_and_gateway
+from tests.support.stack import adapters_and_gateway
 
 
 @pytest.fixture

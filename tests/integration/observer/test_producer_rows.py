@@ -12,8 +12,8 @@ from atp_common.observation_rows import row_of
 from atp_observer.store import Store
 from atp_observer.store.base import batch_values, observation_values
 from atp_observer.store.postgres import PG_EPOCH_MICROS
-from services.observer.tests import test_store as shared
-from services.observer.tests.test_store import CANCELLED, ERROR, PARTIAL, all_rewards, batch, make_obs
+from tests.unit.observer import test_store as shared
+from tests.unit.observer.test_store import CANCELLED, ERROR, PARTIAL, all_rewards, batch, make_obs
 
 # The store fixtures of test_store: SQLite, and PostgreSQL when it is there.
 make_store = shared.make_store
@@ -99,7 +99,7 @@ async def test_rows_the_table_refuses_fall_back_to_the_observations(store: Store
 @pytest.mark.postgres
 async def test_postgres_rows_of_the_wrong_type_fall_back_to_the_observations(postgres_dsn: str) -> None:
     from atp_observer.store import PostgresStore
-    from services.observer.tests.test_store import REWARDS
+    from tests.unit.observer.test_store import REWARDS
 
     good = make_obs()
     spoiled = orjson.loads(row_of(good))

@@ -17,8 +17,8 @@ from atp_observer.store.base import LEGACY_COLUMNS, pack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS
 from atp_observer.store.postgres import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
-from services.observer.tests.legacy import legacy_values
-from services.observer.tests.test_store import REWARDS, all_rewards, feedback, make_obs
+from tests.support.legacy_rows import legacy_values
+from tests.unit.observer.test_store import REWARDS, all_rewards, feedback, make_obs
 
 pytestmark = pytest.mark.postgres
 

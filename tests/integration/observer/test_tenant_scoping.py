@@ -12,7 +12,7 @@ from atp_common.channels import open_channel
 from atp_common.config import builtin_config
 from atp_observer.server import build_server
 from atp_observer.settings import ObserverSettings
-from tests.integration.ingest_support import observation
+from tests.support.ingest_support import observation
 
 pytestmark = pytest.mark.postgres
 TIMEOUT = 10.0

@@ -19,8 +19,7 @@ from atp_router.evaluation.offline import ROUTE, eval_config, replay_in_process
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
-
-from .evaluation_data import write_dataset
+from tests.support.evaluation_data import write_dataset
 
 TIMEOUT = 10.0
 

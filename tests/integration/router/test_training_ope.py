@@ -23,8 +23,7 @@ from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 from atp_router.training import cli as train_cli
-
-from .evaluation_data import STRONG, WEAK, write_dataset
+from tests.support.evaluation_data import STRONG, WEAK, write_dataset
 
 TIMEOUT = 10.0
 

@@ -15,11 +15,10 @@ from atp_adapters.pricing import Prices
 from atp_adapters.providers import AnthropicProvider, ProviderError, ProviderRequest
 from atp_adapters.providers.anthropic_encode import EFFORT_BUDGETS
 from atp_common.config import HttpProvider, ModelConfig
-from services.gateway.tests.sdk_models import strict
-
-from .fakes import FakeAnthropic, FakeReply, running_fake_anthropic
-from .fakes.anthropic_server import AnthropicExtras
-from .fakes.full_reply import collect_full
+from tests.fakes import FakeAnthropic, FakeReply, running_fake_anthropic
+from tests.fakes.anthropic_server import AnthropicExtras
+from tests.support.full_reply import collect_full
+from tests.support.sdk_models import strict
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 PDF = base64.b64encode(b"%PDF-1.4 fake").decode()

@@ -10,8 +10,7 @@ import pytest
 
 from atp.adapters.v1 import adapters_pb2
 from atp_adapters.providers.local import EMBEDDING_DIMENSIONS
-
-from .fidelity_stack import Suite, running_stack
+from tests.support.fidelity_stack import Suite, running_stack
 
 
 @pytest.fixture

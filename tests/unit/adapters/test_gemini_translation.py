@@ -14,10 +14,9 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
 from atp_adapters.providers.base import EmbedCall
 from atp_common.config import HttpProvider
-
-from .fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
-from .fakes.full_reply import collect_full
-from .fakes.image_server import PNG_BYTES, ImageServer, running_image_server
+from tests.fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
+from tests.fakes.image_server import PNG_BYTES, ImageServer, running_image_server
+from tests.support.full_reply import collect_full
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 PDF = base64.b64encode(b"%PDF-1.4 fake").decode()

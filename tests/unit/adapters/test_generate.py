@@ -25,8 +25,7 @@ from atp_common.errors import from_rpc_error
 from atp_common.observation_rows import row_of
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
-
-from .fakes import FakeOpenAI, FakeReply, Faults
+from tests.fakes import FakeOpenAI, FakeReply, Faults
 
 OBSERVER_SERVICE = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name
 

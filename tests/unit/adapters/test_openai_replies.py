@@ -11,8 +11,7 @@ import pytest
 
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
-
-from .fidelity_stack import Suite, running_stack
+from tests.support.fidelity_stack import Suite, running_stack
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers import AnthropicProvider, ProviderError, ProviderRequest
 from atp_common import errors
 from atp_common.config import HttpProvider
-
-from .fakes import FakeAnthropic, FakeReply, Faults, running_fake_anthropic
-from .fakes.collect import collect
+from tests.fakes import FakeAnthropic, FakeReply, Faults, running_fake_anthropic
+from tests.support.collect import collect
 
 TOOLS = [
     chat_pb2.Tool(

@@ -13,9 +13,8 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers import BedrockProvider, ProviderError, ProviderRequest
 from atp_adapters.providers.cloud_auth import RefreshingCredential, aws_credential
 from atp_common.config import HttpProvider
-
-from .fakes import FakeReply, Faults
-from .fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock
+from tests.fakes import FakeReply, Faults
+from tests.fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock
 
 MODEL_ID = "anthropic.claude-sonnet-4-v1:0"
 PNG = "data:image/png;base64,iVBORw0KGgo="

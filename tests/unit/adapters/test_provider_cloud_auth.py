@@ -21,9 +21,8 @@ from atp_adapters.providers import (
 from atp_adapters.providers.cloud_auth import RefreshingCredential, azure_credential, google_credential
 from atp_common.config import HttpProvider
 from atp_common.errors import ConfigError
-
-from .fakes import FakeOpenAI, FakeReply
-from .fakes.cloud_tokens import (
+from tests.fakes import FakeOpenAI, FakeReply
+from tests.fakes.cloud_tokens import (
     FakeAzureManagedIdentity,
     FakeGoogleOAuth,
     FakeVertexAnthropic,

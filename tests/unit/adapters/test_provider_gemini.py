@@ -12,10 +12,9 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
 from atp_common import errors
 from atp_common.config import HttpProvider
-
-from .fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
-from .fakes.collect import collect
-from .fakes.full_reply import collect_full
+from tests.fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
+from tests.support.collect import collect
+from tests.support.full_reply import collect_full
 
 TOOLS = [chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')]
 

@@ -11,8 +11,7 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers import LocalProvider, ProviderError, ProviderRequest, count_prompt_tokens
 from atp_adapters.providers.base import EmbedCall
 from atp_common.config import LocalProvider as LocalConfig
-
-from .fakes.collect import collect
+from tests.support.collect import collect
 
 MESSAGES = [
     chat_pb2.ChatMessage(role="system", content="be brief"),

@@ -14,9 +14,8 @@ from atp_adapters.providers import OpenAIProvider, ProviderError, ProviderReques
 from atp_adapters.providers._http import SseDecoder, SseError
 from atp_common import errors
 from atp_common.config import HttpProvider
-
-from .fakes import FakeOpenAI, FakeReply, Faults, running_fake_openai
-from .fakes.collect import collect
+from tests.fakes import FakeOpenAI, FakeReply, Faults, running_fake_openai
+from tests.support.collect import collect
 
 TOOLS = [chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')]
 TOOLS_WIRE = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]

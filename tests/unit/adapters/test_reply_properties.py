@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import ProviderRequest
 from atp_adapters.providers.base import ProviderBatch
-
-from .property_support import PROVIDERS, SETTINGS, words
+from tests.support.property_support import PROVIDERS, SETTINGS, words
 
 
 def drain(batches: list[ProviderBatch]) -> dict[str, Any]:

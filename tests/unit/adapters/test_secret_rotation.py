@@ -20,9 +20,8 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.errors import ConfigError
 from atp_common.secrets import SecretResolver, VaultBackend, VaultSettings
-from libs.common.tests.fake_vault import FakeVault, running_fake_vault
-
-from .fakes import FakeOpenAI, running_fake_openai
+from tests.fakes import FakeOpenAI, running_fake_openai
+from tests.fakes.vault import FakeVault, running_fake_vault
 
 PATH = "atp/providers"
 REF = f"vault:{PATH}#openai"

@@ -12,8 +12,7 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.policy.artifact import default_semantic
 from atp_common.policy.features import FEATURE_DIM
-
-from .test_generate import free_port, generate, request, start_recording_observer
+from tests.unit.adapters.test_generate import free_port, generate, request, start_recording_observer
 
 
 def _config() -> AtpConfig:

@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import ProviderError, ProviderRequest
-
-from .fakes.anthropic_checks import check_messages_request
-from .fakes.gemini_checks import check_generate_request
-from .property_support import PROVIDER_TYPES, PROVIDERS, SETTINGS, words
+from tests.fakes.anthropic_checks import check_messages_request
+from tests.fakes.gemini_checks import check_generate_request
+from tests.support.property_support import PROVIDER_TYPES, PROVIDERS, SETTINGS, words
 
 Part = chat_pb2.ContentPart
 images = st.one_of(

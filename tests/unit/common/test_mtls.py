@@ -15,8 +15,7 @@ from atp_common import probe
 from atp_common.channels import open_channel
 from atp_common.server import RunningServer, start_server
 from atp_common.settings import ServiceSettings
-
-from .tls_material import TlsMaterial, make_tls_material
+from tests.support.tls_material import TlsMaterial, make_tls_material
 
 
 @pytest.fixture(scope="module")

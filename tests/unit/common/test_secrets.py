@@ -20,8 +20,7 @@ from atp_common.secrets import (
     parse_reference,
     resolve_static,
 )
-
-from .fake_vault import FakeVault, running_fake_vault
+from tests.fakes.vault import FakeVault, running_fake_vault
 
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: float = 5.0) -> None:

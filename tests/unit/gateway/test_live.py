@@ -15,6 +15,9 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+# The schemathesis hooks module: a check that no internal detail reaches a client.
+HOOKS = Path(__file__).resolve().parents[2] / "support" / "fuzz_hooks.py"
+
 
 def _messages(text: str = "the quick brown fox") -> list[dict]:
     return [{"role": "user", "content": text}]
@@ -256,7 +259,7 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(live, ap
             **os.environ,
             "SCHEMATHESIS_TELEMETRY": "false",
             "NO_COLOR": "1",
-            "SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("fuzz_hooks.py")),
+            "SCHEMATHESIS_HOOKS": str(HOOKS),
         },
     )
     output, _ = await asyncio.wait_for(process.communicate(), 90)

@@ -25,7 +25,7 @@ from atp_common.errors import (
 from atp_gateway.dialects.messages_errors import messages_error_reply
 from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.messages_request import PARAMETERS, parse_messages_request
-from services.gateway.tests.sdk_models import strict
+from tests.support.sdk_models import strict
 
 HEADER = adapters_pb2.GenerateHeader(decision_id="d1", request_id="r1", model="m-1", created=1700000000)
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from atp_common.errors import AtpError, InvalidArgument
 from atp_gateway.dialects.chat import parse
-from services.gateway.tests.body_mutation import json_paths, mutated
+from tests.support.body_mutation import json_paths, mutated
 
 CHAT: dict[str, Any] = {
     "model": "auto",

@@ -12,12 +12,12 @@ from prometheus_client import REGISTRY
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
-from atp_adapters.servicer import collect_reply
 from atp_common.config import builtin_config
 from atp_common.server import RunningServer, ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
 from atp_gateway.app import create_app
 from atp_gateway.settings import GatewaySettings
+from tests.fakes.adapters_contract import complete_from_generate
 
 API_KEY = "atp-test-overhead-key"
 ADAPTERS_SERVICE = adapters_pb2.DESCRIPTOR.services_by_name["AdaptersService"].full_name
@@ -30,7 +30,7 @@ class SlowAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
     """Answers after TOTAL_S, saying the provider took PROVIDER_MS of it."""
 
     async def Complete(self, request, context):
-        return await collect_reply(self.Generate(request.request, context))
+        return await complete_from_generate(self.Generate(request.request, context))
 
     async def Generate(self, request, context):
         await asyncio.sleep(TOTAL_S)

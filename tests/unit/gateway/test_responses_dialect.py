@@ -14,7 +14,7 @@ from atp.common.v1 import chat_pb2
 from atp_common.errors import InvalidArgument, Unavailable
 from atp_gateway.dialects.responses_reply import ResponsesReply
 from atp_gateway.dialects.responses_request import PARAMETERS, parse_responses_request
-from services.gateway.tests.sdk_models import strict
+from tests.support.sdk_models import strict
 
 HEADER = adapters_pb2.GenerateHeader(decision_id="d1", request_id="r1", model="m-1", created=1700000000)
 

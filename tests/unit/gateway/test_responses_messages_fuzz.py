@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.messages_request import parse_messages_request
 from atp_gateway.dialects.responses_request import parse_responses_request
-from services.gateway.tests.body_mutation import json_paths, mutated
+from tests.support.body_mutation import json_paths, mutated
 
 RESPONSES = {
     "model": "auto",

@@ -15,7 +15,7 @@ from atp.common.v1 import chat_pb2
 from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.responses_reply import ResponsesReply
 from atp_gateway.dialects.responses_request import parse_responses_request
-from services.gateway.tests.sdk_models import strict
+from tests.support.sdk_models import strict
 
 HEADER = adapters_pb2.GenerateHeader(decision_id="d", request_id="r", model="m", created=1)
 _TEXT = st.text(min_size=1, max_size=12)

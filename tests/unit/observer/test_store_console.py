@@ -12,7 +12,7 @@ from atp_common.errors import InvalidArgument
 from atp_observer.queries import Queries
 from atp_observer.store import Store
 from atp_observer.store.console import ObservationFilters
-from services.observer.tests.test_store import ERROR, feedback, make_obs, make_store, store
+from tests.unit.observer.test_store import ERROR, feedback, make_obs, make_store, store
 
 __all__ = ["make_store", "store"]  # the fixtures, imported for pytest
 

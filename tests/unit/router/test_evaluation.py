@@ -11,8 +11,7 @@ from atp_router.evaluation import cli, metrics, synthetic
 from atp_router.evaluation.dataset import Prompt, load_dataset, parse_prices
 from atp_router.evaluation.offline import replay_in_process
 from atp_router.evaluation.report import SweepPoint, build_report, cost_weight_grid
-
-from .evaluation_data import STRONG, WEAK, write_dataset
+from tests.support.evaluation_data import STRONG, WEAK, write_dataset
 
 
 def test_pgr_cpt_and_apgr_on_a_hand_computed_curve() -> None:
