@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -12,12 +14,31 @@ from atp_common.observation_rows import row_of
 from atp_observer.store import Store
 from atp_observer.store.base import batch_values, observation_values
 from atp_observer.store.postgres import PG_EPOCH_MICROS
-from tests.unit.observer import test_store as shared
-from tests.unit.observer.test_store import CANCELLED, ERROR, PARTIAL, all_rewards, batch, make_obs
+from tests.support.observations import (
+    CANCELLED,
+    ERROR,
+    PARTIAL,
+    REWARDS,
+    all_rewards,
+    batch,
+    make_obs,
+    postgres_stores,
+    sqlite_stores,
+)
 
-# The store fixtures of test_store: SQLite, and PostgreSQL when it is there.
-make_store = shared.make_store
-store = shared.store
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Store]:
+    """Stores of both backends: the rows must decode the same on each."""
+    if request.param == "postgres":
+        return postgres_stores(request.getfixturevalue("postgres_dsn"))
+    return sqlite_stores(tmp_path)
+
+
+@pytest.fixture
+async def store(make_store: Callable[..., Store]) -> AsyncIterator[Store]:
+    async with make_store() as opened:
+        yield opened
 
 
 def varied() -> list[observer_pb2.Observation]:
@@ -99,7 +120,6 @@ async def test_rows_the_table_refuses_fall_back_to_the_observations(store: Store
 @pytest.mark.postgres
 async def test_postgres_rows_of_the_wrong_type_fall_back_to_the_observations(postgres_dsn: str) -> None:
     from atp_observer.store import PostgresStore
-    from tests.unit.observer.test_store import REWARDS
 
     good = make_obs()
     spoiled = orjson.loads(row_of(good))

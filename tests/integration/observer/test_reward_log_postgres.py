@@ -18,7 +18,7 @@ from atp_observer.store.migrations import POSTGRES_MIGRATIONS
 from atp_observer.store.postgres import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
 from tests.support.legacy_rows import legacy_values
-from tests.unit.observer.test_store import REWARDS, all_rewards, feedback, make_obs
+from tests.support.observations import REWARDS, all_rewards, feedback, make_obs
 
 pytestmark = pytest.mark.postgres
 

@@ -16,7 +16,7 @@ from atp_observer.store.base import EPOCH, LEGACY_COLUMNS
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, SQLITE_MIGRATIONS_TABLE
 from atp_observer.store.postgres import migrate
 from tests.support.legacy_rows import legacy_values
-from tests.unit.observer.test_store import REWARDS, feedback, make_obs
+from tests.support.observations import REWARDS, feedback, make_obs
 
 # The previous schema's quality and reward of the legacy row (PostgreSQL keeps them on the row).
 LEGACY_QUALITY = 1.0

@@ -1,133 +1,29 @@
-"""The observation store, both backends through one suite: SQLite in a temp dir, PostgreSQL for real."""
+"""The observation store's contract, on SQLite in a temp dir (the same suite runs on PostgreSQL in integration)."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
-from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
-import asyncpg
 import pytest
 
-from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import ConfigError, InvalidArgument, PermissionDenied
-from atp_common.observation_rows import row_of
-from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store, open_store
-from atp_observer.store.base import unpack_vector
-from atp_observer.store.migrations import POSTGRES_MIGRATIONS, POSTGRES_MIGRATIONS_TABLE, SQLITE_MIGRATIONS
-
-OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
-ERROR = observer_pb2.ObservationStatus.OBSERVATION_STATUS_ERROR
-PARTIAL = observer_pb2.ObservationStatus.OBSERVATION_STATUS_PARTIAL
-CANCELLED = observer_pb2.ObservationStatus.OBSERVATION_STATUS_CANCELLED
-
-# reward = quality - 10 * cost_usd - 0.5 * latency_seconds on `auto`; no penalties elsewhere.
-REWARDS = RewardModel({"auto": RewardWeights(cost_weight=10.0, latency_weight=0.5)})
-_ids = itertools.count(1)
-
-
-def make_obs(
-    *,
-    tenant: str = "acme",
-    route: str = "auto",
-    model: str = "small",
-    status: int = OK,
-    finish_reason: str = "stop",
-    cost_usd: float = 0.01,
-    latency_ms: float = 200.0,
-    started: datetime | None = None,
-    decision: bool = True,
-    prompt_tokens: int = 10,
-    completion_tokens: int = 5,
-) -> observer_pb2.Observation:
-    """A fully populated observation with unique ids."""
-    n = next(_ids)
-    started = started or datetime.now(UTC) - timedelta(minutes=5)
-    obs = observer_pb2.Observation(
-        observation_id=f"obs-{n}",
-        request_id=f"req-{n}",
-        tenant=tenant,
-        model=model,
-        provider="local",
-        prompt_hash=f"hash-{n}",
-        prompt_text="hello",
-        usage=chat_pb2.Usage(
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cached_prompt_tokens=2,
-            reasoning_tokens=1,
-            estimated=True,
-            cache_write_tokens=3,
-        ),
-        cost_usd=cost_usd,
-        latency_ms=latency_ms,
-        time_to_first_token_ms=50.0,
-        provider_ms=150.0,
-        status=status,
-        error_class="" if status == OK else "UpstreamError",
-        finish_reason=finish_reason,
-        attempts=1,
-        replica_id="adapters-1",
-        trace_id=f"{n:032x}",
-    )
-    obs.started_at.FromDatetime(started)
-    obs.finished_at.FromDatetime(started + timedelta(milliseconds=latency_ms))
-    if decision:
-        obs.decision.CopyFrom(
-            chat_pb2.Decision(
-                decision_id=f"dec-{n}",
-                route=route,
-                policy="thompson",
-                candidates=[chat_pb2.RankedCandidate(model=model, provider="local", score=0.7)],
-                propensity=0.75,
-                explanation="best posterior draw",
-                policy_version=3,
-                features=chat_pb2.RequestFeatures(estimated_prompt_tokens=10, vector=[1.0, 0.5, 0.25]),
-            )
-        )
-    return obs
-
-
-def batch(*observations: observer_pb2.Observation, rows: bool = False) -> observer_pb2.IngestRequest:
-    """An Ingest batch of these observations, with the producer's rows as ATP's shipper sends them."""
-    return observer_pb2.IngestRequest(
-        observations=observations, rows=[row_of(obs) for obs in observations] if rows else []
-    )
-
-
-def feedback(obs: observer_pb2.Observation, score: float, tenant: str | None = None):
-    return observer_pb2.RecordFeedbackRequest(
-        decision_id=obs.decision.decision_id,
-        tenant=obs.tenant if tenant is None else tenant,
-        score=score,
-        label="thumbs",
-        source="test",
-    )
-
-
-async def all_rewards(store: Store) -> list[observer_pb2.RewardEvent]:
-    return await store.rewards_after(0, 10_000)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def make_store(request: pytest.FixtureRequest, tmp_path) -> Callable[..., Store]:
-    """Builds unopened stores of the backend under test, all on the same database."""
-    if request.param == "postgres":
-        dsn = request.getfixturevalue("postgres_dsn")
-        return lambda **kw: PostgresStore(dsn, 1, 4, reward_model=REWARDS, **kw)
-    path = tmp_path / "observer.sqlite3"
-    return lambda **kw: SqliteStore(path, reward_model=REWARDS, **kw)
-
-
-@pytest.fixture
-async def store(make_store: Callable[..., Store]) -> AsyncIterator[Store]:
-    async with make_store() as opened:
-        yield opened
+from atp_observer.store import PostgresStore, SqliteStore, Store, open_store
+from atp_observer.store.migrations import SQLITE_MIGRATIONS
+from tests.support.observations import (
+    CANCELLED,
+    ERROR,
+    PARTIAL,
+    REWARDS,
+    all_rewards,
+    batch,
+    feedback,
+    make_obs,
+)
 
 
 async def test_resent_batch_is_stored_once(store: Store) -> None:
@@ -411,29 +307,6 @@ async def test_retention_deletes_old_rows(make_store: Callable[..., Store]) -> N
         assert event.cursor > 4
 
 
-@pytest.mark.postgres
-async def test_postgres_partitions_are_daily_and_dropped(postgres_dsn: str) -> None:
-    now = datetime.now(UTC)
-    async with PostgresStore(postgres_dsn, 1, 2, reward_model=REWARDS, retention_days=30) as store:
-        await store.insert_observations([make_obs(started=now - timedelta(days=40))])
-        await store.maintain(now)
-        conn = await asyncpg.connect(postgres_dsn, timeout=5)
-        try:
-            names = {
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = 'observations'::regclass"
-                )
-            }
-            versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
-        finally:
-            await conn.close()
-    expected = {f"observations_p{now.date() + timedelta(days=d):%Y%m%d}" for d in range(3)}
-    assert names == expected
-    assert versions == [m.version for m in POSTGRES_MIGRATIONS]
-
-
 async def test_reopening_keeps_data_and_schema(make_store: Callable[..., Store]) -> None:
     obs = make_obs()
     async with make_store() as store:
@@ -548,50 +421,3 @@ async def test_batches_written_together_count_each_batch_and_reward_each_observa
             [batch(make_obs()), batch(observer_pb2.Observation(observation_id="no-start"))]
         )
     assert len(await all_rewards(store)) == 2
-
-
-@pytest.mark.postgres
-async def test_postgres_migration_packs_existing_feature_vectors(postgres_dsn: str) -> None:
-    """A database at schema version 1 (real[] vectors) keeps its vectors, now packed float32 bytea."""
-    first = POSTGRES_MIGRATIONS[0]
-    now = datetime.now(UTC)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    conn = await asyncpg.connect(postgres_dsn, timeout=5)
-    try:
-        await conn.execute(POSTGRES_MIGRATIONS_TABLE)
-        for statement in first.statements:
-            await conn.execute(statement)
-        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 1, first.name)
-        await conn.execute(
-            f"CREATE TABLE observations_p{day:%Y%m%d} PARTITION OF observations "
-            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
-        )
-        await conn.execute(
-            "INSERT INTO observations SELECT 'old-1', 'r', 'dec-old', 'acme', 'auto', 'small', 'local', 'p', "
-            "0.5, '{1.0,-0.5,0.25,3.5e-8}'::real[], 'h', '', 1, 1, 0, 0, false, 0.01, 100, 10, 90, 1, '', "
-            "'stop', 1, $1, NULL, 'adapters-1', NULL",
-            now,
-        )
-        await conn.execute(
-            "INSERT INTO reward_events (decision_id, tenant, route, model, policy, reward, quality, cost_usd, "
-            "latency_ms, propensity, features, correction, previous_reward, previous_quality, at) VALUES "
-            "('dec-old', 'acme', 'auto', 'small', 'p', 0.9, 1, 0.01, 100, 0.5, '{1.0,-0.5,0.25,3.5e-8}', "
-            "false, 0, 0, $1), ('dec-empty', 'acme', 'auto', 'small', 'p', 1, 1, 0, 0, 1, '{}', false, 0, 0, $1)",
-            now,
-        )
-    finally:
-        await conn.close()
-    async with PostgresStore(postgres_dsn, 1, 2, reward_model=REWARDS) as store:
-        rewards = await all_rewards(store)
-        stored = await store.list_observations("acme", 10, None)
-    expected = list(array("f", [1.0, -0.5, 0.25, 3.5e-8]))  # what real[] held: float32 values
-    assert [list(r.features) for r in rewards] == [expected, []]
-    assert [o.observation_id for o in stored] == ["old-1"]
-    conn = await asyncpg.connect(postgres_dsn, timeout=5)
-    try:
-        packed = await conn.fetchval("SELECT features FROM observations")
-        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-    finally:
-        await conn.close()
-    assert unpack_vector(packed) == expected and len(packed) == 16
-    assert versions == [m.version for m in POSTGRES_MIGRATIONS]

@@ -1,4 +1,4 @@
-"""The console's store queries on SQLite and PostgreSQL: usage in time buckets, filtered observations,
+"""The console's store queries (on SQLite here, on PostgreSQL in integration): usage in time buckets, filtered observations,
 a decision's feedback and the store's status."""
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from atp_common.errors import InvalidArgument
 from atp_observer.queries import Queries
 from atp_observer.store import Store
 from atp_observer.store.console import ObservationFilters
-from tests.unit.observer.test_store import ERROR, feedback, make_obs, make_store, store
-
-__all__ = ["make_store", "store"]  # the fixtures, imported for pytest
+from tests.support.observations import ERROR, feedback, make_obs
 
 HOUR = 3600
 
