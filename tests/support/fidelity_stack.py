@@ -16,7 +16,8 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.server import RunningServer
 from tests.fakes import FakeOpenAI
-from tests.unit.adapters.test_generate import RecordingObserver, free_port, start_recording_observer
+from tests.fakes.observer import RecordingObserver, start_recording_observer
+from tests.support.ports import free_port
 
 ALL_CAPABILITIES = ["streaming", "tools", "json", "vision", "audio", "files", "reasoning"]
 

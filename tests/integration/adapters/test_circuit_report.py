@@ -22,14 +22,9 @@ from atp_common.server import RunningServer
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 from tests.fakes import FakeOpenAI, Faults
-from tests.unit.adapters.test_generate import (
-    RecordingObserver,
-    free_port,
-    generate,
-    make_config,
-    request,
-    start_recording_observer,
-)
+from tests.fakes.observer import RecordingObserver, start_recording_observer
+from tests.support.adapters_suite import generate, make_config, request
+from tests.support.ports import free_port
 
 OPEN_S = 1.0
 

@@ -20,7 +20,8 @@ from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from tests.fakes import FakeOpenAI, FakeReply, Faults
-from tests.unit.adapters.test_generate import RecordingObserver, free_port, start_recording_observer
+from tests.fakes.observer import RecordingObserver, start_recording_observer
+from tests.support.ports import free_port
 
 HTTP = {"max_retries": 0, "circuit_failures": 50}
 

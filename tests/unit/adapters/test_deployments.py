@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import secrets
 from collections import Counter
 
 from atp_adapters.deployments import Deployment, DeploymentSet, LocalBreaker
 from atp_adapters.providers import LocalProvider, ProviderError
 from atp_adapters.resilience import CircuitBreaker, RetryPolicy
 from atp_common.config import LocalProvider as LocalConfig
-from atp_common.limits.backends import MemoryBackend, RedisBackend
+from atp_common.limits.backends import MemoryBackend
 from atp_common.regions import RegionFilter
 
 
@@ -92,39 +90,6 @@ def test_regions_and_features_filter_deployments() -> None:
     assert [d.name for d in chooser.candidates(0, RegionFilter(["eu-*"]))] == ["eu"]
     assert [d.name for d in chooser.candidates(0b10)] == ["eu"]
     assert chooser.candidates(0b10, RegionFilter(["eu-*", "us-*"], ["us-*"])) == []
-
-
-async def test_quotas_hold_exactly_across_two_replicas_on_redis(redis_url: str) -> None:
-    backend = RedisBackend(redis_url)
-    prefix = f"atp-test-{secrets.token_hex(4)}:deployment:"
-    replicas = [
-        DeploymentSet(
-            "m",
-            "quota_aware",
-            [deployment("a", rpm=60), deployment("b", rpm=60)],
-            quota=backend,
-            prefix=prefix,
-        )
-        for _ in range(2)
-    ]
-    served: Counter[str] = Counter()
-    refused = 0
-
-    async def one(i: int) -> None:
-        nonlocal refused
-        chooser = replicas[i % 2]
-        for candidate in chooser.candidates():
-            if await chooser.reserve(candidate, tokens=10):
-                served[candidate.name] += 1
-                return
-        refused += 1
-
-    try:
-        await asyncio.gather(*(one(i) for i in range(150)))
-    finally:
-        await backend.close()
-    assert served == {"a": 60, "b": 60}
-    assert refused == 30
 
 
 async def test_token_quota_and_models_without_quota() -> None:

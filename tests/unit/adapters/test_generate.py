@@ -3,186 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import orjson
 import pytest
 from grpc import aio
 
-from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
+from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
-from atp.observer.v1 import observer_pb2, observer_pb2_grpc
-from atp_adapters.server import build_server
-from atp_adapters.settings import AdaptersSettings
-from atp_common.config import AtpConfig
+from atp.observer.v1 import observer_pb2
 from atp_common.errors import from_rpc_error
-from atp_common.observation_rows import row_of
-from atp_common.server import RunningServer, ServiceRegistration, start_server
-from atp_common.settings import ServiceSettings
-from tests.fakes import FakeOpenAI, FakeReply, Faults
-
-OBSERVER_SERVICE = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name
-
-
-class RecordingObserver(observer_pb2_grpc.ObserverServiceServicer):
-    """A real ObserverService that keeps what it is sent, deduplicating on observation id, and checks
-    that each observation's row (IngestRequest.rows) says what the observation says."""
-
-    def __init__(self) -> None:
-        self.observations: dict[str, observer_pb2.Observation] = {}
-        self.batches = 0
-        self.arrived = asyncio.Event()
-        self.row_mismatches: list[str] = []
-
-    async def Ingest(self, request_iterator, context):
-        stored = duplicates = 0
-        async for request in request_iterator:
-            self.batches += 1
-            if len(request.rows) != len(request.observations):
-                self.row_mismatches.append(f"{len(request.rows)} rows for {len(request.observations)}")
-            for observation, row in zip(request.observations, request.rows, strict=False):
-                if orjson.loads(row) != orjson.loads(row_of(observation)):
-                    self.row_mismatches.append(f"{observation.observation_id}: {row!r}")
-            for observation in request.observations:
-                if observation.observation_id in self.observations:
-                    duplicates += 1
-                else:
-                    self.observations[observation.observation_id] = observation
-                    stored += 1
-        self.arrived.set()
-        return observer_pb2.IngestResponse(stored=stored, duplicates=duplicates)
-
-    async def wait_for(self, request_id: str, within_s: float = 5.0) -> observer_pb2.Observation:
-        async with asyncio.timeout(within_s):
-            while True:
-                for observation in self.observations.values():
-                    if observation.request_id == request_id:
-                        assert not self.row_mismatches, self.row_mismatches
-                        return observation
-                self.arrived.clear()
-                await self.arrived.wait()
-
-
-async def start_recording_observer() -> tuple[RecordingObserver, RunningServer]:
-    """A RecordingObserver served over real gRPC on a free port."""
-    observer = RecordingObserver()
-    server = await start_server(
-        ServiceSettings(port=0),
-        [
-            ServiceRegistration(
-                observer_pb2_grpc.add_ObserverServiceServicer_to_server, observer, OBSERVER_SERVICE
-            )
-        ],
-    )
-    return observer, server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_config(primary: FakeOpenAI, secondary: FakeOpenAI, **primary_overrides) -> AtpConfig:
-    http = {"retry_base_delay_s": 0.01, "retry_max_delay_s": 0.05, "circuit_open_s": 0.5}
-    return AtpConfig.model_validate(
-        {
-            "providers": {
-                "local": {"type": "local"},
-                "primary": {"type": "openai", "base_url": primary.base_url, **http, **primary_overrides},
-                "secondary": {"type": "openai", "base_url": secondary.base_url, **http},
-            },
-            "models": {
-                "m-a": {
-                    "provider": "primary",
-                    "provider_model": "upstream-a",
-                    "input_usd_per_mtok": 3.0,
-                    "cached_input_usd_per_mtok": 0.3,
-                    "output_usd_per_mtok": 15.0,
-                    "reasoning_usd_per_mtok": 60.0,
-                    "context_window": 100_000,
-                },
-                "m-b": {"provider": "secondary", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0},
-                "echo": {"provider": "local", "context_window": 4096},
-            },
-            "routes": {
-                "chain": {"candidates": ["m-a", "m-b"]},
-                "auto": {"candidates": ["echo"]},
-            },
-            "default_route": "auto",
-            "tenants": {"acme": {"store_prompts": True}},
-        }
-    )
-
-
-@dataclass
-class Suite:
-    adapters: RunningServer
-    stub: adapters_pb2_grpc.AdaptersServiceStub
-    observer: RecordingObserver
-    primary: FakeOpenAI
-    secondary: FakeOpenAI
-
-
-@contextlib.asynccontextmanager
-async def running_suite(tmp_path: Path, **primary_overrides) -> AsyncIterator[Suite]:
-    primary, secondary = FakeOpenAI(), FakeOpenAI()
-    await primary.start()
-    await secondary.start()
-    observer, observer_server = await start_recording_observer()
-    settings = AdaptersSettings(
-        port=0,
-        metrics_port=None,
-        router_addr=f"127.0.0.1:{free_port()}",  # no router: the configured static order applies
-        observer_addr=observer_server.address,
-        spool_dir=str(tmp_path / "spool"),
-        ship_interval_s=0.02,
-        drain_delay_s=0.05,
-        grace_s=2.0,
-    )
-    adapters = await build_server(settings, config=make_config(primary, secondary, **primary_overrides))
-    channel = aio.insecure_channel(adapters.address)
-    try:
-        yield Suite(adapters, adapters_pb2_grpc.AdaptersServiceStub(channel), observer, primary, secondary)
-    finally:
-        await channel.close()
-        await adapters.stop_now()
-        await observer_server.stop_now()
-        await primary.stop()
-        await secondary.stop()
+from tests.fakes import FakeReply, Faults
+from tests.support.adapters_suite import Suite, generate, request, running_suite, text_of
 
 
 @pytest.fixture
 async def suite(tmp_path: Path) -> AsyncIterator[Suite]:
     async with running_suite(tmp_path) as running:
         yield running
-
-
-def request(
-    model: str = "chain", *, stream: bool, text: str = "hello there", **fields
-) -> adapters_pb2.GenerateRequest:
-    return adapters_pb2.GenerateRequest(
-        request_id=fields.pop("request_id", f"req-{time.monotonic_ns()}"),
-        tenant=fields.pop("tenant", "acme"),
-        model=model,
-        messages=[chat_pb2.ChatMessage(role="user", content=text)],
-        stream=stream,
-        **fields,
-    )
-
-
-async def generate(stub, req) -> list[adapters_pb2.GenerateResponse]:
-    return [response async for response in stub.Generate(req, timeout=10)]
-
-
-def text_of(responses: list[adapters_pb2.GenerateResponse]) -> str:
-    return "".join(d.content for r in responses for d in r.deltas)
 
 
 async def test_streamed_deltas_concatenate_to_the_non_streamed_text(suite: Suite):

@@ -13,7 +13,8 @@ from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from tests.fakes import running_fake_openai
-from tests.unit.adapters.test_generate import free_port, start_recording_observer
+from tests.fakes.observer import start_recording_observer
+from tests.support.ports import free_port
 
 PROMPT = "my card is 4111 1111 1111 1111 and my mail jane@example.com"
 REDACTED = "my card is [CARD] and my mail [EMAIL]"

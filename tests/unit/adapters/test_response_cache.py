@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from atp.adapters.v1 import adapters_pb2
@@ -136,22 +134,6 @@ async def test_too_large_replies_are_not_stored() -> None:
     assert plan is not None
     await cache.put(plan, _reply())
     assert await cache.get(plan) is None
-
-
-async def test_redis_store_round_trip_and_ttl(redis_url: str) -> None:
-    store = RedisStore(redis_url, f"atp-test-{secrets.token_hex(4)}:cache:")
-    cache = ResponseCache(store, _config(ttl_s=30), default_ttl_s=60, max_reply_bytes=1 << 16)
-    plan = cache.plan(_request(temperature=0), "t")
-    assert plan is not None
-    try:
-        assert await cache.get(plan) is None
-        await cache.put(plan, _reply())
-        hit = await cache.get(plan)
-        assert hit is not None and hit.header.decision_id == "d-original"
-        other = cache.plan(_request(temperature=0), "another-tenant")
-        assert other is not None and await cache.get(other) is None
-    finally:
-        await cache.close()
 
 
 async def test_a_cache_that_is_down_misses(unused_tcp_port: int) -> None:

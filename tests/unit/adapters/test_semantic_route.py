@@ -12,7 +12,9 @@ from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
 from atp_common.policy.artifact import default_semantic
 from atp_common.policy.features import FEATURE_DIM
-from tests.unit.adapters.test_generate import free_port, generate, request, start_recording_observer
+from tests.fakes.observer import start_recording_observer
+from tests.support.adapters_suite import generate, request
+from tests.support.ports import free_port
 
 
 def _config() -> AtpConfig:
