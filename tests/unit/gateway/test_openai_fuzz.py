@@ -1,12 +1,8 @@
 """Generated requests on chat completions, embeddings and models: parsed, or refused with a 400 naming a
-path of the body; schemathesis (positive and negative) finds no 5xx and no reply off the schema."""
+path of the body (schemathesis on the endpoints is in tests/e2e/gateway/test_schemathesis.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -67,37 +63,3 @@ def test_chat_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
         ), (exc.param, body)
     except AtpError as exc:  # pragma: no cover - any other error class is a defect
         raise AssertionError(f"{type(exc).__name__}: {exc.message}") from None
-
-
-async def test_schemathesis_on_embeddings_and_models(live, api_key, tmp_path: Path) -> None:
-    """Positive and negative generated requests (schemathesis CLI, real socket) on embeddings and models;
-    chat completions has its own run in test_live.py (the chat schema is too large for the coverage phase
-    within the test's time)."""
-    st_cli = Path(sys.executable).with_name("st")
-    process = await asyncio.create_subprocess_exec(
-        str(st_cli),
-        "run",
-        f"http://127.0.0.1:{live.port}/openapi.json",
-        "--include-path-regex",
-        "^/v1/(embeddings|models.*)$",
-        "--checks",
-        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        "--max-examples",
-        "60",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--seed",
-        "3",
-        "--request-timeout",
-        "5",
-        "--generation-database",
-        "none",
-        "-H",
-        f"Authorization: Bearer {api_key}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-        env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 180)
-    assert process.returncode == 0, output.decode()[-6000:]

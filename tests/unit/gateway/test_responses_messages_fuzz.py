@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -93,35 +89,3 @@ def test_responses_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> Non
 @given(mutated(MESSAGES))
 def test_messages_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     _holds(parse_messages_request, body)
-
-
-async def test_schemathesis_on_responses_and_messages(live, api_key, tmp_path: Path) -> None:
-    """Positive and negative generated requests (schemathesis CLI, real socket) on both endpoints."""
-    st_cli = Path(sys.executable).with_name("st")
-    process = await asyncio.create_subprocess_exec(
-        str(st_cli),
-        "run",
-        f"http://127.0.0.1:{live.port}/openapi.json",
-        "--include-path-regex",
-        "^/v1/(responses|messages)$",
-        "--checks",
-        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        "--max-examples",
-        "60",
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--seed",
-        "2",
-        "--request-timeout",
-        "5",
-        "--generation-database",
-        "none",
-        "-H",
-        f"Authorization: Bearer {api_key}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-        env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false", "NO_COLOR": "1"},
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, output.decode()[-6000:]
