@@ -12,7 +12,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
 .PHONY: help
 help: ## List the targets with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { echo "ATP needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
@@ -71,7 +71,7 @@ test: $(VENV)/.installed ## All three tiers in one run, with branch coverage (fa
 	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term tests
 
 .PHONY: test-unit
-test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only (the inner loop, under a minute)
+test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only (the inner loop)
 	$(PY) -m pytest tests/unit
 
 .PHONY: test-integration
