@@ -12,7 +12,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
 .PHONY: help
 help: ## List the targets with one line each
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { echo "ATP needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
@@ -66,14 +66,23 @@ browser-deps: ## Install Debian's chromium and chromium-driver for the console's
 	fi
 
 .PHONY: test
-test: $(VENV)/.installed ## Run the test suite (real servers in-process, real processes end to end)
-	$(PY) -m pytest
+test: $(VENV)/.installed ## All three tiers in one run, with branch coverage (fails under the floor in pyproject)
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term tests
+
+.PHONY: test-unit
+test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only (the inner loop)
+	$(PY) -m pytest tests/unit
 
 .PHONY: test-integration
-test-integration: $(VENV)/.installed ## Only the tests against real PostgreSQL and Redis
-	$(PY) -m pytest -m "postgres or redis"
+test-integration: $(VENV)/.installed ## Only tests/integration: real PostgreSQL and Redis, several services in-process
+	$(PY) -m pytest tests/integration
+
+.PHONY: test-e2e
+test-e2e: $(VENV)/.installed ## Only tests/e2e: real service processes, browsers, schemathesis, deploy artefacts
+	$(PY) -m pytest tests/e2e
 
 .PHONY: clean
 clean: ## Remove the virtualenv, tools and local state
-	rm -rf $(VENV) $(TOOLS) var .pytest_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .coverage .coverage.*
 include bench/bench.mk

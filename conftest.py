@@ -10,6 +10,9 @@ from urllib.parse import urlparse
 
 import pytest
 
+# Fixtures shared across tiers live in tests/support; registered here, the one conftest every test sees.
+pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.pg_fixtures"]
+
 # CI sets this so a test that cannot reach a real server fails instead of skipping.
 REQUIRE_SERVICES = os.environ.get("ATP_REQUIRE_SERVICES", "") not in ("", "0", "false")
 POSTGRES_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from atp.common.v1 import chat_pb2  # noqa: E402
 from atp.observer.v1 import observer_pb2  # noqa: E402
 from atp_observer.store import PostgresStore, RewardModel  # noqa: E402
-from services.gateway.tests.console_stack import ADMIN_KEY, running_suite  # noqa: E402
+from tests.support.console_stack import ADMIN_KEY, running_suite  # noqa: E402
 
 DEFAULT_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 BUDGET_MS = 300.0

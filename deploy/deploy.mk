@@ -41,4 +41,4 @@ dockerfile-lint: $(DEPLOY_STAMP) ## Lint the Dockerfile with hadolint
 
 .PHONY: deploy-check
 deploy-check: helm-lint compose-check dockerfile-lint ## All deployment checks, then the deployment tests
-	$(PY) -m pytest tests/deploy
+	$(PY) -m pytest tests/e2e/deploy

@@ -17,7 +17,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp.router.v1 import router_pb2, router_pb2_grpc
-from tests.e2e.processes import running_services, start_service
+from tests.support.processes import running_services, start_service
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.gateway.tests.stack import until
-from tests.e2e.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_service
+from tests.support.stack import until
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2, router_pb2_grpc
 from atp_common.config import hash_api_key
-from tests.e2e.processes import ServiceProcess, running_services
+from tests.support.processes import ServiceProcess, running_services
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
-from tests.e2e.processes import ServiceProcess, start_service
+from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.processes import ROOT
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.slow
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")

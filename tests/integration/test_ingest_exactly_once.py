@@ -13,8 +13,7 @@ from prometheus_client import REGISTRY
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.spool import Spool
 from atp_common.channels import open_channel
-from tests.e2e.processes import ServiceProcess
-from tests.integration.ingest_support import (
+from tests.support.ingest_support import (
     SteadySource,
     assert_exactly_once,
     free_port,
@@ -26,7 +25,8 @@ from tests.integration.ingest_support import (
     stored_total,
     wait_until,
 )
-from tests.integration.pg_cluster import PostgresCluster
+from tests.support.pg_cluster import PostgresCluster
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 # Each scenario's whole run, so that a stuck await fails with its traceback instead of hanging to the timeout.

@@ -29,7 +29,7 @@ from atp_common.limits.directory import config_key_id
 from atp_gateway.serve import GatewayServer
 from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
-from services.gateway.tests.stack import adapters_and_gateway, until
+from tests.support.stack import adapters_and_gateway, until
 
 pytestmark = pytest.mark.timeout(600)
 

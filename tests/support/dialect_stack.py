@@ -1,0 +1,73 @@
+"""The gateway over the real adapters and fake OpenAI, Anthropic and Gemini servers, for the SDK tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
+from atp_gateway.serve import GatewayServer
+from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
+from tests.support.stack import adapters_and_gateway
+
+__all__ = ["DialectStack", "dialect_stack"]
+
+
+@dataclass
+class DialectStack:
+    gateway: GatewayServer
+    openai: FakeOpenAI
+    anthropic: FakeAnthropic
+    gemini: FakeGemini
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway.port}"
+
+
+def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, api_key: str) -> AtpConfig:
+    fast = {"max_retries": 0, "retry_base_delay_s": 0.01, "retry_max_delay_s": 0.05}
+    everything = ["streaming", "json", "tools", "vision", "files", "reasoning"]
+    return AtpConfig.model_validate(
+        {
+            "providers": {
+                "openai": {"type": "openai", "base_url": openai.base_url, **fast},
+                "anthropic": {"type": "anthropic", "base_url": anthropic.base_url, **fast},
+                "gemini": {"type": "gemini", "base_url": gemini.base_url, **fast},
+            },
+            "models": {
+                "gpt": {"provider": "openai", "provider_model": "gpt-upstream", "capabilities": everything},
+                "claude": {
+                    "provider": "anthropic",
+                    "provider_model": "claude-upstream",
+                    "capabilities": everything,
+                },
+                "gem": {
+                    "provider": "gemini",
+                    "provider_model": "gemini-upstream",
+                    "capabilities": everything,
+                },
+            },
+            "routes": {"mixed": {"candidates": ["claude", "gpt"]}},
+            "default_route": "mixed",
+            "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},
+        }
+    )
+
+
+@contextlib.asynccontextmanager
+async def dialect_stack(tmp_path: Path, observer_addr: str, api_key: str) -> AsyncIterator[DialectStack]:
+    """Start the fakes, the adapters and the gateway; stop them all."""
+    openai, anthropic, gemini = FakeOpenAI(), FakeAnthropic(), FakeGemini()
+    async with contextlib.AsyncExitStack() as stack:
+        for fake in (openai, anthropic, gemini):
+            await fake.start()
+            stack.push_async_callback(fake.stop)
+        gateway = await stack.enter_async_context(
+            adapters_and_gateway(
+                _config(openai, anthropic, gemini, api_key), tmp_path, observer_addr=observer_addr
+            )
+        )
+        yield DialectStack(gateway, openai, anthropic, gemini)

@@ -1,0 +1,275 @@
+"""The Bedrock provider against a fake Bedrock Runtime that checks SigV4 and Converse's shapes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+
+from atp.common.v1 import chat_pb2
+from atp_adapters.providers import BedrockProvider, ProviderError, ProviderRequest
+from atp_adapters.providers.cloud_auth import RefreshingCredential, aws_credential
+from atp_common.config import HttpProvider
+from tests.fakes import FakeReply, Faults
+from tests.fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock
+
+MODEL_ID = "anthropic.claude-sonnet-4-v1:0"
+PNG = "data:image/png;base64,iVBORw0KGgo="
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    reasoning: str = ""
+    signature: str = ""
+    calls: dict[int, list[str]] = field(default_factory=dict)
+    finish: str = ""
+    usage: chat_pb2.Usage | None = None
+
+
+async def drain(provider: BedrockProvider, request: ProviderRequest) -> Reply:
+    out = Reply()
+    async with aclosing(provider.stream(request)) as batches:
+        async for batch in batches:
+            for delta in batch.deltas:
+                out.text += delta.content
+                out.reasoning += delta.reasoning
+                out.signature += delta.reasoning_signature
+                for call in delta.tool_calls:
+                    entry = out.calls.setdefault(call.index, ["", "", ""])
+                    entry[0] += call.id
+                    entry[1] += call.function_name
+                    entry[2] += call.arguments
+            if batch.finish_reason:
+                out.finish, out.usage = batch.finish_reason, batch.usage
+    return out
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBedrock]:
+    server = FakeBedrock(region="eu-west-1")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def credential(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RefreshingCredential]:
+    # botocore's standard chain, fed from the environment as in a container.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    cred = aws_credential()
+    await cred.start()
+    yield cred
+    await cred.close()
+
+
+@pytest.fixture
+async def provider(fake: FakeBedrock, credential: RefreshingCredential) -> AsyncIterator[BedrockProvider]:
+    cfg = HttpProvider(type="bedrock", region="eu-west-1", base_url=fake.base_url, max_retries=0)
+    client = BedrockProvider(cfg, credential, name="bedrock-eu")
+    yield client
+    await client.close()
+
+
+def request(*messages: chat_pb2.ChatMessage, stream: bool = False, **params: object) -> ProviderRequest:
+    return ProviderRequest(MODEL_ID, list(messages), chat_pb2.GenerationParams(**params), stream=stream)
+
+
+def user(text: str) -> chat_pb2.ChatMessage:
+    return chat_pb2.ChatMessage(role="user", content=text)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_signed_text_exchange_with_usage(
+    fake: FakeBedrock, provider: BedrockProvider, stream: bool
+) -> None:
+    fake.reply = FakeReply(
+        text="Bonjour tout le monde.", prompt_tokens=30, cached_tokens=10, completion_tokens=5
+    )
+    system = chat_pb2.ChatMessage(role="system", content="be brief")
+    reply = await drain(
+        provider,
+        request(system, user("hello"), stream=stream, max_tokens=64, temperature=0.2, stop=["END"]),
+    )
+    assert reply.text == "Bonjour tout le monde."
+    assert reply.finish == "stop"
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.cached_prompt_tokens) == (30, 10)
+    assert reply.usage.completion_tokens == 5
+    recorded = fake.requests[-1]
+    assert recorded.path == f"/model/{MODEL_ID}/{'converse-stream' if stream else 'converse'}"
+    assert recorded.body == {
+        "messages": [{"role": "user", "content": [{"text": "hello"}]}],
+        "system": [{"text": "be brief"}],
+        "inferenceConfig": {"maxTokens": 64, "temperature": 0.2, "stopSequences": ["END"]},
+    }
+
+
+async def test_a_wrong_secret_is_refused_by_the_signature_check(
+    fake: FakeBedrock,
+    provider: BedrockProvider,
+    credential: RefreshingCredential,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    other = aws_credential()
+    await other.start()
+    try:
+        cfg = HttpProvider(type="bedrock", region="eu-west-1", base_url=fake.base_url, max_retries=0)
+        wrong = BedrockProvider(cfg, other, name="bedrock-eu")
+        with pytest.raises(ProviderError) as caught:
+            await drain(wrong, request(user("hello")))
+        await wrong.close()
+    finally:
+        await other.close()
+    assert caught.value.status == 403
+    assert "signature" in caught.value.message
+
+
+async def test_stream_with_reasoning_and_a_tool_call(fake: FakeBedrock, provider: BedrockProvider) -> None:
+    fake.reply = FakeReply(text="Let me look.", tool_calls=[("weather", '{"city": "Paris"}')])
+    fake.reasoning = "The user wants weather."
+    tool = chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')
+    reply = await drain(provider, request(user("weather?"), stream=True, tools=[tool]))
+    assert reply.reasoning == "The user wants weather."
+    assert reply.signature == "sig"
+    assert reply.calls == {0: ["tooluse_0", "weather", '{"city": "Paris"}']}
+    assert reply.finish == "tool_calls"
+    config = fake.requests[-1].body["toolConfig"]
+    assert config == {
+        "tools": [{"toolSpec": {"name": "weather", "inputSchema": {"json": {"type": "object"}}}}],
+        "toolChoice": {"auto": {}},
+    }
+
+
+async def test_tool_round_trip_images_documents_and_cache_points(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    cache = chat_pb2.CacheControl(type="ephemeral", ttl="1h")
+    system = chat_pb2.ChatMessage(
+        role="system", parts=[chat_pb2.ContentPart(text="rules", cache_control=cache)]
+    )
+    asking = chat_pb2.ChatMessage(
+        role="user",
+        parts=[
+            chat_pb2.ContentPart(text="what is this?"),
+            chat_pb2.ContentPart(image=chat_pb2.ImageContent(url=PNG)),
+            chat_pb2.ContentPart(
+                file=chat_pb2.FileContent(file_data="data:application/pdf;base64,JVBERi0=", filename="a.pdf")
+            ),
+        ],
+    )
+    calling = chat_pb2.ChatMessage(
+        role="assistant",
+        tool_calls=[chat_pb2.ToolCall(id="t1", type="function", function_name="look", arguments='{"x": 1}')],
+    )
+    results = [
+        chat_pb2.ChatMessage(role="tool", tool_call_id="t1", parts=[chat_pb2.ContentPart(text="a cat")]),
+        chat_pb2.ChatMessage(role="user", content="and now?"),
+    ]
+    tool = chat_pb2.Tool(type="function", name="look", cache_control=cache)
+    await drain(provider, request(system, asking, calling, *results, tools=[tool]))
+    body = fake.requests[-1].body
+    assert body["system"] == [{"text": "rules"}, {"cachePoint": {"type": "default", "ttl": "1h"}}]
+    assert body["messages"][0]["content"] == [
+        {"text": "what is this?"},
+        {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}},
+        {"document": {"name": "a pdf", "source": {"bytes": "JVBERi0="}, "format": "pdf"}},
+    ]
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"toolUse": {"toolUseId": "t1", "name": "look", "input": {"x": 1}}}],
+    }
+    # The tool result and the next user turn share one user message: Converse wants turns to alternate.
+    assert body["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "t1", "content": [{"text": "a cat"}]}},
+        {"text": "and now?"},
+    ]
+    assert body["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default", "ttl": "1h"}}
+
+
+async def test_structured_output_reasoning_and_tier(fake: FakeBedrock, provider: BedrockProvider) -> None:
+    params = {
+        "response_format": chat_pb2.ResponseFormat(
+            type="json_schema", name="answer", schema_json=b'{"type":"object"}'
+        ),
+        "reasoning": chat_pb2.Reasoning(effort="high", budget_tokens=2048),
+        "top_k": 40,
+        "service_tier": "flex",
+        "user": "end-user-7",
+        "metadata": {"team": "search"},
+    }
+    await drain(provider, request(user("json please"), **params))
+    body = fake.requests[-1].body
+    structure = {"jsonSchema": {"schema": '{"type":"object"}', "name": "answer"}}
+    assert body["outputConfig"] == {
+        "textFormat": {"type": "json_schema", "structure": structure},
+        "effort": "high",
+    }
+    assert body["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "top_k": 40,
+    }
+    assert body["serviceTier"] == {"type": "flex"}
+    assert body["requestMetadata"] == {"team": "search", "user": "end-user-7"}
+
+
+@pytest.mark.parametrize(
+    ("message", "params", "path"),
+    [
+        (
+            chat_pb2.ChatMessage(
+                role="user", parts=[chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x/y.png"))]
+            ),
+            {},
+            "messages[0].content[0]",
+        ),
+        (user("hi"), {"seed": 3}, "seed"),
+        (user("hi"), {"logit_bias": {"50256": -100}}, "logit_bias"),
+        (user("hi"), {"openai_options": {"web_search_options": b"{}"}}, "web_search_options"),
+    ],
+)
+async def test_what_converse_cannot_carry_is_refused_by_name(
+    fake: FakeBedrock, provider: BedrockProvider, message: chat_pb2.ChatMessage, params: dict, path: str
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await drain(provider, request(message, **params))
+    assert caught.value.kind == "unsupported"
+    assert caught.value.param == path
+    assert not fake.requests
+
+
+async def test_an_exception_inside_the_stream_is_a_typed_error(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    fake.stream_exception = "throttlingException"
+    # One frame per read, so text reaches the caller before the exception does.
+    fake.faults = Faults(chunk_delay_s=0.01)
+    with pytest.raises(ProviderError) as caught:
+        await drain(provider, request(user("hello"), stream=True))
+    assert caught.value.status == 429
+    assert not caught.value.before_first_token
+
+
+async def test_a_broken_frame_is_malformed(fake: FakeBedrock, provider: BedrockProvider) -> None:
+    fake.faults = Faults(malformed_after_chunks=2)
+    with pytest.raises(ProviderError) as caught:
+        await drain(provider, request(user("hello"), stream=True))
+    assert caught.value.kind == "malformed"
+
+
+async def test_the_fake_checks_converse_shapes(fake: FakeBedrock, provider: BedrockProvider) -> None:
+    # Two assistant turns in a row merge; a conversation that starts with the assistant is refused by
+    # Bedrock, and so by the fake.
+    with pytest.raises(ProviderError) as caught:
+        await drain(provider, request(chat_pb2.ChatMessage(role="assistant", content="hi")))
+    assert caught.value.status == 400
+    assert "start with a user message" in caught.value.message
+    assert orjson.dumps(fake.requests[-1].body)
