@@ -11,6 +11,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
+from atp.router.v1 import router_pb2
 from atp_common.config import AtpConfig
 from atp_common.policy import CompiledPolicy, PolicyLearner, compute_features, snapshot_from_config
 from atp_common.policy.artifact import (
@@ -146,6 +147,17 @@ def test_snapshot_ships_the_projection_and_the_kernel_scores_the_artifact(tmp_pa
     route = snapshot.routes[0]
     assert route.feature_dim == FEATURE_DIM + K and route.known_cost and len(route.semantic.offset) == K
     assert route.artifact_digest and {arm.model for arm in route.arms} == {STRONG, WEAK}
+    # The training record travels for operators (the console's Routing page), as JSON.
+    assert __import__("orjson").loads(route.artifact_training) == {"digest": "sha256:test", "rows": 100}
+    from atp_gateway.console.api import _artifact as console_artifact
+
+    shown = console_artifact(route)
+    assert shown == {
+        "digest": route.artifact_digest,
+        "semantic_dims": K,
+        "training": {"digest": "sha256:test", "rows": 100},
+    }
+    assert console_artifact(router_pb2.RoutePolicy(name="plain")) is None
 
     messages = _messages("Explain the causes of the French revolution.")
     params = chat_pb2.GenerationParams(max_tokens=100)

@@ -112,6 +112,11 @@ class RouterArtifact:
             "training": dict(self.training),
         }
 
+    def training_summary(self) -> str:
+        """The training record as JSON without the feature names (the spec is checked at load)."""
+        summary = {k: v for k, v in self.training.items() if k != "features"}
+        return orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode()
+
     def save(self, path: str | Path) -> Path:
         """Write the artifact (JSON, floats rounded to 7 significant digits to keep it small)."""
         out = Path(path)

@@ -45,6 +45,7 @@ class RouteSetup:
                 policy.semantic.CopyFrom(projection)
             if self.trained:
                 policy.artifact_digest = self.artifact.digest()
+                policy.artifact_training = self.artifact.training_summary()
 
 
 def route_setup(route: RouteConfig, base_dim: int) -> RouteSetup:

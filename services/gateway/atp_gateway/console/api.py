@@ -98,6 +98,21 @@ def _arm(arm: router_pb2.ArmState) -> dict[str, Any]:
     }
 
 
+def _artifact(route: router_pb2.RoutePolicy) -> dict[str, Any] | None:
+    """The trained router a route started from, with its training record; None without one."""
+    if not route.artifact_digest:
+        return None
+    try:
+        training = orjson.loads(route.artifact_training) if route.artifact_training else {}
+    except orjson.JSONDecodeError:
+        training = {}
+    return {
+        "digest": route.artifact_digest,
+        "semantic_dims": len(route.semantic.offset),
+        "training": training,
+    }
+
+
 def _snapshot(snapshot: router_pb2.PolicySnapshot) -> dict[str, Any]:
     generated = snapshot.generated_at.ToDatetime(tzinfo=UTC) if snapshot.HasField("generated_at") else None
     return {
@@ -114,6 +129,7 @@ def _snapshot(snapshot: router_pb2.PolicySnapshot) -> dict[str, Any]:
                 "exploration": route.exploration,
                 "arms": [_arm(arm) for arm in route.arms],
                 "tenants_learning": len(route.tenant_arms),
+                "artifact": _artifact(route),
             }
             for route in snapshot.routes
         ],

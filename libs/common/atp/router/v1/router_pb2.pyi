@@ -101,7 +101,7 @@ class TenantArms(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ...) -> None: ...
 
 class RoutePolicy(_message.Message):
-    __slots__ = ("name", "kind", "candidates", "static_weights", "weights", "quality_floor", "exploration", "arms", "tenant_arms", "feature_dim", "semantic", "known_cost", "epsilon", "artifact_digest")
+    __slots__ = ("name", "kind", "candidates", "static_weights", "weights", "quality_floor", "exploration", "arms", "tenant_arms", "feature_dim", "semantic", "known_cost", "epsilon", "artifact_digest", "artifact_training")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class RoutePolicy(_message.Message):
     KNOWN_COST_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_TRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: PolicyKind
     candidates: _containers.RepeatedScalarFieldContainer[str]
@@ -130,7 +131,8 @@ class RoutePolicy(_message.Message):
     known_cost: bool
     epsilon: float
     artifact_digest: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., semantic: _Optional[_Union[SemanticProjection, _Mapping]] = ..., known_cost: _Optional[bool] = ..., epsilon: _Optional[float] = ..., artifact_digest: _Optional[str] = ...) -> None: ...
+    artifact_training: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PolicyKind, str]] = ..., candidates: _Optional[_Iterable[str]] = ..., static_weights: _Optional[_Iterable[float]] = ..., weights: _Optional[_Union[RewardWeights, _Mapping]] = ..., quality_floor: _Optional[float] = ..., exploration: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmState, _Mapping]]] = ..., tenant_arms: _Optional[_Iterable[_Union[TenantArms, _Mapping]]] = ..., feature_dim: _Optional[int] = ..., semantic: _Optional[_Union[SemanticProjection, _Mapping]] = ..., known_cost: _Optional[bool] = ..., epsilon: _Optional[float] = ..., artifact_digest: _Optional[str] = ..., artifact_training: _Optional[str] = ...) -> None: ...
 
 class SemanticProjection(_message.Message):
     __slots__ = ("model", "matrix", "offset", "digest")

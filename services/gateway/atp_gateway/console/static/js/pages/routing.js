@@ -66,6 +66,7 @@ function routeView(route, rows) {
     traffic.series.length
       ? stackedBars(`Share of ${route.name} requests per model, by hour`, traffic.buckets, traffic.series, (v) => `${v.toFixed(0)}%`, fmt.hour)
       : h("p", { class: "muted" }, "No traffic in the last 24 hours."),
+    ...artifactView(route),
     h("h3", {}, "Learned arm statistics"),
     table(`Arms of ${route.name}`, [
       { name: "Model", value: (a) => a.model },
@@ -77,4 +78,27 @@ function routeView(route, rows) {
       { name: "Mean latency", value: (a) => fmt.ms(a.mean_latency_ms), num: true },
     ], route.arms, "nothing learned yet."),
   );
+}
+
+function artifactView(route) {
+  const a = route.artifact;
+  if (!a) return [];
+  const t = a.training || {};
+  const fit = Object.entries(t.fit || {}).map(([model, f]) => ({ model, ...f }));
+  return [
+    h("h3", {}, "Trained router (the arms' prior)"),
+    facts([
+      ["Artifact digest", h("code", {}, a.digest)],
+      ["Semantic features", String(a.semantic_dims)],
+      ["Trained from", `${fmt.int(t.rows)} rows (${t.source || "—"})`],
+      ["Training data digest", h("code", {}, t.digest || "—")],
+      ["Model class", t.model_class || "—"],
+    ]),
+    table(`Training fit of ${route.name}`, [
+      { name: "Model", value: (f) => f.model },
+      { name: "Rows", value: (f) => fmt.num(f.rows, 0), num: true },
+      { name: "Ridge", value: (f) => fmt.num(f.ridge, 2), num: true },
+      { name: "Held-out MSE", value: (f) => fmt.num(f.held_out_mse, 4), num: true },
+    ], fit, "no fit recorded."),
+  ];
 }
