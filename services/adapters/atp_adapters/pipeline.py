@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -21,6 +21,7 @@ from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
 from atp_adapters.recorder import Call, Recorder
+from atp_adapters.reply_parts import count_output_chars, is_output, reply_metadata
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.targets import QUOTA_SPENT, Target, TargetTable, plan_calls
 from atp_adapters.tracing import DIRECT_ROUTE_LABEL, traced_attempt, traced_decide
@@ -403,9 +404,9 @@ class GeneratePipeline:
                     ) from None
                 finally:
                     call.provider_s += time.perf_counter() - waited
-                output_chars += _output_chars(batch.deltas)
+                output_chars += count_output_chars(batch.deltas)
                 if not header_sent and (batch.response_id or batch.model_version or batch.service_tier):
-                    _reply_metadata(header, batch)
+                    reply_metadata(header, batch)
                 final = bool(batch.finish_reason)
                 if not stream_out:
                     pending.extend(batch.deltas)
@@ -414,7 +415,7 @@ class GeneratePipeline:
                     deltas = pending
                 else:
                     deltas = batch.deltas
-                    if not header_sent and deltas and not any(_is_output(d) for d in deltas):
+                    if not header_sent and deltas and not any(is_output(d) for d in deltas):
                         # A role-only opening event is no output yet: failover must still be possible.
                         deltas = []
                     if not deltas and not final:
@@ -469,35 +470,3 @@ class GeneratePipeline:
         if counter is None:
             counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
         counter.inc()
-
-
-def _output_chars(deltas: Sequence[chat_pb2.Delta]) -> int:
-    """Characters of output in `deltas`, for the usage estimate when the provider reports none."""
-    chars = 0
-    for delta in deltas:
-        chars += len(delta.content)
-        for tool_call in delta.tool_calls:
-            chars += len(tool_call.function_name) + len(tool_call.arguments)
-        if delta.refusal or delta.reasoning or delta.HasField("audio"):
-            chars += len(delta.refusal) + len(delta.reasoning) + len(delta.audio.transcript)
-    return chars
-
-
-def _is_output(delta: chat_pb2.Delta) -> bool:
-    """Whether a delta is output a client sees (a role-only opening is not: failover is still possible)."""
-    return bool(
-        delta.content
-        or delta.tool_calls
-        or delta.refusal
-        or delta.reasoning
-        or delta.reasoning_signature
-        or delta.redacted_reasoning
-        or delta.HasField("audio")
-    )
-
-
-def _reply_metadata(header: adapters_pb2.GenerateHeader, batch: ProviderBatch) -> None:
-    """What the provider said about the reply (its id, fingerprint or model version, tier) in the header."""
-    header.provider_response_id = batch.response_id
-    header.system_fingerprint = batch.model_version
-    header.service_tier = batch.service_tier
