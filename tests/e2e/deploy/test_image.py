@@ -21,6 +21,7 @@ PACKAGE_DIRS = [
     "services/router",
     "services/observer",
     "services/adapters",
+    "tools",
 ]
 
 
