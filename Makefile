@@ -71,8 +71,8 @@ test: $(VENV)/.installed ## All three tiers in one run, with branch coverage (fa
 	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term tests
 
 .PHONY: test-unit
-test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only (the inner loop)
-	$(PY) -m pytest tests/unit
+test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only, a fifth of the property examples (the inner loop)
+	ATP_PROPERTY_EXAMPLES_SHARE=0.2 $(PY) -m pytest tests/unit
 
 .PHONY: test-integration
 test-integration: $(VENV)/.installed ## Only tests/integration: real PostgreSQL and Redis, several services in-process

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -14,6 +14,7 @@ from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_common.errors import Unavailable
 from atp_gateway.dialects.chat_reply import ChatEncoder
+from tests.support.examples import property_settings
 
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
 
@@ -105,7 +106,7 @@ def _seen(messages: dict[int, dict[str, Any]], logprobs: dict[int, list[str]]) -
     }
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(200)
 @given(_reply())
 def test_whole_replies_carry_everything_and_validate(reply) -> None:
     header, batches, completion = reply
@@ -143,7 +144,7 @@ def _merge_chunk(
         )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(200)
 @given(_reply(), st.booleans())
 def test_streamed_replies_carry_everything_and_validate(reply, broken: bool) -> None:
     header, batches, completion = reply

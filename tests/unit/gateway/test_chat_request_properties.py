@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from atp.common.v1 import chat_pb2
 from atp_gateway.dialects.chat import parse
+from tests.support.examples import property_settings
 
 _TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)
 _NAME = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True)
@@ -98,7 +99,7 @@ def _pieces_out(message: chat_pb2.ChatMessage) -> list[Any]:
     return pieces
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(300)
 @given(
     st.lists(_MESSAGE, min_size=1, max_size=6),
     st.lists(_TOOL, max_size=3, unique_by=lambda t: t["function"]["name"]),

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from atp_common.errors import AtpError, InvalidArgument
 from atp_gateway.dialects.chat import parse
 from tests.support.body_mutation import json_paths, mutated
+from tests.support.examples import property_settings
 
 CHAT: dict[str, Any] = {
     "model": "auto",
@@ -48,7 +49,7 @@ def test_the_base_body_parses() -> None:
     assert request.params.tools[0].name == "f" and request.stream
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(400)
 @given(mutated(CHAT))
 def test_chat_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.messages_request import parse_messages_request
 from atp_gateway.dialects.responses_request import parse_responses_request
 from tests.support.body_mutation import json_paths, mutated
+from tests.support.examples import property_settings
 
 RESPONSES = {
     "model": "auto",
@@ -79,13 +80,13 @@ def test_valid_bodies_parse() -> None:
     parse_messages_request(orjson.dumps(MESSAGES))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(300)
 @given(mutated(RESPONSES))
 def test_responses_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     _holds(parse_responses_request, body)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(300)
 @given(mutated(MESSAGES))
 def test_messages_bodies_parse_or_name_their_fault(body: dict[str, Any]) -> None:
     _holds(parse_messages_request, body)

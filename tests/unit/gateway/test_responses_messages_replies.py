@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 from anthropic.types import Message, RawMessageStreamEvent
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 
@@ -15,6 +15,7 @@ from atp.common.v1 import chat_pb2
 from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.responses_reply import ResponsesReply
 from atp_gateway.dialects.responses_request import parse_responses_request
+from tests.support.examples import property_settings
 from tests.support.sdk_models import strict
 
 HEADER = adapters_pb2.GenerateHeader(decision_id="d", request_id="r", model="m", created=1)
@@ -97,7 +98,7 @@ def _responses_content(response: Response) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(150)
 @given(_deltas(), st.integers(1, 4))
 def test_responses_carry_every_piece(deltas: list[chat_pb2.Delta], batch: int) -> None:
     _, options = parse_responses_request(b'{"model":"m","input":"x","stream":true}')
@@ -159,7 +160,7 @@ def _as_messages(expected: dict[str, Any]) -> dict[str, Any]:
     return {**{k: expected[k] for k in ("reasoning", "signature", "redacted")}, "calls": calls}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@property_settings(150)
 @given(_deltas(), st.integers(1, 4))
 def test_messages_carry_every_piece(deltas: list[chat_pb2.Delta], batch: int) -> None:
     expected = _expected(deltas)
