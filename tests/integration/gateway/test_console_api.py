@@ -229,3 +229,32 @@ async def test_health_reports_services_that_are_down_instead_of_failing(tmp_path
     assert health["checked_in_ms"] < 5000
     # The routing page's data cannot be had without the router: a clear 503, not a 500.
     assert routing.status_code == 503, routing.text
+
+
+def test_a_keys_own_budget_burns_down_beside_the_tenants(suite: Suite) -> None:
+    created = httpx.post(
+        f"{suite.url}/v1/admin/keys",
+        json={"tenant": "globex", "name": "capped", "limits": {"daily_budget_usd": 1.5}},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    key, key_id = created.json()["key"], created.json()["id"]
+    for _ in range(3):
+        chat(suite, key)
+
+    def key_budget(as_key: str) -> list[dict]:
+        data = get(suite, "/v1/admin/budgets", as_key, tenant="globex").json()["data"]
+        return [b for b in data if b["scope"] == "key" and b["spent_usd"] > 0]
+
+    (daily,) = until_sync(lambda: key_budget(ADMIN_KEY), "the key's spend in its budget")
+    assert daily["key_id"] == key_id and daily["key_name"] == "capped" and daily["period"] == "daily"
+    assert daily["budget_usd"] == 1.5 and daily["remaining_usd"] == pytest.approx(1.5 - daily["spent_usd"])
+    spent = get(suite, "/v1/admin/usage", tenant="globex", group_by="key").json()["data"]
+    (mine,) = [row for row in spent if row["key_id"] == key_id]
+    assert daily["spent_usd"] == pytest.approx(mine["cost_usd"])
+    # The key itself sees its own budget; another user key of the tenant sees no key's budget.
+    assert [b["key_id"] for b in key_budget(key)] == [key_id]
+    assert [
+        b for b in get(suite, "/v1/admin/budgets", GLOBEX_KEY).json()["data"] if b["scope"] == "key"
+    ] == []

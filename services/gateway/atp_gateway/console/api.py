@@ -19,6 +19,7 @@ from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2, router_pb2
 from atp_common.errors import AtpError, InvalidArgument
 from atp_gateway.admin import PREFIX, actor_of, control_of, operator_of, principal_of, scoped_tenant
+from atp_gateway.console.budgets import budgets_in_force, usage_request
 from atp_gateway.gateway import Gateway
 
 __all__ = ["console_api"]
@@ -47,16 +48,6 @@ def _stamp(value: str | None, name: str) -> datetime | None:
     except ValueError as exc:
         raise InvalidArgument(f"{name} must be an RFC 3339 timestamp: {exc}", param=name) from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _usage_request(
-    tenant: str, start: datetime, end: datetime | None, group_by: list[str], bucket_s: int
-) -> observer_pb2.QueryUsageRequest:
-    query = observer_pb2.QueryUsageRequest(tenant=tenant, group_by=group_by, bucket_seconds=bucket_s)
-    query.start.FromDatetime(start)
-    if end is not None:
-        query.end.FromDatetime(end)
-    return query
 
 
 def _usage_row(row: observer_pb2.UsageRow) -> dict[str, Any]:
@@ -197,31 +188,17 @@ def _usage_routes(router: APIRouter, gateway: Gateway) -> None:
         scoped = "" if principal.role == "operator" and tenant == "*" else scoped_tenant(principal, tenant)
         since = _stamp(start, "start") or datetime.now(UTC) - DEFAULT_SPAN[bucket]
         groups = [g for g in group_by.split(",") if g]
-        query = _usage_request(scoped, since, _stamp(end, "end"), groups, BUCKETS[bucket])
+        query = usage_request(scoped, since, _stamp(end, "end"), groups, BUCKETS[bucket])
         reply = await control_of(gateway).query_usage(query)
         return _json(
             {"object": "list", "bucket_seconds": BUCKETS[bucket], "data": [_usage_row(r) for r in reply.rows]}
         )
 
-    @router.get("/budgets", summary="Each budget in force and what is left of it over time")
+    @router.get("/budgets", summary="Each budget in force (tenant and keys) and what is left of it over time")
     async def budgets(request: Request, tenant: str | None = None) -> Response:
         principal = principal_of(gateway, request)
         scoped = scoped_tenant(principal, tenant)
-        client = control_of(gateway)
-        reply = await client.call(client.admin.GetTenant, admin_pb2.GetTenantRequest(tenant=scoped))
-        now = datetime.now(UTC)
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        periods = (
-            ("daily", "daily_budget_usd", day, "hour"),
-            ("monthly", "monthly_budget_usd", day.replace(day=1), "day"),
-        )
-        data = []
-        for period, field, since, bucket in periods:
-            if not reply.settings.HasField(field):
-                continue
-            limit = getattr(reply.settings, field)
-            usage = await client.query_usage(_usage_request(scoped, since, None, [], BUCKETS[bucket]))
-            data.append(_burn_down(period, limit, since, BUCKETS[bucket], usage.rows))
+        data = await budgets_in_force(gateway, principal, scoped)
         return _json({"object": "list", "tenant": scoped, "data": data})
 
     @router.get("/decisions/{decision_id}/feedback", summary="Feedback given for a decision")
@@ -246,26 +223,6 @@ def _suite_routes(router: APIRouter, gateway: Gateway) -> None:
     async def health(request: Request) -> Response:
         operator_of(gateway, request)
         return _json({"object": "health", **(await _health(gateway))})
-
-
-def _burn_down(period: str, limit: float, since: datetime, bucket_s: int, rows: Any) -> dict[str, Any]:
-    """A budget's remaining amount at the end of each bucket of spend since the period began (now, for
-    the bucket in progress)."""
-    now = datetime.now(UTC)
-    remaining = limit
-    points = [{"at": since.isoformat(), "remaining_usd": limit}]
-    for row in rows:
-        remaining -= row.cost_usd
-        end = min(row.bucket_start.ToDatetime(tzinfo=UTC) + timedelta(seconds=bucket_s), now)
-        points.append({"at": end.isoformat(), "remaining_usd": remaining})
-    return {
-        "period": period,
-        "budget_usd": limit,
-        "spent_usd": limit - remaining,
-        "remaining_usd": remaining,
-        "since": since.isoformat(),
-        "points": points,
-    }
 
 
 async def _health(gateway: Gateway) -> dict[str, Any]:

@@ -97,13 +97,16 @@ function budgetViews(budgets) {
       const used = Math.min(100, (b.spent_usd / (b.budget_usd || 1)) * 100);
       const bar = h("span", {});
       bar.style.setProperty("width", `${used}%`);
+      // A key's own budget names the key; the tenant's is the tenant's.
+      const whose = b.scope === "key" ? ` of key ${b.key_name || b.key_id}` : "";
+      const name = `${b.period} budget${whose}`;
       return h(
         "section",
-        { class: "card", "aria-label": `${b.period} budget` },
-        h("p", {}, h("strong", {}, `${b.period[0].toUpperCase()}${b.period.slice(1)} budget ${fmt.usd(b.budget_usd)}`),
+        { class: "card", "aria-label": name },
+        h("p", {}, h("strong", {}, `${name[0].toUpperCase()}${name.slice(1)} ${fmt.usd(b.budget_usd)}`),
           `: spent ${fmt.usd(b.spent_usd)}, ${fmt.usd(b.remaining_usd)} left (${used.toFixed(1)}% used).`),
-        h("div", { class: "bar", role: "progressbar", "aria-label": `${b.period} budget used`, "aria-valuenow": used.toFixed(1), "aria-valuemin": 0, "aria-valuemax": 100 }, bar),
-        line(`Remaining ${b.period} budget`, b.points.map((p) => ({ at: p.at, value: p.remaining_usd })), fmt.usd, b.period === "daily" ? fmt.hour : fmt.day, periodOf(b)),
+        h("div", { class: "bar", role: "progressbar", "aria-label": `${name} used`, "aria-valuenow": used.toFixed(1), "aria-valuemin": 0, "aria-valuemax": 100 }, bar),
+        line(`Remaining ${name}`, b.points.map((p) => ({ at: p.at, value: p.remaining_usd })), fmt.usd, b.period === "daily" ? fmt.hour : fmt.day, periodOf(b)),
       );
     }),
   ];
