@@ -159,11 +159,16 @@ class EdgeProtocol(HttpToolsProtocol):
         # A lingering close: closing while the client still sends would make the kernel answer with a
         # reset, which discards the reply before the client reads it. So stop writing, discard what still
         # arrives, and close when the client does or after a short linger.
-        if transport.can_write_eof():
-            transport.write_eof()
-            self.loop.call_later(_LINGER_S, transport.close)
-        else:
+        if not transport.can_write_eof():
             transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:
+            # The peer is already gone (reset between the write and the shutdown): nothing to linger for.
+            transport.close()
+            return
+        self.loop.call_later(_LINGER_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
