@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,11 @@ from atp_observer.settings import ObserverSettings
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 from tests.support.fuzz_hooks import INTERNAL_DETAIL
+from tests.support.schemathesis_cli import run_schemathesis
 from tests.support.stack import until
 
 ADMIN_KEY = "sk-fuzz-admin-000001"
 USER_KEY = "sk-fuzz-user-0000001"
-HOOKS = Path(__file__).resolve().parents[2] / "support" / "fuzz_hooks.py"
 
 
 def _hash(key: str) -> str:
@@ -119,39 +117,15 @@ def _schema_with_admin(gateway: GatewayServer) -> bytes:
 async def _schemathesis(edge: Edge, tmp_path: Path, key: str) -> None:
     schema = tmp_path / "openapi.json"
     schema.write_bytes(_schema_with_admin(edge.gateway))
-    st = Path(sys.executable).with_name("st")
-    process = await asyncio.create_subprocess_exec(
-        str(st),
-        "run",
+    await run_schemathesis(
         str(schema),
-        "--url",
-        f"http://127.0.0.1:{edge.port}",
-        "--checks",
-        "not_a_server_error,no_internal_detail",
-        "--max-examples",
-        "12",
-        "--phases",
-        "examples,fuzzing",
-        "--seed",
-        "7",
-        "--request-timeout",
-        "5",
-        "--generation-database",
-        "none",
-        "-H",
-        f"Authorization: Bearer {key}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-        env={
-            **os.environ,
-            "SCHEMATHESIS_TELEMETRY": "false",
-            "NO_COLOR": "1",
-            "SCHEMATHESIS_HOOKS": str(HOOKS),
-        },
+        key,
+        tmp_path,
+        checks="not_a_server_error,no_internal_detail",
+        max_examples=12,
+        seed=7,
+        extra=("--url", f"http://127.0.0.1:{edge.port}"),
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 90)
-    assert process.returncode == 0, output.decode()[-6000:]
 
 
 async def test_schemathesis_on_every_endpoint_as_admin_finds_no_5xx_or_internal_detail(edge, tmp_path):
