@@ -247,12 +247,20 @@ def test_a_keys_own_budget_burns_down_beside_the_tenants(suite: Suite) -> None:
         data = get(suite, "/v1/admin/budgets", as_key, tenant="globex").json()["data"]
         return [b for b in data if b["scope"] == "key" and b["spent_usd"] > 0]
 
-    (daily,) = until_sync(lambda: key_budget(ADMIN_KEY), "the key's spend in its budget")
+    def settled() -> tuple[dict, dict] | None:
+        # The budget is charged when each request's lease settles and the usage when its observation
+        # lands; both trail the replies, so wait for all three requests in both before comparing.
+        budgets = key_budget(ADMIN_KEY)
+        spent = get(suite, "/v1/admin/usage", tenant="globex", group_by="key").json()["data"]
+        mine = [row for row in spent if row["key_id"] == key_id and int(row["requests"]) == 3]
+        if len(budgets) != 1 or not mine or budgets[0]["spent_usd"] != pytest.approx(mine[0]["cost_usd"]):
+            return None
+        return budgets[0], mine[0]
+
+    daily, mine = until_sync(settled, "the key's three requests in its budget and its usage")
     assert daily["key_id"] == key_id and daily["key_name"] == "capped" and daily["period"] == "daily"
     assert daily["budget_usd"] == 1.5 and daily["remaining_usd"] == pytest.approx(1.5 - daily["spent_usd"])
-    spent = get(suite, "/v1/admin/usage", tenant="globex", group_by="key").json()["data"]
-    (mine,) = [row for row in spent if row["key_id"] == key_id]
-    assert daily["spent_usd"] == pytest.approx(mine["cost_usd"])
+    assert mine["cost_usd"] > 0
     # The key itself sees its own budget; another user key of the tenant sees no key's budget.
     assert [b["key_id"] for b in key_budget(key)] == [key_id]
     assert [

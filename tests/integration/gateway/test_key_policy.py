@@ -126,9 +126,11 @@ async def _create_key(ops: httpx.AsyncClient, stack: KeyStack, **fields) -> tupl
     created = await ops.post("/v1/admin/keys", json={"tenant": "acme", **fields})
     assert created.status_code == 201, created.text
     key, key_id = created.json()["key"], created.json()["id"]
+    # The adapters first: the gateway reuses a key's model list for models_cache_s, so a list fetched
+    # before the adapters know the key's policy would hide it from the assertions that follow.
+    await until(lambda: _seen_by_adapters(stack, key_id), what="the adapters see the key's policy")
     async with stack.client(key) as http:
         await until(lambda: _models_status(http, 200), what="the gateway accepts the new key")
-    await until(lambda: _seen_by_adapters(stack, key_id), what="the adapters see the key's policy")
     return key, key_id
 
 
