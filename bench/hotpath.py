@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from atp_adapters.limits import Limiter, RedisBackend
 from atp_common.config import TenantConfig
-from atp_common.limits import Limiter, RedisBackend, compile_limits
+from atp_common.limits import compile_limits
 from atp_common.metrics import LATENCY_BUCKETS
 
 

@@ -8,7 +8,8 @@ import timeit
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import CompiledPolicy, PolicyLearner, compute_features, snapshot_from_config
+from atp_common.policy import CompiledPolicy, compute_features, snapshot_from_config
+from atp_router.arm_learning import PolicyLearner
 
 ROUNDS = 5_000
 

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from atp.common.v1 import chat_pb2
+from atp_adapters.limits import Limiter, Ticket
 from atp_common.errors import PermissionDenied
-from atp_common.limits import Limiter, Ticket
 from atp_common.limits.directory import DirectoryFollower
 
 if TYPE_CHECKING:

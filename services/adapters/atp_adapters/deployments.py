@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from atp_adapters import metrics
+from atp_adapters.limits.backends import Backend, StoreUnavailable
 from atp_adapters.providers import Provider, ProviderError
 from atp_adapters.resilience import CircuitBreaker, RetryPolicy
-from atp_common.limits.backends import Backend, StoreUnavailable
 from atp_common.regions import RegionFilter
 
 Strategy = Literal["weighted", "least_busy", "latency", "quota_aware"]

@@ -19,6 +19,7 @@ from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
 from atp_adapters.embed import EmbedPipeline
 from atp_adapters.fleet import ProviderFleet
+from atp_adapters.limits import Limiter, open_limiter
 from atp_adapters.observation_log import ObservationLog
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder, PolicyWatcher
@@ -36,7 +37,6 @@ from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, load_config
 from atp_common.config_watch import ConfigWatcher
 from atp_common.lifecycle import Component, Lifecycle, open_lifecycle
-from atp_common.limits import Limiter, open_limiter
 from atp_common.limits.directory import DirectoryFollower, follow_directory
 from atp_common.policy.kernel import CompiledPolicy
 from atp_common.server import RunningServer, ServiceRegistration, start_server

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from atp.common.v1 import chat_pb2
 from atp_adapters.circuit_exclusions import CircuitExclusions, ModelCircuit
 from atp_adapters.deployments import Breaker, Deployment, DeploymentSet, LocalBreaker
+from atp_adapters.limits.backends import Backend
 from atp_adapters.pricing import Prices
 from atp_adapters.providers import Provider
 from atp_adapters.resilience import Circuits, RetryPolicy
 from atp_common import config as config_mod
 from atp_common.capabilities import supported_features
 from atp_common.config import AtpConfig
-from atp_common.limits.backends import Backend
 from atp_common.regions import RegionFilter
 
 # The built-in provider cannot fail the way a remote one does: no retries, default breaker settings.

@@ -13,8 +13,9 @@ import grpc
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.config import AtpConfig
 from atp_common.errors import from_rpc_error
-from atp_common.policy import PolicyLearner, RouteArms
+from atp_common.policy import RouteArms
 from atp_router import metrics
+from atp_router.arm_learning import PolicyLearner
 from atp_router.settings import RouterSettings
 
 log = logging.getLogger("atp.router.learning")

@@ -7,7 +7,7 @@ import secrets
 from collections import Counter
 
 from atp_adapters.deployments import DeploymentSet
-from atp_common.limits.backends import RedisBackend
+from atp_adapters.limits.backends import RedisBackend
 from tests.unit.adapters.test_deployments import deployment
 
 

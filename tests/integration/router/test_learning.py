@@ -14,10 +14,10 @@ from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp.router.v1 import router_pb2, router_pb2_grpc
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, builtin_config
-from atp_common.policy import PolicyLearner
 from atp_common.server import RunningServer
 from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
+from atp_router.arm_learning import PolicyLearner
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 

@@ -6,10 +6,10 @@ import random
 from collections import Counter
 
 from atp_adapters.deployments import Deployment, DeploymentSet, LocalBreaker
+from atp_adapters.limits.backends import MemoryBackend
 from atp_adapters.providers import LocalProvider, ProviderError
 from atp_adapters.resilience import CircuitBreaker, RetryPolicy
 from atp_common.config import LocalProvider as LocalConfig
-from atp_common.limits.backends import MemoryBackend
 from atp_common.regions import RegionFilter
 
 

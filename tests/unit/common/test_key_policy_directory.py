@@ -3,9 +3,9 @@ and the admin API's records, and end-user budgets compiled with the tenant's and
 
 from __future__ import annotations
 
+from atp_adapters.limits.leases import build_plan
 from atp_common.config import AtpConfig
 from atp_common.limits.directory import Directory, DirectoryState, KeyRecord, config_key_id
-from atp_common.limits.leases import build_plan
 
 FILE_DIGEST = "a" * 64
 FILE_KEY = config_key_id(FILE_DIGEST)

@@ -12,8 +12,9 @@ import pytest
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import CompiledPolicy, PolicyLearner, snapshot_from_config
+from atp_common.policy import CompiledPolicy, snapshot_from_config
 from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES
+from atp_router.arm_learning import PolicyLearner
 
 ARMS = ("a", "b", "c")
 CODE = FEATURE_NAMES.index("has_code")

@@ -13,7 +13,7 @@ from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import router_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import CompiledPolicy, PolicyLearner, compute_features, snapshot_from_config
+from atp_common.policy import CompiledPolicy, compute_features, snapshot_from_config
 from atp_common.policy.artifact import (
     ArtifactError,
     ModelWeights,
@@ -30,6 +30,7 @@ from atp_common.policy.semantic import (
     embed_texts,
     semantic_text,
 )
+from atp_router.arm_learning import PolicyLearner
 
 STRONG, WEAK = "strong", "weak"
 K = 4

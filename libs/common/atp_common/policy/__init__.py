@@ -1,4 +1,4 @@
-"""The routing policy kernel: request features, snapshot compilation, decisions, and learning."""
+"""The routing policy kernel: request features, snapshot compilation, and decisions (learning lives in the router)."""
 
 from atp_common.policy.features import FEATURE_DIM, FEATURE_NAMES, compute_features
 from atp_common.policy.kernel import (
@@ -8,8 +8,7 @@ from atp_common.policy.kernel import (
     UNLEARNED_POLICIES,
     CompiledPolicy,
 )
-from atp_common.policy.learning import ArmLearner, PolicyLearner, RouteArms, RouteLearner
-from atp_common.policy.snapshot import POLICY_KINDS, model_specs, snapshot_from_config
+from atp_common.policy.snapshot import POLICY_KINDS, RouteArms, model_specs, snapshot_from_config
 
 __all__ = [
     "CACHE_POLICY",
@@ -19,11 +18,8 @@ __all__ = [
     "POLICY_KINDS",
     "POLICY_NAMES",
     "UNLEARNED_POLICIES",
-    "ArmLearner",
     "CompiledPolicy",
-    "PolicyLearner",
     "RouteArms",
-    "RouteLearner",
     "compute_features",
     "model_specs",
     "snapshot_from_config",

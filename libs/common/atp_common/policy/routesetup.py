@@ -7,10 +7,21 @@ from dataclasses import dataclass
 
 from atp.router.v1 import router_pb2
 from atp_common.config import RouteConfig
+from atp_common.policy._math import beta_prior
 from atp_common.policy.artifact import RouterArtifact, learner_prior, route_artifact
 
 # (A, A^-1, b, theta) of a LinUCB arm starting from a trained fit.
 ArmStart = tuple[list[float], list[float], list[float], list[float]]
+# The quality prior a started arm's Beta part takes: the fit, not the prior, says what the model is worth.
+START_QUALITY_PRIOR = 0.5
+
+
+def start_arm(model: str, start: ArmStart) -> router_pb2.ArmState:
+    """The arm a learner starting from `start` exports before its first reward (what the adapters use
+    until the router's first snapshot carries learned state)."""
+    _, a_inv, b, _ = start
+    alpha, beta = beta_prior(START_QUALITY_PRIOR)
+    return router_pb2.ArmState(model=model, alpha=alpha, beta=beta, a_inv=a_inv, b=b)
 
 
 @dataclass(frozen=True, slots=True)

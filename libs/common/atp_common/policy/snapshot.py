@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -10,8 +11,16 @@ from atp.router.v1 import router_pb2
 from atp_common.capabilities import supported_features
 from atp_common.config import AtpConfig, HttpProvider
 from atp_common.policy.features import FEATURE_DIM
-from atp_common.policy.learning import ArmLearner, RouteArms
-from atp_common.policy.routesetup import RouteSetup, route_setup
+from atp_common.policy.routesetup import RouteSetup, route_setup, start_arm
+
+
+class RouteArms(NamedTuple):
+    """One route's exported learning state (the router's learner exports it), as snapshot_from_config
+    takes it."""
+
+    arms: list[router_pb2.ArmState]
+    tenant_arms: list[router_pb2.TenantArms]
+
 
 POLICY_KINDS: Mapping[str, router_pb2.PolicyKind] = {
     "static": router_pb2.POLICY_KIND_STATIC,
@@ -70,10 +79,7 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
 
 
 def _start_arms(setup: RouteSetup, candidates: list[str], prior_rows: float) -> list[router_pb2.ArmState]:
-    starts = setup.starts(candidates, prior_rows)
-    return [
-        ArmLearner(model, 0.5, setup.dim, start=start).to_proto(0, 1.0) for model, start in starts.items()
-    ]
+    return [start_arm(model, start) for model, start in setup.starts(candidates, prior_rows).items()]
 
 
 def snapshot_from_config(
@@ -84,7 +90,7 @@ def snapshot_from_config(
     *,
     generated_at: Timestamp | None = None,
 ) -> router_pb2.PolicySnapshot:
-    """The snapshot for `config` at `version`, with learned `arms` per route (PolicyLearner.export()).
+    """The snapshot for `config` at `version`, with learned `arms` per route (the router's learner exports them).
 
     Tenant arms are included only for routes configured `per_tenant`. Without arms every learning policy
     starts from the models' quality priors.

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import FEATURE_DIM, CompiledPolicy, PolicyLearner, snapshot_from_config
+from atp_common.policy import FEATURE_DIM, CompiledPolicy, snapshot_from_config
+from atp_router.arm_learning import PolicyLearner
 
 ROUTE = "synthetic"
 TENANT = "atp-eval"

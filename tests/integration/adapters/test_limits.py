@@ -11,9 +11,11 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from atp_adapters.limits import Limiter, MemoryBackend, RedisBackend
+from atp_adapters.limits.limiter import reset_text
 from atp_common.config import TenantConfig, builtin_config, hash_api_key
 from atp_common.errors import BudgetExceeded, RateLimited, Unavailable
-from atp_common.limits import Limiter, MemoryBackend, RedisBackend, compile_limits
+from atp_common.limits import compile_limits
 from atp_common.limits.directory import (
     Directory,
     DirectoryFollower,
@@ -23,7 +25,6 @@ from atp_common.limits.directory import (
     RedisDirectoryStore,
     new_api_key,
 )
-from atp_common.limits.limiter import reset_text
 
 
 def _prefix() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
 
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import router_pb2
@@ -12,19 +11,13 @@ from atp_common.policy._math import RIDGE, beta_prior, invert, mat_vec
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.kernel import UNLEARNED_POLICIES
 from atp_common.policy.routesetup import ArmStart, route_setup
+from atp_common.policy.snapshot import RouteArms
 
 # How many pseudo-pulls of the global state a tenant's arm starts from (its prior): enough that a new
 # tenant routes like everyone else, few enough that a handful of its own rewards moves it.
 TENANT_PRIOR_PULLS = 10.0
 # A tenant's LinUCB ridge: its regression is pulled toward the global coefficients with this weight.
 TENANT_RIDGE = 5.0
-
-
-class RouteArms(NamedTuple):
-    """One route's exported learning state, as snapshot_from_config takes it."""
-
-    arms: list[router_pb2.ArmState]
-    tenant_arms: list[router_pb2.TenantArms]
 
 
 class ArmLearner:

@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal, NoReturn
 
-from atp_common.errors import BudgetExceeded, RateLimited, Unavailable
-from atp_common.limits import metrics
-from atp_common.limits.backends import (
+from atp_adapters.limits import metrics
+from atp_adapters.limits.backends import (
     Admission,
     Backend,
     MemoryBackend,
@@ -20,7 +19,8 @@ from atp_common.limits.backends import (
     Settlement,
     StoreUnavailable,
 )
-from atp_common.limits.leases import Lease, Plan, build_plan
+from atp_adapters.limits.leases import Lease, Plan, build_plan
+from atp_common.errors import BudgetExceeded, RateLimited, Unavailable
 from atp_common.limits.rules import MICRO, TenantLimits
 
 log = logging.getLogger("atp.limits")

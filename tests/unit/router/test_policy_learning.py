@@ -8,10 +8,10 @@ import pytest
 
 from atp.observer.v1 import observer_pb2
 from atp_common.config import AtpConfig
-from atp_common.policy import CompiledPolicy, PolicyLearner, RouteLearner, snapshot_from_config
-from atp_common.policy._math import beta_prior
+from atp_common.policy import CompiledPolicy, snapshot_from_config
+from atp_common.policy._math import beta_prior, invert
 from atp_common.policy.features import FEATURE_DIM
-from atp_common.policy.learning import TENANT_PRIOR_PULLS
+from atp_router.arm_learning import TENANT_PRIOR_PULLS, ArmLearner, PolicyLearner, RouteLearner
 
 
 def _config(policy: str = "linucb", per_tenant: bool = True) -> AtpConfig:
@@ -259,3 +259,14 @@ def test_exported_state_drives_the_kernel() -> None:
 def test_decay_must_be_a_discount() -> None:
     with pytest.raises(ValueError, match="decay"):
         RouteLearner("auto", {"a": 0.5}, decay=1.5)
+
+
+def test_a_started_arm_in_a_snapshot_is_what_the_learner_exports_before_any_reward() -> None:
+    """The adapters build started arms without the router's learner; they must match its export."""
+    from atp_common.policy.routesetup import start_arm
+
+    dim = 3
+    a = [2.0, 0.1, 0.0, 0.1, 3.0, 0.2, 0.0, 0.2, 4.0]
+    start = (a, invert(a, dim), [0.4, -0.2, 0.3], [0.2, -0.05, 0.07])
+    learner = ArmLearner("m", 0.5, dim, start=start)
+    assert start_arm("m", start) == learner.to_proto(0, 1.0)

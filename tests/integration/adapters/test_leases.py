@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
+from atp_adapters.limits import Limiter, RedisBackend
 from atp_common.config import TenantConfig, builtin_config
 from atp_common.errors import RateLimited, Unavailable
-from atp_common.limits import Limiter, RedisBackend, compile_limits
+from atp_common.limits import compile_limits
 from atp_common.limits.directory import DirectoryFollower, RedisDirectoryStore
 
 
@@ -101,7 +102,8 @@ async def test_unspent_leases_return_on_close(redis_url):
 _CHILD = """
 import asyncio, sys
 from atp_common.config import TenantConfig
-from atp_common.limits import Limiter, RedisBackend, compile_limits
+from atp_adapters.limits import Limiter, RedisBackend
+from atp_common.limits import compile_limits
 
 async def main():
     limiter = Limiter(RedisBackend(sys.argv[1]), prefix=sys.argv[2], lease_requests=32)
