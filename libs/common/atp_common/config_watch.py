@@ -14,6 +14,7 @@ from prometheus_client import Counter
 
 from atp_common.config import AtpConfig, load_config
 from atp_common.errors import AtpError
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.config")
 
@@ -65,10 +66,8 @@ class ConfigWatcher:
             return
         if self._sighup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TypeAlias
@@ -13,6 +12,7 @@ from atp_adapters.providers.cloud_auth import RefreshingCredential, credential_f
 from atp_adapters.secrets import SecretResolver
 from atp_common import config as config_mod
 from atp_common.config import AtpConfig
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.adapters.fleet")
 
@@ -92,10 +92,7 @@ class ProviderFleet:
 
     async def close(self) -> None:
         """Close every client and credential now, the retiring ones included."""
-        for task in list(self._retiring):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._retiring)
         for provider in self.providers.values():
             await provider.close()
         for credential in self._credentials.values():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
@@ -15,6 +14,7 @@ from atp_common.config import AtpConfig, load_config
 from atp_common.lifecycle import Component, open_lifecycle
 from atp_common.privacy import PrivacyPolicy
 from atp_common.server import RunningServer, ServiceRegistration, start_server
+from atp_common.tasks import cancel_and_wait
 from atp_observer import metrics
 from atp_observer.ingest import IngestBuffer, ingest_stream
 from atp_observer.queries import Queries
@@ -168,10 +168,7 @@ class _Maintenance:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         # A failure waits for the next round.

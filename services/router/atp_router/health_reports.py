@@ -14,6 +14,7 @@ from grpc import aio
 
 from atp.router.v1 import health_report_pb2, health_report_pb2_grpc, router_pb2
 from atp_common.errors import InvalidArgument
+from atp_common.tasks import cancel_and_wait
 from atp_router import metrics
 from atp_router.exclusion_share import ExclusionShare
 
@@ -107,12 +108,9 @@ class ReportedExclusions:
     async def close(self) -> None:
         """Stop the expiry and follower tasks and close the share."""
         self._closing = True
-        for task in (self._task, self._follow_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        tasks = (self._task, self._follow_task)
         self._task = self._follow_task = None
+        await cancel_and_wait(*tasks)
         if self._share is not None:
             await self._share.close()
 

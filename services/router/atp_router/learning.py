@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +13,7 @@ from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.config import AtpConfig
 from atp_common.errors import from_rpc_error
 from atp_common.policy import RouteArms
+from atp_common.tasks import cancel_and_wait
 from atp_router import metrics
 from atp_router.arm_learning import PolicyLearner
 from atp_router.settings import RouterSettings
@@ -99,11 +99,7 @@ class RewardsSubscriber:
         """Stop the loop (and any loop a configuration change retired)."""
         tasks = [*self._retired, *([self._task] if self._task else [])]
         self._task, self._retired = None, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
     def set_config(self, config: AtpConfig) -> None:
         """Adopt a new configuration; rebuild the learning state when its routes or candidates changed."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -11,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from atp.router.v1 import router_pb2
 from atp_common.config import AtpConfig
 from atp_common.policy import CompiledPolicy, RouteArms, snapshot_from_config
+from atp_common.tasks import cancel_and_wait
 from atp_router import metrics
 
 log = logging.getLogger("atp.router.snapshots")
@@ -99,11 +99,8 @@ class SnapshotPublisher:
     async def close(self) -> None:
         """Stop watchers and the rebuild task."""
         self.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

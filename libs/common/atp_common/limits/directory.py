@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ from atp_common.limits.key_records import (
 )
 from atp_common.limits.rules import TenantLimits, compile_limits, with_key_limits, with_user_budgets
 from atp_common.settings import DirectorySettings
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.limits.directory")
 
@@ -379,10 +379,7 @@ class DirectoryFollower:
     async def close(self) -> None:
         self._closing = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.store.close()
 
     @property

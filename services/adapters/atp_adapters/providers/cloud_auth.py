@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from atp_common.errors import ConfigError
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.adapters.cloud_auth")
 
@@ -55,11 +56,8 @@ class RefreshingCredential:
         self._task = asyncio.create_task(self._run(), name=f"refresh-{self.name}")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def request_refresh(self) -> None:
         """Refresh soon: the provider refused the current credential (at most once per few seconds, so a

@@ -15,6 +15,7 @@ from prometheus_client import Counter
 from atp_adapters.secrets.references import Reference, SecretError, parse_reference
 from atp_adapters.secrets.settings import VaultSettings
 from atp_adapters.secrets.vault import VaultBackend
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.secrets")
 
@@ -198,11 +199,8 @@ class SecretResolver:
 
     async def close(self) -> None:
         """Cancel the refresh task and stop the Vault client."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self.vault is not None:
             await self.vault.close()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import time
@@ -20,6 +19,7 @@ from prometheus_client import Counter
 from atp_adapters.secrets.references import SecretDenied, SecretError
 from atp_adapters.secrets.settings import VaultSettings
 from atp_common.errors import ConfigError
+from atp_common.tasks import cancel_and_wait
 
 log = logging.getLogger("atp.secrets.vault")
 
@@ -218,11 +218,8 @@ class VaultBackend:
     async def close(self) -> None:
         """Stop the lease task and the worker thread."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         # Do not wait for a call stuck on the network: hvac's timeout ends it, the thread then exits.
         self._executor.shutdown(wait=False, cancel_futures=True)
 
