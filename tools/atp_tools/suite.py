@@ -84,35 +84,9 @@ async def run_suite(args: argparse.Namespace) -> int:
     exit_code = 0
     try:
         for name in START_ORDER:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"atp_{name}",
-                env=_env_for(name, args, ports),
-                stdin=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                # Own session: Ctrl-C reaches only this launcher, which stops the services in order.
-                start_new_session=True,
-            )
-            child = Child(name, process)
-            child.pump = asyncio.create_task(_pump(child, args.quiet))
-            children.append(child)
-            exited = asyncio.create_task(process.wait())
-            ready = asyncio.create_task(child.ready.wait())
-            done, _ = await asyncio.wait(
-                {exited, ready, asyncio.create_task(stop.wait())},
-                timeout=READY_TIMEOUT_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if ready not in done:
-                reason = (
-                    "exited" if exited in done else "was stopped" if stop.is_set() else "did not become ready"
-                )
-                print(f"atp: {name} {reason}; stopping the suite", file=sys.stderr)
+            if not await _start(name, args, ports, children, stop):
                 exit_code = 1
                 return exit_code
-            exited.cancel()
-            ports[name] = child.port
 
         summary = {"event": "suite_ready", "ports": ports, "gateway": f"http://127.0.0.1:{ports['gateway']}"}
         if generated:
@@ -132,6 +106,40 @@ async def run_suite(args: argparse.Namespace) -> int:
         return exit_code
     finally:
         exit_code = max(exit_code, await _stop_all(children))
+
+
+async def _start(
+    name: str, args: argparse.Namespace, ports: dict[str, int], children: list[Child], stop: asyncio.Event
+) -> bool:
+    """Start one service (in `children` from then on) and wait for its ready line; False, said on stderr,
+    when it exits first, the suite is stopped, or it is not ready in time."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        f"atp_{name}",
+        env=_env_for(name, args, ports),
+        stdin=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        # Own session: Ctrl-C reaches only this launcher, which stops the services in order.
+        start_new_session=True,
+    )
+    child = Child(name, process)
+    child.pump = asyncio.create_task(_pump(child, args.quiet))
+    children.append(child)
+    exited = asyncio.create_task(process.wait())
+    ready = asyncio.create_task(child.ready.wait())
+    done, _ = await asyncio.wait(
+        {exited, ready, asyncio.create_task(stop.wait())},
+        timeout=READY_TIMEOUT_S,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    if ready not in done:
+        reason = "exited" if exited in done else "was stopped" if stop.is_set() else "did not become ready"
+        print(f"atp: {name} {reason}; stopping the suite", file=sys.stderr)
+        return False
+    exited.cancel()
+    ports[name] = child.port
+    return True
 
 
 async def _stop_all(children: list[Child]) -> int:

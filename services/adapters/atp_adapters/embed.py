@@ -136,27 +136,41 @@ class EmbedPipeline:
             call.status, call.error_class = observations.CANCELLED, "Cancelled"
             raise
         finally:
-            messages = [
-                chat_pb2.ChatMessage(role="user", content=i if isinstance(i, str) else " ".join(map(str, i)))
-                for i in inputs
-            ]
-            route_label = decision.route or "direct"
-            self._recorder.finish(
-                messages,
-                tenant,
-                request_id,
-                decision,
-                route_label,
-                call,
-                started,
-                started_wall,
-                end_user=request.end_user or request.user,
-                key_id=request.key_id,
-                tags=request.tags,
-                dialect="embeddings",
-            )
+            self._record(request, inputs, tenant, request_id, decision, call, started, started_wall)
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, False)
+
+    def _record(
+        self,
+        request: adapters_pb2.EmbedRequest,
+        inputs: list[str | list[int]],
+        tenant: str,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        call: Call,
+        started: float,
+        started_wall: float,
+    ) -> None:
+        """Metrics and the observation of a call that ended, however it ended; the inputs as its prompt."""
+        messages = [
+            chat_pb2.ChatMessage(role="user", content=i if isinstance(i, str) else " ".join(map(str, i)))
+            for i in inputs
+        ]
+        route_label = decision.route or "direct"
+        self._recorder.finish(
+            messages,
+            tenant,
+            request_id,
+            decision,
+            route_label,
+            call,
+            started,
+            started_wall,
+            end_user=request.end_user or request.user,
+            key_id=request.key_id,
+            tags=request.tags,
+            dialect="embeddings",
+        )
 
     async def _run(
         self,

@@ -8,7 +8,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import NoReturn
 
 from opentelemetry import trace
 from prometheus_client import Counter
@@ -17,30 +18,23 @@ from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_adapters import metrics, observations, response_cache
 from atp_adapters.admission import Admission
+from atp_adapters.attempt import broken, failed, retry_delay, run_attempt, succeeded
 from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
-from atp_adapters.providers import ProviderBatch, ProviderError, ProviderRequest
+from atp_adapters.providers import ProviderError, ProviderRequest
 from atp_adapters.recorder import Call, Recorder
-from atp_adapters.reply_parts import count_output_chars, is_output, reply_metadata
 from atp_adapters.shipper import ObservationShipper
-from atp_adapters.targets import QUOTA_SPENT, Target, TargetTable, plan_calls
+from atp_adapters.targets import QUOTA_SPENT, TargetTable, plan_calls
 from atp_adapters.tracing import DIRECT_ROUTE_LABEL, traced_attempt, traced_decide
 from atp_adapters.validation import RANGED, validate, validate_ranges
 from atp_common.config import AtpConfig
 from atp_common.errors import AtpError, InvalidArgument, RateLimited, Unavailable
 from atp_common.logs import decision_id_var, request_id_var
-from atp_common.policy.features import CHARS_PER_TOKEN, compute_features
+from atp_common.policy.features import compute_features
 from atp_common.privacy import redact_messages
 from atp_common.telemetry import current_trace_id
 
 log = logging.getLogger("atp.adapters.generate")
-
-_FINISH_REASONS: Mapping[str, adapters_pb2.FinishReason] = {
-    "stop": adapters_pb2.FINISH_REASON_STOP,
-    "length": adapters_pb2.FINISH_REASON_LENGTH,
-    "tool_calls": adapters_pb2.FINISH_REASON_TOOL_CALLS,
-    "content_filter": adapters_pb2.FINISH_REASON_CONTENT_FILTER,
-}
 
 
 class GeneratePipeline:
@@ -97,32 +91,14 @@ class GeneratePipeline:
         """
         started_wall = time.time()
         started = time.perf_counter()
-        validate(request)
-        tenant = request.tenant or self._default_tenant
-        if not tenant:
-            raise InvalidArgument("tenant must be set by the caller", param="tenant")
+        tenant = self._tenant_of(request)
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
         plan, stored = await self._lookup(request, tenant)
-        features = compute_features(request.messages, request.params, request.stream)
-        if features.required_features & RANGED:
-            validate_ranges(request.params)
-        if request.regions:
-            features.regions.extend(request.regions)
-        encoder = self._holder.policy.semantic_encoder(request.model) if stored is None else None
-        if encoder is not None:
-            # Only routes whose policy uses semantic features pay for them, and a cache hit is not routed.
-            features.vector.extend(encoder.encode(request.messages))
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.
         traced = trace.get_current_span().is_recording()
-        if traced:
-            decision = traced_decide(self._holder.policy, request, tenant, features, self._rng)
-        else:
-            decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
-        if self._admission is not None:
-            self._admission.filter_models(request.key_id, request.model, decision)
-        decision_id_var.set(decision.decision_id)
+        decision = self._decide(request, tenant, traced, routed=stored is None)
         route_label = decision.route or DIRECT_ROUTE_LABEL
         self._count_decision(route_label, decision.candidates[0].model)
         ticket = None
@@ -131,26 +107,8 @@ class GeneratePipeline:
             ticket = await self._admission.admit(tenant, request.key_id, decision, request.params, user)
             if ticket is not None and ticket.headers and send_metadata is not None:
                 await send_metadata(ticket.headers)
-
-        budget = (
-            self._request_timeout_s
-            if time_remaining is None
-            else min(time_remaining, self._request_timeout_s)
-        )
-        deadline = time.monotonic() + budget
-        call = Call()
-        if traced:
-            call.trace_id = current_trace_id()
-        if request.stream:
-            # In the observation log from the start: a process killed mid-stream still leaves one.
-            call.observation_id, call.opened = observations.open_stream(
-                self._shipper.open,
-                request_id=request_id,
-                tenant=tenant,
-                decision=decision,
-                started_wall=started_wall,
-                replica_id=self._replica_id,
-            )
+        deadline = self._deadline(time_remaining)
+        call = self._open_call(request, request_id, tenant, decision, started_wall, traced)
         try:
             source = self._source(
                 request, request_id, decision, call, started, deadline, traced, plan, stored
@@ -172,22 +130,100 @@ class GeneratePipeline:
             call.error_class = "Internal"
             raise
         finally:
-            self.recorder.finish(
-                request.messages,
-                tenant,
-                request_id,
-                decision,
-                route_label,
-                call,
-                started,
-                started_wall,
-                key_id=request.key_id,
-                end_user=request.end_user or request.params.user,
-                tags=request.tags,
-                dialect=request.dialect,
-            )
+            self._end_call(request, tenant, request_id, decision, route_label, call, started, started_wall)
             if ticket is not None and self._admission is not None:
                 self._admission.settle(ticket, call.usage, call.target, bool(call.first_token_at))
+
+    def _tenant_of(self, request: adapters_pb2.GenerateRequest) -> str:
+        """The request's tenant once the request is valid; the process default when it names none."""
+        validate(request)
+        tenant = request.tenant or self._default_tenant
+        if not tenant:
+            raise InvalidArgument("tenant must be set by the caller", param="tenant")
+        return tenant
+
+    def _decide(
+        self, request: adapters_pb2.GenerateRequest, tenant: str, traced: bool, *, routed: bool
+    ) -> chat_pb2.Decision:
+        """The policy's ranked candidates for this request, filtered by what its API key may use."""
+        features = compute_features(request.messages, request.params, request.stream)
+        if features.required_features & RANGED:
+            validate_ranges(request.params)
+        if request.regions:
+            features.regions.extend(request.regions)
+        encoder = self._holder.policy.semantic_encoder(request.model) if routed else None
+        if encoder is not None:
+            # Only routes whose policy uses semantic features pay for them, and a cache hit is not routed.
+            features.vector.extend(encoder.encode(request.messages))
+        if traced:
+            decision = traced_decide(self._holder.policy, request, tenant, features, self._rng)
+        else:
+            decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
+        if self._admission is not None:
+            self._admission.filter_models(request.key_id, request.model, decision)
+        decision_id_var.set(decision.decision_id)
+        return decision
+
+    def _deadline(self, time_remaining: float | None) -> float:
+        """When the call must be over: the caller's deadline, capped by the configured request timeout."""
+        budget = (
+            self._request_timeout_s
+            if time_remaining is None
+            else min(time_remaining, self._request_timeout_s)
+        )
+        return time.monotonic() + budget
+
+    def _open_call(
+        self,
+        request: adapters_pb2.GenerateRequest,
+        request_id: str,
+        tenant: str,
+        decision: chat_pb2.Decision,
+        started_wall: float,
+        traced: bool,
+    ) -> Call:
+        """What the call records as it goes; a streamed call's observation is opened now."""
+        call = Call()
+        if traced:
+            call.trace_id = current_trace_id()
+        if request.stream:
+            # In the observation log from the start: a process killed mid-stream still leaves one.
+            call.observation_id, call.opened = observations.open_stream(
+                self._shipper.open,
+                request_id=request_id,
+                tenant=tenant,
+                decision=decision,
+                started_wall=started_wall,
+                replica_id=self._replica_id,
+            )
+        return call
+
+    def _end_call(
+        self,
+        request: adapters_pb2.GenerateRequest,
+        tenant: str,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        route_label: str,
+        call: Call,
+        started: float,
+        started_wall: float,
+    ) -> None:
+        """Metrics, the observation and the stored prompt of a call that ended, however it ended."""
+        self.recorder.finish(
+            request.messages,
+            tenant,
+            request_id,
+            decision,
+            route_label,
+            call,
+            started,
+            started_wall,
+            key_id=request.key_id,
+            end_user=request.end_user or request.params.user,
+            tags=request.tags,
+            dialect=request.dialect,
+        )
 
     async def _lookup(
         self, request: adapters_pb2.GenerateRequest, tenant: str
@@ -282,16 +318,8 @@ class GeneratePipeline:
                     skipped.append(f"{target.model} at {deployment.name}: circuit open")
                     break
                 call.target, call.deployment = target, deployment
-                provider_request = ProviderRequest(
-                    provider_model=deployment.provider_model,
-                    messages=messages,
-                    params=request.params,
-                    stream=request.stream,
-                    include_usage=True,
-                    request_id=request_id,
-                    deadline=deadline,
-                )
-                attempt = self._attempt(target, deployment, provider_request, decision, call, started)
+                provider_request = _provider_request(request, request_id, deployment, messages, deadline)
+                attempt = run_attempt(target, deployment, provider_request, decision, call, started)
                 if traced:
                     attempt = traced_attempt(attempt, target, deployment, call, decision, retries)
                 try:
@@ -299,174 +327,56 @@ class GeneratePipeline:
                         async for response in attempt:
                             yield response
                 except ProviderError as exc:
-                    deployment.failed(exc, time.monotonic())
-                    metrics.attempt(target.model, exc.kind).inc()
+                    failed(target, deployment, exc)
                     if call.first_token_at:
-                        yield self._broken(call, exc)
+                        yield broken(call, exc)
                         return
-                    call.attempts += 1
                     last_error = exc
-                    delay = deployment.retry.delay_for(retries, exc, deadline - time.monotonic())
-                    if delay is not None:
-                        retries += 1
-                        await asyncio.sleep(delay)
-                        continue
-                    log.info("failing over from %s at %s: %s", target.model, deployment.name, exc.message)
-                    break
+                    delay = retry_delay(target, deployment, call, exc, retries, deadline)
+                    if delay is None:
+                        break
+                    retries += 1
+                    await asyncio.sleep(delay)
                 except (asyncio.CancelledError, GeneratorExit):
                     if call.finish_reason:
                         # Closed after the completion was handed over: the attempt succeeded.
-                        self._succeeded(target, deployment, call)
+                        succeeded(target, deployment, call)
                     raise
                 else:
-                    self._succeeded(target, deployment, call)
+                    succeeded(target, deployment, call)
                     return
-        if last_error is not None:
-            raise last_error.to_atp() from last_error
-        if any(reason.endswith(QUOTA_SPENT) for reason in skipped):
-            raise RateLimited("every deployment's quota is spent for this minute", retry_after=1.0)
-        raise Unavailable(
-            f"no candidate could be tried ({'; '.join(skipped) or 'none ranked'})", retry_after=1.0
-        )
-
-    @staticmethod
-    def _broken(call: Call, exc: ProviderError) -> adapters_pb2.GenerateResponse:
-        """Output was sent when the provider failed: never retry, end with an explicit terminal error."""
-        call.status = observations.PARTIAL
-        atp_error = exc.to_atp()
-        call.error_class = type(atp_error).__name__
-        log.warning("provider failed mid-stream: %s", exc.message)
-        return adapters_pb2.GenerateResponse(
-            error=adapters_pb2.GenerateError(
-                code=atp_error.mapping.grpc_code.name,
-                message=atp_error.message,
-                type=atp_error.mapping.openai_type,
-            )
-        )
-
-    async def _attempt(
-        self,
-        target: Target,
-        deployment: Deployment,
-        provider_request: ProviderRequest,
-        decision: chat_pb2.Decision,
-        call: Call,
-        started: float,
-    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
-        """One call of one deployment, counted in its in-flight requests while it runs."""
-        deployment.in_flight += 1
-        try:
-            async with contextlib.aclosing(
-                self._exchange(target, deployment, provider_request, decision, call, started)
-            ) as exchange:
-                async for response in exchange:
-                    yield response
-        finally:
-            deployment.in_flight -= 1
-
-    async def _exchange(
-        self,
-        target: Target,
-        deployment: Deployment,
-        provider_request: ProviderRequest,
-        decision: chat_pb2.Decision,
-        call: Call,
-        started: float,
-    ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
-        header = adapters_pb2.GenerateHeader(
-            decision_id=decision.decision_id,
-            model=target.model,
-            provider=deployment.provider_name,
-            route=decision.route,
-            request_id=provider_request.request_id,
-            created=int(time.time()),
-            deployment=deployment.name,
-            region=deployment.region,
-        )
-        prompt_estimate = decision.features.estimated_prompt_tokens
-        attempt_started = time.perf_counter()
-        stream_out = provider_request.stream
-        pending: list[chat_pb2.Delta] = []  # non-streamed calls collect everything into one message
-        output_chars = 0
-        header_sent = False
-        batches = deployment.provider.stream(provider_request)
-        async with contextlib.aclosing(batches):
-            while True:
-                waited = time.perf_counter()
-                try:
-                    batch: ProviderBatch = await anext(batches)
-                except StopAsyncIteration:
-                    raise ProviderError(
-                        f"provider {deployment.provider_name} ended the reply without a finish reason",
-                        kind="cut",
-                        provider=deployment.provider_name,
-                        before_first_token=not call.first_token_at,
-                    ) from None
-                finally:
-                    call.provider_s += time.perf_counter() - waited
-                output_chars += count_output_chars(batch.deltas)
-                if not header_sent and (batch.response_id or batch.model_version or batch.service_tier):
-                    reply_metadata(header, batch)
-                final = bool(batch.finish_reason)
-                if not stream_out:
-                    pending.extend(batch.deltas)
-                    if not final:
-                        continue
-                    deltas = pending
-                else:
-                    deltas = batch.deltas
-                    if not header_sent and deltas and not any(is_output(d) for d in deltas):
-                        # A role-only opening event is no output yet: failover must still be possible.
-                        deltas = []
-                    if not deltas and not final:
-                        continue  # nothing to tell the client yet
-                if deltas and not header_sent and not deltas[0].role:
-                    deltas[0].role = "assistant"
-                response = adapters_pb2.GenerateResponse(deltas=deltas)
-                if not header_sent:
-                    response.header.CopyFrom(header)
-                    header_sent = True
-                    call.first_token_at = time.perf_counter()
-                    deployment.observe_first_token((call.first_token_at - attempt_started) * 1000.0)
-                if final:
-                    call.finish_reason = batch.finish_reason
-                    usage = batch.usage
-                    if usage is None:
-                        usage = chat_pb2.Usage(
-                            prompt_tokens=prompt_estimate,
-                            completion_tokens=-(-output_chars // CHARS_PER_TOKEN),
-                            estimated=True,
-                        )
-                    call.usage = usage
-                    now = time.perf_counter()
-                    completion = response.completion
-                    completion.finish_reason = _FINISH_REASONS.get(
-                        batch.finish_reason, adapters_pb2.FINISH_REASON_UNSPECIFIED
-                    )
-                    if batch.choice_finish_reasons:
-                        reasons = batch.choice_finish_reasons
-                        completion.choice_finish_reasons.extend(
-                            _FINISH_REASONS.get(reasons.get(i, ""), adapters_pb2.FINISH_REASON_UNSPECIFIED)
-                            for i in range(max(reasons) + 1)
-                        )
-                    completion.stop_sequence = batch.stop_sequence
-                    completion.usage.CopyFrom(usage)
-                    completion.cost_usd = target.prices.cost(usage)
-                    completion.latency_ms = (now - started) * 1000.0
-                    completion.provider_ms = call.provider_s * 1000.0
-                    completion.time_to_first_token_ms = (call.first_token_at - started) * 1000.0
-                    yield response
-                    return
-                yield response
-
-    @staticmethod
-    def _succeeded(target: Target, deployment: Deployment, call: Call) -> None:
-        deployment.breaker.record_success()
-        metrics.attempt(target.model, "ok").inc()
-        call.status = observations.OK
+        _raise_unserved(last_error, skipped)
 
     def _count_decision(self, route: str, model: str) -> None:
         counter = self._decision_counters.get((route, model))
         if counter is None:
             counter = self._decision_counters[(route, model)] = metrics.DECISIONS.labels(route, model)
         counter.inc()
+
+
+def _provider_request(
+    request: adapters_pb2.GenerateRequest,
+    request_id: str,
+    deployment: Deployment,
+    messages: Sequence[chat_pb2.ChatMessage],
+    deadline: float,
+) -> ProviderRequest:
+    """What one deployment is asked: the request's messages (redacted when the route says) and params."""
+    return ProviderRequest(
+        provider_model=deployment.provider_model,
+        messages=messages,
+        params=request.params,
+        stream=request.stream,
+        include_usage=True,
+        request_id=request_id,
+        deadline=deadline,
+    )
+
+
+def _raise_unserved(last_error: ProviderError | None, skipped: list[str]) -> NoReturn:
+    """Why no candidate served the call: the last failure, spent quotas, or nothing that could be tried."""
+    if last_error is not None:
+        raise last_error.to_atp() from last_error
+    if any(reason.endswith(QUOTA_SPENT) for reason in skipped):
+        raise RateLimited("every deployment's quota is spent for this minute", retry_after=1.0)
+    raise Unavailable(f"no candidate could be tried ({'; '.join(skipped) or 'none ranked'})", retry_after=1.0)

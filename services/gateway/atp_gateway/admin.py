@@ -237,6 +237,16 @@ def admin_router(gateway: Gateway) -> APIRouter:
     # Left out of the OpenAPI document, which describes the OpenAI-compatible surface clients generate
     # code from; the README documents these operations.
     router = APIRouter(prefix=PREFIX, tags=["admin"], include_in_schema=False)
+    _key_routes(router, gateway)
+    _tenant_routes(router, gateway)
+    _usage_route(router, gateway)
+    _observation_routes(router, gateway)
+    _audit_route(router, gateway)
+    return router
+
+
+def _key_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Create, list, rotate, change and revoke API keys (a tenant_admin or an operator key)."""
 
     @router.post("/keys", status_code=201, summary="Create an API key (the key is returned once)")
     async def create_key(request: Request) -> Response:
@@ -293,6 +303,10 @@ def admin_router(gateway: Gateway) -> APIRouter:
         )
         return _json(_key(reply.key))
 
+
+def _tenant_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Read a tenant's effective settings (any key of it), and change them (its manager)."""
+
     @router.get("/tenants/{tenant}", summary="A tenant's effective limits, budgets and models")
     async def get_tenant(request: Request, tenant: str) -> Response:
         principal = principal_of(gateway, request)
@@ -326,6 +340,10 @@ def admin_router(gateway: Gateway) -> APIRouter:
         )
         return _json(_tenant(reply.tenant, reply.settings, reply.overridden))
 
+
+def _usage_route(router: APIRouter, gateway: Gateway) -> None:
+    """Usage and cost, grouped, over a time range."""
+
     @router.get(
         "/usage",
         summary="Usage and cost over a time range (own tenant unless operator), grouped by any of tenant, key, "
@@ -354,6 +372,10 @@ def admin_router(gateway: Gateway) -> APIRouter:
             query.end.FromSeconds(end)
         reply = await control_of(gateway).query_usage(query)
         return _json({"object": "list", "data": [_dict(row) for row in reply.rows]})
+
+
+def _observation_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Recent observations and the explanation of one routing decision."""
 
     @router.get("/observations", summary="Recent observations (own tenant unless operator)")
     async def observations(
@@ -409,9 +431,6 @@ def admin_router(gateway: Gateway) -> APIRouter:
             raise PermissionDenied("A key can only read its own tenant's data.", param="decision_id")
         return _json({"object": "decision", **_dict(reply)})
 
-    _audit_route(router, gateway)
-    return router
-
 
 def _audit_entry(entry: observer_pb2.AuditEntry) -> dict[str, Any]:
     return {
@@ -429,6 +448,8 @@ def _audit_entry(entry: observer_pb2.AuditEntry) -> dict[str, Any]:
 
 
 def _audit_route(router: APIRouter, gateway: Gateway) -> None:
+    """The audit log of admin actions, newest first."""
+
     @router.get("/audit", summary="Admin actions, newest first (own tenant for a tenant_admin)")
     async def audit(
         request: Request,

@@ -221,9 +221,7 @@ def compute_features(
     The proto is built directly: a slots dataclass plus a to_proto costs about the same, and the decision
     has to carry the proto anyway.
     """
-    chars = 0
-    images = 0
-    user_turns = 0
+    chars = images = user_turns = 0
     tool_history = False
     last_user = ""
     required = _CHAT | (_STREAMING if stream else 0)
@@ -263,13 +261,36 @@ def compute_features(
         required |= _VISION
     needs_tools = bool(required & _TOOLS)
     needs_json = bool(required & _JSON)
+    return chat_pb2.RequestFeatures(
+        estimated_prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output,
+        needs_tools=needs_tools,
+        needs_vision=images > 0,
+        needs_json=needs_json,
+        stream=stream,
+        vector=_context_vector(
+            last_user, prompt_tokens, user_turns, needs_tools, needs_json, images, max_output
+        ),
+        required_features=required,
+    )
 
+
+def _context_vector(
+    last_user: str,
+    prompt_tokens: int,
+    user_turns: int,
+    needs_tools: bool,
+    needs_json: bool,
+    images: int,
+    max_output: int,
+) -> tuple[float, ...]:
+    """The context vector in FEATURE_NAMES order; the text cues read the last user message's start."""
     sample = last_user[:SAMPLE_CHARS]
     ascii_only = sample.isascii()
     non_ascii = 0.0 if ascii_only else 1.0 - len(sample.encode("ascii", "ignore")) / len(sample)
     stripped = sample.rstrip()
     question = stripped.endswith(("?", "\uff1f")) or _QUESTION_START.match(sample) is not None
-    vector = (
+    return (
         1.0,
         math.log1p(prompt_tokens) / 10.0,
         1.0 if sample and _has_code(sample) else 0.0,
@@ -283,14 +304,4 @@ def compute_features(
         1.0 if images else 0.0,
         math.log1p(max_output) / 10.0 if max_output > 0 else 0.0,
         min(prompt_tokens / 1000.0, MAX_PROMPT_KILOTOKENS),
-    )
-    return chat_pb2.RequestFeatures(
-        estimated_prompt_tokens=prompt_tokens,
-        max_output_tokens=max_output,
-        needs_tools=needs_tools,
-        needs_vision=images > 0,
-        needs_json=needs_json,
-        stream=stream,
-        vector=vector,
-        required_features=required,
     )

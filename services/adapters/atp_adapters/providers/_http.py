@@ -32,6 +32,8 @@ MAX_BODY_BYTES = 16 << 20
 MAX_ERROR_BODY_BYTES = 64 << 10
 _MAX_CACHED_URLS = 1024
 _DNS_CACHE_TTL_S = 300
+# What a provider's stream decoding raises on a body that is not its format.
+_MALFORMED_STREAM = (StreamFormatError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError)
 
 
 __all__ = [
@@ -82,6 +84,15 @@ class StreamState(abc.ABC):
             stop_sequence=self.stop_sequence,
             service_tier=self.service_tier,
             choice_finish_reasons=self.choice_finish_reasons,
+        )
+
+    def first_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
+        """The batch of the first output: it carries what is known of the reply so far."""
+        return ProviderBatch(
+            deltas,
+            response_id=self.response_id,
+            model_version=self.model_version,
+            service_tier=self.service_tier,
         )
 
     @abc.abstractmethod
@@ -172,6 +183,9 @@ class HttpProvider(Provider):
         self._connect_s = cfg.connect_timeout_s
         self._first_token_s = cfg.first_token_timeout_s
         self._idle_s = cfg.idle_timeout_s
+        # The timeout errors' labels, formatted once instead of per call or per read.
+        self._first_token_label = f"first-token timeout {self._first_token_s:g}s"
+        self._idle_label = f"idle timeout {self._idle_s:g}s"
         self._total_s = cfg.total_timeout_s
         self._urls: dict[tuple[str, bool], URL] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -252,10 +266,69 @@ class HttpProvider(Provider):
         return ProviderError(f"provider {self.name}: {message}", kind=kind, provider=self.name, **kwargs)
 
     async def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
-        body = self.encode(request)
-        url = self._url(request.provider_model, request.stream)
+        body, url = self.encode(request), self._url(request.provider_model, request.stream)
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        total_at, total_label, phase_at, phase_label = self._deadlines(request, loop.time())
+        headers = self._traced(self.request_headers(url, body))
+        response: aiohttp.ClientResponse | None = None
+        finished = False
+        try:
+            try:
+                async with asyncio.timeout_at(phase_at):
+                    response = await self._client().post(url, data=body, headers=headers)
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                raise self._connect_error(exc, f"no response within the {phase_label}") from exc
+            if response.status >= 400:
+                raise await self._http_error(response, phase_at)
+            if not request.stream:
+                batch = await self._read_full(response, total_at, total_label)
+                finished = True
+                yield batch
+                return
+            state, decoder = self.stream_state(request), self.stream_decoder()
+            chunks, first_token = 0, True
+            while True:
+                try:
+                    async with asyncio.timeout_at(phase_at):
+                        data = await response.content.readany()
+                except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise self._read_error(exc, phase_label, chunks, first_token) from exc
+                done = False
+                try:
+                    for name, payload in decoder.feed(data) if data else decoder.close():
+                        chunks += 1
+                        if done := state.event(name, payload):
+                            break
+                except ProviderError as exc:  # an error event inside the stream
+                    exc.before_first_token, exc.chunks_received = first_token, chunks
+                    raise
+                except _MALFORMED_STREAM as exc:
+                    raise self._malformed_stream(exc, chunks, first_token) from exc
+                # At the end of the body, a stream that lacks the format's end marker may still be complete.
+                if not (data or done or state.complete_at_eof()):
+                    raise self._unfinished_stream(chunks, first_token)
+                deltas = state.deltas.take()
+                if done or not data:
+                    finished = True
+                    yield state.last_batch(deltas)
+                    return
+                if first_token and deltas:
+                    # The header goes out with the first output: it carries what is known of the reply.
+                    first_token = False
+                    yield state.first_batch(deltas)
+                elif deltas:
+                    yield ProviderBatch(deltas)
+                # The first-token phase ends with the first event; from then on reads are bounded by idle.
+                if chunks:
+                    phase_at, phase_label = loop.time() + self._idle_s, self._idle_label
+                    if phase_at > total_at:
+                        phase_at, phase_label = total_at, total_label
+        finally:
+            _release(response, finished)
+
+    def _deadlines(self, request: ProviderRequest, now: float) -> tuple[float, str, float, str]:
+        """When the call must be over and when its first phase must be, each with the label its timeout
+        error names: the total timeout tightened by the request's deadline; first token, when streamed."""
         total_at = now + self._total_s
         total_label = f"total timeout {self._total_s:g}s"
         remaining = request.remaining()
@@ -265,121 +338,59 @@ class HttpProvider(Provider):
             total_at = now + remaining
             total_label = "request deadline"
         if request.stream and now + self._first_token_s < total_at:
-            phase_at, phase_label = now + self._first_token_s, f"first-token timeout {self._first_token_s:g}s"
-        else:
-            phase_at, phase_label = total_at, total_label
+            return total_at, total_label, now + self._first_token_s, self._first_token_label
+        return total_at, total_label, total_at, total_label
 
-        headers = self.request_headers(url, body)
+    @staticmethod
+    def _traced(headers: dict[str, str]) -> dict[str, str]:
+        """`headers`, plus the W3C trace context when the call is inside a recorded trace."""
         if trace.get_current_span().is_recording():
             # Inside a traced call: the provider (or a proxy before it) continues our trace.
             headers = dict(headers)
             propagate.inject(headers)
-        response: aiohttp.ClientResponse | None = None
-        finished = False
-        try:
-            try:
-                async with asyncio.timeout_at(phase_at):
-                    response = await self._client().post(url, data=body, headers=headers)
-            except aiohttp.ConnectionTimeoutError as exc:
-                raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
-            except TimeoutError as exc:
-                raise self._error("timeout", f"no response within the {phase_label}") from exc
-            except aiohttp.ClientConnectionError as exc:
-                raise self._error("connect", f"cannot connect: {exc}", retryable=True) from exc
+        return headers
 
-            if response.status >= 400:
-                raise await self._http_error(response, phase_at)
-            if not request.stream:
-                batch = await self._read_full(response, total_at, total_label)
-                finished = True
-                yield batch
-                return
+    def _connect_error(self, exc: Exception, timed_out: str) -> ProviderError:
+        """A failure before the response headers: connect timeout, no response in time, or no connection."""
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True)
+        if isinstance(exc, TimeoutError):
+            return self._error("timeout", timed_out)
+        return self._error("connect", f"cannot connect: {exc}", retryable=True)
 
-            state = self.stream_state(request)
-            decoder = self.stream_decoder()
-            chunks = 0
-            first_token = True
-            while True:
-                try:
-                    async with asyncio.timeout_at(phase_at):
-                        data = await response.content.readany()
-                except TimeoutError as exc:
-                    raise self._error(
-                        "timeout",
-                        f"no data within the {phase_label} after {chunks} chunks",
-                        before_first_token=first_token,
-                        chunks_received=chunks,
-                    ) from exc
-                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-                    raise self._error(
-                        "cut",
-                        f"stream broke after {chunks} chunks: {exc}",
-                        before_first_token=first_token,
-                        chunks_received=chunks,
-                        retryable=first_token,
-                    ) from exc
-                try:
-                    events = decoder.feed(data) if data else decoder.close()
-                    done = False
-                    for name, payload in events:
-                        chunks += 1
-                        if state.event(name, payload):
-                            done = True
-                            break
-                except ProviderError as exc:  # an error event inside the stream
-                    exc.before_first_token = first_token
-                    exc.chunks_received = chunks
-                    raise
-                except (
-                    StreamFormatError,
-                    orjson.JSONDecodeError,
-                    KeyError,
-                    TypeError,
-                    AttributeError,
-                ) as exc:
-                    raise self._error(
-                        "malformed",
-                        f"malformed stream after {chunks} chunks: {exc}",
-                        before_first_token=first_token,
-                        chunks_received=chunks,
-                    ) from exc
-                if not data and not done:
-                    if not state.complete_at_eof():
-                        raise self._error(
-                            "cut",
-                            f"stream ended without finishing after {chunks} chunks",
-                            before_first_token=first_token,
-                            chunks_received=chunks,
-                            retryable=first_token,
-                        )
-                    done = True
-                deltas = state.deltas.take()
-                if done:
-                    finished = True
-                    yield state.last_batch(deltas)
-                    return
-                if deltas:
-                    batch = ProviderBatch(deltas)
-                    if first_token:
-                        # The header goes out with the first output: it carries what is known of the reply.
-                        first_token = False
-                        batch.response_id, batch.model_version = state.response_id, state.model_version
-                        batch.service_tier = state.service_tier
-                    yield batch
-                # The first-token phase ends with the first event; from then on reads are bounded by idle.
-                if chunks:
-                    phase_at = loop.time() + self._idle_s
-                    phase_label = f"idle timeout {self._idle_s:g}s"
-                    if phase_at > total_at:
-                        phase_at, phase_label = total_at, total_label
-        finally:
-            if response is not None:
-                if finished:
-                    response.release()
-                else:
-                    # Abandoned or failed mid-body: drop the connection so the provider stops generating
-                    # (and bills no more), instead of returning a half-read socket to the pool.
-                    response.close()
+    def _read_error(self, exc: Exception, phase_label: str, chunks: int, first_token: bool) -> ProviderError:
+        """A read of the stream that timed out or broke."""
+        if isinstance(exc, TimeoutError):
+            return self._error(
+                "timeout",
+                f"no data within the {phase_label} after {chunks} chunks",
+                before_first_token=first_token,
+                chunks_received=chunks,
+            )
+        return self._error(
+            "cut",
+            f"stream broke after {chunks} chunks: {exc}",
+            before_first_token=first_token,
+            chunks_received=chunks,
+            retryable=first_token,
+        )
+
+    def _malformed_stream(self, exc: Exception, chunks: int, first_token: bool) -> ProviderError:
+        return self._error(
+            "malformed",
+            f"malformed stream after {chunks} chunks: {exc}",
+            before_first_token=first_token,
+            chunks_received=chunks,
+        )
+
+    def _unfinished_stream(self, chunks: int, first_token: bool) -> ProviderError:
+        return self._error(
+            "cut",
+            f"stream ended without finishing after {chunks} chunks",
+            before_first_token=first_token,
+            chunks_received=chunks,
+            retryable=first_token,
+        )
 
     async def post_json(self, url: str, body: bytes, remaining: float | None) -> Any:
         """One non-streamed call (embeddings): POST `body`, the parsed JSON reply, within the total
@@ -392,12 +403,8 @@ class HttpProvider(Provider):
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._client().post(url, data=body, headers=self._current_headers())
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise self._error("connect", f"connect timeout {self._connect_s:g}s", retryable=True) from exc
-        except TimeoutError as exc:
-            raise self._error("timeout", f"no response within {total:g}s") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise self._error("connect", f"cannot connect: {exc}", retryable=True) from exc
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            raise self._connect_error(exc, f"no response within {total:g}s") from exc
         try:
             if response.status >= 400:
                 raise await self._http_error(response, deadline)
@@ -454,6 +461,17 @@ class HttpProvider(Provider):
         error = http_error(self.name, response.status, message, parse_retry_after(response.headers))
         error.param = param
         return error
+
+
+def _release(response: aiohttp.ClientResponse | None, finished: bool) -> None:
+    """A read reply's connection back to the pool; one abandoned or failed mid-body dropped, so the
+    provider stops generating (and bills no more) instead of a half-read socket returning to the pool."""
+    if response is None:
+        return
+    if finished:
+        response.release()
+    else:
+        response.close()
 
 
 def usage_from(

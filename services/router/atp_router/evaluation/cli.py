@@ -62,6 +62,16 @@ def _replay_parser() -> argparse.ArgumentParser:
         "--offline", action="store_true", help="no services: the main pass runs in-process too"
     )
     parser.add_argument("--observer", help="host:port of the observer the router learns from")
+    _add_pass_arguments(parser)
+    _add_route_arguments(parser)
+    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
+    parser.add_argument("--plot", default="atp-eval.png", help="PNG of the cost-quality curve ('' for none)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return parser
+
+
+def _add_pass_arguments(parser: argparse.ArgumentParser) -> None:
+    """The route asked for, the cost weights swept, and how the passes publish and sync what they learn."""
     parser.add_argument(
         "--route",
         default=ROUTE,
@@ -108,6 +118,10 @@ def _replay_parser() -> argparse.ArgumentParser:
         help="extra sweep points between the largest cost weight reaching 95%% and the next one (0: none)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes for the in-process sweep")
+
+
+def _add_route_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the replayed route is built: its starting artifact, features, floor and the requests' size."""
     parser.add_argument("--artifact", help="a trained router (atp-train) the route starts from")
     parser.add_argument(
         "--semantic", action="store_true", help="semantic features with the shipped projection (no artifact)"
@@ -131,10 +145,6 @@ def _replay_parser() -> argparse.ArgumentParser:
         type=int,
         help="max_tokens every replayed request declares (its known price counts it)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each gRPC call (s)")
-    parser.add_argument("--plot", default="atp-eval.png", help="PNG of the cost-quality curve ('' for none)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    return parser
 
 
 def _synthetic_parser() -> argparse.ArgumentParser:
@@ -223,8 +233,8 @@ def _refined(
     return [low * (high / low) ** ((i + 1) / (points + 1)) for i in range(points)]
 
 
-def run_replay(argv: Sequence[str]) -> dict[str, object]:
-    """Parse replay arguments, run the sweep and the main pass, and return the report."""
+def _replay_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The replay's arguments, checked, with the route options they describe as `args.options`."""
     parser = _replay_parser()
     args = parser.parse_args(argv)
     if args.router and not args.observer:
@@ -243,12 +253,28 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     )
     if args.knob == "quality_floor":
         args.refine = 0  # the refinement brackets a falling cost weight; floors rise toward quality
-    started = time.monotonic()
-    dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
-    strong, weak = dataset.strong_and_weak()
+    return args
+
+
+def _sweep(
+    args: argparse.Namespace, dataset: Dataset, strong: str, weak: str, target: float
+) -> tuple[list[float], list[list[str]]]:
+    """The in-process sweep over the cost weights (refined where `target` accuracy is lost), in order of
+    cost weight: the weights and each one's choices."""
     weights = args.cost_weights or cost_weight_grid(dataset, strong, weak)
     print(f"sweep: {len(weights)} cost weights, {args.workers} processes", file=sys.stderr, flush=True)
-    sweep_choices = sweep_in_process(
+    sweep_choices = _sweep_pass(args, dataset, weights)
+    finer = _refined(dataset, strong, weights, sweep_choices, target, args.refine)
+    if finer:
+        print(f"refining: {len(finer)} more cost weights", file=sys.stderr, flush=True)
+        weights = [*weights, *finer]
+        sweep_choices += _sweep_pass(args, dataset, finer)
+    ordered = sorted(zip(weights, sweep_choices, strict=True), key=lambda pair: pair[0])
+    return [w for w, _ in ordered], [c for _, c in ordered]
+
+
+def _sweep_pass(args: argparse.Namespace, dataset: Dataset, weights: Sequence[float]) -> list[list[str]]:
+    return sweep_in_process(
         dataset,
         weights,
         exploration=args.exploration,
@@ -256,21 +282,46 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
         workers=args.workers,
         options=args.options,
     )
-    strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
-    finer = _refined(dataset, strong, weights, sweep_choices, 0.95 * strong_acc, args.refine)
-    if finer:
-        print(f"refining: {len(finer)} more cost weights", file=sys.stderr, flush=True)
-        weights = [*weights, *finer]
-        sweep_choices += sweep_in_process(
+
+
+def _main_pass(args: argparse.Namespace, dataset: Dataset, cost_weight: float) -> tuple[list[str], str]:
+    """The main pass at `cost_weight`: its choices, and what made them."""
+    if args.offline:
+        choices = sweep_in_process(
             dataset,
-            finer,
+            [cost_weight],
             exploration=args.exploration,
             republish_every=args.republish_every,
-            workers=args.workers,
             options=args.options,
-        )
-    ordered = sorted(zip(weights, sweep_choices, strict=True), key=lambda pair: pair[0])
-    weights, sweep_choices = [w for w, _ in ordered], [c for _, c in ordered]
+        )[0]
+        return choices, "in-process kernel"
+    return asyncio.run(_services_pass(args, dataset, cost_weight)), "router+observer over gRPC"
+
+
+def _extra(args: argparse.Namespace, timings_s: dict[str, float]) -> dict[str, object]:
+    """The report's record of how the run was made."""
+    extra: dict[str, object] = {
+        "exploration": args.exploration,
+        "route_options": {k: v for k, v in args.options.route_fields().items() if k != "policy"},
+        "knob": args.knob,
+        "timings_s": timings_s,
+    }
+    extra["republish_every"] = args.republish_every
+    if not args.offline:
+        extra["sync_every"] = args.sync_every
+    if args.spawn:
+        extra["snapshot_interval_s"] = args.snapshot_interval
+    return extra
+
+
+def run_replay(argv: Sequence[str]) -> dict[str, object]:
+    """Parse replay arguments, run the sweep and the main pass, and return the report."""
+    args = _replay_args(argv)
+    started = time.monotonic()
+    dataset = load_dataset(args.dataset, prices=parse_prices(args.price), limit=args.limit)
+    strong, weak = dataset.strong_and_weak()
+    strong_acc = metrics.outcome(dataset, [strong] * len(dataset.prompts), strong).accuracy
+    weights, sweep_choices = _sweep(args, dataset, strong, weak, 0.95 * strong_acc)
     sweep = [
         SweepPoint(w, metrics.outcome(dataset, choices, strong))
         for w, choices in zip(weights, sweep_choices, strict=True)
@@ -282,34 +333,14 @@ def run_replay(argv: Sequence[str]) -> dict[str, object]:
     if cost_weight is None:
         cost_weight = min(reaching, key=lambda p: p.outcome.cost_usd).cost_weight if reaching else weights[0]
     main_started = time.monotonic()
-    if args.offline:
-        choices = sweep_in_process(
-            dataset,
-            [cost_weight],
-            exploration=args.exploration,
-            republish_every=args.republish_every,
-            options=args.options,
-        )[0]
-        through = "in-process kernel"
-    else:
-        choices = asyncio.run(_services_pass(args, dataset, cost_weight))
-        through = "router+observer over gRPC"
+    choices, through = _main_pass(args, dataset, cost_weight)
     main_s = time.monotonic() - main_started
-    extra: dict[str, object] = {
-        "exploration": args.exploration,
-        "route_options": {k: v for k, v in args.options.route_fields().items() if k != "policy"},
-        "knob": args.knob,
-        "timings_s": {
-            "sweep": round(sweep_s, 1),
-            "main_pass": round(main_s, 1),
-            "total": round(time.monotonic() - started, 1),
-        },
+    timings_s = {
+        "sweep": round(sweep_s, 1),
+        "main_pass": round(main_s, 1),
+        "total": round(time.monotonic() - started, 1),
     }
-    extra["republish_every"] = args.republish_every
-    if not args.offline:
-        extra["sync_every"] = args.sync_every
-    if args.spawn:
-        extra["snapshot_interval_s"] = args.snapshot_interval
+    extra = _extra(args, timings_s)
     same_weight = [c for w, c in zip(weights, sweep_choices, strict=True) if w == cost_weight]
     if same_weight and not args.router:
         # The services and the in-process kernel, same cost weight: how many decisions agree.

@@ -121,6 +121,39 @@ def _holds(pulls: float, alpha: float) -> Callable[[tuple[float, float]], bool]:
     return accept
 
 
+async def _replay_one(
+    router: router_pb2_grpc.RouterServiceStub,
+    observer: observer_pb2_grpc.ObserverServiceStub,
+    dataset: Dataset,
+    prompt: Prompt,
+    route: str,
+    params: chat_pb2.GenerationParams | None,
+    timeout_s: float,
+) -> str:
+    """One prompt as production sees it: routed, its outcome observed, its quality fed back; the model
+    the router chose."""
+    started_ns = time.time_ns()
+    reply = await router.Route(
+        router_pb2.RouteRequest(tenant=TENANT, model=route, messages=messages(prompt), params=params),
+        timeout=timeout_s,
+        wait_for_ready=True,
+    )
+    decision = reply.decision
+    chosen: str = decision.candidates[0].model
+    obs = observation(dataset, prompt, decision, chosen, started_ns)
+    await observer.Ingest(_one_batch(obs), timeout=timeout_s, wait_for_ready=True)
+    await observer.RecordFeedback(
+        observer_pb2.RecordFeedbackRequest(
+            decision_id=decision.decision_id,
+            tenant=TENANT,
+            score=prompt.quality[chosen],
+            source=REPLICA_ID,
+        ),
+        timeout=timeout_s,
+    )
+    return chosen
+
+
 async def replay_over_grpc(
     dataset: Dataset,
     router_addr: str,
@@ -153,26 +186,8 @@ async def replay_over_grpc(
             base_pulls, base_alpha = await watch.totals(timeout_s)
         pulls, quality = 0, 0.0
         for number, prompt in enumerate(dataset.prompts, 1):
-            started_ns = time.time_ns()
-            reply = await router.Route(
-                router_pb2.RouteRequest(tenant=TENANT, model=route, messages=messages(prompt), params=params),
-                timeout=timeout_s,
-                wait_for_ready=True,
-            )
-            decision = reply.decision
-            chosen = decision.candidates[0].model
+            chosen = await _replay_one(router, observer, dataset, prompt, route, params, timeout_s)
             choices.append(chosen)
-            obs = observation(dataset, prompt, decision, chosen, started_ns)
-            await observer.Ingest(_one_batch(obs), timeout=timeout_s, wait_for_ready=True)
-            await observer.RecordFeedback(
-                observer_pb2.RecordFeedbackRequest(
-                    decision_id=decision.decision_id,
-                    tenant=TENANT,
-                    score=prompt.quality[chosen],
-                    source=REPLICA_ID,
-                ),
-                timeout=timeout_s,
-            )
             pulls += 1
             quality += min(max(prompt.quality[chosen], 0.0), 1.0)
             if watch is not None and number % sync_every == 0:
