@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from atp.observer.v1 import observer_pb2
 from atp.router.v1 import admin_pb2
+from atp_common.audit_json import audit_entry_json
 from atp_common.config import KEY_POLICY_FIELDS, LEGACY_ADMIN_ROLE, Role
 from atp_common.errors import InvalidArgument, PermissionDenied, Unavailable
 from atp_gateway.auth import Principal, api_key_from_headers
@@ -432,21 +433,6 @@ def _observation_routes(router: APIRouter, gateway: Gateway) -> None:
         return _json({"object": "decision", **_dict(reply)})
 
 
-def _audit_entry(entry: observer_pb2.AuditEntry) -> dict[str, Any]:
-    return {
-        "object": "audit_entry",
-        "id": entry.audit_id,
-        "seq": entry.seq,
-        "at": entry.at.ToJsonString(),
-        "actor": {"key_id": entry.actor_key_id, "role": entry.actor_role, "tenant": entry.actor_tenant},
-        "action": entry.action,
-        "tenant": entry.tenant,
-        "target": entry.target,
-        "before": orjson.loads(entry.before_json) if entry.before_json else None,
-        "after": orjson.loads(entry.after_json) if entry.after_json else None,
-    }
-
-
 def _audit_route(router: APIRouter, gateway: Gateway) -> None:
     """The audit log of admin actions, newest first."""
 
@@ -481,6 +467,6 @@ def _audit_route(router: APIRouter, gateway: Gateway) -> None:
                     raise InvalidArgument(f"{name} must be an RFC 3339 timestamp: {exc}", param=name) from exc
         reply = await control_of(gateway).list_audit(query)
         # Defence in depth, as for observations: nothing of another tenant leaves for a tenant_admin.
-        data = [_audit_entry(e) for e in reply.entries if not scoped or e.tenant == scoped]
+        data = [audit_entry_json(e) for e in reply.entries if not scoped or e.tenant == scoped]
         next_before = reply.entries[-1].seq if len(reply.entries) == limit else None
         return _json({"object": "list", "data": data, "next_before": next_before})

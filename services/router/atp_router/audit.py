@@ -12,6 +12,7 @@ import orjson
 from grpc import aio
 
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_common.audit_json import audit_entry_json
 from atp_common.errors import Unavailable
 from atp_common.limits.directory import KeyRecord
 from atp_router.admin_scope import Caller
@@ -49,7 +50,7 @@ class AuditLog:
 
     async def _record(self, entry: observer_pb2.AuditEntry) -> None:
         if self._observer is None:
-            log.info("audit %s", orjson.dumps(_entry_dict(entry)).decode())
+            log.info("audit %s", orjson.dumps(audit_entry_json(entry)).decode())
             return
         try:
             await self._observer.RecordAudit(
@@ -101,16 +102,3 @@ class AuditLog:
             except Unavailable:
                 log.warning("could not record %s on %s/%s as failed", action, tenant, name)
             raise
-
-
-def _entry_dict(entry: observer_pb2.AuditEntry) -> dict[str, Any]:
-    return {
-        "audit_id": entry.audit_id,
-        "at": entry.at.ToJsonString(),
-        "actor": {"key_id": entry.actor_key_id, "role": entry.actor_role, "tenant": entry.actor_tenant},
-        "action": entry.action,
-        "tenant": entry.tenant,
-        "target": entry.target,
-        "before": orjson.loads(entry.before_json) if entry.before_json else None,
-        "after": orjson.loads(entry.after_json) if entry.after_json else None,
-    }
