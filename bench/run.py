@@ -85,7 +85,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mock-workers", type=int, default=1, help="nginx worker processes (default 1)")
     parser.add_argument("--atp-logs", action="store_true", help="keep ATP's service logs (costs CPU)")
     parser.add_argument("--out", default="", help="JSON output path (default bench/out/bench-<time>.json)")
+    parser.add_argument(
+        "--baseline-rev",
+        default="",
+        help="git revision the atp-baseline target runs (add atp-baseline to --targets): prints atp ÷ it",
+    )
     args = parser.parse_args(argv)
+    if args.baseline_rev:
+        os.environ["ATP_BENCH_BASELINE_REV"] = args.baseline_rev
     if args.quick:
         args.duration, args.rounds, args.warmup = 4.0, 1, 1.5
         args.stream_samples = min(args.stream_samples, 10)

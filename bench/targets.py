@@ -202,6 +202,7 @@ class Atp(Target):
 
     name = "atp"
     service_logs = False
+    suite_module = "atp_tools.suite"
 
     def __init__(self, mock: MockUpstream, workers: int, logdir: Path) -> None:
         super().__init__(mock, workers, logdir)
@@ -236,12 +237,12 @@ class Atp(Target):
             ATP_GATEWAY_WORKERS=str(self.workers),
             **extra_env,
         )
-        cmd = [str(ATP_PYTHON), "-m", "atp_tools.suite", "--ephemeral-ports", *flags]
+        cmd = [str(ATP_PYTHON), "-m", self.suite_module, "--ephemeral-ports", *flags]
         cmd += ["--state-dir", str(state)]
         if not self.service_logs:
             # Forwarding every service log line through the launcher would cost CPU the services need.
             cmd.append("--quiet")
-        self.service = Service("atp-suite", cmd, env, self.logdir, capture_stdout=True)
+        self.service = Service(f"{self.name}-suite", cmd, env, self.logdir, capture_stdout=True)
         ready = self._read_ready_line(START_TIMEOUT_S)
         self.ports = {k: int(v) for k, v in ready["ports"].items()}
         self.gateway = str(ready["gateway"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from baseline import AtpBaseline
 from harness import BenchError, chat_body, post
 from production import ALL_TARGETS as PRODUCTION_TARGETS
 from targets import Atp, Target
@@ -73,6 +74,7 @@ ALL_TARGETS: dict[str, type[Target]] = {
     "atp-cache": AtpCache,
     "atp-linucb": AtpLinucb,
     "atp-semantic": AtpSemantic,
+    "atp-baseline": AtpBaseline,
 }
 
 # Each variant against the target it varies, measured in the same run: (variant, baseline).
@@ -81,6 +83,7 @@ COMPARISONS = (
     ("atp-linucb", "atp"),
     ("atp-semantic", "atp"),
     ("atp-semantic", "atp-linucb"),
+    ("atp", "atp-baseline"),
 )
 
 
