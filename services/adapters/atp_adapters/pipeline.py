@@ -289,7 +289,10 @@ class GeneratePipeline:
                 if message.HasField("completion") and not kept.HasField("error") and self._cache is not None:
                     # Stored before the completion leaves: a caller may stop reading once it has it.
                     kept.header.cache = ""
-                    await self._cache.put(plan, kept)
+                    stored_until = await self._cache.put(plan, kept)
+                    if message.HasField("header"):
+                        # A whole reply in one message (non-streamed): a gateway may keep a copy.
+                        message.header.cache_expires_at_ms = stored_until
                 yield message
 
     async def _run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -15,7 +14,19 @@ from prometheus_client import Counter
 from atp.adapters.v1 import adapters_pb2
 from atp_adapters import semantic_cache
 from atp_adapters.semantic_cache import SemanticIndex, SemanticQuery
+from atp_common.cache_entries import canonical_key, canonical_request, replay
 from atp_common.config import AtpConfig, CacheConfig
+
+__all__ = [
+    "MODES",
+    "SEMANTIC_HIT",
+    "CachePlan",
+    "MemoryStore",
+    "RedisStore",
+    "ResponseCache",
+    "canonical_key",
+    "replay",
+]
 
 log = logging.getLogger("atp.adapters.cache")
 
@@ -25,8 +36,6 @@ _SEMANTIC_HIT = LOOKUPS.labels("semantic_hit")
 MODES = frozenset(("use", "refresh", "no-store"))
 # The x-atp-cache value of a reply served for a paraphrase (an exact match is "hit").
 SEMANTIC_HIT = "semantic-hit"
-# Caller-side fields that do not change what the provider answers; everything else is in the key.
-_NOT_IN_KEY = ("request_id", "key_id", "end_user", "tags", "dialect", "stream", "include_usage", "cache")
 
 
 class CacheStore(Protocol):
@@ -195,41 +204,29 @@ class ResponseCache:
         plan.outcome = SEMANTIC_HIT
         return raw
 
-    async def put(self, plan: CachePlan, reply: adapters_pb2.GenerateResponse) -> None:
-        """Store a whole, successful reply (and index its question on a semantic route)."""
+    async def put(self, plan: CachePlan, reply: adapters_pb2.GenerateResponse) -> int:
+        """Store a whole, successful reply (and index its question on a semantic route); returns the Unix
+        time in ms until which it is stored, which the stored header carries too (0: not stored)."""
+        expires_at_ms = int((time.time() + plan.ttl_s) * 1000)
+        reply.header.cache_expires_at_ms = expires_at_ms
         raw = reply.SerializeToString()
         if len(raw) > self._max_reply_bytes:
-            return
+            return 0
         try:
             await self._store.put(plan.key, raw, plan.ttl_s)
         except Exception as exc:
             _ERROR.inc()
             log.warning("response cache write failed: %s", exc)
-            return
+            return 0
         if plan.question:
             if plan.query is None:
                 plan.query = semantic_cache.make_query(plan.question, plan.bucket, plan.threshold)
             if plan.query is not None:
                 self._index.add(plan.tenant, plan.key, plan.query)
+        return expires_at_ms
 
     async def close(self) -> None:
         await self._store.close()
-
-
-def _canonical(request: adapters_pb2.GenerateRequest) -> adapters_pb2.GenerateRequest:
-    canonical = adapters_pb2.GenerateRequest()
-    canonical.CopyFrom(request)
-    for name in _NOT_IN_KEY:
-        canonical.ClearField(name)
-    return canonical
-
-
-def canonical_key(request: adapters_pb2.GenerateRequest, tenant: str) -> str:
-    """The tenant and every field that changes the answer (model or route, messages, parameters),
-    serialized deterministically and hashed."""
-    digest = hashlib.sha256(tenant.encode() + b"\0")
-    digest.update(_canonical(request).SerializeToString(deterministic=True))
-    return digest.hexdigest()
 
 
 def _semantic_part(plan: CachePlan, request: adapters_pb2.GenerateRequest, threshold: float) -> None:
@@ -241,35 +238,10 @@ def _semantic_part(plan: CachePlan, request: adapters_pb2.GenerateRequest, thres
     last = messages[-1]
     if last.role != "user" or last.parts or not last.content or len(last.content) > semantic_cache.MAX_CHARS:
         return
-    rest = _canonical(request)
+    rest = canonical_request(request)
     rest.messages[-1].content = ""
     plan.bucket = semantic_cache.bucket_id(
         plan.tenant.encode() + b"\0" + rest.SerializeToString(deterministic=True)
     )
     plan.question = last.content
     plan.threshold = threshold
-
-
-def replay(
-    stored: adapters_pb2.GenerateResponse,
-    request: adapters_pb2.GenerateRequest,
-    request_id: str,
-    outcome: str = "hit",
-) -> list[adapters_pb2.GenerateResponse]:
-    """The stored reply as the messages of this request: its header (the original decision id, marked
-    `hit`), its deltas and its completion, which cost nothing this time; a stream gets the completion in a
-    message of its own, as from a provider."""
-    header = adapters_pb2.GenerateHeader()
-    header.CopyFrom(stored.header)
-    header.request_id = request_id
-    header.created = int(time.time())
-    header.cache = outcome
-    completion = adapters_pb2.GenerateCompletion()
-    completion.CopyFrom(stored.completion)
-    completion.cost_usd = 0.0
-    completion.latency_ms = completion.provider_ms = completion.time_to_first_token_ms = 0.0
-    first = adapters_pb2.GenerateResponse(header=header, deltas=stored.deltas)
-    if not request.stream:
-        first.completion.CopyFrom(completion)
-        return [first]
-    return [first, adapters_pb2.GenerateResponse(completion=completion)]

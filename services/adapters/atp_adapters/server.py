@@ -17,6 +17,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_adapters.admission import Admission
 from atp_adapters.circuit_exclusions import CircuitExclusions
 from atp_adapters.circuit_reporter import CircuitReporter
+from atp_adapters.edge_hits import EdgeHits
 from atp_adapters.embed import EmbedPipeline
 from atp_adapters.fleet import ProviderFleet
 from atp_adapters.limits import Limiter, open_limiter
@@ -112,8 +113,18 @@ async def build_server(
         await life.add(Component("config watch", start=config_watcher.start, close=config_watcher.close))
         table = reconfigure.table
         parts = AdaptersParts(holder, watcher, shipper, exclusions, table, reporter, admission)
+        edge_hits = EdgeHits(
+            holder, table, pipeline.recorder, default_tenant=settings.default_tenant, rng=rng
+        )
         servicer = AdaptersServicer(
-            pipeline, holder, table, embedder, shipper, settings.replica_id, reconfigure.clients.directory
+            pipeline,
+            holder,
+            table,
+            embedder,
+            shipper,
+            settings.replica_id,
+            reconfigure.clients.directory,
+            edge_hits,
         )
         registration = ServiceRegistration(
             adapters_pb2_grpc.add_AdaptersServiceServicer_to_server, servicer, SERVICE_NAME

@@ -1,5 +1,5 @@
 """The AdaptersService servicer: Generate, Complete and Embed delegate to their pipelines, ListModels reads
-the policy, GetStatus reports the observation backlog."""
+the policy, GetStatus reports the observation backlog, ReportCacheHits records a gateway's cache hits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from grpc import aio
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
+from atp_adapters.edge_hits import EdgeHits
 from atp_adapters.embed import EmbedPipeline
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
@@ -26,7 +27,7 @@ _MAX_CACHED_TENANTS = 1024
 
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
-    """Generate, Complete, Embed, ListModels and GetStatus."""
+    """Generate, Complete, Embed, ListModels, GetStatus and ReportCacheHits."""
 
     def __init__(
         self,
@@ -37,8 +38,10 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         shipper: ObservationShipper,
         replica_id: str,
         directory: DirectoryFollower | None = None,
+        edge_hits: EdgeHits | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._edge_hits = edge_hits
         self._shipper = shipper
         self._replica_id = replica_id
         self._directory = directory
@@ -117,6 +120,12 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         return adapters_pb2.GetStatusResponse(
             replica_id=self._replica_id, queued_observations=queued, spool_bytes=spool_bytes
         )
+
+    async def ReportCacheHits(
+        self, request: adapters_pb2.ReportCacheHitsRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.ReportCacheHitsResponse:
+        recorded = self._edge_hits.record(request.hits) if self._edge_hits is not None else 0
+        return adapters_pb2.ReportCacheHitsResponse(recorded=recorded)
 
 
 def list_models(

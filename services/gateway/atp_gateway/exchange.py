@@ -19,6 +19,7 @@ from atp_common.errors import AtpError, Cancelled, Internal, InvalidArgument, Un
 from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_json
 from atp_gateway.auth import Principal, api_key_from_headers
+from atp_gateway.cache_serve import add_route_headers, copied_reply, report_hit, send_copy
 from atp_gateway.errors import (
     ErrorReply,
     check_complete_reply,
@@ -205,7 +206,7 @@ class UpstreamCall:
     """One call to the adapters in flight (Generate for a stream, Complete otherwise) and, over HTTP, the
     task that notices the client leaving and cancels it."""
 
-    __slots__ = ("call", "completed", "disconnected", "watcher")
+    __slots__ = ("call", "completed", "disconnected", "kept", "watcher")
 
     def __init__(self, call: aio.UnaryStreamCall | aio.UnaryUnaryCall, receive: Receive | None):
         self.call = call
@@ -213,6 +214,8 @@ class UpstreamCall:
         # Set once the completion has arrived: from then on a disconnect has nothing left to cancel (and
         # uvicorn reports one as soon as the reply is complete).
         self.completed = False
+        # A stream the adapters said they hold in their cache: its messages merged, for this worker's copy.
+        self.kept: adapters_pb2.GenerateResponse | None = None
         self.watcher = asyncio.create_task(self._watch(receive)) if receive is not None else None
 
     async def _watch(self, receive: Receive) -> None:
@@ -234,12 +237,16 @@ class UpstreamCall:
         """The next message of a Generate call; None at its end; ClientGone when the client left."""
         assert isinstance(self.call, aio.UnaryStreamCall)
         try:
-            message = await self.call.read()
+            message: adapters_pb2.GenerateResponse = await self.call.read()
         except asyncio.CancelledError:
             if self._gone():
                 raise ClientGone from None
             raise
-        return None if message is aio.EOF else message
+        if message is aio.EOF:
+            return None
+        if self.kept is not None:
+            self.kept.MergeFrom(message)
+        return message
 
     async def reply(self) -> adapters_pb2.GenerateResponse:
         """The whole reply of a non-streamed request (whole_reply); ClientGone when the client left."""
@@ -349,8 +356,16 @@ async def _serve(
         adapters = gateway.adapters
         if adapters is None:
             raise Unavailable("The gateway is starting.")
+        copied = copied_reply(gateway, request)
+        if copied is not None:
+            status = await send_copy(
+                copied, request, encoder, dialect.stream_headers, reply_headers, send, started
+            )
+            report_hit(gateway, request, copied, started)
+            return status
         if not request.stream:
             reply, upstream = await complete(adapters, request, receive)
+            gateway.cache_copy.keep(request, reply)
     except Cancelled:
         return CLIENT_GONE
     except AtpError as exc:
@@ -360,6 +375,22 @@ async def _serve(
             return await _send_whole(upstream, reply, encoder, reply_headers, send, started)
         finally:
             upstream.close()
+    return await _serve_stream(
+        dialect, gateway, adapters, request, encoder, reply_headers, receive, send, started
+    )
+
+
+async def _serve_stream(
+    dialect: Dialect,
+    gateway: Gateway,
+    adapters: AdaptersClient,
+    request: adapters_pb2.GenerateRequest,
+    encoder: ReplyEncoder,
+    reply_headers: list[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+    started: float,
+) -> int:
     upstream = UpstreamCall(adapters.generate(request), receive)
     try:
         try:
@@ -367,7 +398,7 @@ async def _serve(
         except aio.AioRpcError as exc:
             return await send_error(send, dialect, error_from_rpc(exc, generating=True), reply_headers)
         if first is None or not first.HasField("header"):
-            log.error("adapters reply without a header", extra={"request_id": headers.request_id})
+            log.error("adapters reply without a header", extra={"request_id": request.request_id})
             return await send_error(send, dialect, Internal("internal error"), reply_headers)
         if first.HasField("error"):
             error = error_from_generate(first.error.code, first.error.message, first.error.type)
@@ -375,7 +406,7 @@ async def _serve(
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the initial metadata (absent when the tenant has no limits).
         add_limit_headers(reply_headers, await upstream.limit_metadata())
-        _add_route_headers(reply_headers, first.header)
+        add_route_headers(reply_headers, first.header)
         await send(
             {
                 "type": "http.response.start",
@@ -383,7 +414,13 @@ async def _serve(
                 "headers": [*dialect.stream_headers, *reply_headers],
             }
         )
-        return await _stream(upstream, first, encoder, send, started)
+        if first.header.cache_expires_at_ms:
+            upstream.kept = adapters_pb2.GenerateResponse()
+            upstream.kept.CopyFrom(first)
+        status = await _stream(upstream, first, encoder, send, started)
+        if upstream.kept is not None:
+            gateway.cache_copy.keep(request, upstream.kept)
+        return status
     finally:
         upstream.close()
 
@@ -392,17 +429,6 @@ def add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Me
     for key, value in metadata or ():
         if key.startswith("x-ratelimit-"):
             reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
-
-
-def _add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
-    reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
-    reply_headers.append((b"x-atp-model", header.model.encode()))
-    if header.deployment:
-        reply_headers.append((b"x-atp-deployment", header.deployment.encode()))
-    if header.region:
-        reply_headers.append((b"x-atp-region", header.region.encode()))
-    if header.cache:
-        reply_headers.append((b"x-atp-cache", header.cache.encode()))
 
 
 async def _send_whole(
@@ -414,7 +440,7 @@ async def _send_whole(
     started: float,
 ) -> int:
     add_limit_headers(reply_headers, await upstream.limit_metadata())
-    _add_route_headers(reply_headers, reply.header)
+    add_route_headers(reply_headers, reply.header)
     body = encoder.whole(reply)
     # ATP's overhead: everything but the provider's time, measured before the body leaves, so the reply
     # can carry it.

@@ -13,6 +13,8 @@ from atp_common.config import AtpConfig
 from atp_common.limits.directory import Directory, DirectoryFollower, follow_directory
 from atp_gateway import metrics
 from atp_gateway.auth import KeyStore
+from atp_gateway.cache_copy import CacheCopy
+from atp_gateway.cache_reports import HitReporter
 from atp_gateway.control import ControlClient
 from atp_gateway.settings import GatewaySettings
 from atp_gateway.upstream import AdaptersClient, ObserverClient
@@ -60,6 +62,23 @@ class Gateway:
         self.draining = False
         self.stopping = asyncio.Event()
         self.websockets: set[Drainable] = set()
+        self._static_directory: Directory | None = None
+        self.cache_copy = CacheCopy(
+            config,
+            self._access_view,
+            max_entries=settings.cache_copy_entries,
+            max_bytes=settings.cache_copy_bytes,
+            max_ttl_s=settings.cache_copy_ttl_s,
+        )
+        self.hit_reports: HitReporter | None = None
+
+    def _access_view(self) -> Directory:
+        """Limits and key model lists: the directory followed, else (a given key store) the configuration's."""
+        if self.directory is not None:
+            return self.directory.directory
+        if self._static_directory is None:
+            self._static_directory = Directory(self.config)
+        return self._static_directory
 
     def _directory_changed(self, directory: Directory) -> None:
         # One attribute swap: requests in flight keep the store they started with.
@@ -102,6 +121,14 @@ class Gateway:
             # Bounded: a store that is down leaves the configuration's keys in force, and is retried.
             await self.directory.start()
         self.adapters.start()
+        if self.cache_copy.enabled:
+            self.hit_reports = HitReporter(
+                self.adapters.report_cache_hits,
+                batch=self.settings.cache_report_batch,
+                interval_s=self.settings.cache_report_interval_s,
+                max_bytes=self.settings.cache_report_max_bytes,
+            )
+            self.hit_reports.start()
         self.started = True
 
     def begin_drain(self) -> None:
@@ -125,6 +152,10 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop background work and close the channels this gateway opened."""
+        reporter, self.hit_reports = self.hit_reports, None
+        if reporter is not None:
+            # Before the channel closes: the hits answered here reach the adapters (bounded).
+            await reporter.close(self.settings.control_timeout_s)
         if self.adapters is not None:
             await self.adapters.close()
         if self.directory is not None:

@@ -34,6 +34,20 @@ EDGE_REFUSED = Counter(
     "Connections and requests the HTTP edge refused before the app saw them, by reason.",
     ["reason"],
 )
+CACHE_COPY = Counter(
+    "atp_gateway_cache_copy_total",
+    "Lookups of the worker's copy of exact-match cache replies, by outcome (hit, miss, fall_through: the "
+    "adapters must answer, e.g. a principal with limits).",
+    ["outcome"],
+)
+CACHE_REPORTS = Counter(
+    "atp_gateway_cache_hit_reports_total",
+    "Cache hits answered here and reported to the adapters, by outcome (sent, retried, dropped).",
+    ["outcome"],
+)
+CACHE_REPORT_QUEUE = Gauge(
+    "atp_gateway_cache_hit_report_queue", "Cache hits waiting to be reported.", multiprocess_mode="livesum"
+)
 DISCONNECTS = Counter(
     "atp_gateway_client_disconnects_total", "Requests whose client went away before the reply ended."
 )

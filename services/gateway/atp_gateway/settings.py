@@ -65,6 +65,32 @@ class GatewaySettings(ServiceSettings, DirectorySettings):
         ge=1,
         description="Connections per client address that have not yet sent credentials; beyond: 503, close.",
     )
+    cache_copy_entries: int = Field(
+        4096,
+        ge=0,
+        description="Exact-match cache replies each worker keeps a copy of (0: none, every hit "
+        "goes to the adapters).",
+    )
+    cache_copy_bytes: int = Field(
+        32 * 1024 * 1024, ge=0, description="Bytes of cache replies each worker keeps a copy of."
+    )
+    cache_copy_ttl_s: float = Field(
+        10.0,
+        ge=0,
+        description="Longest a worker serves its copy of a cache entry (at most the entry's own TTL): "
+        "how long a refresh made through another worker or replica may go unseen here.",
+    )
+    cache_report_batch: int = Field(
+        256, ge=1, le=4096, description="Cache hits reported to the adapters in one ReportCacheHits call."
+    )
+    cache_report_interval_s: float = Field(
+        0.05, gt=0, description="Longest a served cache hit waits before it is reported to the adapters."
+    )
+    cache_report_max_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of hits waiting to be reported; when full, hits are answered by the adapters.",
+    )
 
     @property
     def edge_limits(self) -> EdgeLimits:

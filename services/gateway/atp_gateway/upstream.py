@@ -1,4 +1,4 @@
-"""The gateway's gRPC clients: the adapters (Generate, ListModels, health) and the observer (feedback)."""
+"""The gateway's gRPC clients: the adapters (Generate, ListModels, cache hits, health) and the observer."""
 
 from __future__ import annotations
 
@@ -90,6 +90,15 @@ class AdaptersClient:
     def embed(self, request: adapters_pb2.EmbedRequest) -> aio.UnaryUnaryCall:
         """Start an Embed call; the caller awaits it and cancels it when its client goes away."""
         return self._stub.Embed(request, timeout=self._request_timeout_s)
+
+    async def report_cache_hits(
+        self, request: adapters_pb2.ReportCacheHitsRequest
+    ) -> adapters_pb2.ReportCacheHitsResponse:
+        """Report hits this worker answered from its copy of the cache (AioRpcError on failure)."""
+        reply: adapters_pb2.ReportCacheHitsResponse = await self._stub.ReportCacheHits(
+            request, timeout=self._control_timeout_s
+        )
+        return reply
 
     async def models(self, tenant: str, key_id: str) -> list[adapters_pb2.ModelInfo]:
         """The models and routes this tenant's key may use; reused for models_cache_s so a polling

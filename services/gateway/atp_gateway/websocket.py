@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -48,6 +49,8 @@ from atp_common.errors import AtpError, Internal, InvalidArgument, PayloadTooLar
 from atp_gateway import metrics
 from atp_gateway.asgi import RequestHeaders
 from atp_gateway.auth import Principal, api_key_from_headers
+from atp_gateway.cache_copy import CopiedReply
+from atp_gateway.cache_serve import copied_reply, replayed, report_hit
 from atp_gateway.dialects.chat import CHAT
 from atp_gateway.dialects.chat_reply import completion_json, custom_shape, merge_deltas
 from atp_gateway.dialects.chat_request import to_generate_request
@@ -257,10 +260,14 @@ class _Session:
         adapters = self._gateway.adapters
         if adapters is None:
             raise Unavailable("The gateway is starting.")
+        copied = copied_reply(self._gateway, request)
+        if copied is not None:
+            return await self._from_copy(request_id, request, copied, legacy)
         if not stream:
             # One Complete call, no delta frames, the done frame.
             reply, upstream = await complete(adapters, request, None)
             upstream.close()
+            self._gateway.cache_copy.keep(request, reply)
             return _done(request_id, reply, legacy)
         call = adapters.generate(request)
         try:
@@ -283,17 +290,39 @@ class _Session:
                         raise Internal("internal error")
                     merged = adapters_pb2.GenerateResponse()
                 merged.MergeFrom(message)
-                for choice in merge_deltas(message.deltas, legacy):
-                    for tool_call in choice["delta"].get("tool_calls", ()):
-                        custom_shape(custom, choice["index"], tool_call)
-                    frame = {"type": "delta", "id": request_id, "delta": choice["delta"]}
-                    if choice["index"]:
-                        frame["choice"] = choice["index"]
-                    await self._send(frame)
+                await self._send_deltas(request_id, message, legacy, custom)
                 if message.HasField("completion"):
+                    self._gateway.cache_copy.keep(request, merged)
                     return _done(request_id, merged, legacy)
         finally:
             call.cancel()
+
+    async def _send_deltas(
+        self,
+        request_id: str,
+        message: adapters_pb2.GenerateResponse,
+        legacy: bool,
+        custom: set[tuple[int, int]],
+    ) -> None:
+        """The delta frames of one Generate message."""
+        for choice in merge_deltas(message.deltas, legacy):
+            for tool_call in choice["delta"].get("tool_calls", ()):
+                custom_shape(custom, choice["index"], tool_call)
+            frame = {"type": "delta", "id": request_id, "delta": choice["delta"]}
+            if choice["index"]:
+                frame["choice"] = choice["index"]
+            await self._send(frame)
+
+    async def _from_copy(
+        self, request_id: str, request: adapters_pb2.GenerateRequest, copied: CopiedReply, legacy: bool
+    ) -> dict[str, Any]:
+        """A hit answered from this worker's copy: the frames an adapters-served hit gets, then reported."""
+        started = time.perf_counter()
+        reply = replayed(copied, request)
+        if request.stream:
+            await self._send_deltas(request_id, reply, legacy, set())
+        report_hit(self._gateway, request, copied, started)
+        return _done(request_id, reply, legacy)
 
 
 def _done(request_id: str, reply: adapters_pb2.GenerateResponse, legacy: bool) -> dict[str, Any]:

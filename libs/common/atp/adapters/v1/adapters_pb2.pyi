@@ -59,7 +59,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., include_usage: _Optional[bool] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ..., cache: _Optional[str] = ...) -> None: ...
 
 class GenerateHeader(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id", "deployment", "region", "cache")
+    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id", "deployment", "region", "cache", "cache_expires_at_ms", "cache_saved_cost_usd")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,8 @@ class GenerateHeader(_message.Message):
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     CACHE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_SAVED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -84,7 +86,9 @@ class GenerateHeader(_message.Message):
     deployment: str
     region: str
     cache: str
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., cache: _Optional[str] = ...) -> None: ...
+    cache_expires_at_ms: int
+    cache_saved_cost_usd: float
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., cache: _Optional[str] = ..., cache_expires_at_ms: _Optional[int] = ..., cache_saved_cost_usd: _Optional[float] = ...) -> None: ...
 
 class GenerateCompletion(_message.Message):
     __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms", "choice_finish_reasons", "stop_sequence")
@@ -246,3 +250,31 @@ class GetStatusResponse(_message.Message):
     queued_observations: int
     spool_bytes: int
     def __init__(self, replica_id: _Optional[str] = ..., queued_observations: _Optional[int] = ..., spool_bytes: _Optional[int] = ...) -> None: ...
+
+class CacheHit(_message.Message):
+    __slots__ = ("request", "stored", "saved_cost_usd", "started_at_unix_ns", "latency_ms", "observation_id")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    SAVED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    request: GenerateRequest
+    stored: GenerateHeader
+    saved_cost_usd: float
+    started_at_unix_ns: int
+    latency_ms: float
+    observation_id: str
+    def __init__(self, request: _Optional[_Union[GenerateRequest, _Mapping]] = ..., stored: _Optional[_Union[GenerateHeader, _Mapping]] = ..., saved_cost_usd: _Optional[float] = ..., started_at_unix_ns: _Optional[int] = ..., latency_ms: _Optional[float] = ..., observation_id: _Optional[str] = ...) -> None: ...
+
+class ReportCacheHitsRequest(_message.Message):
+    __slots__ = ("hits",)
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[CacheHit]
+    def __init__(self, hits: _Optional[_Iterable[_Union[CacheHit, _Mapping]]] = ...) -> None: ...
+
+class ReportCacheHitsResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

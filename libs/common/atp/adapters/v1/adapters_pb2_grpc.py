@@ -59,6 +59,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.ReportCacheHits = channel.unary_unary(
+                '/atp.adapters.v1.AdaptersService/ReportCacheHits',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.FromString,
+                _registered_method=True)
 
 
 class AdaptersServiceServicer:
@@ -102,6 +107,14 @@ class AdaptersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportCacheHits(self, request, context):
+        """Exact-match cache hits a gateway answered from its own copy of the adapters' cache entries, reported
+        in batches so that they are observed, counted and metered like the hits the adapters serve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdaptersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +142,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'ReportCacheHits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCacheHits,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/GetStatus',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCacheHits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.adapters.v1.AdaptersService/ReportCacheHits',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,122 @@
+"""The cache hits a worker answered from its copy, reported to the adapters in batches (ReportCacheHits)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from atp.adapters.v1 import adapters_pb2
+from atp_gateway import metrics
+
+__all__ = ["HitReporter"]
+
+log = logging.getLogger("atp.gateway.cache_reports")
+
+_SENT, _RETRIED = metrics.CACHE_REPORTS.labels("sent"), metrics.CACHE_REPORTS.labels("retried")
+_DROPPED = metrics.CACHE_REPORTS.labels("dropped")
+# After a failed report: wait before the next, doubling up to the cap, so unreachable adapters are not
+# called in a loop.
+_RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
+
+Send = Callable[[adapters_pb2.ReportCacheHitsRequest], Awaitable[object]]
+
+
+class HitReporter:
+    """A bounded queue of hits and the one task that sends them: every `interval_s`, or as soon as `batch`
+    are waiting, in one call whose deadline `send` sets.
+
+    A failed call keeps its hits for the next (they carry their observation ids, so a report that arrived
+    but whose answer was lost is stored once). The queue is bounded in bytes: when it is full (the
+    adapters unreachable for long), `has_room` is False and the caller leaves hits to the adapters rather
+    than serve one it could not report. Closing sends what is queued within a deadline; what cannot be
+    sent then is dropped and counted.
+    """
+
+    def __init__(self, send: Send, *, batch: int, interval_s: float, max_bytes: int) -> None:
+        self._send = send
+        self._batch = batch
+        self._interval_s = interval_s
+        self._max_bytes = max_bytes
+        self._queue: deque[tuple[adapters_pb2.CacheHit, int]] = deque()
+        self._bytes = 0
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def has_room(self) -> bool:
+        """Whether a hit may be served and queued now."""
+        return self._bytes < self._max_bytes
+
+    def add(self, hit: adapters_pb2.CacheHit) -> None:
+        """Queue one served hit (after `has_room` said there was room)."""
+        size = hit.ByteSize()
+        self._queue.append((hit, size))
+        self._bytes += size
+        metrics.CACHE_REPORT_QUEUE.inc()
+        if len(self._queue) >= self._batch:
+            self._full.set()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="cache-hit-reports")
+
+    async def _run(self) -> None:
+        retry_s = _RETRY_FIRST_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self._interval_s)
+            self._full.clear()
+            while self._queue:
+                if await self._flush_one():
+                    retry_s = _RETRY_FIRST_S
+                    continue
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                break
+
+    async def _flush_one(self) -> bool:
+        """Send up to `batch` queued hits; False (and the hits kept) when the call failed."""
+        taken = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+        try:
+            await self._send(adapters_pb2.ReportCacheHitsRequest(hits=[hit for hit, _ in taken]))
+        except asyncio.CancelledError:
+            self._queue.extendleft(reversed(taken))
+            raise
+        except Exception as exc:
+            self._queue.extendleft(reversed(taken))
+            _RETRIED.inc(len(taken))
+            log.warning("reporting %d cache hits to the adapters failed: %s", len(taken), exc)
+            return False
+        sent_bytes = sum(size for _, size in taken)
+        self._bytes -= sent_bytes
+        metrics.CACHE_REPORT_QUEUE.dec(len(taken))
+        _SENT.inc(len(taken))
+        return True
+
+    async def close(self, timeout_s: float) -> None:
+        """Stop the task, then send what is queued until `timeout_s` runs out; drop and count the rest."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        deadline = time.monotonic() + timeout_s
+        while self._queue and time.monotonic() < deadline:
+            try:
+                sent = await asyncio.wait_for(self._flush_one(), max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                break
+            if not sent:
+                break
+        if self._queue:
+            _DROPPED.inc(len(self._queue))
+            log.warning("dropped %d cache hits not reported to the adapters at shutdown", len(self._queue))
+            metrics.CACHE_REPORT_QUEUE.dec(len(self._queue))
+            self._queue.clear()
+            self._bytes = 0
