@@ -71,7 +71,12 @@ class CacheCopy:
 
     def lookup(self, request: adapters_pb2.GenerateRequest) -> tuple[str, CopiedReply | None]:
         """The entry's key ("" when this copy may not answer) and the copy that answers, if held."""
-        if not self.enabled or not self.reads(request) or not request.tenant:
+        if not self.enabled or not request.tenant:
+            return "", None
+        if not self.reads(request):
+            if request.cache == "refresh" and self._entries:
+                # The adapters answer it and may store a newer reply: this copy must not outlive theirs.
+                self._forget(canonical_key(request, request.tenant))
             return "", None
         directory = self._directory()
         user = request.end_user or request.params.user
@@ -107,12 +112,15 @@ class CacheCopy:
         # A hit's completion was zeroed by the replay; the header keeps what the stored reply cost.
         saved = reply.header.cache_saved_cost_usd if reply.header.cache == HIT else reply.completion.cost_usd
         key = canonical_key(request, request.tenant)
-        if key in self._entries:
-            self._drop(key)
+        self._forget(key)
         self._entries[key] = CopiedReply(reply, saved, self._clock() + ttl_s, size)
         self._bytes += size
         while self._entries and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
             self._drop(next(iter(self._entries)))
+
+    def _forget(self, key: str) -> None:
+        if key in self._entries:
+            self._drop(key)
 
     def _drop(self, key: str) -> None:
         self._bytes -= self._entries.pop(key).size
