@@ -91,7 +91,7 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def _stack(tmp_path: Path, copy_entries: int) -> AsyncIterator[Stack]:
+async def _stack(tmp_path: Path, copy_entries: int, **gateway: Any) -> AsyncIterator[Stack]:
     provider = FakeOpenAI()
     await provider.start()
     provider.reply = FakeReply(text=ANSWER)
@@ -104,7 +104,7 @@ async def _stack(tmp_path: Path, copy_entries: int) -> AsyncIterator[Stack]:
             tmp_path / str(copy_entries),
             observer_addr=observer_server.address,
             adapters={"ship_interval_s": 0.02},
-            gateway={"cache_copy_entries": copy_entries, "cache_report_interval_s": 0.02},
+            gateway={"cache_copy_entries": copy_entries, "cache_report_interval_s": 0.02, **gateway},
         ) as gateway:
             yield Stack(gateway, provider, observer)
     finally:
@@ -297,3 +297,18 @@ async def test_hits_are_reported_in_batches_and_the_queue_is_empty_after(stack: 
     assert len(reporter) == 0
     for i in range(20):
         assert (await stack.observer.wait_for(f"b{i}")).cache_hit
+
+
+async def test_hits_still_queued_at_shutdown_are_reported_before_the_channel_closes(tmp_path: Path) -> None:
+    async with _stack(tmp_path, 4096, cache_report_interval_s=60.0, cache_report_batch=4096) as stack:
+        async with stack.http(FREE_KEY) as http:
+            await http.post(CHAT, json=_body(text="late"))
+            for i in range(3):
+                reply = await http.post(CHAT, json=_body(text="late"), headers={"x-request-id": f"late{i}"})
+                assert reply.headers["x-atp-cache"] == "hit"
+        reporter = stack.gateway.gateway.hit_reports
+        assert reporter is not None and len(reporter) == 3  # nothing sent yet: a minute's interval
+        observer = stack.observer
+    # The gateway stopped first (its close sends the queue), then the adapters (their shipper delivers).
+    hits = [o for o in observer.observations.values() if o.request_id.startswith("late") and o.cache_hit]
+    assert sorted(o.request_id for o in hits) == ["late0", "late1", "late2"]
