@@ -116,15 +116,9 @@ async def build_server(
         edge_hits = EdgeHits(
             holder, table, pipeline.recorder, default_tenant=settings.default_tenant, rng=rng
         )
+        directory = reconfigure.clients.directory
         servicer = AdaptersServicer(
-            pipeline,
-            holder,
-            table,
-            embedder,
-            shipper,
-            settings.replica_id,
-            reconfigure.clients.directory,
-            edge_hits,
+            pipeline, holder, table, embedder, shipper, settings.replica_id, directory, edge_hits
         )
         registration = ServiceRegistration(
             adapters_pb2_grpc.add_AdaptersServiceServicer_to_server, servicer, SERVICE_NAME
