@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["add_route_headers", "copied_reply", "replayed", "report_hit", "send_copy"]
 
+# A hit found in the copy that the adapters answer instead, since it could not be reported now.
+_UNREPORTABLE = metrics.CACHE_COPY.labels("unreportable")
+
 
 def add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
     """Where the reply was served (decision, model, deployment, region) and what the cache did."""
@@ -34,10 +37,18 @@ def add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters
 def copied_reply(gateway: Gateway, request: adapters_pb2.GenerateRequest) -> CopiedReply | None:
     """The copy that answers `request` here, when one may: held, unexpired, for a principal the copy may
     serve, and with room to report the hit (else the adapters answer, and observe, it)."""
-    reporter = gateway.hit_reports
-    if reporter is None or not gateway.cache_copy.enabled or not reporter.has_room():
+    copy = gateway.cache_copy
+    if not copy.enabled:
         return None
-    return gateway.cache_copy.lookup(request)[1]
+    # Looked up even when the hit could not be reported: a refresh must still drop the copy it replaces.
+    copied = copy.lookup(request)[1]
+    if copied is None:
+        return None
+    reporter = gateway.hit_reports
+    if reporter is None or not reporter.has_room():
+        _UNREPORTABLE.inc()
+        return None
+    return copied
 
 
 def replayed(copied: CopiedReply, request: adapters_pb2.GenerateRequest) -> adapters_pb2.GenerateResponse:

@@ -37,7 +37,8 @@ EDGE_REFUSED = Counter(
 CACHE_COPY = Counter(
     "atp_gateway_cache_copy_total",
     "Lookups of the worker's copy of exact-match cache replies, by outcome (hit, miss, fall_through: the "
-    "adapters must answer, e.g. a principal with limits).",
+    "adapters must answer, e.g. a principal with limits; unreportable: a hit left to the adapters while "
+    "the report queue is full).",
     ["outcome"],
 )
 CACHE_REPORTS = Counter(

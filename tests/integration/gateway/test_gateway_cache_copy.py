@@ -131,7 +131,7 @@ def _body(model: str = "cached", text: str = "tell me something", **fields: obje
 
 
 _HEADERS = ("x-atp-cache", "x-atp-model", "x-atp-deployment", "content-type")
-_VARYING = {"id", "created", "decision_id"}
+_VARYING = {"id", "item_id", "created", "created_at", "completed_at", "decision_id"}
 
 
 def _stable(value: Any) -> Any:
@@ -152,8 +152,9 @@ def _seen(reply: httpx.Response, decisions: dict[str, int]) -> tuple[Any, ...]:
         decisions.setdefault(decision, len(decisions)),
     )
     if reply.headers.get("content-type", "").startswith("text/event-stream"):
-        events = [orjson.loads(e[6:]) for e in reply.content.split(b"\n\n") if e.startswith(b"data: {")]
-        return reply.status_code, headers, _stable(events), reply.content.endswith(b"data: [DONE]\n\n")
+        lines = reply.content.split(b"\n")
+        events = [orjson.loads(line[6:]) if line.startswith(b"data: {") else line for line in lines]
+        return reply.status_code, headers, _stable(events)
     return reply.status_code, headers, _stable(reply.json())
 
 
@@ -172,6 +173,14 @@ _HTTP_STEPS: list[tuple[str, dict[str, object], dict[str, str]]] = [
     ("use on a route without cache", _body("auto", text="cold", temperature=0), {"x-atp-cache": "use"}),
     ("its hit", _body("auto", text="cold", temperature=0), {"x-atp-cache": "use"}),
     ("no header: that route reads no cache", _body("auto", text="cold", temperature=0), {}),
+]
+_MESSAGES = {"model": "cached", "max_tokens": 64, "messages": [{"role": "user", "content": "hi there"}]}
+_RESPONSES = {"model": "cached", "input": "hi there"}
+# Anthropic's Messages and OpenAI's Responses over the same exchange: a miss, a hit, a streamed hit each.
+_OTHER_DIALECTS = [
+    (path, {**body, **extra})
+    for path, body in (("/v1/messages", _MESSAGES), ("/v1/responses", _RESPONSES))
+    for extra in ({}, {}, {"stream": True})
 ]
 _EXPECTED_CACHE = [
     "miss",
@@ -203,12 +212,16 @@ async def _scenario(stack: Stack) -> tuple[list[Any], int]:
     ]:
         frames = await stack.ws(FREE_KEY, body, headers)
         seen.append((_stable(frames), decisions.setdefault(frames[-1]["decision_id"], len(decisions))))
+    async with stack.http(FREE_KEY) as http:
+        for path, body in _OTHER_DIALECTS:
+            reply = await http.post(path, json=body, headers={"anthropic-version": "2023-06-01"})
+            seen.append(_seen(reply, decisions))
     async with stack.http(OTHER_KEY) as http:
         seen.append(_seen(await http.post(CHAT, json=_body()), decisions))
     return seen, len(stack.provider.requests)
 
 
-async def test_the_copy_answers_as_the_adapters_do_on_http_sse_and_websocket(tmp_path: Path) -> None:
+async def test_the_copy_answers_as_the_adapters_do_in_every_dialect_and_transport(tmp_path: Path) -> None:
     async with _stack(tmp_path, 0) as without:
         adapters_before = _adapters_hits()
         expected, expected_calls = await _scenario(without)
@@ -220,19 +233,21 @@ async def test_the_copy_answers_as_the_adapters_do_on_http_sse_and_websocket(tmp
         adapters_hits_with = _adapters_hits() - adapters_before
         copy_hits = _metric("atp_gateway_cache_copy_total", "hit") - copy_before
     assert [step[1][0] for step in expected[: len(_HTTP_STEPS)]] == _EXPECTED_CACHE
-    ws_frames = [frames for frames, _ in expected[len(_HTTP_STEPS) : -1]]
+    ws_frames = [frames for frames, _ in expected[len(_HTTP_STEPS) : len(_HTTP_STEPS) + 3]]
     assert [frames[-1].get("cache") for frames in ws_frames] == ["hit", "hit", "refresh"]
     # The hit after a refresh repeats the refreshed reply, not the first one.
     assert expected[5][1][4] == expected[4][1][4] != expected[0][1][4]
     assert expected[-1][1][0] == "miss"  # another tenant's identical request
-    labels = [s[0] for s in _HTTP_STEPS] + ["ws"] * 3 + ["tenant"]
+    dialects = expected[len(_HTTP_STEPS) + 3 : -1]
+    assert [step[1][0] for step in dialects] == ["miss", "hit", "hit"] * 2
+    labels = [s[0] for s in _HTTP_STEPS] + ["ws"] * 3 + [p for p, _ in _OTHER_DIALECTS] + ["tenant"]
     for label, mine, theirs in zip(labels, seen, expected, strict=True):
         assert mine == theirs, label
-    assert calls == expected_calls == 9
+    assert calls == expected_calls == 11
     # Without the copy the adapters answered every hit; with it, the gateway answered most (after a
     # refresh, and for a stored stream, the adapters answer the first hit and the copy is taken from it).
-    assert adapters_hits_without == 8
-    assert copy_hits >= 6 and adapters_hits_with + copy_hits == 8
+    assert adapters_hits_without == 12
+    assert copy_hits >= 9 and adapters_hits_with + copy_hits == 12
 
 
 async def test_a_hit_answered_here_reaches_the_observer_as_a_hit(stack: Stack) -> None:
@@ -312,3 +327,17 @@ async def test_hits_still_queued_at_shutdown_are_reported_before_the_channel_clo
     # The gateway stopped first (its close sends the queue), then the adapters (their shipper delivers).
     hits = [o for o in observer.observations.values() if o.request_id.startswith("late") and o.cache_hit]
     assert sorted(o.request_id for o in hits) == ["late0", "late1", "late2"]
+
+
+async def test_while_the_report_queue_is_full_the_adapters_answer_the_hits(tmp_path: Path) -> None:
+    async with _stack(tmp_path, 4096, cache_report_interval_s=60.0, cache_report_max_bytes=1024) as stack:
+        async with stack.http(FREE_KEY) as http:
+            await http.post(CHAT, json=_body(text="full"))
+            adapters_before = _adapters_hits()
+            replies = [await http.post(CHAT, json=_body(text="full")) for _ in range(12)]
+        reporter = stack.gateway.gateway.hit_reports
+        assert reporter is not None
+        queued = len(reporter)
+    assert {r.headers["x-atp-cache"] for r in replies} == {"hit"}
+    # A few hits fill the queue (nothing is sent for a minute); the adapters answer the rest.
+    assert 0 < queued < 12 and _adapters_hits() - adapters_before == 12 - queued
