@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from atp.adapters.v1 import adapters_pb2
+from atp_common.tasks import cancel_and_wait
 from atp_gateway import metrics
 
 __all__ = ["HitReporter"]
@@ -102,10 +103,7 @@ class HitReporter:
     async def close(self, timeout_s: float) -> None:
         """Stop the task, then send what is queued until `timeout_s` runs out; drop and count the rest."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         deadline = time.monotonic() + timeout_s
         while self._queue and time.monotonic() < deadline:
             try:
