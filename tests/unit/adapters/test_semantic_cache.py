@@ -177,6 +177,8 @@ async def test_a_semantic_hit_is_observed_as_a_hit_of_the_original_decision(tmp_
         await adapters.stop_now()
         await observer_server.stop_now()
     assert first[0].header.cache == "miss" and second[0].header.cache == SEMANTIC_HIT
+    # The stored reply says until when it is held (a gateway may copy it); a paraphrase's reply does not.
+    assert first[0].header.cache_expires_at_ms > 0 and second[0].header.cache_expires_at_ms == 0
     assert text_of(second) == text_of(first)
     assert hit.cache_hit and hit.cached_decision_id == stored.decision.decision_id
     assert hit.cost_usd == 0 and hit.saved_cost_usd == stored.cost_usd > 0
