@@ -25,7 +25,7 @@ from tests.support.stack import adapters_and_gateway, until
 CHAT = "/v1/chat/completions"
 FREE_KEY, OTHER_KEY = "atp-copy-free-key-0001", "atp-copy-other-key-001"
 DENIED_KEY, ALLOWED_KEY = "atp-copy-denied-key-01", "atp-copy-allowed-key-1"
-LIMITED_KEY = "atp-copy-limited-key-1"
+LIMITED_KEY, EXPIRED_KEY = "atp-copy-limited-key-1", "atp-copy-expired-key-1"
 ANSWER = "An answer worth keeping."
 
 
@@ -51,6 +51,11 @@ def _config(provider: FakeOpenAI) -> AtpConfig:
                         {"hash": hash_api_key(FREE_KEY), "name": "free"},
                         {"hash": hash_api_key(DENIED_KEY), "name": "denied", "denied_models": ["gpt"]},
                         {"hash": hash_api_key(ALLOWED_KEY), "name": "allowed", "allowed_models": ["gpt"]},
+                        {
+                            "hash": hash_api_key(EXPIRED_KEY),
+                            "name": "old",
+                            "expires_at": "2020-01-01T00:00:00Z",
+                        },
                     ]
                 },
                 "other": {"api_keys": [{"hash": hash_api_key(OTHER_KEY), "name": "other"}]},
@@ -271,7 +276,7 @@ async def test_a_hit_answered_here_reaches_the_observer_as_a_hit(stack: Stack) -
     assert len(stack.provider.requests) == 1
 
 
-async def test_key_model_lists_and_request_limits_are_left_to_the_adapters(stack: Stack) -> None:
+async def test_expired_keys_are_refused_and_listed_keys_and_limits_left_to_the_adapters(stack: Stack) -> None:
     async with stack.http(FREE_KEY) as http:
         assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "miss"
         assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "hit"
@@ -281,9 +286,12 @@ async def test_key_model_lists_and_request_limits_are_left_to_the_adapters(stack
         denied_ws = await stack.ws(DENIED_KEY, _body())
     async with stack.http(ALLOWED_KEY) as http:
         allowed = await http.post(CHAT, json=_body())
+    async with stack.http(EXPIRED_KEY) as http:
+        expired = await http.post(CHAT, json=_body())
     assert denied.status_code == 403 and "denied_models" in denied.json()["error"]["message"]
     assert denied_ws[-1]["type"] == "error" and denied_ws[-1]["error"]["code"] == "permission_denied"
     assert allowed.status_code == 200 and allowed.headers["x-atp-cache"] == "hit"
+    assert expired.status_code == 401  # the key check comes before the copy
     # The adapters looked up all three (they find the entry before they filter by the key's lists).
     assert _adapters_hits() == before[0] + 3
     async with stack.http(LIMITED_KEY) as http:
