@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 from harness import BenchError, chat_body, post
@@ -68,15 +70,53 @@ class AtpSemantic(AtpLinucb):
     SEMANTIC = True
 
 
+class AtpRef(Atp):
+    """The plain target running another checkout's code (`ATP_BENCH_REF_TREE`, for example a `git archive`
+    of the commit before a change) with this checkout's interpreter and dependencies: a change measured
+    against the code before it in the same interleaved run."""
+
+    name = "atp-ref"
+    # Where the packages live in a checkout (pyproject's packages.find), ahead of the editable install.
+    SOURCE_DIRS = (
+        "libs/common",
+        "services/gateway",
+        "services/router",
+        "services/observer",
+        "services/adapters",
+        "tools",
+    )
+
+    def _tree(self) -> Path:
+        tree = Path(os.environ.get("ATP_BENCH_REF_TREE", ""))
+        if not (tree / "libs" / "common" / "atp_common").is_dir():
+            raise BenchError("atp-ref: set ATP_BENCH_REF_TREE to a checkout of ATP (git archive of a commit)")
+        return tree
+
+    def install(self) -> None:
+        super().install()
+        self._tree()
+
+    def settings(self) -> tuple[dict[str, float], dict[str, str], list[str]]:
+        limits, env, flags = super().settings()
+        path = os.pathsep.join(str(self._tree() / d) for d in self.SOURCE_DIRS)
+        return limits, {**env, "PYTHONPATH": path}, flags
+
+    def start(self) -> None:
+        super().start()
+        self.description += f"; code from {self._tree()}"
+
+
 ALL_TARGETS: dict[str, type[Target]] = {
     **PRODUCTION_TARGETS,
     "atp-cache": AtpCache,
     "atp-linucb": AtpLinucb,
     "atp-semantic": AtpSemantic,
+    "atp-ref": AtpRef,
 }
 
 # Each variant against the target it varies, measured in the same run: (variant, baseline).
 COMPARISONS = (
+    ("atp", "atp-ref"),
     ("atp-cache", "atp"),
     ("atp-linucb", "atp"),
     ("atp-semantic", "atp"),
