@@ -25,8 +25,7 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import INGEST_PATH, encode_observation
 from atp_common.channels import open_channel
-from atp_common.observation_rows import row_of
-from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_values
+from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_row
 from atp_observer.store.pg_session import PG_EPOCH_MICROS, register_codecs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,11 +228,14 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
         for round_ in range(args.rounds + 1):
             size = args.observations if round_ else min(args.observations, 10_000)
             data = observations(f"r{round_}", size, started + timedelta(seconds=round_))
-            # With each observation's row, as the adapters send it (they build it from the values at hand).
-            encoded = [encode_observation(obs, row_of(obs)) for obs in data]
+            # With each observation's summary, as the adapters send it; alone, the observer derives them.
+            if args.without_summaries:
+                encoded = [observer_pb2.IngestRequest(observations=[obs]).SerializeToString() for obs in data]
+            else:
+                encoded = [encode_observation(obs) for obs in data]
             batches = [b"".join(encoded[i : i + args.batch]) for i in range(0, len(encoded), args.batch)]
             # The store's own conversion, done before the clock starts: COPY gets ready-made rows.
-            converted = [observation_values(obs, PG_EPOCH_MICROS) for obs in data]
+            converted = [observation_row(obs, PG_EPOCH_MICROS) for obs in data]
             rows = [converted[i : i + args.batch] for i in range(0, len(converted), args.batch)]
             # Alternate which goes first, so warm-up and table growth hit both alike.
             order = ("ingest", "copy") if round_ % 2 == 0 else ("copy", "ingest")
@@ -282,6 +284,11 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4, help="concurrent shippers (adapters replicas)")
     parser.add_argument("--writers", type=int, default=4, help="observer batch writers (its default)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--without-summaries",
+        action="store_true",
+        help="send observations alone, as a third-party producer may: the observer derives their summaries",
+    )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
 

@@ -13,14 +13,15 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics
 from atp_adapters.observation_log import FINAL, OPEN, ObservationLog
 from atp_adapters.spool import Spool, SpoolFull
+from atp_common.observation_summary import summary_of
 
 log = logging.getLogger("atp.adapters.shipper")
 
 _INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
 INGEST_PATH = f"/{_INGEST.containing_service.full_name}/{_INGEST.name}"
-# The keys of IngestRequest.observations and IngestRequest.rows (length-delimited) on the wire.
+# The keys of IngestRequest.observations and IngestRequest.summaries (length-delimited) on the wire.
 _OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
-_ROWS_KEY = bytes([(_INGEST.input_type.fields_by_name["rows"].number << 3) | 2])
+_SUMMARIES_KEY = bytes([(_INGEST.input_type.fields_by_name["summaries"].number << 3) | 2])
 
 
 def _varint(value: int) -> bytes:
@@ -32,16 +33,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode_observation(observation: observer_pb2.Observation, row: bytes = b"") -> bytes:
-    """One observation, and its row when given (atp_common.observation_rows), as encoded IngestRequest
-    entries: batches are these joined, with no copy. Repeated fields may interleave on the wire, and each
-    keeps its order, so the n-th row stays the n-th observation's; a batch holds rows for all its
+def encode_observation(observation: observer_pb2.Observation) -> bytes:
+    """One observation and its summary (atp_common.observation_summary) as encoded IngestRequest entries:
+    batches are these joined, with no copy. Repeated fields may interleave on the wire, and each keeps its
+    order, so the n-th summary stays the n-th observation's; a batch holds summaries for all its
     observations or (from an older spool) none, and the observer uses them only then."""
     payload: bytes = observation.SerializeToString()
-    entry = _OBSERVATIONS_KEY + _varint(len(payload)) + payload
-    if row:
-        entry += _ROWS_KEY + _varint(len(row)) + row
-    return entry
+    summary: bytes = summary_of(observation).SerializeToString()
+    return (
+        _OBSERVATIONS_KEY + _varint(len(payload)) + payload + _SUMMARIES_KEY + _varint(len(summary)) + summary
+    )
 
 
 class ObservationShipper:
@@ -129,19 +130,17 @@ class ObservationShipper:
             except OSError:
                 log.exception("fsync of the observation log failed")
 
-    def open(self, observation: observer_pb2.Observation, row: bytes = b"") -> int | None:
+    def open(self, observation: observer_pb2.Observation) -> int | None:
         """Log a stream's observation as it reads if the stream is cut (its process dies) before `submit`
         supersedes it; returns the token to pass to `submit`. Nothing is shipped now."""
         if self._log is None:
             return None
-        return self._log.append(OPEN, encode_observation(observation, row))
+        return self._log.append(OPEN, encode_observation(observation))
 
-    def submit(
-        self, observation: observer_pb2.Observation, row: bytes = b"", opened: int | None = None
-    ) -> None:
-        """Hand one observation over, with its row (see encode_observation); never awaits. It is in the
-        log (the kernel's hands) when this returns."""
-        encoded = encode_observation(observation, row)
+    def submit(self, observation: observer_pb2.Observation, opened: int | None = None) -> None:
+        """Hand one observation over, with its summary (see encode_observation); never awaits. It is in
+        the log (the kernel's hands) when this returns."""
+        encoded = encode_observation(observation)
         seq = None
         if self._log is not None:
             seq = self._log.append(FINAL, encoded)

@@ -1,4 +1,4 @@
-"""The observations table's row layout: its columns, an Observation as a row and a row as an Observation."""
+"""The observations table's row layout: its columns, an observation's summary as a row, a row as an Observation."""
 
 from __future__ import annotations
 
@@ -14,16 +14,38 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
-from atp_common.observation_rows import ROW_FIELDS, pack_vector
+from atp_common.observation_summary import summary_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 # Columns of `observations` that ingest writes, in the order every row tuple uses: what queries filter,
-# group and sum, and what rewards are computed from (the fields of a producer's row), then the rest of the
-# observation as its own serialized bytes, `payload`: one C call per row where reading and encoding sixteen
-# more fields cost about half the observer's CPU per observation (docs/design-notes.md, "Observation rows").
-OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "key_id", "end_user", "deployment", "tags", "payload")
+# group and sum, and what rewards are computed from (an ObservationSummary's fields, in its field order),
+# then the rest of the observation as its own serialized bytes, `payload`: one C call per row where reading
+# and encoding sixteen more fields cost about half the observer's CPU per observation (docs/design-notes.md,
+# "Observation rows").
+OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "observation_id",
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "propensity",
+    "features",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "finish_reason",
+    "started_at",
+    "key_id",
+    "end_user",
+    "deployment",
+    "tags",
+    "payload",
+)
 (
     OBS_ID,
     OBS_DECISION_ID,
@@ -87,8 +109,6 @@ READ_COLUMNS: tuple[str, ...] = ("payload", *LEGACY_COLUMNS)
 LEGACY_STARTED, LEGACY_FINISHED = 25, 26
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_EMPTY_VECTOR = b""
-_ROW_LENGTH = len(ROW_FIELDS)
 
 
 def micros_to_datetime(micros: int) -> datetime:
@@ -109,7 +129,7 @@ def now_micros() -> int:
 
 
 def unpack_vector(blob: bytes) -> list[float]:
-    """The inverse of pack_vector."""
+    """A stored feature vector (little-endian float32 bytes, atp_common.observation_summary.pack_features)."""
     packed = array("f")
     packed.frombytes(blob)
     if not _LITTLE_ENDIAN:
@@ -117,123 +137,92 @@ def unpack_vector(blob: bytes) -> list[float]:
     return packed.tolist()
 
 
-# The fields observation_values reads, each group in one C-level call: upb attribute access dominates the
-# cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
-_OBSERVATION_FIELDS = operator.attrgetter(
-    "observation_id", "tenant", "model", "cost_usd", "latency_ms", "status", "finish_reason"
+# The summary's fields in OBSERVATION_COLUMNS order, read in one C-level call: upb attribute access
+# dominates the cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
+_SUMMARY_FIELDS = operator.attrgetter(
+    "observation_id",
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "propensity",
+    "features_f32le",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "finish_reason",
+    "started_at_unix_micros",
+    "key_id",
+    "end_user",
+    "deployment",
+    "tags",
 )
-_ATTRIBUTION_FIELDS = operator.attrgetter("key_id", "end_user", "deployment", "tags")
 
 
-def _attribution(obs: observer_pb2.Observation) -> tuple[str, str, str, str | None]:
-    """The key, end user, deployment and tags (a JSON object, None without tags) of an observation."""
-    key_id, end_user, deployment, tags = _ATTRIBUTION_FIELDS(obs)
-    return key_id, end_user, deployment, orjson.dumps(dict(tags)).decode() if tags else None
-
-
-_DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
-_NO_DECISION = ("", "", "", 0.0)
-
-
-def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
+def summary_row(
+    summary: observer_pb2.ObservationSummary, payload: bytes, epoch_micros: int = 0
+) -> tuple[Any, ...]:
     """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
-    backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, and
-    the whole observation serialized as the payload.
+    backend's epoch (`epoch_micros` after the Unix epoch), tags as a JSON object (None without tags), and
+    `payload`, the observation serialized.
 
-    This runs once per ingested observation, so it reads each field once and converts the timestamp from
-    seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
-    slower, and a datetime costs more to build and to encode than the integer the backends store)."""
-    o = _OBSERVATION_FIELDS(obs)
-    if not o[0]:
-        raise InvalidArgument("observation without observation_id", param="observation_id")
-    has_field = obs.HasField
-    if not has_field("started_at"):
-        raise InvalidArgument(f"observation {o[0]} has no started_at", param="started_at")
-    if has_field("decision"):
-        decision = obs.decision
-        d = _DECISION_FIELDS(decision)
-        vector = decision.features.vector
-        features = pack_vector(vector) if vector else _EMPTY_VECTOR
-    else:
-        d, features = _NO_DECISION, _EMPTY_VECTOR
-    usage = obs.usage
-    started = obs.started_at
-    a = _attribution(obs)
-    # Indexing, not unpacking: a starred item makes the tuple a list first.
+    This runs once per ingested observation: an integer start costs less to build and to encode than a
+    datetime, and indexing a tuple (not unpacking into a starred one) skips a list."""
+    s = _SUMMARY_FIELDS(summary)
+    tags = s[18]
     return (
-        o[0],
-        d[0],
-        o[1],
-        d[1],
-        o[2],
-        d[2],
-        d[3],
-        features,
-        usage.prompt_tokens,
-        usage.completion_tokens,
-        o[3],
-        o[4],
-        o[5],
-        o[6],
-        started.seconds * 1_000_000 + started.nanos // 1000 - epoch_micros,
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        obs.SerializeToString(),
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        s[5],
+        s[6],
+        s[7],
+        s[8],
+        s[9],
+        s[10],
+        s[11],
+        s[12],
+        s[13],
+        s[14] - epoch_micros,
+        s[15],
+        s[16],
+        s[17],
+        orjson.dumps(dict(tags)).decode() if tags else None,
+        payload,
     )
 
 
-def batch_values(
-    batch: observer_pb2.IngestRequest, epoch_micros: int = 0, *, producer_rows: bool = True
-) -> list[tuple[Any, ...]]:
-    """The `observations` rows of one Ingest batch: decoded from the producer's rows when it sent one per
-    observation that fits, else read from each observation (observation_values). Decoding a batch of
-    rows is one C call, where reading the fields costs several microseconds per observation."""
+def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
+    """The row of an observation sent without its summary: the summary derived from it, as its producer
+    would have sent it. Refuses an observation without its id or start."""
+    if not obs.observation_id:
+        raise InvalidArgument("observation without observation_id", param="observation_id")
+    if not obs.HasField("started_at"):
+        raise InvalidArgument(f"observation {obs.observation_id} has no started_at", param="started_at")
+    return summary_row(summary_of(obs), obs.SerializeToString(), epoch_micros)
+
+
+def batch_rows(batch: observer_pb2.IngestRequest, epoch_micros: int = 0) -> list[tuple[Any, ...]]:
+    """The `observations` rows of one Ingest batch: each observation's from the summary its producer sent
+    beside it, or derived from the observation (observation_row) when the batch has no summary per
+    observation, or a summary does not name its observation or a start."""
     observations = batch.observations
-    if producer_rows:
-        rows = batch.rows
-        if rows and len(rows) == len(observations):
-            values = _decoded(rows, observations, epoch_micros)
-            if values is not None:
-                return values
-    return [observation_values(obs, epoch_micros) for obs in observations]
-
-
-def _decoded(
-    rows: Sequence[bytes], observations: Sequence[observer_pb2.Observation], epoch_micros: int
-) -> list[tuple[Any, ...]] | None:
-    """Producer rows as stored rows, or None when they do not fit (the caller reads the observations,
-    which also refuses an observation without its id or start)."""
-    try:
-        decoded = orjson.loads(b"[" + b",".join(rows) + b"]")
-        if not all(len(r) == _ROW_LENGTH and r[0] and r[14] for r in decoded):
-            return None
-        return [
-            (
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                bytes.fromhex(r[7]),
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                r[12],
-                r[13],
-                r[14] - epoch_micros,
-                *_attribution(obs),
-                obs.SerializeToString(),
-            )
-            for r, obs in zip(decoded, observations, strict=True)
-        ]
-    except (ValueError, TypeError, IndexError):
-        # Not JSON, not arrays, a non-hex vector or a count that differs: not rows this observer reads.
-        return None
+    summaries = batch.summaries
+    if len(summaries) != len(observations):
+        return [observation_row(obs, epoch_micros) for obs in observations]
+    rows = []
+    for summary, obs in zip(summaries, observations, strict=True):
+        observation_id = summary.observation_id
+        if observation_id and summary.started_at_unix_micros and observation_id == obs.observation_id:
+            rows.append(summary_row(summary, obs.SerializeToString(), epoch_micros))
+        else:
+            rows.append(observation_row(obs, epoch_micros))
+    return rows
 
 
 def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.Observation:
