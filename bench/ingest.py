@@ -228,11 +228,7 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
         for round_ in range(args.rounds + 1):
             size = args.observations if round_ else min(args.observations, 10_000)
             data = observations(f"r{round_}", size, started + timedelta(seconds=round_))
-            # With each observation's summary, as the adapters send it; alone, the observer derives them.
-            if args.without_summaries:
-                encoded = [observer_pb2.IngestRequest(observations=[obs]).SerializeToString() for obs in data]
-            else:
-                encoded = [encode_observation(obs) for obs in data]
+            encoded = [encode_observation(obs) for obs in data]
             batches = [b"".join(encoded[i : i + args.batch]) for i in range(0, len(encoded), args.batch)]
             # The store's own conversion, done before the clock starts: COPY gets ready-made rows.
             converted = [observation_row(obs, PG_EPOCH_MICROS) for obs in data]
@@ -284,11 +280,6 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4, help="concurrent shippers (adapters replicas)")
     parser.add_argument("--writers", type=int, default=4, help="observer batch writers (its default)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--without-summaries",
-        action="store_true",
-        help="send observations alone, as a third-party producer may: the observer derives their summaries",
-    )
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "ingest.json")
     args = parser.parse_args()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from atp.observer.v1 import observer_pb2
-from atp_common.observation_summary import pack_features
+from atp_observer.store.layout import pack_vector
 
 
 def micros(timestamp: Any) -> int:
@@ -29,7 +29,7 @@ def legacy_values(obs: observer_pb2.Observation) -> tuple[Any, ...]:
         obs.provider,
         decision.policy,
         decision.propensity,
-        pack_features(list(decision.features.vector)),
+        pack_vector(list(decision.features.vector)),
         obs.prompt_hash,
         obs.prompt_text,
         usage.prompt_tokens,

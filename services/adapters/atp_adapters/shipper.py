@@ -13,15 +13,13 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics
 from atp_adapters.observation_log import FINAL, OPEN, ObservationLog
 from atp_adapters.spool import Spool, SpoolFull
-from atp_common.observation_summary import summary_of
 
 log = logging.getLogger("atp.adapters.shipper")
 
 _INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
 INGEST_PATH = f"/{_INGEST.containing_service.full_name}/{_INGEST.name}"
-# The keys of IngestRequest.observations and IngestRequest.summaries (length-delimited) on the wire.
+# The key of IngestRequest.observations (length-delimited) on the wire.
 _OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
-_SUMMARIES_KEY = bytes([(_INGEST.input_type.fields_by_name["summaries"].number << 3) | 2])
 
 
 def _varint(value: int) -> bytes:
@@ -34,15 +32,9 @@ def _varint(value: int) -> bytes:
 
 
 def encode_observation(observation: observer_pb2.Observation) -> bytes:
-    """One observation and its summary (atp_common.observation_summary) as encoded IngestRequest entries:
-    batches are these joined, with no copy. Repeated fields may interleave on the wire, and each keeps its
-    order, so the n-th summary stays the n-th observation's; a batch holds summaries for all its
-    observations or (from an older spool) none, and the observer uses them only then."""
+    """One observation as an encoded IngestRequest entry: batches are these joined, with no copy."""
     payload: bytes = observation.SerializeToString()
-    summary: bytes = summary_of(observation).SerializeToString()
-    return (
-        _OBSERVATIONS_KEY + _varint(len(payload)) + payload + _SUMMARIES_KEY + _varint(len(summary)) + summary
-    )
+    return _OBSERVATIONS_KEY + _varint(len(payload)) + payload
 
 
 class ObservationShipper:
@@ -138,8 +130,8 @@ class ObservationShipper:
         return self._log.append(OPEN, encode_observation(observation))
 
     def submit(self, observation: observer_pb2.Observation, opened: int | None = None) -> None:
-        """Hand one observation over, with its summary (see encode_observation); never awaits. It is in
-        the log (the kernel's hands) when this returns."""
+        """Hand one observation over; never awaits. It is in the log (the kernel's hands) when this
+        returns."""
         encoded = encode_observation(observation)
         seq = None
         if self._log is not None:

@@ -19,7 +19,6 @@ from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import encode_observation
 from atp_adapters.spool import Spool, SpoolFull
 from atp_common.config import builtin_config
-from atp_common.observation_summary import summary_of
 from atp_common.server import RunningServer
 from atp_observer.server import build_server as build_observer
 from atp_observer.settings import ObserverSettings
@@ -233,7 +232,6 @@ def test_encoded_observations_joined_are_the_ingest_request():
         observer_pb2.Observation(observation_id="b", prompt_text="x" * 70_000),
         observer_pb2.Observation(),
     ]
-    joined = observer_pb2.IngestRequest.FromString(b"".join(encode_observation(o) for o in observations))
-    assert list(joined.observations) == observations
-    # Each observation's summary rides beside it, in the same order.
-    assert list(joined.summaries) == [summary_of(o) for o in observations]
+    joined = b"".join(encode_observation(o) for o in observations)
+    assert joined == observer_pb2.IngestRequest(observations=observations).SerializeToString()
+    assert list(observer_pb2.IngestRequest.FromString(joined).observations) == observations

@@ -12,9 +12,8 @@ import orjson
 import pytest
 
 from atp.observer.v1 import observer_pb2
-from atp_common.observation_summary import pack_features
 from atp_observer.store import PostgresStore
-from atp_observer.store.layout import LEGACY_COLUMNS
+from atp_observer.store.layout import LEGACY_COLUMNS, pack_vector
 from atp_observer.store.migrations import POSTGRES_MIGRATIONS
 from atp_observer.store.pg_session import migrate
 from atp_observer.store.reward_log import CURSOR_POSITION_BITS
@@ -58,7 +57,7 @@ async def test_a_writer_still_running_holds_back_the_events_committed_after_it(
                 [0.0],
                 [0.0],
                 [1.0],
-                [pack_features([1.0]).hex()],
+                [pack_vector([1.0]).hex()],
             ]
         )
         await slow.execute(
@@ -160,7 +159,7 @@ async def test_moving_reward_events_keeps_cursors_rewards_and_orphans(postgres_d
                 obs.decision.decision_id,
                 reward,
                 quality,
-                pack_features([1.0, 0.5, 0.25]),
+                pack_vector([1.0, 0.5, 0.25]),
                 correction,
                 prev_reward,
                 prev_quality,

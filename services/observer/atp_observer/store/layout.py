@@ -1,8 +1,9 @@
-"""The observations table's row layout: its columns, an observation's summary as a row, a row as an Observation."""
+"""The observations table's row layout: its columns, an Observation as a row and a row as an Observation."""
 
 from __future__ import annotations
 
 import operator
+import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -14,16 +15,14 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
-from atp_common.observation_summary import summary_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 # Columns of `observations` that ingest writes, in the order every row tuple uses: what queries filter,
-# group and sum, and what rewards are computed from (an ObservationSummary's fields, in its field order),
-# then the rest of the observation as its own serialized bytes, `payload`: one C call per row where reading
-# and encoding sixteen more fields cost about half the observer's CPU per observation (docs/design-notes.md,
-# "Observation rows").
+# group and sum, and what rewards are computed from, then the rest of the observation as its own serialized
+# bytes, `payload`: one C call per row where reading and encoding sixteen more fields cost about half the
+# observer's CPU per observation (docs/design-notes.md, "Observation rows").
 OBSERVATION_COLUMNS: tuple[str, ...] = (
     "observation_id",
     "decision_id",
@@ -109,6 +108,9 @@ READ_COLUMNS: tuple[str, ...] = ("payload", *LEGACY_COLUMNS)
 LEGACY_STARTED, LEGACY_FINISHED = 25, 26
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_EMPTY_VECTOR = b""
+# struct packers by vector length (a vector has the kernel's few dimensions; one is packed per row).
+_PACKERS: dict[int, struct.Struct] = {}
 
 
 def micros_to_datetime(micros: int) -> datetime:
@@ -128,8 +130,19 @@ def now_micros() -> int:
     return datetime_to_micros(datetime.now(UTC))
 
 
+def pack_vector(vector: Sequence[float]) -> bytes:
+    """A feature vector as little-endian float32 bytes (how the `features` column stores it)."""
+    size = len(vector)
+    packer = _PACKERS.get(size)
+    if packer is None:
+        packer = _PACKERS.setdefault(size, struct.Struct(f"<{size}f"))
+    # A slice copies a protobuf repeated field into a list in one C call, cheaper than unpacking the
+    # field itself element by element.
+    return packer.pack(*vector[:])
+
+
 def unpack_vector(blob: bytes) -> list[float]:
-    """A stored feature vector (little-endian float32 bytes, atp_common.observation_summary.pack_features)."""
+    """The inverse of pack_vector."""
     packed = array("f")
     packed.frombytes(blob)
     if not _LITTLE_ENDIAN:
@@ -137,92 +150,70 @@ def unpack_vector(blob: bytes) -> list[float]:
     return packed.tolist()
 
 
-# The summary's fields in OBSERVATION_COLUMNS order, read in one C-level call: upb attribute access
-# dominates the cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
-_SUMMARY_FIELDS = operator.attrgetter(
-    "observation_id",
-    "decision_id",
-    "tenant",
-    "route",
-    "model",
-    "policy",
-    "propensity",
-    "features_f32le",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_ms",
-    "status",
-    "finish_reason",
-    "started_at_unix_micros",
-    "key_id",
-    "end_user",
-    "deployment",
-    "tags",
+# The fields observation_row reads, each group in one C-level call: upb attribute access dominates the
+# cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
+_OBSERVATION_FIELDS = operator.attrgetter(
+    "observation_id", "tenant", "model", "cost_usd", "latency_ms", "status", "finish_reason"
 )
-
-
-def summary_row(
-    summary: observer_pb2.ObservationSummary, payload: bytes, epoch_micros: int = 0
-) -> tuple[Any, ...]:
-    """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
-    backend's epoch (`epoch_micros` after the Unix epoch), tags as a JSON object (None without tags), and
-    `payload`, the observation serialized.
-
-    This runs once per ingested observation: an integer start costs less to build and to encode than a
-    datetime, and indexing a tuple (not unpacking into a starred one) skips a list."""
-    s = _SUMMARY_FIELDS(summary)
-    tags = s[18]
-    return (
-        s[0],
-        s[1],
-        s[2],
-        s[3],
-        s[4],
-        s[5],
-        s[6],
-        s[7],
-        s[8],
-        s[9],
-        s[10],
-        s[11],
-        s[12],
-        s[13],
-        s[14] - epoch_micros,
-        s[15],
-        s[16],
-        s[17],
-        orjson.dumps(dict(tags)).decode() if tags else None,
-        payload,
-    )
+_ATTRIBUTION_FIELDS = operator.attrgetter("key_id", "end_user", "deployment", "tags")
+_DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
+_NO_DECISION = ("", "", "", 0.0)
 
 
 def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
-    """The row of an observation sent without its summary: the summary derived from it, as its producer
-    would have sent it. Refuses an observation without its id or start."""
-    if not obs.observation_id:
+    """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
+    backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, tags
+    as a JSON object (None without tags), and the whole observation serialized as the payload. Refuses an
+    observation without its id or start.
+
+    This runs once per ingested observation, so it reads each field once and converts the timestamp from
+    seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
+    slower, and a datetime costs more to build and to encode than the integer the backends store)."""
+    o = _OBSERVATION_FIELDS(obs)
+    if not o[0]:
         raise InvalidArgument("observation without observation_id", param="observation_id")
-    if not obs.HasField("started_at"):
-        raise InvalidArgument(f"observation {obs.observation_id} has no started_at", param="started_at")
-    return summary_row(summary_of(obs), obs.SerializeToString(), epoch_micros)
+    has_field = obs.HasField
+    if not has_field("started_at"):
+        raise InvalidArgument(f"observation {o[0]} has no started_at", param="started_at")
+    if has_field("decision"):
+        decision = obs.decision
+        d = _DECISION_FIELDS(decision)
+        vector = decision.features.vector
+        features = pack_vector(vector) if vector else _EMPTY_VECTOR
+    else:
+        d, features = _NO_DECISION, _EMPTY_VECTOR
+    usage = obs.usage
+    started = obs.started_at
+    a = _ATTRIBUTION_FIELDS(obs)
+    tags = a[3]
+    # Indexing, not unpacking: a starred item makes the tuple a list first.
+    return (
+        o[0],
+        d[0],
+        o[1],
+        d[1],
+        o[2],
+        d[2],
+        d[3],
+        features,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        o[3],
+        o[4],
+        o[5],
+        o[6],
+        started.seconds * 1_000_000 + started.nanos // 1000 - epoch_micros,
+        a[0],
+        a[1],
+        a[2],
+        orjson.dumps(dict(tags)).decode() if tags else None,
+        obs.SerializeToString(),
+    )
 
 
 def batch_rows(batch: observer_pb2.IngestRequest, epoch_micros: int = 0) -> list[tuple[Any, ...]]:
-    """The `observations` rows of one Ingest batch: each observation's from the summary its producer sent
-    beside it, or derived from the observation (observation_row) when the batch has no summary per
-    observation, or a summary does not name its observation or a start."""
-    observations = batch.observations
-    summaries = batch.summaries
-    if len(summaries) != len(observations):
-        return [observation_row(obs, epoch_micros) for obs in observations]
-    rows = []
-    for summary, obs in zip(summaries, observations, strict=True):
-        observation_id = summary.observation_id
-        if observation_id and summary.started_at_unix_micros and observation_id == obs.observation_id:
-            rows.append(summary_row(summary, obs.SerializeToString(), epoch_micros))
-        else:
-            rows.append(observation_row(obs, epoch_micros))
-    return rows
+    """The `observations` rows of one Ingest batch."""
+    return [observation_row(obs, epoch_micros) for obs in batch.observations]
 
 
 def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.Observation:

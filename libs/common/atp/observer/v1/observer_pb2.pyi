@@ -96,61 +96,10 @@ class Observation(_message.Message):
     def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., dialect: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., saved_cost_usd: _Optional[float] = ..., cached_decision_id: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("observations", "summaries")
+    __slots__ = ("observations",)
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
-    SUMMARIES_FIELD_NUMBER: _ClassVar[int]
     observations: _containers.RepeatedCompositeFieldContainer[Observation]
-    summaries: _containers.RepeatedCompositeFieldContainer[ObservationSummary]
-    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., summaries: _Optional[_Iterable[_Union[ObservationSummary, _Mapping]]] = ...) -> None: ...
-
-class ObservationSummary(_message.Message):
-    __slots__ = ("observation_id", "decision_id", "tenant", "route", "model", "policy", "propensity", "features_f32le", "prompt_tokens", "completion_tokens", "cost_usd", "latency_ms", "status", "finish_reason", "started_at_unix_micros", "key_id", "end_user", "deployment", "tags")
-    class TagsEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    OBSERVATION_ID_FIELD_NUMBER: _ClassVar[int]
-    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
-    TENANT_FIELD_NUMBER: _ClassVar[int]
-    ROUTE_FIELD_NUMBER: _ClassVar[int]
-    MODEL_FIELD_NUMBER: _ClassVar[int]
-    POLICY_FIELD_NUMBER: _ClassVar[int]
-    PROPENSITY_FIELD_NUMBER: _ClassVar[int]
-    FEATURES_F32LE_FIELD_NUMBER: _ClassVar[int]
-    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    COST_USD_FIELD_NUMBER: _ClassVar[int]
-    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
-    STARTED_AT_UNIX_MICROS_FIELD_NUMBER: _ClassVar[int]
-    KEY_ID_FIELD_NUMBER: _ClassVar[int]
-    END_USER_FIELD_NUMBER: _ClassVar[int]
-    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
-    TAGS_FIELD_NUMBER: _ClassVar[int]
-    observation_id: str
-    decision_id: str
-    tenant: str
-    route: str
-    model: str
-    policy: str
-    propensity: float
-    features_f32le: bytes
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_ms: float
-    status: ObservationStatus
-    finish_reason: str
-    started_at_unix_micros: int
-    key_id: str
-    end_user: str
-    deployment: str
-    tags: _containers.ScalarMap[str, str]
-    def __init__(self, observation_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., tenant: _Optional[str] = ..., route: _Optional[str] = ..., model: _Optional[str] = ..., policy: _Optional[str] = ..., propensity: _Optional[float] = ..., features_f32le: _Optional[bytes] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., finish_reason: _Optional[str] = ..., started_at_unix_micros: _Optional[int] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., deployment: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("stored", "duplicates")
