@@ -25,8 +25,7 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters.settings import AdaptersSettings
 from atp_adapters.shipper import INGEST_PATH, encode_observation
 from atp_common.channels import open_channel
-from atp_common.observation_rows import row_of
-from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_values
+from atp_observer.store.layout import OBSERVATION_COLUMNS, observation_row
 from atp_observer.store.pg_session import PG_EPOCH_MICROS, register_codecs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,11 +228,10 @@ async def bench(args: argparse.Namespace) -> list[Measurement]:
         for round_ in range(args.rounds + 1):
             size = args.observations if round_ else min(args.observations, 10_000)
             data = observations(f"r{round_}", size, started + timedelta(seconds=round_))
-            # With each observation's row, as the adapters send it (they build it from the values at hand).
-            encoded = [encode_observation(obs, row_of(obs)) for obs in data]
+            encoded = [encode_observation(obs) for obs in data]
             batches = [b"".join(encoded[i : i + args.batch]) for i in range(0, len(encoded), args.batch)]
             # The store's own conversion, done before the clock starts: COPY gets ready-made rows.
-            converted = [observation_values(obs, PG_EPOCH_MICROS) for obs in data]
+            converted = [observation_row(obs, PG_EPOCH_MICROS) for obs in data]
             rows = [converted[i : i + args.batch] for i in range(0, len(converted), args.batch)]
             # Alternate which goes first, so warm-up and table growth hit both alike.
             order = ("ingest", "copy") if round_ % 2 == 0 else ("copy", "ingest")

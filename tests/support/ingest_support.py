@@ -15,7 +15,6 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_adapters.shipper import ObservationShipper
-from atp_common.observation_rows import row_of
 from tests.support.processes import ServiceProcess, start_service
 
 TENANT = "acme"
@@ -67,7 +66,7 @@ class SteadySource:
             for _ in range(self._per_tick):
                 observation_id = f"{self._prefix}-{len(self.sent)}"
                 made = observation(observation_id)
-                self._shipper.submit(made, row_of(made))
+                self._shipper.submit(made)
                 self.sent.append(observation_id)
             await asyncio.sleep(self._tick_s)  # the pacing of the load, not a wait for readiness
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
-from atp_common.observation_rows import row_of
 from atp_observer.store import PostgresStore, RewardModel, RewardWeights, SqliteStore, Store
 
 OK = observer_pb2.ObservationStatus.OBSERVATION_STATUS_OK
@@ -84,11 +83,9 @@ def make_obs(
     return obs
 
 
-def batch(*observations: observer_pb2.Observation, rows: bool = False) -> observer_pb2.IngestRequest:
-    """An Ingest batch of these observations, with the producer's rows as ATP's shipper sends them."""
-    return observer_pb2.IngestRequest(
-        observations=observations, rows=[row_of(obs) for obs in observations] if rows else []
-    )
+def batch(*observations: observer_pb2.Observation) -> observer_pb2.IngestRequest:
+    """An Ingest batch of these observations."""
+    return observer_pb2.IngestRequest(observations=observations)
 
 
 def feedback(obs: observer_pb2.Observation, score: float, tenant: str | None = None):

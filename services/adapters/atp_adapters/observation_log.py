@@ -16,8 +16,9 @@ from atp_adapters import metrics
 log = logging.getLogger("atp.adapters.observation_log")
 
 # Each record: payload length, CRC-32 and kind, then one encoded IngestRequest entry (shipper.py's
-# encode_observation: the observation and its row). A record torn by a crash fails its CRC; the segment's
-# tail from there is ignored.
+# encode_observation; a log left by an older release may also hold the observation's row, which the
+# observer skips as an unknown field). A record torn by a crash fails its CRC; the segment's tail from
+# there is ignored.
 _HEADER = struct.Struct(">IIB")
 _SUFFIX = ".obslog"
 FINAL = 0

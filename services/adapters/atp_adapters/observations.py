@@ -10,7 +10,6 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
-from atp_common.observation_rows import encode_row
 
 OK = observer_pb2.OBSERVATION_STATUS_OK
 ERROR = observer_pb2.OBSERVATION_STATUS_ERROR
@@ -74,7 +73,7 @@ def new_observation_id() -> str:
 
 
 def open_stream(
-    log_open: Callable[[observer_pb2.Observation, bytes], int | None],
+    log_open: Callable[[observer_pb2.Observation], int | None],
     *,
     request_id: str,
     tenant: str,
@@ -103,16 +102,4 @@ def open_stream(
     )
     observation.started_at.FromNanoseconds(started_ns)
     observation.finished_at.FromNanoseconds(started_ns)
-    row = encode_row(
-        observation_id=observation_id,
-        decision=decision,
-        tenant=tenant,
-        model=candidate.model,
-        usage=usage,
-        cost_usd=0.0,
-        latency_ms=0.0,
-        status=PARTIAL,
-        finish_reason="",
-        started_micros=started_ns // 1000,
-    )
-    return observation_id, log_open(observation, row)
+    return observation_id, log_open(observation)

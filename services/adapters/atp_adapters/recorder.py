@@ -12,7 +12,6 @@ from atp.observer.v1 import observer_pb2
 from atp_adapters import metrics, observations
 from atp_adapters.shipper import ObservationShipper
 from atp_common.config import AtpConfig
-from atp_common.observation_rows import encode_row
 from atp_common.policy import CACHE_POLICY
 from atp_common.privacy import PrivacyPolicy
 
@@ -103,18 +102,67 @@ class Recorder:
         ttft_s = call.first_token_at - started if call.first_token_at else 0.0
         self._count(tenant, route_label, model, call, usage, cost, latency_s, ttft_s)
         ner = tenant in self._store_prompts and self.privacy.uses_ner(tenant)
-        observation = observer_pb2.Observation(
+        observation = self._observation(
+            messages,
+            tenant,
+            request_id,
+            decision,
+            call,
+            model=model,
+            usage=usage,
+            cost=cost,
+            latency_s=latency_s,
+            ttft_s=ttft_s,
+            store_prompt=tenant in self._store_prompts and not ner,
+        )
+        observation.key_id = key_id
+        observation.end_user = end_user
+        observation.dialect = dialect
+        if tags:
+            observation.tags.update(tags)
+        if call.cache_hit:
+            _mark_cache_hit(observation, call)
+        observation.started_at.FromNanoseconds(int(started_wall * 1e9))
+        observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
+        if ner:
+            # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
+            text = observations.prompt_text(messages)
+            task = asyncio.get_running_loop().create_task(self._submit_redacted(observation, text, call))
+            self._redactions.add(task)
+            task.add_done_callback(self._redactions.discard)
+            return
+        self._shipper.submit(observation, call.opened)
+
+    def _observation(
+        self,
+        messages: Sequence[chat_pb2.ChatMessage],
+        tenant: str,
+        request_id: str,
+        decision: chat_pb2.Decision,
+        call: Call,
+        *,
+        model: str,
+        usage: chat_pb2.Usage,
+        cost: float,
+        latency_s: float,
+        ttft_s: float,
+        store_prompt: bool,
+    ) -> observer_pb2.Observation:
+        """What served the call, what it cost and how it went, with the prompt's digest (and the prompt,
+        redacted by pattern, when `store_prompt`)."""
+        deployment = call.deployment
+        return observer_pb2.Observation(
             observation_id=call.observation_id or observations.new_observation_id(),
             request_id=request_id,
             tenant=tenant,
             decision=decision,
             model=model,
-            provider=call.deployment.provider_name if call.deployment else decision.candidates[0].provider,
-            deployment=call.deployment.name if call.deployment else "",
-            region=call.deployment.region if call.deployment else "",
+            provider=deployment.provider_name if deployment else decision.candidates[0].provider,
+            deployment=deployment.name if deployment else "",
+            region=deployment.region if deployment else "",
             prompt_hash=observations.prompt_hash(messages),
             prompt_text=self.privacy.for_storage(tenant)(observations.prompt_text(messages))
-            if tenant in self._store_prompts and not ner
+            if store_prompt
             else "",
             usage=usage,
             cost_usd=cost,
@@ -127,28 +175,7 @@ class Recorder:
             attempts=call.attempts,
             replica_id=self._replica_id,
             trace_id=call.trace_id,
-            key_id=key_id,
-            end_user=end_user,
-            dialect=dialect,
         )
-        if tags:
-            observation.tags.update(tags)
-        if call.cache_hit:
-            _mark_cache_hit(observation, call)
-        started_ns = int(started_wall * 1e9)
-        observation.started_at.FromNanoseconds(started_ns)
-        observation.finished_at.FromNanoseconds(int((started_wall + latency_s) * 1e9))
-        # A hit's row carries the policy `cache` it was recorded under, as its observation does.
-        row_decision = observation.decision if call.cache_hit else decision
-        row = self._row(observation, row_decision, usage, cost, call.finish_reason, started_ns // 1000)
-        if ner:
-            # The NER detector takes milliseconds: the observation leaves once its prompt is redacted.
-            text = observations.prompt_text(messages)
-            task = asyncio.get_running_loop().create_task(self._submit_redacted(observation, row, text, call))
-            self._redactions.add(task)
-            task.add_done_callback(self._redactions.discard)
-            return
-        self._shipper.submit(observation, row, call.opened)
 
     def _count(
         self,
@@ -184,35 +211,9 @@ class Recorder:
             series.reasoning_tokens.inc(usage.reasoning_tokens)
             series.cost.inc(cost)
 
-    @staticmethod
-    def _row(
-        observation: observer_pb2.Observation,
-        decision: chat_pb2.Decision,
-        usage: chat_pb2.Usage,
-        cost: float,
-        finish_reason: str,
-        started_micros: int,
-    ) -> bytes:
-        # The observer's columns, from the values at hand, so that it need not read them back out of the
-        # observation where every replica's observations meet.
-        return encode_row(
-            observation_id=observation.observation_id,
-            decision=decision,
-            tenant=observation.tenant,
-            model=observation.model,
-            usage=usage,
-            cost_usd=cost,
-            latency_ms=observation.latency_ms,
-            status=observation.status,
-            finish_reason=finish_reason,
-            started_micros=started_micros,
-        )
-
-    async def _submit_redacted(
-        self, observation: observer_pb2.Observation, row: bytes, text: str, call: Call
-    ) -> None:
+    async def _submit_redacted(self, observation: observer_pb2.Observation, text: str, call: Call) -> None:
         observation.prompt_text = await self.privacy.redact_for_storage(observation.tenant, text)
-        self._shipper.submit(observation, row, call.opened)
+        self._shipper.submit(observation, call.opened)
 
     async def drain_redactions(self) -> None:
         """Wait for observations whose prompts are being redacted (at shutdown, before the shipper

@@ -18,9 +18,8 @@ log = logging.getLogger("atp.adapters.shipper")
 
 _INGEST = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].methods_by_name["Ingest"]
 INGEST_PATH = f"/{_INGEST.containing_service.full_name}/{_INGEST.name}"
-# The keys of IngestRequest.observations and IngestRequest.rows (length-delimited) on the wire.
+# The key of IngestRequest.observations (length-delimited) on the wire.
 _OBSERVATIONS_KEY = bytes([(_INGEST.input_type.fields_by_name["observations"].number << 3) | 2])
-_ROWS_KEY = bytes([(_INGEST.input_type.fields_by_name["rows"].number << 3) | 2])
 
 
 def _varint(value: int) -> bytes:
@@ -32,16 +31,10 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode_observation(observation: observer_pb2.Observation, row: bytes = b"") -> bytes:
-    """One observation, and its row when given (atp_common.observation_rows), as encoded IngestRequest
-    entries: batches are these joined, with no copy. Repeated fields may interleave on the wire, and each
-    keeps its order, so the n-th row stays the n-th observation's; a batch holds rows for all its
-    observations or (from an older spool) none, and the observer uses them only then."""
+def encode_observation(observation: observer_pb2.Observation) -> bytes:
+    """One observation as an encoded IngestRequest entry: batches are these joined, with no copy."""
     payload: bytes = observation.SerializeToString()
-    entry = _OBSERVATIONS_KEY + _varint(len(payload)) + payload
-    if row:
-        entry += _ROWS_KEY + _varint(len(row)) + row
-    return entry
+    return _OBSERVATIONS_KEY + _varint(len(payload)) + payload
 
 
 class ObservationShipper:
@@ -129,19 +122,17 @@ class ObservationShipper:
             except OSError:
                 log.exception("fsync of the observation log failed")
 
-    def open(self, observation: observer_pb2.Observation, row: bytes = b"") -> int | None:
+    def open(self, observation: observer_pb2.Observation) -> int | None:
         """Log a stream's observation as it reads if the stream is cut (its process dies) before `submit`
         supersedes it; returns the token to pass to `submit`. Nothing is shipped now."""
         if self._log is None:
             return None
-        return self._log.append(OPEN, encode_observation(observation, row))
+        return self._log.append(OPEN, encode_observation(observation))
 
-    def submit(
-        self, observation: observer_pb2.Observation, row: bytes = b"", opened: int | None = None
-    ) -> None:
-        """Hand one observation over, with its row (see encode_observation); never awaits. It is in the
-        log (the kernel's hands) when this returns."""
-        encoded = encode_observation(observation, row)
+    def submit(self, observation: observer_pb2.Observation, opened: int | None = None) -> None:
+        """Hand one observation over; never awaits. It is in the log (the kernel's hands) when this
+        returns."""
+        encoded = encode_observation(observation)
         seq = None
         if self._log is not None:
             seq = self._log.append(FINAL, encoded)

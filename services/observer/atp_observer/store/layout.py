@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
@@ -14,16 +15,36 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
-from atp_common.observation_rows import ROW_FIELDS, pack_vector
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 # Columns of `observations` that ingest writes, in the order every row tuple uses: what queries filter,
-# group and sum, and what rewards are computed from (the fields of a producer's row), then the rest of the
-# observation as its own serialized bytes, `payload`: one C call per row where reading and encoding sixteen
-# more fields cost about half the observer's CPU per observation (docs/design-notes.md, "Observation rows").
-OBSERVATION_COLUMNS: tuple[str, ...] = (*ROW_FIELDS, "key_id", "end_user", "deployment", "tags", "payload")
+# group and sum, and what rewards are computed from, then the rest of the observation as its own serialized
+# bytes, `payload`: one C call per row where reading and encoding sixteen more fields cost about half the
+# observer's CPU per observation (docs/design-notes.md, "Observation rows").
+OBSERVATION_COLUMNS: tuple[str, ...] = (
+    "observation_id",
+    "decision_id",
+    "tenant",
+    "route",
+    "model",
+    "policy",
+    "propensity",
+    "features",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "finish_reason",
+    "started_at",
+    "key_id",
+    "end_user",
+    "deployment",
+    "tags",
+    "payload",
+)
 (
     OBS_ID,
     OBS_DECISION_ID,
@@ -88,7 +109,8 @@ LEGACY_STARTED, LEGACY_FINISHED = 25, 26
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _EMPTY_VECTOR = b""
-_ROW_LENGTH = len(ROW_FIELDS)
+# struct packers by vector length (a vector has the kernel's few dimensions; one is packed per row).
+_PACKERS: dict[int, struct.Struct] = {}
 
 
 def micros_to_datetime(micros: int) -> datetime:
@@ -108,6 +130,17 @@ def now_micros() -> int:
     return datetime_to_micros(datetime.now(UTC))
 
 
+def pack_vector(vector: Sequence[float]) -> bytes:
+    """A feature vector as little-endian float32 bytes (how the `features` column stores it)."""
+    size = len(vector)
+    packer = _PACKERS.get(size)
+    if packer is None:
+        packer = _PACKERS.setdefault(size, struct.Struct(f"<{size}f"))
+    # A slice copies a protobuf repeated field into a list in one C call, cheaper than unpacking the
+    # field itself element by element.
+    return packer.pack(*vector[:])
+
+
 def unpack_vector(blob: bytes) -> list[float]:
     """The inverse of pack_vector."""
     packed = array("f")
@@ -117,28 +150,21 @@ def unpack_vector(blob: bytes) -> list[float]:
     return packed.tolist()
 
 
-# The fields observation_values reads, each group in one C-level call: upb attribute access dominates the
+# The fields observation_row reads, each group in one C-level call: upb attribute access dominates the
 # cost of a row, and attrgetter saves the interpreter's per-attribute overhead around it.
 _OBSERVATION_FIELDS = operator.attrgetter(
     "observation_id", "tenant", "model", "cost_usd", "latency_ms", "status", "finish_reason"
 )
 _ATTRIBUTION_FIELDS = operator.attrgetter("key_id", "end_user", "deployment", "tags")
-
-
-def _attribution(obs: observer_pb2.Observation) -> tuple[str, str, str, str | None]:
-    """The key, end user, deployment and tags (a JSON object, None without tags) of an observation."""
-    key_id, end_user, deployment, tags = _ATTRIBUTION_FIELDS(obs)
-    return key_id, end_user, deployment, orjson.dumps(dict(tags)).decode() if tags else None
-
-
 _DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
 _NO_DECISION = ("", "", "", 0.0)
 
 
-def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
+def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
     """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
-    backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, and
-    the whole observation serialized as the payload.
+    backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, tags
+    as a JSON object (None without tags), and the whole observation serialized as the payload. Refuses an
+    observation without its id or start.
 
     This runs once per ingested observation, so it reads each field once and converts the timestamp from
     seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
@@ -158,7 +184,8 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         d, features = _NO_DECISION, _EMPTY_VECTOR
     usage = obs.usage
     started = obs.started_at
-    a = _attribution(obs)
+    a = _ATTRIBUTION_FIELDS(obs)
+    tags = a[3]
     # Indexing, not unpacking: a starred item makes the tuple a list first.
     return (
         o[0],
@@ -179,61 +206,14 @@ def observation_values(obs: observer_pb2.Observation, epoch_micros: int = 0) -> 
         a[0],
         a[1],
         a[2],
-        a[3],
+        orjson.dumps(dict(tags)).decode() if tags else None,
         obs.SerializeToString(),
     )
 
 
-def batch_values(
-    batch: observer_pb2.IngestRequest, epoch_micros: int = 0, *, producer_rows: bool = True
-) -> list[tuple[Any, ...]]:
-    """The `observations` rows of one Ingest batch: decoded from the producer's rows when it sent one per
-    observation that fits, else read from each observation (observation_values). Decoding a batch of
-    rows is one C call, where reading the fields costs several microseconds per observation."""
-    observations = batch.observations
-    if producer_rows:
-        rows = batch.rows
-        if rows and len(rows) == len(observations):
-            values = _decoded(rows, observations, epoch_micros)
-            if values is not None:
-                return values
-    return [observation_values(obs, epoch_micros) for obs in observations]
-
-
-def _decoded(
-    rows: Sequence[bytes], observations: Sequence[observer_pb2.Observation], epoch_micros: int
-) -> list[tuple[Any, ...]] | None:
-    """Producer rows as stored rows, or None when they do not fit (the caller reads the observations,
-    which also refuses an observation without its id or start)."""
-    try:
-        decoded = orjson.loads(b"[" + b",".join(rows) + b"]")
-        if not all(len(r) == _ROW_LENGTH and r[0] and r[14] for r in decoded):
-            return None
-        return [
-            (
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                bytes.fromhex(r[7]),
-                r[8],
-                r[9],
-                r[10],
-                r[11],
-                r[12],
-                r[13],
-                r[14] - epoch_micros,
-                *_attribution(obs),
-                obs.SerializeToString(),
-            )
-            for r, obs in zip(decoded, observations, strict=True)
-        ]
-    except (ValueError, TypeError, IndexError):
-        # Not JSON, not arrays, a non-hex vector or a count that differs: not rows this observer reads.
-        return None
+def batch_rows(batch: observer_pb2.IngestRequest, epoch_micros: int = 0) -> list[tuple[Any, ...]]:
+    """The `observations` rows of one Ingest batch."""
+    return [observation_row(obs, epoch_micros) for obs in batch.observations]
 
 
 def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.Observation:

@@ -42,59 +42,82 @@ async def insert_batch(
     deduplicate: bool,
 ) -> list[tuple[Any, ...]]:
     """One transaction: the new rows with their rewards, and those rewards as one reward_log row.
-        Returns the rows that were new. `begin` opens the transaction and takes the shared reward lock
+    Returns the rows that were new. `begin` opens the transaction and takes the shared reward lock
     (see PostgresStore).
 
-        Five round trips whatever the batch size: begin with the shared reward lock; the orphan feedback
-        of these decisions; the rows; the log row; commit. The transaction is driven by hand (not
-        conn.transaction()) so that beginning and locking share a round trip. The transaction id, which
-        orders the log row, is drawn by the first write, so under the lock."""
+    Five round trips whatever the batch size: begin with the shared reward lock; the orphan feedback
+    of these decisions; the rows; the log row; commit. The transaction is driven by hand (not
+    conn.transaction()) so that beginning and locking share a round trip. The transaction id, which
+    orders the log row, is drawn by the first write, so under the lock."""
     await conn.execute(begin)
     try:
-        decisions = reward_log.ID_SEPARATOR.join({row[OBS_DECISION_ID] for row in rows} - {""})
-        scores: dict[tuple[str, str], float] = {}
-        orphan_seqs: dict[tuple[str, str], list[int]] = {}
-        for seq, decision_id, tenant, score in (
-            await conn.fetch(reward_log.ORPHANS_SQL, decisions) if decisions else ()
-        ):
-            scores[(decision_id, tenant)] = score  # the latest feedback wins
-            orphan_seqs.setdefault((decision_id, tenant), []).append(seq)
+        scores, orphan_seqs = await _orphan_feedback(conn, rows)
         stored = with_rewards(reward_model, rows, scores)
         fresh = await _insert_rows(conn, stored, deduplicate)
-        rewarded = [row for row in fresh if row[reward_log.REWARD] is not None]
-        if rewarded:
-            if len(rewarded) > reward_log.POSITION_MASK:
-                raise InvalidArgument(f"{len(rewarded)} reward events in one transaction is too many")
-            joined = (
-                [
-                    seq
-                    for key in {(row[OBS_DECISION_ID], row[OBS_TENANT]) for row in rewarded}
-                    for seq in orphan_seqs.get(key, ())
-                ]
-                if orphan_seqs
-                else []
-            )
-            await conn.execute(
-                reward_log.APPEND_INGEST_SQL,
-                len(rewarded),
-                reward_log.pack_events(rewarded),
-                now_micros() - PG_EPOCH_MICROS,
-                joined,
-            )
+        await _append_rewards(conn, fresh, orphan_seqs)
         await conn.execute("COMMIT")
     except BaseException:
-        if not conn.is_closed() and conn.is_in_transaction():
-            try:
-                await conn.execute("ROLLBACK")
-            except Exception:
-                # The server went away mid-transaction: drop the connection, so the pool opens a new
-                # one instead of trying (and loudly failing) to reset this one.
-                conn.terminate()
+        await _roll_back(conn)
         raise
     if fresh is stored:
         return rows
     originals = {id(row): original for row, original in zip(stored, rows, strict=True)}
     return [originals[id(row)] for row in fresh]
+
+
+async def _orphan_feedback(
+    conn: asyncpg.Connection, rows: list[tuple[Any, ...]]
+) -> tuple[dict[tuple[str, str], float], dict[tuple[str, str], list[int]]]:
+    """Feedback that arrived before these rows' observations: the latest score per (decision, tenant),
+    and the log positions of every such feedback, which the rewards appended for them join."""
+    decisions = reward_log.ID_SEPARATOR.join({row[OBS_DECISION_ID] for row in rows} - {""})
+    scores: dict[tuple[str, str], float] = {}
+    orphan_seqs: dict[tuple[str, str], list[int]] = {}
+    for seq, decision_id, tenant, score in (
+        await conn.fetch(reward_log.ORPHANS_SQL, decisions) if decisions else ()
+    ):
+        scores[(decision_id, tenant)] = score  # the latest feedback wins
+        orphan_seqs.setdefault((decision_id, tenant), []).append(seq)
+    return scores, orphan_seqs
+
+
+async def _append_rewards(
+    conn: asyncpg.Connection, fresh: list[tuple[Any, ...]], orphan_seqs: dict[tuple[str, str], list[int]]
+) -> None:
+    """The rewards of the new rows as one reward_log row, joining the orphan feedback they consume."""
+    rewarded = [row for row in fresh if row[reward_log.REWARD] is not None]
+    if not rewarded:
+        return
+    if len(rewarded) > reward_log.POSITION_MASK:
+        raise InvalidArgument(f"{len(rewarded)} reward events in one transaction is too many")
+    joined = (
+        [
+            seq
+            for key in {(row[OBS_DECISION_ID], row[OBS_TENANT]) for row in rewarded}
+            for seq in orphan_seqs.get(key, ())
+        ]
+        if orphan_seqs
+        else []
+    )
+    await conn.execute(
+        reward_log.APPEND_INGEST_SQL,
+        len(rewarded),
+        reward_log.pack_events(rewarded),
+        now_micros() - PG_EPOCH_MICROS,
+        joined,
+    )
+
+
+async def _roll_back(conn: asyncpg.Connection) -> None:
+    """End the failed transaction, or drop the connection when the server went away."""
+    if conn.is_closed() or not conn.is_in_transaction():
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except Exception:
+        # The server went away mid-transaction: drop the connection, so the pool opens a new one instead
+        # of trying (and loudly failing) to reset this one.
+        conn.terminate()
 
 
 def with_rewards(

@@ -34,7 +34,7 @@ from atp_observer.store.layout import (
     DECISION_SQL,
     OBS_STARTED,
     READ_COLUMNS,
-    batch_values,
+    batch_rows,
     count_stored,
     decision_response,
     now_micros,
@@ -211,20 +211,10 @@ class PostgresStore(Store):
 
     async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         """Insert what is new in the batches and append its reward events, in one transaction."""
-        try:
-            return await self._insert_converted([batch_values(batch, PG_EPOCH_MICROS) for batch in batches])
-        except (asyncpg.DataError, asyncpg.NotNullViolationError, ValueError, TypeError):
-            # (ValueError: asyncpg's client-side DataError; TypeError: a value of the wrong type met by
-            # the reward computation.)
-            if not any(batch.rows for batch in batches):
-                raise
-            # The producer's rows did not fit the table: the observations themselves are the record.
-            return await self._insert_converted(
-                [batch_values(batch, PG_EPOCH_MICROS, producer_rows=False) for batch in batches]
-            )
+        return await self._insert_converted([batch_rows(batch, PG_EPOCH_MICROS) for batch in batches])
 
     async def _insert_converted(self, converted: list[list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
-        rows = [row for batch_rows in converted for row in batch_rows]
+        rows = [row for converted_batch in converted for row in converted_batch]
         if not rows:
             return [(0, 0) for _ in converted]
         days = days_of(row[OBS_STARTED] for row in rows)
@@ -242,7 +232,7 @@ class PostgresStore(Store):
                             conn, rows, begin=begin, reward_model=model, deduplicate=True
                         )
                     if fresh is rows:  # the usual case: every row was new
-                        return [(len(batch_rows), 0) for batch_rows in converted]
+                        return [(len(converted_batch), 0) for converted_batch in converted]
                     return count_stored(converted, fresh)
                 except asyncpg.CheckViolationError:
                     # No partition for a row: another replica's maintain() dropped one we thought existed.

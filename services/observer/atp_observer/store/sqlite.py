@@ -38,7 +38,7 @@ from atp_observer.store.layout import (
     OBS_STARTED,
     OBSERVATION_COLUMNS,
     READ_COLUMNS,
-    batch_values,
+    batch_rows,
     count_stored,
     datetime_to_micros,
     decision_response,
@@ -210,19 +210,10 @@ class SqliteStore(Store):
 
     async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         """Stage the batches, insert what is new, and append its reward events, all in one transaction."""
-        try:
-            return await self._insert_converted([batch_values(batch) for batch in batches])
-        except (sqlite3.IntegrityError, TypeError):
-            # (TypeError: a value of the wrong type met by the reward computation.)
-            if not any(batch.rows for batch in batches):
-                raise
-            # The producer's rows did not fit the table: the observations themselves are the record.
-            return await self._insert_converted(
-                [batch_values(batch, producer_rows=False) for batch in batches]
-            )
+        return await self._insert_converted([batch_rows(batch) for batch in batches])
 
     async def _insert_converted(self, converted: list[list[tuple[Any, ...]]]) -> list[tuple[int, int]]:
-        rows = [row for batch_rows in converted for row in batch_rows]
+        rows = [row for converted_batch in converted for row in converted_batch]
         if not rows:
             return [(0, 0) for _ in converted]
         by_key: dict[tuple[str, int], tuple[Any, ...]] = {}

@@ -96,12 +96,10 @@ class Observation(_message.Message):
     def __init__(self, observation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., decision: _Optional[_Union[_chat_pb2.Decision, _Mapping]] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., prompt_hash: _Optional[str] = ..., prompt_text: _Optional[str] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., status: _Optional[_Union[ObservationStatus, str]] = ..., error_class: _Optional[str] = ..., finish_reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., dialect: _Optional[str] = ..., cache_hit: _Optional[bool] = ..., saved_cost_usd: _Optional[float] = ..., cached_decision_id: _Optional[str] = ...) -> None: ...
 
 class IngestRequest(_message.Message):
-    __slots__ = ("observations", "rows")
+    __slots__ = ("observations",)
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
-    ROWS_FIELD_NUMBER: _ClassVar[int]
     observations: _containers.RepeatedCompositeFieldContainer[Observation]
-    rows: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., rows: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    def __init__(self, observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
     __slots__ = ("stored", "duplicates")
