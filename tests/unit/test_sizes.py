@@ -11,15 +11,6 @@ SOURCE_ROOTS = ("services", "libs", "tools")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
-# Functions over the limit that another change is splitting (the observations recorder and the observer's
-# batch insert); that change removes them from here, and the test fails while an entry is no longer needed.
-ALLOWED_LONG_FUNCTIONS = frozenset(
-    {
-        ("services/adapters/atp_adapters/recorder.py", "Recorder.finish"),
-        ("services/observer/atp_observer/store/pg_ingest.py", "insert_batch"),
-    }
-)
-
 
 def _hand_written_modules() -> list[Path]:
     """Every .py under the source roots except generated stubs (`*_pb2*.py`), tests and environments."""
@@ -64,7 +55,6 @@ def test_no_module_or_function_over_the_limits() -> None:
     modules = _hand_written_modules()
     assert len(modules) > 100, "the walk found too few modules: is ROOT right?"
     too_long: list[str] = []
-    allowed_seen: set[tuple[str, str]] = set()
     for path in modules:
         relative = path.relative_to(ROOT).as_posix()
         source = path.read_text()
@@ -72,12 +62,6 @@ def test_no_module_or_function_over_the_limits() -> None:
         if lines > MAX_MODULE_LINES:
             too_long.append(f"{relative}: {lines} lines (at most {MAX_MODULE_LINES})")
         for name, length in function_lengths(source):
-            if length <= MAX_FUNCTION_LINES:
-                continue
-            if (relative, name) in ALLOWED_LONG_FUNCTIONS:
-                allowed_seen.add((relative, name))
-            else:
+            if length > MAX_FUNCTION_LINES:
                 too_long.append(f"{relative}: {name} is {length} lines (at most {MAX_FUNCTION_LINES})")
     assert too_long == [], "split these:\n" + "\n".join(too_long)
-    stale = sorted(ALLOWED_LONG_FUNCTIONS - allowed_seen)
-    assert stale == [], f"no longer over the limit: remove them from ALLOWED_LONG_FUNCTIONS: {stale}"
