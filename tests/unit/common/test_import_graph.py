@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,12 +41,14 @@ def _runtime_imports(tree: ast.Module) -> Iterator[str]:
             yield from (f"{node.module}.{alias.name}" for alias in node.names)
 
 
-def _graph() -> dict[str, set[str]]:
+# Both tests read the same parse of every module: the tree does not change within a run.
+@functools.cache
+def _graph() -> dict[str, frozenset[str]]:
     modules = _modules()
-    graph: dict[str, set[str]] = {}
+    graph: dict[str, frozenset[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        graph[name] = {target for target in _runtime_imports(tree) if target in modules and target != name}
+        graph[name] = frozenset(t for t in _runtime_imports(tree) if t in modules and t != name)
     return graph
 
 
