@@ -21,6 +21,9 @@ GENERATE = f"/{SERVICE}/Generate"
 LIST_MODELS = f"/{SERVICE}/ListModels"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The liveness watch never ends by itself, so a drain waits out the whole grace period for it; the in-flight
+# Generate ends as soon as the test releases it, so a short grace is enough.
+GRACE_S = 2.0
 
 
 class _Servicer(adapters_pb2_grpc.AdaptersServiceServicer):
@@ -44,7 +47,7 @@ class _Servicer(adapters_pb2_grpc.AdaptersServiceServicer):
 async def running():
     servicer = _Servicer()
     server = await start_server(
-        ServiceSettings(port=0, drain_delay_s=0.5, grace_s=5.0),
+        ServiceSettings(port=0, drain_delay_s=0.5, grace_s=GRACE_S),
         [ServiceRegistration(adapters_pb2_grpc.add_AdaptersServiceServicer_to_server, servicer, SERVICE)],
     )
     channel = aio.insecure_channel(server.address)
