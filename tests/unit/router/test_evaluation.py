@@ -170,11 +170,11 @@ def test_learning_policies_recover_when_the_best_arm_degrades() -> None:
         means_after=[0.5, 0.6, 0.2],
         decay=0.98,
     )
-    for policy in ("thompson", "linucb"):
-        chosen = synthetic.run_policy(env, policy, seed=3)
+    runs = {policy: synthetic.run_policy(env, policy, seed=3) for policy in ("thompson", "linucb")}
+    for policy, chosen in runs.items():
         # Before the change it found arm 2; in the last quarter it has left it for arm 1.
         assert chosen[400:600].count(2) > 150, policy
         assert chosen[900:].count(2) < 45, policy  # exploration keeps probing it a little
         assert chosen[900:].count(1) > 200, policy
-    best_fixed, oracle, _ = synthetic.regret(env, synthetic.run_policy(env, "thompson", seed=3))
+    best_fixed, oracle, _ = synthetic.regret(env, runs["thompson"])
     assert best_fixed < 0 < oracle  # it beats every fixed arm, and loses only while adapting
