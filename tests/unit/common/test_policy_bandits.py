@@ -68,15 +68,13 @@ def run(
 ) -> tuple[float, list[str]]:
     """Cumulative regret of a policy (or `uniform`, or `fixed:<arm>`) and the arms it pulled."""
     rng = random.Random(seed)
-    policy_name = chooser if chooser in ("thompson", "ucb", "linucb") else "static"
-    config = _config(policy_name, exploration)
+    learning = chooser in ("thompson", "ucb", "linucb")
+    config = _config(chooser if learning else "static", exploration)
     learner = PolicyLearner(config, decay=decay)
     compiled = CompiledPolicy.from_snapshot(snapshot_from_config(config, 0))
     regret = 0.0
     pulled: list[str] = []
     for step in range(horizon):
-        if step % REFRESH == 0:
-            compiled = CompiledPolicy.from_snapshot(snapshot_from_config(config, step, learner.export()))
         code = env.contextual and rng.random() < 0.5
         features = _features(code)
         if chooser == "uniform":
@@ -84,21 +82,27 @@ def run(
         elif chooser.startswith("fixed:"):
             arm = chooser.removeprefix("fixed:")
         else:
+            if step % REFRESH == 0:
+                compiled = CompiledPolicy.from_snapshot(snapshot_from_config(config, step, learner.export()))
             arm = compiled.decide("r", "", features, rng).candidates[0].model
         mean = env.mean(arm, code, step)
         regret += max(env.mean(a, code, step) for a in ARMS) - mean
         reward = env.noise(mean, rng)
+        pulled.append(arm)
+        if not learning:
+            # A baseline ignores what it learns, and neither the learner nor the snapshots draw from rng,
+            # so skipping them leaves its regret exactly as it was.
+            continue
         learner.apply(
             observer_pb2.RewardEvent(
                 route="r",
                 model=arm,
-                policy=policy_name,
+                policy=chooser,
                 reward=reward,
                 quality=reward,
                 features=features.vector,
             )
         )
-        pulled.append(arm)
     return regret, pulled
 
 
