@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from urllib.parse import urlparse
 
 import pytest
@@ -17,6 +18,24 @@ pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.pg_fixtures"]
 REQUIRE_SERVICES = os.environ.get("ATP_REQUIRE_SERVICES", "") not in ("", "0", "false")
 POSTGRES_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ATP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    """Collect with the cyclic collector off, then freeze what collection built.
+
+    Collection imports most of the dependency tree, and each full collection while the heap grows walks all
+    of it; afterwards the modules, fixtures and test items live for the whole run, so full collections
+    during the tests need not walk them again (the services freeze their start-up heap the same way).
+    """
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        # Collect first, so garbage from imports is finalized (and any unclosed resource reported) now.
+        gc.collect()
+        gc.freeze()
+        gc.enable()
 
 
 def _reachable(url: str, default_port: int) -> bool:
