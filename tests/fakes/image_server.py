@@ -29,7 +29,8 @@ class ImageServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/{name}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        # A handler still running at shutdown (a /slow.png the client gave up on) has nobody waiting for it.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = self._runner.addresses[0][1]
