@@ -22,19 +22,17 @@ REDIS_URL = os.environ.get("ATP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
-    """Collect with the cyclic collector off, then freeze what collection built.
+    """Collect with the cyclic garbage collector off, and turn it back on for the tests.
 
-    Collection imports most of the dependency tree, and each full collection while the heap grows walks all
-    of it; afterwards the modules, fixtures and test items live for the whole run, so full collections
-    during the tests need not walk them again (the services freeze their start-up heap the same way).
+    Collection imports most of the dependency tree: while the heap grows, each full collection walks all of
+    it, and what the imports build lives for the whole run anyway. The heap is not frozen afterwards, as
+    the services freeze theirs: `gc.get_referrers` cannot see frozen objects, and hypothesis's
+    `register_random` (run by a plugin importing it late) then warns, which fails the run.
     """
     gc.disable()
     try:
         return (yield)
     finally:
-        # Collect first, so garbage from imports is finalized (and any unclosed resource reported) now.
-        gc.collect()
-        gc.freeze()
         gc.enable()
 
 
