@@ -70,12 +70,11 @@ test: $(VENV)/.installed ## All three tiers in one run, with branch coverage (fa
 	rm -f .coverage .coverage.*
 	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term tests
 
-# No unit test uses schemathesis's pytest plugin (its runs are in tests/e2e), so the inner loop skips
-# importing it. An environment that sets PYTHONDONTWRITEBYTECODE would make every run compile the tree and
-# rewrite the test modules' asserts again; the inner loop keeps the (git-ignored) __pycache__ instead.
+# An environment that sets PYTHONDONTWRITEBYTECODE would make every run compile the tree and rewrite the
+# test modules' asserts again; the inner loop keeps the (git-ignored) __pycache__ instead.
 .PHONY: test-unit
 test-unit: $(VENV)/.installed ## Only tests/unit: in-process, fakes only, a fifth of the property examples (the inner loop)
-	PYTHONDONTWRITEBYTECODE= ATP_PROPERTY_EXAMPLES_SHARE=0.2 $(PY) -m pytest -p no:schemathesis tests/unit
+	PYTHONDONTWRITEBYTECODE= ATP_PROPERTY_EXAMPLES_SHARE=0.2 $(PY) -m pytest tests/unit
 
 .PHONY: test-integration
 test-integration: $(VENV)/.installed ## Only tests/integration: real PostgreSQL and Redis, several services in-process

@@ -27,7 +27,7 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
     Collection imports most of the dependency tree: while the heap grows, each full collection walks all of
     it, and what the imports build lives for the whole run anyway. The heap is not frozen afterwards, as
     the services freeze theirs: `gc.get_referrers` cannot see frozen objects, and hypothesis's
-    `register_random` (run by a plugin importing it late) then warns, which fails the run.
+    `register_random` relies on it when hypothesis is imported after collection (its warning fails the run).
     """
     gc.disable()
     try:
