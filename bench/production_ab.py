@@ -19,7 +19,7 @@ from pathlib import Path
 from mock_upstream import MockUpstream
 from pipeline_ab import SEGMENTS, SOURCE_DIRS, _config
 
-VARIANTS = ("none", "memory", "redis", "redis-per-request")
+VARIANTS = ("none", "memory", "redis", "redis-per-request", "redis-lease<N>")
 METRICS = ("json_us", "stream_us")
 REDIS_URL = os.environ.get("ATP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 # As the production bench sets them: far above the load, so nothing is refused.
@@ -32,7 +32,10 @@ def _limiter(variant: str) -> object:
     prefix = f"benchab{secrets.token_hex(4)}:"
     if variant == "memory":
         return Limiter(MemoryBackend(), prefix=prefix)
+    # redis-lease<N>: leases of N requests' worth instead of the default.
     lease = 0 if variant == "redis-per-request" else None
+    if variant.startswith("redis-lease"):
+        lease = int(variant.removeprefix("redis-lease"))
     return Limiter(RedisBackend(REDIS_URL, timeout_s=0.25), prefix=prefix, lease_requests=lease)
 
 
