@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--modes", default="json,stream", help="comma-separated: json, stream")
     parser.add_argument(
         "--targets", default="atp,atp-production", help="comma-separated: atp, atp-production"
     )
@@ -98,7 +99,7 @@ def main() -> None:
             rows: dict[tuple[str, bool], list[dict[str, float]]] = {}
             for round_no in range(args.rounds):
                 order = targets if round_no % 2 == 0 else targets[::-1]
-                for stream in (False, True):
+                for stream in [mode == "stream" for mode in args.modes.split(",")]:
                     for target in order:
                         row = measure(target, stream, args.connections, args.duration)
                         rows.setdefault((target.name, stream), []).append(row)
