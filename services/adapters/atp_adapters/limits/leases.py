@@ -13,6 +13,12 @@ __all__ = ["Lease", "Plan", "build_plan"]
 
 # Kinds as small ints: `amounts` picks a request's amount per counter by index on the hot path.
 REQUESTS, TOKENS, BUDGET = 0, 1, 2
+REQUEST_HEADERS = (
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
 @dataclass(slots=True)
@@ -56,6 +62,9 @@ class Plan:
     budget_slots: tuple[int, ...]
     period_ends: dict[int, float]  # budget slot -> wall time its period ends
     rolls_at: float
+    # The limits as header text, and per reported kind its candidates, kind and header names.
+    limit_texts: tuple[str, ...] = ()
+    header_kinds: tuple[tuple[tuple[int, ...], str, tuple[str, str, str]], ...] = ()
     lease: Lease | None = None
     # Set while one admission asks the store for a lease; the others wait for it instead of asking too.
     renewing: asyncio.Event | None = None
@@ -104,4 +113,13 @@ def build_plan(limits: TenantLimits, prefix: str, now_wall: float) -> Plan:
         budget_slots=tuple(i for i, k in enumerate(kinds) if k == BUDGET),
         period_ends=period_ends,
         rolls_at=min(period_ends.values(), default=math.inf),
+        limit_texts=tuple(str(c.limit) for c in limits.checks),
+        header_kinds=tuple(
+            (candidates, unit, names)
+            for candidates, unit, names in (
+                (limits.header_requests, "requests", REQUEST_HEADERS),
+                (limits.header_tokens, "tokens", TOKEN_HEADERS),
+            )
+            if candidates
+        ),
     )

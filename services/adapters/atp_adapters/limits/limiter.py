@@ -4,6 +4,7 @@ settlement with the real usage after, in batches."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -52,19 +53,18 @@ UNCHECKED = Ticket((), (), (), 0, 0, ())
 # A lease's rest is returned only to a window with more than this left; the same margin ends a lease early.
 RETURN_MARGIN_S = 0.25
 _PLAN_IDLE_S = 60.0
-_REQUEST_HEADERS = (
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-)
-_TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
 def reset_text(ms: int) -> str:
     """A reset delay in OpenAI's style: `20ms`, `1s`, `6m0s`, `2h5m0s`."""
     if ms < 1000:
         return f"{max(ms, 0)}ms"
-    seconds = math.ceil(ms / 1000)
+    return _seconds_text(-(-ms // 1000))
+
+
+@functools.lru_cache(maxsize=4096)
+def _seconds_text(seconds: int) -> str:
+    # Cached: every admission formats its resets, and a window's resets repeat the same few seconds.
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -203,12 +203,11 @@ class Limiter:
         return plan
 
     def _leased_ticket(self, plan: Plan, lease: Lease, tokens: int, micro: int, now: float) -> Ticket:
-        # What this replica knows: the counters at the grant, less what is left of its own lease.
+        # What this replica knows: the counters at the grant, less what is left of its own lease. The
+        # headers name request and token counters only, so budgets' calendar resets are not computed here.
         used = tuple(u - left for u, left in zip(lease.used, lease.left, strict=True))
         ttl = [int((end - now) * 1000) for end in lease.window_ends]
-        if plan.period_ends:
-            plan.ttl_ms(ttl, time.time())
-        headers = self._headers(plan.limits, used, ttl)
+        headers = self._headers(plan, used, ttl)
         return Ticket(plan.keys, plan.token_slots, plan.budget_slots, tokens, micro, headers, plan.tag)
 
     async def _admit_remote(self, plan: Plan, amounts: list[int], tokens: int, micro: int) -> Ticket:
@@ -251,7 +250,7 @@ class Limiter:
             plan.budget_slots,
             tokens,
             micro,
-            self._headers(plan.limits, used, ttl),
+            self._headers(plan, used, ttl),
             plan.tag,
         )
 
@@ -286,7 +285,7 @@ class Limiter:
     ) -> NoReturn:
         check = plan.limits.checks[index]
         retry_s = max(ttl[index], 1) / 1000
-        headers = self._headers(plan.limits, used, ttl, index)
+        headers = self._headers(plan, used, ttl, index)
         metrics.REFUSALS.labels(check.kind).inc()
         if check.kind == "budget":
             if amounts[index] > check.limit:
@@ -325,29 +324,22 @@ class Limiter:
             if left > 0 and lease.window_ends[i] - now > RETURN_MARGIN_S:
                 self._queue(plan.tag, plan.keys[i], -left)
 
-    def _headers(
-        self, limits: TenantLimits, used: tuple[int, ...], ttl: list[int], refused_by: int = -1
-    ) -> Headers:
+    def _headers(self, plan: Plan, used: tuple[int, ...], ttl: list[int], refused_by: int = -1) -> Headers:
         # Each kind reports its tightest applicable limit: the refusing check when it is of that kind, else
         # the candidate (the tenant's, the key's) with the least remaining.
         headers: list[tuple[str, str]] = []
-        checks = limits.checks
-        for candidates, unit, names in (
-            (limits.header_requests, "requests", _REQUEST_HEADERS),
-            (limits.header_tokens, "tokens", _TOKEN_HEADERS),
-        ):
-            if not candidates:
-                continue
+        checks = plan.limits.checks
+        for candidates, unit, names in plan.header_kinds:
             if refused_by >= 0 and checks[refused_by].kind == unit:
                 index = refused_by
             elif len(candidates) == 1:
                 index = candidates[0]
             else:
                 index = min(candidates, key=lambda i: (checks[i].limit - used[i], checks[i].limit))
-            limit = checks[index].limit
+            remaining = checks[index].limit - used[index]
             headers += (
-                (names[0], str(limit)),
-                (names[1], str(max(limit - used[index], 0))),
+                (names[0], plan.limit_texts[index]),
+                (names[1], str(remaining) if remaining > 0 else "0"),
                 (names[2], reset_text(ttl[index])),
             )
         return tuple(headers)
