@@ -232,7 +232,13 @@ class GeneratePipeline:
         plan = self._cache.plan(request, tenant) if self._cache is not None else None
         if plan is None or not plan.read or self._cache is None:
             return plan, None
-        return plan, await self._cache.get(plan)
+        stored = await self._cache.get(plan)
+        # The key is the tenant's, not the API key's: a reply another key's request produced may come
+        # from a model this key's own lists exclude, and is then not an answer for it.
+        if stored is not None and self._admission is not None:
+            if not self._admission.key_allows(request.key_id, stored.header.model):
+                return plan, None
+        return plan, stored
 
     def _source(
         self,
