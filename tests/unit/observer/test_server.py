@@ -352,3 +352,24 @@ async def test_drain_ends_reward_streams_promptly(tmp_path: Path) -> None:
         assert await call.code() == grpc.StatusCode.OK
     finally:
         await client.close()
+
+
+async def test_a_batch_from_an_older_release_with_its_rows_is_ingested(observer: Observer) -> None:
+    # Spooled or logged before the rows were dropped: each batch carried field 2 (`rows`, now reserved)
+    # beside the observations. The observer skips it as an unknown field and stores the observations.
+    observations = [observation("acme", 70), observation("acme", 71)]
+    rows = b'[["o-acme-70","d-acme-70","acme"],["o-acme-71","d-acme-71","acme"]]'
+    old = observer_pb2.IngestRequest(observations=observations).SerializeToString()
+    old += b"\x12" + bytes([len(rows)]) + rows
+    parsed = observer_pb2.IngestRequest.FromString(old)
+    assert parsed.SerializeToString() == old  # the unknown field travels with the resent batch
+
+    async def requests() -> AsyncIterator[observer_pb2.IngestRequest]:
+        yield parsed
+
+    reply = await observer.stub.Ingest(requests(), timeout=TIMEOUT)
+    assert (reply.stored, reply.duplicates) == (2, 0)
+    stored = await observer.stub.ListObservations(
+        observer_pb2.ListObservationsRequest(tenant="acme", limit=10), timeout=TIMEOUT
+    )
+    assert sorted(o.observation_id for o in stored.observations) == ["o-acme-70", "o-acme-71"]
