@@ -233,11 +233,16 @@ class GeneratePipeline:
         if plan is None or not plan.read or self._cache is None:
             return plan, None
         stored = await self._cache.get(plan)
-        # The key is the tenant's, not the API key's: a reply another key's request produced may come
-        # from a model this key's own lists exclude, and is then not an answer for it.
-        if stored is not None and self._admission is not None:
-            if not self._admission.key_allows(request.key_id, stored.header.model):
-                return plan, None
+        if stored is None:
+            return plan, None
+        # A reply stored before the tenant's lists changed, or for another key of the tenant (the entry
+        # is the tenant's, not the API key's), may come from a model this request may not use: then it
+        # is not an answer for it.
+        model = stored.header.model
+        if not self._holder.policy.tenant_allows(tenant, model) or (
+            self._admission is not None and not self._admission.key_allows(request.key_id, model)
+        ):
+            return plan, None
         return plan, stored
 
     def _source(
