@@ -349,3 +349,49 @@ async def test_while_the_report_queue_is_full_the_adapters_answer_the_hits(tmp_p
     assert {r.headers["x-atp-cache"] for r in replies} == {"hit"}
     # A few hits fill the queue (nothing is sent for a minute); the adapters answer the rest.
     assert 0 < queued < 12 and _adapters_hits() - adapters_before == 12 - queued
+
+
+async def test_a_hit_whose_client_went_away_mid_write_is_still_reported(stack: Stack) -> None:
+    # The adapters observe a hit they answered however its delivery ends; a hit answered here must be
+    # reported as well when writing it to the client fails (uvicorn raises OSError once it has gone).
+    async with stack.http(FREE_KEY) as http:
+        assert (await http.post(CHAT, json=_body(text="gone"))).headers["x-atp-cache"] == "miss"
+    body = orjson.dumps(_body(text="gone"))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", stack.gateway.port),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {FREE_KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", b"client-gone"),
+        ],
+    }
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            await asyncio.Event().wait()  # nothing more until the call ends
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    copy_hits = _metric("atp_gateway_cache_copy_total", "hit")
+    await stack.gateway.app(scope, receive, send)
+    assert _metric("atp_gateway_cache_copy_total", "hit") == copy_hits + 1  # answered here
+    observed = await stack.observer.wait_for("client-gone", within_s=5)
+    assert observed.cache_hit and observed.provider == "cache"
