@@ -133,17 +133,20 @@ class HitReporter:
         return False
 
     async def close(self, timeout_s: float) -> None:
-        """Stop the task, then send what is queued until `timeout_s` runs out; drop and count the rest."""
+        """Stop the task, then send what is queued until `timeout_s` runs out, a failed call retried after
+        a pause (the adapters may be restarting or reconnecting); drop and count the rest."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
         deadline = time.monotonic() + timeout_s
+        retry_s = _RETRY_FIRST_S
         while self._queue and time.monotonic() < deadline:
             try:
                 sent = await asyncio.wait_for(self._flush_one(), max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
                 break
             if not sent:
-                break
+                await asyncio.sleep(min(retry_s, max(deadline - time.monotonic(), 0.0)))
+                retry_s = min(retry_s * 2, _RETRY_MAX_S)
         if self._queue:
             _DROPPED.inc(len(self._queue))
             log.warning("dropped %d cache hits not reported to the adapters at shutdown", len(self._queue))

@@ -3,6 +3,7 @@ against adapters that cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -224,3 +225,41 @@ async def test_reports_stay_under_the_message_limit_and_one_refused_is_dropped_n
         await observer_server.stop_now()
     assert _gateway_hits() - before == 21 and _dropped() - dropped == 1
     assert reporter.has_room()
+
+
+async def test_at_shutdown_a_failed_report_is_retried_until_the_deadline(tmp_path: Path) -> None:
+    # The adapters are away when the gateway stops (restarting, say) and back within its deadline: the
+    # queued hits reach them, where giving up at the first failed call dropped them all.
+    port = free_port()
+    channel = open_channel(f"127.0.0.1:{port}", reconnect_max_s=0.1)
+    stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+
+    async def send(request: adapters_pb2.ReportCacheHitsRequest) -> object:
+        return await stub.ReportCacheHits(request, timeout=1)
+
+    reporter = HitReporter(send, batch=8, interval_s=60, max_bytes=1 << 20)
+    for n in range(3):
+        stored = adapters_pb2.GenerateHeader(decision_id="d", model="echo")
+        reporter.add(
+            adapters_pb2.CacheHit(request=_request("late"), stored=stored, observation_id=f"{n:032x}")
+        )
+    reporter.start()
+    settings = AdaptersSettings(
+        port=port,
+        metrics_port=None,
+        router_addr=f"127.0.0.1:{free_port()}",
+        observer_addr=f"127.0.0.1:{free_port()}",
+        spool_dir=str(tmp_path / "spool"),
+        drain_delay_s=0,
+        grace_s=1,
+    )
+    before, dropped = _gateway_hits(), _dropped()
+    closing = asyncio.ensure_future(reporter.close(5.0))
+    await asyncio.sleep(0.3)  # the first calls fail: nothing listens yet
+    adapters = await build_server(settings, config=CONFIG)
+    try:
+        await asyncio.wait_for(closing, 10)
+    finally:
+        await channel.close()
+        await adapters.stop_now()
+    assert _gateway_hits() - before == 3 and _dropped() == dropped and len(reporter) == 0
