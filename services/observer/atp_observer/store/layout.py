@@ -194,6 +194,7 @@ def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tup
     else:
         d, features = _NO_DECISION, _EMPTY_VECTOR
     usage = obs.usage
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
     started = obs.started_at
     a = _ATTRIBUTION_FIELDS(obs)
     tags = a[3]
@@ -207,8 +208,8 @@ def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tup
         d[2],
         d[3],
         features,
-        max(usage.prompt_tokens, 0),
-        max(usage.completion_tokens, 0),
+        prompt if prompt > 0 else 0,
+        completion if completion > 0 else 0,
         o[3],
         o[4],
         o[5],
@@ -226,6 +227,11 @@ def batch_rows(batch: observer_pb2.IngestRequest, epoch_micros: int = 0) -> list
     """The `observations` rows of one Ingest batch, without those observation_row refuses: each is logged
     and left out alone, since a refused batch would be spooled and sent again by its producer forever,
     holding back the good observations with it (the ingest counts them as `invalid`)."""
+    try:
+        # The common case in one comprehension; a batch with a refused observation is built again below.
+        return [observation_row(obs, epoch_micros) for obs in batch.observations]
+    except InvalidArgument:
+        pass
     rows = []
     for obs in batch.observations:
         try:
