@@ -395,3 +395,49 @@ async def test_a_hit_whose_client_went_away_mid_write_is_still_reported(stack: S
     assert _metric("atp_gateway_cache_copy_total", "hit") == copy_hits + 1  # answered here
     observed = await stack.observer.wait_for("client-gone", within_s=5)
     assert observed.cache_hit and observed.provider == "cache"
+
+
+async def test_a_route_whose_cache_is_turned_off_stops_hits_here_within_the_copy_lifetime(
+    tmp_path: Path,
+) -> None:
+    # The gateway reads no configuration change: the adapters stop storing (and stop giving an expiry),
+    # and what the copy holds lives at most ATP_GATEWAY_CACHE_COPY_TTL_S.
+    provider = FakeOpenAI()
+    await provider.start()
+    provider.reply = FakeReply(text=ANSWER)
+    observer, observer_server = await start_recording_observer()
+    config = _config(provider)
+    path = tmp_path / "atp.yaml"
+    path.write_text(orjson.dumps(config.model_dump(mode="json", exclude_none=True)).decode())
+    try:
+        async with adapters_and_gateway(
+            config,
+            tmp_path,
+            observer_addr=observer_server.address,
+            adapters={"config_path": str(path), "config_poll_s": 0.05},
+            gateway={"cache_copy_ttl_s": 1.0},
+        ) as gateway:
+            stack = Stack(gateway, provider, observer)
+            async with stack.http(FREE_KEY) as http:
+                assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "miss"
+                copy_hits = _metric("atp_gateway_cache_copy_total", "hit")
+                assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "hit"
+                assert _metric("atp_gateway_cache_copy_total", "hit") == copy_hits + 1
+                off = config.model_dump(mode="json", exclude_none=True)
+                del off["routes"]["cached"]["cache"]
+                path.write_text(orjson.dumps(off).decode())
+
+                asked = iter(range(1000))
+
+                async def cache_off() -> bool:
+                    # A new question each time: an earlier one may be in the copy.
+                    reply = await http.post(CHAT, json=_body(text=f"fresh question {next(asked)}"))
+                    return "x-atp-cache" not in reply.headers
+
+                await until(cache_off, timeout_s=5, what="the route without its cache")
+                await asyncio.sleep(1.1)  # the copy's lifetime
+                after = await http.post(CHAT, json=_body())
+                assert "x-atp-cache" not in after.headers
+    finally:
+        await observer_server.stop_now()
+        await provider.stop()
