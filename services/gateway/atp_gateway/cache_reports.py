@@ -55,15 +55,28 @@ class HitReporter:
         self._max_bytes = max_bytes
         self._queue: deque[tuple[adapters_pb2.CacheHit, int]] = deque()
         self._bytes = 0
+        # Bytes held for hits being answered (reserve, then add): a slow client holds its hit's room, so
+        # many hits answered at once cannot take the queue past its bound.
+        self._reserved = 0
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def has_room(self) -> bool:
         """Whether a hit may be served and queued now."""
-        return self._bytes < self._max_bytes
+        return self._bytes + self._reserved < self._max_bytes
 
-    def add(self, hit: adapters_pb2.CacheHit) -> None:
-        """Queue one served hit (after `has_room` said there was room)."""
+    def reserve(self, size: int) -> bool:
+        """Hold room for a hit of about `size` bytes until `add`; False when the queue has none (a hit larger
+        than the whole bound gets room only in an empty queue)."""
+        held = self._bytes + self._reserved
+        if held and held + size > self._max_bytes:
+            return False
+        self._reserved += size
+        return True
+
+    def add(self, hit: adapters_pb2.CacheHit, reserved: int = 0) -> None:
+        """Queue one served hit, releasing the room `reserve` held for it."""
+        self._reserved = max(self._reserved - reserved, 0)
         size = hit.ByteSize()
         self._queue.append((hit, size))
         self._bytes += size

@@ -18,8 +18,12 @@ from atp_common.cache_entries import canonical_key, replay
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, hash_api_key
 from atp_common.limits.directory import Directory, config_key_id
+from atp_gateway.auth import KeyStore
 from atp_gateway.cache_copy import CacheCopy
 from atp_gateway.cache_reports import HitReporter
+from atp_gateway.cache_serve import copied_reply, report_hit
+from atp_gateway.gateway import Gateway
+from atp_gateway.settings import GatewaySettings
 from tests.fakes.observer import start_recording_observer
 from tests.support.ports import free_port
 from tests.support.stack import unused_address
@@ -263,3 +267,27 @@ async def test_at_shutdown_a_failed_report_is_retried_until_the_deadline(tmp_pat
         await channel.close()
         await adapters.stop_now()
     assert _gateway_hits() - before == 3 and _dropped() == dropped and len(reporter) == 0
+
+
+async def test_hits_being_answered_hold_their_room_in_the_report_queue() -> None:
+    # Many hits answered at once (slow clients): each passed the room check before any was queued, so the
+    # queue could grow far past its bound. Room is now held from the answer to the report.
+    gateway = Gateway(
+        GatewaySettings(port=0, metrics_port=None), CONFIG, key_store=KeyStore.from_config(CONFIG)
+    )
+    request = _request("busy")
+    gateway.cache_copy.keep(request, _reply("busy"))
+
+    async def send(report: adapters_pb2.ReportCacheHitsRequest) -> object:
+        raise AssertionError("not started: nothing is sent")
+
+    one = adapters_pb2.CacheHit(
+        request=request, stored=_reply("busy").header, latency_ms=1.0, observation_id="0" * 32
+    ).ByteSize()
+    reporter = HitReporter(send, batch=256, interval_s=60, max_bytes=3 * one + one // 2)
+    gateway.hit_reports = reporter
+    answered = [copied for _ in range(10) if (copied := copied_reply(gateway, request)) is not None]
+    for copied in answered:
+        report_hit(gateway, request, copied, time.perf_counter())
+    assert 1 <= len(answered) <= 3 and len(reporter) == len(answered)
+    assert copied_reply(gateway, request) is None  # full: the adapters answer the next one
