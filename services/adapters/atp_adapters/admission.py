@@ -41,6 +41,13 @@ class Admission:
         # Per route: its max_reservation_tokens, when it caps the default output estimate.
         self._reservation_caps = dict(reservation_caps or {})
 
+    def key_allows(self, key_id: str, model: str) -> bool:
+        """Whether the key's own model lists let it use `model` (True for a key without lists)."""
+        lists = self.follower.directory.models_for(key_id) if key_id else None
+        if lists is None:
+            return True
+        return (lists.allowed is None or model in lists.allowed) and model not in lists.denied
+
     def filter_models(self, key_id: str, request_model: str, decision: chat_pb2.Decision) -> None:
         """Remove the candidates the key's own model lists exclude, as the tenant's lists do in the kernel;
         PermissionDenied naming the models when none is left. A key without lists costs one dict lookup."""

@@ -24,6 +24,9 @@ log = logging.getLogger("atp.adapters.edge_hits")
 
 # A gateway sends its hits in batches of a few hundred; a larger report is refused, not half-recorded.
 MAX_HITS_PER_REPORT = 4096
+# A gateway answers a hit in well under a second and reports it within its control deadline; a reported
+# latency outside this (or not a number) is not the hit's and is recorded as 0.
+_MAX_LATENCY_MS = 3_600_000.0
 _GATEWAY_HIT = LOOKUPS.labels("gateway_hit")
 _SKIPPED = LOOKUPS.labels("gateway_hit_skipped")
 
@@ -85,13 +88,22 @@ class EdgeHits:
         call.observation_id = hit.observation_id
         call.cache_hit = True
         call.cached_decision_id = hit.stored.decision_id
-        call.saved_cost_usd = hit.saved_cost_usd
+        saved = hit.saved_cost_usd
+        # Chained comparisons are False for NaN: a saved cost that is not a price is recorded as none.
+        call.saved_cost_usd = saved if 0.0 <= saved < float("inf") else 0.0
         call.target = self._targets.current.get(hit.stored.model)
         call.usage = chat_pb2.Usage()
         call.finish_reason = "stop"
         call.status = observations.OK
-        # The recorder measures latency from a perf_counter start: the gateway's, moved to this clock.
-        latency_s = max(hit.latency_ms, 0.0) / 1000.0
+        # The recorder measures latency from a perf_counter start: the gateway's, moved to this clock. A
+        # NaN or infinite one would fail the observation's timestamps (and with them the whole report,
+        # which the gateway would then resend forever), so the numbers are checked, not trusted.
+        latency_ms = hit.latency_ms
+        latency_s = latency_ms / 1000.0 if 0.0 <= latency_ms <= _MAX_LATENCY_MS else 0.0
+        now_ns = time.time_ns()
+        started_ns = hit.started_at_unix_ns
+        if not now_ns - _MAX_LATENCY_MS * 1e6 <= started_ns <= now_ns:
+            started_ns = now_ns - int(latency_s * 1e9)
         started = time.perf_counter() - latency_s
         call.first_token_at = started + latency_s
         self._recorder.finish(
@@ -102,7 +114,7 @@ class EdgeHits:
             route_label,
             call,
             started,
-            hit.started_at_unix_ns / 1e9,
+            started_ns / 1e9,
             key_id=request.key_id,
             end_user=request.end_user or request.params.user,
             tags=request.tags,

@@ -232,7 +232,18 @@ class GeneratePipeline:
         plan = self._cache.plan(request, tenant) if self._cache is not None else None
         if plan is None or not plan.read or self._cache is None:
             return plan, None
-        return plan, await self._cache.get(plan)
+        stored = await self._cache.get(plan)
+        if stored is None:
+            return plan, None
+        # A reply stored before the tenant's lists changed, or for another key of the tenant (the entry
+        # is the tenant's, not the API key's), may come from a model this request may not use: then it
+        # is not an answer for it.
+        model = stored.header.model
+        if not self._holder.policy.tenant_allows(tenant, model) or (
+            self._admission is not None and not self._admission.key_allows(request.key_id, model)
+        ):
+            return plan, None
+        return plan, stored
 
     def _source(
         self,

@@ -45,10 +45,17 @@ def copied_reply(gateway: Gateway, request: adapters_pb2.GenerateRequest) -> Cop
     if copied is None:
         return None
     reporter = gateway.hit_reports
-    if reporter is None or not reporter.has_room():
+    if reporter is None or not reporter.reserve(_report_size(copied, request)):
         _UNREPORTABLE.inc()
         return None
     return copied
+
+
+def _report_size(copied: CopiedReply, request: adapters_pb2.GenerateRequest) -> int:
+    # What the hit's report will hold (the request, the stored header, a few numbers and an id), reserved
+    # when the copy answers and released when the report is queued.
+    size: int = request.ByteSize() + copied.reply.header.ByteSize()
+    return size + 64
 
 
 def replayed(copied: CopiedReply, request: adapters_pb2.GenerateRequest) -> adapters_pb2.GenerateResponse:
@@ -103,5 +110,6 @@ def report_hit(
             started_at_unix_ns=time.time_ns() - int(elapsed_s * 1e9),
             latency_ms=elapsed_s * 1000.0,
             observation_id=os.urandom(16).hex(),
-        )
+        ),
+        reserved=_report_size(copied, request),
     )

@@ -358,11 +358,13 @@ async def _serve(
             raise Unavailable("The gateway is starting.")
         copied = copied_reply(gateway, request)
         if copied is not None:
-            status = await send_copy(
-                copied, request, encoder, dialect.stream_headers, reply_headers, send, started
-            )
-            report_hit(gateway, request, copied, started)
-            return status
+            try:
+                return await send_copy(
+                    copied, request, encoder, dialect.stream_headers, reply_headers, send, started
+                )
+            finally:
+                # Even when the client went away mid-write: the adapters observe their hits either way.
+                report_hit(gateway, request, copied, started)
         if not request.stream:
             reply, upstream = await complete(adapters, request, receive)
             gateway.cache_copy.keep(request, reply)

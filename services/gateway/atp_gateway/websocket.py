@@ -319,9 +319,12 @@ class _Session:
         """A hit answered from this worker's copy: the frames an adapters-served hit gets, then reported."""
         started = time.perf_counter()
         reply = replayed(copied, request)
-        if request.stream:
-            await self._send_deltas(request_id, reply, legacy, set())
-        report_hit(self._gateway, request, copied, started)
+        try:
+            if request.stream:
+                await self._send_deltas(request_id, reply, legacy, set())
+        finally:
+            # Even when the session broke mid-write: the adapters observe their hits either way.
+            report_hit(self._gateway, request, copied, started)
         return _done(request_id, reply, legacy)
 
 

@@ -189,6 +189,8 @@ class IngestBuffer:
             metrics.BATCH_SIZE.observe(batch.size)
             metrics.INGESTED.labels("stored").inc(result[0])
             metrics.INGESTED.labels("duplicate").inc(result[1])
+            # Observations the store refused alone (store/layout.py's observation_row), the rest stored.
+            metrics.INGESTED.labels("invalid").inc(batch.size - result[0] - result[1])
             # The sender may have given up (deadline); the write still counts, and its resend dedups.
             if not batch.done.done():
                 batch.done.set_result(result)

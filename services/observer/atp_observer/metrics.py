@@ -7,7 +7,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from atp_common.metrics import LATENCY_BUCKETS
 
 INGESTED = Counter(
-    "atp_observer_ingested_observations_total", "Observations committed, new or duplicate.", ["result"]
+    "atp_observer_ingested_observations_total",
+    "Observations committed, new or duplicate, or refused alone as invalid.",
+    ["result"],
 )
 BATCH_SIZE = Histogram(
     "atp_observer_ingest_batch_size",

@@ -349,3 +349,95 @@ async def test_while_the_report_queue_is_full_the_adapters_answer_the_hits(tmp_p
     assert {r.headers["x-atp-cache"] for r in replies} == {"hit"}
     # A few hits fill the queue (nothing is sent for a minute); the adapters answer the rest.
     assert 0 < queued < 12 and _adapters_hits() - adapters_before == 12 - queued
+
+
+async def test_a_hit_whose_client_went_away_mid_write_is_still_reported(stack: Stack) -> None:
+    # The adapters observe a hit they answered however its delivery ends; a hit answered here must be
+    # reported as well when writing it to the client fails (uvicorn raises OSError once it has gone).
+    async with stack.http(FREE_KEY) as http:
+        assert (await http.post(CHAT, json=_body(text="gone"))).headers["x-atp-cache"] == "miss"
+    body = orjson.dumps(_body(text="gone"))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", stack.gateway.port),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {FREE_KEY}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", b"client-gone"),
+        ],
+    }
+    received = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if received:
+            await asyncio.Event().wait()  # nothing more until the call ends
+        received = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            raise OSError("the client went away")
+
+    copy_hits = _metric("atp_gateway_cache_copy_total", "hit")
+    await stack.gateway.app(scope, receive, send)
+    assert _metric("atp_gateway_cache_copy_total", "hit") == copy_hits + 1  # answered here
+    observed = await stack.observer.wait_for("client-gone", within_s=5)
+    assert observed.cache_hit and observed.provider == "cache"
+
+
+async def test_a_route_whose_cache_is_turned_off_stops_hits_here_within_the_copy_lifetime(
+    tmp_path: Path,
+) -> None:
+    # The gateway reads no configuration change: the adapters stop storing (and stop giving an expiry),
+    # and what the copy holds lives at most ATP_GATEWAY_CACHE_COPY_TTL_S.
+    provider = FakeOpenAI()
+    await provider.start()
+    provider.reply = FakeReply(text=ANSWER)
+    observer, observer_server = await start_recording_observer()
+    config = _config(provider)
+    path = tmp_path / "atp.yaml"
+    path.write_text(orjson.dumps(config.model_dump(mode="json", exclude_none=True)).decode())
+    try:
+        async with adapters_and_gateway(
+            config,
+            tmp_path,
+            observer_addr=observer_server.address,
+            adapters={"config_path": str(path), "config_poll_s": 0.05},
+            gateway={"cache_copy_ttl_s": 1.0},
+        ) as gateway:
+            stack = Stack(gateway, provider, observer)
+            async with stack.http(FREE_KEY) as http:
+                assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "miss"
+                copy_hits = _metric("atp_gateway_cache_copy_total", "hit")
+                assert (await http.post(CHAT, json=_body())).headers["x-atp-cache"] == "hit"
+                assert _metric("atp_gateway_cache_copy_total", "hit") == copy_hits + 1
+                off = config.model_dump(mode="json", exclude_none=True)
+                del off["routes"]["cached"]["cache"]
+                path.write_text(orjson.dumps(off).decode())
+
+                asked = iter(range(1000))
+
+                async def cache_off() -> bool:
+                    # A new question each time: an earlier one may be in the copy.
+                    reply = await http.post(CHAT, json=_body(text=f"fresh question {next(asked)}"))
+                    return "x-atp-cache" not in reply.headers
+
+                await until(cache_off, timeout_s=5, what="the route without its cache")
+                await asyncio.sleep(1.1)  # the copy's lifetime
+                after = await http.post(CHAT, json=_body())
+                assert "x-atp-cache" not in after.headers
+    finally:
+        await observer_server.stop_now()
+        await provider.stop()

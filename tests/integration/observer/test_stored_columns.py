@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from atp.observer.v1 import observer_pb2
-from atp_common.errors import InvalidArgument
 from atp_observer.store import Store
 from atp_observer.store.layout import EPOCH, OBSERVATION_COLUMNS, unpack_vector
 from tests.support.observations import (
@@ -137,13 +136,12 @@ async def test_every_column_holds_its_observations_field(database: str) -> None:
     assert len(rows) == len(observations)
 
 
-async def test_an_observation_without_id_or_start_is_refused(database: str) -> None:
+async def test_an_observation_without_id_or_start_is_left_out_alone(database: str) -> None:
     no_start = make_obs()
     no_start.ClearField("started_at")
     no_id = make_obs()
     no_id.ClearField("observation_id")
+    kept = make_obs()
     async with _open(database) as store:
-        for refused in (no_start, no_id):
-            with pytest.raises(InvalidArgument):
-                await store.insert_batches([batch(make_obs(), refused)])
-    assert await _stored_rows(database) == []
+        assert await store.insert_batches([batch(no_start, kept, no_id)]) == [(1, 0)]
+    assert [row[0] for row in await _stored_rows(database)] == [kept.observation_id]

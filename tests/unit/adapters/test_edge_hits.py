@@ -3,7 +3,10 @@ one that cannot be recorded is skipped alone, and an oversized report is refused
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -16,7 +19,7 @@ from atp_adapters.edge_hits import MAX_HITS_PER_REPORT
 from atp_adapters.server import build_server
 from atp_adapters.settings import AdaptersSettings
 from atp_common.config import AtpConfig
-from tests.fakes.observer import start_recording_observer
+from tests.fakes.observer import RecordingObserver, start_recording_observer
 from tests.support.ports import free_port
 
 CONFIG = {
@@ -86,3 +89,61 @@ async def test_reported_hits_are_observed_as_hits_and_a_bad_one_is_skipped_alone
     assert first.key_id == "k1" and first.dialect == "messages" and dict(first.tags) == {"team": "search"}
     assert first.decision.route == "r" and first.latency_ms >= 1.99  # the gateway's 2 ms
     assert third.observation_id == "h3".ljust(32, "0")
+
+
+@asynccontextmanager
+async def _adapters(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[RecordingObserver, adapters_pb2_grpc.AdaptersServiceStub]]:
+    observer, observer_server = await start_recording_observer()
+    settings = AdaptersSettings(
+        port=0,
+        metrics_port=None,
+        router_addr=f"127.0.0.1:{free_port()}",
+        observer_addr=observer_server.address,
+        spool_dir=str(tmp_path / "spool"),
+        ship_interval_s=0.02,
+        drain_delay_s=0,
+        grace_s=1,
+    )
+    adapters = await build_server(settings, config=AtpConfig.model_validate(CONFIG))
+    channel = aio.insecure_channel(adapters.address)
+    try:
+        yield observer, adapters_pb2_grpc.AdaptersServiceStub(channel)
+    finally:
+        await channel.close()
+        await adapters.stop_now()
+        await observer_server.stop_now()
+
+
+async def test_numbers_a_caller_reports_are_checked_not_trusted(tmp_path: Path) -> None:
+    # A NaN or infinite latency used to fail the observation's timestamps and with them the whole report
+    # (which the gateway resends, failing again, for good); each hit here is recorded, with sane numbers.
+    odd = {
+        "nan-latency": {"latency_ms": math.nan},
+        "inf-latency": {"latency_ms": math.inf},
+        "huge-latency": {"latency_ms": 1e300},
+        "negative-latency": {"latency_ms": -5.0},
+        "no-start": {"started_at_unix_ns": 0},
+        "future-start": {"started_at_unix_ns": 2**62},
+        "nan-saving": {"saved_cost_usd": math.nan},
+        "negative-saving": {"saved_cost_usd": -3.0},
+    }
+    hits = [_hit("good")]
+    for name, fields in odd.items():
+        hit = _hit(name)
+        for field, value in fields.items():
+            setattr(hit, field, value)
+        hits.append(hit)
+    before = time.time()
+    async with _adapters(tmp_path) as (observer, stub):
+        reply = await stub.ReportCacheHits(adapters_pb2.ReportCacheHitsRequest(hits=hits), timeout=5)
+        observed = {name: await observer.wait_for(name) for name in ["good", *odd]}
+    assert reply.recorded == len(hits)
+    assert observed["good"].latency_ms >= 1.99 and observed["good"].saved_cost_usd == 0.125
+    for name, observation in observed.items():
+        started = observation.started_at.ToNanoseconds() / 1e9
+        assert before - 60 <= started <= time.time(), name
+        assert 0.0 <= observation.latency_ms < 60_000.0, name
+        assert 0.0 <= observation.saved_cost_usd <= 0.125, name
+    assert observed["nan-saving"].saved_cost_usd == observed["negative-saving"].saved_cost_usd == 0.0

@@ -3,18 +3,29 @@ against adapters that cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 
 from grpc import aio
 from prometheus_client import REGISTRY
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
+from atp_adapters.server import build_server
+from atp_adapters.settings import AdaptersSettings
 from atp_common.cache_entries import canonical_key, replay
+from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, hash_api_key
 from atp_common.limits.directory import Directory, config_key_id
+from atp_gateway.auth import KeyStore
 from atp_gateway.cache_copy import CacheCopy
 from atp_gateway.cache_reports import HitReporter
+from atp_gateway.cache_serve import copied_reply, report_hit
+from atp_gateway.gateway import Gateway
+from atp_gateway.settings import GatewaySettings
+from tests.fakes.observer import start_recording_observer
+from tests.support.ports import free_port
 from tests.support.stack import unused_address
 
 LIMITED = hash_api_key("sk-limited-key-000001").removeprefix("sha256:")
@@ -166,3 +177,117 @@ async def test_unreachable_adapters_keep_hits_until_full_then_close_drops_and_co
         assert _dropped() - before == 5 and len(reporter) == 0 and reporter.has_room()
     finally:
         await channel.close()
+
+
+def _gateway_hits() -> float:
+    return REGISTRY.get_sample_value("atp_adapters_cache_lookups_total", {"outcome": "gateway_hit"}) or 0.0
+
+
+async def test_reports_stay_under_the_message_limit_and_one_refused_is_dropped_not_resent(
+    tmp_path: Path,
+) -> None:
+    # Large prompts with a generous queue bound: 256 hits in one call would be far over gRPC's 16 MiB, a
+    # report refused on every retry, holding back every hit behind it. Calls of at most 4 MiB all pass;
+    # a single hit over the limit is refused, dropped and counted, and the hits after it still go.
+    observer, observer_server = await start_recording_observer()
+    settings = AdaptersSettings(
+        port=0,
+        metrics_port=None,
+        router_addr=f"127.0.0.1:{free_port()}",
+        observer_addr=observer_server.address,
+        spool_dir=str(tmp_path / "spool"),
+        drain_delay_s=0,
+        grace_s=1,
+    )
+    adapters = await build_server(settings, config=CONFIG)
+    channel = open_channel(adapters.address)
+    stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+
+    async def send(request: adapters_pb2.ReportCacheHitsRequest) -> object:
+        return await stub.ReportCacheHits(request, timeout=5)
+
+    def hit(n: int, size: int) -> adapters_pb2.CacheHit:
+        # The bulk in the stored header, not the prompt: the route's model takes 8k tokens.
+        stored = adapters_pb2.GenerateHeader(decision_id="d", model="echo", system_fingerprint="x" * size)
+        request = _request(str(n), request_id=f"r{n}")
+        return adapters_pb2.CacheHit(request=request, stored=stored, observation_id=f"{n:032x}")
+
+    reporter = HitReporter(send, batch=256, interval_s=0.01, max_bytes=64 << 20)
+    before, dropped = _gateway_hits(), _dropped()
+    try:
+        for n in range(20):
+            reporter.add(hit(n, 1 << 20))
+        reporter.add(hit(20, 17 << 20))
+        reporter.add(hit(21, 10))
+        reporter.start()
+        # Reported in order: the last hit observed, every call before it has been answered.
+        await observer.wait_for("r21", within_s=20)
+    finally:
+        await reporter.close(1.0)
+        await channel.close()
+        await adapters.stop_now()
+        await observer_server.stop_now()
+    assert _gateway_hits() - before == 21 and _dropped() - dropped == 1
+    assert reporter.has_room()
+
+
+async def test_at_shutdown_a_failed_report_is_retried_until_the_deadline(tmp_path: Path) -> None:
+    # The adapters are away when the gateway stops (restarting, say) and back within its deadline: the
+    # queued hits reach them, where giving up at the first failed call dropped them all.
+    port = free_port()
+    channel = open_channel(f"127.0.0.1:{port}", reconnect_max_s=0.1)
+    stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
+
+    async def send(request: adapters_pb2.ReportCacheHitsRequest) -> object:
+        return await stub.ReportCacheHits(request, timeout=1)
+
+    reporter = HitReporter(send, batch=8, interval_s=60, max_bytes=1 << 20)
+    for n in range(3):
+        stored = adapters_pb2.GenerateHeader(decision_id="d", model="echo")
+        reporter.add(
+            adapters_pb2.CacheHit(request=_request("late"), stored=stored, observation_id=f"{n:032x}")
+        )
+    reporter.start()
+    settings = AdaptersSettings(
+        port=port,
+        metrics_port=None,
+        router_addr=f"127.0.0.1:{free_port()}",
+        observer_addr=f"127.0.0.1:{free_port()}",
+        spool_dir=str(tmp_path / "spool"),
+        drain_delay_s=0,
+        grace_s=1,
+    )
+    before, dropped = _gateway_hits(), _dropped()
+    closing = asyncio.ensure_future(reporter.close(5.0))
+    await asyncio.sleep(0.3)  # the first calls fail: nothing listens yet
+    adapters = await build_server(settings, config=CONFIG)
+    try:
+        await asyncio.wait_for(closing, 10)
+    finally:
+        await channel.close()
+        await adapters.stop_now()
+    assert _gateway_hits() - before == 3 and _dropped() == dropped and len(reporter) == 0
+
+
+async def test_hits_being_answered_hold_their_room_in_the_report_queue() -> None:
+    # Many hits answered at once (slow clients): each passed the room check before any was queued, so the
+    # queue could grow far past its bound. Room is now held from the answer to the report.
+    gateway = Gateway(
+        GatewaySettings(port=0, metrics_port=None), CONFIG, key_store=KeyStore.from_config(CONFIG)
+    )
+    request = _request("busy")
+    gateway.cache_copy.keep(request, _reply("busy"))
+
+    async def send(report: adapters_pb2.ReportCacheHitsRequest) -> object:
+        raise AssertionError("not started: nothing is sent")
+
+    one = adapters_pb2.CacheHit(
+        request=request, stored=_reply("busy").header, latency_ms=1.0, observation_id="0" * 32
+    ).ByteSize()
+    reporter = HitReporter(send, batch=256, interval_s=60, max_bytes=3 * one + one // 2)
+    gateway.hit_reports = reporter
+    answered = [copied for _ in range(10) if (copied := copied_reply(gateway, request)) is not None]
+    for copied in answered:
+        report_hit(gateway, request, copied, time.perf_counter())
+    assert 1 <= len(answered) <= 3 and len(reporter) == len(answered)
+    assert copied_reply(gateway, request) is None  # full: the adapters answer the next one

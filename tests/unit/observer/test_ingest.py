@@ -41,6 +41,9 @@ class RecordingStore(SqliteStore):
 
     async def insert_batches(self, batches: Sequence[observer_pb2.IngestRequest]) -> list[tuple[int, int]]:
         self.writes.append([len(batch.observations) for batch in batches])
+        # A batch the store cannot take as a whole (the real store leaves a bad observation out alone).
+        if any(obs.observation_id == "refused" for batch in batches for obs in batch.observations):
+            raise InvalidArgument("refused batch")
         return await super().insert_batches(batches)
 
 
@@ -79,7 +82,7 @@ async def test_a_bad_batch_in_a_merged_write_fails_alone(tmp_path: Path) -> None
     async with RecordingStore(tmp_path / "observer.sqlite3") as store:
         buffer = buffer_for(store, merge_observations=100)
         good = [observation("acme", 0)]
-        bad = [observer_pb2.Observation(observation_id="no-start", tenant="acme")]
+        bad = [observer_pb2.Observation(observation_id="refused", tenant="acme")]
         later = [observation("acme", 1), observation("acme", 2)]
         futures = [
             await buffer.submit(observer_pb2.IngestRequest(observations=batch))

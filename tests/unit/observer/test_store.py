@@ -54,16 +54,31 @@ async def test_observation_round_trips_every_field(store: Store) -> None:
     assert await store.list_observations("bare", 10, None) == [bare]
 
 
-async def test_observation_without_id_or_start_is_refused(store: Store) -> None:
+async def test_an_observation_that_cannot_be_stored_is_left_out_alone(store: Store) -> None:
+    good = make_obs()
     no_id = make_obs()
     no_id.observation_id = ""
-    with pytest.raises(InvalidArgument):
-        await store.insert_observations([make_obs(), no_id])
     no_start = make_obs()
     no_start.ClearField("started_at")
-    with pytest.raises(InvalidArgument):
-        await store.insert_observations([no_start])
-    assert await store.list_observations("acme", 10, None) == []
+    nan_cost, inf_cost, negative_cost = make_obs(), make_obs(), make_obs()
+    nan_cost.cost_usd, inf_cost.cost_usd, negative_cost.cost_usd = math.nan, math.inf, -0.5
+    nan_latency, inf_latency = make_obs(), make_obs()
+    nan_latency.latency_ms, inf_latency.latency_ms = math.nan, -math.inf
+    nan_propensity = make_obs()
+    nan_propensity.decision.propensity = math.nan
+    refused = [no_id, no_start, nan_cost, inf_cost, negative_cost, nan_latency, inf_latency, nan_propensity]
+    # Neither stored nor duplicates: the good observation beside them is stored, its reward finite.
+    assert await store.insert_observations([*refused, good]) == (1, 0)
+    assert await store.list_observations("acme", 10, None) == [good]
+    assert [(e.decision_id, e.reward) for e in await all_rewards(store)] == [
+        (good.decision.decision_id, pytest.approx(0.8))
+    ]
+
+
+async def test_negative_token_counts_are_summed_as_none(store: Store) -> None:
+    await store.insert_observations([make_obs(prompt_tokens=-7, completion_tokens=-3), make_obs()])
+    (row,) = await store.query_usage("acme", None, None, ["tenant"])
+    assert (row.requests, row.prompt_tokens, row.completion_tokens) == (2, 10, 5)
 
 
 async def test_reward_uses_proxy_quality_and_route_weights(store: Store) -> None:
@@ -416,8 +431,9 @@ async def test_batches_written_together_count_each_batch_and_reward_each_observa
     # The cancelled observation earns none; the others one each, in batch order, with their features.
     assert [r.decision_id for r in rewards] == [a.decision.decision_id, b.decision.decision_id]
     assert [list(r.features) for r in rewards] == [[1.0, 0.5, 0.25]] * 2
-    with pytest.raises(InvalidArgument):  # all or nothing: one bad observation refuses every batch
-        await store.insert_batches(
-            [batch(make_obs()), batch(observer_pb2.Observation(observation_id="no-start"))]
-        )
-    assert len(await all_rewards(store)) == 2
+    # A bad observation is left out alone, whichever batch it is in.
+    results = await store.insert_batches(
+        [batch(make_obs()), batch(observer_pb2.Observation(observation_id="no-start"))]
+    )
+    assert results == [(1, 0), (0, 0)]
+    assert len(await all_rewards(store)) == 3

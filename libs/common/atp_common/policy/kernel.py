@@ -82,6 +82,11 @@ class CompiledPolicy:
         route = self._routes.get(model_or_route or self.default_route)
         return route.semantic if route is not None else None
 
+    def tenant_allows(self, tenant: str, model: str) -> bool:
+        """Whether the tenant's model lists let it use `model` (a stored reply's, say)."""
+        allowed, denied = self._tenants.get(tenant, (None, frozenset()))
+        return (allowed is None or model in allowed) and model not in denied
+
     @property
     def route_names(self) -> tuple[str, ...]:
         """The routes this snapshot defines."""

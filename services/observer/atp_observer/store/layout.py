@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import operator
 import struct
 import sys
@@ -15,6 +16,8 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2
 from atp_common.errors import InvalidArgument
+
+log = logging.getLogger("atp.observer.store")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -158,13 +161,16 @@ _OBSERVATION_FIELDS = operator.attrgetter(
 _ATTRIBUTION_FIELDS = operator.attrgetter("key_id", "end_user", "deployment", "tags")
 _DECISION_FIELDS = operator.attrgetter("decision_id", "route", "policy", "propensity")
 _NO_DECISION = ("", "", "", 0.0)
+_INF = float("inf")
 
 
 def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tuple[Any, ...]:
     """One `observations` row in OBSERVATION_COLUMNS order: started_at as integer microseconds since the
     backend's epoch (`epoch_micros` after the Unix epoch), the feature vector packed as float32 bytes, tags
     as a JSON object (None without tags), and the whole observation serialized as the payload. Refuses an
-    observation without its id or start.
+    observation without its id or start, or whose cost or latency is negative, infinite or NaN (a NaN is
+    NULL to SQLite, and an infinite cost an infinite reward for the learner); negative token counts are
+    stored as 0, since sums over them would understate usage.
 
     This runs once per ingested observation, so it reads each field once and converts the timestamp from
     seconds and nanos with integer arithmetic (Timestamp.ToMicroseconds is pure Python and several times
@@ -175,14 +181,20 @@ def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tup
     has_field = obs.HasField
     if not has_field("started_at"):
         raise InvalidArgument(f"observation {o[0]} has no started_at", param="started_at")
+    # Chained comparisons, not math.isfinite: NaN fails both, and this runs per observation.
+    if not (0.0 <= o[3] < _INF and 0.0 <= o[4] < _INF):
+        raise InvalidArgument(f"observation {o[0]} has cost {o[3]} and latency {o[4]}", param="cost_usd")
     if has_field("decision"):
         decision = obs.decision
         d = _DECISION_FIELDS(decision)
         vector = decision.features.vector
         features = pack_vector(vector) if vector else _EMPTY_VECTOR
+        if not -_INF < d[3] < _INF:
+            raise InvalidArgument(f"observation {o[0]} has propensity {d[3]}", param="propensity")
     else:
         d, features = _NO_DECISION, _EMPTY_VECTOR
     usage = obs.usage
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
     started = obs.started_at
     a = _ATTRIBUTION_FIELDS(obs)
     tags = a[3]
@@ -196,8 +208,8 @@ def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tup
         d[2],
         d[3],
         features,
-        usage.prompt_tokens,
-        usage.completion_tokens,
+        prompt if prompt > 0 else 0,
+        completion if completion > 0 else 0,
         o[3],
         o[4],
         o[5],
@@ -212,8 +224,21 @@ def observation_row(obs: observer_pb2.Observation, epoch_micros: int = 0) -> tup
 
 
 def batch_rows(batch: observer_pb2.IngestRequest, epoch_micros: int = 0) -> list[tuple[Any, ...]]:
-    """The `observations` rows of one Ingest batch."""
-    return [observation_row(obs, epoch_micros) for obs in batch.observations]
+    """The `observations` rows of one Ingest batch, without those observation_row refuses: each is logged
+    and left out alone, since a refused batch would be spooled and sent again by its producer forever,
+    holding back the good observations with it (the ingest counts them as `invalid`)."""
+    try:
+        # The common case in one comprehension; a batch with a refused observation is built again below.
+        return [observation_row(obs, epoch_micros) for obs in batch.observations]
+    except InvalidArgument:
+        pass
+    rows = []
+    for obs in batch.observations:
+        try:
+            rows.append(observation_row(obs, epoch_micros))
+        except InvalidArgument as exc:
+            log.warning("observation not stored: %s", exc.message)
+    return rows
 
 
 def observation_from_row(row: Sequence[Any], epoch_micros: int = 0) -> observer_pb2.Observation:
