@@ -25,7 +25,16 @@ from tests.fakes.adapters_contract import complete_from_generate
 API_KEY = "sk-test-local-0123456789"
 ADAPTERS_SERVICE = adapters_pb2.DESCRIPTOR.services_by_name["AdaptersService"].full_name
 OBSERVER_SERVICE = observer_pb2.DESCRIPTOR.services_by_name["ObserverService"].full_name
-MODELS = {"auto": "local-small", "local-small": "local-small", "local-large": "local-large"}
+MODELS = {
+    "auto": "local-small",
+    "local-small": "local-small",
+    "local-large": "local-large",
+    "metered": "local-small",
+    "metered-legacy": "local-small",
+    "metered-unary": "local-small",
+}
+# The x-ratelimit-* values the fake reports for the models `metered` and `metered-legacy`.
+METERED = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59"}
 
 
 def echo_text(messages: list[chat_pb2.ChatMessage]) -> str:
@@ -108,6 +117,10 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         )
 
     async def Complete(self, request, context):
+        if request.request.model == "metered-legacy":
+            # Older adapters: a unary call's values in its trailing metadata.
+            context.set_trailing_metadata(tuple(METERED.items()))
+            request.request.model = "metered-unary"
         return await complete_from_generate(self.Generate(request.request, context))
 
     async def Generate(self, request, context):
@@ -174,6 +187,12 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
         if model not in MODELS:
             raise NotFound(f"unknown model or route {model!r}")
         header = self._header(request, MODELS[model])
+        if model == "metered":
+            # Admission values as the contract carries them: in the first message's header.
+            header.rate_limits.update(METERED)
+        elif model == "metered-legacy":
+            # As adapters older than GenerateHeader.rate_limits sent them: initial metadata.
+            await context.send_initial_metadata(tuple(METERED.items()))
         deltas = [chat_pb2.Delta(content=p) for p in _pieces(echo_text(request.messages))]
         completion = adapters_pb2.GenerateCompletion(
             finish_reason=adapters_pb2.FINISH_REASON_STOP, usage=usage

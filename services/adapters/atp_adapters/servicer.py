@@ -57,10 +57,15 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
     async def Generate(
         self, request: adapters_pb2.GenerateRequest, context: aio.ServicerContext
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
+        # The x-ratelimit-* values ride in the first message's header: initial metadata sent on its own
+        # costs a stream an exchange of its own.
+        limits = _RateLimits()
         async with contextlib.aclosing(
-            self._pipeline.generate(request, context.time_remaining(), context.send_initial_metadata)
+            self._pipeline.generate(request, context.time_remaining(), limits.keep)
         ) as responses:
             async for response in responses:
+                if limits.values is not None:
+                    limits.stamp(response)
                 yield response
 
     async def Complete(
@@ -71,19 +76,13 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
             raise InvalidArgument(
                 "Complete serves non-streamed requests; stream with Generate", param="stream"
             )
-        headers: list[tuple[str, str]] = []
-
-        async def keep(metadata: tuple[tuple[str, str], ...]) -> None:
-            headers.extend(metadata)
-
+        limits = _RateLimits()
         async with contextlib.aclosing(
-            self._pipeline.generate(inner, context.time_remaining(), keep)
+            self._pipeline.generate(inner, context.time_remaining(), limits.keep)
         ) as responses:
             reply = await collect_reply(responses)
-        if headers:
-            # Trailing metadata leaves with the status in the reply's one batch; initial metadata sent
-            # on its own would cost the call another exchange.
-            context.set_trailing_metadata(tuple(headers))
+        if limits.values is not None:
+            limits.stamp(reply.response)
         return reply
 
     async def Embed(
@@ -198,3 +197,20 @@ async def collect_reply(
 ) -> adapters_pb2.CompleteResponse:
     """Generate's messages as Complete's one reply."""
     return adapters_pb2.CompleteResponse(response=await merged_reply(responses))
+
+
+class _RateLimits:
+    """A call's x-ratelimit-* values from its admission, until the first message with a header takes them."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: tuple[tuple[str, str], ...] | None = None
+
+    async def keep(self, values: tuple[tuple[str, str], ...]) -> None:
+        self.values = values
+
+    def stamp(self, response: adapters_pb2.GenerateResponse) -> None:
+        if response.HasField("header"):
+            response.header.rate_limits.update(self.values or ())
+            self.values = None

@@ -111,6 +111,12 @@ class CacheCopy:
             return
         # A hit's completion was zeroed by the replay; the header keeps what the stored reply cost.
         saved = reply.header.cache_saved_cost_usd if reply.header.cache == HIT else reply.completion.cost_usd
+        if reply.header.rate_limits:
+            # One request's admission values are not part of the reply the copy repeats.
+            copied = adapters_pb2.GenerateResponse()
+            copied.CopyFrom(reply)
+            copied.header.ClearField("rate_limits")
+            reply = copied
         key = canonical_key(request, request.tenant)
         self._forget(key)
         self._entries[key] = CopiedReply(reply, saved, self._clock() + ttl_s, size)

@@ -12,26 +12,15 @@ from atp_gateway import metrics
 from atp_gateway.asgi import Send, send_json
 from atp_gateway.cache_copy import CopiedReply
 from atp_gateway.gateway import Gateway
+from atp_gateway.reply_headers import add_route_headers
 
 if TYPE_CHECKING:
     from atp_gateway.exchange import ReplyEncoder
 
-__all__ = ["add_route_headers", "copied_reply", "replayed", "report_hit", "send_copy"]
+__all__ = ["copied_reply", "replayed", "report_hit", "send_copy"]
 
 # A hit found in the copy that the adapters answer instead, since it could not be reported now.
 _UNREPORTABLE = metrics.CACHE_COPY.labels("unreportable")
-
-
-def add_route_headers(reply_headers: list[tuple[bytes, bytes]], header: adapters_pb2.GenerateHeader) -> None:
-    """Where the reply was served (decision, model, deployment, region) and what the cache did."""
-    reply_headers.append((b"x-atp-decision-id", header.decision_id.encode()))
-    reply_headers.append((b"x-atp-model", header.model.encode()))
-    if header.deployment:
-        reply_headers.append((b"x-atp-deployment", header.deployment.encode()))
-    if header.region:
-        reply_headers.append((b"x-atp-region", header.region.encode()))
-    if header.cache:
-        reply_headers.append((b"x-atp-cache", header.cache.encode()))
 
 
 def copied_reply(gateway: Gateway, request: adapters_pb2.GenerateRequest) -> CopiedReply | None:

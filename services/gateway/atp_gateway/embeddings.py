@@ -22,8 +22,9 @@ from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
 from atp_gateway.auth import api_key_from_headers
 from atp_gateway.errors import error_from_rpc, error_from_validation
-from atp_gateway.exchange import CLIENT_GONE, add_limit_headers, admit, parse_tags
+from atp_gateway.exchange import CLIENT_GONE, admit, parse_tags
 from atp_gateway.gateway import Gateway
+from atp_gateway.reply_headers import add_limit_headers
 
 log = logging.getLogger("atp.gateway.embeddings")
 

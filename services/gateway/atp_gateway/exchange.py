@@ -7,9 +7,9 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from grpc import aio
 
@@ -19,7 +19,7 @@ from atp_common.errors import AtpError, Cancelled, Internal, InvalidArgument, Un
 from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, send_json
 from atp_gateway.auth import Principal, api_key_from_headers
-from atp_gateway.cache_serve import add_route_headers, copied_reply, report_hit, send_copy
+from atp_gateway.cache_serve import copied_reply, report_hit, send_copy
 from atp_gateway.errors import (
     ErrorReply,
     check_complete_reply,
@@ -29,6 +29,7 @@ from atp_gateway.errors import (
     openai_error,
 )
 from atp_gateway.gateway import Gateway
+from atp_gateway.reply_headers import add_limit_headers, add_route_headers
 from atp_gateway.upstream import AdaptersClient, whole_reply
 
 log = logging.getLogger("atp.gateway.exchange")
@@ -40,7 +41,6 @@ __all__ = [
     "Dialect",
     "ReplyEncoder",
     "UpstreamCall",
-    "add_limit_headers",
     "admit",
     "serve",
     "stamp",
@@ -257,12 +257,16 @@ class UpstreamCall:
                 raise ClientGone from None
             raise
 
-    async def limit_metadata(self) -> aio.Metadata | None:
-        """Where the adapters put the x-ratelimit-* values: a stream's initial metadata, a unary call's
-        trailing metadata (sent with the reply, where initial metadata would cost an exchange of its own)."""
-        if isinstance(self.call, aio.UnaryStreamCall):
-            return await self.call.initial_metadata()
-        return await self.call.trailing_metadata()
+    async def limit_values(self, header: adapters_pb2.GenerateHeader) -> Iterable[tuple[str, Any]]:
+        """The call's x-ratelimit-* values, from the reply's header (or, until 2027-03-01, the metadata
+        older adapters sent them in: design notes, "Rate-limit values in the header")."""
+        if header.rate_limits:
+            return [(name, value) for name, value in header.rate_limits.items()]
+        call: Any = self.call
+        metadata: aio.Metadata | None = await (
+            call.initial_metadata() if isinstance(call, aio.UnaryStreamCall) else call.trailing_metadata()
+        )
+        return metadata or ()
 
     async def finish(self) -> None:
         """After a stream's completion: read the stream's end, so the call ends OK rather than cancelled
@@ -406,8 +410,8 @@ async def _serve_stream(
             error = error_from_generate(first.error.code, first.error.message, first.error.type)
             return await send_error(send, dialect, error, reply_headers)
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
-        # the initial metadata (absent when the tenant has no limits).
-        add_limit_headers(reply_headers, await upstream.limit_metadata())
+        # the first header (none when the tenant has no limits).
+        add_limit_headers(reply_headers, await upstream.limit_values(first.header))
         add_route_headers(reply_headers, first.header)
         await send(
             {
@@ -427,12 +431,6 @@ async def _serve_stream(
         upstream.close()
 
 
-def add_limit_headers(reply_headers: list[tuple[bytes, bytes]], metadata: aio.Metadata | None) -> None:
-    for key, value in metadata or ():
-        if key.startswith("x-ratelimit-"):
-            reply_headers.append((key.encode(), value.encode() if isinstance(value, str) else value))
-
-
 async def _send_whole(
     upstream: UpstreamCall,
     reply: adapters_pb2.GenerateResponse,
@@ -441,7 +439,7 @@ async def _send_whole(
     send: Send,
     started: float,
 ) -> int:
-    add_limit_headers(reply_headers, await upstream.limit_metadata())
+    add_limit_headers(reply_headers, await upstream.limit_values(reply.header))
     add_route_headers(reply_headers, reply.header)
     body = encoder.whole(reply)
     # ATP's overhead: everything but the provider's time, measured before the body leaves, so the reply

@@ -91,9 +91,13 @@ def _request(
 
 
 async def _run(stub, request) -> tuple[dict[str, str], list[adapters_pb2.GenerateResponse]]:
+    """The x-ratelimit-* values of a Generate call (in its first header) and its messages."""
     call = stub.Generate(request, timeout=10)
     responses = [r async for r in call]
-    return dict(await call.initial_metadata()), responses
+    # They ride in the header alone: no exchange of initial metadata of their own.
+    assert not any(k.startswith("x-ratelimit-") for k, _ in await call.initial_metadata())
+    assert all(not r.header.rate_limits for r in responses[1:])
+    return dict(responses[0].header.rate_limits), responses
 
 
 async def test_tokens_are_reserved_then_settled_to_the_actual_usage(adapters) -> None:
@@ -111,6 +115,14 @@ async def test_tokens_are_reserved_then_settled_to_the_actual_usage(adapters) ->
     assert int(metadata["x-ratelimit-remaining-tokens"]) == 1000 - actual_first - reserved_second
 
 
+async def test_complete_carries_the_values_in_its_reply_header(adapters) -> None:
+    stub, _admission = adapters
+    call = stub.Complete(adapters_pb2.CompleteRequest(request=_request("metered")), timeout=10)
+    reply = await call
+    assert reply.response.header.rate_limits["x-ratelimit-limit-tokens"] == "1000"
+    assert not any(k.startswith("x-ratelimit-") for k, _ in await call.trailing_metadata())
+
+
 async def test_a_tenant_without_limits_gets_no_ratelimit_metadata(adapters) -> None:
     stub, _admission = adapters
     metadata, responses = await _run(stub, _request("free"))
@@ -125,7 +137,7 @@ async def test_a_stream_cancelled_after_output_keeps_its_reservation(adapters) -
     )
     first = await call.read()
     assert first.HasField("header")
-    reserved = 1000 - int(dict(await call.initial_metadata())["x-ratelimit-remaining-tokens"])
+    reserved = 1000 - int(first.header.rate_limits["x-ratelimit-remaining-tokens"])
     call.cancel()
     await admission.limiter.flush()
     metadata, _ = await _run(stub, _request("metered", model="slow-echo", text="a b c d e f g h"))

@@ -292,3 +292,19 @@ def test_custom_tool_calls_keep_their_shape_streamed_and_whole():
     assert whole["choices"][0]["message"]["tool_calls"] == [
         {"id": "c", "type": "custom", "custom": {"name": "sql", "input": "select 1"}}
     ]
+
+
+@pytest.mark.parametrize("model", ["metered", "metered-legacy"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rate_limit_values_become_headers_from_the_header_or_older_adapters_metadata(
+    client, model, stream
+):
+    """The adapters put x-ratelimit-* values in the reply's header; adapters from before that field sent
+    them as metadata (initial for a stream, trailing for a unary call), read until 2027-03-01."""
+    from tests.support.gateway_fixtures import METERED
+
+    response = await client.post(CHAT, json=_body(model, stream=stream))
+    assert response.status_code == 200, response.text
+    assert {k: response.headers.get(k) for k in METERED} == METERED
+    plain = await client.post(CHAT, json=_body("auto", stream=stream))
+    assert not any(k.startswith("x-ratelimit-") for k in plain.headers)

@@ -59,7 +59,14 @@ class GenerateRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., tenant: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_chat_pb2.ChatMessage, _Mapping]]] = ..., params: _Optional[_Union[_chat_pb2.GenerationParams, _Mapping]] = ..., stream: _Optional[bool] = ..., include_usage: _Optional[bool] = ..., key_id: _Optional[str] = ..., end_user: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., dialect: _Optional[str] = ..., regions: _Optional[_Iterable[str]] = ..., cache: _Optional[str] = ...) -> None: ...
 
 class GenerateHeader(_message.Message):
-    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id", "deployment", "region", "cache", "cache_expires_at_ms", "cache_saved_cost_usd")
+    __slots__ = ("decision_id", "model", "provider", "route", "request_id", "created", "system_fingerprint", "service_tier", "provider_response_id", "deployment", "region", "cache", "cache_expires_at_ms", "cache_saved_cost_usd", "rate_limits")
+    class RateLimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +81,7 @@ class GenerateHeader(_message.Message):
     CACHE_FIELD_NUMBER: _ClassVar[int]
     CACHE_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
     CACHE_SAVED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     model: str
     provider: str
@@ -88,7 +96,8 @@ class GenerateHeader(_message.Message):
     cache: str
     cache_expires_at_ms: int
     cache_saved_cost_usd: float
-    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., cache: _Optional[str] = ..., cache_expires_at_ms: _Optional[int] = ..., cache_saved_cost_usd: _Optional[float] = ...) -> None: ...
+    rate_limits: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., cache: _Optional[str] = ..., cache_expires_at_ms: _Optional[int] = ..., cache_saved_cost_usd: _Optional[float] = ..., rate_limits: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GenerateCompletion(_message.Message):
     __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms", "choice_finish_reasons", "stop_sequence")
