@@ -15,18 +15,10 @@ import time
 import timeit
 from pathlib import Path
 
+from baseline import PACKAGE_ROOTS as SOURCE_DIRS
 from mock_upstream import MockUpstream
 
 REPO = Path(__file__).resolve().parents[1]
-# Where the packages live in a checkout (pyproject's packages.find), put ahead of the editable install.
-SOURCE_DIRS = (
-    "libs/common",
-    "services/gateway",
-    "services/router",
-    "services/observer",
-    "services/adapters",
-    "tools",
-)
 METRICS = ("json_us", "stream_us", "features_us")
 SEGMENTS = 10
 
