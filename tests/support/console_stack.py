@@ -84,6 +84,7 @@ class Suite:
         self._stack = AsyncExitStack()
         self.url = ""
         self.app: Any = None
+        self.adapters: Any = None
 
     def run(self, coro: Any, timeout_s: float = 30.0) -> Any:
         """Run `coro` on the suite's loop and return its result."""
@@ -139,6 +140,7 @@ class Suite:
             config=config,
         )
         self._stack.push_async_callback(adapters.stop_now)
+        self.adapters = adapters
         settings = GatewaySettings(
             **common,
             **shared,

@@ -249,6 +249,13 @@ def test_a_keys_own_budget_burns_down_beside_the_tenants(suite: Suite) -> None:
     )
     assert created.status_code == 201, created.text
     key, key_id = created.json()["key"], created.json()["id"]
+    # Both followers of the directory must know the new key before it spends: the gateway to accept it,
+    # the adapters to charge its own budget.
+    follower = suite.adapters.parts.admission.follower  # its directory is replaced on every change
+    until_sync(
+        lambda: key_id in follower.directory.key_limits and get(suite, "/v1/models", key).status_code == 200,
+        "the new key known to the gateway and the adapters",
+    )
     for _ in range(3):
         chat(suite, key)
 
