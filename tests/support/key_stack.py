@@ -37,15 +37,16 @@ class KeyStack:
 
 @contextlib.asynccontextmanager
 async def key_stack(
-    raw: dict[str, Any], backend: str, redis_url: str, tmp_path: Path
+    raw: dict[str, Any], backend: str, redis_url: str, tmp_path: Path, *, poll_s: float = 0.05
 ) -> AsyncIterator[KeyStack]:
     """Router, adapters and a gateway sharing one directory: Redis (and Redis counters) when `backend` is
-    "redis", else one local file (and the adapters' in-process limiter)."""
+    "redis", else one local file (and the adapters' in-process limiter). The gateway and the adapters poll
+    it every `poll_s`."""
     shared: dict[str, Any] = {
         "redis_url": redis_url if backend == "redis" else "",
         "redis_prefix": f"t{secrets.token_hex(6)}:",
         "directory_path": str(tmp_path / "tenants.json"),
-        "directory_poll_s": 0.05,
+        "directory_poll_s": poll_s,
     }
     config = AtpConfig.model_validate(raw)
     common = {"port": 0, "metrics_port": None, "drain_delay_s": 0, "grace_s": 1}

@@ -41,6 +41,15 @@ class Admission:
         # Per route: its max_reservation_tokens, when it caps the default output estimate.
         self._reservation_caps = dict(reservation_caps or {})
 
+    def knows_key(self, key_id: str) -> bool:
+        """False when `key_id` is news to the directory: the gateway authenticated a key created an
+        instant ago, whose own limits and model lists must hold from its first request, not from the next
+        poll; the caller then awaits `catch_up`. One set lookup."""
+        return not key_id or key_id in self.follower.directory.key_ids
+
+    async def catch_up(self) -> None:
+        await self.follower.catch_up()
+
     def key_allows(self, key_id: str, model: str) -> bool:
         """Whether the key's own model lists let it use `model` (True for a key without lists)."""
         lists = self.follower.directory.models_for(key_id) if key_id else None

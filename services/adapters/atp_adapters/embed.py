@@ -107,6 +107,8 @@ class EmbedPipeline:
         decision_id_var.set(decision.decision_id)
         ticket = None
         if self._admission is not None:
+            if not self._admission.knows_key(request.key_id):
+                await self._admission.catch_up()
             self._admission.filter_models(request.key_id, request.model, decision)
             user = request.end_user or request.user
             ticket = await self._admission.admit(tenant, request.key_id, decision, _NO_OUTPUT, user)

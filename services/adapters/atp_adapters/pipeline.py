@@ -94,6 +94,8 @@ class GeneratePipeline:
         tenant = self._tenant_of(request)
         request_id = request.request_id or uuid.uuid4().hex
         request_id_var.set(request_id)
+        if self._admission is not None and not self._admission.knows_key(request.key_id):
+            await self._admission.catch_up()
         plan, stored = await self._lookup(request, tenant)
         # Spans only inside a recorded trace (the server interceptor's span exists when tracing is on):
         # the untraced hot path pays for one context lookup.

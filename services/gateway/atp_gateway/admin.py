@@ -4,8 +4,9 @@ audit log of admin actions. Off the hot path, so plain FastAPI routes."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -25,6 +26,8 @@ from atp_gateway.errors import error_from_validation
 from atp_gateway.gateway import Gateway
 from atp_gateway.ids import check_id, check_time_range
 from atp_gateway.usage_grouping import parse_group_by
+
+T = TypeVar("T")
 
 __all__ = [
     "actor_of",
@@ -223,6 +226,15 @@ def control_of(gateway: Gateway) -> ControlClient:
     return gateway.control
 
 
+async def write(gateway: Gateway, method: Callable[[Any], Awaitable[T]], request: Message) -> T:
+    """An admin change through the router, then this gateway's directory reloaded before the reply, so
+    the caller can use what it just wrote at once (other replicas follow within directory_poll_s)."""
+    reply = await control_of(gateway).call(method, request)
+    if gateway.directory is not None:
+        await gateway.directory.catch_up()
+    return reply
+
+
 def scoped_tenant(principal: Principal, asked: str | None) -> str:
     """The tenant a call may read: a user or tenant_admin key only ever sees its own tenant; naming another
     is refused, not silently narrowed."""
@@ -254,7 +266,8 @@ def _key_routes(router: APIRouter, gateway: Gateway) -> None:
         principal = manager_of(gateway, request)
         body = await _parse(request, CreateKeyBody, gateway)
         client = control_of(gateway)
-        reply = await client.call(
+        reply = await write(
+            gateway,
             client.admin.CreateKey,
             body.message(actor_of(principal)),
         )
@@ -277,8 +290,10 @@ def _key_routes(router: APIRouter, gateway: Gateway) -> None:
         principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
         client = control_of(gateway)
-        reply = await client.call(
-            client.admin.RotateKey, admin_pb2.RotateKeyRequest(key_id=key_id, actor=actor_of(principal))
+        reply = await write(
+            gateway,
+            client.admin.RotateKey,
+            admin_pb2.RotateKeyRequest(key_id=key_id, actor=actor_of(principal)),
         )
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
 
@@ -288,7 +303,8 @@ def _key_routes(router: APIRouter, gateway: Gateway) -> None:
         check_id(key_id, "key_id")
         body: UpdateKeyBody = await _parse(request, UpdateKeyBody, gateway)
         client = control_of(gateway)
-        reply = await client.call(
+        reply = await write(
+            gateway,
             client.admin.UpdateKey,
             body.message(key_id, actor_of(principal)),
         )
@@ -299,8 +315,10 @@ def _key_routes(router: APIRouter, gateway: Gateway) -> None:
         principal = manager_of(gateway, request)
         check_id(key_id, "key_id")
         client = control_of(gateway)
-        reply = await client.call(
-            client.admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id, actor=actor_of(principal))
+        reply = await write(
+            gateway,
+            client.admin.RevokeKey,
+            admin_pb2.RevokeKeyRequest(key_id=key_id, actor=actor_of(principal)),
         )
         return _json(_key(reply.key))
 
@@ -333,7 +351,8 @@ def _tenant_routes(router: APIRouter, gateway: Gateway) -> None:
             else:
                 setattr(settings, name, value)
         client = control_of(gateway)
-        reply = await client.call(
+        reply = await write(
+            gateway,
             client.admin.SetTenant,
             admin_pb2.SetTenantRequest(
                 tenant=tenant, settings=settings, reset=body.reset, actor=actor_of(principal)

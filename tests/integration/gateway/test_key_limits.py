@@ -134,6 +134,32 @@ async def test_a_keys_limit_is_set_changed_and_enforced_beside_its_tenants(stack
             _refused(await _chat(strict), 5, by_key=False)
 
 
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+async def test_a_new_key_holds_its_limit_from_its_first_request_without_waiting_for_a_poll(
+    backend: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Read your writes: the gateway that created a key accepts it when the create returns, and the
+    adapters, hearing of an id they have not seen, reload before admitting it, so its own limit holds
+    from the first request. Polls are an hour apart here: nothing else could bring the key."""
+    async with key_stack(CONFIG, backend, redis_url, tmp_path, poll_s=3600) as stack:
+        async with stack.client(ADMIN_KEY) as ops:
+            created = await ops.post(
+                "/v1/admin/keys", json={"tenant": "acme", "limits": {"requests_per_minute": 1}}
+            )
+            assert created.status_code == 201, created.text
+            key, key_id = created.json()["key"], created.json()["id"]
+            assert key_id not in stack.adapters.parts.admission.follower.directory.key_ids
+            async with stack.client(key) as fresh:
+                burst = await asyncio.gather(*(_chat(fresh) for _ in range(3)))
+                assert sorted(r.status_code for r in burst) == [200, 429, 429]
+                for response in burst:
+                    if response.status_code == 429:
+                        _refused(response, 1, by_key=True)
+                revoked = await ops.delete(f"/v1/admin/keys/{key_id}")
+                assert revoked.status_code == 200, revoked.text
+                assert (await _chat(fresh)).status_code == 401
+
+
 async def _status(http: httpx.AsyncClient, status: int) -> bool:
     return (await http.get("/v1/models")).status_code == status
 

@@ -245,6 +245,8 @@ class Directory:
             for d, k in keys.items()
         }
         self.key_expiry = {k: e for k, e in expiry.items() if e}
+        # Every key id this directory knows, live, revoked or expired: an id outside it is news.
+        self.key_ids = frozenset(expiry) | {r.key_id for r in state.keys.values()}
         self.key_models = _key_models(file_models, state.keys.values())
         # Every known key's own limits (revoked ones too, for listing), by key id; keys without are absent.
         key_settings = {k: v for k, v in file_limits.items() if v}
@@ -368,6 +370,7 @@ class DirectoryFollower:
         self.healthy = True
         self.last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[bool] | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -380,6 +383,7 @@ class DirectoryFollower:
         self._closing = True
         task, self._task = self._task, None
         await cancel_and_wait(task)
+        await cancel_and_wait(self._catching_up)
         await self.store.close()
 
     @property
@@ -414,6 +418,15 @@ class DirectoryFollower:
         self._healthy(True)
         self._publish(Directory(self._config, state))
         return True
+
+    async def catch_up(self) -> None:
+        """Reload now rather than at the next poll, for a caller that knows the store has moved on (it
+        wrote it, or holds a key id this replica has not seen). Concurrent callers share one read, and a
+        caller that gives up does not cancel it for the others."""
+        pending = self._catching_up
+        if pending is None or pending.done():
+            pending = self._catching_up = asyncio.create_task(self.refresh(), name="directory-catch-up")
+        await asyncio.shield(pending)
 
     def _healthy(self, healthy: bool, error: str = "") -> None:
         if healthy != self.healthy:
