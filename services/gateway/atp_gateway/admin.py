@@ -251,6 +251,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
     # code from; the README documents these operations.
     router = APIRouter(prefix=PREFIX, tags=["admin"], include_in_schema=False)
     _key_routes(router, gateway)
+    _key_change_routes(router, gateway)
     _tenant_routes(router, gateway)
     _usage_route(router, gateway)
     _observation_routes(router, gateway)
@@ -259,7 +260,7 @@ def admin_router(gateway: Gateway) -> APIRouter:
 
 
 def _key_routes(router: APIRouter, gateway: Gateway) -> None:
-    """Create, list, rotate, change and revoke API keys (a tenant_admin or an operator key)."""
+    """Create, list and rotate API keys (a tenant_admin or an operator key)."""
 
     @router.post("/keys", status_code=201, summary="Create an API key (the key is returned once)")
     async def create_key(request: Request) -> Response:
@@ -296,6 +297,10 @@ def _key_routes(router: APIRouter, gateway: Gateway) -> None:
             admin_pb2.RotateKeyRequest(key_id=key_id, actor=actor_of(principal)),
         )
         return _json({**_key(reply.key, reply.secret), "revoked": _key(reply.revoked)})
+
+
+def _key_change_routes(router: APIRouter, gateway: Gateway) -> None:
+    """Change and revoke API keys (a tenant_admin or an operator key)."""
 
     @router.patch("/keys/{key_id}", summary="Change a key's own limits, budgets, model lists and expiry")
     async def update_key(request: Request, key_id: str) -> Response:

@@ -248,15 +248,7 @@ class Directory:
         # Every key id this directory knows, live, revoked or expired: an id outside it is news.
         self.key_ids = frozenset(expiry) | {r.key_id for r in state.keys.values()}
         self.key_models = _key_models(file_models, state.keys.values())
-        # Every known key's own limits (revoked ones too, for listing), by key id; keys without are absent.
-        key_settings = {k: v for k, v in file_limits.items() if v}
-        for record in state.keys.values():
-            merged = effective_key_limits(file_limits.get(record.key_id, {}), record.limits)
-            if merged:
-                key_settings[record.key_id] = merged
-            else:
-                key_settings.pop(record.key_id, None)
-        self.key_settings = key_settings
+        self.key_settings = key_settings = _key_settings(file_limits, state.keys.values())
         self.tenants = tenants = _merged_tenants(config, state)
         self.limits: dict[str, TenantLimits] = {}
         for tenant, tenant_config in tenants.items():
@@ -320,6 +312,20 @@ class Directory:
             for t, tc in config.tenants.items()
             for k in tc.api_keys
         ]
+
+
+def _key_settings(
+    file_limits: Mapping[str, Mapping[str, float]], records: Iterable[KeyRecord]
+) -> dict[str, dict[str, float]]:
+    """Every known key's own limits (revoked ones too, for listing), by key id; keys without are absent."""
+    key_settings = {k: dict(v) for k, v in file_limits.items() if v}
+    for record in records:
+        merged = effective_key_limits(file_limits.get(record.key_id, {}), record.limits)
+        if merged:
+            key_settings[record.key_id] = merged
+        else:
+            key_settings.pop(record.key_id, None)
+    return key_settings
 
 
 def _merged_tenants(config: AtpConfig, state: DirectoryState) -> dict[str, TenantConfig]:
