@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -178,3 +179,37 @@ def check_messages_request(body: Any) -> None:
         breakpoints <= _MAX_CACHE_BREAKPOINTS,
         f"A maximum of {_MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {breakpoints}.",
     )
+
+
+# What count_tokens takes; anything else it refuses as an extra input.
+COUNT_FIELDS = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "cache_control",
+)
+
+
+def check_count_request(body: Any) -> None:
+    """Raise Invalid for what the real count_tokens refuses: no max_tokens, stream or sampling."""
+    _require(isinstance(body, dict), "the body must be a JSON object")
+    for key in body:
+        _require(key in COUNT_FIELDS, f"{key}: Extra inputs are not permitted")
+    _require(isinstance(body.get("model"), str) and bool(body["model"]), "model: Field required")
+    breakpoints = _messages(body.get("messages")) + _options(body)
+    thinking = body.get("thinking")
+    if thinking is not None:
+        _require(thinking.get("type") in ("enabled", "disabled"), "thinking.type: invalid")
+        if thinking["type"] == "enabled":
+            budget = thinking.get("budget_tokens")
+            _require(isinstance(budget, int) and budget >= 1024, "thinking.budget_tokens: at least 1024")
+    _require(breakpoints <= _MAX_CACHE_BREAKPOINTS, "too many blocks with cache_control")
+
+
+def counted_tokens(body: dict[str, Any]) -> int:
+    """The fake's count: a quarter of the JSON of everything counted but the model (deterministic)."""
+    return len(json.dumps({k: v for k, v in body.items() if k != "model"}, sort_keys=True)) // 4

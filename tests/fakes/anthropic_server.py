@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .anthropic_checks import Invalid, check_messages_request
+from .anthropic_checks import Invalid, check_count_request, check_messages_request, counted_tokens
 from .base import FakeServer, sse
 
 _STOP_REASONS = {
@@ -50,6 +50,7 @@ class FakeAnthropic(FakeServer):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.handle)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
@@ -65,6 +66,24 @@ class FakeAnthropic(FakeServer):
             "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
             "service_tier": "standard",
         }
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """count_tokens as the real service answers it: its key and version headers, its body checks."""
+        body = await self.record(request)
+        if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
+            return web.json_response(self.error_body(401, "x-api-key header is required"), status=401)
+        if not request.headers.get("anthropic-version"):
+            return web.json_response(
+                self.error_body(400, "anthropic-version: header is required"), status=400
+            )
+        try:
+            check_count_request(body)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
+        failure = await self.before_reply(request)
+        if failure is not None:
+            return failure
+        return web.json_response({"input_tokens": counted_tokens(body)})
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         return await self.respond(request, await self.record(request))

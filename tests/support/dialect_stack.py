@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,11 @@ from atp_gateway.serve import GatewayServer
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from tests.support.stack import adapters_and_gateway
 
-__all__ = ["DialectStack", "dialect_stack"]
+__all__ = ["ANTHROPIC_KEY", "DialectStack", "dialect_stack"]
+
+# The key the adapters send the fake Anthropic (it refuses a count without one, as the real service does).
+ANTHROPIC_KEY_ENV = "ATP_TEST_ANTHROPIC_KEY"
+ANTHROPIC_KEY = "sk-ant-test-dialects"
 
 
 @dataclass
@@ -34,7 +39,12 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
         {
             "providers": {
                 "openai": {"type": "openai", "base_url": openai.base_url, **fast},
-                "anthropic": {"type": "anthropic", "base_url": anthropic.base_url, **fast},
+                "anthropic": {
+                    "type": "anthropic",
+                    "base_url": anthropic.base_url,
+                    "api_key": f"env:{ANTHROPIC_KEY_ENV}",
+                    **fast,
+                },
                 "gemini": {"type": "gemini", "base_url": gemini.base_url, **fast},
             },
             "models": {
@@ -50,7 +60,10 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     "capabilities": everything,
                 },
             },
-            "routes": {"mixed": {"candidates": ["claude", "gpt"]}},
+            "routes": {
+                "mixed": {"candidates": ["claude", "gpt"]},
+                "gpt-first": {"candidates": ["gpt", "claude"], "policy": "static"},
+            },
             "default_route": "mixed",
             "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},
         }
@@ -60,6 +73,7 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
 @contextlib.asynccontextmanager
 async def dialect_stack(tmp_path: Path, observer_addr: str, api_key: str) -> AsyncIterator[DialectStack]:
     """Start the fakes, the adapters and the gateway; stop them all."""
+    os.environ[ANTHROPIC_KEY_ENV] = ANTHROPIC_KEY
     openai, anthropic, gemini = FakeOpenAI(), FakeAnthropic(), FakeGemini()
     async with contextlib.AsyncExitStack() as stack:
         for fake in (openai, anthropic, gemini):

@@ -19,6 +19,7 @@ from atp.common.v1 import chat_pb2
 from atp_adapters import metrics, observations, response_cache
 from atp_adapters.admission import Admission
 from atp_adapters.attempt import broken, failed, retry_delay, run_attempt, succeeded
+from atp_adapters.count import TokenCounter
 from atp_adapters.deployments import Deployment
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.providers import ProviderError, ProviderRequest
@@ -75,6 +76,15 @@ class GeneratePipeline:
         # Who gets PII redaction of forwarded messages (routes that ask), decided once.
         self._privacy = self.recorder.privacy
         self._decision_counters: dict[tuple[str, str], Counter] = {}
+        self.counter = TokenCounter(
+            holder,
+            targets,
+            self._privacy,
+            default_tenant=default_tenant,
+            request_timeout_s=request_timeout_s,
+            rng=self._rng,
+            admission=admission,
+        )
 
     async def generate(
         self,

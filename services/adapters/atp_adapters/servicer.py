@@ -1,5 +1,6 @@
-"""The AdaptersService servicer: Generate, Complete and Embed delegate to their pipelines, ListModels reads
-the policy, GetStatus reports the observation backlog, ReportCacheHits records a gateway's cache hits."""
+"""The AdaptersService servicer: Generate, Complete, CountTokens and Embed delegate to their pipelines,
+ListModels reads the policy, GetStatus reports the observation backlog, ReportCacheHits records a
+gateway's cache hits."""
 
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         if limits.values is not None:
             limits.stamp(reply.response)
         return reply
+
+    async def CountTokens(
+        self, request: adapters_pb2.CountTokensRequest, context: aio.ServicerContext
+    ) -> adapters_pb2.CountTokensResponse:
+        return await self._pipeline.counter.count(request.request, context.time_remaining())
 
     async def Embed(
         self, request: adapters_pb2.EmbedRequest, context: aio.ServicerContext

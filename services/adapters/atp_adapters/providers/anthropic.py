@@ -17,6 +17,11 @@ __all__ = ["AnthropicProvider", "encode_anthropic"]
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 # The tier that served a reply, in the internal (OpenAI's) vocabulary; the batch tier is never asked for.
 _SERVICE_TIERS = {"standard": "default", "priority": "priority"}
+# What count_tokens takes of a Messages body; the rest (max_tokens, stream, sampling, metadata) it refuses,
+# and none of it changes the input's tokens.
+_COUNTED_FIELDS = frozenset(
+    ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control")
+)
 _STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -213,3 +218,15 @@ class AnthropicProvider(HttpProvider):
 
     def decode_full(self, payload: Any) -> ProviderBatch:
         return decode_message(payload)
+
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """Messages' count_tokens: the body a Messages call would send, less what the count refuses."""
+        body = orjson.loads(encode_anthropic(self.name, request))
+        counted = {k: v for k, v in body.items() if k in _COUNTED_FIELDS}
+        payload = await self.post_json(
+            f"{self._base_url}/v1/messages/count_tokens", orjson.dumps(counted), request.remaining()
+        )
+        tokens = payload.get("input_tokens") if isinstance(payload, dict) else None
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise self._error("malformed", "token count without input_tokens")
+        return tokens

@@ -206,5 +206,10 @@ class Provider(abc.ABC):
         """Embeddings for `call.inputs`. Raises ProviderError; unsupported unless the provider has them."""
         raise unsupported(self.name, "model", "this provider has no embeddings")
 
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """The input tokens `request` would use, as the provider counts them (its max_tokens and stream
+        left out). Raises ProviderError; unsupported unless the provider can count."""
+        raise unsupported(self.name, "model", "this provider cannot count tokens")
+
     async def close(self) -> None:  # noqa: B027 - a provider without resources has nothing to close
         """Release connections. The provider must not be used afterwards."""

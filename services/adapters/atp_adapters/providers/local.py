@@ -210,6 +210,10 @@ class LocalProvider(Provider):
             deltas.append(delta)
         return deltas
 
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """The prompt tokens its replies report for the same messages."""
+        return count_prompt_tokens(request.messages)
+
     async def embed(self, call: EmbedCall) -> Embeddings:
         """Deterministic unit vectors from each input's SHA-256 (equal inputs, equal vectors)."""
         dimensions = call.dimensions or EMBEDDING_DIMENSIONS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from atp_adapters.providers.anthropic import AnthropicProvider
-from atp_adapters.providers.base import ProviderRequest
+from atp_adapters.providers.base import ProviderRequest, unsupported
 from atp_adapters.providers.cloud_auth import RefreshingCredential
 from atp_adapters.providers.gemini import GeminiProvider
 from atp_common import config
@@ -63,6 +63,10 @@ class VertexAnthropicProvider(AnthropicProvider):
     def url_for(self, provider_model: str, stream: bool) -> str:
         method = "streamRawPredict" if stream else "rawPredict"
         return f"{self._base_url}{_model_path(self._vertex, 'anthropic', provider_model)}:{method}"
+
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        # Vertex counts Anthropic models through a path of its own (count-tokens:rawPredict): not built.
+        raise unsupported(self.name, "model", "counting tokens on Vertex AI is not built")
 
     def encode(self, request: ProviderRequest) -> bytes:
         body = orjson.loads(super().encode(request))

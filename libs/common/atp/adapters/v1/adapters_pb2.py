@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from atp.common.v1 import chat_pb2 as atp_dot_common_dot_v1_dot_chat__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\x84\x03\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x10\n\x08\x65nd_user\x18\t \x01(\t\x12\x38\n\x04tags\x18\n \x03(\x0b\x32*.atp.adapters.v1.GenerateRequest.TagsEntry\x12\x0f\n\x07\x64ialect\x18\x0b \x01(\t\x12\x0f\n\x07regions\x18\x0c \x03(\t\x12\r\n\x05\x63\x61\x63he\x18\r \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb1\x03\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x14\n\x0cservice_tier\x18\x08 \x01(\t\x12\x1c\n\x14provider_response_id\x18\t \x01(\t\x12\x12\n\ndeployment\x18\n \x01(\t\x12\x0e\n\x06region\x18\x0b \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\x0c \x01(\t\x12\x1b\n\x13\x63\x61\x63he_expires_at_ms\x18\r \x01(\x03\x12\x1c\n\x14\x63\x61\x63he_saved_cost_usd\x18\x0e \x01(\x01\x12\x44\n\x0brate_limits\x18\x0f \x03(\x0b\x32/.atp.adapters.v1.GenerateHeader.RateLimitsEntry\x1a\x31\n\x0fRateLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x02\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\x12<\n\x15\x63hoice_finish_reasons\x18\x07 \x03(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"D\n\x0f\x43ompleteRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"G\n\x10\x43ompleteResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.atp.adapters.v1.GenerateResponse\"\xaa\x02\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x06inputs\x18\x04 \x03(\x0b\x32\x1b.atp.adapters.v1.EmbedInput\x12\x17\n\ndimensions\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12\x35\n\x04tags\x18\t \x03(\x0b\x32\'.atp.adapters.v1.EmbedRequest.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_dimensions\"Q\n\nEmbedInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12+\n\x06tokens\x18\x02 \x01(\x0b\x32\x19.atp.adapters.v1.TokenIdsH\x00\x42\x06\n\x04kind\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd0\x01\n\rEmbedResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12.\n\nembeddings\x18\x02 \x03(\x0b\x32\x1a.atp.adapters.v1.Embedding\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x06 \x01(\x01\"3\n\x11ListModelsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"e\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"Y\n\x11GetStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x1b\n\x13queued_observations\x18\x02 \x01(\x03\x12\x13\n\x0bspool_bytes\x18\x03 \x01(\x03\"\xce\x01\n\x08\x43\x61\x63heHit\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\x12/\n\x06stored\x18\x02 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12\x16\n\x0esaved_cost_usd\x18\x03 \x01(\x01\x12\x1a\n\x12started_at_unix_ns\x18\x04 \x01(\x03\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x16\n\x0eobservation_id\x18\x06 \x01(\t\"A\n\x16ReportCacheHitsRequest\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.atp.adapters.v1.CacheHit\"+\n\x17ReportCacheHitsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\x8e\x04\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12O\n\x08\x43omplete\x12 .atp.adapters.v1.CompleteRequest\x1a!.atp.adapters.v1.CompleteResponse\x12\x46\n\x05\x45mbed\x12\x1d.atp.adapters.v1.EmbedRequest\x1a\x1e.atp.adapters.v1.EmbedResponse\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponse\x12R\n\tGetStatus\x12!.atp.adapters.v1.GetStatusRequest\x1a\".atp.adapters.v1.GetStatusResponse\x12\x64\n\x0fReportCacheHits\x12\'.atp.adapters.v1.ReportCacheHitsRequest\x1a(.atp.adapters.v1.ReportCacheHitsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61tp/adapters/v1/adapters.proto\x12\x0f\x61tp.adapters.v1\x1a\x18\x61tp/common/v1/chat.proto\"\x84\x03\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x05 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x06 \x01(\x08\x12\x15\n\rinclude_usage\x18\x07 \x01(\x08\x12\x0e\n\x06key_id\x18\x08 \x01(\t\x12\x10\n\x08\x65nd_user\x18\t \x01(\t\x12\x38\n\x04tags\x18\n \x03(\x0b\x32*.atp.adapters.v1.GenerateRequest.TagsEntry\x12\x0f\n\x07\x64ialect\x18\x0b \x01(\t\x12\x0f\n\x07regions\x18\x0c \x03(\t\x12\r\n\x05\x63\x61\x63he\x18\r \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb1\x03\n\x0eGenerateHeader\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x03\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x14\n\x0cservice_tier\x18\x08 \x01(\t\x12\x1c\n\x14provider_response_id\x18\t \x01(\t\x12\x12\n\ndeployment\x18\n \x01(\t\x12\x0e\n\x06region\x18\x0b \x01(\t\x12\r\n\x05\x63\x61\x63he\x18\x0c \x01(\t\x12\x1b\n\x13\x63\x61\x63he_expires_at_ms\x18\r \x01(\x03\x12\x1c\n\x14\x63\x61\x63he_saved_cost_usd\x18\x0e \x01(\x01\x12\x44\n\x0brate_limits\x18\x0f \x03(\x0b\x32/.atp.adapters.v1.GenerateHeader.RateLimitsEntry\x1a\x31\n\x0fRateLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x02\n\x12GenerateCompletion\x12\x34\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x05 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x01\x12<\n\x15\x63hoice_finish_reasons\x18\x07 \x03(\x0e\x32\x1d.atp.adapters.v1.FinishReason\x12\x15\n\rstop_sequence\x18\x08 \x01(\t\"<\n\rGenerateError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"\xd1\x01\n\x10GenerateResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.atp.common.v1.Delta\x12\x37\n\ncompletion\x18\x03 \x01(\x0b\x32#.atp.adapters.v1.GenerateCompletion\x12-\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.atp.adapters.v1.GenerateError\"D\n\x0f\x43ompleteRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"G\n\x10\x43ompleteResponse\x12\x33\n\x08response\x18\x01 \x01(\x0b\x32!.atp.adapters.v1.GenerateResponse\"G\n\x12\x43ountTokensRequest\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\"u\n\x13\x43ountTokensResponse\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\x03\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x12\n\ndeployment\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x05 \x01(\t\"\xaa\x02\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12+\n\x06inputs\x18\x04 \x03(\x0b\x32\x1b.atp.adapters.v1.EmbedInput\x12\x17\n\ndimensions\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x0e\n\x06key_id\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12\x35\n\x04tags\x18\t \x03(\x0b\x32\'.atp.adapters.v1.EmbedRequest.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\r\n\x0b_dimensions\"Q\n\nEmbedInput\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12+\n\x06tokens\x18\x02 \x01(\x0b\x32\x19.atp.adapters.v1.TokenIdsH\x00\x42\x06\n\x04kind\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd0\x01\n\rEmbedResponse\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12.\n\nembeddings\x18\x02 \x03(\x0b\x32\x1a.atp.adapters.v1.Embedding\x12#\n\x05usage\x18\x03 \x01(\x0b\x32\x14.atp.common.v1.Usage\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x13\n\x0bprovider_ms\x18\x06 \x01(\x01\"3\n\x11ListModelsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"e\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\x03\x12\x14\n\x0c\x63\x61pabilities\x18\x05 \x03(\t\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.atp.adapters.v1.ModelInfo\"\x12\n\x10GetStatusRequest\"Y\n\x11GetStatusResponse\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x1b\n\x13queued_observations\x18\x02 \x01(\x03\x12\x13\n\x0bspool_bytes\x18\x03 \x01(\x03\"\xce\x01\n\x08\x43\x61\x63heHit\x12\x31\n\x07request\x18\x01 \x01(\x0b\x32 .atp.adapters.v1.GenerateRequest\x12/\n\x06stored\x18\x02 \x01(\x0b\x32\x1f.atp.adapters.v1.GenerateHeader\x12\x16\n\x0esaved_cost_usd\x18\x03 \x01(\x01\x12\x1a\n\x12started_at_unix_ns\x18\x04 \x01(\x03\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x16\n\x0eobservation_id\x18\x06 \x01(\t\"A\n\x16ReportCacheHitsRequest\x12\'\n\x04hits\x18\x01 \x03(\x0b\x32\x19.atp.adapters.v1.CacheHit\"+\n\x17ReportCacheHitsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05*\x9f\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x03\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x04\x32\xe8\x04\n\x0f\x41\x64\x61ptersService\x12Q\n\x08Generate\x12 .atp.adapters.v1.GenerateRequest\x1a!.atp.adapters.v1.GenerateResponse0\x01\x12O\n\x08\x43omplete\x12 .atp.adapters.v1.CompleteRequest\x1a!.atp.adapters.v1.CompleteResponse\x12\x46\n\x05\x45mbed\x12\x1d.atp.adapters.v1.EmbedRequest\x1a\x1e.atp.adapters.v1.EmbedResponse\x12U\n\nListModels\x12\".atp.adapters.v1.ListModelsRequest\x1a#.atp.adapters.v1.ListModelsResponse\x12R\n\tGetStatus\x12!.atp.adapters.v1.GetStatusRequest\x1a\".atp.adapters.v1.GetStatusResponse\x12\x64\n\x0fReportCacheHits\x12\'.atp.adapters.v1.ReportCacheHitsRequest\x1a(.atp.adapters.v1.ReportCacheHitsResponse\x12X\n\x0b\x43ountTokens\x12#.atp.adapters.v1.CountTokensRequest\x1a$.atp.adapters.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEHEADER_RATELIMITSENTRY']._serialized_options = b'8\001'
   _globals['_EMBEDREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_FINISHREASON']._serialized_start=2915
-  _globals['_FINISHREASON']._serialized_end=3074
+  _globals['_FINISHREASON']._serialized_start=3107
+  _globals['_FINISHREASON']._serialized_end=3266
   _globals['_GENERATEREQUEST']._serialized_start=78
   _globals['_GENERATEREQUEST']._serialized_end=466
   _globals['_GENERATEREQUEST_TAGSENTRY']._serialized_start=423
@@ -58,34 +58,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETEREQUEST']._serialized_end=1536
   _globals['_COMPLETERESPONSE']._serialized_start=1538
   _globals['_COMPLETERESPONSE']._serialized_end=1609
-  _globals['_EMBEDREQUEST']._serialized_start=1612
-  _globals['_EMBEDREQUEST']._serialized_end=1910
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=1611
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=1682
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=1684
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=1801
+  _globals['_EMBEDREQUEST']._serialized_start=1804
+  _globals['_EMBEDREQUEST']._serialized_end=2102
   _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_start=423
   _globals['_EMBEDREQUEST_TAGSENTRY']._serialized_end=466
-  _globals['_EMBEDINPUT']._serialized_start=1912
-  _globals['_EMBEDINPUT']._serialized_end=1993
-  _globals['_TOKENIDS']._serialized_start=1995
-  _globals['_TOKENIDS']._serialized_end=2018
-  _globals['_EMBEDDING']._serialized_start=2020
-  _globals['_EMBEDDING']._serialized_end=2047
-  _globals['_EMBEDRESPONSE']._serialized_start=2050
-  _globals['_EMBEDRESPONSE']._serialized_end=2258
-  _globals['_LISTMODELSREQUEST']._serialized_start=2260
-  _globals['_LISTMODELSREQUEST']._serialized_end=2311
-  _globals['_MODELINFO']._serialized_start=2313
-  _globals['_MODELINFO']._serialized_end=2414
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2416
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2480
-  _globals['_GETSTATUSREQUEST']._serialized_start=2482
-  _globals['_GETSTATUSREQUEST']._serialized_end=2500
-  _globals['_GETSTATUSRESPONSE']._serialized_start=2502
-  _globals['_GETSTATUSRESPONSE']._serialized_end=2591
-  _globals['_CACHEHIT']._serialized_start=2594
-  _globals['_CACHEHIT']._serialized_end=2800
-  _globals['_REPORTCACHEHITSREQUEST']._serialized_start=2802
-  _globals['_REPORTCACHEHITSREQUEST']._serialized_end=2867
-  _globals['_REPORTCACHEHITSRESPONSE']._serialized_start=2869
-  _globals['_REPORTCACHEHITSRESPONSE']._serialized_end=2912
-  _globals['_ADAPTERSSERVICE']._serialized_start=3077
-  _globals['_ADAPTERSSERVICE']._serialized_end=3603
+  _globals['_EMBEDINPUT']._serialized_start=2104
+  _globals['_EMBEDINPUT']._serialized_end=2185
+  _globals['_TOKENIDS']._serialized_start=2187
+  _globals['_TOKENIDS']._serialized_end=2210
+  _globals['_EMBEDDING']._serialized_start=2212
+  _globals['_EMBEDDING']._serialized_end=2239
+  _globals['_EMBEDRESPONSE']._serialized_start=2242
+  _globals['_EMBEDRESPONSE']._serialized_end=2450
+  _globals['_LISTMODELSREQUEST']._serialized_start=2452
+  _globals['_LISTMODELSREQUEST']._serialized_end=2503
+  _globals['_MODELINFO']._serialized_start=2505
+  _globals['_MODELINFO']._serialized_end=2606
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2608
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2672
+  _globals['_GETSTATUSREQUEST']._serialized_start=2674
+  _globals['_GETSTATUSREQUEST']._serialized_end=2692
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2694
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2783
+  _globals['_CACHEHIT']._serialized_start=2786
+  _globals['_CACHEHIT']._serialized_end=2992
+  _globals['_REPORTCACHEHITSREQUEST']._serialized_start=2994
+  _globals['_REPORTCACHEHITSREQUEST']._serialized_end=3059
+  _globals['_REPORTCACHEHITSRESPONSE']._serialized_start=3061
+  _globals['_REPORTCACHEHITSRESPONSE']._serialized_end=3104
+  _globals['_ADAPTERSSERVICE']._serialized_start=3269
+  _globals['_ADAPTERSSERVICE']._serialized_end=3885
 # @@protoc_insertion_point(module_scope)

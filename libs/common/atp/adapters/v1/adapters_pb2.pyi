@@ -153,6 +153,26 @@ class CompleteResponse(_message.Message):
     response: GenerateResponse
     def __init__(self, response: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...
 
+class CountTokensRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: GenerateRequest
+    def __init__(self, request: _Optional[_Union[GenerateRequest, _Mapping]] = ...) -> None: ...
+
+class CountTokensResponse(_message.Message):
+    __slots__ = ("input_tokens", "model", "provider", "deployment", "decision_id")
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    input_tokens: int
+    model: str
+    provider: str
+    deployment: str
+    decision_id: str
+    def __init__(self, input_tokens: _Optional[int] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., deployment: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
 class EmbedRequest(_message.Message):
     __slots__ = ("request_id", "tenant", "model", "inputs", "dimensions", "user", "key_id", "end_user", "tags")
     class TagsEntry(_message.Message):

@@ -64,6 +64,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.FromString,
                 _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/atp.adapters.v1.AdaptersService/CountTokens',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
 
 
 class AdaptersServiceServicer:
@@ -115,6 +120,15 @@ class AdaptersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CountTokens(self, request, context):
+        """The input tokens the request would use, counted by the provider of the first ranked candidate that
+        can count (Anthropic's count_tokens, the local provider's own count); nothing is generated, billed or
+        observed. A request no candidate can count is refused naming the candidates and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdaptersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +161,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.ReportCacheHits,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +330,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/ReportCacheHits',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.ReportCacheHitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atp.adapters.v1.AdaptersService/CountTokens',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,
