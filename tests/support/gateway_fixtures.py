@@ -106,6 +106,16 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
             usage=chat_pb2.Usage(prompt_tokens=len(request.inputs) * 2),
         )
 
+    async def CountTokens(self, request, context):
+        """A word count of the messages for the echo models; NotFound else."""
+        model = request.request.model
+        if model not in MODELS:
+            raise NotFound(f"unknown model or route {model!r}")
+        words = sum(len(m.content.split()) for m in request.request.messages)
+        return adapters_pb2.CountTokensResponse(
+            input_tokens=words, model=MODELS[model], provider="local", decision_id="dec-count"
+        )
+
     def _header(self, request, model: str) -> adapters_pb2.GenerateHeader:
         return adapters_pb2.GenerateHeader(
             decision_id=f"dec-{len(self.requests)}",

@@ -26,7 +26,13 @@ from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
 from atp_gateway.console import mount_console
 from atp_gateway.dialects.messages import MESSAGES
-from atp_gateway.dialects.messages_openapi import MESSAGES_OPENAPI, MESSAGES_REPLIES
+from atp_gateway.dialects.messages_count import handle_count_tokens
+from atp_gateway.dialects.messages_openapi import (
+    COUNT_OPENAPI,
+    COUNT_REPLIES,
+    MESSAGES_OPENAPI,
+    MESSAGES_REPLIES,
+)
 from atp_gateway.dialects.responses import RESPONSES
 from atp_gateway.dialects.responses_openapi import RESPONSES_OPENAPI, RESPONSES_REPLIES
 from atp_gateway.embeddings import handle_embeddings, handle_model, handle_models
@@ -187,6 +193,16 @@ def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
     )
     async def messages(request: Request) -> Response:
         return _RawResponse(dialect_handler(MESSAGES), gateway)
+
+    @app.post(
+        "/v1/messages/count_tokens",
+        openapi_extra=COUNT_OPENAPI,
+        responses=COUNT_REPLIES,
+        response_class=Response,
+        summary="Count a Messages request's input tokens (Anthropic's count_tokens; nothing is generated)",
+    )
+    async def count_tokens(request: Request) -> Response:
+        return _RawResponse(handle_count_tokens, gateway)
 
     @app.post(
         "/v1/embeddings",

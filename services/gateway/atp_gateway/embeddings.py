@@ -28,7 +28,7 @@ from atp_gateway.reply_headers import add_limit_headers
 
 log = logging.getLogger("atp.gateway.embeddings")
 
-__all__ = ["EMBEDDING_REQUEST", "PARAMETERS", "handle_embeddings", "handle_model", "handle_models"]
+__all__ = ["EMBEDDING_REQUEST", "PARAMETERS", "handle_embeddings", "handle_model", "handle_models", "watched"]
 
 _CONFIG = ConfigDict(extra="forbid", strict=True)
 MAX_INPUTS = 2048
@@ -121,7 +121,7 @@ def embeddings_json(reply: adapters_pb2.EmbedResponse, base64_output: bool) -> d
     }
 
 
-async def _watched(call: aio.UnaryUnaryCall, receive: Receive) -> Any:
+async def watched(call: aio.UnaryUnaryCall, receive: Receive) -> Any:
     """The call's reply; cancelled (Cancelled raised) when the client leaves first."""
 
     async def watch() -> None:
@@ -157,7 +157,7 @@ async def handle_embeddings(gateway: Gateway, scope: Scope, receive: Receive, se
             raise Unavailable("The gateway is starting.")
         call = gateway.adapters.embed(request)
         try:
-            reply = await _watched(call, receive)
+            reply = await watched(call, receive)
             # The adapters admit the request against the tenant's limits and report them as for chat.
             add_limit_headers(reply_headers, await call.trailing_metadata())
         except aio.AioRpcError as exc:

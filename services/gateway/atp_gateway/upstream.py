@@ -87,6 +87,12 @@ class AdaptersClient:
         self._complete_retry_at = time.monotonic() + _COMPLETE_RETRY_S
         return True
 
+    def count_tokens(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall:
+        """Start a CountTokens call; the caller awaits it and cancels it when its client goes away."""
+        return self._stub.CountTokens(
+            adapters_pb2.CountTokensRequest(request=request), timeout=self._control_timeout_s
+        )
+
     def embed(self, request: adapters_pb2.EmbedRequest) -> aio.UnaryUnaryCall:
         """Start an Embed call; the caller awaits it and cancels it when its client goes away."""
         return self._stub.Embed(request, timeout=self._request_timeout_s)

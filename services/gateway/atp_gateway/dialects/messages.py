@@ -12,7 +12,7 @@ from atp_gateway.dialects.messages_reply import MessagesReply
 from atp_gateway.dialects.messages_request import parse_messages_request
 from atp_gateway.exchange import Caller, Dialect
 
-__all__ = ["MESSAGES"]
+__all__ = ["MESSAGES", "parse_checked"]
 
 # An API version is a date; each SDK release sends its own, and the request and reply shapes this dialect
 # speaks (the SDK's typed models, checked in the tests) are what every version since 2023-06-01 uses.
@@ -20,6 +20,13 @@ _VERSION = re.compile(rb"\d{4}-\d{2}-\d{2}")
 
 
 def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, MessagesReply]:
+    request = parse_checked(body, caller)
+    return request, MessagesReply(request.stream)
+
+
+def parse_checked(body: bytes, caller: Caller, *, counting: bool = False) -> adapters_pb2.GenerateRequest:
+    """The request of a Messages (or, `counting`, a count_tokens) body from a caller that names its API
+    version; where each message came from is kept for the errors that name one."""
     MESSAGE_SOURCES.set(())
     # Required like Anthropic requires it: a client that does not say which API it speaks gets a 400.
     version = caller.header(b"anthropic-version")
@@ -29,9 +36,9 @@ def _parse(body: bytes, caller: Caller) -> tuple[adapters_pb2.GenerateRequest, M
         raise InvalidArgument(
             "anthropic-version: expected a version date from 2023-06-01 on.", param="anthropic-version"
         )
-    request, sources = parse_messages_request(body)
+    request, sources = parse_messages_request(body, counting=counting)
     MESSAGE_SOURCES.set(tuple(sources))
-    return request, MessagesReply(request.stream)
+    return request
 
 
 MESSAGES = Dialect("messages", _parse, error_reply=messages_error_reply)

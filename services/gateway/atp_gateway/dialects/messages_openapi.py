@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MESSAGES_OPENAPI", "MESSAGES_REPLIES"]
+__all__ = ["COUNT_OPENAPI", "COUNT_REPLIES", "MESSAGES_OPENAPI", "MESSAGES_REPLIES"]
 
 _BLOCK = {
     "type": "object",
@@ -102,5 +102,31 @@ MESSAGES_REPLIES: dict[int | str, dict[str, Any]] = {
             (504, "timeout_error"),
             (529, "overloaded_error: no provider available, or draining"),
         )
+    },
+}
+
+_COUNTED = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+_COUNT_REQUEST = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {k: v for k, v in _REQUEST["properties"].items() if k in _COUNTED},  # type: ignore[attr-defined]
+}
+COUNT_OPENAPI: dict[str, Any] = {
+    **MESSAGES_OPENAPI,
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _COUNT_REQUEST}}},
+}
+COUNT_REPLIES: dict[int | str, dict[str, Any]] = {
+    **MESSAGES_REPLIES,
+    200: {
+        "description": "The input tokens, counted by the provider of the first ranked candidate that can",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["input_tokens"],
+                    "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
+                }
+            }
+        },
     },
 }

@@ -8,7 +8,7 @@ from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.json_fields import Obj, Source, dump, parse_object
 from atp_gateway.dialects.messages_input import cache_hint, conversation
 
-__all__ = ["PARAMETERS", "parse_messages_request"]
+__all__ = ["COUNTED", "PARAMETERS", "parse_messages_request"]
 
 # Every parameter of Anthropic's MessageCreateParams (and the sampling ones the API takes beside them) and
 # what ATP does with it: the internal field it fills, or "refused" (a 400 naming it when set).
@@ -40,6 +40,17 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
 )
 
 _ALLOWED = frozenset(name for name, _ in PARAMETERS)
+# What POST /v1/messages/count_tokens takes (the input and what shapes it); the rest it refuses by name.
+COUNTED = (
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "cache_control",
+)
 _REFUSED = frozenset(name for name, mapping in PARAMETERS if mapping.startswith("refused"))
 _MAX_INT32 = 2**31 - 1
 _TIERS = {"auto": "auto", "standard_only": "default"}
@@ -47,11 +58,16 @@ _TIERS = {"auto": "auto", "standard_only": "default"}
 _EFFORTS = ("low", "medium", "high", "xhigh")
 
 
-def parse_messages_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, list[Source]]:
+def parse_messages_request(
+    body: bytes, *, counting: bool = False
+) -> tuple[adapters_pb2.GenerateRequest, list[Source]]:
     """The Generate call for a Messages request (the exchange stamps who sent it), and where each of its
-    messages came from in the body."""
+    messages came from in the body. `counting`: a count_tokens body (COUNTED fields, no max_tokens)."""
     obj = parse_object(body)
-    obj.known(_ALLOWED, required=("model", "messages", "max_tokens"))
+    if counting:
+        obj.known(COUNTED, required=("model", "messages"))
+    else:
+        obj.known(_ALLOWED, required=("model", "messages", "max_tokens"))
     for name in sorted(_REFUSED):
         if name in obj:
             raise InvalidArgument(f"'{name}' is not supported by ATP.", param=name)
@@ -63,7 +79,7 @@ def parse_messages_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, l
     request = adapters_pb2.GenerateRequest(
         model=model,
         messages=messages,
-        params=_params(obj),
+        params=_params(obj, counting),
         stream=stream,
         # message_delta always carries usage.
         include_usage=stream,
@@ -71,10 +87,10 @@ def parse_messages_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, l
     return request, sources
 
 
-def _params(obj: Obj) -> chat_pb2.GenerationParams:
-    params = chat_pb2.GenerationParams(
-        max_tokens=obj.integer("max_tokens", low=1, high=_MAX_INT32, required=True)
-    )
+def _params(obj: Obj, counting: bool) -> chat_pb2.GenerationParams:
+    params = chat_pb2.GenerationParams()
+    if (max_tokens := obj.integer("max_tokens", low=1, high=_MAX_INT32, required=not counting)) is not None:
+        params.max_tokens = max_tokens
     if (temperature := obj.number("temperature", low=0, high=1)) is not None:
         params.temperature = temperature
     if (top_p := obj.number("top_p", low=0, high=1)) is not None:
@@ -106,7 +122,7 @@ def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
     elif kind == "enabled":
         thinking.known(("type", "budget_tokens", "display"), required=("budget_tokens",))
         budget = thinking.integer("budget_tokens", low=1024, high=_MAX_INT32, required=True)
-        if budget is not None and params.max_tokens <= budget:
+        if budget is not None and params.HasField("max_tokens") and params.max_tokens <= budget:
             raise thinking.invalid("budget_tokens", "must be less than max_tokens.")
         params.reasoning.budget_tokens = budget or 0
         # Anthropic returns (summarized) thinking unless told to omit it.
