@@ -21,6 +21,7 @@ from atp_common.errors import AtpError, Cancelled, Internal, NotFound, Unavailab
 from atp_gateway import metrics
 from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, send_error, send_json
 from atp_gateway.auth import api_key_from_headers
+from atp_gateway.dialects.messages_models import serve_anthropic_models, wants_anthropic
 from atp_gateway.errors import error_from_rpc, error_from_validation
 from atp_gateway.exchange import CLIENT_GONE, admit, parse_tags
 from atp_gateway.gateway import Gateway
@@ -201,6 +202,9 @@ def _model_json(model: adapters_pb2.ModelInfo) -> dict[str, Any]:
 
 
 async def _serve_models(gateway: Gateway, scope: Scope, send: Send, model_id: str | None) -> None:
+    if wants_anthropic(scope):
+        await serve_anthropic_models(gateway, scope, send, model_id)
+        return
     started = time.perf_counter()
     headers = RequestHeaders(scope)
     reply_headers = [(b"x-request-id", headers.request_id.encode())]
