@@ -174,6 +174,7 @@ class FakeVertexGemini(FakeGemini):
     def __init__(self, tokens: TokenServer, project: str, location: str) -> None:
         super().__init__()
         self.tokens, self.project, self.location = tokens, project, location
+        self.count_wrapped = False
 
     def add_routes(self, app: web.Application) -> None:
         path = f"/v1/projects/{self.project}/locations/{self.location}/publishers/google/models/{{target}}"

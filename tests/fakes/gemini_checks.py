@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 _DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
@@ -111,3 +112,35 @@ def check_embed_request(body: Any, model: str) -> None:
         _require(request.get("model") == f"models/{model}", f"requests[{i}].model: must be models/{model}")
         parts = (request.get("content") or {}).get("parts") or []
         _require(bool(parts) and all("text" in p for p in parts), f"requests[{i}].content: text parts")
+
+
+_VERTEX_COUNT_FIELDS = frozenset(("contents", "systemInstruction", "tools", "generationConfig", "instances"))
+
+
+def check_count_request(body: Any, model: str, *, wrapped: bool) -> dict[str, Any]:
+    """Raise Invalid for what the real countTokens refuses; the generateContent request it counts.
+    Google's API takes `contents` or a whole `generateContentRequest` naming the model (`wrapped`);
+    Vertex's takes the request's fields at the top level."""
+    _require(isinstance(body, dict), "the body must be a JSON object")
+    if not wrapped:
+        for key in body:
+            _require(key in _VERTEX_COUNT_FIELDS, f'Invalid JSON payload received. Unknown name "{key}"')
+        check_generate_request(body)
+        return body
+    for key in body:
+        _require(key in ("contents", "generateContentRequest"), f'Invalid JSON payload. Unknown name "{key}"')
+    _require(len(body) == 1, "countTokens takes contents or generateContentRequest, not both")
+    inner = body.get("generateContentRequest") or {"contents": body.get("contents")}
+    if "generateContentRequest" in body:
+        _require(
+            inner.get("model") == f"models/{model}", f"generateContentRequest.model: must be models/{model}"
+        )
+        inner = {k: v for k, v in inner.items() if k != "model"}
+    check_generate_request(inner)
+    return inner
+
+
+def counted_gemini_tokens(request: dict[str, Any]) -> int:
+    """The fake's count: a quarter of the JSON of the contents, system instruction and tools."""
+    counted = {k: request.get(k) for k in ("contents", "systemInstruction", "tools")}
+    return len(json.dumps(counted, sort_keys=True)) // 4

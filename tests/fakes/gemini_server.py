@@ -11,7 +11,13 @@ import orjson
 from aiohttp import web
 
 from .base import FakeServer, sse
-from .gemini_checks import Invalid, check_embed_request, check_generate_request
+from .gemini_checks import (
+    Invalid,
+    check_count_request,
+    check_embed_request,
+    check_generate_request,
+    counted_gemini_tokens,
+)
 
 _FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
 _STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
@@ -32,6 +38,8 @@ class FakeGemini(FakeServer):
         self.finish_message = ""
         # Prompt tokens Gemini reports as audio (promptTokensDetails), for a test that asks.
         self.audio_tokens = 0
+        # countTokens' body: Google's API wraps the generateContent request, Vertex's does not.
+        self.count_wrapped = True
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{target}", self.handle)
@@ -122,6 +130,8 @@ class FakeGemini(FakeServer):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
         model, _, method = request.match_info["target"].rpartition(":")
+        if method == "countTokens":
+            return await self._count(request, body, model)
         try:
             if method == "batchEmbedContents":
                 check_embed_request(body, model)
@@ -143,6 +153,16 @@ class FakeGemini(FakeServer):
         # Gemini ends events with CRLF pairs; the client must take either line ending.
         events = [e.replace(b"\n", b"\r\n") for e in events]
         return await self.send_events(request, events)
+
+    async def _count(self, request: web.Request, body: Any, model: str) -> web.StreamResponse:
+        try:
+            counted = check_count_request(body, model, wrapped=self.count_wrapped)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
+        failure = await self.before_reply(request)
+        if failure is not None:
+            return failure
+        return web.json_response({"totalTokens": counted_gemini_tokens(counted)})
 
     def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         out = []

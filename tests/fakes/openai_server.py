@@ -10,11 +10,12 @@ import orjson
 from aiohttp import web
 
 from .base import FakeServer, sse
+from .openai_checks import Invalid, check_input_tokens_request, counted_openai_tokens
 
 
 class FakeOpenAI(FakeServer):
-    """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not, and
-    /v1/embeddings (and Azure's deployment path).
+    """POST /v1/chat/completions and /openai/deployments/{name}/chat/completions, stream or not,
+    /v1/embeddings (and Azure's deployment path) and /v1/responses/input_tokens.
 
     A test that needs reply fields FakeReply does not model (refusals, logprobs, annotations, audio, n
     choices, fingerprint, tier) sets `completion` (the whole non-streamed body, sent as is with the model
@@ -34,6 +35,32 @@ class FakeOpenAI(FakeServer):
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.handle)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_post("/openai/deployments/{deployment}/embeddings", self.embeddings)
+        app.router.add_post("/v1/responses/input_tokens", self.input_tokens)
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if self.api_key is None or self.api_key in (
+            request.headers.get("authorization", "").removeprefix("Bearer "),
+            request.headers.get("api-key"),
+        ):
+            return None
+        return web.json_response(
+            {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+            status=401,
+        )
+
+    async def input_tokens(self, request: web.Request) -> web.StreamResponse:
+        """The Responses API's input token count, checking the body by the SDK's own types."""
+        body = await self.record(request)
+        refused = self._unauthorized(request) or await self.before_reply(request)
+        if refused is not None:
+            return refused
+        try:
+            check_input_tokens_request(body)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
+        return web.json_response(
+            {"object": "response.input_tokens", "input_tokens": counted_openai_tokens(body)}
+        )
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """Embeddings the way OpenAI checks them: a model, input as a string, strings or token lists."""
@@ -94,14 +121,8 @@ class FakeOpenAI(FakeServer):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await self.record(request)
-        if self.api_key is not None and self.api_key not in (
-            request.headers.get("authorization", "").removeprefix("Bearer "),
-            request.headers.get("api-key"),
-        ):
-            return web.json_response(
-                {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
-                status=401,
-            )
+        if (refused := self._unauthorized(request)) is not None:
+            return refused
         failure = await self.before_reply(request)
         if failure is not None:
             return failure

@@ -46,6 +46,13 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     **fast,
                 },
                 "gemini": {"type": "gemini", "base_url": gemini.base_url, **fast},
+                # Azure (on the OpenAI fake's deployment path): a provider ATP cannot count tokens with.
+                "azure": {
+                    "type": "azure",
+                    "base_url": openai.base_url.removesuffix("/v1"),
+                    "api_version": "2025-01-01",
+                    **fast,
+                },
             },
             "models": {
                 "gpt": {"provider": "openai", "provider_model": "gpt-upstream", "capabilities": everything},
@@ -54,6 +61,7 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     "provider_model": "claude-upstream",
                     "capabilities": everything,
                 },
+                "az": {"provider": "azure", "provider_model": "dep-1", "capabilities": everything},
                 "gem": {
                     "provider": "gemini",
                     "provider_model": "gemini-upstream",
@@ -62,7 +70,7 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
             },
             "routes": {
                 "mixed": {"candidates": ["claude", "gpt"]},
-                "gpt-first": {"candidates": ["gpt", "claude"], "policy": "static"},
+                "azure-first": {"candidates": ["az", "claude"], "policy": "static"},
             },
             "default_route": "mixed",
             "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},

@@ -69,8 +69,8 @@ async def test_the_provider_that_would_serve_counts_what_it_would_be_sent(
 async def test_a_route_counts_at_its_first_candidate_that_can_and_nothing_is_generated(
     stack: DialectStack, client: anthropic.AsyncAnthropic
 ) -> None:
-    # The route ranks gpt first (a static policy); only claude's provider counts.
-    raw = await client.messages.with_raw_response.count_tokens(model="gpt-first", messages=HI)
+    # The route ranks az first (a static policy); Azure cannot count, so claude's provider does.
+    raw = await client.messages.with_raw_response.count_tokens(model="azure-first", messages=HI)
     assert raw.headers["x-atp-model"] == "claude"
     assert (await raw.parse()).input_tokens == counted_tokens(stack.anthropic.requests[-1].body)
     assert [r.path for r in stack.anthropic.requests] == [COUNT_PATH]
@@ -81,10 +81,10 @@ async def test_a_model_whose_provider_cannot_count_is_refused_by_name(
     stack: DialectStack, client: anthropic.AsyncAnthropic
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await client.messages.count_tokens(model="gpt", messages=HI)
+        await client.messages.count_tokens(model="az", messages=HI)
     error = strict(ErrorResponse, caught.value.body)
     assert error.error.type == "invalid_request_error"
-    assert "'gpt'" in error.error.message and "cannot count tokens" in error.error.message
+    assert "no candidate of 'az' can count tokens" in error.error.message and "Azure" in error.error.message
     assert not stack.openai.requests
 
 

@@ -44,11 +44,12 @@ async def test_the_local_provider_counts_as_its_replies_report(suite: Suite) -> 
 
 
 async def test_a_candidate_that_cannot_count_is_passed_over_and_named_when_none_can(suite: Suite) -> None:
-    # gpt is served by OpenAI, which has no count endpoint ATP calls: refused naming it, nothing sent.
+    # az-gpt is served by Azure, whose count ATP does not call: refused naming it and why, nothing sent.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await suite.stub.CountTokens(_count("gpt"), timeout=10)
+        await suite.stub.CountTokens(_count("az-gpt"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "'gpt'" in caught.value.details() and "cannot count tokens" in caught.value.details()
+    assert "no candidate of 'az-gpt' can count tokens" in caught.value.details()
+    assert "Azure" in caught.value.details()
     assert not suite.fake.requests
 
 

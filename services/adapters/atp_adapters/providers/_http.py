@@ -265,6 +265,14 @@ class HttpProvider(Provider):
     def _error(self, kind: Any, message: str, **kwargs: Any) -> ProviderError:
         return ProviderError(f"provider {self.name}: {message}", kind=kind, provider=self.name, **kwargs)
 
+    async def post_count(self, url: str, body: bytes, remaining: float | None, key: str) -> int:
+        """A count endpoint's answer: POST `body`, the non-negative integer under `key` of the reply."""
+        payload = await self.post_json(url, body, remaining)
+        tokens = payload.get(key) if isinstance(payload, dict) else None
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+            raise self._error("malformed", f"token count without {key}")
+        return tokens
+
     async def stream(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
         body, url = self.encode(request), self._url(request.provider_model, request.stream)
         loop = asyncio.get_running_loop()

@@ -223,10 +223,5 @@ class AnthropicProvider(HttpProvider):
         """Messages' count_tokens: the body a Messages call would send, less what the count refuses."""
         body = orjson.loads(encode_anthropic(self.name, request))
         counted = {k: v for k, v in body.items() if k in _COUNTED_FIELDS}
-        payload = await self.post_json(
-            f"{self._base_url}/v1/messages/count_tokens", orjson.dumps(counted), request.remaining()
-        )
-        tokens = payload.get("input_tokens") if isinstance(payload, dict) else None
-        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-            raise self._error("malformed", "token count without input_tokens")
-        return tokens
+        url = f"{self._base_url}/v1/messages/count_tokens"
+        return await self.post_count(url, orjson.dumps(counted), request.remaining(), "input_tokens")

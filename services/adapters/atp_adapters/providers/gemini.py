@@ -224,6 +224,20 @@ class GeminiProvider(HttpProvider):
             return super().stream(request)
         return self._stream_fetched(request)
 
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """countTokens over the generateContent request a call would send (remote images fetched)."""
+        if remote_images(request.messages):
+            request = replace(
+                request, messages=await self.images.inline(request.messages, request.remaining())
+            )
+        url, body = self.count_call(request.provider_model, orjson.loads(self.encode(request)))
+        return await self.post_count(url, orjson.dumps(body), request.remaining(), "totalTokens")
+
+    def count_call(self, provider_model: str, generate: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """countTokens' URL and body: Google's API takes the whole generateContent request, named."""
+        url = f"{self._base_url}/{self._version}/models/{provider_model}:countTokens"
+        return url, {"generateContentRequest": {"model": f"models/{provider_model}", **generate}}
+
     async def _stream_fetched(self, request: ProviderRequest) -> AsyncGenerator[ProviderBatch, None]:
         messages = await self.images.inline(request.messages, request.remaining())
         async with aclosing(super().stream(replace(request, messages=messages))) as batches:

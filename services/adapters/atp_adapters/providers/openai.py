@@ -16,6 +16,7 @@ from atp_adapters.providers.base import (
     ProviderRequest,
     unsupported,
 )
+from atp_adapters.providers.openai_count import Untranslatable, responses_count_body
 from atp_adapters.providers.openai_encode import encode_openai
 from atp_common import config
 
@@ -276,6 +277,23 @@ class OpenAIProvider(HttpProvider):
 
     def decode_full(self, payload: Any) -> ProviderBatch:
         return decode_openai(payload)
+
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """OpenAI's input token count of the Responses API, given the chat request in its terms."""
+        if self._azure:
+            raise unsupported(self.name, "model", "counting tokens on Azure OpenAI is not built")
+        try:
+            body = responses_count_body(orjson.loads(self.encode(request)))
+        except Untranslatable as exc:
+            raise unsupported(self.name, "messages", f"OpenAI's token count has no place for {exc}") from None
+        url = self._endpoint(request.provider_model, "responses/input_tokens")
+        try:
+            return await self.post_count(url, orjson.dumps(body), request.remaining(), "input_tokens")
+        except ProviderError as exc:
+            if exc.status in (404, 405):
+                # An OpenAI-compatible server (vLLM, Ollama, ...) without OpenAI's count endpoint.
+                raise unsupported(self.name, "model", "this server has no responses/input_tokens") from exc
+            raise
 
     async def embed(self, call: EmbedCall) -> Embeddings:
         """OpenAI's /embeddings (Azure's deployment path): texts or token ids, float vectors in input order."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from atp_adapters.providers.anthropic import AnthropicProvider
@@ -12,6 +14,8 @@ from atp_common import config
 
 # The anthropic_version Vertex expects in the body, in place of the anthropic-version header.
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+# What Vertex's countTokens takes of a generateContent body.
+_VERTEX_COUNTED = frozenset(("contents", "systemInstruction", "tools", "generationConfig"))
 
 
 def _endpoint(cfg: config.HttpProvider) -> config.HttpProvider:
@@ -46,6 +50,11 @@ class VertexGeminiProvider(GeminiProvider):
     def url_for(self, provider_model: str, stream: bool) -> str:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{self._base_url}{_model_path(self._vertex, 'google', provider_model)}:{method}"
+
+    def count_call(self, provider_model: str, generate: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # Vertex's countTokens takes the request's fields at the top level, and no safety settings.
+        body = {k: v for k, v in generate.items() if k in _VERTEX_COUNTED}
+        return f"{self._base_url}{_model_path(self._vertex, 'google', provider_model)}:countTokens", body
 
 
 class VertexAnthropicProvider(AnthropicProvider):
