@@ -25,8 +25,8 @@ from atp_gateway.asgi import Receive, RequestHeaders, Scope, Send, read_body, se
 from atp_gateway.auth import KeyStore, api_key_from_headers
 from atp_gateway.chat import handle_chat
 from atp_gateway.console import mount_console
+from atp_gateway.dialects.counting import MESSAGES_COUNT, RESPONSES_COUNT, count_handler
 from atp_gateway.dialects.messages import MESSAGES
-from atp_gateway.dialects.messages_count import handle_count_tokens
 from atp_gateway.dialects.messages_openapi import (
     COUNT_OPENAPI,
     COUNT_REPLIES,
@@ -34,7 +34,12 @@ from atp_gateway.dialects.messages_openapi import (
     MESSAGES_REPLIES,
 )
 from atp_gateway.dialects.responses import RESPONSES
-from atp_gateway.dialects.responses_openapi import RESPONSES_OPENAPI, RESPONSES_REPLIES
+from atp_gateway.dialects.responses_openapi import (
+    INPUT_TOKENS_OPENAPI,
+    INPUT_TOKENS_REPLIES,
+    RESPONSES_OPENAPI,
+    RESPONSES_REPLIES,
+)
 from atp_gateway.embeddings import handle_embeddings, handle_model, handle_models
 from atp_gateway.errors import error_from_validation, error_reply
 from atp_gateway.exchange import Dialect, serve
@@ -195,16 +200,6 @@ def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
         return _RawResponse(dialect_handler(MESSAGES), gateway)
 
     @app.post(
-        "/v1/messages/count_tokens",
-        openapi_extra=COUNT_OPENAPI,
-        responses=COUNT_REPLIES,
-        response_class=Response,
-        summary="Count a Messages request's input tokens (Anthropic's count_tokens; nothing is generated)",
-    )
-    async def count_tokens(request: Request) -> Response:
-        return _RawResponse(handle_count_tokens, gateway)
-
-    @app.post(
         "/v1/embeddings",
         openapi_extra=schemas.EMBEDDINGS_OPENAPI,
         responses=schemas.EMBEDDINGS_RESPONSES,
@@ -214,7 +209,34 @@ def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
     async def embeddings(request: Request) -> Response:
         return _RawResponse(handle_embeddings, gateway)
 
+    _add_count_routes(app, gateway)
     _add_resource_routes(app, gateway)
+
+
+def _add_count_routes(app: FastAPI, gateway: Gateway) -> None:
+    """The dialects' input token counts."""
+    count_messages = count_handler(MESSAGES_COUNT)
+    count_responses = count_handler(RESPONSES_COUNT)
+
+    @app.post(
+        "/v1/messages/count_tokens",
+        openapi_extra=COUNT_OPENAPI,
+        responses=COUNT_REPLIES,
+        response_class=Response,
+        summary="Count a Messages request's input tokens (Anthropic's count_tokens; nothing is generated)",
+    )
+    async def count_tokens(request: Request) -> Response:
+        return _RawResponse(count_messages, gateway)
+
+    @app.post(
+        "/v1/responses/input_tokens",
+        openapi_extra=INPUT_TOKENS_OPENAPI,
+        responses=INPUT_TOKENS_REPLIES,
+        response_class=Response,
+        summary="Count a Responses request's input tokens (OpenAI's input token count; nothing is generated)",
+    )
+    async def input_tokens(request: Request) -> Response:
+        return _RawResponse(count_responses, gateway)
 
 
 def _add_resource_routes(app: FastAPI, gateway: Gateway) -> None:

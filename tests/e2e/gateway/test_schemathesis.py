@@ -37,7 +37,7 @@ async def test_schemathesis_on_embeddings_and_models(live, api_key, tmp_path: Pa
 
 
 async def test_schemathesis_on_responses_and_messages(live, api_key, tmp_path: Path) -> None:
-    """Positive and negative generated requests on Responses, Messages and its token count."""
+    """Positive and negative generated requests on Responses and Messages and their token counts."""
     await run_schemathesis(
         f"http://127.0.0.1:{live.port}/openapi.json",
         api_key,
@@ -46,6 +46,9 @@ async def test_schemathesis_on_responses_and_messages(live, api_key, tmp_path: P
         max_examples=60,
         seed=2,
         phases="examples,coverage,fuzzing",
-        extra=("--include-path-regex", "^/v1/(responses|messages|messages/count_tokens)$"),
+        extra=(
+            "--include-path-regex",
+            "^/v1/(responses|responses/input_tokens|messages|messages/count_tokens)$",
+        ),
         timeout_s=120,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RESPONSES_OPENAPI", "RESPONSES_REPLIES"]
+__all__ = ["INPUT_TOKENS_OPENAPI", "INPUT_TOKENS_REPLIES", "RESPONSES_OPENAPI", "RESPONSES_REPLIES"]
 
 _PART = {
     "type": "object",
@@ -30,27 +30,24 @@ _ITEM = {
         "output": {"type": "string"},
     },
 }
-_REQUEST = {
-    "type": "object",
-    "required": ["model", "input"],
-    "properties": {
-        "model": {"type": "string", "minLength": 1, "maxLength": 256},
-        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": _ITEM}]},
-        "instructions": {"type": "string"},
-        "max_output_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "stream": {"type": "boolean"},
-        "store": {"type": "boolean"},
-        "parallel_tool_calls": {"type": "boolean"},
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        "tools": {"type": "array", "items": {"type": "object"}},
-        "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]},
-        "text": {"type": "object"},
-        "reasoning": {"type": "object"},
-        "user": {"type": "string"},
-    },
+_REQUEST_PROPERTIES: dict[str, Any] = {
+    "model": {"type": "string", "minLength": 1, "maxLength": 256},
+    "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": _ITEM}]},
+    "instructions": {"type": "string"},
+    "max_output_tokens": {"type": "integer", "minimum": 1},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "stream": {"type": "boolean"},
+    "store": {"type": "boolean"},
+    "parallel_tool_calls": {"type": "boolean"},
+    "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+    "tools": {"type": "array", "items": {"type": "object"}},
+    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]},
+    "text": {"type": "object"},
+    "reasoning": {"type": "object"},
+    "user": {"type": "string"},
 }
+_REQUEST = {"type": "object", "required": ["model", "input"], "properties": _REQUEST_PROPERTIES}
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -100,5 +97,48 @@ RESPONSES_REPLIES: dict[int | str, dict[str, Any]] = {
             (503, "Unavailable or draining"),
             (504, "Deadline exceeded"),
         )
+    },
+}
+
+_COUNTED = (
+    "model",
+    "input",
+    "instructions",
+    "parallel_tool_calls",
+    "tools",
+    "tool_choice",
+    "text",
+    "reasoning",
+)
+INPUT_TOKENS_OPENAPI: dict[str, Any] = {
+    **RESPONSES_OPENAPI,
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    **_REQUEST,
+                    "properties": {k: v for k, v in _REQUEST_PROPERTIES.items() if k in _COUNTED},
+                }
+            }
+        },
+    },
+}
+INPUT_TOKENS_REPLIES: dict[int | str, dict[str, Any]] = {
+    **RESPONSES_REPLIES,
+    200: {
+        "description": "The input tokens, counted by the provider of the first ranked candidate that can",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["object", "input_tokens"],
+                    "properties": {
+                        "object": {"const": "response.input_tokens"},
+                        "input_tokens": {"type": "integer", "minimum": 0},
+                    },
+                }
+            }
+        },
     },
 }

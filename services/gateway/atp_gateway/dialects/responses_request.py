@@ -8,7 +8,7 @@ from atp_common.errors import InvalidArgument
 from atp_gateway.dialects.json_fields import Obj, Source, at, dump, parse_object
 from atp_gateway.dialects.responses_input import conversation
 
-__all__ = ["PARAMETERS", "RequestOptions", "parse_responses_request"]
+__all__ = ["COUNTED", "PARAMETERS", "RequestOptions", "parse_responses_request"]
 
 # Every parameter of OpenAI's ResponseCreateParams and what ATP does with it: the internal field it fills,
 # "refused" (a 400 naming it when set), or "recorded" (kept for the reply and the observation only).
@@ -51,6 +51,12 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
 
 _REFUSED = frozenset(p for p, mapping in PARAMETERS if mapping.startswith("refused"))
 _ALLOWED = frozenset(p for p, _ in PARAMETERS)
+# What OpenAI's input token count takes (InputTokenCountParams): the input and what shapes it. `personality`
+# exists only there so far: a style preset of OpenAI's own models that no other provider can apply.
+COUNTED = frozenset(
+    {"model", "input", "instructions", "parallel_tool_calls", "reasoning", "text", "tool_choice", "tools"}
+    | {"truncation", "previous_response_id", "conversation", "personality"}
+)
 _MAX_INT32 = 2**31 - 1
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 _TIERS = ("auto", "default", "flex", "scale", "priority")
@@ -74,11 +80,18 @@ class RequestOptions:
         self.tool_choice = body.value.get("tool_choice") or "auto"
 
 
-def parse_responses_request(body: bytes) -> tuple[adapters_pb2.GenerateRequest, RequestOptions]:
+def parse_responses_request(
+    body: bytes, *, counting: bool = False
+) -> tuple[adapters_pb2.GenerateRequest, RequestOptions]:
     """The Generate call for a Responses request (the exchange stamps who sent it), and the options its
-    reply repeats."""
+    reply repeats; `counting`, the request an input token count body describes."""
     obj = parse_object(body)
-    obj.known(_ALLOWED, required=("model", "input"))
+    obj.known(COUNTED if counting else _ALLOWED, required=("model", "input"))
+    if obj.value.get("personality") is not None:
+        raise InvalidArgument(
+            "'personality' is a style preset of OpenAI's own models that ATP cannot apply.",
+            param="personality",
+        )
     _refuse_stateful(obj)
     stream = bool(obj.flag("stream"))
     model = obj.text("model", required=True, max_length=256) or ""
