@@ -27,6 +27,7 @@ from atp_gateway.chat import handle_chat
 from atp_gateway.console import mount_console
 from atp_gateway.dialects.counting import MESSAGES_COUNT, RESPONSES_COUNT, count_handler
 from atp_gateway.dialects.messages import MESSAGES
+from atp_gateway.dialects.messages_errors import messages_error_reply
 from atp_gateway.dialects.messages_openapi import (
     COUNT_OPENAPI,
     COUNT_REPLIES,
@@ -40,6 +41,7 @@ from atp_gateway.dialects.responses_openapi import (
     RESPONSES_OPENAPI,
     RESPONSES_REPLIES,
 )
+from atp_gateway.dialects.responses_stored import stored_response
 from atp_gateway.embeddings import handle_embeddings, handle_model, handle_models
 from atp_gateway.errors import error_from_validation, error_reply
 from atp_gateway.exchange import Dialect, serve
@@ -74,8 +76,10 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
-def _error_response(exc: AtpError) -> Response:
-    reply = error_reply(exc)
+def _error_response(exc: AtpError, request: Request | None = None) -> Response:
+    # A caller that speaks Anthropic's API (its SDK sends anthropic-version) gets Anthropic's error shape.
+    anthropic = request is not None and "anthropic-version" in request.headers
+    reply = messages_error_reply(exc) if anthropic else error_reply(exc)
     headers = {name.decode(): value.decode() for name, value in reply.headers}
     return Response(reply.body, reply.status, headers=headers, media_type="application/json")
 
@@ -210,6 +214,7 @@ def _add_api_routes(app: FastAPI, gateway: Gateway) -> None:
         return _RawResponse(handle_embeddings, gateway)
 
     _add_count_routes(app, gateway)
+    _add_stored_response_routes(app, gateway)
     _add_resource_routes(app, gateway)
 
 
@@ -237,6 +242,27 @@ def _add_count_routes(app: FastAPI, gateway: Gateway) -> None:
     )
     async def input_tokens(request: Request) -> Response:
         return _RawResponse(count_responses, gateway)
+
+
+def _add_stored_response_routes(app: FastAPI, gateway: Gateway) -> None:
+    """Retrieve, delete, cancel and input items of a stored Response: ATP stores none (OpenAI's 404)."""
+    replies = schemas.STORED_RESPONSE_REPLIES
+
+    @app.get("/v1/responses/{response_id}", responses=replies, response_class=Response)
+    async def retrieve_response(response_id: str, request: Request) -> Response:
+        return _RawResponse(stored_response(response_id), gateway)
+
+    @app.delete("/v1/responses/{response_id}", responses=replies, response_class=Response)
+    async def delete_response(response_id: str, request: Request) -> Response:
+        return _RawResponse(stored_response(response_id), gateway)
+
+    @app.post("/v1/responses/{response_id}/cancel", responses=replies, response_class=Response)
+    async def cancel_response(response_id: str, request: Request) -> Response:
+        return _RawResponse(stored_response(response_id), gateway)
+
+    @app.get("/v1/responses/{response_id}/input_items", responses=replies, response_class=Response)
+    async def response_input_items(response_id: str, request: Request) -> Response:
+        return _RawResponse(stored_response(response_id), gateway)
 
 
 def _add_resource_routes(app: FastAPI, gateway: Gateway) -> None:
@@ -329,31 +355,28 @@ def _add_probes(app: FastAPI, gateway: Gateway) -> None:
 
 def _add_error_handlers(app: FastAPI) -> None:
     # Every error leaves in OpenAI's format, including FastAPI's and Starlette's own.
-    async def on_atp_error(_request: Request, exc: Exception) -> Response:
+    async def on_atp_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AtpError)
-        return _error_response(exc)
+        return _error_response(exc, request)
 
-    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
         return _error_response(
-            InvalidArgument(f"Invalid request: {first.get('msg', 'invalid')}.", param=param)
+            InvalidArgument(f"Invalid request: {first.get('msg', 'invalid')}.", param=param), request
         )
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            return _error_response(NotFound(f"Unknown path: {request.url.path}"))
+            return _error_response(NotFound(f"Unknown path: {request.url.path}"), request)
         code = "method_not_allowed" if exc.status_code == 405 else "http_error"
-        body = {
-            "error": {
-                "message": str(exc.detail),
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
-            }
-        }
+        error = {"message": str(exc.detail), "type": "invalid_request_error"}
+        if "anthropic-version" in request.headers:
+            body: dict[str, Any] = {"type": "error", "error": error}
+        else:
+            body = {"error": {**error, "param": None, "code": code}}
         return _json(exc.status_code, body, dict(exc.headers or {}))
 
     async def on_unexpected(_request: Request, exc: Exception) -> Response:

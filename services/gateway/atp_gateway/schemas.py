@@ -252,6 +252,8 @@ MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_error_responses(401, 404, 500, 503, 504),
 }
 MODELS_OPENAPI: dict[str, Any] = {"security": [{"bearer": []}]}
+# Retrieve, delete, cancel and input items of a stored Response: ATP stores none, so a valid key gets 404.
+STORED_RESPONSE_REPLIES: dict[int | str, dict[str, Any]] = _error_responses(401, 404, 500)
 MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Models and routes this gateway serves",
