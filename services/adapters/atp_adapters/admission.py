@@ -116,6 +116,14 @@ class Admission:
                     cost = max(cost, estimate)
         return await self.limiter.admit(limits, tokens=prompt + output, cost_usd=cost)
 
+    async def admit_request(self, tenant: str, key_id: str, user: str = "") -> Ticket | None:
+        """A request that generates nothing (a token count): one request against the rate limits, no
+        tokens and no dollars; settle it with no usage."""
+        limits = self.follower.directory.limits_for(tenant, key_id, user)
+        if limits is None:
+            return None
+        return await self.limiter.admit(limits, tokens=0, cost_usd=0.0)
+
     def settle(
         self,
         ticket: Ticket,

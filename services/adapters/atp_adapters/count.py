@@ -23,9 +23,10 @@ __all__ = ["TokenCounter"]
 
 class TokenCounter:
     """Decides as for generation (the same ranking, tenant and key model lists, regions and required
-    features), then asks each candidate's deployments in rank order until one counts. A count generates
-    nothing: it is not admitted against limits, billed, observed or taken from a deployment's quota, and
-    its failures do not move circuits (a provider's count endpoint says little about its generation)."""
+    features), then asks each candidate's deployments in rank order until one counts. A count is one
+    request against the tenant's, key's and user's rate limits (it calls a provider with the platform's
+    key) but generates nothing: no tokens or dollars, no observation, no deployment quota, and its
+    failures do not move circuits (a provider's count endpoint says little about its generation)."""
 
     def __init__(
         self,
@@ -82,7 +83,16 @@ class TokenCounter:
             request_id=request.request_id or uuid.uuid4().hex,
             deadline=time.monotonic() + budget,
         )
-        return await self._ask(request.model, tenant, decision, ask)
+        ticket = None
+        if admission is not None:
+            ticket = await admission.admit_request(
+                tenant, request.key_id, request.end_user or request.params.user
+            )
+        try:
+            return await self._ask(request.model, tenant, decision, ask)
+        finally:
+            if ticket is not None and admission is not None:
+                admission.settle(ticket, None, None, False)
 
     async def _ask(
         self, model: str, tenant: str, decision: chat_pb2.Decision, ask: ProviderRequest

@@ -53,20 +53,26 @@ async def test_a_candidate_that_cannot_count_is_passed_over_and_named_when_none_
     assert not suite.fake.requests
 
 
-async def test_counts_keep_to_the_tenants_models_and_spend_nothing(suite: Suite) -> None:
+async def test_counts_keep_to_the_tenants_models_and_rate_but_are_not_observed(suite: Suite) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await suite.stub.CountTokens(_count("gpt", tenant="no-gpt"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    # "metered" allows one request a minute: counts are not requests, so the one request still passes.
-    for index in range(3):
-        await suite.stub.CountTokens(
-            _count("auto", tenant="metered", request_id=f"count-{index}"), timeout=10
-        )
-    await suite.stub.Complete(
-        adapters_pb2.CompleteRequest(request=_count("auto", tenant="metered", request_id="gen").request),
-        timeout=10,
-    )
-    await suite.observer.wait_for("gen")
+    # "metered" allows one request a minute: a count calls a provider with the platform's key, so it is
+    # that request, and the next count or generation waits.
+    await suite.stub.CountTokens(_count("auto", tenant="metered", request_id="count-0"), timeout=10)
+    for call in (
+        suite.stub.CountTokens(_count("auto", tenant="metered", request_id="count-1"), timeout=10),
+        suite.stub.Complete(
+            adapters_pb2.CompleteRequest(request=_count("auto", tenant="metered", request_id="gen").request),
+            timeout=10,
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as limited:
+            await call
+        assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    later = _count("auto", request_id="gen-acme").request
+    await suite.stub.Complete(adapters_pb2.CompleteRequest(request=later), timeout=10)
+    await suite.observer.wait_for("gen-acme")
     assert not [o for o in suite.observer.observations.values() if o.request_id.startswith("count-")]
 
 
