@@ -221,6 +221,18 @@ async def test_structured_output_reasoning_and_tier(fake: FakeBedrock, provider:
     assert body["requestMetadata"] == {"team": "search", "user": "end-user-7"}
 
 
+@pytest.mark.parametrize(("model", "sent"), [(MODEL_ID, True), ("meta.llama3-70b-instruct-v1:0", False)])
+async def test_betas_reach_claude_on_bedrock_in_the_body_and_no_other_model(
+    fake: FakeBedrock, provider: BedrockProvider, model: str, sent: bool
+) -> None:
+    betas = ["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"]
+    ask = ProviderRequest(model, [user("hi")], chat_pb2.GenerationParams(anthropic_betas=betas), stream=False)
+    await drain(provider, ask)
+    extra = fake.requests[-1].body.get("additionalModelRequestFields", {})
+    assert extra.get("anthropic_beta") == (betas if sent else None)
+    assert "anthropic-beta" not in {k.lower() for k in fake.requests[-1].headers}
+
+
 @pytest.mark.parametrize(
     ("message", "params", "path"),
     [

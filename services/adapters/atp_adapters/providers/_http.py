@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import email.utils
-import time
 from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
@@ -16,6 +14,7 @@ from yarl import URL
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._deltas import DeltaBuilder
+from atp_adapters.providers._errors import error_message, parse_retry_after
 from atp_adapters.providers._sse import SseDecoder, SseError, StreamFormatError
 from atp_adapters.providers.base import (
     Provider,
@@ -104,51 +103,6 @@ class StreamState(abc.ABC):
         return bool(self.finish_reason)
 
 
-def parse_retry_after(headers: Any) -> float | None:
-    """Retry-After (seconds or an HTTP date), or the millisecond variant some providers send."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
-def error_message(body: bytes) -> tuple[str, str | None]:
-    """The provider's own message (and offending parameter) from an error body, whatever its dialect.
-
-    OpenAI, Anthropic and Gemini all nest it as `{"error": {"message": ...}}`.
-    """
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or "no error body"), None
-    if isinstance(payload, list) and payload:  # Gemini's streaming endpoint wraps errors in a list
-        payload = payload[0]
-    if isinstance(payload, dict):
-        error = payload.get("error", payload)
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("type") or orjson.dumps(error).decode()[:500]
-            param = error.get("param")
-            return str(message), param if isinstance(param, str) and param else None
-        if isinstance(error, str):
-            return error, None
-    return body.decode("utf-8", "replace")[:500], None
-
-
 class LiveSecret(Protocol):
     """A credential that changes over time: a rotating secret (SecretRef) or a cloud token
     (cloud_auth.RefreshingCredential). `value` is read per call; a new `version` means it changed."""
@@ -216,6 +170,10 @@ class HttpProvider(Provider):
         """The headers of one call; a provider that signs each request (SigV4) overrides this."""
         return self._current_headers()
 
+    def request_options(self, request: ProviderRequest) -> dict[str, str] | None:
+        """Headers that carry something of this request (Anthropic's betas); None for most calls."""
+        return None
+
     def stream_decoder(self) -> SseDecoder | Any:
         """A fresh decoder of the streamed wire format: (event, data) pairs from the bytes read."""
         return SseDecoder()
@@ -265,9 +223,9 @@ class HttpProvider(Provider):
     def _error(self, kind: Any, message: str, **kwargs: Any) -> ProviderError:
         return ProviderError(f"provider {self.name}: {message}", kind=kind, provider=self.name, **kwargs)
 
-    async def post_count(self, url: str, body: bytes, remaining: float | None, key: str) -> int:
-        """A count endpoint's answer: POST `body`, the non-negative integer under `key` of the reply."""
-        payload = await self.post_json(url, body, remaining)
+    async def post_count(self, url: str, body: bytes, request: ProviderRequest, key: str) -> int:
+        """A count endpoint's answer: POST `body` for `request`, the non-negative integer under `key`."""
+        payload = await self.post_json(url, body, request.remaining(), self.request_options(request))
         tokens = payload.get(key) if isinstance(payload, dict) else None
         if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
             raise self._error("malformed", f"token count without {key}")
@@ -277,7 +235,7 @@ class HttpProvider(Provider):
         body, url = self.encode(request), self._url(request.provider_model, request.stream)
         loop = asyncio.get_running_loop()
         total_at, total_label, phase_at, phase_label = self._deadlines(request, loop.time())
-        headers = self._traced(self.request_headers(url, body))
+        headers = self._traced(self.request_headers(url, body), self.request_options(request))
         response: aiohttp.ClientResponse | None = None
         finished = False
         try:
@@ -350,8 +308,11 @@ class HttpProvider(Provider):
         return total_at, total_label, total_at, total_label
 
     @staticmethod
-    def _traced(headers: dict[str, str]) -> dict[str, str]:
-        """`headers`, plus the W3C trace context when the call is inside a recorded trace."""
+    def _traced(headers: dict[str, str], options: dict[str, str] | None = None) -> dict[str, str]:
+        """`headers` and the request's own `options`, plus the W3C trace context when the call is inside a
+        recorded trace."""
+        if options is not None:
+            headers = {**headers, **options}
         if trace.get_current_span().is_recording():
             # Inside a traced call: the provider (or a proxy before it) continues our trace.
             headers = dict(headers)
@@ -400,7 +361,9 @@ class HttpProvider(Provider):
             retryable=first_token,
         )
 
-    async def post_json(self, url: str, body: bytes, remaining: float | None) -> Any:
+    async def post_json(
+        self, url: str, body: bytes, remaining: float | None, headers: dict[str, str] | None = None
+    ) -> Any:
         """One non-streamed call (embeddings): POST `body`, the parsed JSON reply, within the total
         timeout tightened by `remaining` seconds; the same error translation as `stream`."""
         loop = asyncio.get_running_loop()
@@ -410,7 +373,8 @@ class HttpProvider(Provider):
         deadline = loop.time() + total
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._client().post(url, data=body, headers=self._current_headers())
+                sent = self._current_headers() if headers is None else {**self._current_headers(), **headers}
+                response = await self._client().post(url, data=body, headers=sent)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise self._connect_error(exc, f"no response within {total:g}s") from exc
         try:

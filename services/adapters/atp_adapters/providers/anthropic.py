@@ -210,6 +210,10 @@ class AnthropicProvider(HttpProvider):
     def url_for(self, provider_model: str, stream: bool) -> str:
         return f"{self._base_url}/v1/messages"
 
+    def request_options(self, request: ProviderRequest) -> dict[str, str] | None:
+        betas = request.params.anthropic_betas
+        return {"anthropic-beta": ",".join(betas)} if betas else None
+
     def encode(self, request: ProviderRequest) -> bytes:
         return encode_anthropic(self.name, request)
 
@@ -224,4 +228,4 @@ class AnthropicProvider(HttpProvider):
         body = orjson.loads(encode_anthropic(self.name, request))
         counted = {k: v for k, v in body.items() if k in _COUNTED_FIELDS}
         url = f"{self._base_url}/v1/messages/count_tokens"
-        return await self.post_count(url, orjson.dumps(counted), request.remaining(), "input_tokens")
+        return await self.post_count(url, orjson.dumps(counted), request, "input_tokens")

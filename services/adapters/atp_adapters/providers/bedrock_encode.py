@@ -303,7 +303,12 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
         body["toolConfig"] = tool_config
     if output := _output_config(provider, params):
         body["outputConfig"] = output
-    if extra := _additional_fields(provider, params):
+    extra = _additional_fields(provider, params)
+    if params.anthropic_betas and "anthropic." in request.provider_model:
+        # Claude on Bedrock takes the betas in the body (model ids `anthropic.…`, profiles `us.anthropic.…`);
+        # other models there have no betas.
+        extra["anthropic_beta"] = list(params.anthropic_betas)
+    if extra:
         body["additionalModelRequestFields"] = extra
     if tier := _SERVICE_TIERS.get(params.service_tier, ""):
         body["serviceTier"] = {"type": tier}

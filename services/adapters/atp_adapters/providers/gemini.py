@@ -231,7 +231,7 @@ class GeminiProvider(HttpProvider):
                 request, messages=await self.images.inline(request.messages, request.remaining())
             )
         url, body = self.count_call(request.provider_model, orjson.loads(self.encode(request)))
-        return await self.post_count(url, orjson.dumps(body), request.remaining(), "totalTokens")
+        return await self.post_count(url, orjson.dumps(body), request, "totalTokens")
 
     def count_call(self, provider_model: str, generate: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """countTokens' URL and body: Google's API takes the whole generateContent request, named."""

@@ -288,7 +288,7 @@ class OpenAIProvider(HttpProvider):
             raise unsupported(self.name, "messages", f"OpenAI's token count has no place for {exc}") from None
         url = self._endpoint(request.provider_model, "responses/input_tokens")
         try:
-            return await self.post_count(url, orjson.dumps(body), request.remaining(), "input_tokens")
+            return await self.post_count(url, orjson.dumps(body), request, "input_tokens")
         except ProviderError as exc:
             if exc.status in (404, 405):
                 # An OpenAI-compatible server (vLLM, Ollama, ...) without OpenAI's count endpoint.
