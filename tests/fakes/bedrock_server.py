@@ -99,6 +99,24 @@ def check_converse(body: Any) -> None:
         raise ShapeError("toolConfig: required when messages hold toolUse or toolResult blocks")
 
 
+def check_count(body: Any) -> dict[str, Any]:
+    """The checks of a CountTokens body (botocore's model, the conversation's rules); the Converse input."""
+    shape = _MODEL.operation_model("CountTokens").input_shape
+    if not isinstance(body, dict) or "modelId" in body:
+        raise ShapeError("body: the model id travels in the path")
+    _check(shape, {"modelId": "m", **body}, "body")
+    converse = body["input"].get("converse")
+    if converse is None:
+        raise ShapeError("input: the fake counts Converse input only")
+    check_converse(converse)
+    return converse
+
+
+def counted_bedrock_tokens(converse: dict[str, Any]) -> int:
+    """The fake's count: a quarter of the JSON of what the model reads (deterministic)."""
+    return len(orjson.dumps(converse, option=orjson.OPT_SORT_KEYS)) // 4
+
+
 def frame(event_type: str, payload: dict[str, Any], message_type: str = "event") -> bytes:
     """One AWS event-stream message: prelude, headers, payload and CRCs."""
     headers = b""
@@ -130,6 +148,22 @@ class FakeBedrock(FakeServer):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/converse", self.handle)
         app.router.add_post("/model/{model}/converse-stream", self.handle)
+        app.router.add_post("/model/{model}/count-tokens", self.count_tokens)
+
+    async def count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """CountTokens as Bedrock answers it: signed, its body checked by botocore's model."""
+        raw = await request.read()
+        problem = self._signature_error(request, raw)
+        body = orjson.loads(raw)
+        await self.record_body(request, body)
+        if problem is not None:
+            return web.json_response({"message": problem}, status=403)
+        try:
+            converse = check_count(body)
+        except ShapeError as exc:
+            headers = {"x-amzn-errortype": "ValidationException"}
+            return web.json_response({"message": str(exc)}, status=400, headers=headers)
+        return web.json_response({"inputTokens": counted_bedrock_tokens(converse)})
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"message": message}

@@ -14,7 +14,7 @@ from atp_adapters.providers import BedrockProvider, ProviderError, ProviderReque
 from atp_adapters.providers.cloud_auth import RefreshingCredential, aws_credential
 from atp_common.config import HttpProvider
 from tests.fakes import FakeReply, Faults
-from tests.fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock
+from tests.fakes.bedrock_server import ACCESS_KEY, SECRET_KEY, FakeBedrock, counted_bedrock_tokens
 
 MODEL_ID = "anthropic.claude-sonnet-4-v1:0"
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -219,6 +219,20 @@ async def test_structured_output_reasoning_and_tier(fake: FakeBedrock, provider:
     }
     assert body["serviceTier"] == {"type": "flex"}
     assert body["requestMetadata"] == {"team": "search", "user": "end-user-7"}
+
+
+async def test_counts_are_signed_and_count_what_converse_would_read(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    system = chat_pb2.ChatMessage(role="system", content="be brief")
+    weather = chat_pb2.Tool(type="function", name="weather", parameters_json=b'{"type":"object"}')
+    ask = request(system, user("hello"), max_tokens=64, temperature=0.2, tools=[weather])
+    tokens = await provider.count_tokens(ask)
+    [sent] = fake.requests  # signed and checked by botocore's CountTokens shape
+    assert sent.path == f"/model/{MODEL_ID}/count-tokens"
+    converse = sent.body["input"]["converse"]
+    assert set(converse) == {"messages", "system", "toolConfig"}
+    assert tokens == counted_bedrock_tokens(converse) > 0
 
 
 @pytest.mark.parametrize(("model", "sent"), [(MODEL_ID, True), ("meta.llama3-70b-instruct-v1:0", False)])

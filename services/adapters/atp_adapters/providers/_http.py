@@ -373,8 +373,11 @@ class HttpProvider(Provider):
         deadline = loop.time() + total
         try:
             async with asyncio.timeout_at(deadline):
-                sent = self._current_headers() if headers is None else {**self._current_headers(), **headers}
-                response = await self._client().post(url, data=body, headers=sent)
+                target = URL(url, encoded=True)
+                sent = self.request_headers(target, body)  # signed per call where the provider signs
+                if headers is not None:
+                    sent = {**sent, **headers}
+                response = await self._client().post(target, data=body, headers=sent)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise self._connect_error(exc, f"no response within {total:g}s") from exc
         try:

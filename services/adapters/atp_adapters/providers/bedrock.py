@@ -25,6 +25,8 @@ from atp_adapters.providers.cloud_auth import RefreshingCredential
 from atp_common import config
 
 SIGNING_NAME = "bedrock"
+# What CountTokens takes of a Converse body: what the model reads, not how it answers.
+_COUNTED = frozenset(("messages", "system", "toolConfig", "additionalModelRequestFields"))
 _STOP_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -216,6 +218,13 @@ class BedrockProvider(HttpProvider):
 
     def encode(self, request: ProviderRequest) -> bytes:
         return encode_bedrock(self.name, request)
+
+    async def count_tokens(self, request: ProviderRequest) -> int:
+        """CountTokens over the Converse request a call would send (its conversation, system and tools)."""
+        converse = orjson.loads(self.encode(request))
+        body = {"input": {"converse": {k: v for k, v in converse.items() if k in _COUNTED}}}
+        url = f"{self._base_url}/model/{quote(request.provider_model, safe='~')}/count-tokens"
+        return await self.post_count(url, orjson.dumps(body), request, "inputTokens")
 
     def stream_decoder(self) -> EventStreamDecoder:
         return EventStreamDecoder()
