@@ -12,6 +12,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .anthropic_checks import Invalid, check_count_request, counted_tokens
 from .anthropic_server import FakeAnthropic
 from .gemini_server import FakeGemini
 
@@ -200,6 +201,8 @@ class FakeVertexAnthropic(FakeAnthropic):
         if refusal is not None:
             return refusal
         body = await self.record(request)
+        if request.match_info["target"] == "count-tokens:rawPredict":
+            return await self._count(body)
         if (
             not isinstance(body, dict)
             or "model" in body
@@ -214,3 +217,16 @@ class FakeVertexAnthropic(FakeAnthropic):
         # The model is the path's; the rest of the body is checked as the Messages API checks it.
         model = request.match_info["target"].rpartition(":")[0]
         return await self.respond(request, {**body, "model": model})
+
+    async def _count(self, body: Any) -> web.StreamResponse:
+        """Vertex's one count endpoint: the count body with its model, plus anthropic_version."""
+        if not isinstance(body, dict) or body.get("anthropic_version") != "vertex-2023-10-16":
+            return web.json_response(
+                self.error_body(400, "anthropic_version: vertex-2023-10-16 is required"), status=400
+            )
+        counted = {k: v for k, v in body.items() if k != "anthropic_version"}
+        try:
+            check_count_request(counted)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
+        return web.json_response({"input_tokens": counted_tokens(counted)})

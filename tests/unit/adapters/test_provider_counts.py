@@ -10,12 +10,19 @@ import orjson
 import pytest
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers import OpenAIProvider, ProviderError, ProviderRequest, VertexGeminiProvider
+from atp_adapters.providers import (
+    OpenAIProvider,
+    ProviderError,
+    ProviderRequest,
+    VertexAnthropicProvider,
+    VertexGeminiProvider,
+)
 from atp_adapters.providers.cloud_auth import google_credential
 from atp_common.config import HttpProvider
 from tests.fakes import FakeOpenAI
+from tests.fakes.anthropic_checks import counted_tokens
 from tests.fakes.base import Faults
-from tests.fakes.cloud_tokens import FakeGoogleOAuth, FakeVertexGemini
+from tests.fakes.cloud_tokens import FakeGoogleOAuth, FakeVertexAnthropic, FakeVertexGemini
 from tests.fakes.gemini_checks import counted_gemini_tokens
 from tests.fakes.openai_checks import counted_openai_tokens
 
@@ -183,3 +190,34 @@ async def test_gemini_on_vertex_counts_with_the_request_fields_at_the_top(tmp_pa
     assert sent.headers["Authorization"].startswith("Bearer ")
     assert "generateContentRequest" not in sent.body and sent.body["systemInstruction"]
     assert tokens == counted_gemini_tokens(sent.body) > 0
+
+
+async def test_claude_on_vertex_counts_at_vertexs_one_count_endpoint(tmp_path: Path) -> None:
+    oauth = FakeGoogleOAuth()
+    await oauth.start()
+    key_file = tmp_path / "service-account.json"
+    key_file.write_bytes(orjson.dumps(oauth.service_account_info()))
+    fake = FakeVertexAnthropic(oauth, PROJECT, LOCATION)
+    await fake.start()
+    credential = google_credential(str(key_file))
+    await credential.start()
+    cfg = HttpProvider(
+        type="vertex", project=PROJECT, location=LOCATION, publisher="anthropic", base_url=fake.base_url
+    )
+    provider = VertexAnthropicProvider(cfg, credential)
+    try:
+        params = chat_pb2.GenerationParams(max_tokens=64, anthropic_betas=["context-1m-2025-08-07"])
+        ask = ProviderRequest(
+            "claude-sonnet-4@20250514", [chat_pb2.ChatMessage(role="user", content="hi")], params
+        )
+        tokens = await provider.count_tokens(ask)
+    finally:
+        await provider.close()
+        await credential.close()
+        await fake.stop()
+        await oauth.stop()
+    [sent] = fake.requests  # checked as Anthropic checks a count body, with Vertex's anthropic_version
+    assert sent.path.endswith("/publishers/anthropic/models/count-tokens:rawPredict")
+    assert sent.body["model"] == "claude-sonnet-4@20250514" and "max_tokens" not in sent.body
+    assert sent.headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert tokens == counted_tokens({k: v for k, v in sent.body.items() if k != "anthropic_version"}) > 0

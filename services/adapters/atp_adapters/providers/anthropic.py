@@ -227,5 +227,9 @@ class AnthropicProvider(HttpProvider):
         """Messages' count_tokens: the body a Messages call would send, less what the count refuses."""
         body = orjson.loads(encode_anthropic(self.name, request))
         counted = {k: v for k, v in body.items() if k in _COUNTED_FIELDS}
-        url = f"{self._base_url}/v1/messages/count_tokens"
+        url, counted = self.count_call(counted)
         return await self.post_count(url, orjson.dumps(counted), request, "input_tokens")
+
+    def count_call(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The count endpoint and its body (Vertex AI has its own)."""
+        return f"{self._base_url}/v1/messages/count_tokens", body

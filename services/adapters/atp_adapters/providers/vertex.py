@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from atp_adapters.providers.anthropic import AnthropicProvider
-from atp_adapters.providers.base import ProviderRequest, unsupported
+from atp_adapters.providers.base import ProviderRequest
 from atp_adapters.providers.cloud_auth import RefreshingCredential
 from atp_adapters.providers.gemini import GeminiProvider
 from atp_common import config
@@ -73,9 +73,10 @@ class VertexAnthropicProvider(AnthropicProvider):
         method = "streamRawPredict" if stream else "rawPredict"
         return f"{self._base_url}{_model_path(self._vertex, 'anthropic', provider_model)}:{method}"
 
-    async def count_tokens(self, request: ProviderRequest) -> int:
-        # Vertex counts Anthropic models through a path of its own (count-tokens:rawPredict): not built.
-        raise unsupported(self.name, "model", "counting tokens on Vertex AI is not built")
+    def count_call(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # One count endpoint for every Anthropic model on Vertex: the model stays in the body.
+        path = _model_path(self._vertex, "anthropic", "count-tokens")
+        return f"{self._base_url}{path}:rawPredict", {**body, "anthropic_version": VERTEX_ANTHROPIC_VERSION}
 
     def encode(self, request: ProviderRequest) -> bytes:
         body = orjson.loads(super().encode(request))
