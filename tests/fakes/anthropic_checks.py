@@ -213,3 +213,34 @@ def check_count_request(body: Any) -> None:
 def counted_tokens(body: dict[str, Any]) -> int:
     """The fake's count: a quarter of the JSON of everything counted but the model (deterministic)."""
     return len(json.dumps({k: v for k, v in body.items() if k != "model"}, sort_keys=True)) // 4
+
+
+CONTEXT_MANAGEMENT_BETA = "context-management-2025-06-27"
+_EDITS = {
+    "clear_thinking_20251015": "cleared_thinking_turns",
+    "clear_tool_uses_20250919": "cleared_tool_uses",
+}
+
+
+def check_context_management(body: dict[str, Any], betas: str) -> list[dict[str, Any]]:
+    """Raise Invalid as the real API does for context_management; the applied edits the fake reports
+    (one of each edit asked for, one item and 42 tokens cleared)."""
+    config = body.get("context_management")
+    if config is None:
+        return []
+    _require(
+        CONTEXT_MANAGEMENT_BETA in betas.split(","), "context_management: Extra inputs are not permitted"
+    )
+    _require(isinstance(config, dict) and set(config) <= {"edits"}, "context_management: invalid")
+    applied = []
+    for i, edit in enumerate(config.get("edits") or ()):
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        _require(kind in _EDITS, f"context_management.edits.{i}.type: unknown edit type")
+        if kind == "clear_thinking_20251015":
+            thinking = (body.get("thinking") or {}).get("type")
+            _require(
+                thinking in ("enabled", "adaptive"),
+                "`clear_thinking_20251015` strategy requires `thinking` to be enabled or adaptive",
+            )
+        applied.append({"type": kind, "cleared_input_tokens": 42, _EDITS[kind]: 1})
+    return applied

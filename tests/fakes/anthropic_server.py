@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .anthropic_checks import Invalid, check_count_request, check_messages_request, counted_tokens
+from .anthropic_checks import (
+    Invalid,
+    check_context_management,
+    check_count_request,
+    check_messages_request,
+    counted_tokens,
+)
 from .base import FakeServer, sse
 
 _STOP_REASONS = {
@@ -92,14 +98,17 @@ class FakeAnthropic(FakeServer):
         """Check a recorded body as Messages does, then answer it."""
         try:
             check_messages_request(body)
+            applied = check_context_management(body, request.headers.get("anthropic-beta", ""))
         except Invalid as exc:
             return web.json_response(self.error_body(400, str(exc)), status=400)
         failure = await self.before_reply(request)
         if failure is not None:
             return failure
         reply = self.reply
+        # The edits applied, reported as the API does when the request asked for context management.
+        edits = {"context_management": {"applied_edits": applied}} if "context_management" in body else {}
         if body.get("stream"):
-            return await self.send_events(request, self._events(body))
+            return await self.send_events(request, self._events(body, edits))
         return web.json_response(
             {
                 "id": "msg_fake",
@@ -109,6 +118,7 @@ class FakeAnthropic(FakeServer):
                 "content": self._blocks(),
                 **self._stop(),
                 "usage": self._usage(reply.completion_tokens),
+                **edits,
             }
         )
 
@@ -149,7 +159,7 @@ class FakeAnthropic(FakeServer):
             "stop_details": None,
         }
 
-    def _events(self, body: dict[str, Any]) -> list[bytes]:
+    def _events(self, body: dict[str, Any], edits: dict[str, Any]) -> list[bytes]:
         def event(kind: str, **payload: Any) -> bytes:
             return sse(orjson.dumps({"type": kind, **payload}), kind)
 
@@ -177,7 +187,7 @@ class FakeAnthropic(FakeServer):
             "output_tokens": reply.completion_tokens,
             "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
         }
-        events.append(event("message_delta", delta=stop, usage=usage))
+        events.append(event("message_delta", delta=stop, usage=usage, **edits))
         events.append(event("message_stop"))
         return events
 

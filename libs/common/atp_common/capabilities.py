@@ -66,6 +66,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("chat", 1 << 23, "a chat, responses or messages request", None, "model"),
     # JSON without a schema: Anthropic's structured output takes a schema only.
     Feature("json_object", 1 << 24, "response_format json_object", "json", "response_format"),
+    Feature(
+        "context_management",
+        1 << 25,
+        "Anthropic's context_management with edits other than clear_thinking",
+        None,
+        "context_management",
+    ),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -81,8 +88,8 @@ def _all_but(*names: str) -> frozenset[str]:
 # the README is generated from this and the dialects' parameter tables.
 PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "openai": _all_but("top_k"),
-        "azure": _all_but("top_k"),
+        "openai": _all_but("top_k", "context_management"),
+        "azure": _all_but("top_k", "context_management"),
         "anthropic": frozenset(
             (
                 "tools",
@@ -95,6 +102,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "no_parallel_tool_calls",
                 "service_tier",
                 "chat",
+                "context_management",
             )
         ),
         "gemini": frozenset(
@@ -135,6 +143,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
         # those that promise something it cannot do (audio replies, stored completions, a tier, options
         # only OpenAI knows, token biases, predicted output) are not.
         "local": _all_but(
+            "context_management",
             "audio_output",
             "logit_bias",
             "prediction",

@@ -161,6 +161,8 @@ def _complete(
             for i in range(max(reasons) + 1)
         )
     completion.stop_sequence = batch.stop_sequence
+    if batch.provider_fields:
+        completion.provider_fields.update(batch.provider_fields)
     completion.usage.CopyFrom(usage)
     completion.cost_usd = target.prices.cost(usage)
     completion.latency_ms = (now - started) * 1000.0

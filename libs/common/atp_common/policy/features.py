@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from atp.common.v1 import chat_pb2
 from atp_common import capabilities
 
@@ -167,6 +169,22 @@ _PROMPT_CACHE = _FEATURE["prompt_cache_key"].bit
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
 
+def _anthropic_option_bits(options: Mapping[str, bytes]) -> int:
+    """context_management needs Anthropic's API unless its only edits are clear_thinking ones: those
+    concern Claude's own thinking blocks, which no other model is sent."""
+    for name, raw in options.items():
+        if name != "context_management":
+            return _FEATURE["context_management"].bit
+        try:
+            edits = orjson.loads(raw).get("edits") or ()
+            kinds = [edit.get("type", "") for edit in edits]
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            return _FEATURE["context_management"].bit
+        if not all(isinstance(kind, str) and kind.startswith("clear_thinking_") for kind in kinds):
+            return _FEATURE["context_management"].bit
+    return 0
+
+
 def _always(name: str) -> Callable[[Any], int]:
     bit = _FEATURE[name].bit
     return lambda value: bit
@@ -208,6 +226,7 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("prompt_cache_retention", lambda v: _PROMPT_CACHE),
             ("verbosity", _always("verbosity")),
             ("openai_options", _always("openai_options")),
+            ("anthropic_options", _anthropic_option_bits),
         )
     }
 )

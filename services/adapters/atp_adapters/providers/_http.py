@@ -55,6 +55,7 @@ class StreamState(abc.ABC):
         "deltas",
         "finish_reason",
         "model_version",
+        "provider_fields",
         "response_id",
         "service_tier",
         "stop_sequence",
@@ -71,6 +72,7 @@ class StreamState(abc.ABC):
         self.stop_sequence = ""
         self.service_tier = ""
         self.choice_finish_reasons: dict[int, str] = {}
+        self.provider_fields: dict[str, bytes] = {}
 
     def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
         """The batch that ends the reply."""
@@ -83,6 +85,7 @@ class StreamState(abc.ABC):
             stop_sequence=self.stop_sequence,
             service_tier=self.service_tier,
             choice_finish_reasons=self.choice_finish_reasons,
+            provider_fields=self.provider_fields,
         )
 
     def first_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:

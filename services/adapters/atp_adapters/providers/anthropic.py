@@ -154,6 +154,8 @@ class _AnthropicStream(StreamState):
             reply.stop(payload.get("delta") or {})
             self.finish_reason = reply.finish_reason or self.finish_reason
             self.stop_sequence = reply.stop_sequence
+            if (edits := payload.get("context_management")) is not None:
+                self.provider_fields["context_management"] = orjson.dumps(edits)
             usage = payload.get("usage")
             if usage:
                 # message_delta's usage is cumulative; input counts may be restated there too.
@@ -183,6 +185,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         reply.stop_block()
     reply.stop(payload)
     usage = payload.get("usage")
+    edits = payload.get("context_management")
     return ProviderBatch(
         reply.builder.take(),
         reply.finish_reason or "stop",
@@ -190,6 +193,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
         service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
+        provider_fields={} if edits is None else {"context_management": orjson.dumps(edits)},
     )
 
 

@@ -360,6 +360,8 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     if thinking is not None:
         body["thinking"] = thinking
     _options(enc, params, body)
+    for name, raw in params.anthropic_options.items():
+        body[name] = orjson.Fragment(raw)  # Anthropic's own options, as the client sent them
     if thinking is not None and thinking["type"] == "enabled":
         _refuse_with_thinking(enc, body)
     return orjson.dumps(body)

@@ -66,6 +66,8 @@ class ProviderBatch:
     stop_sequence: str = ""
     service_tier: str = ""
     choice_finish_reasons: dict[int, str] = field(default_factory=dict)
+    # Reply fields of the provider's own API with no place in the internal reply, as JSON by name.
+    provider_fields: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

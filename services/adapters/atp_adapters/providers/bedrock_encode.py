@@ -304,10 +304,13 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
     if output := _output_config(provider, params):
         body["outputConfig"] = output
     extra = _additional_fields(provider, params)
-    if params.anthropic_betas and "anthropic." in request.provider_model:
-        # Claude on Bedrock takes the betas in the body (model ids `anthropic.…`, profiles `us.anthropic.…`);
-        # other models there have no betas.
-        extra["anthropic_beta"] = list(params.anthropic_betas)
+    if "anthropic." in request.provider_model:
+        # Claude on Bedrock takes Anthropic's betas and options in the body (model ids `anthropic.…`,
+        # profiles `us.anthropic.…`); other models there have neither.
+        if params.anthropic_betas:
+            extra["anthropic_beta"] = list(params.anthropic_betas)
+        for name, raw in params.anthropic_options.items():
+            extra[name] = orjson.loads(raw)
     if extra:
         body["additionalModelRequestFields"] = extra
     if tier := _SERVICE_TIERS.get(params.service_tier, ""):

@@ -100,7 +100,14 @@ class GenerateHeader(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., model: _Optional[str] = ..., provider: _Optional[str] = ..., route: _Optional[str] = ..., request_id: _Optional[str] = ..., created: _Optional[int] = ..., system_fingerprint: _Optional[str] = ..., service_tier: _Optional[str] = ..., provider_response_id: _Optional[str] = ..., deployment: _Optional[str] = ..., region: _Optional[str] = ..., cache: _Optional[str] = ..., cache_expires_at_ms: _Optional[int] = ..., cache_saved_cost_usd: _Optional[float] = ..., rate_limits: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GenerateCompletion(_message.Message):
-    __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms", "choice_finish_reasons", "stop_sequence")
+    __slots__ = ("finish_reason", "usage", "cost_usd", "latency_ms", "provider_ms", "time_to_first_token_ms", "choice_finish_reasons", "stop_sequence", "provider_fields")
+    class ProviderFieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +116,7 @@ class GenerateCompletion(_message.Message):
     TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
     CHOICE_FINISH_REASONS_FIELD_NUMBER: _ClassVar[int]
     STOP_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELDS_FIELD_NUMBER: _ClassVar[int]
     finish_reason: FinishReason
     usage: _chat_pb2.Usage
     cost_usd: float
@@ -117,7 +125,8 @@ class GenerateCompletion(_message.Message):
     time_to_first_token_ms: float
     choice_finish_reasons: _containers.RepeatedScalarFieldContainer[FinishReason]
     stop_sequence: str
-    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., choice_finish_reasons: _Optional[_Iterable[_Union[FinishReason, str]]] = ..., stop_sequence: _Optional[str] = ...) -> None: ...
+    provider_fields: _containers.ScalarMap[str, bytes]
+    def __init__(self, finish_reason: _Optional[_Union[FinishReason, str]] = ..., usage: _Optional[_Union[_chat_pb2.Usage, _Mapping]] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., provider_ms: _Optional[float] = ..., time_to_first_token_ms: _Optional[float] = ..., choice_finish_reasons: _Optional[_Iterable[_Union[FinishReason, str]]] = ..., stop_sequence: _Optional[str] = ..., provider_fields: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class GenerateError(_message.Message):
     __slots__ = ("code", "message", "type")

@@ -185,7 +185,7 @@ class AudioOutput(_message.Message):
     def __init__(self, voice: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class GenerationParams(_message.Message):
-    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format", "parallel_tool_calls", "reasoning", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "prediction", "modalities", "audio", "logit_bias", "n", "top_k", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "verbosity", "openai_options", "cache_control", "anthropic_betas")
+    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format", "parallel_tool_calls", "reasoning", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "prediction", "modalities", "audio", "logit_bias", "n", "top_k", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "verbosity", "openai_options", "cache_control", "anthropic_betas", "anthropic_options")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +201,13 @@ class GenerationParams(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     class OpenaiOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class AnthropicOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +245,7 @@ class GenerationParams(_message.Message):
     OPENAI_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     CACHE_CONTROL_FIELD_NUMBER: _ClassVar[int]
     ANTHROPIC_BETAS_FIELD_NUMBER: _ClassVar[int]
+    ANTHROPIC_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_p: float
     max_tokens: int
@@ -269,7 +277,8 @@ class GenerationParams(_message.Message):
     openai_options: _containers.ScalarMap[str, bytes]
     cache_control: CacheControl
     anthropic_betas: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., reasoning: _Optional[_Union[Reasoning, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., store: _Optional[bool] = ..., service_tier: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., modalities: _Optional[_Iterable[str]] = ..., audio: _Optional[_Union[AudioOutput, _Mapping]] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., n: _Optional[int] = ..., top_k: _Optional[int] = ..., prompt_cache_key: _Optional[str] = ..., prompt_cache_retention: _Optional[str] = ..., safety_identifier: _Optional[str] = ..., verbosity: _Optional[str] = ..., openai_options: _Optional[_Mapping[str, bytes]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., anthropic_betas: _Optional[_Iterable[str]] = ...) -> None: ...
+    anthropic_options: _containers.ScalarMap[str, bytes]
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., reasoning: _Optional[_Union[Reasoning, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., store: _Optional[bool] = ..., service_tier: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., modalities: _Optional[_Iterable[str]] = ..., audio: _Optional[_Union[AudioOutput, _Mapping]] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., n: _Optional[int] = ..., top_k: _Optional[int] = ..., prompt_cache_key: _Optional[str] = ..., prompt_cache_retention: _Optional[str] = ..., safety_identifier: _Optional[str] = ..., verbosity: _Optional[str] = ..., openai_options: _Optional[_Mapping[str, bytes]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., anthropic_betas: _Optional[_Iterable[str]] = ..., anthropic_options: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens", "estimated", "cache_write_tokens", "prompt_audio_tokens", "completion_audio_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens")
