@@ -41,6 +41,7 @@ FIELD_FEATURES: dict[str, str] = {
     "params.service_tier": "service_tier",
     "params.verbosity": "verbosity",
     "params.openai_options": "openai_options",
+    "params.anthropic_options": "context_management",
     "params.prompt_cache_key": "prompt_cache_key",
     "params.prompt_cache_retention": "prompt_cache_key",
     "params.reasoning": "reasoning",

@@ -107,7 +107,7 @@ class MessagesReply:
             usage = usage_json(completion.usage)
         if header.service_tier:
             usage["service_tier"] = _TIERS.get(header.service_tier, "standard")
-        return {
+        message = {
             "id": "msg_" + (header.decision_id or header.request_id),
             "type": "message",
             "role": "assistant",
@@ -117,6 +117,9 @@ class MessagesReply:
             "stop_sequence": stop_sequence,
             "usage": usage,
         }
+        if completion is not None:
+            message.update(_provider_fields(completion))
+        return message
 
     def _stop(self, completion: adapters_pb2.GenerateCompletion) -> tuple[str, str | None]:
         if completion.stop_sequence:
@@ -190,7 +193,10 @@ class MessagesReply:
         stop_reason, stop_sequence = self._stop(completion)
         usage = usage_json(completion.usage)
         self._emit(
-            "message_delta", delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence}, usage=usage
+            "message_delta",
+            delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+            usage=usage,
+            **_provider_fields(completion),
         )
         self._emit("message_stop")
         return self._flush()
@@ -251,3 +257,9 @@ class MessagesReply:
             self._arguments.setdefault(index, []).append(fragment.arguments)
             delta = {"type": "input_json_delta", "partial_json": fragment.arguments}
             self._emit("content_block_delta", index=index, delta=delta)
+
+
+def _provider_fields(completion: adapters_pb2.GenerateCompletion) -> dict[str, Any]:
+    """Anthropic's own reply fields (context_management's applied edits), as Anthropic sent them."""
+    fields = completion.provider_fields
+    return {name: orjson.Fragment(raw) for name, raw in fields.items()} if fields else {}

@@ -36,7 +36,7 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("user_profile_id", "refused"),
     ("workspace_id", "refused"),
     ("mcp_servers", "refused (server-side MCP)"),
-    ("context_management", "refused"),
+    ("context_management", "params.anthropic_options (edits other than clear_thinking filter)"),
 )
 
 _ALLOWED = frozenset(name for name, _ in PARAMETERS)
@@ -108,7 +108,27 @@ def _params(obj: Obj, counting: bool) -> chat_pb2.GenerationParams:
     _thinking(obj, params)
     _output_config(obj, params)
     _tools(obj, params)
+    _context_management(obj, params)
     return params
+
+
+_MAX_EDITS = 16
+_MAX_OPTION_BYTES = 16 << 10
+
+
+def _context_management(obj: Obj, params: chat_pb2.GenerationParams) -> None:
+    """Anthropic's context editing, kept as sent for Anthropic's models: each edit's own fields are the
+    API's to check; here its shape and size, so routing can read the edit types."""
+    config = obj.object("context_management")
+    if config is None:
+        return
+    config.known(("edits",))
+    for edit in config.objects("edits", max_items=_MAX_EDITS):
+        edit.text("type", required=True, max_length=64)
+    raw = dump(config.value)
+    if len(raw) > _MAX_OPTION_BYTES:
+        raise obj.invalid("context_management", f"at most {_MAX_OPTION_BYTES} bytes of JSON.")
+    params.anthropic_options["context_management"] = raw
 
 
 def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
