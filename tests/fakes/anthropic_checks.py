@@ -120,12 +120,20 @@ def _messages(messages: Any) -> int:
     return breakpoints
 
 
+_EFFORTS = (None, "low", "medium", "high", "xhigh", "max")
+
+
 def _thinking(body: dict[str, Any]) -> None:
     thinking = body.get("thinking")
     if thinking is None:
         return
     kind = thinking.get("type")
-    _require(kind in ("enabled", "disabled"), f"thinking.type: unknown {kind!r}")
+    _require(kind in ("enabled", "disabled", "adaptive"), f"thinking.type: unknown {kind!r}")
+    if kind == "adaptive":
+        _require(set(thinking) <= {"type", "display"}, "thinking: adaptive takes type and display only")
+        _require(
+            thinking.get("display", "summarized") in ("summarized", "omitted"), "thinking.display: invalid"
+        )
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         _require(isinstance(budget, int) and budget >= 1024, "thinking.budget_tokens: must be at least 1024")
@@ -158,9 +166,12 @@ def _options(body: dict[str, Any]) -> int:
     _require(body.get("service_tier", "auto") in ("auto", "standard_only"), "service_tier: invalid")
     output = body.get("output_config")
     if output is not None:
-        fmt = output.get("format") or {}
-        _require(fmt.get("type") == "json_schema", "output_config.format.type: must be json_schema")
-        _require(isinstance(fmt.get("schema"), dict), "output_config.format.schema: Field required")
+        _require(set(output) <= {"format", "effort"}, "output_config: Extra inputs are not permitted")
+        _require(output.get("effort") in _EFFORTS, "output_config.effort: invalid")
+        if "format" in output:
+            fmt = output["format"] or {}
+            _require(fmt.get("type") == "json_schema", "output_config.format.type: must be json_schema")
+            _require(isinstance(fmt.get("schema"), dict), "output_config.format.schema: Field required")
     metadata = body.get("metadata")
     if metadata is not None:
         _require(isinstance(metadata.get("user_id"), str), "metadata.user_id: must be a string")

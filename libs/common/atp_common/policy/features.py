@@ -148,6 +148,9 @@ def _tool_bits(tools: Sequence[chat_pb2.Tool]) -> int:
 def _reasoning_bits(reasoning: chat_pb2.Reasoning) -> int:
     # Reasoning turned off (effort `none`, thinking disabled) asks nothing of the model.
     wants = (reasoning.effort not in ("", "none") or reasoning.budget_tokens > 0) and not reasoning.disabled
+    if reasoning.adaptive and not wants:
+        # Adaptive thinking lets the model decide; one that cannot think decides not to.
+        return 0
     return _REASONING if wants or reasoning.include_thoughts else 0
 
 

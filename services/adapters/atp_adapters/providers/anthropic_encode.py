@@ -242,6 +242,12 @@ class _Encoder:
         default = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if reasoning.disabled or reasoning.effort == "none":
             return {"type": "disabled"}, default
+        if reasoning.adaptive:
+            # The model decides; output_config.effort (written with the other options) guides it.
+            adaptive: dict[str, Any] = {"type": "adaptive"}
+            if reasoning.display:
+                adaptive["display"] = reasoning.display
+            return adaptive, default
         if reasoning.HasField("budget_tokens"):
             budget = reasoning.budget_tokens
         elif reasoning.effort:
@@ -333,6 +339,8 @@ def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, A
         output = enc.response_format(params.response_format)
         if output is not None:
             body["output_config"] = output
+    if params.reasoning.adaptive and params.reasoning.effort:
+        body.setdefault("output_config", {})["effort"] = params.reasoning.effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")
 

@@ -242,6 +242,11 @@ def _additional_fields(provider: str, params: chat_pb2.GenerationParams) -> dict
     reasoning = params.reasoning
     if reasoning.disabled or reasoning.effort == "none":
         extra["thinking"] = {"type": "disabled"}
+    elif reasoning.adaptive:
+        extra["thinking"] = {
+            "type": "adaptive",
+            **({"display": reasoning.display} if reasoning.display else {}),
+        }
     elif reasoning.HasField("budget_tokens"):
         extra["thinking"] = {"type": "enabled", "budget_tokens": reasoning.budget_tokens}
     if params.HasField("top_k"):

@@ -214,6 +214,8 @@ class _Encoder:
             if reasoning.effort not in EFFORT_LEVELS:
                 raise self.refuse("reasoning_effort", f"effort {reasoning.effort!r}")
             config["thinkingLevel"] = EFFORT_LEVELS[reasoning.effort]
+        elif reasoning.adaptive:
+            config["thinkingBudget"] = -1  # dynamic: the model decides how much to think
         if reasoning.include_thoughts:
             config["includeThoughts"] = True
         return config

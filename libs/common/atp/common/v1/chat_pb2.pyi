@@ -157,16 +157,20 @@ class ResponseFormat(_message.Message):
     def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., schema_json: _Optional[bytes] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class Reasoning(_message.Message):
-    __slots__ = ("effort", "budget_tokens", "disabled", "include_thoughts")
+    __slots__ = ("effort", "budget_tokens", "disabled", "include_thoughts", "adaptive", "display")
     EFFORT_FIELD_NUMBER: _ClassVar[int]
     BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_THOUGHTS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTIVE_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_FIELD_NUMBER: _ClassVar[int]
     effort: str
     budget_tokens: int
     disabled: bool
     include_thoughts: bool
-    def __init__(self, effort: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., disabled: _Optional[bool] = ..., include_thoughts: _Optional[bool] = ...) -> None: ...
+    adaptive: bool
+    display: str
+    def __init__(self, effort: _Optional[str] = ..., budget_tokens: _Optional[int] = ..., disabled: _Optional[bool] = ..., include_thoughts: _Optional[bool] = ..., adaptive: _Optional[bool] = ..., display: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("content", "parts")
