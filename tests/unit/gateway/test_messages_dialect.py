@@ -221,7 +221,7 @@ def test_thinking_disabled_and_tool_choice_any() -> None:
             "messages[0].content[0].source.type",
         ),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
-        ({"thinking": {"type": "adaptive"}}, "thinking.type"),
+        ({"thinking": {"type": "auto"}}, "thinking.type"),
         ({"thinking": {"type": "enabled", "budget_tokens": 4096}}, "thinking.budget_tokens"),
         ({"temperature": 1.5}, "temperature"),
         ({"container": "c1"}, "container"),

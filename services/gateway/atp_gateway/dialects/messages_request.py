@@ -149,11 +149,17 @@ def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
         params.reasoning.include_thoughts = (
             thinking.text("display", choices=("summarized", "omitted")) != "omitted"
         )
+    elif kind == "adaptive":
+        thinking.known(("type", "display"))
+        display = thinking.text("display", choices=("summarized", "omitted")) or ""
+        params.reasoning.adaptive = True
+        params.reasoning.display = display
+        params.reasoning.include_thoughts = display != "omitted"
     else:
         path = thinking.at("type")
         raise InvalidArgument(
-            f"Unsupported thinking type '{kind}' at '{path}': ATP takes 'enabled' (with budget_tokens) or "
-            "'disabled', which every provider with a thinking setting can honour.",
+            f"Unsupported thinking type '{kind}' at '{path}': ATP takes 'enabled' (with budget_tokens), "
+            "'adaptive' or 'disabled'.",
             param=path,
         )
 

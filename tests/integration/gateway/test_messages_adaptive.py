@@ -1,0 +1,86 @@
+"""Adaptive thinking (what Claude's newest models take, and clients send for them) through the real gateway
+and adapters: Anthropic gets it as sent with its effort; other providers get their own form of "the model
+decides", and a model that cannot think is not filtered out by it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from anthropic.types.shared import ErrorResponse
+
+from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.sdk_models import strict
+
+HI = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture
+async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
+    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
+    yield sdk
+    await sdk.close()
+
+
+async def _create(client: anthropic.AsyncAnthropic, model: str, **extra: Any) -> None:
+    await client.messages.create(
+        model=model, max_tokens=4096, messages=HI, extra_body={"thinking": {"type": "adaptive"}, **extra}
+    )
+
+
+async def test_anthropic_gets_adaptive_thinking_and_its_effort_as_sent(
+    stack: DialectStack, client: anthropic.AsyncAnthropic
+) -> None:
+    await _create(client, "claude", output_config={"effort": "high"})
+    await client.messages.create(
+        model="claude",
+        max_tokens=4096,
+        messages=HI,
+        extra_body={"thinking": {"type": "adaptive", "display": "omitted"}},
+    )
+    with_effort, omitted = (r.body for r in stack.anthropic.requests)
+    assert with_effort["thinking"] == {"type": "adaptive"}
+    assert with_effort["output_config"] == {"effort": "high"} and with_effort["max_tokens"] == 4096
+    assert (
+        omitted["thinking"] == {"type": "adaptive", "display": "omitted"} and "output_config" not in omitted
+    )
+
+
+async def test_other_providers_get_their_own_form_of_the_model_decides(
+    stack: DialectStack, client: anthropic.AsyncAnthropic
+) -> None:
+    await _create(client, "gpt")
+    await _create(client, "gpt", output_config={"effort": "low"})
+    plain, guided = (r.body for r in stack.openai.requests)
+    assert "reasoning_effort" not in plain and guided["reasoning_effort"] == "low"
+    await _create(client, "gem")
+    [to_gemini] = stack.gemini.requests
+    assert to_gemini.body["generationConfig"]["thinkingConfig"] == {
+        "thinkingBudget": -1,
+        "includeThoughts": True,
+    }
+
+
+async def test_adaptive_takes_no_budget(stack: DialectStack, api_key: str) -> None:
+    body = {
+        "model": "claude",
+        "max_tokens": 4096,
+        "messages": HI,
+        "thinking": {"type": "adaptive", "budget_tokens": 2048},
+    }
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+        reply = await http.post(
+            "/v1/messages", json=body, headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"}
+        )
+    assert reply.status_code == 400
+    assert "thinking.budget_tokens" in strict(ErrorResponse, reply.json()).error.message
+    assert not stack.anthropic.requests
