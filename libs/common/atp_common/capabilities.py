@@ -73,6 +73,7 @@ FEATURES: tuple[Feature, ...] = (
         None,
         "context_management",
     ),
+    Feature("max_effort", 1 << 26, "effort max (Anthropic's highest)", None, "output_config.effort"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -88,8 +89,8 @@ def _all_but(*names: str) -> frozenset[str]:
 # the README is generated from this and the dialects' parameter tables.
 PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "openai": _all_but("top_k", "context_management"),
-        "azure": _all_but("top_k", "context_management"),
+        "openai": _all_but("top_k", "context_management", "max_effort"),
+        "azure": _all_but("top_k", "context_management", "max_effort"),
         "anthropic": frozenset(
             (
                 "tools",
@@ -103,6 +104,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "service_tier",
                 "chat",
                 "context_management",
+                "max_effort",
             )
         ),
         "gemini": frozenset(
@@ -144,6 +146,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
         # only OpenAI knows, token biases, predicted output) are not.
         "local": _all_but(
             "context_management",
+            "max_effort",
             "audio_output",
             "logit_bias",
             "prediction",

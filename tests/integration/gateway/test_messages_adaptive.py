@@ -84,3 +84,24 @@ async def test_adaptive_takes_no_budget(stack: DialectStack, api_key: str) -> No
     assert reply.status_code == 400
     assert "thinking.budget_tokens" in strict(ErrorResponse, reply.json()).error.message
     assert not stack.anthropic.requests
+
+
+async def test_effort_max_goes_to_anthropic_and_keeps_the_request_there(
+    stack: DialectStack, client: anthropic.AsyncAnthropic
+) -> None:
+    await _create(client, "claude", output_config={"effort": "max"})
+    await client.messages.create(
+        model="claude", max_tokens=4096, messages=HI, extra_body={"output_config": {"effort": "max"}}
+    )
+    adaptive, plain = (r.body for r in stack.anthropic.requests)
+    assert adaptive["thinking"] == {"type": "adaptive"} and adaptive["output_config"] == {"effort": "max"}
+    assert "thinking" not in plain and plain["output_config"] == {"effort": "max"}
+    # azure-first ranks Azure first: max is Anthropic's, so claude serves; gpt alone cannot.
+    served = await client.messages.create(
+        model="azure-first", max_tokens=4096, messages=HI, extra_body={"output_config": {"effort": "max"}}
+    )
+    assert served.model == "claude" and not stack.openai.requests
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await _create(client, "gpt", output_config={"effort": "max"})
+    error = strict(ErrorResponse, caught.value.body).error
+    assert "output_config.effort" in error.message and not stack.openai.requests

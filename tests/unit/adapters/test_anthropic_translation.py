@@ -316,7 +316,7 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
         ),
         (
             [chat_pb2.ChatMessage(role="user", content="hi")],
-            {"reasoning": chat_pb2.Reasoning(effort="max")},
+            {"reasoning": chat_pb2.Reasoning(effort="ultra")},
             "reasoning_effort",
         ),
         (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),

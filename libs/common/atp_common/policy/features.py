@@ -151,7 +151,8 @@ def _reasoning_bits(reasoning: chat_pb2.Reasoning) -> int:
     if reasoning.adaptive and not wants:
         # Adaptive thinking lets the model decide; one that cannot think decides not to.
         return 0
-    return _REASONING if wants or reasoning.include_thoughts else 0
+    bits = _REASONING if wants or reasoning.include_thoughts else 0
+    return bits | (_FEATURE["max_effort"].bit if reasoning.effort == "max" else 0)
 
 
 _FEATURE = capabilities.BY_NAME

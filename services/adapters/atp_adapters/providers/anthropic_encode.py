@@ -250,6 +250,9 @@ class _Encoder:
             return adaptive, default
         if reasoning.HasField("budget_tokens"):
             budget = reasoning.budget_tokens
+        elif reasoning.effort == "max":
+            # Anthropic's own effort, sent as output_config.effort; no thinking was asked for.
+            return None, default
         elif reasoning.effort:
             if reasoning.effort not in EFFORT_BUDGETS:
                 raise self.refuse("reasoning_effort", f"effort {reasoning.effort!r}")
@@ -339,8 +342,9 @@ def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, A
         output = enc.response_format(params.response_format)
         if output is not None:
             body["output_config"] = output
-    if params.reasoning.adaptive and params.reasoning.effort:
-        body.setdefault("output_config", {})["effort"] = params.reasoning.effort
+    effort = params.reasoning.effort
+    if effort and (params.reasoning.adaptive or effort == "max"):
+        body.setdefault("output_config", {})["effort"] = effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")
 

@@ -54,8 +54,8 @@ COUNTED = (
 _REFUSED = frozenset(name for name, mapping in PARAMETERS if mapping.startswith("refused"))
 _MAX_INT32 = 2**31 - 1
 _TIERS = {"auto": "auto", "standard_only": "default"}
-# output_config.effort to the internal effort; Anthropic's `max` has no equivalent.
-_EFFORTS = ("low", "medium", "high", "xhigh")
+# output_config.effort to the internal effort; `max` (Anthropic's highest) keeps a request to Anthropic.
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 
 
 def parse_messages_request(
@@ -169,9 +169,7 @@ def _output_config(obj: Obj, params: chat_pb2.GenerationParams) -> None:
     if config is None:
         return
     config.known(("effort", "format"))
-    effort = config.text("effort", choices=(*_EFFORTS, "max"))
-    if effort == "max":
-        raise config.invalid("effort", "'max' has no equivalent across providers; use 'xhigh' or lower.")
+    effort = config.text("effort", choices=_EFFORTS)
     if effort is not None:
         params.reasoning.effort = effort
     form = config.object("format")
