@@ -169,6 +169,10 @@ class ModelConfig(_Strict):
     context_window: int = Field(8192, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
+    # How the model takes a request to think, where its provider speaks Anthropic's API: `budget` (thinking
+    # enabled with budget_tokens) or `adaptive` (Claude's newest models take nothing else: an effort or a
+    # budget becomes adaptive thinking with output_config.effort).
+    thinking: Literal["budget", "adaptive"] = "budget"
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ModelConfig:

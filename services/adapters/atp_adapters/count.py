@@ -110,7 +110,11 @@ class TokenCounter:
             for deployment in target.deployments.candidates(features.required_features, regions):
                 try:
                     tokens = await deployment.provider.count_tokens(
-                        replace(ask, provider_model=deployment.provider_model)
+                        replace(
+                            ask,
+                            provider_model=deployment.provider_model,
+                            adaptive_thinking=deployment.adaptive_thinking,
+                        )
                     )
                 except ProviderError as exc:
                     if exc.kind == "unsupported":

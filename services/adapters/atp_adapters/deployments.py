@@ -75,6 +75,8 @@ class Deployment:
     retry: RetryPolicy
     breaker: Breaker
     features: int = -1
+    # The model takes only adaptive thinking (its configuration's `thinking: adaptive`).
+    adaptive_thinking: bool = False
     rpm: int | None = None
     tpm: int | None = None
     in_flight: int = 0

@@ -396,6 +396,7 @@ def _provider_request(
         include_usage=True,
         request_id=request_id,
         deadline=deadline,
+        adaptive_thinking=deployment.adaptive_thinking,
     )
 
 

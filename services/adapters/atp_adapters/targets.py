@@ -88,6 +88,7 @@ def build_targets(
                     retry=retry,
                     breaker=own,
                     features=supported_features(wire_api, model.capabilities),
+                    adaptive_thinking=model.thinking == "adaptive",
                     rpm=deployment.rpm,
                     tpm=deployment.tpm,
                 )

@@ -10,6 +10,7 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers.base import ProviderError, ProviderRequest, unsupported
+from atp_adapters.providers.openai_encode import effort_for_budget
 
 # Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
 DEFAULT_MAX_TOKENS = 4096
@@ -235,18 +236,23 @@ class _Encoder:
             return None
         return choice
 
-    def thinking(self, params: chat_pb2.GenerationParams, max_tokens: int | None) -> tuple[Any, int]:
+    def thinking(
+        self, params: chat_pb2.GenerationParams, max_tokens: int | None, adaptive_model: bool = False
+    ) -> tuple[Any, int]:
         """(the thinking setting or None, max_tokens). Thinking counts toward max_tokens, which must
         exceed the budget: a limit at or below it becomes budget plus that limit."""
         reasoning = params.reasoning
         default = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if reasoning.disabled or reasoning.effort == "none":
             return {"type": "disabled"}, default
-        if reasoning.adaptive:
+        if _adaptive(reasoning, adaptive_model):
             # The model decides; output_config.effort (written with the other options) guides it.
             adaptive: dict[str, Any] = {"type": "adaptive"}
             if reasoning.display:
                 adaptive["display"] = reasoning.display
+            elif not reasoning.adaptive:
+                # Asked as an effort or a budget: shown as an enabled budget would have been.
+                adaptive["display"] = "summarized" if reasoning.include_thoughts else "omitted"
             return adaptive, default
         if reasoning.HasField("budget_tokens"):
             budget = reasoning.budget_tokens
@@ -317,7 +323,30 @@ def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> N
             raise enc.refuse(name, "no Anthropic Messages equivalent")
 
 
-def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, Any]) -> None:
+def _adaptive(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> bool:
+    """Whether thinking goes as adaptive: asked so, or asked at all of a model that takes nothing else."""
+    if reasoning.adaptive:
+        return True
+    asked = bool(reasoning.effort) or reasoning.HasField("budget_tokens") or reasoning.include_thoughts
+    return adaptive_model and asked and reasoning.effort != "max"
+
+
+def _effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str:
+    """output_config.effort: Anthropic's `max` as itself, and with adaptive thinking the effort asked for
+    (a budget as its effort; `minimal`, which Anthropic lacks, as `low`)."""
+    effort = reasoning.effort
+    if effort == "max":
+        return effort
+    if reasoning.disabled or effort == "none" or not _adaptive(reasoning, adaptive_model):
+        return ""
+    if not effort and reasoning.HasField("budget_tokens"):
+        effort = effort_for_budget(reasoning.budget_tokens)
+    return "low" if effort == "minimal" else effort
+
+
+def _options(
+    enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, Any], adaptive_model: bool
+) -> None:
     if params.HasField("temperature"):
         body["temperature"] = params.temperature
     if params.HasField("top_p"):
@@ -342,8 +371,7 @@ def _options(enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, A
         output = enc.response_format(params.response_format)
         if output is not None:
             body["output_config"] = output
-    effort = params.reasoning.effort
-    if effort and (params.reasoning.adaptive or effort == "max"):
+    if params.HasField("reasoning") and (effort := _effort(params.reasoning, adaptive_model)):
         body.setdefault("output_config", {})["effort"] = effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")
@@ -357,7 +385,11 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     _refuse_unexpressible(enc, params)
     system, turns = enc.messages(request.messages)
     max_tokens = params.max_tokens if params.HasField("max_tokens") else None
-    thinking, limit = enc.thinking(params, max_tokens) if params.HasField("reasoning") else (None, None)
+    thinking, limit = (
+        enc.thinking(params, max_tokens, request.adaptive_thinking)
+        if params.HasField("reasoning")
+        else (None, None)
+    )
     body: dict[str, Any] = {
         "model": request.provider_model,
         "max_tokens": limit
@@ -371,7 +403,7 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
         body["stream"] = True
     if thinking is not None:
         body["thinking"] = thinking
-    _options(enc, params, body)
+    _options(enc, params, body, request.adaptive_thinking)
     for name, raw in params.anthropic_options.items():
         body[name] = orjson.Fragment(raw)  # Anthropic's own options, as the client sent them
     if thinking is not None and thinking["type"] == "enabled":

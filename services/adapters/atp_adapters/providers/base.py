@@ -40,6 +40,8 @@ class ProviderRequest:
     # Absolute time on the time.monotonic() clock after which the whole call must have ended; None means
     # only the provider's own timeouts apply. Absolute, so failover attempts share one budget.
     deadline: float | None = None
+    # The model takes only adaptive thinking (Anthropic's API): effort and budgets are sent in that form.
+    adaptive_thinking: bool = False
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
