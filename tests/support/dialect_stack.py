@@ -62,6 +62,13 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     "capabilities": everything,
                 },
                 "az": {"provider": "azure", "provider_model": "dep-1", "capabilities": everything},
+                # One of Claude's newest models: it takes only adaptive thinking.
+                "claude-new": {
+                    "provider": "anthropic",
+                    "provider_model": "claude-new-upstream",
+                    "capabilities": everything,
+                    "thinking": "adaptive",
+                },
                 "gem": {
                     "provider": "gemini",
                     "provider_model": "gemini-upstream",

@@ -9,6 +9,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import openai
 import pytest
 from anthropic.types.shared import ErrorResponse
 
@@ -105,3 +106,24 @@ async def test_effort_max_goes_to_anthropic_and_keeps_the_request_there(
         await _create(client, "gpt", output_config={"effort": "max"})
     error = strict(ErrorResponse, caught.value.body).error
     assert "output_config.effort" in error.message and not stack.openai.requests
+
+
+async def test_a_chat_clients_effort_reaches_an_adaptive_only_model_as_adaptive_thinking(
+    stack: DialectStack, api_key: str
+) -> None:
+    chat = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
+    try:
+        await chat.chat.completions.create(
+            model="claude-new", messages=HI, reasoning_effort="high", max_completion_tokens=4000
+        )
+        await chat.chat.completions.create(
+            model="claude", messages=HI, reasoning_effort="high", max_completion_tokens=4000
+        )
+    finally:
+        await chat.close()
+    new, old = (r.body for r in stack.anthropic.requests)
+    assert new["model"] == "claude-new-upstream"
+    assert new["thinking"] == {"type": "adaptive", "display": "omitted"} and new["output_config"] == {
+        "effort": "high"
+    }
+    assert old["thinking"]["type"] == "enabled" and "output_config" not in old

@@ -15,7 +15,7 @@ from anthropic.types.shared import ErrorResponse
 from tests.support.dialect_stack import DialectStack, dialect_stack
 from tests.support.sdk_models import strict
 
-EVERY = ["az", "azure-first", "claude", "gem", "gpt", "mixed"]
+EVERY = ["az", "azure-first", "claude", "claude-new", "gem", "gpt", "mixed"]
 
 
 @pytest.fixture
