@@ -235,6 +235,34 @@ async def test_counts_are_signed_and_count_what_converse_would_read(
     assert tokens == counted_bedrock_tokens(converse) > 0
 
 
+@pytest.mark.parametrize(
+    ("reasoning", "thinking", "effort"),
+    [
+        (chat_pb2.Reasoning(budget_tokens=8192), {"type": "adaptive", "display": "omitted"}, "medium"),
+        (
+            chat_pb2.Reasoning(effort="high", include_thoughts=True),
+            {"type": "adaptive", "display": "summarized"},
+            "high",
+        ),
+        (chat_pb2.Reasoning(adaptive=True), {"type": "adaptive"}, None),
+    ],
+)
+async def test_an_adaptive_only_claude_on_bedrock_gets_adaptive_thinking(
+    fake: FakeBedrock,
+    provider: BedrockProvider,
+    reasoning: chat_pb2.Reasoning,
+    thinking: dict,
+    effort: str | None,
+) -> None:
+    params = chat_pb2.GenerationParams(reasoning=reasoning, max_tokens=4000)
+    await drain(
+        provider, ProviderRequest(MODEL_ID, [user("hi")], params, stream=False, adaptive_thinking=True)
+    )
+    body = fake.requests[-1].body
+    assert body["additionalModelRequestFields"]["thinking"] == thinking
+    assert (body.get("outputConfig") or {}).get("effort") == effort
+
+
 @pytest.mark.parametrize(("model", "sent"), [(MODEL_ID, True), ("meta.llama3-70b-instruct-v1:0", False)])
 async def test_betas_reach_claude_on_bedrock_in_the_body_and_no_other_model(
     fake: FakeBedrock, provider: BedrockProvider, model: str, sent: bool

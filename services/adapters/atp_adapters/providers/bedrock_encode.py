@@ -9,6 +9,7 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers.base import ProviderRequest, unsupported
+from atp_adapters.providers.openai_encode import effort_for_budget
 
 _IMAGE_FORMATS = frozenset(("png", "jpeg", "gif", "webp"))
 _DOCUMENT_FORMATS = {
@@ -217,7 +218,7 @@ def _tool_config(provider: str, params: chat_pb2.GenerationParams) -> dict[str, 
     return config
 
 
-def _output_config(provider: str, params: chat_pb2.GenerationParams) -> dict[str, Any]:
+def _output_config(provider: str, params: chat_pb2.GenerationParams, adaptive_model: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     fmt = params.response_format
     if fmt.type == "json_schema":
@@ -232,21 +233,28 @@ def _output_config(provider: str, params: chat_pb2.GenerationParams) -> dict[str
         out["textFormat"] = {"type": "json_schema", "structure": structure}
     elif fmt.type not in ("", "text"):
         raise unsupported(provider, "response_format.type", f"type {fmt.type!r}")
-    if params.reasoning.effort and params.reasoning.effort != "none":
-        out["effort"] = params.reasoning.effort
+    reasoning = params.reasoning
+    if reasoning.effort and reasoning.effort != "none":
+        out["effort"] = reasoning.effort
+    elif adaptive_model and reasoning.HasField("budget_tokens") and not reasoning.disabled:
+        # A model that takes only adaptive thinking: the budget as its effort.
+        out["effort"] = effort_for_budget(reasoning.budget_tokens)
     return out
 
 
-def _additional_fields(provider: str, params: chat_pb2.GenerationParams) -> dict[str, Any]:
+def _additional_fields(
+    provider: str, params: chat_pb2.GenerationParams, adaptive_model: bool
+) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     reasoning = params.reasoning
+    asked = bool(reasoning.effort) or reasoning.HasField("budget_tokens") or reasoning.include_thoughts
     if reasoning.disabled or reasoning.effort == "none":
         extra["thinking"] = {"type": "disabled"}
-    elif reasoning.adaptive:
-        extra["thinking"] = {
-            "type": "adaptive",
-            **({"display": reasoning.display} if reasoning.display else {}),
-        }
+    elif reasoning.adaptive or (adaptive_model and asked):
+        display = reasoning.display
+        if not reasoning.adaptive:
+            display = "summarized" if reasoning.include_thoughts else "omitted"
+        extra["thinking"] = {"type": "adaptive", **({"display": display} if display else {})}
     elif reasoning.HasField("budget_tokens"):
         extra["thinking"] = {"type": "enabled", "budget_tokens": reasoning.budget_tokens}
     if params.HasField("top_k"):
@@ -306,9 +314,9 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
         body["inferenceConfig"] = inference
     if (tool_config := _tool_config(provider, params)) is not None:
         body["toolConfig"] = tool_config
-    if output := _output_config(provider, params):
+    if output := _output_config(provider, params, request.adaptive_thinking):
         body["outputConfig"] = output
-    extra = _additional_fields(provider, params)
+    extra = _additional_fields(provider, params, request.adaptive_thinking)
     if "anthropic." in request.provider_model:
         # Claude on Bedrock takes Anthropic's betas and options in the body (model ids `anthropic.…`,
         # profiles `us.anthropic.…`); other models there have neither.
