@@ -215,6 +215,10 @@ class _Encoder:
                 entry["description"] = tool.description
             if tool.HasField("strict"):
                 entry["strict"] = tool.strict
+            if tool.HasField("eager_input_streaming"):
+                entry["eager_input_streaming"] = tool.eager_input_streaming
+            if tool.input_examples_json:
+                entry["input_examples"] = orjson.Fragment(tool.input_examples_json)
             hinted = tool.HasField("cache_control")
             out.append(self.cache(entry, tool.cache_control, hinted, f"tools[{k}].cache_control"))
         return out

@@ -8,6 +8,8 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import orjson
+
 from atp.common.v1 import chat_pb2
 from atp_common.errors import (
     AtpError,
@@ -165,6 +167,16 @@ class ProviderError(Exception):
             return InvalidArgument(self.message, param=self.param)
         # 401/403 mean our key or account is wrong, 404 our model name: the caller did nothing wrong.
         return UpstreamError(self.message, retry_after=self.retry_after)
+
+
+def tool_description(tool: chat_pb2.Tool) -> str:
+    """A tool's description as providers without Anthropic's input_examples read it: the examples at the
+    end, one JSON object a line, so the model still sees them."""
+    if not tool.input_examples_json:
+        return tool.description
+    examples = "\n".join(orjson.dumps(example).decode() for example in orjson.loads(tool.input_examples_json))
+    lead = f"{tool.description}\n\n" if tool.description else ""
+    return f"{lead}Examples of valid input:\n{examples}"
 
 
 def unsupported(provider: str, param: str, why: str = "") -> ProviderError:

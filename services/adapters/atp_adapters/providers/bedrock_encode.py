@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderRequest, unsupported
+from atp_adapters.providers.base import ProviderRequest, tool_description, unsupported
 from atp_adapters.providers.openai_encode import effort_for_budget
 
 _IMAGE_FORMATS = frozenset(("png", "jpeg", "gif", "webp"))
@@ -198,8 +198,8 @@ def _tool_config(provider: str, params: chat_pb2.GenerationParams) -> dict[str, 
             raise unsupported(provider, f"tools[{i}].type", f"tool type {tool.type!r}")
         schema = orjson.loads(tool.parameters_json) if tool.parameters_json else {"type": "object"}
         spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": schema}}
-        if tool.description:
-            spec["description"] = tool.description
+        if description := tool_description(tool):
+            spec["description"] = description
         if tool.HasField("strict"):
             spec["strict"] = tool.strict
         tools.append({"toolSpec": spec})

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError, ProviderRequest, unsupported
+from atp_adapters.providers.base import ProviderError, ProviderRequest, tool_description, unsupported
 
 # reasoning_effort as Gemini's thinkingLevel; xhigh asks for the most Gemini offers.
 EFFORT_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH"}
@@ -183,8 +183,8 @@ class _Encoder:
             if tool.type not in ("", "function"):
                 raise self.refuse(f"tools[{k}]", f"{tool.type} tools")
             declaration: dict[str, Any] = {"name": tool.name}
-            if tool.description:
-                declaration["description"] = tool.description
+            if description := tool_description(tool):
+                declaration["description"] = description
             if tool.parameters_json:
                 # JSON Schema as sent (parametersJsonSchema, unlike `parameters`, takes all of it).
                 declaration["parametersJsonSchema"] = orjson.Fragment(tool.parameters_json)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderRequest, unsupported
+from atp_adapters.providers.base import ProviderRequest, tool_description, unsupported
 
 # A thinking budget (Anthropic and Gemini terms) as OpenAI's effort: up to each bound, that effort.
 # Documented in docs/design-notes.md ("Typed internal request and feature filtering").
@@ -126,14 +126,14 @@ def _message(message: chat_pb2.ChatMessage, provider: str, index: int) -> dict[s
 def _tool(tool: chat_pb2.Tool) -> dict[str, Any]:
     if tool.type == "custom":
         custom: dict[str, Any] = {"name": tool.name}
-        if tool.description:
-            custom["description"] = tool.description
+        if description := tool_description(tool):
+            custom["description"] = description
         if tool.format_json:
             custom["format"] = orjson.Fragment(tool.format_json)
         return {"type": "custom", "custom": custom}
     function: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        function["description"] = tool.description
+    if description := tool_description(tool):
+        function["description"] = description
     if tool.parameters_json:
         function["parameters"] = orjson.Fragment(tool.parameters_json)
     if tool.HasField("strict"):

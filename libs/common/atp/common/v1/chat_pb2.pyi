@@ -113,7 +113,7 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ..., refusal: _Optional[str] = ..., is_error: _Optional[bool] = ..., audio_id: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
-    __slots__ = ("type", "name", "description", "parameters_json", "strict", "format_json", "cache_control")
+    __slots__ = ("type", "name", "description", "parameters_json", "strict", "format_json", "cache_control", "eager_input_streaming", "input_examples_json")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,8 @@ class Tool(_message.Message):
     STRICT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_JSON_FIELD_NUMBER: _ClassVar[int]
     CACHE_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    EAGER_INPUT_STREAMING_FIELD_NUMBER: _ClassVar[int]
+    INPUT_EXAMPLES_JSON_FIELD_NUMBER: _ClassVar[int]
     type: str
     name: str
     description: str
@@ -128,7 +130,9 @@ class Tool(_message.Message):
     strict: bool
     format_json: bytes
     cache_control: CacheControl
-    def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., strict: _Optional[bool] = ..., format_json: _Optional[bytes] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ...) -> None: ...
+    eager_input_streaming: bool
+    input_examples_json: bytes
+    def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[bytes] = ..., strict: _Optional[bool] = ..., format_json: _Optional[bytes] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., eager_input_streaming: _Optional[bool] = ..., input_examples_json: _Optional[bytes] = ...) -> None: ...
 
 class ToolChoice(_message.Message):
     __slots__ = ("mode", "name", "allowed", "allowed_mode")
