@@ -184,6 +184,19 @@ def _output_config(obj: Obj, params: chat_pb2.GenerationParams) -> None:
 
 
 _SERVER_TOOLS = "ATP offers custom tools (name and input_schema) only; server tools run on Anthropic's side"
+# A custom tool's fields. defer_loading and allowed_callers serve Anthropic's server tools (tool search, code
+# execution), which ATP does not offer, so they stay unknown and are refused by name.
+_TOOL_FIELDS = (
+    "type",
+    "name",
+    "description",
+    "input_schema",
+    "cache_control",
+    "strict",
+    "eager_input_streaming",
+    "input_examples",
+)
+_MAX_EXAMPLES = 32
 
 
 def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
@@ -193,10 +206,7 @@ def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
         if kind != "custom":
             path = tool.at("type")
             raise InvalidArgument(f"Unsupported tool type '{kind}' at '{path}': {_SERVER_TOOLS}.", param=path)
-        tool.known(
-            ("type", "name", "description", "input_schema", "cache_control", "strict"),
-            required=("name", "input_schema"),
-        )
+        tool.known(_TOOL_FIELDS, required=("name", "input_schema"))
         schema = tool.object("input_schema", required=True)
         assert schema is not None
         entry = chat_pb2.Tool(
@@ -207,6 +217,11 @@ def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
         )
         if (strict := tool.flag("strict")) is not None:
             entry.strict = strict
+        if (eager := tool.flag("eager_input_streaming")) is not None:
+            entry.eager_input_streaming = eager
+        examples = tool.objects("input_examples", max_items=_MAX_EXAMPLES)
+        if examples:
+            entry.input_examples_json = dump([example.value for example in examples])
         if (hint := cache_hint(tool)) is not None:
             entry.cache_control.CopyFrom(hint)
         if entry.name in names:
