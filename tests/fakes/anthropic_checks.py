@@ -202,6 +202,7 @@ COUNT_FIELDS = (
     "thinking",
     "output_config",
     "cache_control",
+    "context_management",
 )
 
 

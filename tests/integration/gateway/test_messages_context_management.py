@@ -137,3 +137,17 @@ async def test_a_malformed_context_management_is_refused_by_path(
     assert reply.status_code == 400
     assert path in strict(ErrorResponse, reply.json()).error.message
     assert not stack.anthropic.requests
+
+
+async def test_a_count_carries_the_edits_to_anthropic(
+    stack: DialectStack, client: anthropic.AsyncAnthropic
+) -> None:
+    await client.beta.messages.count_tokens(
+        model="claude",
+        messages=HI,
+        thinking=THINKING,
+        context_management=KEEP_THINKING,
+        betas=[CONTEXT_MANAGEMENT_BETA],
+    )
+    [sent] = stack.anthropic.requests
+    assert sent.path == "/v1/messages/count_tokens" and sent.body["context_management"] == KEEP_THINKING

@@ -20,7 +20,17 @@ _SERVICE_TIERS = {"standard": "default", "priority": "priority"}
 # What count_tokens takes of a Messages body; the rest (max_tokens, stream, sampling, metadata) it refuses,
 # and none of it changes the input's tokens.
 _COUNTED_FIELDS = frozenset(
-    ("model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control")
+    (
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+        "cache_control",
+        "context_management",
+    )
 )
 _STOP_REASONS = {
     "end_turn": "stop",

@@ -50,6 +50,7 @@ COUNTED = (
     "thinking",
     "output_config",
     "cache_control",
+    "context_management",
 )
 _REFUSED = frozenset(name for name, mapping in PARAMETERS if mapping.startswith("refused"))
 _MAX_INT32 = 2**31 - 1
