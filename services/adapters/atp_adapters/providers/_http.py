@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -72,7 +72,7 @@ class StreamState(abc.ABC):
         self.stop_sequence = ""
         self.service_tier = ""
         self.choice_finish_reasons: dict[int, str] = {}
-        self.provider_fields: dict[str, bytes] = {}
+        self.provider_fields: Mapping[str, bytes] | None = None
 
     def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
         """The batch that ends the reply."""

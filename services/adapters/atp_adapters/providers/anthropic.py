@@ -165,7 +165,7 @@ class _AnthropicStream(StreamState):
             self.finish_reason = reply.finish_reason or self.finish_reason
             self.stop_sequence = reply.stop_sequence
             if (edits := payload.get("context_management")) is not None:
-                self.provider_fields["context_management"] = orjson.dumps(edits)
+                self.provider_fields = {"context_management": orjson.dumps(edits)}
             usage = payload.get("usage")
             if usage:
                 # message_delta's usage is cumulative; input counts may be restated there too.
@@ -203,7 +203,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
         service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
-        provider_fields={} if edits is None else {"context_management": orjson.dumps(edits)},
+        provider_fields=None if edits is None else {"context_management": orjson.dumps(edits)},
     )
 
 

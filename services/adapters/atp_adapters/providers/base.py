@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -71,7 +71,7 @@ class ProviderBatch:
     service_tier: str = ""
     choice_finish_reasons: dict[int, str] = field(default_factory=dict)
     # Reply fields of the provider's own API with no place in the internal reply, as JSON by name.
-    provider_fields: dict[str, bytes] = field(default_factory=dict)
+    provider_fields: Mapping[str, bytes] | None = None
 
 
 @dataclass(slots=True)
