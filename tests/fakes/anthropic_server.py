@@ -61,17 +61,24 @@ class FakeAnthropic(FakeServer):
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
 
-    def _usage(self, output_tokens: int) -> dict[str, Any]:
+    def _usage(self, output_tokens: int, body: dict[str, Any]) -> dict[str, Any]:
         reply = self.reply
-        return {
+        usage = {
             # Anthropic's input_tokens leaves out what was read from and written to the cache.
             "input_tokens": reply.prompt_tokens - reply.cached_tokens - reply.cache_write_tokens,
             "cache_creation_input_tokens": reply.cache_write_tokens,
             "cache_read_input_tokens": reply.cached_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": reply.cache_write_tokens,
+                "ephemeral_1h_input_tokens": 0,
+            },
             "output_tokens": output_tokens,
             "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
             "service_tier": "standard",
         }
+        # The request's speed and inference region, reported back as the API does.
+        usage.update({k: body[k] for k in ("speed", "inference_geo") if k in body})
+        return usage
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
         """count_tokens as the real service answers it: its key and version headers, its body checks."""
@@ -117,7 +124,7 @@ class FakeAnthropic(FakeServer):
                 "model": body.get("model"),
                 "content": self._blocks(),
                 **self._stop(),
-                "usage": self._usage(reply.completion_tokens),
+                "usage": self._usage(reply.completion_tokens, body),
                 **edits,
             }
         )
@@ -172,7 +179,7 @@ class FakeAnthropic(FakeServer):
             "model": body.get("model"),
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": self._usage(1),
+            "usage": self._usage(1, body),
         }
         events = [event("message_start", message=message)]
         for index, block in enumerate(self._blocks()):

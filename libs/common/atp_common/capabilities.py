@@ -74,11 +74,17 @@ FEATURES: tuple[Feature, ...] = (
         "context_management",
     ),
     Feature("max_effort", 1 << 26, "effort max (Anthropic's highest)", None, "output_config.effort"),
+    Feature("speed", 1 << 27, "Anthropic's fast output mode (speed fast)", None, "speed"),
+    Feature("inference_geo", 1 << 28, "Anthropic's inference region (inference_geo)", None, "inference_geo"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
 
 _EVERYTHING_BUT = frozenset(f.name for f in FEATURES)
+
+
+# Options of Anthropic's API that no other provider type can honour.
+_ANTHROPIC_ONLY = ("context_management", "max_effort", "speed", "inference_geo")
 
 
 def _all_but(*names: str) -> frozenset[str]:
@@ -89,8 +95,8 @@ def _all_but(*names: str) -> frozenset[str]:
 # the README is generated from this and the dialects' parameter tables.
 PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "openai": _all_but("top_k", "context_management", "max_effort"),
-        "azure": _all_but("top_k", "context_management", "max_effort"),
+        "openai": _all_but("top_k", *_ANTHROPIC_ONLY),
+        "azure": _all_but("top_k", *_ANTHROPIC_ONLY),
         "anthropic": frozenset(
             (
                 "tools",
@@ -103,8 +109,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "no_parallel_tool_calls",
                 "service_tier",
                 "chat",
-                "context_management",
-                "max_effort",
+                *_ANTHROPIC_ONLY,
             )
         ),
         "gemini": frozenset(
@@ -145,8 +150,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
         # those that promise something it cannot do (audio replies, stored completions, a tier, options
         # only OpenAI knows, token biases, predicted output) are not.
         "local": _all_but(
-            "context_management",
-            "max_effort",
+            *_ANTHROPIC_ONLY,
             "audio_output",
             "logit_bias",
             "prediction",

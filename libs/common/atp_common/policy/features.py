@@ -174,19 +174,26 @@ _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
 
 def _anthropic_option_bits(options: Mapping[str, bytes]) -> int:
-    """context_management needs Anthropic's API unless its only edits are clear_thinking ones: those
-    concern Claude's own thinking blocks, which no other model is sent."""
+    """Anthropic-only options need Anthropic's API, but for what changes nothing elsewhere: the standard
+    speed, and context_management whose only edits are clear_thinking ones (those concern Claude's own
+    thinking blocks, which no other model is sent)."""
+    bits = 0
     for name, raw in options.items():
-        if name != "context_management":
-            return _FEATURE["context_management"].bit
-        try:
-            edits = orjson.loads(raw).get("edits") or ()
-            kinds = [edit.get("type", "") for edit in edits]
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
-            return _FEATURE["context_management"].bit
-        if not all(isinstance(kind, str) and kind.startswith("clear_thinking_") for kind in kinds):
-            return _FEATURE["context_management"].bit
-    return 0
+        if name == "speed" and raw == b'"standard"':
+            continue
+        if name == "context_management" and _only_clear_thinking(raw):
+            continue
+        feature = _FEATURE.get(name)
+        bits |= feature.bit if feature is not None else _FEATURE["context_management"].bit
+    return bits
+
+
+def _only_clear_thinking(raw: bytes) -> bool:
+    try:
+        kinds = [edit.get("type", "") for edit in orjson.loads(raw).get("edits") or ()]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return False
+    return all(isinstance(kind, str) and kind.startswith("clear_thinking_") for kind in kinds)
 
 
 def _always(name: str) -> Callable[[Any], int]:

@@ -53,6 +53,21 @@ def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
     return usage_from(prompt, completion, cached, thinking, cache_write=written)
 
 
+# Usage fields the internal Usage has no place for, returned to Messages clients as Anthropic sent them.
+_USAGE_EXTRAS = ("cache_creation", "inference_geo", "speed", "server_tool_use", "output_tokens_details")
+
+
+def _provider_fields(edits: Any, usage: dict[str, Any]) -> dict[str, bytes] | None:
+    """A reply's own fields: context_management's applied edits, and the usage fields listed above."""
+    fields: dict[str, bytes] = {}
+    if edits is not None:
+        fields["context_management"] = orjson.dumps(edits)
+    extras = {name: usage[name] for name in _USAGE_EXTRAS if usage.get(name) is not None}
+    if extras:
+        fields["usage"] = orjson.dumps(extras)
+    return fields or None
+
+
 def _annotation(citation: dict[str, Any], start: int, end: int) -> chat_pb2.Annotation:
     """A citation of the text between start and end (the reply's characters its text block spans)."""
     return chat_pb2.Annotation(
@@ -164,12 +179,13 @@ class _AnthropicStream(StreamState):
             reply.stop(payload.get("delta") or {})
             self.finish_reason = reply.finish_reason or self.finish_reason
             self.stop_sequence = reply.stop_sequence
-            if (edits := payload.get("context_management")) is not None:
-                self.provider_fields = {"context_management": orjson.dumps(edits)}
             usage = payload.get("usage")
             if usage:
                 # message_delta's usage is cumulative; input counts may be restated there too.
                 self.usage = _usage({**self._start_usage, **usage}, usage.get("output_tokens"))
+            self.provider_fields = _provider_fields(
+                payload.get("context_management"), {**self._start_usage, **(usage or {})}
+            )
         elif kind == "message_stop":
             return True
         elif kind == "error":
@@ -195,7 +211,6 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         reply.stop_block()
     reply.stop(payload)
     usage = payload.get("usage")
-    edits = payload.get("context_management")
     return ProviderBatch(
         reply.builder.take(),
         reply.finish_reason or "stop",
@@ -203,7 +218,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
         service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
-        provider_fields=None if edits is None else {"context_management": orjson.dumps(edits)},
+        provider_fields=_provider_fields(payload.get("context_management"), usage or {}),
     )
 
 

@@ -322,8 +322,9 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
         # profiles `us.anthropic.…`); other models there have neither.
         if params.anthropic_betas:
             extra["anthropic_beta"] = list(params.anthropic_betas)
-        for name, raw in params.anthropic_options.items():
-            extra[name] = orjson.loads(raw)
+        if raw := params.anthropic_options.get("context_management"):
+            # Speed and inference region are the Anthropic API's own (routing keeps them from Bedrock).
+            extra["context_management"] = orjson.loads(raw)
     if extra:
         body["additionalModelRequestFields"] = extra
     if tier := _SERVICE_TIERS.get(params.service_tier, ""):
