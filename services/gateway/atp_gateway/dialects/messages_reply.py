@@ -104,7 +104,7 @@ class MessagesReply:
         usage: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
         if completion is not None:
             stop_reason, stop_sequence = self._stop(completion)
-            usage = usage_json(completion.usage)
+            usage = _usage(completion)
         if header.service_tier:
             usage["service_tier"] = _TIERS.get(header.service_tier, "standard")
         message = {
@@ -191,7 +191,7 @@ class MessagesReply:
         """content_block_stop for the last block, message_delta (stop reason, usage) and message_stop."""
         self._close()
         stop_reason, stop_sequence = self._stop(completion)
-        usage = usage_json(completion.usage)
+        usage = _usage(completion, delta=True)
         self._emit(
             "message_delta",
             delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence},
@@ -260,6 +260,23 @@ class MessagesReply:
 
 
 def _provider_fields(completion: adapters_pb2.GenerateCompletion) -> dict[str, Any]:
-    """Anthropic's own reply fields (context_management's applied edits), as Anthropic sent them."""
+    """Anthropic's own top-level reply fields (context_management's applied edits), as Anthropic sent them."""
     fields = completion.provider_fields
-    return {name: orjson.Fragment(raw) for name, raw in fields.items()} if fields else {}
+    if not fields:
+        return {}
+    return {name: orjson.Fragment(raw) for name, raw in fields.items() if name != "usage"}
+
+
+# What message_delta's usage may hold beyond the counts (Anthropic's MessageDeltaUsage); the rest of its
+# usage (cache_creation, speed, inference_geo) belongs to message_start, sent before the reply is known.
+_DELTA_USAGE = ("output_tokens_details", "server_tool_use")
+
+
+def _usage(completion: adapters_pb2.GenerateCompletion, delta: bool = False) -> dict[str, Any]:
+    """Anthropic's usage: ATP's counts, with the fields of Anthropic's own usage that ATP does not model
+    (cache_creation, speed, inference_geo, ...) as Anthropic sent them."""
+    usage = usage_json(completion.usage)
+    if raw := completion.provider_fields.get("usage"):
+        extras = orjson.loads(raw)
+        usage.update({k: v for k, v in extras.items() if k in _DELTA_USAGE} if delta else extras)
+    return usage

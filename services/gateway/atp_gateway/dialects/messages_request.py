@@ -31,8 +31,8 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("stream", "stream"),
     ("container", "refused (code execution containers)"),
     ("diagnostics", "refused"),
-    ("inference_geo", "refused"),
-    ("speed", "refused"),
+    ("inference_geo", "params.anthropic_options.inference_geo"),
+    ("speed", "params.anthropic_options.speed (standard filters nothing)"),
     ("user_profile_id", "refused"),
     ("workspace_id", "refused"),
     ("mcp_servers", "refused (server-side MCP)"),
@@ -110,6 +110,10 @@ def _params(obj: Obj, counting: bool) -> chat_pb2.GenerationParams:
     _output_config(obj, params)
     _tools(obj, params)
     _context_management(obj, params)
+    if (speed := obj.text("speed", choices=("standard", "fast"))) is not None:
+        params.anthropic_options["speed"] = dump(speed)
+    if (geo := obj.text("inference_geo", max_length=64)) is not None:
+        params.anthropic_options["inference_geo"] = dump(geo)
     return params
 
 
