@@ -25,6 +25,7 @@ from tests.fakes import FakeOpenAI, Faults
 from tests.fakes.observer import RecordingObserver, start_recording_observer
 from tests.support.adapters_suite import generate, make_config, request
 from tests.support.ports import free_port
+from tests.support.stack import until
 
 OPEN_S = 1.0
 
@@ -212,6 +213,8 @@ async def test_a_report_the_router_missed_is_sent_again_when_it_comes_back(tmp_p
             try:
                 decision = await wait_route_first(router_pb2_grpc.RouterServiceStub(channel), "m-b")
                 assert decision.filtered[0].model == "m-a"
+                # The router applies the report before its reply reaches the reporter: wait for the reply.
+                await until(lambda: a.server.parts.reporter.delivered is not None, what="the report's reply")
                 delivered = a.server.parts.reporter.delivered
                 assert delivered is not None and [e.model for e in delivered.exclusions] == ["m-a"]
             finally:
