@@ -249,14 +249,8 @@ class _Encoder:
         default = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
         if reasoning.disabled or reasoning.effort == "none":
             return {"type": "disabled"}, default
-        if _adaptive(reasoning, adaptive_model):
+        if (adaptive := adaptive_thinking(reasoning, adaptive_model)) is not None:
             # The model decides; output_config.effort (written with the other options) guides it.
-            adaptive: dict[str, Any] = {"type": "adaptive"}
-            if reasoning.display:
-                adaptive["display"] = reasoning.display
-            elif not reasoning.adaptive:
-                # Asked as an effort or a budget: shown as an enabled budget would have been.
-                adaptive["display"] = "summarized" if reasoning.include_thoughts else "omitted"
             return adaptive, default
         if reasoning.HasField("budget_tokens"):
             budget = reasoning.budget_tokens
@@ -335,7 +329,19 @@ def _adaptive(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> bool:
     return adaptive_model and asked and reasoning.effort != "max"
 
 
-def _effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str:
+def adaptive_thinking(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> dict[str, Any] | None:
+    """Claude's adaptive thinking setting for `reasoning` (on Anthropic's API and on Bedrock), or None when
+    thinking does not go as adaptive. Disabled thinking is the caller's to check first."""
+    if not _adaptive(reasoning, adaptive_model):
+        return None
+    display = reasoning.display
+    if not reasoning.adaptive:
+        # Asked as an effort or a budget: shown as an enabled budget would have been.
+        display = "summarized" if reasoning.include_thoughts else "omitted"
+    return {"type": "adaptive", "display": display} if display else {"type": "adaptive"}
+
+
+def anthropic_effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str:
     """output_config.effort: Anthropic's `max` as itself, and with adaptive thinking the effort asked for
     (a budget as its effort; `minimal`, which Anthropic lacks, as `low`)."""
     effort = reasoning.effort
@@ -375,7 +381,7 @@ def _options(
         output = enc.response_format(params.response_format)
         if output is not None:
             body["output_config"] = output
-    if params.HasField("reasoning") and (effort := _effort(params.reasoning, adaptive_model)):
+    if params.HasField("reasoning") and (effort := anthropic_effort(params.reasoning, adaptive_model)):
         body.setdefault("output_config", {})["effort"] = effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
+from atp_adapters.providers.anthropic_encode import adaptive_thinking, anthropic_effort
 from atp_adapters.providers.base import ProviderRequest, tool_description, unsupported
-from atp_adapters.providers.openai_encode import effort_for_budget
 
 _IMAGE_FORMATS = frozenset(("png", "jpeg", "gif", "webp"))
 _DOCUMENT_FORMATS = {
@@ -236,9 +236,9 @@ def _output_config(provider: str, params: chat_pb2.GenerationParams, adaptive_mo
     reasoning = params.reasoning
     if reasoning.effort and reasoning.effort != "none":
         out["effort"] = reasoning.effort
-    elif adaptive_model and reasoning.HasField("budget_tokens") and not reasoning.disabled:
-        # A model that takes only adaptive thinking: the budget as its effort.
-        out["effort"] = effort_for_budget(reasoning.budget_tokens)
+    elif effort := anthropic_effort(reasoning, adaptive_model):
+        # A model that takes only adaptive thinking: a budget as its effort.
+        out["effort"] = effort
     return out
 
 
@@ -247,14 +247,10 @@ def _additional_fields(
 ) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     reasoning = params.reasoning
-    asked = bool(reasoning.effort) or reasoning.HasField("budget_tokens") or reasoning.include_thoughts
     if reasoning.disabled or reasoning.effort == "none":
         extra["thinking"] = {"type": "disabled"}
-    elif reasoning.adaptive or (adaptive_model and asked):
-        display = reasoning.display
-        if not reasoning.adaptive:
-            display = "summarized" if reasoning.include_thoughts else "omitted"
-        extra["thinking"] = {"type": "adaptive", **({"display": display} if display else {})}
+    elif (adaptive := adaptive_thinking(reasoning, adaptive_model)) is not None:
+        extra["thinking"] = adaptive
     elif reasoning.HasField("budget_tokens"):
         extra["thinking"] = {"type": "enabled", "budget_tokens": reasoning.budget_tokens}
     if params.HasField("top_k"):
