@@ -12,7 +12,11 @@ from urllib.parse import urlparse
 import pytest
 
 # Fixtures shared across tiers live in tests/support; registered here, the one conftest every test sees.
-pytest_plugins = ["tests.support.gateway_fixtures", "tests.support.pg_fixtures"]
+pytest_plugins = [
+    "tests.support.gateway_fixtures",
+    "tests.support.pg_fixtures",
+    "tests.support.dialect_stack",
+]
 
 # CI sets this so a test that cannot reach a real server fails instead of skipping.
 REQUIRE_SERVICES = os.environ.get("ATP_REQUIRE_SERVICES", "") not in ("", "0", "false")

@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
+import openai
+import pytest
+
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
 from atp_gateway.serve import GatewayServer
 from tests.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from tests.support.stack import adapters_and_gateway
 
-__all__ = ["ANTHROPIC_KEY", "DialectStack", "dialect_stack"]
+__all__ = ["ANTHROPIC_KEY", "DialectStack", "anthropic_sdk", "dialect_stack", "dialects", "openai_sdk"]
 
 # The key the adapters send the fake Anthropic (it refuses a count without one, as the real service does).
 ANTHROPIC_KEY_ENV = "ATP_TEST_ANTHROPIC_KEY"
@@ -100,3 +104,26 @@ async def dialect_stack(tmp_path: Path, observer_addr: str, api_key: str) -> Asy
             )
         )
         yield DialectStack(gateway, openai, anthropic, gemini)
+
+
+@pytest.fixture
+async def dialects(observer, tmp_path: Path, api_key: str) -> AsyncIterator[DialectStack]:
+    """The running stack (a pytest plugin fixture: conftest registers this module)."""
+    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
+        yield running
+
+
+@pytest.fixture
+async def anthropic_sdk(dialects: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """The official Anthropic SDK against the stack's gateway, without retries."""
+    sdk = anthropic.AsyncAnthropic(base_url=dialects.base_url, api_key=api_key, max_retries=0, timeout=10)
+    yield sdk
+    await sdk.close()
+
+
+@pytest.fixture
+async def openai_sdk(dialects: DialectStack, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official OpenAI SDK against the stack's gateway, without retries."""
+    sdk = openai.AsyncOpenAI(base_url=dialects.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
+    yield sdk
+    await sdk.close()

@@ -4,7 +4,6 @@ decides", and a model that cannot think is not filtered out by it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -13,42 +12,29 @@ import openai
 import pytest
 from anthropic.types.shared import ErrorResponse
 
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 HI = [{"role": "user", "content": "Hello"}]
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
-async def _create(client: anthropic.AsyncAnthropic, model: str, **extra: Any) -> None:
-    await client.messages.create(
+async def _create(anthropic_sdk: anthropic.AsyncAnthropic, model: str, **extra: Any) -> None:
+    await anthropic_sdk.messages.create(
         model=model, max_tokens=4096, messages=HI, extra_body={"thinking": {"type": "adaptive"}, **extra}
     )
 
 
 async def test_anthropic_gets_adaptive_thinking_and_its_effort_as_sent(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await _create(client, "claude", output_config={"effort": "high"})
-    await client.messages.create(
+    await _create(anthropic_sdk, "claude", output_config={"effort": "high"})
+    await anthropic_sdk.messages.create(
         model="claude",
         max_tokens=4096,
         messages=HI,
         extra_body={"thinking": {"type": "adaptive", "display": "omitted"}},
     )
-    with_effort, omitted = (r.body for r in stack.anthropic.requests)
+    with_effort, omitted = (r.body for r in dialects.anthropic.requests)
     assert with_effort["thinking"] == {"type": "adaptive"}
     assert with_effort["output_config"] == {"effort": "high"} and with_effort["max_tokens"] == 4096
     assert (
@@ -57,61 +43,61 @@ async def test_anthropic_gets_adaptive_thinking_and_its_effort_as_sent(
 
 
 async def test_other_providers_get_their_own_form_of_the_model_decides(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await _create(client, "gpt")
-    await _create(client, "gpt", output_config={"effort": "low"})
-    plain, guided = (r.body for r in stack.openai.requests)
+    await _create(anthropic_sdk, "gpt")
+    await _create(anthropic_sdk, "gpt", output_config={"effort": "low"})
+    plain, guided = (r.body for r in dialects.openai.requests)
     assert "reasoning_effort" not in plain and guided["reasoning_effort"] == "low"
-    await _create(client, "gem")
-    [to_gemini] = stack.gemini.requests
+    await _create(anthropic_sdk, "gem")
+    [to_gemini] = dialects.gemini.requests
     assert to_gemini.body["generationConfig"]["thinkingConfig"] == {
         "thinkingBudget": -1,
         "includeThoughts": True,
     }
 
 
-async def test_adaptive_takes_no_budget(stack: DialectStack, api_key: str) -> None:
+async def test_adaptive_takes_no_budget(dialects: DialectStack, api_key: str) -> None:
     body = {
         "model": "claude",
         "max_tokens": 4096,
         "messages": HI,
         "thinking": {"type": "adaptive", "budget_tokens": 2048},
     }
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         reply = await http.post(
             "/v1/messages", json=body, headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"}
         )
     assert reply.status_code == 400
     assert "thinking.budget_tokens" in strict(ErrorResponse, reply.json()).error.message
-    assert not stack.anthropic.requests
+    assert not dialects.anthropic.requests
 
 
 async def test_effort_max_goes_to_anthropic_and_keeps_the_request_there(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await _create(client, "claude", output_config={"effort": "max"})
-    await client.messages.create(
+    await _create(anthropic_sdk, "claude", output_config={"effort": "max"})
+    await anthropic_sdk.messages.create(
         model="claude", max_tokens=4096, messages=HI, extra_body={"output_config": {"effort": "max"}}
     )
-    adaptive, plain = (r.body for r in stack.anthropic.requests)
+    adaptive, plain = (r.body for r in dialects.anthropic.requests)
     assert adaptive["thinking"] == {"type": "adaptive"} and adaptive["output_config"] == {"effort": "max"}
     assert "thinking" not in plain and plain["output_config"] == {"effort": "max"}
     # azure-first ranks Azure first: max is Anthropic's, so claude serves; gpt alone cannot.
-    served = await client.messages.create(
+    served = await anthropic_sdk.messages.create(
         model="azure-first", max_tokens=4096, messages=HI, extra_body={"output_config": {"effort": "max"}}
     )
-    assert served.model == "claude" and not stack.openai.requests
+    assert served.model == "claude" and not dialects.openai.requests
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await _create(client, "gpt", output_config={"effort": "max"})
+        await _create(anthropic_sdk, "gpt", output_config={"effort": "max"})
     error = strict(ErrorResponse, caught.value.body).error
-    assert "output_config.effort" in error.message and not stack.openai.requests
+    assert "output_config.effort" in error.message and not dialects.openai.requests
 
 
 async def test_a_chat_clients_effort_reaches_an_adaptive_only_model_as_adaptive_thinking(
-    stack: DialectStack, api_key: str
+    dialects: DialectStack, api_key: str
 ) -> None:
-    chat = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
+    chat = openai.AsyncOpenAI(base_url=dialects.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
     try:
         await chat.chat.completions.create(
             model="claude-new", messages=HI, reasoning_effort="high", max_completion_tokens=4000
@@ -121,7 +107,7 @@ async def test_a_chat_clients_effort_reaches_an_adaptive_only_model_as_adaptive_
         )
     finally:
         await chat.close()
-    new, old = (r.body for r in stack.anthropic.requests)
+    new, old = (r.body for r in dialects.anthropic.requests)
     assert new["model"] == "claude-new-upstream"
     assert new["thinking"] == {"type": "adaptive", "display": "omitted"} and new["output_config"] == {
         "effort": "high"

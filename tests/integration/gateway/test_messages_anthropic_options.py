@@ -4,8 +4,6 @@ Anthropic's usage (cache_creation, speed, inference_geo, output_tokens_details) 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import httpx
 import orjson
@@ -13,33 +11,20 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic.types.shared import ErrorResponse
 
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 HI = [{"role": "user", "content": "Hello"}]
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
 async def test_anthropic_gets_the_options_and_its_usage_comes_back_whole(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    raw = await client.messages.with_raw_response.create(
+    raw = await anthropic_sdk.messages.with_raw_response.create(
         model="claude", max_tokens=64, messages=HI, speed="fast", inference_geo="us"
     )
     message = strict(Message, orjson.loads(raw.http_response.content))
-    [sent] = stack.anthropic.requests
+    [sent] = dialects.anthropic.requests
     assert (sent.body["speed"], sent.body["inference_geo"]) == ("fast", "us")
     usage = message.usage
     assert (usage.speed, usage.inference_geo) == ("fast", "us")
@@ -47,12 +32,12 @@ async def test_anthropic_gets_the_options_and_its_usage_comes_back_whole(
 
 
 async def test_a_stream_reports_the_usage_fields_message_delta_holds(
-    stack: DialectStack, api_key: str
+    dialects: DialectStack, api_key: str
 ) -> None:
     body = {"model": "claude", "max_tokens": 64, "messages": HI, "speed": "fast", "stream": True}
     headers = {"x-api-key": api_key, "anthropic-version": "2023-06-01"}
     async with (
-        httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http,
         http.stream("POST", "/v1/messages", json=body, headers=headers) as reply,
     ):
         data = b"".join([chunk async for chunk in reply.aiter_bytes()])
@@ -63,12 +48,12 @@ async def test_a_stream_reports_the_usage_fields_message_delta_holds(
 
 
 async def test_other_providers_serve_the_standard_speed_and_refuse_the_rest(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    served = await client.messages.create(model="gpt", max_tokens=64, messages=HI, speed="standard")
-    assert served.content and "speed" not in stack.openai.requests[0].body
+    served = await anthropic_sdk.messages.create(model="gpt", max_tokens=64, messages=HI, speed="standard")
+    assert served.content and "speed" not in dialects.openai.requests[0].body
     for options, named in (({"speed": "fast"}, "speed"), ({"inference_geo": "eu"}, "inference_geo")):
         with pytest.raises(anthropic.BadRequestError) as caught:
-            await client.messages.create(model="gpt", max_tokens=64, messages=HI, **options)
+            await anthropic_sdk.messages.create(model="gpt", max_tokens=64, messages=HI, **options)
         assert named in strict(ErrorResponse, caught.value.body).error.message
-    assert len(stack.openai.requests) == 1
+    assert len(dialects.openai.requests) == 1

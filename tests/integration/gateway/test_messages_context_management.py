@@ -4,7 +4,6 @@ edits that change what the model reads need Anthropic, so Claude Code's clear_th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -15,7 +14,7 @@ from anthropic.types.beta import BetaMessage
 from anthropic.types.shared import ErrorResponse
 
 from tests.fakes.anthropic_checks import CONTEXT_MANAGEMENT_BETA
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 HI = [{"role": "user", "content": "Hello"}]
@@ -30,21 +29,8 @@ CLEAR_TOOLS = {
 }
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
-async def _create(client: anthropic.AsyncAnthropic, model: str, edits: dict[str, Any]) -> BetaMessage:
-    raw = await client.beta.messages.with_raw_response.create(
+async def _create(anthropic_sdk: anthropic.AsyncAnthropic, model: str, edits: dict[str, Any]) -> BetaMessage:
+    raw = await anthropic_sdk.beta.messages.with_raw_response.create(
         model=model,
         max_tokens=2048,
         messages=HI,
@@ -56,10 +42,10 @@ async def _create(client: anthropic.AsyncAnthropic, model: str, edits: dict[str,
 
 
 async def test_anthropic_gets_the_edits_as_sent_and_its_applied_edits_come_back(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    message = await _create(client, "claude", CLEAR_TOOLS)
-    [sent] = stack.anthropic.requests
+    message = await _create(anthropic_sdk, "claude", CLEAR_TOOLS)
+    [sent] = dialects.anthropic.requests
     assert sent.body["context_management"] == CLEAR_TOOLS
     assert sent.headers["anthropic-beta"] == CONTEXT_MANAGEMENT_BETA
     assert message.context_management is not None
@@ -67,7 +53,9 @@ async def test_anthropic_gets_the_edits_as_sent_and_its_applied_edits_come_back(
     assert applied == [("clear_tool_uses_20250919", 42), ("clear_thinking_20251015", 42)]
 
 
-async def test_a_stream_carries_the_applied_edits_in_message_delta(stack: DialectStack, api_key: str) -> None:
+async def test_a_stream_carries_the_applied_edits_in_message_delta(
+    dialects: DialectStack, api_key: str
+) -> None:
     body = {
         "model": "claude",
         "max_tokens": 2048,
@@ -82,7 +70,7 @@ async def test_a_stream_carries_the_applied_edits_in_message_delta(stack: Dialec
         "anthropic-beta": CONTEXT_MANAGEMENT_BETA,
     }
     async with (
-        httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http,
         http.stream("POST", "/v1/messages", json=body, headers=headers) as reply,
     ):
         assert reply.status_code == 200
@@ -97,25 +85,25 @@ async def test_a_stream_carries_the_applied_edits_in_message_delta(stack: Dialec
 
 
 async def test_claude_codes_clear_thinking_serves_on_any_provider(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    message = await _create(client, "gpt", KEEP_THINKING)
+    message = await _create(anthropic_sdk, "gpt", KEEP_THINKING)
     assert message.content and message.context_management is None
-    [sent] = stack.openai.requests
-    assert "context_management" not in sent.body and not stack.anthropic.requests
+    [sent] = dialects.openai.requests
+    assert "context_management" not in sent.body and not dialects.anthropic.requests
 
 
 async def test_edits_that_change_the_context_keep_to_anthropic(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
     # azure-first ranks Azure first; clear_tool_uses filters it, so claude serves.
-    served = await _create(client, "azure-first", CLEAR_TOOLS)
-    assert served.model == "claude" and len(stack.anthropic.requests) == 1
+    served = await _create(anthropic_sdk, "azure-first", CLEAR_TOOLS)
+    assert served.model == "claude" and len(dialects.anthropic.requests) == 1
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await _create(client, "gpt", CLEAR_TOOLS)
+        await _create(anthropic_sdk, "gpt", CLEAR_TOOLS)
     error = strict(ErrorResponse, caught.value.body).error
     assert error.type == "invalid_request_error" and "context_management" in error.message
-    assert not stack.openai.requests
+    assert not dialects.openai.requests
 
 
 @pytest.mark.parametrize(
@@ -127,27 +115,27 @@ async def test_edits_that_change_the_context_keep_to_anthropic(
     ],
 )
 async def test_a_malformed_context_management_is_refused_by_path(
-    stack: DialectStack, api_key: str, value: Any, path: str
+    dialects: DialectStack, api_key: str, value: Any, path: str
 ) -> None:
     body = {"model": "claude", "max_tokens": 16, "messages": HI, "context_management": value}
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         reply = await http.post(
             "/v1/messages", json=body, headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"}
         )
     assert reply.status_code == 400
     assert path in strict(ErrorResponse, reply.json()).error.message
-    assert not stack.anthropic.requests
+    assert not dialects.anthropic.requests
 
 
 async def test_a_count_carries_the_edits_to_anthropic(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await client.beta.messages.count_tokens(
+    await anthropic_sdk.beta.messages.count_tokens(
         model="claude",
         messages=HI,
         thinking=THINKING,
         context_management=KEEP_THINKING,
         betas=[CONTEXT_MANAGEMENT_BETA],
     )
-    [sent] = stack.anthropic.requests
+    [sent] = dialects.anthropic.requests
     assert sent.path == "/v1/messages/count_tokens" and sent.body["context_management"] == KEEP_THINKING

@@ -1,9 +1,7 @@
-"""The anthropic SDK's client.messages.count_tokens against the real gateway and adapters: the count comes
+"""The anthropic SDK's anthropic_sdk.messages.count_tokens against the real gateway and adapters: the count comes
 from the provider that would serve the request, which gets count_tokens' own body, and nothing is generated."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import anthropic
 import httpx
@@ -14,7 +12,7 @@ from anthropic.types.shared import ErrorResponse
 
 from tests.fakes.anthropic_checks import counted_tokens
 from tests.fakes.base import Faults
-from tests.support.dialect_stack import ANTHROPIC_KEY, DialectStack, dialect_stack
+from tests.support.dialect_stack import ANTHROPIC_KEY, DialectStack
 from tests.support.sdk_models import strict
 
 WEATHER = {
@@ -26,23 +24,10 @@ HI = [{"role": "user", "content": "Hello there, how many tokens is this?"}]
 COUNT_PATH = "/v1/messages/count_tokens"
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
 async def test_the_provider_that_would_serve_counts_what_it_would_be_sent(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    raw = await client.messages.with_raw_response.count_tokens(
+    raw = await anthropic_sdk.messages.with_raw_response.count_tokens(
         model="claude",
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
         messages=HI,
@@ -51,7 +36,7 @@ async def test_the_provider_that_would_serve_counts_what_it_would_be_sent(
         thinking={"type": "enabled", "budget_tokens": 2048},
     )
     counted = strict(MessageTokensCount, orjson.loads(raw.http_response.content))
-    [sent] = stack.anthropic.requests
+    [sent] = dialects.anthropic.requests
     assert sent.path == COUNT_PATH
     assert sent.headers["x-api-key"] == ANTHROPIC_KEY and sent.headers["anthropic-version"]
     # count_tokens' own body: the input and what shapes it, never max_tokens or stream.
@@ -67,25 +52,25 @@ async def test_the_provider_that_would_serve_counts_what_it_would_be_sent(
 
 
 async def test_a_route_counts_at_its_first_candidate_that_can_and_nothing_is_generated(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
     # The route ranks az first (a static policy); Azure cannot count, so claude's provider does.
-    raw = await client.messages.with_raw_response.count_tokens(model="azure-first", messages=HI)
+    raw = await anthropic_sdk.messages.with_raw_response.count_tokens(model="azure-first", messages=HI)
     assert raw.headers["x-atp-model"] == "claude"
-    assert (await raw.parse()).input_tokens == counted_tokens(stack.anthropic.requests[-1].body)
-    assert [r.path for r in stack.anthropic.requests] == [COUNT_PATH]
-    assert not stack.openai.requests and not stack.gemini.requests
+    assert (await raw.parse()).input_tokens == counted_tokens(dialects.anthropic.requests[-1].body)
+    assert [r.path for r in dialects.anthropic.requests] == [COUNT_PATH]
+    assert not dialects.openai.requests and not dialects.gemini.requests
 
 
 async def test_a_model_whose_provider_cannot_count_is_refused_by_name(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await client.messages.count_tokens(model="az", messages=HI)
+        await anthropic_sdk.messages.count_tokens(model="az", messages=HI)
     error = strict(ErrorResponse, caught.value.body)
     assert error.error.type == "invalid_request_error"
     assert "no candidate of 'az' can count tokens" in error.error.message and "Azure" in error.error.message
-    assert not stack.openai.requests
+    assert not dialects.openai.requests
 
 
 @pytest.mark.parametrize(
@@ -98,28 +83,28 @@ async def test_a_model_whose_provider_cannot_count_is_refused_by_name(
     ],
 )
 async def test_what_count_tokens_does_not_take_is_refused_by_name(
-    stack: DialectStack, client: anthropic.AsyncAnthropic, extra: dict[str, object], path: str
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic, extra: dict[str, object], path: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await client.messages.count_tokens(model="claude", messages=HI, extra_body=extra)
+        await anthropic_sdk.messages.count_tokens(model="claude", messages=HI, extra_body=extra)
     error = strict(ErrorResponse, caught.value.body)
     assert error.error.type == "invalid_request_error" and path in error.error.message
-    assert not stack.anthropic.requests
+    assert not dialects.anthropic.requests
 
 
 async def test_keys_versions_and_provider_failures_answer_in_anthropics_shape(
-    stack: DialectStack, client: anthropic.AsyncAnthropic, api_key: str
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic, api_key: str
 ) -> None:
     body = {"model": "claude", "messages": HI}
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         no_version = await http.post(COUNT_PATH, json=body, headers={"x-api-key": api_key})
         wrong_key = await http.post(
             COUNT_PATH, json=body, headers={"x-api-key": "sk-wrong", "anthropic-version": "2023-06-01"}
         )
     assert no_version.status_code == 400 and "anthropic-version" in no_version.json()["error"]["message"]
     assert strict(ErrorResponse, wrong_key.json()).error.type == "authentication_error"
-    stack.anthropic.faults = Faults(status=429, retry_after="3")
+    dialects.anthropic.faults = Faults(status=429, retry_after="3")
     with pytest.raises(anthropic.RateLimitError) as caught:
-        await client.messages.count_tokens(model="claude", messages=HI)
+        await anthropic_sdk.messages.count_tokens(model="claude", messages=HI)
     assert strict(ErrorResponse, caught.value.body).error.type == "rate_limit_error"
     assert caught.value.response.headers["retry-after"] == "3"

@@ -1,9 +1,7 @@
-"""The anthropic SDK's client.models against the real gateway and adapters: Anthropic's shapes and cursor
+"""The anthropic SDK's anthropic_sdk.models against the real gateway and adapters: Anthropic's shapes and cursor
 pages over what the key's tenant may use, Anthropic's errors, and the OpenAI shape kept for other callers."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import anthropic
 import httpx
@@ -12,23 +10,10 @@ import pytest
 from anthropic.types import ModelInfo
 from anthropic.types.shared import ErrorResponse
 
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 EVERY = ["az", "azure-first", "claude", "claude-new", "gem", "gpt", "mixed"]
-
-
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
 
 
 def _strict_model(item: dict) -> ModelInfo:
@@ -37,9 +22,9 @@ def _strict_model(item: dict) -> ModelInfo:
 
 
 async def test_the_list_is_anthropics_shape_and_pages_through_every_model(
-    client: anthropic.AsyncAnthropic,
+    anthropic_sdk: anthropic.AsyncAnthropic,
 ) -> None:
-    raw = await client.models.with_raw_response.list(limit=2)
+    raw = await anthropic_sdk.models.with_raw_response.list(limit=2)
     page = orjson.loads(raw.http_response.content)
     assert set(page) == {"data", "has_more", "first_id", "last_id"}
     assert page["has_more"] is True and len(page["data"]) == 2
@@ -47,30 +32,34 @@ async def test_the_list_is_anthropics_shape_and_pages_through_every_model(
     for item in page["data"]:
         _strict_model(item)
     # The SDK's auto-pagination follows last_id with after_id until has_more is false.
-    seen = [model.id async for model in client.models.list(limit=2)]
+    seen = [model.id async for model in anthropic_sdk.models.list(limit=2)]
     assert sorted(seen) == EVERY and len(seen) == len(set(seen))
-    routes = {m.id: m.display_name async for m in client.models.list(limit=1000)}
+    routes = {m.id: m.display_name async for m in anthropic_sdk.models.list(limit=1000)}
     assert routes["mixed"] == "mixed (ATP route)" and routes["claude"] == "claude"
 
 
-async def test_before_id_pages_backwards_and_lifecycle_filters(client: anthropic.AsyncAnthropic) -> None:
-    everything = [m.id async for m in client.models.list(limit=1000)]
+async def test_before_id_pages_backwards_and_lifecycle_filters(
+    anthropic_sdk: anthropic.AsyncAnthropic,
+) -> None:
+    everything = [m.id async for m in anthropic_sdk.models.list(limit=1000)]
     last = everything[-1]
-    before = await client.models.list(before_id=last, limit=2)
+    before = await anthropic_sdk.models.list(before_id=last, limit=2)
     assert [m.id for m in before.data] == everything[-3:-1]
     assert before.has_more is (len(everything) > 3)
-    retired = await client.models.list(lifecycle=["retired"])
+    retired = await anthropic_sdk.models.list(lifecycle=["retired"])
     assert (retired.data, retired.has_more, retired.first_id) == ([], False, None)
-    active = await client.models.list(lifecycle=["active", "deprecated"], limit=1000)
+    active = await anthropic_sdk.models.list(lifecycle=["active", "deprecated"], limit=1000)
     assert [m.id for m in active.data] == everything
 
 
-async def test_retrieve_answers_one_model_or_anthropics_not_found(client: anthropic.AsyncAnthropic) -> None:
-    raw = await client.models.with_raw_response.retrieve("claude")
+async def test_retrieve_answers_one_model_or_anthropics_not_found(
+    anthropic_sdk: anthropic.AsyncAnthropic,
+) -> None:
+    raw = await anthropic_sdk.models.with_raw_response.retrieve("claude")
     model = _strict_model(orjson.loads(raw.http_response.content))
     assert (model.id, model.type, model.lifecycle) == ("claude", "model", "active")
     with pytest.raises(anthropic.NotFoundError) as caught:
-        await client.models.retrieve("no-such-model")
+        await anthropic_sdk.models.retrieve("no-such-model")
     error = strict(ErrorResponse, caught.value.body)
     assert error.error.type == "not_found_error" and "no-such-model" in error.error.message
 
@@ -88,9 +77,9 @@ async def test_retrieve_answers_one_model_or_anthropics_not_found(client: anthro
     ],
 )
 async def test_bad_queries_get_anthropics_400_naming_the_parameter(
-    stack: DialectStack, api_key: str, query: str, named: str
+    dialects: DialectStack, api_key: str, query: str, named: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         reply = await http.get(
             f"/v1/models?{query}", headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"}
         )
@@ -100,9 +89,9 @@ async def test_bad_queries_get_anthropics_400_naming_the_parameter(
 
 
 async def test_a_bad_key_gets_anthropics_401_and_openai_callers_keep_their_shape(
-    stack: DialectStack, api_key: str
+    dialects: DialectStack, api_key: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         refused = await http.get(
             "/v1/models", headers={"x-api-key": "nope", "anthropic-version": "2023-06-01"}
         )

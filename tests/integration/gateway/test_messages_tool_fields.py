@@ -4,7 +4,6 @@ read the examples at the end of the tool's description; server-tool fields stay 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -12,7 +11,7 @@ import orjson
 import pytest
 from anthropic.types.shared import ErrorResponse
 
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 HI = [{"role": "user", "content": "Write the file"}]
@@ -30,39 +29,26 @@ WRITE: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
 async def test_anthropic_gets_the_tool_fields_as_sent(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await client.messages.create(model="claude", max_tokens=256, messages=HI, tools=[WRITE])
-    [tool] = stack.anthropic.requests[0].body["tools"]
+    await anthropic_sdk.messages.create(model="claude", max_tokens=256, messages=HI, tools=[WRITE])
+    [tool] = dialects.anthropic.requests[0].body["tools"]
     assert tool == WRITE
 
 
 async def test_other_providers_read_the_examples_in_the_description(
-    stack: DialectStack, client: anthropic.AsyncAnthropic
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    await client.messages.create(model="gpt", max_tokens=256, messages=HI, tools=[WRITE])
-    await client.messages.create(model="gem", max_tokens=256, messages=HI, tools=[WRITE])
-    [to_openai] = stack.openai.requests[0].body["tools"]
+    await anthropic_sdk.messages.create(model="gpt", max_tokens=256, messages=HI, tools=[WRITE])
+    await anthropic_sdk.messages.create(model="gem", max_tokens=256, messages=HI, tools=[WRITE])
+    [to_openai] = dialects.openai.requests[0].body["tools"]
     expected = "Write content to a file\n\nExamples of valid input:\n" + "\n".join(
         orjson.dumps(example).decode() for example in EXAMPLES
     )
     assert to_openai["function"]["description"] == expected
     assert set(to_openai["function"]) == {"name", "description", "parameters"}
-    [declaration] = stack.gemini.requests[0].body["tools"][0]["functionDeclarations"]
+    [declaration] = dialects.gemini.requests[0].body["tools"][0]["functionDeclarations"]
     assert declaration["description"] == expected
 
 
@@ -74,9 +60,11 @@ async def test_other_providers_read_the_examples_in_the_description(
     ],
 )
 async def test_server_tool_fields_and_malformed_examples_are_refused_by_path(
-    stack: DialectStack, client: anthropic.AsyncAnthropic, extra: dict[str, Any], path: str
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic, extra: dict[str, Any], path: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await client.messages.create(model="claude", max_tokens=256, messages=HI, tools=[{**WRITE, **extra}])
+        await anthropic_sdk.messages.create(
+            model="claude", max_tokens=256, messages=HI, tools=[{**WRITE, **extra}]
+        )
     assert path in strict(ErrorResponse, caught.value.body).error.message
-    assert not stack.anthropic.requests
+    assert not dialects.anthropic.requests

@@ -1,10 +1,9 @@
-"""The openai SDK's client.responses.input_tokens.count against the real gateway and adapters: each provider
+"""The openai SDK's openai_sdk.responses.input_tokens.count against the real gateway and adapters: each provider
 that can count gets its own count body (OpenAI's, Anthropic's, Gemini's), checked by its fake as the real
 service checks it, and nothing is generated."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -15,7 +14,7 @@ from openai.types.responses.input_token_count_response import InputTokenCountRes
 from tests.fakes.anthropic_checks import counted_tokens
 from tests.fakes.gemini_checks import counted_gemini_tokens
 from tests.fakes.openai_checks import counted_openai_tokens
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 WEATHER = {
@@ -42,29 +41,16 @@ CONVERSATION: list[Any] = [
 COUNT_PATH = "/v1/responses/input_tokens"
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    sdk = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
-async def _count(client: openai.AsyncOpenAI, **body: Any) -> tuple[InputTokenCountResponse, Any]:
-    raw = await client.responses.input_tokens.with_raw_response.count(**body)
+async def _count(openai_sdk: openai.AsyncOpenAI, **body: Any) -> tuple[InputTokenCountResponse, Any]:
+    raw = await openai_sdk.responses.input_tokens.with_raw_response.count(**body)
     return strict(InputTokenCountResponse, orjson.loads(raw.content)), raw.headers
 
 
 async def test_openai_counts_the_conversation_as_responses_input_items(
-    stack: DialectStack, client: openai.AsyncOpenAI
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
 ) -> None:
     counted, headers = await _count(
-        client,
+        openai_sdk,
         model="gpt",
         instructions="Answer briefly.",
         input=CONVERSATION,
@@ -74,7 +60,7 @@ async def test_openai_counts_the_conversation_as_responses_input_items(
         reasoning={"effort": "low"},
         text={"format": {"type": "json_object"}, "verbosity": "low"},
     )
-    [sent] = stack.openai.requests
+    [sent] = dialects.openai.requests
     assert sent.path == COUNT_PATH  # the fake checked the body against the SDK's InputTokenCountParams
     body = sent.body
     assert body["model"] == "gpt-upstream" and counted.input_tokens == counted_openai_tokens(body) > 0
@@ -87,19 +73,19 @@ async def test_openai_counts_the_conversation_as_responses_input_items(
     assert (body["parallel_tool_calls"], body["reasoning"]) == (False, {"effort": "low"})
     assert body["text"] == {"format": {"type": "json_object"}, "verbosity": "low"}
     assert headers["x-atp-model"] == "gpt" and headers["x-atp-decision-id"]
-    assert not [r for r in stack.openai.requests if r.path != COUNT_PATH]
+    assert not [r for r in dialects.openai.requests if r.path != COUNT_PATH]
 
 
 async def test_anthropic_and_gemini_count_in_their_own_terms(
-    stack: DialectStack, client: openai.AsyncOpenAI
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
 ) -> None:
-    claude, _ = await _count(client, model="claude", input=CONVERSATION, tools=[WEATHER])
-    [to_anthropic] = stack.anthropic.requests
+    claude, _ = await _count(openai_sdk, model="claude", input=CONVERSATION, tools=[WEATHER])
+    [to_anthropic] = dialects.anthropic.requests
     assert to_anthropic.path == "/v1/messages/count_tokens"
     assert claude.input_tokens == counted_tokens(to_anthropic.body)
     assert to_anthropic.body["tools"][0]["name"] == "get_weather"
-    gem, _ = await _count(client, model="gem", instructions="Be brief.", input="Hello there")
-    [to_gemini] = stack.gemini.requests
+    gem, _ = await _count(openai_sdk, model="gem", instructions="Be brief.", input="Hello there")
+    [to_gemini] = dialects.gemini.requests
     assert to_gemini.path == "/v1beta/models/gemini-upstream:countTokens"
     inner = to_gemini.body["generateContentRequest"]
     assert inner["model"] == "models/gemini-upstream"
@@ -108,12 +94,12 @@ async def test_anthropic_and_gemini_count_in_their_own_terms(
 
 
 async def test_a_candidate_that_cannot_count_is_passed_over_or_named(
-    stack: DialectStack, client: openai.AsyncOpenAI
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
 ) -> None:
-    _, headers = await _count(client, model="azure-first", input="Hi")
-    assert headers["x-atp-model"] == "claude" and not stack.openai.requests
+    _, headers = await _count(openai_sdk, model="azure-first", input="Hi")
+    assert headers["x-atp-model"] == "claude" and not dialects.openai.requests
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.input_tokens.count(model="az", input="Hi")
+        await openai_sdk.responses.input_tokens.count(model="az", input="Hi")
     error = caught.value.body
     assert "no candidate of 'az' can count tokens" in error["message"] and error["param"] == "model"
 
@@ -130,10 +116,10 @@ async def test_a_candidate_that_cannot_count_is_passed_over_or_named(
     ],
 )
 async def test_what_the_count_does_not_take_is_refused_by_name(
-    stack: DialectStack, client: openai.AsyncOpenAI, extra: dict[str, Any], param: str
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, extra: dict[str, Any], param: str
 ) -> None:
     body = {"model": "gpt", "input": "Hi", **extra}
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.post("/responses/input_tokens", body=body, cast_to=InputTokenCountResponse)
+        await openai_sdk.post("/responses/input_tokens", body=body, cast_to=InputTokenCountResponse)
     assert caught.value.body["param"].startswith(param)
-    assert not stack.openai.requests
+    assert not dialects.openai.requests

@@ -1,8 +1,7 @@
-"""The openai SDK's client.responses against the real gateway and adapters, with recording fake providers."""
+"""The openai SDK's openai_sdk.responses against the real gateway and adapters, with recording fake providers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from tests.fakes.anthropic_server import AnthropicExtras
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 WEATHER = {
@@ -24,30 +23,17 @@ WEATHER = {
 }
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(stack: DialectStack, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    sdk = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
-    yield sdk
-    await sdk.close()
-
-
-async def _raw(client: openai.AsyncOpenAI, **body: Any) -> Response:
+async def _raw(openai_sdk: openai.AsyncOpenAI, **body: Any) -> Response:
     """A non-streamed call whose raw JSON is validated strictly, then parsed by the SDK."""
-    raw = await client.responses.with_raw_response.create(**body)
+    raw = await openai_sdk.responses.with_raw_response.create(**body)
     strict(Response, orjson.loads(raw.content))
     return raw.parse()
 
 
-async def _raw_events(stack: DialectStack, api_key: str, body: dict[str, Any]) -> list[Any]:
+async def _raw_events(dialects: DialectStack, api_key: str, body: dict[str, Any]) -> list[Any]:
     """A streamed call's events, each validated strictly against the SDK's event union."""
     async with (
-        httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http,
         http.stream(
             "POST",
             "/v1/responses",
@@ -68,9 +54,9 @@ async def _raw_events(stack: DialectStack, api_key: str, body: dict[str, Any]) -
     return events
 
 
-async def test_plain_input_and_instructions(stack: DialectStack, client: openai.AsyncOpenAI) -> None:
+async def test_plain_input_and_instructions(dialects: DialectStack, openai_sdk: openai.AsyncOpenAI) -> None:
     response = await _raw(
-        client,
+        openai_sdk,
         model="gpt",
         input="Hello there",
         instructions="Be brief.",
@@ -78,7 +64,7 @@ async def test_plain_input_and_instructions(stack: DialectStack, client: openai.
         temperature=0.2,
         metadata={"team": "search"},
     )
-    sent = stack.openai.requests[-1].body
+    sent = dialects.openai.requests[-1].body
     assert sent["model"] == "gpt-upstream"
     assert sent["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -86,27 +72,27 @@ async def test_plain_input_and_instructions(stack: DialectStack, client: openai.
     ]
     assert sent["max_tokens"] == 50 and sent["temperature"] == 0.2
     assert response.status == "completed" and response.model == "gpt"
-    assert response.output_text == stack.openai.reply.text
-    assert response.usage.input_tokens == stack.openai.reply.prompt_tokens
-    assert response.usage.output_tokens == stack.openai.reply.completion_tokens
+    assert response.output_text == dialects.openai.reply.text
+    assert response.usage.input_tokens == dialects.openai.reply.prompt_tokens
+    assert response.usage.output_tokens == dialects.openai.reply.completion_tokens
     assert response.instructions == "Be brief." and response.metadata == {"team": "search"}
 
 
 async def test_streamed_with_the_sdk_and_strictly(
-    stack: DialectStack, client: openai.AsyncOpenAI, api_key
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, api_key
 ) -> None:
-    stream = await client.responses.create(model="claude", input="Hello", stream=True)
+    stream = await openai_sdk.responses.create(model="claude", input="Hello", stream=True)
     texts, final = [], None
     async for event in stream:
         if event.type == "response.output_text.delta":
             texts.append(event.delta)
         if event.type == "response.completed":
             final = event.response
-    assert "".join(texts) == stack.anthropic.reply.text
-    assert final is not None and final.output_text == stack.anthropic.reply.text
-    assert stack.anthropic.requests[-1].body["stream"] is True
+    assert "".join(texts) == dialects.anthropic.reply.text
+    assert final is not None and final.output_text == dialects.anthropic.reply.text
+    assert dialects.anthropic.requests[-1].body["stream"] is True
 
-    events = await _raw_events(stack, api_key, {"model": "gem", "input": "Hello"})
+    events = await _raw_events(dialects, api_key, {"model": "gem", "input": "Hello"})
     kinds = [e.type for e in events]
     assert kinds[:4] == [
         "response.created",
@@ -123,18 +109,20 @@ async def test_streamed_with_the_sdk_and_strictly(
     assert events[-1].response.usage.total_tokens > 0
 
 
-async def test_tools_round_trip_through_anthropic(stack: DialectStack, client: openai.AsyncOpenAI) -> None:
-    stack.anthropic.reply.text = ""
-    stack.anthropic.reply.tool_calls = [("get_weather", '{"city":"Paris"}')]
+async def test_tools_round_trip_through_anthropic(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    dialects.anthropic.reply.text = ""
+    dialects.anthropic.reply.tool_calls = [("get_weather", '{"city":"Paris"}')]
     first = await _raw(
-        client,
+        openai_sdk,
         model="claude",
         input="Weather in Paris?",
         tools=[WEATHER],
         tool_choice="required",
         parallel_tool_calls=False,
     )
-    sent = stack.anthropic.requests[-1].body
+    sent = dialects.anthropic.requests[-1].body
     assert sent["tools"][0]["name"] == "get_weather"
     assert sent["tools"][0]["input_schema"] == WEATHER["parameters"]
     assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
@@ -142,10 +130,10 @@ async def test_tools_round_trip_through_anthropic(stack: DialectStack, client: o
     assert call.type == "function_call" and call.name == "get_weather"
     assert orjson.loads(call.arguments) == {"city": "Paris"}
 
-    stack.anthropic.reply.tool_calls = []
-    stack.anthropic.reply.text = "It is sunny."
+    dialects.anthropic.reply.tool_calls = []
+    dialects.anthropic.reply.text = "It is sunny."
     second = await _raw(
-        client,
+        openai_sdk,
         model="claude",
         tools=[WEATHER],
         input=[
@@ -154,7 +142,7 @@ async def test_tools_round_trip_through_anthropic(stack: DialectStack, client: o
             {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"},
         ],
     )
-    turns = stack.anthropic.requests[-1].body["messages"]
+    turns = dialects.anthropic.requests[-1].body["messages"]
     assert turns[1]["role"] == "assistant"
     assert turns[1]["content"][-1] == {
         "type": "tool_use",
@@ -168,18 +156,18 @@ async def test_tools_round_trip_through_anthropic(stack: DialectStack, client: o
     assert second.output_text == "It is sunny."
 
 
-async def test_streamed_function_call_arguments(stack: DialectStack, api_key: str) -> None:
-    stack.openai.reply.text = ""
-    stack.openai.reply.tool_calls = [("get_weather", '{"city":"Paris"}')]
-    events = await _raw_events(stack, api_key, {"model": "gpt", "input": "Weather?", "tools": [WEATHER]})
+async def test_streamed_function_call_arguments(dialects: DialectStack, api_key: str) -> None:
+    dialects.openai.reply.text = ""
+    dialects.openai.reply.tool_calls = [("get_weather", '{"city":"Paris"}')]
+    events = await _raw_events(dialects, api_key, {"model": "gpt", "input": "Weather?", "tools": [WEATHER]})
     deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
     done = [e for e in events if e.type == "response.function_call_arguments.done"]
     assert deltas == done[0].arguments == '{"city":"Paris"}'
-    assert stack.openai.requests[-1].body["tools"][0]["function"]["name"] == "get_weather"
+    assert dialects.openai.requests[-1].body["tools"][0]["function"]["name"] == "get_weather"
 
 
-async def test_text_format_json_schema(stack: DialectStack, client: openai.AsyncOpenAI) -> None:
-    stack.openai.reply.text = '{"answer": 4}'
+async def test_text_format_json_schema(dialects: DialectStack, openai_sdk: openai.AsyncOpenAI) -> None:
+    dialects.openai.reply.text = '{"answer": 4}'
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "integer"}},
@@ -187,34 +175,36 @@ async def test_text_format_json_schema(stack: DialectStack, client: openai.Async
         "additionalProperties": False,
     }
     response = await _raw(
-        client,
+        openai_sdk,
         model="gpt",
         input="2+2?",
         text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
     )
-    sent = stack.openai.requests[-1].body["response_format"]
+    sent = dialects.openai.requests[-1].body["response_format"]
     assert sent["type"] == "json_schema"
     assert sent["json_schema"]["name"] == "answer" and sent["json_schema"]["schema"] == schema
     assert orjson.loads(response.output_text) == {"answer": 4}
 
 
-async def test_reasoning_and_thinking_come_back(stack: DialectStack, client: openai.AsyncOpenAI) -> None:
-    stack.anthropic.extras = AnthropicExtras(thinking=("Adding numbers.", "sig-1"))
+async def test_reasoning_and_thinking_come_back(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    dialects.anthropic.extras = AnthropicExtras(thinking=("Adding numbers.", "sig-1"))
     response = await _raw(
-        client,
+        openai_sdk,
         model="claude",
         input="2+2?",
         reasoning={"effort": "low", "summary": "auto"},
         max_output_tokens=4000,
     )
-    sent = stack.anthropic.requests[-1].body
+    sent = dialects.anthropic.requests[-1].body
     assert sent["thinking"]["type"] == "enabled" and sent["thinking"]["budget_tokens"] >= 1024
     reasoning = response.output[0]
     assert reasoning.type == "reasoning"
     assert reasoning.content[0].text == "Adding numbers." and reasoning.encrypted_content == "sig-1"
     # The reasoning item goes back as a thinking block, signature intact.
     await _raw(
-        client,
+        openai_sdk,
         model="claude",
         input=[
             {"role": "user", "content": "2+2?"},
@@ -222,7 +212,7 @@ async def test_reasoning_and_thinking_come_back(stack: DialectStack, client: ope
             {"role": "user", "content": "And 3+3?"},
         ],
     )
-    assistant = stack.anthropic.requests[-1].body["messages"][1]
+    assistant = dialects.anthropic.requests[-1].body["messages"][1]
     assert assistant["content"][0] == {
         "type": "thinking",
         "thinking": "Adding numbers.",
@@ -241,28 +231,28 @@ async def test_reasoning_and_thinking_come_back(stack: DialectStack, client: ope
     ],
 )
 async def test_bad_input_is_a_400_naming_the_path(
-    stack: DialectStack, client: openai.AsyncOpenAI, body: dict[str, Any], param: str
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, body: dict[str, Any], param: str
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(**{"model": "gpt", "input": "x", **body})
+        await openai_sdk.responses.create(**{"model": "gpt", "input": "x", **body})
     assert caught.value.param == param
-    assert not stack.openai.requests
+    assert not dialects.openai.requests
 
 
 async def test_provider_refusals_name_paths_of_the_responses_body(
-    stack: DialectStack, client: openai.AsyncOpenAI
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
 ) -> None:
     # Anthropic refuses json_object and a Word file; the errors name where the client put them.
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(model="claude", input="x", text={"format": {"type": "json_object"}})
+        await openai_sdk.responses.create(model="claude", input="x", text={"format": {"type": "json_object"}})
     assert caught.value.param == "text.format"
     word = {"type": "input_file", "file_data": "data:application/msword;base64,QQ==", "filename": "a.doc"}
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(
+        await openai_sdk.responses.create(
             model="claude",
             instructions="Be brief.",
             input=[{"role": "user", "content": [{"type": "input_text", "text": "Read this."}, word]}],
         )
     assert caught.value.param == "input[0].content[1]"
     assert "input[0].content[1]" in caught.value.message
-    assert not stack.anthropic.requests
+    assert not dialects.anthropic.requests

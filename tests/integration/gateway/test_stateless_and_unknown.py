@@ -4,28 +4,22 @@ caller's dialect (Anthropic's shape for a caller that sends anthropic-version)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anthropic
 import httpx
 import openai
 import pytest
 from anthropic.types.shared import ErrorResponse
 
-from tests.support.dialect_stack import DialectStack, dialect_stack
+from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
 
-@pytest.fixture
-async def stack(observer, tmp_path, api_key) -> AsyncIterator[DialectStack]:
-    async with dialect_stack(tmp_path, observer[0].address, api_key) as running:
-        yield running
-
-
 async def test_a_stored_responses_calls_get_openais_404_naming_the_id(
-    stack: DialectStack, api_key: str
+    dialects: DialectStack, api_key: str
 ) -> None:
-    client = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10)
+    client = openai.AsyncOpenAI(
+        base_url=dialects.base_url + "/v1", api_key=api_key, max_retries=0, timeout=10
+    )
     calls = [
         lambda: client.responses.retrieve("resp_123"),
         lambda: client.responses.delete("resp_123"),
@@ -39,19 +33,19 @@ async def test_a_stored_responses_calls_get_openais_404_naming_the_id(
             error = caught.value.body
             assert "No response found with id 'resp_123'" in error["message"]
             assert error["param"] == "response_id"
-        wrong = openai.AsyncOpenAI(base_url=stack.base_url + "/v1", api_key="sk-wrong", max_retries=0)
+        wrong = openai.AsyncOpenAI(base_url=dialects.base_url + "/v1", api_key="sk-wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
             await wrong.responses.retrieve("resp_123")
         await wrong.close()
     finally:
         await client.close()
-    assert not stack.openai.requests
+    assert not dialects.openai.requests
 
 
 async def test_unknown_paths_and_methods_answer_in_the_callers_dialect(
-    stack: DialectStack, api_key: str
+    dialects: DialectStack, api_key: str
 ) -> None:
-    sdk = anthropic.AsyncAnthropic(base_url=stack.base_url, api_key=api_key, max_retries=0, timeout=10)
+    sdk = anthropic.AsyncAnthropic(base_url=dialects.base_url, api_key=api_key, max_retries=0, timeout=10)
     try:
         with pytest.raises(anthropic.NotFoundError) as caught:
             await sdk.messages.batches.retrieve("msgbatch_1")
@@ -60,7 +54,7 @@ async def test_unknown_paths_and_methods_answer_in_the_callers_dialect(
     error = strict(ErrorResponse, caught.value.body)
     assert error.error.type == "not_found_error" and "/v1/messages/batches/msgbatch_1" in error.error.message
     anthropic_headers = {"x-api-key": api_key, "anthropic-version": "2023-06-01"}
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=dialects.base_url, timeout=10) as http:
         wrong_method = await http.get("/v1/messages", headers=anthropic_headers)
         openai_style = await http.get("/v1/messages", headers={"authorization": f"Bearer {api_key}"})
     assert wrong_method.status_code == 405
