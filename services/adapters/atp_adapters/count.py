@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 from atp.adapters.v1 import adapters_pb2
@@ -13,9 +12,8 @@ from atp_adapters.admission import Admission
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.providers import ProviderError, ProviderRequest
 from atp_adapters.targets import TargetTable
-from atp_adapters.validation import RANGED, validate, validate_ranges
+from atp_adapters.validation import validate
 from atp_common.errors import InvalidArgument
-from atp_common.policy.features import compute_features
 from atp_common.privacy import PrivacyPolicy, redact_messages
 
 __all__ = ["TokenCounter"]
@@ -30,21 +28,21 @@ class TokenCounter:
 
     def __init__(
         self,
+        decide: Callable[[adapters_pb2.GenerateRequest, str], chat_pb2.Decision],
+        deadline: Callable[[float | None], float],
         holder: PolicyHolder,
         targets: TargetTable,
         privacy: PrivacyPolicy,
         *,
         default_tenant: str,
-        request_timeout_s: float,
-        rng: random.Random,
         admission: Admission | None = None,
     ) -> None:
+        self._decide = decide
+        self._deadline = deadline
         self._holder = holder
         self._targets = targets
         self._privacy = privacy
         self._default_tenant = default_tenant
-        self._request_timeout_s = request_timeout_s
-        self._rng = rng
         self._admission = admission
 
     async def count(
@@ -59,21 +57,12 @@ class TokenCounter:
         admission = self._admission
         if admission is not None and not admission.knows_key(request.key_id):
             await admission.catch_up()
-        features = compute_features(request.messages, request.params, False)
-        if features.required_features & RANGED:
-            validate_ranges(request.params)
-        features.regions.extend(request.regions)
-        decision = self._holder.policy.decide(request.model, tenant, features, self._rng)
-        if admission is not None:
-            admission.filter_models(request.key_id, request.model, decision)
+        decision = self._decide(request, tenant)
         messages = request.messages
         scrub = self._privacy.for_upstream(decision.route)
         if scrub is not None:
             # What would be forwarded is what is counted: a route that redacts redacts its counts too.
             messages = redact_messages(messages, scrub)
-        budget = self._request_timeout_s
-        if time_remaining is not None:
-            budget = min(time_remaining, budget)
         ask = ProviderRequest(
             provider_model="",
             messages=messages,
@@ -81,7 +70,7 @@ class TokenCounter:
             stream=False,
             include_usage=False,
             request_id=request.request_id or uuid.uuid4().hex,
-            deadline=time.monotonic() + budget,
+            deadline=self._deadline(time_remaining),
         )
         ticket = None
         if admission is not None:

@@ -76,13 +76,14 @@ class GeneratePipeline:
         # Who gets PII redaction of forwarded messages (routes that ask), decided once.
         self._privacy = self.recorder.privacy
         self._decision_counters: dict[tuple[str, str], Counter] = {}
+        # Counts decide exactly as generation does (semantic features included), with the same deadline.
         self.counter = TokenCounter(
+            lambda request, tenant: self._decide(request, tenant, False, routed=True),
+            self._deadline,
             holder,
             targets,
             self._privacy,
             default_tenant=default_tenant,
-            request_timeout_s=request_timeout_s,
-            rng=self._rng,
             admission=admission,
         )
 
