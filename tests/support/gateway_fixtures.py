@@ -7,12 +7,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import pytest
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.common.v1 import chat_pb2
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
+from atp_adapters.multiplex import MultiplexHub
 from atp_common.config import AtpConfig, builtin_config
 from atp_common.errors import NotFound, PermissionDenied, RateLimited, Unavailable
 from atp_common.server import RunningServer, ServiceRegistration, start_server
@@ -57,6 +59,8 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
     Models: auto / local-small / local-large echo; `tools` calls a tool; `midstream-error` and
     `midstream-abort` break after output; `hang` streams one delta then waits until cancelled;
     `drip` streams 12 deltas 50 ms apart; `limited` is rate limited; `boom` is a bug; else NotFound.
+    Multiplex runs Generate's replies through the adapters' real MultiplexHub; with `multiplex` False it
+    answers UNIMPLEMENTED, as adapters older than it do.
     """
 
     requests: list[adapters_pb2.GenerateRequest] = field(default_factory=list)
@@ -65,6 +69,19 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
     list_models_calls: int = 0
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     hanging: asyncio.Event = field(default_factory=asyncio.Event)
+    multiplex: bool = True
+    multiplex_streams: int = 0
+
+    def generate(self, request, time_remaining, keep):
+        """The pipeline's entry point, for the hub: Generate without a call of its own."""
+        return self.Generate(request, None)
+
+    async def Multiplex(self, request_iterator, context):
+        if not self.multiplex:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        self.multiplex_streams += 1
+        async for frame in MultiplexHub(self).serve(request_iterator, context):
+            yield frame
 
     async def ListModels(self, request, context):
         self.list_models_calls += 1

@@ -18,8 +18,9 @@ from atp_common.metrics import GRPC_REQUESTS, GRPC_SECONDS
 log = logging.getLogger("atp.grpc")
 
 
-class _MethodSeries:
-    """The metric children of one method, bound once: per call, a lookup by code and two updates."""
+class MethodSeries:
+    """The metric children of one method, bound once: per call, a lookup by code and two updates (also
+    for calls carried inside another, as the adapters' Multiplex carries Generate and Complete)."""
 
     __slots__ = ("_counters", "_method", "seconds")
 
@@ -46,6 +47,8 @@ def _code_of(exc: BaseException, context: aio.ServicerContext) -> str:
     if isinstance(exc, aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    if isinstance(exc, NotImplementedError) and context.code() == grpc.StatusCode.UNIMPLEMENTED:
+        return "UNIMPLEMENTED"
     return "INTERNAL"
 
 
@@ -53,13 +56,16 @@ async def _abort(context: aio.ServicerContext, exc: BaseException, method: str) 
     if isinstance(exc, AtpError):
         context.set_trailing_metadata(error_metadata(exc))
         await context.abort(exc.mapping.grpc_code, exc.message)
+    if isinstance(exc, NotImplementedError) and context.code() == grpc.StatusCode.UNIMPLEMENTED:
+        # A generated servicer's default: the method is not served here, as if it were not registered.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
     # Anything else is a bug: log it with its traceback here, and never send internals to the caller.
     log.error("unhandled error in %s", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
-    series = _MethodSeries(method)
+    series = MethodSeries(method)
 
     async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> Any:
         started = time.perf_counter()
@@ -84,7 +90,7 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
 def _wrap_stream(
     behavior: Callable[..., AsyncIterator[Any]], method: str
 ) -> Callable[..., AsyncIterator[Any]]:
-    series = _MethodSeries(method)
+    series = MethodSeries(method)
 
     async def handler(request_or_iterator: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         started = time.perf_counter()

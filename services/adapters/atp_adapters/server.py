@@ -120,6 +120,8 @@ async def build_server(
         servicer = AdaptersServicer(
             pipeline, holder, table, embedder, shipper, settings.replica_id, directory, edge_hits
         )
+        # At the drain, the gateway's Multiplex streams are told to take no new calls (each then ends).
+        await life.add(Component("multiplex", drain=servicer.hub.drain))
         registration = ServiceRegistration(
             adapters_pb2_grpc.add_AdaptersServiceServicer_to_server, servicer, SERVICE_NAME
         )

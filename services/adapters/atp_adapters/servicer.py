@@ -1,5 +1,5 @@
-"""The AdaptersService servicer: Generate, Complete, CountTokens and Embed delegate to their pipelines,
-ListModels reads the policy, GetStatus reports the observation backlog, ReportCacheHits records a
+"""The AdaptersService servicer: Generate, Complete, Multiplex, CountTokens and Embed delegate to their
+pipelines, ListModels reads the policy, GetStatus reports the observation backlog, ReportCacheHits records a
 gateway's cache hits."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
 from atp_adapters.edge_hits import EdgeHits
 from atp_adapters.embed import EmbedPipeline
+from atp_adapters.multiplex import MultiplexHub, RateLimits
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.shipper import ObservationShipper
@@ -28,7 +29,7 @@ _MAX_CACHED_TENANTS = 1024
 
 
 class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
-    """Generate, Complete, Embed, ListModels, GetStatus and ReportCacheHits."""
+    """Generate, Complete, Multiplex, Embed, ListModels, GetStatus and ReportCacheHits."""
 
     def __init__(
         self,
@@ -40,8 +41,10 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         replica_id: str,
         directory: DirectoryFollower | None = None,
         edge_hits: EdgeHits | None = None,
+        hub: MultiplexHub | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self.hub = hub if hub is not None else MultiplexHub(pipeline)
         self._edge_hits = edge_hits
         self._shipper = shipper
         self._replica_id = replica_id
@@ -60,7 +63,7 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
     ) -> AsyncGenerator[adapters_pb2.GenerateResponse, None]:
         # The x-ratelimit-* values ride in the first message's header: initial metadata sent on its own
         # costs a stream an exchange of its own.
-        limits = _RateLimits()
+        limits = RateLimits()
         async with contextlib.aclosing(
             self._pipeline.generate(request, context.time_remaining(), limits.keep)
         ) as responses:
@@ -77,7 +80,7 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
             raise InvalidArgument(
                 "Complete serves non-streamed requests; stream with Generate", param="stream"
             )
-        limits = _RateLimits()
+        limits = RateLimits()
         async with contextlib.aclosing(
             self._pipeline.generate(inner, context.time_remaining(), limits.keep)
         ) as responses:
@@ -85,6 +88,12 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         if limits.values is not None:
             limits.stamp(reply.response)
         return reply
+
+    async def Multiplex(
+        self, request_iterator: AsyncIterator[adapters_pb2.MultiplexRequest], context: aio.ServicerContext
+    ) -> AsyncGenerator[adapters_pb2.MultiplexResponse, None]:
+        async for frame in self.hub.serve(request_iterator, context):
+            yield frame
 
     async def CountTokens(
         self, request: adapters_pb2.CountTokensRequest, context: aio.ServicerContext
@@ -203,20 +212,3 @@ async def collect_reply(
 ) -> adapters_pb2.CompleteResponse:
     """Generate's messages as Complete's one reply."""
     return adapters_pb2.CompleteResponse(response=await merged_reply(responses))
-
-
-class _RateLimits:
-    """A call's x-ratelimit-* values from its admission, until the first message with a header takes them."""
-
-    __slots__ = ("values",)
-
-    def __init__(self) -> None:
-        self.values: tuple[tuple[str, str], ...] | None = None
-
-    async def keep(self, values: tuple[tuple[str, str], ...]) -> None:
-        self.values = values
-
-    def stamp(self, response: adapters_pb2.GenerateResponse) -> None:
-        if response.HasField("header"):
-            response.header.rate_limits.update(self.values or ())
-            self.values = None

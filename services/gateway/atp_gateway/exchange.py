@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from grpc import aio
 
@@ -22,7 +21,6 @@ from atp_gateway.auth import Principal, api_key_from_headers
 from atp_gateway.cache_serve import copied_reply, report_hit, send_copy
 from atp_gateway.errors import (
     ErrorReply,
-    check_complete_reply,
     error_from_generate,
     error_from_rpc,
     error_reply,
@@ -30,17 +28,16 @@ from atp_gateway.errors import (
 )
 from atp_gateway.gateway import Gateway
 from atp_gateway.reply_headers import add_limit_headers, add_route_headers
-from atp_gateway.upstream import AdaptersClient, whole_reply
+from atp_gateway.upstream import AdaptersClient
+from atp_gateway.upstream_call import ClientGone, UpstreamCall, complete, first_message
 
 log = logging.getLogger("atp.gateway.exchange")
 
 __all__ = [
     "SSE_HEADERS",
     "Caller",
-    "ClientGone",
     "Dialect",
     "ReplyEncoder",
-    "UpstreamCall",
     "admit",
     "serve",
     "stamp",
@@ -60,10 +57,6 @@ _REGION = re.compile(r"[A-Za-z0-9*?_.\-]{1,64}")
 MAX_TAGS = 16
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
-
-
-class ClientGone(Exception):
-    """The client disconnected; the upstream call has been cancelled."""
 
 
 @dataclass(slots=True)
@@ -202,115 +195,6 @@ def parse_regions(raw: bytes) -> list[str]:
     return patterns
 
 
-class UpstreamCall:
-    """One call to the adapters in flight (Generate for a stream, Complete otherwise) and, over HTTP, the
-    task that notices the client leaving and cancels it."""
-
-    __slots__ = ("call", "completed", "disconnected", "kept", "watcher")
-
-    def __init__(self, call: aio.UnaryStreamCall | aio.UnaryUnaryCall, receive: Receive | None):
-        self.call = call
-        self.disconnected = False
-        # Set once the completion has arrived: from then on a disconnect has nothing left to cancel (and
-        # uvicorn reports one as soon as the reply is complete).
-        self.completed = False
-        # A stream the adapters said they hold in their cache: its messages merged, for this worker's copy.
-        self.kept: adapters_pb2.GenerateResponse | None = None
-        self.watcher = asyncio.create_task(self._watch(receive)) if receive is not None else None
-
-    async def _watch(self, receive: Receive) -> None:
-        # The body has been read, so the next ASGI message is the disconnect. Cancelling the call here
-        # stops the provider request at once instead of at the next chunk we fail to write.
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.disconnected = True
-        if not self.completed:
-            self.call.cancel()
-
-    def _gone(self) -> bool:
-        """Whether a CancelledError in this task came from the watcher cancelling the call (the client
-        left), not from this task being cancelled."""
-        task = asyncio.current_task()
-        return self.disconnected and task is not None and not task.cancelling()
-
-    async def read(self) -> adapters_pb2.GenerateResponse | None:
-        """The next message of a Generate call; None at its end; ClientGone when the client left."""
-        assert isinstance(self.call, aio.UnaryStreamCall)
-        try:
-            message: adapters_pb2.GenerateResponse = await self.call.read()
-        except asyncio.CancelledError:
-            if self._gone():
-                raise ClientGone from None
-            raise
-        if message is aio.EOF:
-            return None
-        if self.kept is not None:
-            self.kept.MergeFrom(message)
-        return message
-
-    async def reply(self) -> adapters_pb2.GenerateResponse:
-        """The whole reply of a non-streamed request (whole_reply); ClientGone when the client left."""
-        try:
-            return await whole_reply(self.call)
-        except asyncio.CancelledError:
-            if self._gone():
-                raise ClientGone from None
-            raise
-
-    async def limit_values(self, header: adapters_pb2.GenerateHeader) -> Iterable[tuple[str, Any]]:
-        """The call's x-ratelimit-* values, from the reply's header (or, until 2027-03-01, the metadata
-        older adapters sent them in: design notes, "Rate-limit values in the header")."""
-        if header.rate_limits:
-            return [(name, value) for name, value in header.rate_limits.items()]
-        call: Any = self.call
-        metadata: aio.Metadata | None = await (
-            call.initial_metadata() if isinstance(call, aio.UnaryStreamCall) else call.trailing_metadata()
-        )
-        return metadata or ()
-
-    async def finish(self) -> None:
-        """After a stream's completion: read the stream's end, so the call ends OK rather than cancelled
-        (the adapters then record it as served and skip their cancellation path); one read, the server
-        ends the stream right after the completion."""
-        with contextlib.suppress(aio.AioRpcError, ClientGone):
-            await self.read()
-
-    def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-        self.call.cancel()
-
-
-async def complete(
-    adapters: AdaptersClient, request: adapters_pb2.GenerateRequest, receive: Receive | None
-) -> tuple[adapters_pb2.GenerateResponse, UpstreamCall]:
-    """A non-streamed request's checked reply: one Complete call, or Generate against adapters without
-    Complete (a rolling upgrade). The caller closes the returned call."""
-    upstream = UpstreamCall(adapters.complete(request), receive)
-    try:
-        try:
-            reply = await upstream.reply()
-        except aio.AioRpcError as exc:
-            if not adapters.lacks_complete(exc, upstream.call):
-                raise
-            upstream.close()
-            upstream = UpstreamCall(adapters.generate(request), receive)
-            reply = await upstream.reply()
-    except aio.AioRpcError as exc:
-        upstream.close()
-        raise error_from_rpc(exc, generating=True) from None
-    except BaseException:
-        upstream.close()
-        raise
-    upstream.completed = True
-    try:
-        check_complete_reply(reply)
-    except AtpError:
-        upstream.close()
-        raise
-    return reply, upstream
-
-
 async def serve(dialect: Dialect, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """The whole exchange for one HTTP request; never raises (every failure becomes the dialect's error
     reply or terminal event)."""
@@ -400,7 +284,7 @@ async def _serve_stream(
     upstream = UpstreamCall(adapters.generate(request), receive)
     try:
         try:
-            first = await upstream.read()
+            upstream, first = await first_message(adapters, request, upstream, receive)
         except aio.AioRpcError as exc:
             return await send_error(send, dialect, error_from_rpc(exc, generating=True), reply_headers)
         if first is None or not first.HasField("header"):

@@ -110,6 +110,8 @@ class Gateway:
             request_timeout_s=self.settings.request_timeout_s,
             control_timeout_s=self.settings.control_timeout_s,
             models_cache_s=self.settings.models_cache_s,
+            # Traced requests are calls of their own, each with its spans.
+            multiplex=not (self.settings.tracing or self.settings.otlp_endpoint),
         )
         self.observer = ObserverClient(observer_channel, control_timeout_s=self.settings.control_timeout_s)
         router_channel = open_channel(self.settings.router_addr, self.settings)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TypeAlias
 
 import grpc
 from grpc import aio
@@ -15,6 +16,7 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.observer.v1 import observer_pb2, observer_pb2_grpc
 from atp_common.replies import merged_reply
 from atp_gateway.errors import error_from_rpc
+from atp_gateway.multiplex import MuxCall, MuxSession
 
 log = logging.getLogger("atp.gateway.upstream")
 
@@ -24,14 +26,20 @@ __all__ = ["AdaptersClient", "ObserverClient", "whole_reply"]
 # come faster so a starting suite becomes ready quickly.
 _HEALTH_INTERVAL_S = 1.0
 _HEALTH_RETRY_S = 0.1
-# How long non-streamed requests use Generate after the adapters answered Complete with UNIMPLEMENTED.
-_COMPLETE_RETRY_S = 60.0
+# How long requests go without Multiplex, or Complete, after the adapters answered it with UNIMPLEMENTED.
+_OLDER_RETRY_S = 60.0
 _MODELS_CACHE_ENTRIES = 1024
 
 
-async def whole_reply(call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> adapters_pb2.GenerateResponse:
+AdaptersCall: TypeAlias = aio.UnaryUnaryCall | aio.UnaryStreamCall | MuxCall
+
+
+async def whole_reply(call: AdaptersCall) -> adapters_pb2.GenerateResponse:
     """The reply of a non-streamed request's call: Complete's one message, or Generate's messages merged
     (deltas appended) as they are read to the end."""
+    if isinstance(call, MuxCall):
+        merged: adapters_pb2.GenerateResponse = await call.reply()
+        return merged
     if isinstance(call, aio.UnaryUnaryCall):
         reply: adapters_pb2.CompleteResponse = await call
         return reply.response
@@ -39,7 +47,12 @@ async def whole_reply(call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> adapter
 
 
 class AdaptersClient:
-    """Calls to the adapters over one long-lived channel, and whether the adapters say they are SERVING."""
+    """Calls to the adapters over one long-lived channel, and whether the adapters say they are SERVING.
+
+    Generate and Complete go over a Multiplex stream (`multiplex`, the default) rather than a call each:
+    design notes, "One stream for the gateway's calls". With tracing on they are calls of their own, so
+    each request gets its client and server spans.
+    """
 
     def __init__(
         self,
@@ -48,8 +61,15 @@ class AdaptersClient:
         request_timeout_s: float,
         control_timeout_s: float,
         models_cache_s: float,
+        multiplex: bool = True,
     ):
         self._channel = channel
+        self._multiplex = multiplex
+        self._mux: MuxSession | None = None
+        self._mux_sessions: set[MuxSession] = set()
+        # When the adapters answered Multiplex with UNIMPLEMENTED (an older replica): calls of their own
+        # until then.
+        self._mux_retry_at = 0.0
         self._stub = adapters_pb2_grpc.AdaptersServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
         self._request_timeout_s = request_timeout_s
@@ -63,28 +83,60 @@ class AdaptersClient:
         # non-streamed requests go over Generate until then, and Complete is tried again after it.
         self._complete_retry_at = 0.0
 
-    def generate(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryStreamCall:
+    def generate(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryStreamCall | MuxCall:
         """Start a Generate call; the caller reads it and cancels it when its client goes away."""
+        session = self._session()
+        if session is not None:
+            return session.start(request, whole=False, timeout_s=self._request_timeout_s)
         return self._stub.Generate(request, timeout=self._request_timeout_s)
 
-    def complete(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall | aio.UnaryStreamCall:
+    def complete(self, request: adapters_pb2.GenerateRequest) -> AdaptersCall:
         """Start the call for a non-streamed request: Complete, or Generate while the adapters lack it
-        (lacks_complete); whole_reply reads either. The caller cancels it when its client goes away."""
+        (lacks_method); whole_reply reads either. The caller cancels it when its client goes away."""
+        session = self._session()
+        if session is not None:
+            return session.start(request, whole=True, timeout_s=self._request_timeout_s)
         if self._complete_retry_at and time.monotonic() < self._complete_retry_at:
             return self.generate(request)
         return self._stub.Complete(
             adapters_pb2.CompleteRequest(request=request), timeout=self._request_timeout_s
         )
 
-    def lacks_complete(self, exc: aio.AioRpcError, call: aio.UnaryUnaryCall | aio.UnaryStreamCall) -> bool:
-        """Whether `exc` says the adapters do not serve Complete (an older replica, mid rolling upgrade);
-        if so, non-streamed requests use Generate for a minute. Such a call never started the request,
-        so the caller sends it again over Generate."""
-        if exc.code() != grpc.StatusCode.UNIMPLEMENTED or not isinstance(call, aio.UnaryUnaryCall):
+    def _session(self) -> MuxSession | None:
+        """The Multiplex stream new calls go on (opened when there is none that takes calls); None when
+        calls go on their own."""
+        if not self._multiplex or (self._mux_retry_at and time.monotonic() < self._mux_retry_at):
+            return None
+        session = self._mux
+        if session is None or not session.usable:
+            # The streams still finishing their calls are kept until they end, to be closed with us.
+            self._mux_sessions = {s for s in self._mux_sessions if not s.finished}
+            session = self._mux = MuxSession(self._channel, self._session_done)
+            self._mux_sessions.add(session)
+        return session
+
+    def _session_done(self, session: MuxSession) -> None:
+        if self._mux is session:
+            self._mux = None
+
+    def lacks_method(self, exc: aio.AioRpcError, call: AdaptersCall) -> bool:
+        """Whether `exc` says the adapters do not serve Multiplex or Complete (an older replica, mid rolling
+        upgrade); if so, requests go without it for a minute. Such a call never started the request, so
+        the caller sends it again (`generate` or `complete` choose what the adapters serve)."""
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            return False
+        if isinstance(call, MuxCall):
+            if not self._mux_retry_at or time.monotonic() >= self._mux_retry_at:
+                log.warning(
+                    "the adapters do not serve Multiplex (an older version?); calls of their own for 60 s"
+                )
+            self._mux_retry_at = time.monotonic() + _OLDER_RETRY_S
+            return True
+        if not isinstance(call, aio.UnaryUnaryCall):
             return False
         if not self._complete_retry_at or time.monotonic() >= self._complete_retry_at:
             log.warning("the adapters do not serve Complete (an older version?); using Generate for 60 s")
-        self._complete_retry_at = time.monotonic() + _COMPLETE_RETRY_S
+        self._complete_retry_at = time.monotonic() + _OLDER_RETRY_S
         return True
 
     def count_tokens(self, request: adapters_pb2.GenerateRequest) -> aio.UnaryUnaryCall:
@@ -155,6 +207,8 @@ class AdaptersClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.serving = False
+        sessions, self._mux_sessions, self._mux = self._mux_sessions, set(), None
+        await asyncio.gather(*(session.close() for session in sessions))
 
     async def _watch_health(self) -> None:
         # Polls Check rather than following Watch: the server kit's error interceptor wraps the health

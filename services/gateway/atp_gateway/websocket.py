@@ -56,9 +56,10 @@ from atp_gateway.dialects.chat_reply import completion_json, custom_shape, merge
 from atp_gateway.dialects.chat_request import to_generate_request
 from atp_gateway.dialects.chat_schema import CHAT_REQUEST
 from atp_gateway.errors import error_from_generate, error_from_rpc, error_from_validation, openai_error
-from atp_gateway.exchange import Caller, complete, stamp
+from atp_gateway.exchange import Caller, stamp
 from atp_gateway.gateway import Gateway
 from atp_gateway.schemas import WS_MESSAGE
+from atp_gateway.upstream_call import complete
 
 log = logging.getLogger("atp.gateway.websocket")
 
@@ -277,7 +278,10 @@ class _Session:
                 try:
                     message = await call.read()
                 except aio.AioRpcError as exc:
-                    raise error_from_rpc(exc, generating=True) from None
+                    if merged is not None or not adapters.lacks_method(exc, call):
+                        raise error_from_rpc(exc, generating=True) from None
+                    call = adapters.generate(request)
+                    continue
                 if message is aio.EOF:
                     log.error("adapters stream ended without a completion")
                     raise Internal("The reply ended unexpectedly.")

@@ -297,11 +297,14 @@ def test_custom_tool_calls_keep_their_shape_streamed_and_whole():
 @pytest.mark.parametrize("model", ["metered", "metered-legacy"])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_rate_limit_values_become_headers_from_the_header_or_older_adapters_metadata(
-    client, model, stream
+    client, adapters, model, stream
 ):
     """The adapters put x-ratelimit-* values in the reply's header; adapters from before that field sent
-    them as metadata (initial for a stream, trailing for a unary call), read until 2027-03-01."""
+    them as metadata (initial for a stream, trailing for a unary call), read until 2027-03-01. Those
+    adapters lacked Multiplex too."""
     from tests.support.gateway_fixtures import METERED
+
+    adapters[1].multiplex = model != "metered-legacy"
 
     response = await client.post(CHAT, json=_body(model, stream=stream))
     assert response.status_code == 200, response.text

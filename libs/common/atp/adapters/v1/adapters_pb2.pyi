@@ -316,3 +316,70 @@ class ReportCacheHitsResponse(_message.Message):
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     def __init__(self, recorded: _Optional[int] = ...) -> None: ...
+
+class MultiplexRequest(_message.Message):
+    __slots__ = ("calls", "cancels", "credits")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    CANCELS_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[MultiplexCall]
+    cancels: _containers.RepeatedScalarFieldContainer[int]
+    credits: _containers.RepeatedCompositeFieldContainer[MultiplexCredit]
+    def __init__(self, calls: _Optional[_Iterable[_Union[MultiplexCall, _Mapping]]] = ..., cancels: _Optional[_Iterable[int]] = ..., credits: _Optional[_Iterable[_Union[MultiplexCredit, _Mapping]]] = ...) -> None: ...
+
+class MultiplexCall(_message.Message):
+    __slots__ = ("id", "request", "timeout_ms", "whole", "window_bytes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    request: GenerateRequest
+    timeout_ms: int
+    whole: bool
+    window_bytes: int
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[GenerateRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., whole: _Optional[bool] = ..., window_bytes: _Optional[int] = ...) -> None: ...
+
+class MultiplexCredit(_message.Message):
+    __slots__ = ("id", "bytes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    bytes: int
+    def __init__(self, id: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class MultiplexResponse(_message.Message):
+    __slots__ = ("items", "closing")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CLOSING_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MultiplexItem]
+    closing: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[MultiplexItem, _Mapping]]] = ..., closing: _Optional[bool] = ...) -> None: ...
+
+class MultiplexItem(_message.Message):
+    __slots__ = ("id", "message", "end")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    message: GenerateResponse
+    end: MultiplexEnd
+    def __init__(self, id: _Optional[int] = ..., message: _Optional[_Union[GenerateResponse, _Mapping]] = ..., end: _Optional[_Union[MultiplexEnd, _Mapping]] = ...) -> None: ...
+
+class MultiplexEnd(_message.Message):
+    __slots__ = ("code", "details", "trailers")
+    class TrailersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    TRAILERS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    details: str
+    trailers: _containers.ScalarMap[str, str]
+    def __init__(self, code: _Optional[int] = ..., details: _Optional[str] = ..., trailers: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class AdaptersServiceStub:
                 request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.SerializeToString,
                 response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.FromString,
                 _registered_method=True)
+        self.Multiplex = channel.stream_stream(
+                '/atp.adapters.v1.AdaptersService/Multiplex',
+                request_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexRequest.SerializeToString,
+                response_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexResponse.FromString,
+                _registered_method=True)
 
 
 class AdaptersServiceServicer:
@@ -129,6 +134,17 @@ class AdaptersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Multiplex(self, request_iterator, context):
+        """The gateway's transport for Generate and Complete: many requests over one long-lived stream, each
+        direction's items batched into one message per write (a call of its own costs both sides about ten
+        times as much CPU). Each call gets what Generate or Complete would send, then an end with the status
+        those would end with. The adapters send `closing` when they start to drain: the caller sends no new
+        calls on that stream, half-closes it once its calls have ended, and the adapters end it then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdaptersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +182,11 @@ def add_AdaptersServiceServicer_to_server(servicer, server):
                     servicer.CountTokens,
                     request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.FromString,
                     response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.SerializeToString,
+            ),
+            'Multiplex': grpc.stream_stream_rpc_method_handler(
+                    servicer.Multiplex,
+                    request_deserializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexRequest.FromString,
+                    response_serializer=atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +378,33 @@ class AdaptersService:
             '/atp.adapters.v1.AdaptersService/CountTokens',
             atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensRequest.SerializeToString,
             atp_dot_adapters_dot_v1_dot_adapters__pb2.CountTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Multiplex(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/atp.adapters.v1.AdaptersService/Multiplex',
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexRequest.SerializeToString,
+            atp_dot_adapters_dot_v1_dot_adapters__pb2.MultiplexResponse.FromString,
             options,
             channel_credentials,
             insecure,
