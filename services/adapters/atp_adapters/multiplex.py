@@ -30,6 +30,8 @@ FRAME_BYTES = 1024 * 1024
 # A reply message that could not leave in a message of its own, with room for its item's framing.
 MAX_ITEM_BYTES = MAX_MESSAGE_BYTES - 1024
 _ITEM_OVERHEAD = 16
+# Calls in flight on one stream: far above a gateway worker's own cap on requests in flight.
+MAX_CALLS = 10_000
 _SERVICE = "/atp.adapters.v1.AdaptersService/"
 _OK = grpc.StatusCode.OK.value[0]
 
@@ -226,12 +228,13 @@ class _Session:
         hub = self._hub
         try:
             async for up in self._requests:
+                # Cancels free their calls' places before new calls take them; a cancel of a call in
+                # the same batch applies once that call has started.
+                later = [cid for cid in up.cancels if not self._cancel(cid)]
                 for call in up.calls:
                     self._start(hub, call)
-                for cid in up.cancels:
-                    running = self._calls.pop(cid, None)
-                    if running is not None:
-                        running.task.cancel()
+                for cid in later:
+                    self._cancel(cid)
                 for credit in up.credits:
                     self._credit(credit.id, credit.bytes)
         except (aio.AioRpcError, asyncio.InvalidStateError) as exc:
@@ -241,12 +244,23 @@ class _Session:
             self._wake.set()
 
     def _start(self, hub: MultiplexHub, call: adapters_pb2.MultiplexCall) -> None:
+        if len(self._calls) >= MAX_CALLS:
+            # Bounded like every buffer: a caller past it is told to retry, as an overloaded replica would.
+            self._put_end(call.id, grpc.StatusCode.UNAVAILABLE.value[0], "too many calls on this stream", ())
+            return
         if call.id in self._calls:
             # The call running under that id goes on; only the newcomer is refused.
             self._put_end(call.id, grpc.StatusCode.ALREADY_EXISTS.value[0], "call id in use", ())
             return
         task = asyncio.create_task(hub.run(self, call))
         self._calls[call.id] = _Call(task, call.window_bytes or DEFAULT_WINDOW_BYTES)
+
+    def _cancel(self, cid: int) -> bool:
+        running = self._calls.pop(cid, None)
+        if running is None:
+            return False
+        running.task.cancel()
+        return True
 
     def _credit(self, cid: int, size: int) -> None:
         call = self._calls.get(cid)

@@ -311,3 +311,40 @@ async def test_the_client_falls_back_to_calls_of_their_own_without_multiplex() -
             await client.close()
     finally:
         await server.stop_now()
+
+
+async def test_calls_past_the_streams_bound_are_refused_as_unavailable(channel, monkeypatch) -> None:
+    monkeypatch.setattr(adapters_side, "MAX_CALLS", 2)
+    session = MuxSession(channel, lambda s: None)
+    held = [session.start(_request("hang"), whole=False, timeout_s=10) for _ in range(2)]
+    for call in held:
+        await call.read()
+    refused = session.start(_request("count-1"), whole=False, timeout_s=10)
+    with pytest.raises(aio.AioRpcError) as raised:
+        await refused.read()
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_from_rpc(raised.value).mapping.http_status == 503
+    held[0].cancel()
+    after = session.start(_request("count-1"), whole=False, timeout_s=10)
+    assert _text(await _messages(after)) == "0 "
+    await session.close()
+
+
+async def test_a_call_cancelled_in_its_own_batch_is_cancelled_once_started(channel, served) -> None:
+    pipeline = served[1]
+    stream = channel.stream_stream(
+        gateway_side.METHOD,
+        request_serializer=adapters_pb2.MultiplexRequest.SerializeToString,
+        response_deserializer=adapters_pb2.MultiplexResponse.FromString,
+    )()
+    up = adapters_pb2.MultiplexRequest(cancels=[5])
+    up.calls.add(id=5, request=_request("hang"))
+    await stream.write(up)
+    await stream.done_writing()
+    # The cancelled call sends no end (nobody reads it); the stream ends as its last call has.
+    frames = []
+    while (frame := await asyncio.wait_for(stream.read(), 5)) is not aio.EOF:
+        frames.append(frame)
+    assert not any(item.HasField("end") for frame in frames for item in frame.items)
+    # Cancelled before it ran: the pipeline never saw it.
+    assert not pipeline.started.is_set()
