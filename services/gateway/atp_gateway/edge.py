@@ -14,6 +14,9 @@ from atp_gateway import metrics
 
 log = logging.getLogger("atp.gateway")
 
+# Up to this size a body is joined to its held head (one copy, one send); past it they leave in two.
+_JOIN_BYTES = 64 * 1024
+
 __all__ = ["EdgeLimits", "EdgeState", "edge_protocol"]
 
 
@@ -47,6 +50,57 @@ class EdgeState:
     def stop(self) -> None:
         """From now on every request but the probes gets 503 with Retry-After and `Connection: close`."""
         self.stopping = True
+
+
+class HeadHoldingTransport:
+    """A connection's transport that holds a reply's head until its body's first write (or the loop's
+    next turn), so a short reply leaves in one send instead of two: uvicorn writes the head on its own."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= _JOIN_BYTES:
+                self._transport.write(held + data)
+                return
+            self._transport.write(held)
+        elif data.startswith(b"HTTP/1.1 "):
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        # The rest (extra info, flow control, set_protocol on an upgrade) is the transport's own.
+        return getattr(self._transport, name)
 
 
 class _Refused(Exception):
@@ -107,7 +161,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(HeadHoldingTransport(transport, self.loop))  # type: ignore[arg-type]
         state, limits = self.state, self.limits
         state.connections.add(self)
         self._head_timer = self.loop.call_later(limits.head_timeout_s, self._head_timed_out)
