@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as redis
 
 from atp_adapters.limits import Limiter, RedisBackend
+from atp_adapters.limits.backends import StoreUnavailable
 from atp_common.config import TenantConfig, builtin_config
 from atp_common.errors import RateLimited, Unavailable
 from atp_common.limits import compile_limits
@@ -99,10 +100,78 @@ async def test_unspent_leases_return_on_close(redis_url):
     assert await _counter(redis_url, f"{prefix}{{acme}}:rm") == 5
 
 
+class SlowRedis(RedisBackend):
+    """The real backend with a round trip that takes 50 ms, as under load or across a region, counting its
+    calls as they start; `down` makes each call fail as an unreachable store does."""
+
+    def __init__(self, url: str, **kwargs) -> None:
+        super().__init__(url, **kwargs)
+        self.calls = 0
+        self.down = False
+
+    async def admit(self, *args, **kwargs):
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        return await super().admit(*args, **kwargs)
+
+
+async def test_the_next_lease_is_asked_for_early_so_admissions_do_not_wait_for_the_store(redis_url):
+    prefix = _prefix()
+    backend = SlowRedis(redis_url)
+    limiter = Limiter(backend, prefix=prefix, lease_requests=8)
+    limits = compile_limits("acme", TenantConfig(requests_per_minute=10_000))
+    key = f"{prefix}{{acme}}:rm"
+    try:
+        await limiter.admit(limits)  # one request and a lease of 8
+        assert await _counter(redis_url, key) == 9
+        # Seven from the lease leave one: the seventh asks for the next lease, and none waits for it.
+        started = time.monotonic()
+        for _ in range(7):
+            await limiter.admit(limits)
+        assert time.monotonic() - started < 0.04
+        await asyncio.sleep(0)  # the renewal's task starts at the loop's next turn
+        assert backend.calls == 2
+        await asyncio.sleep(0.1)
+        # The next lease is in: both counted as used until the first one's rest (1) goes back.
+        assert await _counter(redis_url, key) == 1 + 8 + 8
+        for _ in range(5):
+            await limiter.admit(limits)
+        assert backend.calls == 2
+        await limiter.flush()
+        # Every rest returned (the replaced lease's and the current one's): the count is what was admitted.
+        assert await _counter(redis_url, key) == 13
+    finally:
+        await limiter.close()
+
+
+async def test_an_early_renewal_that_fails_leaves_admission_to_the_store_as_before(redis_url):
+    prefix = _prefix()
+    backend = SlowRedis(redis_url)
+    limiter = Limiter(backend, prefix=prefix, lease_requests=8, fail_mode="closed")
+    limits = compile_limits("acme", TenantConfig(requests_per_minute=10_000))
+    try:
+        await limiter.admit(limits)
+        backend.down = True  # the store goes away: the early renewal fails
+        for _ in range(8):
+            await limiter.admit(limits)  # the lease still admits
+        await asyncio.sleep(0)
+        assert backend.calls == 2
+        await asyncio.sleep(0.1)
+        # The lease is spent: the next admission asks the store itself and fails closed, as before.
+        with pytest.raises(Unavailable):
+            await limiter.admit(limits)
+        assert backend.calls == 3 and not limiter.healthy
+    finally:
+        await limiter.close(timeout_s=0.5)
+
+
 _CHILD = """
 import asyncio, sys
 from atp_common.config import TenantConfig
 from atp_adapters.limits import Limiter, RedisBackend
+from atp_adapters.limits.backends import StoreUnavailable
 from atp_common.limits import compile_limits
 
 async def main():

@@ -33,6 +33,14 @@ class Lease:
     window_ends: tuple[float, ...]
     expires: float
 
+    def low(self, amounts: list[int], requests: int) -> bool:
+        """Whether fewer than `requests` more requests of `amounts` fit in what is left of some counter."""
+        left = self.left
+        for i, amount in enumerate(amounts):
+            if left[i] < amount * requests:
+                return True
+        return False
+
     def take(self, amounts: list[int], now: float) -> bool:
         """Spend `amounts` from the lease when all of it fits and the lease is live; no await, so atomic."""
         if now >= self.expires:

@@ -116,6 +116,9 @@ class Limiter:
         self._call_timeout_s = call_timeout_s
         self._probe_interval_s = probe_interval_s
         self._tasks: list[asyncio.Task[None]] = []
+        # Renewals in flight (an admission's, or one started early): awaited on close, so none installs a
+        # lease after the rests have been returned.
+        self._renewals: set[asyncio.Future[Admission]] = set()
         self._up = metrics.STORE_UP.labels(backend.name)
         self._healthy = True
         self._up.set(1)
@@ -161,6 +164,8 @@ class Limiter:
             _done, stuck = await asyncio.wait(tasks, timeout=timeout_s)
             if stuck:
                 log.error("limits tasks did not stop in %.1f s", timeout_s)
+        if self._renewals:
+            await asyncio.wait(self._renewals, timeout=timeout_s)
         now = time.monotonic()
         for plan in self._plans.values():
             self._retire(plan, now)
@@ -187,6 +192,8 @@ class Limiter:
             if lease is not None:
                 now = time.monotonic()
                 if lease.take(amounts, now):
+                    if plan.renewing is None and lease.low(amounts, self._lease_requests // 4):
+                        self._renew_early(plan, amounts, now)
                     return self._leased_ticket(plan, lease, tokens, micro, now)
             if plan.renewing is None:
                 return await self._admit_remote(plan, amounts, tokens, micro)
@@ -223,10 +230,7 @@ class Limiter:
                 )
             else:
                 # Shielded: a caller that goes away mid-call must not lose a lease Redis has counted.
-                plan.renewing = asyncio.Event()
-                renewal = asyncio.ensure_future(self._renew(plan, amounts, wants, plan.renewing))
-                renewal.add_done_callback(_retrieve)
-                outcome = await asyncio.shield(renewal)
+                outcome = await asyncio.shield(self._start_renewal(plan, amounts, wants))
         except StoreUnavailable as exc:
             plan.no_lease_until = time.monotonic() + self._lease_ttl_s
             metrics.STORE_ERRORS.labels("admit").inc()
@@ -254,6 +258,25 @@ class Limiter:
             plan.tag,
         )
 
+    def _start_renewal(self, plan: Plan, amounts: list[int], wants: list[int]) -> asyncio.Future[Admission]:
+        plan.renewing = asyncio.Event()
+        renewal = asyncio.ensure_future(self._renew(plan, amounts, wants, plan.renewing))
+        self._renewals.add(renewal)
+        renewal.add_done_callback(self._renewals.discard)
+        renewal.add_done_callback(_retrieve)
+        return renewal
+
+    def _renew_early(self, plan: Plan, amounts: list[int], now: float) -> None:
+        """Ask for the next lease while this one still has a quarter left, so admissions go on spending
+        instead of waiting for the store when it runs out; the rest of this one is returned when the next
+        is installed. A failure here only means the next admission that finds the lease short asks itself."""
+        if now < plan.no_lease_until:
+            return
+        wants = [amount * self._lease_requests for amount in amounts]
+        self._start_renewal(plan, [0] * len(amounts), wants).add_done_callback(
+            functools.partial(_after_early_renewal, plan, self._lease_ttl_s)
+        )
+
     async def _renew(
         self, plan: Plan, amounts: list[int], wants: list[int], renewing: asyncio.Event
     ) -> Admission:
@@ -277,6 +300,8 @@ class Limiter:
             return
         ends = tuple(now + ttl / 1000 for ttl in outcome.ttl_ms)
         expires = min(now + self._lease_ttl_s, min(ends) - RETURN_MARGIN_S)
+        # An early renewal replaces a lease with a rest: the rest goes back as any replaced lease's does.
+        self._retire(plan, now)
         plan.lease = Lease(list(wants), outcome.used, ends, expires)
         metrics.LEASES_GRANTED.inc()
 
@@ -431,6 +456,13 @@ class Limiter:
             else:
                 if not self._healthy:
                     self._mark(True)
+
+
+def _after_early_renewal(plan: Plan, pause_s: float, task: asyncio.Future[Admission]) -> None:
+    # The store failed or refused: no early renewal for a while (the admission that finds the lease short
+    # goes to the store as before, and meets its failure there).
+    if task.cancelled() or task.exception() is not None:
+        plan.no_lease_until = time.monotonic() + pause_s
 
 
 def _retrieve(task: asyncio.Future[Admission]) -> None:
