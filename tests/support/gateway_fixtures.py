@@ -58,7 +58,7 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
 
     Models: auto / local-small / local-large echo; `tools` calls a tool; `midstream-error` and
     `midstream-abort` break after output; `hang` streams one delta then waits until cancelled;
-    `drip` streams 12 deltas 50 ms apart; `limited` is rate limited; `boom` is a bug; else NotFound.
+    `drip` streams 12 deltas 50 ms apart; `bulk` streams 200 KiB; `limited` is rate limited; `boom` is a bug; else NotFound.
     Multiplex runs Generate's replies through the adapters' real MultiplexHub; with `multiplex` False it
     answers UNIMPLEMENTED, as adapters older than it do.
     """
@@ -205,6 +205,19 @@ class FakeAdapters(adapters_pb2_grpc.AdaptersServiceServicer):
             except asyncio.CancelledError:
                 self.cancelled.set()
                 raise
+            yield adapters_pb2.GenerateResponse(
+                completion=adapters_pb2.GenerateCompletion(
+                    finish_reason=adapters_pb2.FINISH_REASON_STOP, usage=usage
+                )
+            )
+            return
+        if model == "bulk":
+            # 200 KiB in 100 messages: past the Multiplex window, so credits must flow for it to finish.
+            yield adapters_pb2.GenerateResponse(
+                header=self._header(request, "local-small"), deltas=[chat_pb2.Delta(content="")]
+            )
+            for i in range(100):
+                yield adapters_pb2.GenerateResponse(deltas=[chat_pb2.Delta(content=f"{i:04d}" * 512)])
             yield adapters_pb2.GenerateResponse(
                 completion=adapters_pb2.GenerateCompletion(
                     finish_reason=adapters_pb2.FINISH_REASON_STOP, usage=usage

@@ -24,7 +24,7 @@ log = logging.getLogger("atp.adapters.multiplex")
 __all__ = ["DEFAULT_WINDOW_BYTES", "MultiplexHub", "RateLimits"]
 
 # What a call may have sent beyond its caller's credits: far above a typical reply, so credits are rare.
-DEFAULT_WINDOW_BYTES = 256 * 1024
+DEFAULT_WINDOW_BYTES = 64 * 1024
 # A batch closes once it holds this much, so a message stays far below gRPC's limit whatever the load.
 FRAME_BYTES = 1024 * 1024
 # A reply message that could not leave in a message of its own, with room for its item's framing.

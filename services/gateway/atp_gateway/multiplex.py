@@ -21,7 +21,7 @@ __all__ = ["MuxCall", "MuxSession"]
 METHOD = "/atp.adapters.v1.AdaptersService/Multiplex"
 # Bytes a call may have delivered but not yet consumed before the adapters wait for credit: bounds what a
 # slow client makes this process hold per request. A credit is sent each half window consumed.
-WINDOW_BYTES = 256 * 1024
+WINDOW_BYTES = 64 * 1024
 # A batch of calls closes once it holds this much, so a message stays far below gRPC's limit.
 FRAME_BYTES = 1024 * 1024
 MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024
