@@ -47,17 +47,22 @@ def _code_of(exc: BaseException, context: aio.ServicerContext) -> str:
     if isinstance(exc, aio.AbortError):
         code = context.code()
         return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    if isinstance(exc, NotImplementedError) and context.code() == grpc.StatusCode.UNIMPLEMENTED:
+    if _not_served(exc, context):
         return "UNIMPLEMENTED"
     return "INTERNAL"
+
+
+def _not_served(exc: BaseException, context: aio.ServicerContext) -> bool:
+    """A generated servicer's default method: it sets UNIMPLEMENTED and raises NotImplementedError, which
+    means the method is not served here (as if it were not registered), not a bug."""
+    return isinstance(exc, NotImplementedError) and context.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def _abort(context: aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, AtpError):
         context.set_trailing_metadata(error_metadata(exc))
         await context.abort(exc.mapping.grpc_code, exc.message)
-    if isinstance(exc, NotImplementedError) and context.code() == grpc.StatusCode.UNIMPLEMENTED:
-        # A generated servicer's default: the method is not served here, as if it were not registered.
+    if _not_served(exc, context):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
     # Anything else is a bug: log it with its traceback here, and never send internals to the caller.
     log.error("unhandled error in %s", method, exc_info=exc)

@@ -21,7 +21,7 @@ from atp_common.server import MAX_MESSAGE_BYTES
 
 log = logging.getLogger("atp.adapters.multiplex")
 
-__all__ = ["DEFAULT_WINDOW_BYTES", "MultiplexHub", "RateLimits"]
+__all__ = ["DEFAULT_WINDOW_BYTES", "MultiplexHub", "RateLimits", "check_unstreamed"]
 
 # What a call may have sent beyond its caller's credits: far above a typical reply, so credits are rare.
 DEFAULT_WINDOW_BYTES = 64 * 1024
@@ -33,7 +33,6 @@ _ITEM_OVERHEAD = 16
 # Calls in flight on one stream: far above a gateway worker's own cap on requests in flight.
 MAX_CALLS = 10_000
 _SERVICE = "/atp.adapters.v1.AdaptersService/"
-_OK = grpc.StatusCode.OK.value[0]
 
 
 class _TooLarge(Exception):
@@ -94,14 +93,12 @@ class MultiplexHub:
         started = time.perf_counter()
         timeout = call.timeout_ms / 1000 if call.timeout_ms else None
         limits = RateLimits()
-        code, details = _OK, ""
+        status, details = grpc.StatusCode.OK, ""
         trailers: tuple[tuple[str, str], ...] = ()
         try:
             async with asyncio.timeout(timeout):
-                if whole and call.request.stream:
-                    raise InvalidArgument(
-                        "Complete serves non-streamed requests; stream with Generate", param="stream"
-                    )
+                if whole:
+                    check_unstreamed(call.request)
                 responses = self._pipeline.generate(call.request, timeout, limits.keep)
                 async with contextlib.aclosing(responses):
                     if whole:
@@ -114,12 +111,12 @@ class MultiplexHub:
                                 limits.stamp(response)
                             await session.send(cid, response)
         except AtpError as exc:
-            code, details, trailers = exc.mapping.grpc_code.value[0], exc.message, error_metadata(exc)
+            status, details, trailers = exc.mapping.grpc_code, exc.message, error_metadata(exc)
         except TimeoutError:
-            code, details = grpc.StatusCode.DEADLINE_EXCEEDED.value[0], "Deadline Exceeded"
+            status, details = grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
         except _TooLarge:
             # Its own call would fail the same way; here the stream, and every other call, must not.
-            code, details = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], "reply message too large"
+            status, details = grpc.StatusCode.RESOURCE_EXHAUSTED, "reply message too large"
         except asyncio.CancelledError:
             # The caller cancelled it (nobody reads an end) or the stream is closing.
             self.series[whole].done("CANCELLED", started)
@@ -127,16 +124,15 @@ class MultiplexHub:
         except Exception:
             # A bug: logged with its traceback here, never sent to the caller.
             log.exception("unhandled error in a multiplexed call")
-            code, details = grpc.StatusCode.INTERNAL.value[0], "internal error"
-        self.series[whole].done(grpc.StatusCode.OK.name if code == _OK else _code_name(code), started)
-        session.end(cid, code, details, trailers)
+            status, details = grpc.StatusCode.INTERNAL, "internal error"
+        self.series[whole].done(status.name, started)
+        session.end(cid, status, details, trailers)
 
 
-def _code_name(value: int) -> str:
-    for status in grpc.StatusCode:
-        if status.value[0] == value:
-            return str(status.name)
-    return "UNKNOWN"
+def check_unstreamed(request: adapters_pb2.GenerateRequest) -> None:
+    """Complete's semantics (one whole reply) are for non-streamed requests only."""
+    if request.stream:
+        raise InvalidArgument("Complete serves non-streamed requests; stream with Generate", param="stream")
 
 
 class _Call:
@@ -194,13 +190,17 @@ class _Session:
             call.resume = asyncio.Event()
             await call.resume.wait()
 
-    def end(self, cid: int, code: int, details: str, trailers: tuple[tuple[str, str], ...]) -> None:
+    def end(
+        self, cid: int, status: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str], ...]
+    ) -> None:
         if self._calls.pop(cid, None) is not None:
-            self._put_end(cid, code, details, trailers)
+            self._put_end(cid, status, details, trailers)
 
-    def _put_end(self, cid: int, code: int, details: str, trailers: tuple[tuple[str, str], ...]) -> None:
+    def _put_end(
+        self, cid: int, status: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str], ...]
+    ) -> None:
         item = self._frame.items.add(id=cid)
-        item.end.code = code
+        item.end.code = status.value[0]
         item.end.details = details
         item.end.trailers.update(trailers)
         self._frame_bytes += _ITEM_OVERHEAD
@@ -246,11 +246,11 @@ class _Session:
     def _start(self, hub: MultiplexHub, call: adapters_pb2.MultiplexCall) -> None:
         if len(self._calls) >= MAX_CALLS:
             # Bounded like every buffer: a caller past it is told to retry, as an overloaded replica would.
-            self._put_end(call.id, grpc.StatusCode.UNAVAILABLE.value[0], "too many calls on this stream", ())
+            self._put_end(call.id, grpc.StatusCode.UNAVAILABLE, "too many calls on this stream", ())
             return
         if call.id in self._calls:
             # The call running under that id goes on; only the newcomer is refused.
-            self._put_end(call.id, grpc.StatusCode.ALREADY_EXISTS.value[0], "call id in use", ())
+            self._put_end(call.id, grpc.StatusCode.ALREADY_EXISTS, "call id in use", ())
             return
         task = asyncio.create_task(hub.run(self, call))
         self._calls[call.id] = _Call(task, call.window_bytes or DEFAULT_WINDOW_BYTES)

@@ -13,13 +13,12 @@ from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp.router.v1 import router_pb2
 from atp_adapters.edge_hits import EdgeHits
 from atp_adapters.embed import EmbedPipeline
-from atp_adapters.multiplex import MultiplexHub, RateLimits
+from atp_adapters.multiplex import MultiplexHub, RateLimits, check_unstreamed
 from atp_adapters.pipeline import GeneratePipeline
 from atp_adapters.policy_watch import PolicyHolder
 from atp_adapters.shipper import ObservationShipper
 from atp_adapters.targets import TargetTable
 from atp_common import capabilities
-from atp_common.errors import InvalidArgument
 from atp_common.limits.directory import DirectoryFollower, KeyModels
 from atp_common.replies import merged_reply
 
@@ -41,10 +40,9 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         replica_id: str,
         directory: DirectoryFollower | None = None,
         edge_hits: EdgeHits | None = None,
-        hub: MultiplexHub | None = None,
     ) -> None:
         self._pipeline = pipeline
-        self.hub = hub if hub is not None else MultiplexHub(pipeline)
+        self.hub = MultiplexHub(pipeline)
         self._edge_hits = edge_hits
         self._shipper = shipper
         self._replica_id = replica_id
@@ -76,10 +74,7 @@ class AdaptersServicer(adapters_pb2_grpc.AdaptersServiceServicer):
         self, request: adapters_pb2.CompleteRequest, context: aio.ServicerContext
     ) -> adapters_pb2.CompleteResponse:
         inner = request.request
-        if inner.stream:
-            raise InvalidArgument(
-                "Complete serves non-streamed requests; stream with Generate", param="stream"
-            )
+        check_unstreamed(inner)
         limits = RateLimits()
         async with contextlib.aclosing(
             self._pipeline.generate(inner, context.time_remaining(), limits.keep)

@@ -36,9 +36,9 @@ def _error(
 
 
 class MuxCall:
-    """One call on a Multiplex stream, read like a gRPC call: `read()` gives each message, then `aio.EOF`
-    (or raises the call's AioRpcError); `cancel()` tells the adapters and wakes a waiting reader with
-    CancelledError."""
+    """One call on a Multiplex stream, read like a gRPC call: `read()` (or async iteration) gives each
+    message, then `aio.EOF` (or raises the call's AioRpcError); `cancel()` tells the adapters and wakes a
+    waiting reader with CancelledError."""
 
     __slots__ = (
         "_consumed",
@@ -65,9 +65,6 @@ class MuxCall:
         self._consumed = 0
         self._timer: asyncio.TimerHandle | None = None
 
-    def done(self) -> bool:
-        return self._ended
-
     def set_deadline(self, timeout_s: float) -> None:
         self._timer = asyncio.get_running_loop().call_later(timeout_s, self.expire)
 
@@ -91,15 +88,15 @@ class MuxCall:
                 self._consumed = 0
         return message
 
-    async def reply(self) -> adapters_pb2.GenerateResponse:
-        """A whole call's reply: its one message (merged with any others, as Generate's would be)."""
-        merged: adapters_pb2.GenerateResponse | None = None
-        while (message := await self.read()) is not aio.EOF:
-            if merged is None:
-                merged = message
-            else:
-                merged.MergeFrom(message)
-        return merged if merged is not None else adapters_pb2.GenerateResponse()
+    def __aiter__(self) -> MuxCall:
+        return self
+
+    async def __anext__(self) -> adapters_pb2.GenerateResponse:
+        """As a gRPC call iterates: each message, then StopAsyncIteration (whole_reply merges them)."""
+        message = await self.read()
+        if message is aio.EOF:
+            raise StopAsyncIteration
+        return message  # type: ignore[no-any-return]
 
     def cancel(self) -> bool:
         """Cancel the call unless it has ended; a reader waiting on it gets CancelledError."""

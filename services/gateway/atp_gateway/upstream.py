@@ -37,9 +37,6 @@ AdaptersCall: TypeAlias = aio.UnaryUnaryCall | aio.UnaryStreamCall | MuxCall
 async def whole_reply(call: AdaptersCall) -> adapters_pb2.GenerateResponse:
     """The reply of a non-streamed request's call: Complete's one message, or Generate's messages merged
     (deltas appended) as they are read to the end."""
-    if isinstance(call, MuxCall):
-        merged: adapters_pb2.GenerateResponse = await call.reply()
-        return merged
     if isinstance(call, aio.UnaryUnaryCall):
         reply: adapters_pb2.CompleteResponse = await call
         return reply.response

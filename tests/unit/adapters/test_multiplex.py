@@ -19,7 +19,7 @@ from atp_common.settings import ServiceSettings
 from atp_gateway import multiplex as gateway_side
 from atp_gateway.errors import error_from_rpc
 from atp_gateway.multiplex import MuxSession
-from atp_gateway.upstream import AdaptersClient
+from atp_gateway.upstream import AdaptersClient, whole_reply
 
 ADAPTERS_SERVICE = adapters_pb2.DESCRIPTOR.services_by_name["AdaptersService"].full_name
 
@@ -122,7 +122,7 @@ async def test_concurrent_calls_share_one_stream_and_get_their_own_replies(chann
         assert messages[0].header.rate_limits["x-ratelimit-remaining-requests"] == "7"
         assert messages[-1].completion.finish_reason == adapters_pb2.FINISH_REASON_STOP
     for call in wholes:
-        reply = await call.reply()
+        reply = await whole_reply(call)
         assert _text([reply]) == "0 1 2 " and reply.HasField("completion")
     assert session.usable and not ended
     await session.close()
@@ -141,7 +141,7 @@ async def test_errors_end_a_call_with_its_own_status_and_trailers(channel, serve
     # A stream-ful request sent for a whole reply is refused as Complete refuses it.
     wrong = session.start(_request("count-1", stream=True), whole=True, timeout_s=10)
     with pytest.raises(aio.AioRpcError) as raised:
-        await wrong.reply()
+        await whole_reply(wrong)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await session.close()
 
@@ -247,7 +247,7 @@ async def test_messages_too_large_fail_their_call_only(channel, monkeypatch) -> 
         with pytest.raises(aio.AioRpcError) as raised:
             await call.read()
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert _text([await ok.reply()]) == "0 1 2 "
+    assert _text([await whole_reply(ok)]) == "0 1 2 "
     await session.close()
 
 
