@@ -27,6 +27,7 @@ class EdgeLimits:
     max_head_bytes: int = 16 * 1024
     max_headers: int = 100
     head_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     max_connections: int = 4096
     max_requests: int = 1024
     max_unauthenticated_per_ip: int = 256
@@ -135,6 +136,7 @@ _MESSAGES = {
     "head_too_large": "Request line and headers exceed the size limit.",
     "too_many_headers": "Too many request headers.",
     "head_timeout": "The request headers did not arrive in time.",
+    "body_timeout": "The request body did not arrive in time.",
     "connections": "Too many open connections; retry shortly.",
     "unauthenticated_per_ip": "Too many unauthenticated connections from this address; retry shortly.",
     "stopping": "The gateway is shutting down; retry on another replica.",
@@ -156,6 +158,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._heads_done = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._ip: str | None = None
         self._upgraded = False
         self._refused = False
@@ -179,6 +182,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.state.connections.discard(self)
         self._trust()
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def _trust(self) -> None:
@@ -196,6 +200,25 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self._head_open or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            self._refuse(408, "body_timeout")
+            return
+        # The app answered without waiting for the body (an auth error, say): the reply stands, and the
+        # connection, whose next request could only start after the missing body, ends with it.
+        cycle.keep_alive = False
+        if cycle.response_complete:
+            self.transport.close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -252,6 +275,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
+            if not self._head_open and self._body_timer is None:
+                # The head is in and its body is not: without a deadline a client that holds the body
+                # back would hold one of the process's request slots for as long as it likes.
+                self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
         except httptools.HttpParserCallbackError as exc:
             refused = exc.__context__
             if isinstance(refused, _Refused):
@@ -311,6 +338,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
+        self._cancel_body_timer()
         super().on_message_complete()
         self._head_open = True
         self._head_bytes = 0

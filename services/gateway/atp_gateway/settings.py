@@ -54,6 +54,12 @@ class GatewaySettings(ServiceSettings, DirectorySettings):
         description="Deadline for a request's line and headers from its first byte (and for the "
         "first request from the connection's start); then 408 and close.",
     )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Deadline for a request's body from the end of its head; then 408 and close (a client "
+        "holding its body back would otherwise hold a request slot).",
+    )
     max_connections: int = Field(
         4096, ge=1, description="Open connections per process (WebSockets included); beyond: 503 and close."
     )
@@ -99,6 +105,7 @@ class GatewaySettings(ServiceSettings, DirectorySettings):
             max_head_bytes=self.max_head_bytes,
             max_headers=self.max_headers,
             head_timeout_s=self.head_timeout_s,
+            body_timeout_s=self.body_timeout_s,
             max_connections=self.max_connections,
             max_requests=self.max_requests,
             max_unauthenticated_per_ip=self.max_unauthenticated_per_ip,

@@ -19,6 +19,7 @@ def edge_settings(settings):
             "max_head_bytes": 4096,
             "max_headers": 20,
             "head_timeout_s": 0.5,
+            "body_timeout_s": 0.5,
             "max_connections": 40,
             "max_requests": 2,
             "max_unauthenticated_per_ip": 10,
@@ -112,6 +113,65 @@ async def test_a_silent_connection_is_closed_at_the_head_deadline(edge):
     reply = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     assert _status(reply) == 408
+
+
+def _post_head(api_key: str, length: int) -> bytes:
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        b"authorization: Bearer %s\r\ncontent-length: %d\r\n\r\n" % (api_key.encode(), length)
+    )
+
+
+_BODY = b'{"model": "auto", "messages": [{"role": "user", "content": "hello"}]}'
+
+
+async def test_a_body_held_back_gets_408_at_its_deadline(edge, api_key):
+    started = time.monotonic()
+    reply = await _exchange(edge.port, _post_head(api_key, len(_BODY)) + _BODY[:10], timeout_s=5)
+    assert _status(reply) == 408
+    assert b"The request body did not arrive in time." in reply
+    assert b"connection: close" in reply.lower()
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_trickled_body_has_one_deadline_not_one_per_read(edge, api_key):
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(_post_head(api_key, len(_BODY)))
+    reply = b""
+    for byte in _BODY:
+        writer.write(bytes([byte]))
+        try:
+            reply = await asyncio.wait_for(reader.read(65536), 0.05)
+            break
+        except TimeoutError:
+            continue
+    writer.close()
+    assert _status(reply) == 408
+
+
+async def test_a_body_after_its_head_is_served_and_the_deadline_ends_with_it(edge, api_key):
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    try:
+        for _ in range(2):
+            # Two requests on one connection, each body 0.3 s after its head: 0.6 s in all, past one
+            # deadline, so the first request's timer must have ended with its body.
+            writer.write(_post_head(api_key, len(_BODY)))
+            await asyncio.sleep(0.3)
+            writer.write(_BODY)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert _status(head) == 200
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_reply_sent_before_the_body_stands_and_the_connection_closes_at_the_deadline(edge):
+    started = time.monotonic()
+    reply = await _exchange(edge.port, _post_head("not-a-key", len(_BODY)), timeout_s=5)
+    assert _status(reply) == 401
+    assert b"invalid_api_key" in reply
+    assert time.monotonic() - started < 2.0
 
 
 async def test_unauthenticated_connections_beyond_the_share_of_one_address_get_503(edge, api_key):
