@@ -154,3 +154,80 @@ async def test_custom_tools_media_parts_and_embeddings() -> None:
     with pytest.raises(ProviderError) as info:
         await provider.embed(EmbedCall("echo-embed", ["x"], dimensions=100_000))
     assert info.value.param == "dimensions"
+
+
+_ANSWER_SCHEMA = {
+    "$defs": {
+        "Step": {
+            "type": "object",
+            "properties": {
+                "explanation": {"type": "string"},
+                "next": {"anyOf": [{"$ref": "#/$defs/Step"}, {"type": "null"}]},
+            },
+            "required": ["explanation", "next"],
+        }
+    },
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "maxLength": 8},
+        "confidence": {"type": "number", "minimum": 0.5, "maximum": 1},
+        "count": {"type": "integer", "exclusiveMinimum": 2},
+        "mood": {"enum": ["calm", "wild"]},
+        "kind": {"const": "reply"},
+        "ok": {"type": ["boolean", "null"]},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+        "code": {"type": "string", "minLength": 40},
+        "steps": {"type": "array", "items": {"$ref": "#/$defs/Step"}, "minItems": 1},
+        "optional": {"type": "string"},
+    },
+    "required": ["answer", "confidence", "count", "mood", "kind", "ok", "tags", "code", "steps"],
+    "additionalProperties": False,
+}
+
+
+async def test_a_json_schema_gets_its_smallest_instance_with_the_echo_in_its_strings() -> None:
+    provider = LocalProvider(LocalConfig())
+    schema = chat_pb2.ResponseFormat(type="json_schema", name="a", schema_json=orjson.dumps(_ANSWER_SCHEMA))
+    reply = orjson.loads((await collect(provider.stream(request(response_format=schema)))).text)
+    echo = "echo: tell me  about\tthe sea"
+    assert reply["answer"] == echo[:8]
+    assert (reply["confidence"], reply["count"], reply["mood"], reply["kind"]) == (0.5, 3, "calm", "reply")
+    assert reply["ok"] is False
+    assert reply["tags"] == [echo, echo]
+    assert reply["code"] == echo.ljust(40, ".")
+    # The recursive definition ends at the depth bound: a chain of steps, the last one's `next` null.
+    step, depth = reply["steps"][0], 1
+    while step["next"] is not None:
+        assert step["explanation"] == echo
+        step, depth = step["next"], depth + 1
+    assert 1 < depth < 10
+    assert "optional" not in reply
+
+
+async def test_schemas_that_shape_nothing_keep_the_plain_echo() -> None:
+    provider = LocalProvider(LocalConfig())
+    echo = "echo: tell me  about\tthe sea"
+    for schema_json in (b"", b"not json", b"[1]", b"{}", b'{"type": "object"}', b'{"description": "x"}'):
+        schema = chat_pb2.ResponseFormat(type="json_schema", schema_json=schema_json)
+        reply = await collect(provider.stream(request(response_format=schema)))
+        assert orjson.loads(reply.text) == {"echo": echo}, schema_json
+    closed = chat_pb2.ResponseFormat(
+        type="json_schema", schema_json=b'{"type": "object", "additionalProperties": false}'
+    )
+    assert orjson.loads((await collect(provider.stream(request(response_format=closed)))).text) == {}
+    # A reference that leads nowhere says nothing of the shape: any JSON value fits, the echo as a string.
+    bad_ref = chat_pb2.ResponseFormat(type="json_schema", schema_json=b'{"$ref": "https://elsewhere/x"}')
+    assert orjson.loads((await collect(provider.stream(request(response_format=bad_ref)))).text) == echo
+
+
+async def test_a_forced_tool_call_gets_an_instance_of_its_parameters() -> None:
+    provider = LocalProvider(LocalConfig())
+    parameters = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+    }
+    tools = [chat_pb2.Tool(type="function", name="weather", parameters_json=orjson.dumps(parameters))]
+    called = await collect(
+        provider.stream(request(tools=tools, tool_choice=chat_pb2.ToolChoice(mode="required")))
+    )
+    assert orjson.loads(called.tool_calls[0][2]) == {"city": "tell me  about\tthe sea", "days": 1}

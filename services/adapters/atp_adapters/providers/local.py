@@ -19,6 +19,7 @@ from atp_adapters.providers.base import (
     ProviderError,
     ProviderRequest,
 )
+from atp_adapters.providers.local_schema import schema_instance
 from atp_common import config
 
 # Word-ish tokens that concatenate back to the text exactly: leading whitespace sticks to its word.
@@ -54,6 +55,12 @@ def _part_text(part: chat_pb2.ContentPart) -> str:
     return ""
 
 
+def _arguments(parameters_json: bytes, text: str) -> str:
+    """A function call's arguments: an instance of the tool's parameters, else `{"text": ...}`."""
+    instance = schema_instance(parameters_json, text)
+    return orjson.dumps({"text": text} if instance is None else instance).decode()
+
+
 def _message_text(message: chat_pb2.ChatMessage) -> str:
     if not message.parts:
         return message.content
@@ -66,9 +73,11 @@ class LocalProvider(Provider):
     Behaviour, all deterministic: `latency_ms` passes before the first token; with `tokens_per_second`
     each streamed batch holds one token, paced, and a non-streamed reply takes as long in total; at 0 the
     whole reply is one batch at once. `stop` cuts the reply before the first stop string, `max_tokens`
-    truncates it (finish_reason `length`). A JSON `response_format` wraps the reply as `{"echo": reply}`.
-    With tools and a `tool_choice` of `required`, a named function or custom tool, it calls that tool (or
-    the first one) with `{"text": last user message}` (a custom tool gets the text itself). Media parts
+    truncates it (finish_reason `length`). A `json_schema` response format gets the schema's smallest
+    instance with the reply in its strings (so SDK `parse` helpers validate it), `json_object` (or a
+    schema without properties) `{"echo": reply}`. With tools and a `tool_choice` of `required`, a named
+    function or custom tool, it calls that tool (or the first one) with an instance of its parameters
+    (`{"text": last user message}` when they name none; a custom tool gets the text itself). Media parts
     are echoed as marks (`[image]`, `[audio wav]`, `[file name]`). `n` gives n identical choices;
     `logprobs` gives each token log probability 0 (and `top_logprobs` alternatives at -inf's stand-in,
     -9999); a reasoning request first reasons `thinking about: <text>`. Sampling parameters (seed,
@@ -108,7 +117,7 @@ class LocalProvider(Provider):
             id="call_local_0",
             type="custom" if custom else "function",
             function_name=tool.name,
-            arguments=user_text if custom else orjson.dumps({"text": user_text}).decode(),
+            arguments=user_text if custom else _arguments(tool.parameters_json, user_text),
         )
 
     async def _sleep(self, seconds: float, request: ProviderRequest) -> None:
@@ -122,7 +131,8 @@ class LocalProvider(Provider):
         params = request.params
         text = self._prefix + user_text
         if params.response_format.type in _JSON_FORMATS:
-            text = orjson.dumps({"echo": text}).decode()
+            instance = schema_instance(params.response_format.schema_json, text)
+            text = orjson.dumps({"echo": text} if instance is None else instance).decode()
         finish = "stop"
         for stop in params.stop:
             cut = text.find(stop) if stop else -1
