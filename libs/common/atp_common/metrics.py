@@ -40,5 +40,10 @@ class MetricsListener:
 
 def start_metrics_server(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> MetricsListener:
     """Serve /metrics from `registry` on its own port (off the request path)."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        from atp_common.lifecycle import StartupError
+
+        raise StartupError(f"cannot listen on {host}:{port} for metrics: {exc.strerror}") from exc
     return MetricsListener(int(server.server_port), server, thread)

@@ -17,7 +17,14 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from atp_common.interceptors import ErrorInterceptor
-from atp_common.lifecycle import Component, Lifecycle, ServiceLife, open_lifecycle, run_until_signal
+from atp_common.lifecycle import (
+    Component,
+    Lifecycle,
+    ServiceLife,
+    StartupError,
+    open_lifecycle,
+    run_until_signal,
+)
 from atp_common.settings import ServiceSettings
 
 log = logging.getLogger("atp.server")
@@ -42,6 +49,11 @@ GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.enable_channelz", 0),
     ("grpc.http2.bdp_probe", 0),
 )
+
+# gRPC binds with SO_REUSEPORT by default, so a second process started on a taken port joined the first
+# and the kernel split the calls between them (two adapters meant two sets of in-process limits). A
+# listener is one process's: binding a taken port fails.
+SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (*GRPC_OPTIONS, ("grpc.so_reuseport", 0))
 
 
 # The health name that liveness probes ask for. It stays SERVING through the drain, while "" (readiness)
@@ -186,7 +198,7 @@ async def start_server(
             from atp_common.telemetry import server_interceptor
 
             interceptors.insert(0, server_interceptor())
-        server = aio.server(interceptors=interceptors, options=GRPC_OPTIONS)
+        server = aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         for registration in services:
             registration.add_to_server(registration.servicer, server)
 
@@ -201,7 +213,12 @@ async def start_server(
 
         bind = f"{settings.host}:{settings.port}"
         credentials = _server_credentials(settings)
-        port = server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
+        try:
+            port = (
+                server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
+            )
+        except RuntimeError as exc:  # grpc's only word for a failed bind
+            raise StartupError(f"cannot listen on {bind} (is the port taken?): {exc}") from exc
         running = RunningServer(
             server=server,
             port=port,
@@ -247,7 +264,11 @@ def run_main(
         from atp_common.telemetry import setup_tracing
 
         setup_tracing(service, settings.otlp_endpoint)
-    run_service(settings, build)
+    try:
+        run_service(settings, build)
+    except StartupError as exc:
+        log.error("cannot start", extra={"service": service, "reason": str(exc)})
+        raise SystemExit(1) from None
 
 
 def run_service(settings: SettingsT, build: Callable[[SettingsT], Awaitable[RunningServer[Any]]]) -> None:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvloop
 
+from atp_common.lifecycle import StartupError
 from atp_common.logs import configure_logging
 from atp_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    """Entry point."""
+    """Entry point: a service that cannot start says why in one line and exits 1."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    try:
+        _serve(settings)
+    except StartupError as exc:
+        logging.getLogger("atp.gateway").error(
+            "cannot start", extra={"service": "gateway", "reason": str(exc)}
+        )
+        raise SystemExit(1) from None
+
+
+def _serve(settings: GatewaySettings) -> None:
     if settings.workers > 1:
         # The supervisor never imports the app: only its workers serve requests.
         from atp_gateway.supervisor import supervise

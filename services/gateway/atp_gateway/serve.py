@@ -16,7 +16,7 @@ from functools import partial
 import uvicorn
 from fastapi import FastAPI
 
-from atp_common.lifecycle import Component, open_lifecycle, run_until_signal
+from atp_common.lifecycle import Component, StartupError, open_lifecycle, run_until_signal
 from atp_gateway.app import create_app
 from atp_gateway.edge import EdgeState, edge_protocol
 from atp_gateway.gateway import Gateway
@@ -51,7 +51,11 @@ def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     if reuse_port:
         # Worker processes each bind the same port; the kernel spreads new connections across them.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock

@@ -16,7 +16,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from atp_common.lifecycle import Component, Lifecycle, run_until_signal
+from atp_common.lifecycle import Component, Lifecycle, StartupError, run_until_signal
 from atp_gateway.settings import GatewaySettings
 
 log = logging.getLogger("atp.gateway")
@@ -57,6 +57,15 @@ def _reserve(host: str, port: int) -> socket.socket:
     # Bound with SO_REUSEPORT but never listening: it holds the port (and resolves port 0) for the
     # workers, which bind the same port, while workers come and go. It never receives a connection.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # SO_REUSEPORT would also share a port another process holds the same way (a second gateway started
+    # on it would silently split its traffic): a plain bind first proves the port free.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
@@ -195,6 +204,8 @@ async def supervise(settings: GatewaySettings) -> None:
         }
         # Tests and `make run` wait for the "ready" line, never on sleeps.
         await run_until_signal(life, ready, supervise=workers.restart_dead)
+    except StartupError:
+        raise
     except RuntimeError:
         log.exception("gateway workers failed")
         raise SystemExit(1) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
 from atp_common.errors import InvalidArgument, RateLimited, from_rpc_error
+from atp_common.lifecycle import StartupError, open_lifecycle
 from atp_common.server import ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
 
@@ -141,3 +143,23 @@ async def test_health_watch_streams_status_changes(running):
     second = await watch.read()
     assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
     watch.cancel()
+
+
+async def test_a_taken_port_fails_to_start_instead_of_sharing_it(running):
+    # gRPC's default SO_REUSEPORT would have let this second server join the first on its port.
+    server, servicer, _ = running
+    settings = ServiceSettings(port=server.port)
+    registration = ServiceRegistration(
+        adapters_pb2_grpc.add_AdaptersServiceServicer_to_server, servicer, SERVICE
+    )
+    with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{server.port}"):
+        await start_server(settings, [registration])
+
+
+async def test_a_taken_metrics_port_fails_to_start_saying_which():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StartupError, match=f"127.0.0.1:{port} for metrics"):
+            await open_lifecycle(ServiceSettings(port=0, metrics_port=port))
