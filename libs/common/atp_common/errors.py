@@ -174,3 +174,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> AtpError:
 def error_class_named(name: str) -> type[AtpError]:
     """The error class with this name, or Internal."""
     return _BY_NAME.get(name, Internal)
+
+
+class StartupError(RuntimeError):
+    """A service cannot start (a port taken, say): its entry point logs it in one line and exits 1."""

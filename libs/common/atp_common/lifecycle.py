@@ -148,10 +148,6 @@ class ServiceLife(Lifecycle):
     metrics_port: int | None = None
 
 
-class StartupError(RuntimeError):
-    """A service cannot start (a port taken, say): `run_main` prints it in one line and exits 1."""
-
-
 async def open_lifecycle(settings: ServiceSettings) -> ServiceLife:
     """A lifecycle for a service: the trace flush (when tracing is on), then the metrics listener."""
     life = ServiceLife(settings.close_timeout_s)

@@ -9,6 +9,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from atp_common.errors import StartupError
+
 # Latency buckets from 1 ms to 2 min: gateway overhead sits at the low end, model calls at the high end.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -43,7 +45,5 @@ def start_metrics_server(host: str, port: int, registry: CollectorRegistry = REG
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        from atp_common.lifecycle import StartupError
-
         raise StartupError(f"cannot listen on {host}:{port} for metrics: {exc.strerror}") from exc
     return MetricsListener(int(server.server_port), server, thread)

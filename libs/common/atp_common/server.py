@@ -16,12 +16,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from atp_common.errors import StartupError
 from atp_common.interceptors import ErrorInterceptor
 from atp_common.lifecycle import (
     Component,
     Lifecycle,
     ServiceLife,
-    StartupError,
     open_lifecycle,
     run_until_signal,
 )

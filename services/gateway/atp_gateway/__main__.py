@@ -6,7 +6,7 @@ import logging
 
 import uvloop
 
-from atp_common.lifecycle import StartupError
+from atp_common.errors import StartupError
 from atp_common.logs import configure_logging
 from atp_gateway.settings import GatewaySettings
 

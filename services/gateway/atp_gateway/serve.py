@@ -16,7 +16,8 @@ from functools import partial
 import uvicorn
 from fastapi import FastAPI
 
-from atp_common.lifecycle import Component, StartupError, open_lifecycle, run_until_signal
+from atp_common.errors import StartupError
+from atp_common.lifecycle import Component, open_lifecycle, run_until_signal
 from atp_gateway.app import create_app
 from atp_gateway.edge import EdgeState, edge_protocol
 from atp_gateway.gateway import Gateway

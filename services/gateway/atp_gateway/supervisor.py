@@ -16,7 +16,8 @@ from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from atp_common.lifecycle import Component, Lifecycle, StartupError, run_until_signal
+from atp_common.errors import StartupError
+from atp_common.lifecycle import Component, Lifecycle, run_until_signal
 from atp_gateway.settings import GatewaySettings
 
 log = logging.getLogger("atp.gateway")

@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from atp.adapters.v1 import adapters_pb2, adapters_pb2_grpc
-from atp_common.errors import InvalidArgument, RateLimited, from_rpc_error
-from atp_common.lifecycle import StartupError, open_lifecycle
+from atp_common.errors import InvalidArgument, RateLimited, StartupError, from_rpc_error
+from atp_common.lifecycle import open_lifecycle
 from atp_common.server import ServiceRegistration, start_server
 from atp_common.settings import ServiceSettings
 
