@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.support.source_parse import parse_source
+
 ROOT = Path(__file__).resolve().parents[2]
 TIERS = ("unit", "integration", "e2e")
 SERVICE_PACKAGES = ("atp_gateway", "atp_adapters", "atp_router", "atp_observer")
@@ -30,7 +32,7 @@ def test_fakes_import_no_service_code() -> None:
     """Fakes stand in for a service: built from its protos, never from the service's own modules."""
     offenders = []
     for path in _tracked_python(ROOT / "tests" / "fakes"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse_source(path.read_text(), str(path))):
             names = (
                 [alias.name for alias in node.names]
                 if isinstance(node, ast.Import)

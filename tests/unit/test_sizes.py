@@ -6,6 +6,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.source_parse import parse_source
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_ROOTS = ("services", "libs", "tools")
 MAX_MODULE_LINES = 500
@@ -40,7 +42,7 @@ def function_lengths(source: str) -> Iterator[tuple[str, int]]:
             else:
                 yield from walk(child, prefix)
 
-    return walk(ast.parse(source), "")
+    return walk(parse_source(source), "")
 
 
 def test_lengths_are_counted_from_def_to_last_line() -> None:

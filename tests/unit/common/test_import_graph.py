@@ -7,6 +7,8 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.source_parse import parse_source
+
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = {
     "atp_common": ROOT / "libs/common/atp_common",
@@ -47,7 +49,7 @@ def _graph() -> dict[str, frozenset[str]]:
     modules = _modules()
     graph: dict[str, frozenset[str]] = {}
     for name, path in modules.items():
-        tree = ast.parse(path.read_text(), str(path))
+        tree = parse_source(path.read_text(), str(path))
         graph[name] = frozenset(t for t in _runtime_imports(tree) if t in modules and t != name)
     return graph
 
