@@ -319,3 +319,12 @@ def test_broken_stream_ends_failed() -> None:
     events = _events(reply.start(HEADER) + reply.deltas(deltas[2:3]) + reply.broken(Unavailable("gone")))
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
     assert events[-1].response.error.message == "gone"
+
+
+def test_an_image_without_detail_is_served_at_the_default_detail() -> None:
+    # OpenAI's own examples send input_image without `detail` (it defaults to auto); so must ATP.
+    request = _parse(
+        input=[{"role": "user", "content": [{"type": "input_image", "image_url": "https://img.test/a.png"}]}]
+    )
+    (image,) = request.messages[0].parts
+    assert image.image.url == "https://img.test/a.png" and image.image.detail == ""

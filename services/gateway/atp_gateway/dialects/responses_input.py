@@ -148,9 +148,9 @@ def _part(part: Obj, assistant: bool) -> chat_pb2.ContentPart:
         part.known(("type", "refusal"), required=("refusal",))
         return chat_pb2.ContentPart(refusal=part.text("refusal", required=True) or "")
     if kind == "input_image" and not assistant:
-        part.known(
-            ("type", "image_url", "file_id", "detail", "prompt_cache_breakpoint"), required=("detail",)
-        )
+        # The schema lists `detail` as required, but the API defaults it to auto and OpenAI's own
+        # examples leave it out: refusing its absence refused what OpenAI serves.
+        part.known(("type", "image_url", "file_id", "detail", "prompt_cache_breakpoint"))
         if "file_id" in part:
             raise part.invalid("file_id", "images by file id need OpenAI's file store; send 'image_url'.")
         url = part.text("image_url", required=True) or ""
