@@ -193,6 +193,36 @@ def test_parameters_map_to_the_internal_request() -> None:
     assert request.stream and request.include_usage
 
 
+def test_the_betas_output_format_is_output_config_format_under_its_earlier_name() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    beta = _parse(output_format={"type": "json_schema", "schema": schema})
+    current = _parse(output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert beta.params.response_format == current.params.response_format
+    assert orjson.loads(beta.params.response_format.schema_json) == schema
+    counted, _ = parse_messages_request(
+        orjson.dumps(
+            {
+                "model": "auto",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "output_format": {"type": "json_schema", "schema": schema},
+            }
+        ),
+        counting=True,
+    )
+    assert counted.params.response_format.type == "json_schema"
+    twice = _refused(
+        {
+            "output_format": {"type": "json_schema", "schema": schema},
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        }
+    )
+    assert twice.param == "output_format" and "once" in str(twice)
+    # With effort alone in output_config, the beta's format still applies.
+    both = _parse(output_config={"effort": "low"}, output_format={"type": "json_schema", "schema": schema})
+    assert both.params.reasoning.effort == "low" and both.params.response_format.type == "json_schema"
+    assert _refused({"output_format": {"type": "text", "schema": {}}}).param == "output_format.type"
+
+
 def test_thinking_disabled_and_tool_choice_any() -> None:
     request = _parse(
         thinking={"type": "disabled"}, tools=[{"name": "f", "input_schema": {}}], tool_choice={"type": "any"}

@@ -25,6 +25,7 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("tool_choice", "params.tool_choice, params.parallel_tool_calls"),
     ("thinking", "params.reasoning (budget_tokens, disabled, include_thoughts)"),
     ("output_config", "params.response_format (json_schema), params.reasoning.effort"),
+    ("output_format", "params.response_format (json_schema; the beta's name for output_config.format)"),
     ("metadata", "params.user (metadata.user_id)"),
     ("service_tier", "params.service_tier (standard_only → default)"),
     ("cache_control", "params.cache_control"),
@@ -49,6 +50,7 @@ COUNTED = (
     "tool_choice",
     "thinking",
     "output_config",
+    "output_format",
     "cache_control",
     "context_management",
 )
@@ -171,13 +173,22 @@ def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
 
 def _output_config(obj: Obj, params: chat_pb2.GenerationParams) -> None:
     config = obj.object("output_config")
-    if config is None:
-        return
-    config.known(("effort", "format"))
-    effort = config.text("effort", choices=_EFFORTS)
-    if effort is not None:
-        params.reasoning.effort = effort
-    form = config.object("format")
+    form = None
+    if config is not None:
+        config.known(("effort", "format"))
+        effort = config.text("effort", choices=_EFFORTS)
+        if effort is not None:
+            params.reasoning.effort = effort
+        form = config.object("format")
+    # The structured-outputs beta named the format at the top level; SDKs of that time still send it.
+    beta_form = obj.object("output_format")
+    if beta_form is not None:
+        if form is not None:
+            raise InvalidArgument(
+                "Send the output format once: 'output_format' is the beta's name for 'output_config.format'.",
+                param="output_format",
+            )
+        form = beta_form
     if form is not None:
         form.known(("type", "schema"), required=("type", "schema"))
         form.text("type", required=True, choices=("json_schema",))
