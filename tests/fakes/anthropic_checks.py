@@ -46,6 +46,30 @@ def _source(block: dict[str, Any], where: str) -> None:
         raise Invalid(f"{where}.source.type: unknown source type {kind!r}")
 
 
+# A text block's citation kinds and the integer fields each must carry (the SDK's TextCitationParam).
+_CITATION_FIELDS = {
+    "char_location": ("document_index", "start_char_index", "end_char_index"),
+    "page_location": ("document_index", "start_page_number", "end_page_number"),
+    "content_block_location": ("document_index", "start_block_index", "end_block_index"),
+    "web_search_result_location": (),
+    "search_result_location": ("search_result_index", "start_block_index", "end_block_index"),
+}
+
+
+def _citations(citations: Any, where: str) -> None:
+    if citations is None:
+        return
+    _require(isinstance(citations, list), f"{where}.citations: must be a list")
+    for k, citation in enumerate(citations):
+        at = f"{where}.citations.{k}"
+        _require(
+            isinstance(citation, dict) and citation.get("type") in _CITATION_FIELDS, f"{at}.type: invalid"
+        )
+        _require(isinstance(citation.get("cited_text"), str), f"{at}.cited_text: Field required")
+        for name in _CITATION_FIELDS[citation["type"]]:
+            _require(type(citation.get(name)) is int, f"{at}.{name}: Field required")
+
+
 def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> int:
     kind = block.get("type")
     _require(kind in _BLOCKS, f"{where}.type: unknown content block type {kind!r}")
@@ -54,6 +78,7 @@ def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> 
             isinstance(block.get("text"), str) and block["text"] != "",
             f"{where}: text blocks must be non-empty",
         )
+        _citations(block.get("citations"), where)
     elif kind in ("image", "document"):
         _require(role == "user", f"{where}: {kind} blocks are only allowed in user turns")
         _source(block, where)

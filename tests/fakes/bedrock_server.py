@@ -144,6 +144,8 @@ class FakeBedrock(FakeServer):
         self.region = region
         self.reasoning = ""
         self.stream_exception: str | None = None
+        # Converse citations of the reply's text (a citationsContent block; citation deltas when streamed).
+        self.citations: list[dict[str, Any]] = []
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/converse", self.handle)
@@ -232,7 +234,11 @@ class FakeBedrock(FakeServer):
             content.append(
                 {"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "sig"}}}
             )
-        if reply.text:
+        if reply.text and self.citations:
+            content.append(
+                {"citationsContent": {"content": [{"text": reply.text}], "citations": self.citations}}
+            )
+        elif reply.text:
             content.append({"text": reply.text})
         for i, (name, args) in enumerate(reply.tool_calls):
             content.append(
@@ -258,6 +264,9 @@ class FakeBedrock(FakeServer):
             block += 1
         for piece in reply.pieces():
             events.append(frame("contentBlockDelta", {"contentBlockIndex": block, "delta": {"text": piece}}))
+        for citation in self.citations:
+            delta = {"citation": citation}
+            events.append(frame("contentBlockDelta", {"contentBlockIndex": block, "delta": delta}))
         if self.stream_exception:
             events.append(frame(self.stream_exception, {"message": "slow down"}, "exception"))
         events.append(frame("contentBlockStop", {"contentBlockIndex": block}))

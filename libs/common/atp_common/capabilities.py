@@ -76,6 +76,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("max_effort", 1 << 26, "effort max (Anthropic's highest)", None, "output_config.effort"),
     Feature("speed", 1 << 27, "Anthropic's fast output mode (speed fast)", None, "speed"),
     Feature("inference_geo", 1 << 28, "Anthropic's inference region (inference_geo)", None, "inference_geo"),
+    Feature("citations", 1 << 29, "an earlier reply's text sent back with its document citations", None, "messages"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -95,8 +96,8 @@ def _all_but(*names: str) -> frozenset[str]:
 # the README is generated from this and the dialects' parameter tables.
 PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "openai": _all_but("top_k", *_ANTHROPIC_ONLY),
-        "azure": _all_but("top_k", *_ANTHROPIC_ONLY),
+        "openai": _all_but("top_k", "citations", *_ANTHROPIC_ONLY),
+        "azure": _all_but("top_k", "citations", *_ANTHROPIC_ONLY),
         "anthropic": frozenset(
             (
                 "tools",
@@ -109,6 +110,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "no_parallel_tool_calls",
                 "service_tier",
                 "chat",
+                "citations",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -144,6 +146,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "service_tier",
                 "json_object",
                 "chat",
+                "citations",
             )
         ),
         # The echo model: parameters that change nothing in a deterministic echo are honoured as such;

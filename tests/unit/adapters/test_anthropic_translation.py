@@ -376,7 +376,11 @@ async def test_thinking_citations_and_metadata_reach_the_reply(
     end = len("Sunny in Rome.")
     assert list(choice.annotations) == [
         chat_pb2.Annotation(
-            type="char_location", title="Forecast", end_index=end, cited_text="Rome is sunny"
+            type="char_location",
+            title="Forecast",
+            end_index=end,
+            cited_text="Rome is sunny",
+            anthropic_json=orjson.dumps(citation),
         ),
         chat_pb2.Annotation(
             type="web_search_result_location",
@@ -384,6 +388,7 @@ async def test_thinking_citations_and_metadata_reach_the_reply(
             title="W",
             end_index=end,
             cited_text="warm",
+            anthropic_json=orjson.dumps(web),
         ),
     ]
     assert choice.tool_calls == {0: ["toolu_0", "weather", '{"city":"Rome"}']}

@@ -327,3 +327,116 @@ async def test_the_fake_checks_converse_shapes(fake: FakeBedrock, provider: Bedr
     assert caught.value.status == 400
     assert "start with a user message" in caught.value.message
     assert orjson.dumps(fake.requests[-1].body)
+
+
+# Claude's document citations through Bedrock: in its reply (Anthropic's form kept) and sent back.
+PAGE = {"documentPage": {"documentIndex": 1, "start": 3, "end": 4}}
+CHAR = {"documentChar": {"documentIndex": 0, "start": 10, "end": 24}}
+
+
+async def _annotations(provider: BedrockProvider, stream: bool) -> list[chat_pb2.Annotation]:
+    messages = [chat_pb2.ChatMessage(role="user", content="where?")]
+    found: list[chat_pb2.Annotation] = []
+    async for batch in provider.stream(
+        ProviderRequest(MODEL_ID, messages, chat_pb2.GenerationParams(), stream=stream)
+    ):
+        for delta in batch.deltas:
+            found.extend(delta.annotations)
+    return found
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_document_citation_reaches_the_reply_in_anthropics_form(
+    fake: FakeBedrock, provider: BedrockProvider, stream: bool
+) -> None:
+    fake.reply = FakeReply(text="On page four.")
+    fake.citations = [
+        {"title": "Manual", "sourceContent": [{"text": "page four text"}], "location": PAGE},
+        {"sourceContent": [{"text": "chars"}], "location": CHAR},
+    ]
+    page, char = await _annotations(provider, stream)
+    assert page.type == "page_location" and page.cited_text == "page four text"
+    assert orjson.loads(page.anthropic_json) == {
+        "type": "page_location",
+        "cited_text": "page four text",
+        "document_index": 1,
+        "document_title": "Manual",
+        "start_page_number": 3,
+        "end_page_number": 4,
+    }
+    assert orjson.loads(char.anthropic_json) == {
+        "type": "char_location",
+        "cited_text": "chars",
+        "document_index": 0,
+        "document_title": None,
+        "start_char_index": 10,
+        "end_char_index": 24,
+    }
+
+
+def _history(citations: list[dict]) -> list[chat_pb2.ChatMessage]:
+    return [
+        chat_pb2.ChatMessage(role="user", content="where?"),
+        chat_pb2.ChatMessage(
+            role="assistant",
+            parts=[chat_pb2.ContentPart(text="On page four.", citations_json=orjson.dumps(citations))],
+        ),
+        chat_pb2.ChatMessage(role="user", content="and then?"),
+    ]
+
+
+async def test_citations_sent_back_become_a_citations_content_block(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    cited = [
+        {
+            "type": "page_location",
+            "cited_text": "page four text",
+            "document_index": 1,
+            "document_title": "Manual",
+            "start_page_number": 3,
+            "end_page_number": 4,
+        },
+        {
+            "type": "content_block_location",
+            "cited_text": "b",
+            "document_index": 0,
+            "start_block_index": 2,
+            "end_block_index": 3,
+        },
+    ]
+    messages = _history(cited)
+    async for _ in provider.stream(ProviderRequest(MODEL_ID, messages, chat_pb2.GenerationParams())):
+        pass
+    # The fake held the body to botocore's Converse model before answering.
+    assert fake.requests[-1].body["messages"][1]["content"] == [
+        {
+            "citationsContent": {
+                "content": [{"text": "On page four."}],
+                "citations": [
+                    {
+                        "sourceContent": [{"text": "page four text"}],
+                        "location": PAGE,
+                        "title": "Manual",
+                    },
+                    {
+                        "sourceContent": [{"text": "b"}],
+                        "location": {"documentChunk": {"documentIndex": 0, "start": 2, "end": 3}},
+                    },
+                ],
+            }
+        }
+    ]
+
+
+async def test_a_citation_converse_has_no_place_for_is_refused_by_name(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    web = {"type": "web_search_result_location", "cited_text": "w", "url": "https://w.test", "title": "W"}
+    with pytest.raises(ProviderError) as caught:
+        async for _ in provider.stream(
+            ProviderRequest(MODEL_ID, _history([web]), chat_pb2.GenerationParams())
+        ):
+            pass
+    assert caught.value.kind == "unsupported" and caught.value.param.endswith(".citations[0]")
+    assert not fake.requests

@@ -114,6 +114,8 @@ def _parts(parts: Sequence[chat_pb2.ContentPart]) -> tuple[str, int, int]:
         kind = part.WhichOneof("kind")
         if kind == "text":
             texts.append(part.text)
+            if part.citations_json:
+                bits |= _CITATIONS
         elif kind == "image":
             images += 1
         elif kind == "audio":
@@ -163,6 +165,7 @@ _JSON_OBJECT = _FEATURE["json_object"].bit | _JSON
 _STREAMING = _FEATURE["streaming"].bit
 _AUDIO_INPUT = _FEATURE["audio_input"].bit
 _FILES = _FEATURE["files"].bit
+_CITATIONS = _FEATURE["citations"].bit
 _REASONING = _FEATURE["reasoning"].bit
 _CUSTOM_TOOLS = _FEATURE["custom_tools"].bit
 _CHAT = _FEATURE["chat"].bit

@@ -77,6 +77,7 @@ def _annotation(citation: dict[str, Any], start: int, end: int) -> chat_pb2.Anno
         start_index=start,
         end_index=end,
         cited_text=citation.get("cited_text") or "",
+        anthropic_json=orjson.dumps(citation),
     )
 
 

@@ -101,6 +101,8 @@ class _Encoder:
         kind = part.WhichOneof("kind")
         if kind == "text":
             block: dict[str, Any] = {"type": "text", "text": part.text}
+            if part.citations_json:
+                block["citations"] = orjson.Fragment(part.citations_json)  # as the reply carried them
         elif kind == "image" and role in ("user", "tool"):
             block = self.image(part.image, path)
         elif kind == "file" and role == "user":

@@ -54,19 +54,42 @@ def _usage(usage: dict[str, Any]) -> chat_pb2.Usage:
     return usage_from(prompt, usage.get("outputTokens"), cached, cache_write=written)
 
 
+# Bedrock's document locations and the Anthropic citation each one is (its fields' names there).
+_LOCATIONS = {
+    "documentChar": ("char_location", "start_char_index", "end_char_index"),
+    "documentPage": ("page_location", "start_page_number", "end_page_number"),
+    "documentChunk": ("content_block_location", "start_block_index", "end_block_index"),
+}
+
+
 def _annotations(citations: list[dict[str, Any]]) -> list[chat_pb2.Annotation]:
     out = []
     for citation in citations:
-        web = (citation.get("location") or {}).get("web") or {}
+        location = citation.get("location") or {}
+        web = location.get("web") or {}
         cited = "".join(part.get("text", "") for part in citation.get("sourceContent") or ())
-        out.append(
-            chat_pb2.Annotation(
-                type="url_citation" if web else "document_citation",
-                url=web.get("url", ""),
-                title=citation.get("title") or web.get("domain", ""),
-                cited_text=cited,
-            )
+        annotation = chat_pb2.Annotation(
+            type="url_citation" if web else "document_citation",
+            url=web.get("url", ""),
+            title=citation.get("title") or web.get("domain", ""),
+            cited_text=cited,
         )
+        for key, (kind, start, end) in _LOCATIONS.items():
+            if key in location:
+                # Which document, and where in it: a Messages client gets Claude's own citation.
+                spot = location[key]
+                annotation.type = kind
+                annotation.anthropic_json = orjson.dumps(
+                    {
+                        "type": kind,
+                        "cited_text": cited,
+                        "document_index": spot.get("documentIndex", 0),
+                        "document_title": citation.get("title") or None,
+                        start: spot.get("start", 0),
+                        end: spot.get("end", 0),
+                    }
+                )
+        out.append(annotation)
     return out
 
 

@@ -95,10 +95,42 @@ def _cache_point(cache: chat_pb2.CacheControl) -> dict[str, Any]:
     return {"cachePoint": point}
 
 
+# Anthropic's document citation kinds as Converse locations: (location key, start field, end field).
+_LOCATIONS = {
+    "char_location": ("documentChar", "start_char_index", "end_char_index"),
+    "page_location": ("documentPage", "start_page_number", "end_page_number"),
+    "content_block_location": ("documentChunk", "start_block_index", "end_block_index"),
+}
+
+
+def _cited_text(provider: str, path: str, part: chat_pb2.ContentPart) -> dict[str, Any]:
+    """An earlier reply's text with its document citations, as Converse's citationsContent block."""
+    citations = []
+    for k, citation in enumerate(orjson.loads(part.citations_json)):
+        found = _LOCATIONS.get(citation.get("type"))
+        if found is None:
+            raise unsupported(provider, f"{path}.citations[{k}]", "Converse cites documents only")
+        key, start, end = found
+        entry: dict[str, Any] = {
+            "sourceContent": [{"text": citation.get("cited_text") or ""}],
+            "location": {
+                key: {
+                    "documentIndex": citation.get("document_index") or 0,
+                    "start": citation.get(start) or 0,
+                    "end": citation.get(end) or 0,
+                }
+            },
+        }
+        if citation.get("document_title"):
+            entry["title"] = citation["document_title"]
+        citations.append(entry)
+    return {"citationsContent": {"content": [{"text": part.text}], "citations": citations}}
+
+
 def _part(provider: str, path: str, part: chat_pb2.ContentPart, index: int) -> dict[str, Any]:
     kind = part.WhichOneof("kind")
     if kind == "text":
-        return {"text": part.text}
+        return _cited_text(provider, path, part) if part.citations_json else {"text": part.text}
     if kind == "refusal":
         return {"text": part.refusal}
     if kind == "image":

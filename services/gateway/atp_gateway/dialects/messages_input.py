@@ -12,6 +12,14 @@ __all__ = ["cache_hint", "conversation"]
 
 _MAX_MESSAGES = 4096
 _MAX_BLOCKS = 4096
+# The citation kinds a Messages reply carries on its text blocks.
+_CITATIONS = (
+    "char_location",
+    "page_location",
+    "content_block_location",
+    "web_search_result_location",
+    "search_result_location",
+)
 
 
 def cache_hint(block: Obj) -> chat_pb2.CacheControl | None:
@@ -72,9 +80,15 @@ def _blocks(turn: Obj) -> list[Obj] | str:
 def _text(block: Obj) -> chat_pb2.ContentPart:
     block.known(("type", "text", "cache_control", "citations"), required=("type", "text"))
     block.text("type", choices=("text",))
-    if block.array("citations"):
-        raise block.invalid("citations", "citations of earlier replies cannot be sent back through ATP.")
-    return _cached(block, chat_pb2.ContentPart(text=block.text("text", required=True) or ""))
+    part = chat_pb2.ContentPart(text=block.text("text", required=True) or "")
+    citations = block.objects("citations", max_items=_MAX_BLOCKS)
+    for citation in citations:
+        citation.text("type", required=True, choices=_CITATIONS)
+    if citations:
+        # An earlier reply's citations, sent back as the reply carried them: providers that can take them
+        # get them whole, and the others are filtered out (the `citations` feature).
+        part.citations_json = dump([citation.value for citation in citations])
+    return _cached(block, part)
 
 
 def _user(turn: Obj, messages: list[chat_pb2.ChatMessage]) -> None:

@@ -40,7 +40,11 @@ def usage_json(usage: chat_pb2.Usage) -> dict[str, Any]:
 
 def citation(annotation: chat_pb2.Annotation) -> dict[str, Any]:
     """A reply citation as Anthropic's: a document location when it cites a document, else a web
-    result location (OpenAI's url_citation and Anthropic's web citations)."""
+    result location (OpenAI's url_citation and Anthropic's web citations). A citation the provider gave
+    in Anthropic's form (Claude's, on the API or Bedrock) goes out whole."""
+    if annotation.anthropic_json:
+        cited: dict[str, Any] = orjson.loads(annotation.anthropic_json)
+        return cited
     if annotation.type in _DOCUMENT_CITATIONS:
         return {
             "type": "char_location",

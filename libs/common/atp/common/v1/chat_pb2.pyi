@@ -73,7 +73,7 @@ class ThinkingContent(_message.Message):
     def __init__(self, thinking: _Optional[str] = ..., signature: _Optional[str] = ..., redacted_data: _Optional[str] = ...) -> None: ...
 
 class ContentPart(_message.Message):
-    __slots__ = ("text", "image", "audio", "file", "thinking", "refusal", "cache_control")
+    __slots__ = ("text", "image", "audio", "file", "thinking", "refusal", "cache_control", "citations_json")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,7 @@ class ContentPart(_message.Message):
     THINKING_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     CACHE_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     text: str
     image: ImageContent
     audio: AudioContent
@@ -88,7 +89,8 @@ class ContentPart(_message.Message):
     thinking: ThinkingContent
     refusal: str
     cache_control: CacheControl
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImageContent, _Mapping]] = ..., audio: _Optional[_Union[AudioContent, _Mapping]] = ..., file: _Optional[_Union[FileContent, _Mapping]] = ..., thinking: _Optional[_Union[ThinkingContent, _Mapping]] = ..., refusal: _Optional[str] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ...) -> None: ...
+    citations_json: bytes
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImageContent, _Mapping]] = ..., audio: _Optional[_Union[AudioContent, _Mapping]] = ..., file: _Optional[_Union[FileContent, _Mapping]] = ..., thinking: _Optional[_Union[ThinkingContent, _Mapping]] = ..., refusal: _Optional[str] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., citations_json: _Optional[bytes] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "name", "tool_call_id", "tool_calls", "parts", "refusal", "is_error", "audio_id")
@@ -369,20 +371,22 @@ class TopLogprob(_message.Message):
     def __init__(self, token: _Optional[str] = ..., logprob: _Optional[float] = ..., token_bytes: _Optional[bytes] = ..., has_bytes: _Optional[bool] = ...) -> None: ...
 
 class Annotation(_message.Message):
-    __slots__ = ("type", "url", "title", "start_index", "end_index", "cited_text")
+    __slots__ = ("type", "url", "title", "start_index", "end_index", "cited_text", "anthropic_json")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     START_INDEX_FIELD_NUMBER: _ClassVar[int]
     END_INDEX_FIELD_NUMBER: _ClassVar[int]
     CITED_TEXT_FIELD_NUMBER: _ClassVar[int]
+    ANTHROPIC_JSON_FIELD_NUMBER: _ClassVar[int]
     type: str
     url: str
     title: str
     start_index: int
     end_index: int
     cited_text: str
-    def __init__(self, type: _Optional[str] = ..., url: _Optional[str] = ..., title: _Optional[str] = ..., start_index: _Optional[int] = ..., end_index: _Optional[int] = ..., cited_text: _Optional[str] = ...) -> None: ...
+    anthropic_json: bytes
+    def __init__(self, type: _Optional[str] = ..., url: _Optional[str] = ..., title: _Optional[str] = ..., start_index: _Optional[int] = ..., end_index: _Optional[int] = ..., cited_text: _Optional[str] = ..., anthropic_json: _Optional[bytes] = ...) -> None: ...
 
 class AudioDelta(_message.Message):
     __slots__ = ("id", "data", "transcript", "expires_at")
