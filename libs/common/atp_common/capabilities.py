@@ -76,7 +76,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("max_effort", 1 << 26, "effort max (Anthropic's highest)", None, "output_config.effort"),
     Feature("speed", 1 << 27, "Anthropic's fast output mode (speed fast)", None, "speed"),
     Feature("inference_geo", 1 << 28, "Anthropic's inference region (inference_geo)", None, "inference_geo"),
-    Feature("citations", 1 << 29, "an earlier reply's text sent back with its document citations", None, "messages"),
+    Feature(
+        "citations",
+        1 << 29,
+        "an earlier reply's text sent back with its document citations",
+        None,
+        "messages",
+    ),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
