@@ -6,7 +6,16 @@ import json
 from typing import Any
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_BLOCKS = ("text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking")
+_BLOCKS = (
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+)
 _MAX_CACHE_BREAKPOINTS = 4
 
 
@@ -42,6 +51,10 @@ def _source(block: dict[str, Any], where: str) -> None:
     elif kind == "text" and block["type"] == "document":
         _require(source.get("media_type") == "text/plain", f"{where}.source.media_type: must be text/plain")
         _require(isinstance(source.get("data"), str), f"{where}.source.data: Field required")
+    elif kind == "content" and block["type"] == "document":
+        content = source.get("content")
+        if not isinstance(content, str):
+            _text_blocks(content, f"{where}.source.content", ("text", "image"))
     else:
         raise Invalid(f"{where}.source.type: unknown source type {kind!r}")
 
@@ -70,6 +83,16 @@ def _citations(citations: Any, where: str) -> None:
             _require(type(citation.get(name)) is int, f"{at}.{name}: Field required")
 
 
+def _text_blocks(blocks: Any, where: str, kinds: tuple[str, ...]) -> None:
+    _require(isinstance(blocks, list) and bool(blocks), f"{where}: a non-empty list of blocks")
+    for k, inner in enumerate(blocks):
+        _require(
+            isinstance(inner, dict) and inner.get("type") in kinds, f"{where}.{k}.type: not one of {kinds}"
+        )
+        if inner["type"] == "text":
+            _require(isinstance(inner.get("text"), str) and inner["text"] != "", f"{where}.{k}: empty text")
+
+
 def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> int:
     kind = block.get("type")
     _require(kind in _BLOCKS, f"{where}.type: unknown content block type {kind!r}")
@@ -82,6 +105,11 @@ def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> 
     elif kind in ("image", "document"):
         _require(role == "user", f"{where}: {kind} blocks are only allowed in user turns")
         _source(block, where)
+    elif kind == "search_result":
+        _require(role == "user", f"{where}: search_result blocks are only allowed in user turns")
+        for key in ("source", "title"):
+            _require(isinstance(block.get(key), str), f"{where}.{key}: Field required")
+        _text_blocks(block.get("content"), f"{where}.content", ("text",))
     elif kind == "tool_use":
         _require(role == "assistant", f"{where}: tool_use blocks are only allowed in assistant turns")
         _require(isinstance(block.get("input"), dict), f"{where}.input: must be an object")
@@ -96,7 +124,10 @@ def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> 
         content = block.get("content", "")
         if isinstance(content, list):
             for k, inner in enumerate(content):
-                _require(inner.get("type") in ("text", "image"), f"{where}.content.{k}: text or image only")
+                _require(
+                    inner.get("type") in ("text", "image", "search_result", "document"),
+                    f"{where}.content.{k}: text, image, search_result or document only",
+                )
                 _block(inner, f"{where}.content.{k}", "user", tool_ids)
     elif kind == "thinking":
         _require(role == "assistant", f"{where}: thinking blocks are only allowed in assistant turns")

@@ -213,9 +213,10 @@ class PrivacyPolicy:
 def redact_messages(
     messages: Sequence[chat_pb2.ChatMessage], scrub: Callable[[str], str]
 ) -> list[chat_pb2.ChatMessage]:
-    """Copies of `messages` with `scrub` applied to their text: content, text parts and refusals.
+    """Copies of `messages` with `scrub` applied to their text: content, text parts, refusals, search
+    results and documents given as text blocks.
 
-    Images, audio and files pass unchanged (redaction reads text); the caller's messages stay as sent.
+    Images, audio and file data pass unchanged (redaction reads text); the caller's messages stay as sent.
     """
     out = []
     for message in messages:
@@ -231,5 +232,11 @@ def redact_messages(
                 part.text = scrub(part.text)
             elif kind == "refusal":
                 part.refusal = scrub(part.refusal)
+            elif kind == "search_result":
+                found = part.search_result
+                found.title = scrub(found.title)
+                found.content[:] = [scrub(text) for text in found.content]
+            elif kind == "file" and part.file.content:
+                part.file.content[:] = [scrub(text) for text in part.file.content]
         out.append(copy)
     return out

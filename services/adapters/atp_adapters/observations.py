@@ -44,7 +44,18 @@ def _stored_part(part: chat_pb2.ContentPart) -> dict[str, str]:
         return {"type": "image", "url": url if not url.startswith("data:") else f"data: ({len(url)} chars)"}
     if kind == "file":
         file = part.file
-        return {"type": "file", "file_id": file.file_id, "filename": file.filename, "url": file.url}
+        stored = {"type": "file", "file_id": file.file_id, "filename": file.filename, "url": file.url}
+        if file.content:
+            stored["text"] = "\n".join(file.content)
+        return stored
+    if kind == "search_result":
+        found = part.search_result
+        return {
+            "type": "search_result",
+            "source": found.source,
+            "title": found.title,
+            "text": "\n".join(found.content),
+        }
     return {"type": kind}
 
 

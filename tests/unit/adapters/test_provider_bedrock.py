@@ -440,3 +440,54 @@ async def test_a_citation_converse_has_no_place_for_is_refused_by_name(
             pass
     assert caught.value.kind == "unsupported" and caught.value.param.endswith(".citations[0]")
     assert not fake.requests
+
+
+async def test_search_results_and_text_block_documents_become_converse_blocks(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    found = chat_pb2.SearchResultContent(
+        source="https://kb.example/rome", title="Rome", content=["Sunny.", "25 degrees."], citations=True
+    )
+    document = chat_pb2.FileContent(
+        title="Contract", content=["Clause 1.", "Clause 2."], context="2026", citations=True
+    )
+    asking = chat_pb2.ChatMessage(
+        role="user",
+        parts=[
+            chat_pb2.ContentPart(search_result=found),
+            chat_pb2.ContentPart(file=document),
+            chat_pb2.ContentPart(text="weather?"),
+        ],
+    )
+    calling = chat_pb2.ChatMessage(
+        role="assistant",
+        tool_calls=[chat_pb2.ToolCall(id="t1", type="function", function_name="look", arguments="{}")],
+    )
+    result = chat_pb2.ChatMessage(
+        role="tool", tool_call_id="t1", parts=[chat_pb2.ContentPart(search_result=found)]
+    )
+    await drain(
+        provider, request(asking, calling, result, tools=[chat_pb2.Tool(type="function", name="look")])
+    )
+    # The fake held the body to botocore's Converse model before answering.
+    body = fake.requests[-1].body
+    converse_result = {
+        "searchResult": {
+            "source": "https://kb.example/rome",
+            "title": "Rome",
+            "content": [{"text": "Sunny."}, {"text": "25 degrees."}],
+            "citations": {"enabled": True},
+        }
+    }
+    assert body["messages"][0]["content"][:2] == [
+        converse_result,
+        {
+            "document": {
+                "name": "Contract",
+                "source": {"content": [{"text": "Clause 1."}, {"text": "Clause 2."}]},
+                "context": "2026",
+                "citations": {"enabled": True},
+            }
+        },
+    ]
+    assert body["messages"][2]["content"][0]["toolResult"]["content"] == [converse_result]

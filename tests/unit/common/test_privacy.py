@@ -132,3 +132,26 @@ def test_redact_messages_scrubs_content_text_parts_and_refusals_and_leaves_media
     ]
     assert redacted[2].refusal == "no, [EMAIL]"
     assert messages[0].content == "mail me at a@b.com", "the caller's messages stay as sent"
+
+
+def test_redact_messages_scrubs_search_results_and_documents_given_as_text_blocks() -> None:
+    found = chat_pb2.SearchResultContent(
+        source="kb://1", title="a@b.com's page", content=["write to a@b.com"]
+    )
+    document = chat_pb2.FileContent(title="t", content=["clause for a@b.com"])
+    pdf = chat_pb2.FileContent(file_data="data:application/pdf;base64,YUBiLmNvbQ==")
+    message = chat_pb2.ChatMessage(
+        role="user",
+        parts=[
+            chat_pb2.ContentPart(search_result=found),
+            chat_pb2.ContentPart(file=document),
+            chat_pb2.ContentPart(file=pdf),
+        ],
+    )
+    (redacted,) = redact_messages([message], Redactor().redact)
+    assert redacted.parts[0].search_result.title == "[EMAIL]'s page"
+    assert list(redacted.parts[0].search_result.content) == ["write to [EMAIL]"]
+    assert redacted.parts[0].search_result.source == "kb://1"
+    assert list(redacted.parts[1].file.content) == ["clause for [EMAIL]"]
+    assert redacted.parts[2].file == pdf, "file data passes unchanged"
+    assert list(message.parts[0].search_result.content) == ["write to a@b.com"]

@@ -122,8 +122,11 @@ def _parts(parts: Sequence[chat_pb2.ContentPart]) -> tuple[str, int, int]:
             bits |= _AUDIO_INPUT
         elif kind == "file":
             bits |= _FILES
+            texts.extend(part.file.content)
         elif kind == "refusal":
             texts.append(part.refusal)
+        elif kind == "search_result":
+            texts.extend(part.search_result.content)
         elif kind == "thinking":
             texts.append(part.thinking.thinking)
     return "\n".join(texts), images, bits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -23,6 +24,10 @@ _CACHE_TTLS = ("5m", "1h")
 _SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
 _TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 _DOCUMENT_TYPES = ("application/pdf", "text/plain")
+
+
+def _text_blocks(texts: Iterable[str]) -> list[dict[str, str]]:
+    return [{"type": "text", "text": text} for text in texts]
 
 
 class _Encoder:
@@ -66,7 +71,9 @@ class _Encoder:
     def document(self, file: chat_pb2.FileContent, path: str) -> dict[str, Any]:
         if file.file_id:
             raise self.refuse(path, "a file id names a file uploaded to another provider")
-        if file.file_data:
+        if file.content:
+            source: dict[str, Any] = {"type": "content", "content": _text_blocks(file.content)}
+        elif file.file_data:
             source = self.document_source(file, path)
         elif file.url.startswith(("http://", "https://")):
             source = {"type": "url", "url": file.url}
@@ -105,8 +112,18 @@ class _Encoder:
                 block["citations"] = orjson.Fragment(part.citations_json)  # as the reply carried them
         elif kind == "image" and role in ("user", "tool"):
             block = self.image(part.image, path)
-        elif kind == "file" and role == "user":
+        elif kind == "file" and role in ("user", "tool"):
             block = self.document(part.file, path)
+        elif kind == "search_result" and role in ("user", "tool"):
+            found = part.search_result
+            block = {
+                "type": "search_result",
+                "source": found.source,
+                "title": found.title,
+                "content": _text_blocks(found.content),
+            }
+            if found.HasField("citations"):
+                block["citations"] = {"enabled": found.citations}
         elif kind == "refusal" and role == "assistant":
             # Messages has no refusal block: the refusal is what the assistant said.
             block = {"type": "text", "text": part.refusal}
@@ -140,8 +157,10 @@ class _Encoder:
         if message.parts:
             inner = []
             for j, part in enumerate(message.parts):
-                if part.WhichOneof("kind") not in ("text", "image"):
-                    raise self.refuse(f"{path}.content[{j}]", "tool results take text and images")
+                if part.WhichOneof("kind") not in ("text", "image", "file", "search_result"):
+                    raise self.refuse(
+                        f"{path}.content[{j}]", "tool results take text, images, documents and search results"
+                    )
                 inner.append(self.part(part, f"{path}.content[{j}]", "tool"))
             block["content"] = inner
         elif message.content:

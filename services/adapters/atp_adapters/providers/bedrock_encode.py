@@ -59,6 +59,9 @@ def _image(provider: str, path: str, image: chat_pb2.ImageContent) -> dict[str, 
 def _document(provider: str, path: str, file: chat_pb2.FileContent, index: int) -> dict[str, Any]:
     name = _NAME_UNSAFE.sub(" ", file.filename or file.title or f"document {index}").strip()[:200]
     block: dict[str, Any] = {"name": name or f"document {index}"}
+    if file.content:
+        block["source"] = {"content": [{"text": text} for text in file.content]}
+        return {"document": _document_options(block, file)}
     if file.url.startswith("s3://"):
         media_type = file.media_type
         block["source"] = {"s3Location": {"uri": file.url}}
@@ -75,11 +78,26 @@ def _document(provider: str, path: str, file: chat_pb2.FileContent, index: int) 
     if fmt is None:
         raise unsupported(provider, path, f"document type {media_type!r}")
     block["format"] = fmt
+    return {"document": _document_options(block, file)}
+
+
+def _document_options(block: dict[str, Any], file: chat_pb2.FileContent) -> dict[str, Any]:
     if file.context:
         block["context"] = file.context
     if file.HasField("citations"):
         block["citations"] = {"enabled": file.citations}
-    return {"document": block}
+    return block
+
+
+def _search_result(found: chat_pb2.SearchResultContent) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "source": found.source,
+        "title": found.title,
+        "content": [{"text": text} for text in found.content],
+    }
+    if found.HasField("citations"):
+        block["citations"] = {"enabled": found.citations}
+    return {"searchResult": block}
 
 
 def _audio(provider: str, path: str, audio: chat_pb2.AudioContent) -> dict[str, Any]:
@@ -137,6 +155,8 @@ def _part(provider: str, path: str, part: chat_pb2.ContentPart, index: int) -> d
         return _image(provider, path, part.image)
     if kind == "file":
         return _document(provider, path, part.file, index)
+    if kind == "search_result":
+        return _search_result(part.search_result)
     if kind == "audio":
         return _audio(provider, path, part.audio)
     if kind == "thinking":

@@ -54,6 +54,8 @@ class _Encoder:
     def file(self, file: chat_pb2.FileContent, path: str) -> dict[str, Any]:
         if file.citations:
             raise self.refuse(path, "Gemini cannot cite documents")
+        if file.content:
+            raise self.refuse(path, "Gemini takes a document's data, not its text blocks")
         if file.file_data:
             data, media_type = file.file_data, file.media_type
             if data.startswith("data:"):

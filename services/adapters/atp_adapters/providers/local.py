@@ -51,7 +51,9 @@ def _part_text(part: chat_pb2.ContentPart) -> str:
         return f"[audio {part.audio.format}]"
     if kind == "file":
         file = part.file
-        return f"[file {file.filename or file.file_id or file.url or file.media_type}]"
+        return f"[file {file.filename or file.title or file.file_id or file.url or file.media_type}]"
+    if kind == "search_result":
+        return f"[search result {part.search_result.title}]"
     return ""
 
 

@@ -25,6 +25,8 @@ def effort_for_budget(budget: int) -> str:
 
 
 def _file(file: chat_pb2.FileContent, provider: str, path: str) -> dict[str, Any]:
+    if file.content:
+        raise unsupported(provider, path, "OpenAI file parts take file data, not a document's text blocks")
     for field in ("url", "title", "context"):
         if getattr(file, field):
             raise unsupported(
@@ -61,9 +63,11 @@ def _part(part: chat_pb2.ContentPart, provider: str, path: str) -> dict[str, Any
         out = {"type": "file", "file": _file(part.file, provider, f"{path}.file")}
     elif kind == "refusal":
         out = {"type": "refusal", "refusal": part.refusal}
-    else:
+    elif kind == "thinking":
         # A thinking block is signed by the provider that wrote it and means nothing to OpenAI: left out.
         return None
+    else:
+        raise unsupported(provider, path, f"OpenAI has no {kind} content part")
     cache = part.cache_control
     if cache.type == "explicit":
         # OpenAI's explicit breakpoint; Anthropic-style ephemeral hints are not sent, since OpenAI caches

@@ -117,12 +117,51 @@ def _user_part(block: Obj, kind: str) -> chat_pb2.ContentPart:
         return _image(block)
     if kind == "document":
         return _document(block)
+    if kind == "search_result":
+        return _search_result(block)
     path = block.at("type")
     raise InvalidArgument(
-        f"Unsupported content block type '{kind}' at '{path}': ATP takes text, image, document and "
-        "tool_result blocks in user turns.",
+        f"Unsupported content block type '{kind}' at '{path}': ATP takes text, image, document, "
+        "search_result and tool_result blocks in user turns.",
         param=path,
     )
+
+
+def _citations_switch(block: Obj) -> bool | None:
+    """A block's `citations: {enabled}`, or None when it does not say."""
+    citations = block.object("citations")
+    if citations is None:
+        return None
+    citations.known(("enabled",))
+    return citations.flag("enabled")
+
+
+def _texts(block: Obj) -> list[str]:
+    """The text blocks of a search result's or a content document's `content` (text only)."""
+    texts = []
+    for inner in block.objects("content", required=True, min_items=1, max_items=_MAX_BLOCKS):
+        inner.text("type", required=True, choices=("text",))
+        inner.known(("type", "text", "cache_control", "citations"), required=("type", "text"))
+        if inner.value.get("citations") or inner.value.get("cache_control"):
+            key = "citations" if inner.value.get("citations") else "cache_control"
+            raise inner.invalid(key, "the blocks inside take text alone.")
+        texts.append(inner.text("text", required=True) or "")
+    return texts
+
+
+def _search_result(block: Obj) -> chat_pb2.ContentPart:
+    block.known(
+        ("type", "source", "title", "content", "citations", "cache_control"),
+        required=("source", "title", "content"),
+    )
+    result = chat_pb2.SearchResultContent(
+        source=block.text("source", required=True, max_length=4096) or "",
+        title=block.text("title", required=True, max_length=4096) or "",
+        content=_texts(block),
+    )
+    if (enabled := _citations_switch(block)) is not None:
+        result.citations = enabled
+    return _cached(block, chat_pb2.ContentPart(search_result=result))
 
 
 def _source(block: Obj, kinds: tuple[str, ...]) -> tuple[Obj, str]:
@@ -154,15 +193,17 @@ def _image(block: Obj) -> chat_pb2.ContentPart:
 
 def _document(block: Obj) -> chat_pb2.ContentPart:
     block.known(("type", "source", "cache_control", "citations", "context", "title"), required=("source",))
-    source, kind = _source(block, ("base64", "text", "url", "file"))
+    source, kind = _source(block, ("base64", "text", "content", "url", "file"))
     file = chat_pb2.FileContent(
         title=block.text("title", max_length=4096) or "", context=block.text("context") or ""
     )
-    if (citations := block.object("citations")) is not None:
-        citations.known(("enabled",))
-        if (enabled := citations.flag("enabled")) is not None:
-            file.citations = enabled
-    if kind == "base64":
+    if (enabled := _citations_switch(block)) is not None:
+        file.citations = enabled
+    if kind == "content":
+        source.known(("type", "content"), required=("content",))
+        text = source.value["content"]
+        file.content.extend([text] if isinstance(text, str) else _texts(source))
+    elif kind == "base64":
         source.known(("type", "media_type", "data"), required=("media_type", "data"))
         file.media_type = source.text("media_type", required=True, choices=("application/pdf",)) or ""
         file.file_data = source.text("data", required=True) or ""

@@ -43,7 +43,7 @@ class AudioContent(_message.Message):
     def __init__(self, data: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class FileContent(_message.Message):
-    __slots__ = ("file_id", "filename", "file_data", "url", "media_type", "title", "context", "citations")
+    __slots__ = ("file_id", "filename", "file_data", "url", "media_type", "title", "context", "citations", "content")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FILE_DATA_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class FileContent(_message.Message):
     TITLE_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     filename: str
     file_data: str
@@ -60,7 +61,20 @@ class FileContent(_message.Message):
     title: str
     context: str
     citations: bool
-    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_data: _Optional[str] = ..., url: _Optional[str] = ..., media_type: _Optional[str] = ..., title: _Optional[str] = ..., context: _Optional[str] = ..., citations: _Optional[bool] = ...) -> None: ...
+    content: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_data: _Optional[str] = ..., url: _Optional[str] = ..., media_type: _Optional[str] = ..., title: _Optional[str] = ..., context: _Optional[str] = ..., citations: _Optional[bool] = ..., content: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchResultContent(_message.Message):
+    __slots__ = ("source", "title", "content", "citations")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    title: str
+    content: _containers.RepeatedScalarFieldContainer[str]
+    citations: bool
+    def __init__(self, source: _Optional[str] = ..., title: _Optional[str] = ..., content: _Optional[_Iterable[str]] = ..., citations: _Optional[bool] = ...) -> None: ...
 
 class ThinkingContent(_message.Message):
     __slots__ = ("thinking", "signature", "redacted_data")
@@ -73,13 +87,14 @@ class ThinkingContent(_message.Message):
     def __init__(self, thinking: _Optional[str] = ..., signature: _Optional[str] = ..., redacted_data: _Optional[str] = ...) -> None: ...
 
 class ContentPart(_message.Message):
-    __slots__ = ("text", "image", "audio", "file", "thinking", "refusal", "cache_control", "citations_json")
+    __slots__ = ("text", "image", "audio", "file", "thinking", "refusal", "search_result", "cache_control", "citations_json")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     THINKING_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_RESULT_FIELD_NUMBER: _ClassVar[int]
     CACHE_CONTROL_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_JSON_FIELD_NUMBER: _ClassVar[int]
     text: str
@@ -88,9 +103,10 @@ class ContentPart(_message.Message):
     file: FileContent
     thinking: ThinkingContent
     refusal: str
+    search_result: SearchResultContent
     cache_control: CacheControl
     citations_json: bytes
-    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImageContent, _Mapping]] = ..., audio: _Optional[_Union[AudioContent, _Mapping]] = ..., file: _Optional[_Union[FileContent, _Mapping]] = ..., thinking: _Optional[_Union[ThinkingContent, _Mapping]] = ..., refusal: _Optional[str] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., citations_json: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, text: _Optional[str] = ..., image: _Optional[_Union[ImageContent, _Mapping]] = ..., audio: _Optional[_Union[AudioContent, _Mapping]] = ..., file: _Optional[_Union[FileContent, _Mapping]] = ..., thinking: _Optional[_Union[ThinkingContent, _Mapping]] = ..., refusal: _Optional[str] = ..., search_result: _Optional[_Union[SearchResultContent, _Mapping]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., citations_json: _Optional[bytes] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "name", "tool_call_id", "tool_calls", "parts", "refusal", "is_error", "audio_id")
