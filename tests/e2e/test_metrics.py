@@ -213,17 +213,20 @@ async def test_each_service_exposes_the_issue_metrics_after_traffic(suite):
         assert _value(control, "atp_grpc_request_seconds_count", method=route_method) == 1
         assert _value(control, "atp_router_policy_watchers") == 1
 
-        # The observer: every observation stored, the ingest buffer's depth, commit latency.
+        # The observer: every observation stored, the ingest buffer's depth, commit latency. The Ingest
+        # call is counted when it returns, a moment after its observations are committed and counted.
+        ingest = "/atp.observer.v1.ObserverService/Ingest"
         store = await _eventually(
             client,
             suite["observer"],
-            lambda s: _value(s, "atp_observer_ingested_observations_total", result="stored") >= served,
+            lambda s: (
+                _value(s, "atp_observer_ingested_observations_total", result="stored") >= served
+                and _value(s, "atp_grpc_requests_total", method=ingest, code="OK") >= 1
+            ),
         )
         assert _value(store, "atp_observer_ingested_observations_total", result="stored") == served
         assert _value(store, "atp_observer_ingest_commit_seconds_count") >= 1
         assert any(s.name == "atp_observer_ingest_buffer_observations" for s in store)
-        ingest = "/atp.observer.v1.ObserverService/Ingest"
-        assert _value(store, "atp_grpc_requests_total", method=ingest, code="OK") >= 1
 
         # Nothing anywhere is labelled per request: no label value is a request or decision id.
         for samples in (edge, data, control, store):
