@@ -31,7 +31,7 @@ cache_hints = st.one_of(st.none(), st.sampled_from([chat_pb2.CacheControl(type="
 def parts(draw: Any, role: str) -> Part:
     kinds = ["text", "image"]
     if role == "user":
-        kinds += ["audio", "file"]
+        kinds += ["audio", "file", "search_result", "text_document"]
     if role == "assistant":
         kinds += ["refusal", "thinking"]
     kind = draw(st.sampled_from(kinds))
@@ -55,10 +55,24 @@ def parts(draw: Any, role: str) -> Part:
                 )
             )
         )
+    elif kind == "search_result":
+        texts = draw(st.lists(words, min_size=1, max_size=2))
+        found = chat_pb2.SearchResultContent(source=draw(words), title=draw(words), content=texts)
+        part = Part(search_result=found)
+    elif kind == "text_document":
+        part = Part(
+            file=chat_pb2.FileContent(
+                title=draw(words), content=draw(st.lists(words, min_size=1, max_size=2))
+            )
+        )
     elif kind == "refusal":
         part = Part(refusal=draw(words))
     else:
         part = Part(thinking=chat_pb2.ThinkingContent(thinking=draw(words), signature=draw(words)))
+    if kind == "text" and role == "assistant" and draw(st.booleans()):
+        # An earlier reply's text sent back with its document citations.
+        cited = {"type": "char_location", "cited_text": draw(words), "document_index": 0}
+        part.citations_json = orjson.dumps([{**cited, "start_char_index": 0, "end_char_index": 1}])
     hint = draw(cache_hints)
     if hint is not None and kind in ("text", "image"):
         part.cache_control.CopyFrom(hint)
@@ -153,6 +167,13 @@ def expected(messages: list[chat_pb2.ChatMessage]) -> list[tuple[str, Any]]:
             elif kind == "image":
                 url = part.image.url
                 found.append(("text", url.partition(",")[2] if url.startswith("data:") else url))
+            elif kind == "search_result":
+                found += [("text", text) for text in part.search_result.content]
+                found.append(("text", part.search_result.title))
+            elif kind == "file":
+                found += [("text", text) for text in part.file.content]
+            if kind == "text" and part.citations_json:
+                found += [("text", c["cited_text"]) for c in orjson.loads(part.citations_json)]
         for call in message.tool_calls:
             found.append(("text", call.function_name))
             found.append(("arguments", call.arguments))

@@ -73,6 +73,8 @@ class _Encoder:
     def part(self, part: chat_pb2.ContentPart, path: str, role: str) -> dict[str, Any]:
         kind = part.WhichOneof("kind")
         if kind == "text":
+            if part.citations_json:
+                raise self.refuse(f"{path}.citations", "Gemini cannot cite documents")
             return {"text": part.text}
         if kind == "image":
             return self.image(part.image, path)

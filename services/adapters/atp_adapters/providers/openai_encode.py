@@ -51,6 +51,8 @@ def _part(part: chat_pb2.ContentPart, provider: str, path: str) -> dict[str, Any
     kind = part.WhichOneof("kind")
     out: dict[str, Any]
     if kind == "text":
+        if part.citations_json:
+            raise unsupported(provider, f"{path}.citations", "OpenAI messages carry no citations")
         out = {"type": "text", "text": part.text}
     elif kind == "image":
         image: dict[str, str] = {"url": part.image.url}
