@@ -43,7 +43,10 @@ class AnthropicExtras:
     redacted_thinking: str = ""
     citations: list[dict[str, Any]] = field(default_factory=list)
     refusal: str | None = None
+    refusal_category: str | None = None
     stop_sequence: str = ""
+    # A stop reason of Anthropic's own that ends the reply instead of the usual one.
+    stop_reason: str = ""
 
 
 class FakeAnthropic(FakeServer):
@@ -152,8 +155,14 @@ class FakeAnthropic(FakeServer):
     def _stop(self) -> dict[str, Any]:
         extras = self.extras
         if extras.refusal is not None:
-            details = {"type": "refusal", "category": None, "explanation": extras.refusal or None}
+            details = {
+                "type": "refusal",
+                "category": extras.refusal_category,
+                "explanation": extras.refusal or None,
+            }
             return {"stop_reason": "refusal", "stop_sequence": None, "stop_details": details}
+        if extras.stop_reason:
+            return {"stop_reason": extras.stop_reason, "stop_sequence": None, "stop_details": None}
         if extras.stop_sequence:
             return {
                 "stop_reason": "stop_sequence",

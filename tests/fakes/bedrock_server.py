@@ -146,6 +146,8 @@ class FakeBedrock(FakeServer):
         self.stream_exception: str | None = None
         # Converse citations of the reply's text (a citationsContent block; citation deltas when streamed).
         self.citations: list[dict[str, Any]] = []
+        # A stopReason of Converse's own to end the reply with instead of the usual one.
+        self.stop_reason = ""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/converse", self.handle)
@@ -246,7 +248,7 @@ class FakeBedrock(FakeServer):
             )
         return {
             "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": _STOP_REASONS.get(self.reply.finish(), "end_turn"),
+            "stopReason": self.stop_reason or _STOP_REASONS.get(self.reply.finish(), "end_turn"),
             "usage": self._usage(),
             "metrics": {"latencyMs": 12},
         }
@@ -279,7 +281,7 @@ class FakeBedrock(FakeServer):
                 delta = {"toolUse": {"input": piece}}
                 events.append(frame("contentBlockDelta", {"contentBlockIndex": block, "delta": delta}))
             events.append(frame("contentBlockStop", {"contentBlockIndex": block}))
-        stop = _STOP_REASONS.get(reply.finish(), "end_turn")
+        stop = self.stop_reason or _STOP_REASONS.get(reply.finish(), "end_turn")
         events.append(frame("messageStop", {"stopReason": stop}))
         events.append(frame("metadata", {"usage": self._usage(), "metrics": {"latencyMs": 12}}))
         return events

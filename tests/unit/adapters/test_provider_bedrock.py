@@ -491,3 +491,18 @@ async def test_search_results_and_text_block_documents_become_converse_blocks(
         },
     ]
     assert body["messages"][2]["content"][0]["toolResult"]["content"] == [converse_result]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_full_context_window_keeps_claudes_own_stop_reason(
+    fake: FakeBedrock, provider: BedrockProvider, stream: bool
+) -> None:
+    fake.reply = FakeReply(text="Cut")
+    fake.stop_reason = "model_context_window_exceeded"
+    batches = [b async for b in provider.stream(request(user("long"), stream=stream))]
+    last = batches[-1]
+    assert last.finish_reason == "length"
+    assert orjson.loads(last.provider_fields["stop"]) == {"stop_reason": "model_context_window_exceeded"}
+    fake.stop_reason = ""
+    plain = [b async for b in provider.stream(request(user("short"), stream=stream))]
+    assert plain[-1].finish_reason == "stop" and not plain[-1].provider_fields

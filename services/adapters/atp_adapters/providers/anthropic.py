@@ -57,11 +57,18 @@ def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
 _USAGE_EXTRAS = ("cache_creation", "inference_geo", "speed", "server_tool_use", "output_tokens_details")
 
 
-def _provider_fields(edits: Any, usage: dict[str, Any]) -> dict[str, bytes] | None:
-    """A reply's own fields: context_management's applied edits, and the usage fields listed above."""
+# Stop reasons the internal finish reasons fold into others; a Messages client gets them as sent.
+_OWN_STOP_REASONS = ("model_context_window_exceeded", "pause_turn")
+
+
+def _provider_fields(edits: Any, usage: dict[str, Any], stop: dict[str, Any]) -> dict[str, bytes] | None:
+    """A reply's own fields: context_management's applied edits, the usage fields listed above, and
+    the stop as Anthropic gave it where the finish reason says less (`stop`: its reason, its details)."""
     fields: dict[str, bytes] = {}
     if edits is not None:
         fields["context_management"] = orjson.dumps(edits)
+    if stop:
+        fields["stop"] = orjson.dumps(stop)
     extras = {name: usage[name] for name in _USAGE_EXTRAS if usage.get(name) is not None}
     if extras:
         fields["usage"] = orjson.dumps(extras)
@@ -94,6 +101,8 @@ class _Reply:
         self.response_id = ""
         self.stop_sequence = ""
         self.finish_reason = ""
+        # The stop as Anthropic gave it, where the finish reason says less (see _provider_fields).
+        self.stop_fields: dict[str, Any] = {}
         # Content block index -> tool call index, for input_json_delta events.
         self.tool_index: dict[int, int] = {}
         # The open text block's start offset and the citations that arrived for it.
@@ -146,9 +155,13 @@ class _Reply:
         if reason:
             self.finish_reason = _STOP_REASONS.get(reason, "stop")
         self.stop_sequence = delta.get("stop_sequence") or self.stop_sequence
-        explanation = (delta.get("stop_details") or {}).get("explanation")
+        details = delta.get("stop_details")
+        if reason in _OWN_STOP_REASONS:
+            self.stop_fields["stop_reason"] = reason
+        if details:
+            self.stop_fields["stop_details"] = details
         if reason == "refusal":
-            self.builder.refusal(explanation or "")
+            self.builder.refusal((details or {}).get("explanation") or "")
 
 
 class _AnthropicStream(StreamState):
@@ -185,7 +198,7 @@ class _AnthropicStream(StreamState):
                 # message_delta's usage is cumulative; input counts may be restated there too.
                 self.usage = _usage({**self._start_usage, **usage}, usage.get("output_tokens"))
             self.provider_fields = _provider_fields(
-                payload.get("context_management"), {**self._start_usage, **(usage or {})}
+                payload.get("context_management"), {**self._start_usage, **(usage or {})}, reply.stop_fields
             )
         elif kind == "message_stop":
             return True
@@ -219,7 +232,7 @@ def decode_message(payload: dict[str, Any]) -> ProviderBatch:
         response_id=payload.get("id") or "",
         stop_sequence=reply.stop_sequence,
         service_tier=_SERVICE_TIERS.get((usage or {}).get("service_tier") or "", ""),
-        provider_fields=_provider_fields(payload.get("context_management"), usage or {}),
+        provider_fields=_provider_fields(payload.get("context_management"), usage or {}, reply.stop_fields),
     )
 
 

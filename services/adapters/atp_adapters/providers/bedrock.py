@@ -155,6 +155,7 @@ class _ConverseStream(StreamState):
                 self.deltas.tool(index, tool.get("toolUseId", ""), "function", tool.get("name", ""), "")
         elif kind == "messageStop":
             self.finish_reason = _STOP_REASONS.get(payload.get("stopReason") or "", "stop")
+            self.provider_fields = _own_stop(payload.get("stopReason"))
         elif kind == "metadata":
             if payload.get("usage"):
                 self.usage = _usage(payload["usage"])
@@ -210,7 +211,20 @@ def decode_converse(payload: dict[str, Any]) -> ProviderBatch:
                 builder.annotation(annotation)
     finish = _STOP_REASONS.get(payload.get("stopReason") or "", "stop")
     usage = payload.get("usage")
-    return ProviderBatch(builder.take(), finish, _usage(usage) if usage else None)
+    return ProviderBatch(
+        builder.take(),
+        finish,
+        _usage(usage) if usage else None,
+        provider_fields=_own_stop(payload.get("stopReason")),
+    )
+
+
+def _own_stop(reason: str | None) -> dict[str, bytes] | None:
+    """Claude's own stop reason where the finish reason folds it into `length`: a Messages client gets it
+    as Anthropic's API would say it (the same `stop` field the Anthropic provider fills)."""
+    if reason == "model_context_window_exceeded":
+        return {"stop": orjson.dumps({"stop_reason": reason})}
+    return None
 
 
 class BedrockProvider(HttpProvider):

@@ -104,10 +104,10 @@ class MessagesReply:
     def message(self, completion: adapters_pb2.GenerateCompletion | None) -> dict[str, Any]:
         """The Message in its current state (empty and unfinished before the completion)."""
         header = self.header
-        stop_reason = stop_sequence = None
+        stop: dict[str, Any] = {"stop_reason": None, "stop_sequence": None}
         usage: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
         if completion is not None:
-            stop_reason, stop_sequence = self._stop(completion)
+            stop = self._stop(completion)
             usage = _usage(completion)
         if header.service_tier:
             usage["service_tier"] = _TIERS.get(header.service_tier, "standard")
@@ -117,20 +117,29 @@ class MessagesReply:
             "role": "assistant",
             "model": header.model,
             "content": self.content if completion is not None else [],
-            "stop_reason": stop_reason,
-            "stop_sequence": stop_sequence,
+            **stop,
             "usage": usage,
         }
         if completion is not None:
             message.update(_provider_fields(completion))
         return message
 
-    def _stop(self, completion: adapters_pb2.GenerateCompletion) -> tuple[str, str | None]:
+    def _stop(self, completion: adapters_pb2.GenerateCompletion) -> dict[str, Any]:
+        """stop_reason and stop_sequence, and stop_details when Anthropic gave them; Anthropic's own stop
+        reason where the finish reason folds it into another (model_context_window_exceeded)."""
+        own = orjson.loads(raw) if (raw := completion.provider_fields.get("stop")) else {}
+        stop: dict[str, Any] = {"stop_reason": None, "stop_sequence": None}
         if completion.stop_sequence:
-            return "stop_sequence", completion.stop_sequence
-        if self._refused and completion.finish_reason == adapters_pb2.FINISH_REASON_STOP:
-            return "refusal", None
-        return _STOP_REASONS.get(completion.finish_reason, "end_turn"), None
+            stop.update(stop_reason="stop_sequence", stop_sequence=completion.stop_sequence)
+        elif self._refused and completion.finish_reason == adapters_pb2.FINISH_REASON_STOP:
+            stop["stop_reason"] = "refusal"
+        else:
+            stop["stop_reason"] = own.get("stop_reason") or _STOP_REASONS.get(
+                completion.finish_reason, "end_turn"
+            )
+        if own.get("stop_details"):
+            stop["stop_details"] = own["stop_details"]
+        return stop
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
         """The Message of a non-streamed request."""
@@ -194,14 +203,8 @@ class MessagesReply:
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
         """content_block_stop for the last block, message_delta (stop reason, usage) and message_stop."""
         self._close()
-        stop_reason, stop_sequence = self._stop(completion)
         usage = _usage(completion, delta=True)
-        self._emit(
-            "message_delta",
-            delta={"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-            usage=usage,
-            **_provider_fields(completion),
-        )
+        self._emit("message_delta", delta=self._stop(completion), usage=usage, **_provider_fields(completion))
         self._emit("message_stop")
         return self._flush()
 
@@ -268,7 +271,7 @@ def _provider_fields(completion: adapters_pb2.GenerateCompletion) -> dict[str, A
     fields = completion.provider_fields
     if not fields:
         return {}
-    return {name: orjson.Fragment(raw) for name, raw in fields.items() if name != "usage"}
+    return {name: orjson.Fragment(raw) for name, raw in fields.items() if name not in ("usage", "stop")}
 
 
 # What message_delta's usage may hold beyond the counts (Anthropic's MessageDeltaUsage); the rest of its
