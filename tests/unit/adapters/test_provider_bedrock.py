@@ -506,3 +506,72 @@ async def test_a_full_context_window_keeps_claudes_own_stop_reason(
     fake.stop_reason = ""
     plain = [b async for b in provider.stream(request(user("short"), stream=stream))]
     assert plain[-1].finish_reason == "stop" and not plain[-1].provider_fields
+
+
+async def test_thinking_history_audio_and_s3_media_in_converse_terms(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    asking = chat_pb2.ChatMessage(
+        role="user",
+        parts=[
+            chat_pb2.ContentPart(audio=chat_pb2.AudioContent(data="UklGRg==", format="wav")),
+            chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="s3://bucket/cat.jpg")),
+            chat_pb2.ContentPart(
+                file=chat_pb2.FileContent(
+                    url="s3://bucket/a.pdf", media_type="application/pdf", filename="a.pdf"
+                )
+            ),
+        ],
+    )
+    thought = chat_pb2.ChatMessage(
+        role="assistant",
+        parts=[
+            chat_pb2.ContentPart(thinking=chat_pb2.ThinkingContent(thinking="hm", signature="sig-1")),
+            chat_pb2.ContentPart(thinking=chat_pb2.ThinkingContent(redacted_data="b3BhcXVl")),
+            chat_pb2.ContentPart(text="A cat."),
+        ],
+    )
+    await drain(provider, request(asking, thought, user("and?")))
+    # The fake held the body to botocore's Converse model before answering.
+    body = fake.requests[-1].body
+    assert body["messages"][0]["content"] == [
+        {"audio": {"format": "wav", "source": {"bytes": "UklGRg=="}}},
+        {"image": {"format": "jpeg", "source": {"s3Location": {"uri": "s3://bucket/cat.jpg"}}}},
+        {
+            "document": {
+                "name": "a pdf",
+                "source": {"s3Location": {"uri": "s3://bucket/a.pdf"}},
+                "format": "pdf",
+            }
+        },
+    ]
+    assert body["messages"][1]["content"] == [
+        {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "sig-1"}}},
+        {"reasoningContent": {"redactedContent": "b3BhcXVl"}},
+        {"text": "A cat."},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("part", "why"),
+    [
+        (chat_pb2.ContentPart(audio=chat_pb2.AudioContent(data="x", format="aiff")), "audio format"),
+        (chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="s3://bucket/cat.bmp")), "s3:// image"),
+        (chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x.test/a.png")), "base64 data: URLs"),
+        (chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="data:image/tiff;base64,AAAA")), "image type"),
+        (chat_pb2.ContentPart(file=chat_pb2.FileContent(file_id="file-1")), "inline data or s3://"),
+        (
+            chat_pb2.ContentPart(file=chat_pb2.FileContent(file_data="QQ==", media_type="video/mp4")),
+            "document type",
+        ),
+    ],
+)
+async def test_media_converse_cannot_take_is_refused_by_path(
+    fake: FakeBedrock, provider: BedrockProvider, part: chat_pb2.ContentPart, why: str
+) -> None:
+    message = chat_pb2.ChatMessage(role="user", parts=[chat_pb2.ContentPart(text="see"), part])
+    with pytest.raises(ProviderError) as caught:
+        await drain(provider, request(message))
+    assert caught.value.kind == "unsupported" and caught.value.param == "messages[0].content[1]"
+    assert why in caught.value.message
+    assert not fake.requests
