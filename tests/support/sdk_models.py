@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 from typing import Any, TypeVar
 
+import orjson
 import pydantic
 
 M = TypeVar("M")
 
-__all__ = ["strict"]
+__all__ = ["anthropic_message", "strict"]
 
 
 def _no_extra(value: Any, path: str) -> None:
@@ -38,3 +39,16 @@ def strict(model: Any, data: Any) -> Any:
     parsed = _adapter(model).validate_python(data, strict=True)
     _no_extra(parsed, "")
     return parsed
+
+
+async def anthropic_message(sdk: Any, stream: bool, **body: Any) -> Any:
+    """The Message the anthropic SDK makes of one call: streamed (the SDK's stream helper adds up the
+    events), or whole, whose raw JSON is first held strictly to the SDK's Message model."""
+    from anthropic.types import Message
+
+    if stream:
+        async with sdk.messages.stream(**body) as events:
+            return await events.get_final_message()
+    raw = await sdk.messages.with_raw_response.create(**body)
+    strict(Message, orjson.loads(raw.http_response.content))
+    return await raw.parse()

@@ -178,3 +178,8 @@ def error_class_named(name: str) -> type[AtpError]:
 
 class StartupError(RuntimeError):
     """A service cannot start (a port taken, say): its entry point logs it in one line and exits 1."""
+
+    @classmethod
+    def unbound(cls, address: str, why: str) -> StartupError:
+        """A listener that could not bind `address` (host:port, and what it is for when not the service)."""
+        return cls(f"cannot listen on {address}: {why}")

@@ -7,9 +7,10 @@ import contextlib
 import inspect
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from atp_common.errors import StartupError
 from atp_common.heap import freeze_startup_heap
 from atp_common.settings import ServiceSettings
 
@@ -146,6 +147,16 @@ class ServiceLife(Lifecycle):
     the metrics port. They come first, so they close last and see the whole drain."""
 
     metrics_port: int | None = None
+
+
+@contextlib.contextmanager
+def exit_when_unable_to_start(service: str) -> Iterator[None]:
+    """Around an entry point's whole run: a StartupError becomes one `cannot start` line and exit 1."""
+    try:
+        yield
+    except StartupError as exc:
+        log.error("cannot start", extra={"service": service, "reason": str(exc)})
+        raise SystemExit(1) from None
 
 
 async def open_lifecycle(settings: ServiceSettings) -> ServiceLife:

@@ -45,5 +45,5 @@ def start_metrics_server(host: str, port: int, registry: CollectorRegistry = REG
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
-        raise StartupError(f"cannot listen on {host}:{port} for metrics: {exc.strerror}") from exc
+        raise StartupError.unbound(f"{host}:{port} for metrics", exc.strerror or str(exc)) from exc
     return MetricsListener(int(server.server_port), server, thread)

@@ -22,6 +22,7 @@ from atp_common.lifecycle import (
     Component,
     Lifecycle,
     ServiceLife,
+    exit_when_unable_to_start,
     open_lifecycle,
     run_until_signal,
 )
@@ -218,7 +219,7 @@ async def start_server(
                 server.add_secure_port(bind, credentials) if credentials else server.add_insecure_port(bind)
             )
         except RuntimeError as exc:  # grpc's only word for a failed bind
-            raise StartupError(f"cannot listen on {bind} (is the port taken?): {exc}") from exc
+            raise StartupError.unbound(bind, f"is the port taken? ({exc})") from exc
         running = RunningServer(
             server=server,
             port=port,
@@ -264,11 +265,8 @@ def run_main(
         from atp_common.telemetry import setup_tracing
 
         setup_tracing(service, settings.otlp_endpoint)
-    try:
+    with exit_when_unable_to_start(service):
         run_service(settings, build)
-    except StartupError as exc:
-        log.error("cannot start", extra={"service": service, "reason": str(exc)})
-        raise SystemExit(1) from None
 
 
 def run_service(settings: SettingsT, build: Callable[[SettingsT], Awaitable[RunningServer[Any]]]) -> None:

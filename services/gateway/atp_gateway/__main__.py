@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvloop
 
-from atp_common.errors import StartupError
+from atp_common.lifecycle import exit_when_unable_to_start
 from atp_common.logs import configure_logging
 from atp_gateway.settings import GatewaySettings
 
@@ -15,13 +13,8 @@ def main() -> None:
     """Entry point: a service that cannot start says why in one line and exits 1."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
-    try:
+    with exit_when_unable_to_start("gateway"):
         _serve(settings)
-    except StartupError as exc:
-        logging.getLogger("atp.gateway").error(
-            "cannot start", extra={"service": "gateway", "reason": str(exc)}
-        )
-        raise SystemExit(1) from None
 
 
 def _serve(settings: GatewaySettings) -> None:

@@ -56,7 +56,7 @@ def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        raise StartupError.unbound(f"{host}:{port}", exc.strerror or str(exc)) from exc
     sock.listen(2048)
     sock.setblocking(False)
     return sock

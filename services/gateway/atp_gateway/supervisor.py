@@ -65,7 +65,7 @@ def _reserve(host: str, port: int) -> socket.socket:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise StartupError.unbound(f"{host}:{port}", exc.strerror or str(exc)) from exc
         port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anthropic
-import orjson
 import pytest
 from anthropic.types import Message
 
 from tests.fakes.anthropic_server import AnthropicExtras
 from tests.support.dialect_stack import DialectStack
-from tests.support.sdk_models import strict
+from tests.support.sdk_models import anthropic_message
 
 DOCUMENT = {
     "type": "document",
@@ -44,13 +41,7 @@ QUESTION = {"role": "user", "content": [DOCUMENT, {"type": "text", "text": "What
 
 async def _first_turn(dialects: DialectStack, sdk: anthropic.AsyncAnthropic, stream: bool) -> Message:
     dialects.anthropic.extras = AnthropicExtras(citations=CITATIONS)
-    body: dict[str, Any] = {"model": "claude", "max_tokens": 256, "messages": [QUESTION]}
-    if stream:
-        async with sdk.messages.stream(**body) as events:
-            return await events.get_final_message()
-    raw = await sdk.messages.with_raw_response.create(**body)
-    strict(Message, orjson.loads(raw.http_response.content))
-    return await raw.parse()
+    return await anthropic_message(sdk, stream, model="claude", max_tokens=256, messages=[QUESTION])
 
 
 @pytest.mark.parametrize("stream", [False, True])

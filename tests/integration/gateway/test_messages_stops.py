@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anthropic
 import openai
 import orjson
@@ -12,19 +10,13 @@ from anthropic.types import Message
 
 from tests.fakes.anthropic_server import AnthropicExtras
 from tests.support.dialect_stack import DialectStack
-from tests.support.sdk_models import strict
+from tests.support.sdk_models import anthropic_message
 
 HI = [{"role": "user", "content": "Hello there"}]
 
 
 async def _reply(sdk: anthropic.AsyncAnthropic, stream: bool) -> Message:
-    body: dict[str, Any] = {"model": "claude", "max_tokens": 64, "messages": HI}
-    if stream:
-        async with sdk.messages.stream(**body) as events:
-            return await events.get_final_message()
-    raw = await sdk.messages.with_raw_response.create(**body)
-    strict(Message, orjson.loads(raw.http_response.content))
-    return await raw.parse()
+    return await anthropic_message(sdk, stream, model="claude", max_tokens=64, messages=HI)
 
 
 @pytest.mark.parametrize("stream", [False, True])

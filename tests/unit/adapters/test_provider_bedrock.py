@@ -332,46 +332,66 @@ async def test_the_fake_checks_converse_shapes(fake: FakeBedrock, provider: Bedr
 # Claude's document citations through Bedrock: in its reply (Anthropic's form kept) and sent back.
 PAGE = {"documentPage": {"documentIndex": 1, "start": 3, "end": 4}}
 CHAR = {"documentChar": {"documentIndex": 0, "start": 10, "end": 24}}
+FOUND = {"searchResultLocation": {"searchResultIndex": 2, "start": 0, "end": 1}}
+# The same three citations in Anthropic's form: what a Messages client reads, and sends back.
+PAGE_CITED = {
+    "type": "page_location",
+    "cited_text": "page four text",
+    "document_index": 1,
+    "document_title": "Manual",
+    "start_page_number": 3,
+    "end_page_number": 4,
+}
+CHAR_CITED = {
+    "type": "char_location",
+    "cited_text": "chars",
+    "document_index": 0,
+    "document_title": None,
+    "start_char_index": 10,
+    "end_char_index": 24,
+}
+FOUND_CITED = {
+    "type": "search_result_location",
+    "cited_text": "sunny",
+    "search_result_index": 2,
+    "source": "https://kb.example/rome",
+    "title": "Rome",
+    "start_block_index": 0,
+    "end_block_index": 1,
+}
 
 
 async def _annotations(provider: BedrockProvider, stream: bool) -> list[chat_pb2.Annotation]:
     messages = [chat_pb2.ChatMessage(role="user", content="where?")]
     found: list[chat_pb2.Annotation] = []
-    async for batch in provider.stream(
-        ProviderRequest(MODEL_ID, messages, chat_pb2.GenerationParams(), stream=stream)
-    ):
+    request = ProviderRequest(MODEL_ID, messages, chat_pb2.GenerationParams(), stream=stream)
+    async for batch in provider.stream(request):
         for delta in batch.deltas:
             found.extend(delta.annotations)
     return found
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_document_citation_reaches_the_reply_in_anthropics_form(
+async def test_document_and_search_result_citations_reach_the_reply_in_anthropics_form(
     fake: FakeBedrock, provider: BedrockProvider, stream: bool
 ) -> None:
     fake.reply = FakeReply(text="On page four.")
     fake.citations = [
         {"title": "Manual", "sourceContent": [{"text": "page four text"}], "location": PAGE},
         {"sourceContent": [{"text": "chars"}], "location": CHAR},
+        {
+            "title": "Rome",
+            "source": "https://kb.example/rome",
+            "sourceContent": [{"text": "sunny"}],
+            "location": FOUND,
+        },
     ]
-    page, char = await _annotations(provider, stream)
+    page, char, found = await _annotations(provider, stream)
     assert page.type == "page_location" and page.cited_text == "page four text"
-    assert orjson.loads(page.anthropic_json) == {
-        "type": "page_location",
-        "cited_text": "page four text",
-        "document_index": 1,
-        "document_title": "Manual",
-        "start_page_number": 3,
-        "end_page_number": 4,
-    }
-    assert orjson.loads(char.anthropic_json) == {
-        "type": "char_location",
-        "cited_text": "chars",
-        "document_index": 0,
-        "document_title": None,
-        "start_char_index": 10,
-        "end_char_index": 24,
-    }
+    assert orjson.loads(page.anthropic_json) == PAGE_CITED
+    assert orjson.loads(char.anthropic_json) == CHAR_CITED
+    assert orjson.loads(found.anthropic_json) == FOUND_CITED
+    assert found.url == "https://kb.example/rome"
 
 
 def _history(citations: list[dict]) -> list[chat_pb2.ChatMessage]:
@@ -388,24 +408,14 @@ def _history(citations: list[dict]) -> list[chat_pb2.ChatMessage]:
 async def test_citations_sent_back_become_a_citations_content_block(
     fake: FakeBedrock, provider: BedrockProvider
 ) -> None:
-    cited = [
-        {
-            "type": "page_location",
-            "cited_text": "page four text",
-            "document_index": 1,
-            "document_title": "Manual",
-            "start_page_number": 3,
-            "end_page_number": 4,
-        },
-        {
-            "type": "content_block_location",
-            "cited_text": "b",
-            "document_index": 0,
-            "start_block_index": 2,
-            "end_block_index": 3,
-        },
-    ]
-    messages = _history(cited)
+    chunk = {
+        "type": "content_block_location",
+        "cited_text": "b",
+        "document_index": 0,
+        "start_block_index": 2,
+        "end_block_index": 3,
+    }
+    messages = _history([PAGE_CITED, chunk, FOUND_CITED])
     async for _ in provider.stream(ProviderRequest(MODEL_ID, messages, chat_pb2.GenerationParams())):
         pass
     # The fake held the body to botocore's Converse model before answering.
@@ -414,14 +424,16 @@ async def test_citations_sent_back_become_a_citations_content_block(
             "citationsContent": {
                 "content": [{"text": "On page four."}],
                 "citations": [
-                    {
-                        "sourceContent": [{"text": "page four text"}],
-                        "location": PAGE,
-                        "title": "Manual",
-                    },
+                    {"sourceContent": [{"text": "page four text"}], "location": PAGE, "title": "Manual"},
                     {
                         "sourceContent": [{"text": "b"}],
                         "location": {"documentChunk": {"documentIndex": 0, "start": 2, "end": 3}},
+                    },
+                    {
+                        "sourceContent": [{"text": "sunny"}],
+                        "location": FOUND,
+                        "title": "Rome",
+                        "source": "https://kb.example/rome",
                     },
                 ],
             }

@@ -20,7 +20,7 @@ from atp_adapters.providers._http import (
     usage_from,
 )
 from atp_adapters.providers.base import ProviderBatch, ProviderError, ProviderRequest
-from atp_adapters.providers.bedrock_encode import encode_bedrock
+from atp_adapters.providers.bedrock_encode import CITATION_LOCATIONS, encode_bedrock
 from atp_adapters.providers.cloud_auth import RefreshingCredential
 from atp_common import config
 
@@ -54,41 +54,42 @@ def _usage(usage: dict[str, Any]) -> chat_pb2.Usage:
     return usage_from(prompt, usage.get("outputTokens"), cached, cache_write=written)
 
 
-# Bedrock's document locations and the Anthropic citation each one is (its fields' names there).
-_LOCATIONS = {
-    "documentChar": ("char_location", "start_char_index", "end_char_index"),
-    "documentPage": ("page_location", "start_page_number", "end_page_number"),
-    "documentChunk": ("content_block_location", "start_block_index", "end_block_index"),
-}
+def _anthropic_citation(citation: dict[str, Any], cited: str) -> tuple[str, bytes] | None:
+    """A Converse citation's kind and its form as Anthropic's API gives Claude's (CITATION_LOCATIONS), so a
+    Messages client learns which document or search result, and where in it; None for a web citation."""
+    location = citation.get("location") or {}
+    for kind, (key, index_field, index, start, end) in CITATION_LOCATIONS.items():
+        spot = location.get(key)
+        if spot is None:
+            continue
+        form: dict[str, Any] = {
+            "type": kind,
+            "cited_text": cited,
+            index: spot.get(index_field, 0),
+            start: spot.get("start", 0),
+            end: spot.get("end", 0),
+        }
+        if kind == "search_result_location":
+            form.update(source=citation.get("source") or "", title=citation.get("title") or None)
+        else:
+            form["document_title"] = citation.get("title") or None
+        return kind, orjson.dumps(form)
+    return None
 
 
 def _annotations(citations: list[dict[str, Any]]) -> list[chat_pb2.Annotation]:
     out = []
     for citation in citations:
-        location = citation.get("location") or {}
-        web = location.get("web") or {}
+        web = (citation.get("location") or {}).get("web") or {}
         cited = "".join(part.get("text", "") for part in citation.get("sourceContent") or ())
         annotation = chat_pb2.Annotation(
             type="url_citation" if web else "document_citation",
-            url=web.get("url", ""),
+            url=web.get("url", "") or citation.get("source") or "",
             title=citation.get("title") or web.get("domain", ""),
             cited_text=cited,
         )
-        for key, (kind, start, end) in _LOCATIONS.items():
-            if key in location:
-                # Which document, and where in it: a Messages client gets Claude's own citation.
-                spot = location[key]
-                annotation.type = kind
-                annotation.anthropic_json = orjson.dumps(
-                    {
-                        "type": kind,
-                        "cited_text": cited,
-                        "document_index": spot.get("documentIndex", 0),
-                        "document_title": citation.get("title") or None,
-                        start: spot.get("start", 0),
-                        end: spot.get("end", 0),
-                    }
-                )
+        if (found := _anthropic_citation(citation, cited)) is not None:
+            annotation.type, annotation.anthropic_json = found
         out.append(annotation)
     return out
 

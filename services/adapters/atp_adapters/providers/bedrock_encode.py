@@ -113,34 +113,65 @@ def _cache_point(cache: chat_pb2.CacheControl) -> dict[str, Any]:
     return {"cachePoint": point}
 
 
-# Anthropic's document citation kinds as Converse locations: (location key, start field, end field).
-_LOCATIONS = {
-    "char_location": ("documentChar", "start_char_index", "end_char_index"),
-    "page_location": ("documentPage", "start_page_number", "end_page_number"),
-    "content_block_location": ("documentChunk", "start_block_index", "end_block_index"),
+# Anthropic's citation kinds and the Converse location each one is: (location key, Converse's index
+# field, Anthropic's index, start and end fields). Both directions read this one table: the encoder for
+# citations sent back, bedrock.py for the citations of a reply.
+CITATION_LOCATIONS: dict[str, tuple[str, str, str, str, str]] = {
+    "char_location": (
+        "documentChar",
+        "documentIndex",
+        "document_index",
+        "start_char_index",
+        "end_char_index",
+    ),
+    "page_location": (
+        "documentPage",
+        "documentIndex",
+        "document_index",
+        "start_page_number",
+        "end_page_number",
+    ),
+    "content_block_location": (
+        "documentChunk",
+        "documentIndex",
+        "document_index",
+        "start_block_index",
+        "end_block_index",
+    ),
+    "search_result_location": (
+        "searchResultLocation",
+        "searchResultIndex",
+        "search_result_index",
+        "start_block_index",
+        "end_block_index",
+    ),
 }
 
 
 def _cited_text(provider: str, path: str, part: chat_pb2.ContentPart) -> dict[str, Any]:
-    """An earlier reply's text with its document citations, as Converse's citationsContent block."""
+    """An earlier reply's text with its citations, as Converse's citationsContent block."""
     citations = []
     for k, citation in enumerate(orjson.loads(part.citations_json)):
-        found = _LOCATIONS.get(citation.get("type"))
-        if found is None:
-            raise unsupported(provider, f"{path}.citations[{k}]", "Converse cites documents only")
-        key, start, end = found
+        place = CITATION_LOCATIONS.get(citation.get("type"))
+        if place is None:
+            raise unsupported(
+                provider, f"{path}.citations[{k}]", "Converse cites documents and search results"
+            )
+        key, index_field, index, start, end = place
+        spot = {
+            index_field: citation.get(index) or 0,
+            "start": citation.get(start) or 0,
+            "end": citation.get(end) or 0,
+        }
         entry: dict[str, Any] = {
             "sourceContent": [{"text": citation.get("cited_text") or ""}],
-            "location": {
-                key: {
-                    "documentIndex": citation.get("document_index") or 0,
-                    "start": citation.get(start) or 0,
-                    "end": citation.get(end) or 0,
-                }
-            },
+            "location": {key: spot},
         }
-        if citation.get("document_title"):
-            entry["title"] = citation["document_title"]
+        # A document citation names its document's title; a search result citation its title and source.
+        if title := citation.get("document_title") or citation.get("title"):
+            entry["title"] = title
+        if citation.get("source"):
+            entry["source"] = citation["source"]
         citations.append(entry)
     return {"citationsContent": {"content": [{"text": part.text}], "citations": citations}}
 
