@@ -1,4 +1,4 @@
-"""What OpenAI's input token count (POST /v1/responses/input_tokens) checks of its body, by the SDK's types."""
+"""What OpenAI's Chat Completions and input token count endpoints check of their bodies, by the SDK's types."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pydantic
+from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from openai.types.responses.input_token_count_params import InputTokenCountParams
 
-__all__ = ["Invalid", "check_input_tokens_request", "counted_openai_tokens"]
+__all__ = ["Invalid", "check_chat_request", "check_input_tokens_request", "counted_openai_tokens"]
 
 
 class Invalid(ValueError):
@@ -17,8 +18,8 @@ class Invalid(ValueError):
 
 
 @functools.cache
-def _adapter() -> pydantic.TypeAdapter[Any]:
-    return pydantic.TypeAdapter(InputTokenCountParams)
+def _adapter(params: Any = InputTokenCountParams) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(params)
 
 
 def _consume(value: Any) -> Any:
@@ -30,18 +31,44 @@ def _consume(value: Any) -> Any:
     return value
 
 
-def check_input_tokens_request(body: Any) -> None:
-    """Raise Invalid for a body the count refuses: unknown top-level fields, or any field (items, parts,
-    tools, tool choice, text format) not of the SDK's own request types."""
+def _check_typed(body: Any, params: Any, also: tuple[str, ...] = ()) -> None:
+    """Raise Invalid for unknown top-level fields, or any field not of the SDK's own request types."""
     if not isinstance(body, dict):
         raise Invalid("the body must be a JSON object")
     for key in body:
-        if key not in InputTokenCountParams.__annotations__:
-            raise Invalid(f"Unknown parameter: '{key}'.")
+        if key not in params.__annotations__ and key not in also:
+            raise Invalid(f"Unrecognized request argument supplied: {key}")
     try:
-        _consume(_adapter().validate_python(body))
+        _consume(_adapter(params).validate_python(body))
     except pydantic.ValidationError as exc:
         raise Invalid(f"Invalid body: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+
+def check_input_tokens_request(body: Any) -> None:
+    """Raise Invalid for a body the count refuses (items, parts, tools, tool choice, text format)."""
+    _check_typed(body, InputTokenCountParams)
+
+
+# What OpenAI refuses beyond the types: (a field that needs another, the other, and when it is met).
+_NEEDS: tuple[tuple[str, str, Any], ...] = (
+    ("audio", "modalities", lambda body: "audio" in body["modalities"]),
+    ("top_logprobs", "logprobs", lambda body: body["logprobs"] is True),
+    ("tool_choice", "tools", bool),
+    ("parallel_tool_calls", "tools", bool),
+    ("stream_options", "stream", lambda body: body["stream"] is True),
+)
+
+
+def check_chat_request(body: Any) -> None:
+    """Raise Invalid for a Chat Completions body OpenAI answers with 400: a field of the wrong type or
+    value (an empty response format type, an audio format it does not know), or one whose companion is
+    missing (audio output without the audio modality, top_logprobs without logprobs)."""
+    _check_typed(body, CompletionCreateParamsBase, also=("stream",))
+    for field, needed, met in _NEEDS:
+        if field in body and not (needed in body and met(body)):
+            raise Invalid(f"Invalid value for '{field}': it requires '{needed}'.")
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        raise Invalid("Use either max_tokens or max_completion_tokens, not both.")
 
 
 def counted_openai_tokens(body: dict[str, Any]) -> int:

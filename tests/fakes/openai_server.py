@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from .base import FakeServer, sse
-from .openai_checks import Invalid, check_input_tokens_request, counted_openai_tokens
+from .openai_checks import Invalid, check_chat_request, check_input_tokens_request, counted_openai_tokens
 
 
 class FakeOpenAI(FakeServer):
@@ -126,6 +126,10 @@ class FakeOpenAI(FakeServer):
         failure = await self.before_reply(request)
         if failure is not None:
             return failure
+        try:
+            check_chat_request(body)
+        except Invalid as exc:
+            return web.json_response(self.error_body(400, str(exc)), status=400)
         model = body.get("model") or request.match_info.get("deployment", "")
         if body.get("stream") and self.chunks is not None:
             events = [sse(orjson.dumps({"model": model, **chunk})) for chunk in self.chunks]

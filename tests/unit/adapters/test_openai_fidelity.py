@@ -187,6 +187,22 @@ async def test_every_tool_choice_mode(suite: Suite, choice: chat_pb2.ToolChoice,
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        {"tools": [chat_pb2.Tool(type="function", name="weather")]},
+        {"metadata": {"team": "a"}},
+        {"logprobs": True},
+        {"n": 2},
+    ],
+)
+async def test_one_rare_parameter_sends_only_itself(suite: Suite, params: dict[str, Any]) -> None:
+    # Unset message fields (response_format, prediction, audio, tool_choice) are truthy objects in
+    # Python's protobuf: only their presence may decide whether they are sent.
+    await _generate(suite, _request(**params))
+    assert set(_body(suite)) == {"model", "messages", "stream", *params}
+
+
+@pytest.mark.parametrize(
     ("reasoning", "effort"),
     [
         (chat_pb2.Reasoning(budget_tokens=512), "low"),
@@ -216,7 +232,7 @@ async def test_every_part_and_message_field_reaches_openai(suite: Suite) -> None
             role="user",
             parts=[
                 chat_pb2.ContentPart(
-                    text="look", cache_control=chat_pb2.CacheControl(type="explicit", ttl="1h")
+                    text="look", cache_control=chat_pb2.CacheControl(type="explicit", ttl="30m")
                 ),
                 chat_pb2.ContentPart(image=chat_pb2.ImageContent(url="https://x.test/a.png", detail="high")),
                 chat_pb2.ContentPart(audio=chat_pb2.AudioContent(data="UklGRg==", format="wav")),
@@ -253,7 +269,7 @@ async def test_every_part_and_message_field_reaches_openai(suite: Suite) -> None
                 {
                     "type": "text",
                     "text": "look",
-                    "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "1h"},
+                    "prompt_cache_breakpoint": {"mode": "explicit", "ttl": "30m"},
                 },
                 {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "high"}},
                 {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},

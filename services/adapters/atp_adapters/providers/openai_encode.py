@@ -201,7 +201,7 @@ def _prediction(prediction: chat_pb2.Prediction, provider: str) -> dict[str, Any
 def _rare(body: dict[str, Any], params: chat_pb2.GenerationParams, provider: str) -> None:
     """The parameters beyond the common few, each sent only when the client set it."""
     for name, field_, encode in _RARE:
-        if params.HasField(field_) if field_ in _OPTIONAL else getattr(params, field_):
+        if params.HasField(field_) if field_ in _PRESENT else getattr(params, field_):
             value = encode(getattr(params, field_), params, provider)
             if value is not None and value != "":
                 body[name] = value
@@ -226,9 +226,9 @@ def _top_k(value: Any, params: chat_pb2.GenerationParams, provider: str) -> Any:
 
 
 Encoder = Callable[[Any, chat_pb2.GenerationParams, str], Any]
-_OPTIONAL = frozenset(
-    f.name for f in chat_pb2.GenerationParams.DESCRIPTOR.fields if f.has_presence and not f.message_type
-)
+# Scalars with presence and every message field: a message is truthy even when unset, so its presence
+# (not its value) says whether the client sent it.
+_PRESENT = frozenset(f.name for f in chat_pb2.GenerationParams.DESCRIPTOR.fields if f.has_presence)
 _RARE: tuple[tuple[str, str, Encoder], ...] = (
     ("tools", "tools", lambda v, p, n: [_tool(t) for t in v]),
     ("tool_choice", "tool_choice", lambda v, p, n: _tool_choice(v, p.tools)),
