@@ -276,6 +276,17 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
     ]
 
 
+async def test_an_openai_breakpoint_lifetime_is_the_claude_lifetime_that_keeps_it(
+    fake: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    # OpenAI's ttl is a minimum: 30 minutes is kept by Claude's 1h (its 5m would not keep it).
+    hint = chat_pb2.CacheControl(type="explicit", ttl="30m")
+    message = chat_pb2.ChatMessage(role="user", parts=[chat_pb2.ContentPart(text="hi", cache_control=hint)])
+    await collect_full(provider.stream(ProviderRequest("claude-x", [message], chat_pb2.GenerationParams())))
+    block = fake.requests[0].body["messages"][0]["content"][0]
+    assert block["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+
+
 @pytest.mark.parametrize(
     ("messages", "params", "path"),
     [
@@ -322,6 +333,7 @@ def _with(part: chat_pb2.ContentPart, role: str = "user") -> list[chat_pb2.ChatM
         (HI, {"reasoning": THINK, "temperature": 0.5}, "temperature"),
         (HI, {"frequency_penalty": 0.5}, "frequency_penalty"),
         (HI, {"cache_control": chat_pb2.CacheControl(type="explicit", ttl="24h")}, "cache_control"),
+        (HI, {"cache_control": chat_pb2.CacheControl(type="explicit", ttl="12h")}, "cache_control"),
         (HI, {"top_logprobs": 2}, "top_logprobs"),
         (HI, {"reasoning": THINK, "top_k": 5}, "top_k"),
         (HI, {"reasoning": THINK, "tool_choice": chat_pb2.ToolChoice(mode="required")}, "tool_choice"),

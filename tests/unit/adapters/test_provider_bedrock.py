@@ -275,6 +275,17 @@ async def test_betas_reach_claude_on_bedrock_in_the_body_and_no_other_model(
     assert "anthropic-beta" not in {k.lower() for k in fake.requests[-1].headers}
 
 
+async def test_an_openai_breakpoint_lifetime_is_the_claude_lifetime_that_keeps_it(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    hint = chat_pb2.CacheControl(type="explicit", ttl="30m")
+    message = chat_pb2.ChatMessage(role="user", parts=[chat_pb2.ContentPart(text="hi", cache_control=hint)])
+    await drain(provider, request(message))
+    assert fake.requests[-1].body["messages"][0]["content"][1] == {
+        "cachePoint": {"type": "default", "ttl": "1h"}
+    }
+
+
 @pytest.mark.parametrize(
     ("message", "params", "path"),
     [
@@ -286,6 +297,19 @@ async def test_betas_reach_claude_on_bedrock_in_the_body_and_no_other_model(
             "messages[0].content[0]",
         ),
         (user("hi"), {"seed": 3}, "seed"),
+        (user("hi"), {"cache_control": chat_pb2.CacheControl(type="explicit", ttl="12h")}, "cache_control"),
+        (
+            chat_pb2.ChatMessage(
+                role="user",
+                parts=[
+                    chat_pb2.ContentPart(
+                        text="hi", cache_control=chat_pb2.CacheControl(type="explicit", ttl="12h")
+                    )
+                ],
+            ),
+            {},
+            "messages[0].content[0].cache_control",
+        ),
         (user("hi"), {"logit_bias": {"50256": -100}}, "logit_bias"),
         (user("hi"), {"openai_options": {"web_search_options": b"{}"}}, "web_search_options"),
     ],

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError, ProviderRequest, unsupported
+from atp_adapters.providers.base import ProviderError, ProviderRequest, claude_cache_ttl, unsupported
 from atp_adapters.providers.openai_encode import effort_for_budget
 
 # Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
@@ -20,7 +20,6 @@ DEFAULT_MAX_TOKENS = 4096
 EFFORT_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 # Messages refuses a request with more cache breakpoints than this.
 MAX_CACHE_HINTS = 4
-_CACHE_TTLS = ("5m", "1h")
 _SERVICE_TIERS = {"auto": "auto", "default": "standard_only"}
 _TOOL_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
 _DOCUMENT_TYPES = ("application/pdf", "text/plain")
@@ -52,9 +51,7 @@ class _Encoder:
             # Every hint kind (Anthropic's ephemeral, OpenAI's explicit breakpoint) is Anthropic's one kind.
             control = {"type": "ephemeral"}
             if hint.ttl:
-                if hint.ttl not in _CACHE_TTLS:
-                    raise self.refuse(path, f"a cache lifetime of {hint.ttl} (Messages keeps 5m or 1h)")
-                control["ttl"] = hint.ttl
+                control["ttl"] = claude_cache_ttl(self.provider, path, hint.ttl)
             block["cache_control"] = control
         return block
 

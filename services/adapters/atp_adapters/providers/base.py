@@ -179,6 +179,19 @@ def tool_description(tool: chat_pb2.Tool) -> str:
     return f"{lead}Examples of valid input:\n{examples}"
 
 
+# A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's
+# breakpoint lifetime, a minimum, as the shortest of Claude's that keeps it. Claude keeps nothing 12 hours.
+_CLAUDE_CACHE_TTLS = {"5m": "5m", "1h": "1h", "30m": "1h"}
+
+
+def claude_cache_ttl(provider: str, path: str, ttl: str) -> str:
+    """The cache lifetime Claude is sent for a hint's `ttl`; unsupported when Claude keeps none as long."""
+    try:
+        return _CLAUDE_CACHE_TTLS[ttl]
+    except KeyError:
+        raise unsupported(provider, path, f"a cache lifetime of {ttl} (Claude keeps 5m or 1h)") from None
+
+
 def unsupported(provider: str, param: str, why: str = "") -> ProviderError:
     """A parameter this provider cannot honour; refusing is better than dropping it silently."""
     detail = f": {why}" if why else ""

@@ -9,7 +9,7 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers.anthropic_encode import adaptive_thinking, anthropic_effort
-from atp_adapters.providers.base import ProviderRequest, tool_description, unsupported
+from atp_adapters.providers.base import ProviderRequest, claude_cache_ttl, tool_description, unsupported
 
 _IMAGE_FORMATS = frozenset(("png", "jpeg", "gif", "webp"))
 _DOCUMENT_FORMATS = {
@@ -106,10 +106,10 @@ def _audio(provider: str, path: str, audio: chat_pb2.AudioContent) -> dict[str, 
     return {"audio": {"format": audio.format, "source": {"bytes": audio.data}}}
 
 
-def _cache_point(cache: chat_pb2.CacheControl) -> dict[str, Any]:
+def _cache_point(provider: str, path: str, cache: chat_pb2.CacheControl) -> dict[str, Any]:
     point: dict[str, Any] = {"type": "default"}
     if cache.ttl:
-        point["ttl"] = cache.ttl
+        point["ttl"] = claude_cache_ttl(provider, path, cache.ttl)
     return {"cachePoint": point}
 
 
@@ -209,7 +209,7 @@ def _blocks(provider: str, path: str, message: chat_pb2.ChatMessage) -> list[dic
     for i, part in enumerate(message.parts):
         blocks.append(_part(provider, f"{path}.content[{i}]", part, i))
         if part.cache_control.type:
-            blocks.append(_cache_point(part.cache_control))
+            blocks.append(_cache_point(provider, f"{path}.content[{i}].cache_control", part.cache_control))
     return blocks
 
 
@@ -287,7 +287,7 @@ def _tool_config(provider: str, params: chat_pb2.GenerationParams) -> dict[str, 
             spec["strict"] = tool.strict
         tools.append({"toolSpec": spec})
         if tool.cache_control.type:
-            tools.append(_cache_point(tool.cache_control))
+            tools.append(_cache_point(provider, f"tools[{i}].cache_control", tool.cache_control))
     config: dict[str, Any] = {"tools": tools}
     choice = params.tool_choice
     if choice.mode in ("", "auto"):
@@ -376,7 +376,7 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
     system, messages = _conversation(provider, request)
     if params.cache_control.type and messages:
         # A request-wide cache hint caches the whole prompt: a cache point after the last turn.
-        messages[-1]["content"].append(_cache_point(params.cache_control))
+        messages[-1]["content"].append(_cache_point(provider, "cache_control", params.cache_control))
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
