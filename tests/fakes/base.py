@@ -22,6 +22,8 @@ class Faults:
     status: int | None = None
     retry_after: str | None = None
     error_message: str = "injected failure"
+    # OpenAI's `code` word for the error (`context_length_exceeded`); fakes of other APIs have no place for it.
+    error_code: str | None = None
     # How many requests the status or hang applies to before the server behaves again; None means all.
     times: int | None = None
     hang_s: float = 0.0
@@ -137,9 +139,10 @@ class FakeServer:
             return web.Response(status=499)
         if faults.status is not None:
             headers = {"retry-after": faults.retry_after} if faults.retry_after is not None else None
-            return web.json_response(
-                self.error_body(faults.status, faults.error_message), status=faults.status, headers=headers
-            )
+            body = self.error_body(faults.status, faults.error_message)
+            if faults.error_code is not None:
+                body["error"]["code"] = faults.error_code
+            return web.json_response(body, status=faults.status, headers=headers)
         return None
 
     async def hold(self, request: web.Request, seconds: float) -> bool:

@@ -30,11 +30,15 @@ class AtpError(Exception):
         param: str | None = None,
         retry_after: float | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        reason: str | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        # What exactly went wrong, in OpenAI's code words, where the class says less: a provider's own
+        # code (`string_above_max_length`), or CONTEXT_LENGTH_EXCEEDED whoever said it.
+        self.reason = reason
         # Reply headers that explain the error to an HTTP client (x-ratelimit-* on a refusal).
         self.headers = headers
 
@@ -139,9 +143,13 @@ _BY_GRPC_CODE: dict[grpc.StatusCode, type[AtpError]] = {
     grpc.StatusCode.CANCELLED: Cancelled,
 }
 
+# A prompt (with its max tokens) larger than the model's context window, however the provider said it.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
 # Trailing metadata keys that carry an AtpError across a gRPC hop without losing its class.
 ERROR_CLASS_KEY = "atp-error-class"
 ERROR_PARAM_KEY = "atp-error-param"
+ERROR_REASON_KEY = "atp-error-reason"
 RETRY_AFTER_KEY = "retry-after"
 # Error headers that travel with the error across services (as trailing metadata) to the HTTP reply.
 ERROR_HEADER_PREFIXES = ("x-ratelimit-",)
@@ -152,6 +160,8 @@ def error_metadata(error: AtpError) -> tuple[tuple[str, str], ...]:
     items = [(ERROR_CLASS_KEY, type(error).__name__)]
     if error.param:
         items.append((ERROR_PARAM_KEY, error.param))
+    if error.reason:
+        items.append((ERROR_REASON_KEY, error.reason))
     if error.retry_after is not None:
         items.append((RETRY_AFTER_KEY, f"{error.retry_after:.3f}"))
     items += (item for item in error.headers if item[0].startswith(ERROR_HEADER_PREFIXES))
@@ -166,6 +176,7 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> AtpError:
     return cls(
         exc.details() or exc.code().name.lower(),
         param=trailers.get(ERROR_PARAM_KEY),
+        reason=trailers.get(ERROR_REASON_KEY),
         retry_after=float(retry_after) if retry_after else None,
         headers=tuple((k, v) for k, v in trailers.items() if k.startswith(ERROR_HEADER_PREFIXES)),
     )

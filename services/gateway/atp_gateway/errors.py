@@ -63,7 +63,7 @@ def openai_error(exc: AtpError) -> tuple[int, dict[str, Any]]:
         "message": exc.message,
         "type": error_type,
         "param": exc.param,
-        "code": code,
+        "code": exc.reason or code,
     }
 
 

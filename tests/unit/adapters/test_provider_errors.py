@@ -1,5 +1,5 @@
-"""What a provider's error reply says: Retry-After in its three spellings and the message of each API's
-error body (OpenAI, Anthropic, Gemini's list, plain text)."""
+"""What a provider's error reply says: Retry-After in its three spellings, the message of each API's
+error body (OpenAI, Anthropic, Gemini's list, plain text), and a prompt too long however it is said."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 import pytest
 
 from atp_adapters.providers._errors import error_message, parse_retry_after
+from atp_adapters.providers.base import http_error
+from atp_common.errors import CONTEXT_LENGTH_EXCEEDED, InvalidArgument, PayloadTooLarge, RateLimited
 
 
 @pytest.mark.parametrize(
@@ -55,4 +57,50 @@ def test_retry_after_as_an_http_date() -> None:
     ],
 )
 def test_the_providers_own_message_from_any_error_body(body: bytes, message: str, param: str | None) -> None:
-    assert error_message(body) == (message, param)
+    assert error_message(body)[:2] == (message, param)
+
+
+def test_openais_error_code_is_read_and_gemini_numeric_code_is_not() -> None:
+    body = b'{"error": {"message": "too long", "type": "invalid_request_error", "code": "string_above_max_length"}}'
+    assert error_message(body)[2] == "string_above_max_length"
+    assert (
+        error_message(b'{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}')[2] is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        (400, "This model's maximum context length is 128000 tokens. However, you requested 130000", None),
+        (400, "Input tokens exceed the configured limit", "context_length_exceeded"),
+        (400, "prompt is too long: 208721 tokens > 200000 maximum", None),
+        (400, "input length and `max_tokens` exceed context limit: 188240 + 21333 > 200000", None),
+        (400, "Input is too long for requested model.", None),
+        (
+            400,
+            "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+            None,
+        ),
+        (413, "Too many tokens in the prompt", None),
+    ],
+)
+def test_a_prompt_too_long_is_context_length_exceeded_whoever_says_it(
+    status: int, message: str, code: str | None
+) -> None:
+    error = http_error("p", status, message, None)
+    error.code = code
+    atp = error.to_atp()
+    assert isinstance(atp, (InvalidArgument, PayloadTooLarge))
+    assert (atp.reason, atp.param) == (CONTEXT_LENGTH_EXCEEDED, "messages")
+
+
+def test_a_request_faults_own_code_reaches_the_caller_and_other_faults_keep_theirs() -> None:
+    error = http_error("p", 400, "Invalid 'messages[0].content': string too long.", None)
+    error.code, error.param = "string_above_max_length", "messages[0].content"
+    atp = error.to_atp()
+    assert (atp.reason, atp.param) == ("string_above_max_length", "messages[0].content")
+    # A provider's 429 is about ATP's own account: the class says what the caller needs.
+    limited = http_error("p", 429, "Rate limit reached for requests", 1.0)
+    limited.code = "rate_limit_exceeded"
+    assert isinstance(limited.to_atp(), RateLimited) and limited.to_atp().reason is None
+    assert http_error("p", 400, "temperature must be at most 2", None).to_atp().reason is None

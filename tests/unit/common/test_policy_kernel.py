@@ -14,7 +14,13 @@ from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
 from atp_common.capabilities import feature_names
 from atp_common.config import AtpConfig
-from atp_common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_common.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from atp_common.policy import CompiledPolicy, compute_features, snapshot_from_config
 from atp_common.policy.features import FEATURE_DIM
 
@@ -149,8 +155,11 @@ def test_everything_filtered_by_the_request_is_invalid_argument() -> None:
     with pytest.raises(InvalidArgument) as caught:
         policy.decide("auto", "t", _features(prompt_tokens=200_000))
     assert "small: context window" in caught.value.message and "large: context window" in caught.value.message
-    with pytest.raises(InvalidArgument, match="lacks vision"):
+    # Clients trim a conversation on OpenAI's code for it (Anthropic's clients on its words, from this).
+    assert (caught.value.reason, caught.value.param) == (CONTEXT_LENGTH_EXCEEDED, "messages")
+    with pytest.raises(InvalidArgument, match="lacks vision") as lacking:
         policy.decide("medium", "t", _features(needs_vision=True))
+    assert lacking.value.reason is None
 
 
 def test_streaming_capability() -> None:

@@ -13,7 +13,14 @@ from typing import Any
 from atp.common.v1 import chat_pb2
 from atp.router.v1 import router_pb2
 from atp_common import capabilities
-from atp_common.errors import AtpError, InvalidArgument, NotFound, PermissionDenied, Unavailable
+from atp_common.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    AtpError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from atp_common.policy.arms import (
     JSON,
     POLICY_NAMES,
@@ -42,6 +49,7 @@ UNLEARNED_POLICIES = frozenset((DIRECT_POLICY, CACHE_POLICY))
 # names the error: a model that was allowed and fit the request but is excluded means "try later".
 _STAGE_TENANT, _STAGE_REQUEST, _STAGE_EXCLUDED = 0, 1, 2
 _STAGE_ERRORS: tuple[type[AtpError], ...] = (PermissionDenied, InvalidArgument, Unavailable)
+_TOO_LONG = "context window"
 
 _default_rng = random.Random()
 
@@ -173,7 +181,7 @@ class CompiledPolicy:
                     lacking_any |= lacking
                     reason = "lacks " + ", ".join(capabilities.feature_names(lacking))
                 elif model.context_window < tokens:
-                    reason = f"context window {model.context_window} < {tokens} tokens needed"
+                    reason = f"{_TOO_LONG} {model.context_window} < {tokens} tokens needed"
                 elif model.name in exclusions:
                     why, until = exclusions[model.name]
                     if time.time() < until:
@@ -185,11 +193,7 @@ class CompiledPolicy:
             else:
                 survivors.append(model)
         if not survivors:
-            details = "; ".join(f"{f.model}: {f.reason}" for f in filtered)
-            message = f"no candidate of {name!r} can serve this request ({details})"
-            if furthest == _STAGE_REQUEST and lacking_any:
-                raise InvalidArgument(message, param=_params(lacking_any))
-            raise _STAGE_ERRORS[furthest](message)
+            raise _refusal(name, filtered, furthest, lacking_any)
         return survivors, filtered
 
     def region_filter(self, tenant: str, features: chat_pb2.RequestFeatures) -> RegionFilter | None:
@@ -231,6 +235,20 @@ class CompiledPolicy:
         if filtered:
             decision.filtered.extend(filtered)
         return decision
+
+
+def _refusal(
+    name: str, filtered: list[chat_pb2.FilteredCandidate], furthest: int, lacking_any: int
+) -> AtpError:
+    """The error for a request no candidate survived: the furthest stage any candidate reached says which;
+    at the request stage, the parameters no survivor could honour, or a prompt too long for every window."""
+    details = "; ".join(f"{f.model}: {f.reason}" for f in filtered)
+    message = f"no candidate of {name!r} can serve this request ({details})"
+    if furthest == _STAGE_REQUEST and lacking_any:
+        return InvalidArgument(message, param=_params(lacking_any))
+    if furthest == _STAGE_REQUEST and any(f.reason.startswith(_TOO_LONG) for f in filtered):
+        return InvalidArgument(message, param="messages", reason=CONTEXT_LENGTH_EXCEEDED)
+    return _STAGE_ERRORS[furthest](message)
 
 
 def _params(bits: int) -> str:

@@ -435,9 +435,11 @@ class HttpProvider(Provider):
         if response.status in (401, 403):
             # Our key may have been rotated at the source: fetch it again (rate-limited by the resolver).
             self._secret.request_refresh()
-        message, param = error_message(body) if body else (response.reason or "no error body", None)
+        message, param, code = (
+            error_message(body) if body else (response.reason or "no error body", None, None)
+        )
         error = http_error(self.name, response.status, message, parse_retry_after(response.headers))
-        error.param = param
+        error.param, error.code = param, code
         return error
 
 

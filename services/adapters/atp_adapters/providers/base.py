@@ -11,7 +11,9 @@ from typing import Literal
 import orjson
 
 from atp.common.v1 import chat_pb2
+from atp_adapters.providers._errors import exceeds_context
 from atp_common.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     AtpError,
     DeadlineExceeded,
     InvalidArgument,
@@ -117,6 +119,7 @@ class ProviderError(Exception):
         before_first_token: bool = True,
         chunks_received: int = 0,
         param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -128,6 +131,8 @@ class ProviderError(Exception):
         self.before_first_token = before_first_token
         self.chunks_received = chunks_received
         self.param = param
+        # The provider's own error code (OpenAI's `code`), where its error body has one.
+        self.code = code
 
     def __repr__(self) -> str:
         return (
@@ -151,6 +156,16 @@ class ProviderError(Exception):
         over, because another provider may accept what this one refused (a parameter, a context size)."""
         return self.before_first_token
 
+    @property
+    def reason(self) -> str | None:
+        """What the caller is told went wrong with its request, in OpenAI's code words: the prompt does
+        not fit the context window (however the provider put it), else the provider's own code."""
+        if self.kind != "http" or self.status not in _REQUEST_FAULT_STATUSES:
+            return None
+        if exceeds_context(self.message, self.code):
+            return CONTEXT_LENGTH_EXCEEDED
+        return self.code
+
     def to_atp(self) -> AtpError:
         """The typed error for the caller (one table: status and kind to ATP error class)."""
         if self.kind == "unsupported":
@@ -161,10 +176,12 @@ class ProviderError(Exception):
             return Unavailable(self.message, retry_after=self.retry_after)
         if self.status == 429:
             return RateLimited(self.message, retry_after=self.retry_after)
+        reason = self.reason
+        param = self.param or ("messages" if reason == CONTEXT_LENGTH_EXCEEDED else None)
         if self.status == 413:
-            return PayloadTooLarge(self.message)
+            return PayloadTooLarge(self.message, param=param, reason=reason)
         if self.status in (400, 422):
-            return InvalidArgument(self.message, param=self.param)
+            return InvalidArgument(self.message, param=param, reason=reason)
         # 401/403 mean our key or account is wrong, 404 our model name: the caller did nothing wrong.
         return UpstreamError(self.message, retry_after=self.retry_after)
 

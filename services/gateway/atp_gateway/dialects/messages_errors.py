@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from atp_common.errors import AtpError, BudgetExceeded
+from atp_common.errors import CONTEXT_LENGTH_EXCEEDED, AtpError, BudgetExceeded
 from atp_gateway.dialects.json_fields import rename_error
 from atp_gateway.errors import ErrorReply, error_reply
 
@@ -37,6 +37,7 @@ _TYPES = {
     529: "overloaded_error",
 }
 _STATUS = {503: 529}
+_TOO_LONG = "prompt is too long"
 
 
 def anthropic_error(exc: AtpError) -> tuple[int, dict[str, str]]:
@@ -48,6 +49,9 @@ def anthropic_error(exc: AtpError) -> tuple[int, dict[str, str]]:
     message = exc.message
     if exc.param and exc.param not in message:
         message = f"{exc.param}: {message}"
+    if exc.reason == CONTEXT_LENGTH_EXCEEDED and _TOO_LONG not in message:
+        # Claude's own words for it, which Anthropic's clients look for before they compact a conversation.
+        message = f"{_TOO_LONG}: {message}"
     return status, {"type": kind, "message": message}
 
 

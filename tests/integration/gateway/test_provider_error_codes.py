@@ -1,0 +1,83 @@
+"""What a provider said was wrong with a request reaches the client in its own dialect: a prompt too long
+for the context window (however the provider put it) and OpenAI's own error codes, through the SDKs."""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+import pytest
+
+from tests.fakes.base import Faults
+from tests.support.dialect_stack import DialectStack
+
+HI = [{"role": "user", "content": "Hello there"}]
+# Each provider's own words for a prompt over its window, as its API says them.
+TOO_LONG = {
+    "gpt": Faults(
+        status=400,
+        error_message="This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 130211 tokens. Please reduce the length of the messages.",
+        error_code="context_length_exceeded",
+    ),
+    "claude": Faults(status=400, error_message="prompt is too long: 208721 tokens > 200000 maximum"),
+    "gem": Faults(
+        status=400,
+        error_message="The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+    ),
+}
+
+
+def _fake(dialects: DialectStack, model: str) -> object:
+    return {"gpt": dialects.openai, "claude": dialects.anthropic, "gem": dialects.gemini}[model]
+
+
+@pytest.mark.parametrize("model", sorted(TOO_LONG))
+async def test_a_prompt_too_long_is_openais_context_length_exceeded(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, model: str
+) -> None:
+    _fake(dialects, model).faults = TOO_LONG[model]
+    with pytest.raises(openai.BadRequestError) as chat:
+        await openai_sdk.chat.completions.create(model=model, messages=HI)
+    assert (chat.value.code, chat.value.param) == ("context_length_exceeded", "messages")
+    with pytest.raises(openai.BadRequestError) as responses:
+        await openai_sdk.responses.create(model=model, input="Hello there")
+    assert (responses.value.code, responses.value.param) == ("context_length_exceeded", "input")
+
+
+@pytest.mark.parametrize("model", sorted(TOO_LONG))
+async def test_a_prompt_too_long_is_said_in_claudes_words_to_messages_clients(
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic, model: str
+) -> None:
+    _fake(dialects, model).faults = TOO_LONG[model]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await anthropic_sdk.messages.create(model=model, max_tokens=64, messages=HI)
+    error = caught.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].count("prompt is too long") == 1
+
+
+async def test_openais_own_code_for_a_request_fault_reaches_the_client(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    dialects.openai.faults = Faults(
+        status=400,
+        error_message="Invalid 'messages[0].content': string too long.",
+        error_code="string_above_max_length",
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        await openai_sdk.chat.completions.create(model="gpt", messages=HI)
+    assert caught.value.code == "string_above_max_length"
+    assert "string too long" in caught.value.message
+
+
+async def test_a_window_no_candidate_has_is_refused_before_any_call(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    huge = [{"role": "user", "content": "word " * 180_000}]
+    with pytest.raises(openai.BadRequestError) as chat:
+        await openai_sdk.chat.completions.create(model="gpt", messages=huge, max_completion_tokens=16)
+    assert (chat.value.code, chat.value.param) == ("context_length_exceeded", "messages")
+    with pytest.raises(anthropic.BadRequestError) as messages:
+        await anthropic_sdk.messages.create(model="gpt", max_tokens=16, messages=huge)
+    assert messages.value.body["error"]["message"].startswith("prompt is too long")
+    assert dialects.openai.requests == []
