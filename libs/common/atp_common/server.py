@@ -31,7 +31,7 @@ from atp_common.settings import ServiceSettings
 log = logging.getLogger("atp.server")
 
 # Generous but bounded: a policy snapshot or an observation batch can be a few MB, never more.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 GRPC_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

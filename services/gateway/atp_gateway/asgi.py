@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from atp_common.errors import AtpError, Cancelled, PayloadTooLarge
+from atp_common.errors import AtpError, Cancelled, PayloadTooLarge, Unavailable
 from atp_gateway.errors import ErrorReply, error_reply
 
 Scope = MutableMapping[str, Any]
@@ -68,8 +68,45 @@ class RequestHeaders:
             self.request_id = os.urandom(12).hex()
 
 
-async def read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes:
-    """The request body, refused with PayloadTooLarge as soon as it exceeds `limit` (never buffered past it)."""
+# A body larger than this counts against the process's BodyBudget; smaller ones (nearly all) pay nothing.
+LARGE_BODY_BYTES = 1024 * 1024
+
+
+class BodyBudget:
+    """The bytes of large request bodies one process holds at once, from the start of their reading to
+    the end of their request: the body limit allows media-sized bodies, and this bounds how many of them
+    the process carries together (a new one past it is told to come back)."""
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, body: bytes) -> int:
+        """Reserve a read body's size when it is large (else 0); give it back when its request ends."""
+        return self.take(len(body)) if len(body) > LARGE_BODY_BYTES else 0
+
+    def take(self, size: int) -> int:
+        """Reserve `size` bytes; Unavailable with Retry-After when they do not fit."""
+        if self.held + size > self.limit:
+            raise Unavailable(
+                "Too many large request bodies are in flight on this gateway; retry shortly.", retry_after=1.0
+            )
+        self.held += size
+        return size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+async def read_body(
+    receive: Receive, content_length: bytes | None, limit: int, budget: BodyBudget | None = None
+) -> bytes:
+    """The request body, refused with PayloadTooLarge as soon as it exceeds `limit` (never buffered past it).
+
+    A body that arrives in parts holds its size in `budget` while it is read; the request's own hold of
+    the whole body, where it takes one, follows."""
     if content_length is not None:
         try:
             declared = int(content_length)
@@ -87,17 +124,25 @@ async def read_body(receive: Receive, content_length: bytes | None, limit: int) 
         return body
     chunks = [body]
     size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Cancelled("client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    reserved = 0
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Cancelled("client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+            if budget is not None and size - reserved >= LARGE_BODY_BYTES:
+                # Reserved a megabyte or more at a time: small bodies never touch the budget.
+                reserved += budget.take(size - reserved)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        if reserved:
+            budget.give(reserved)  # type: ignore[union-attr]
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -25,7 +25,7 @@ _DROPPED = metrics.CACHE_REPORTS.labels("dropped")
 # After a failed report: wait before the next, doubling up to the cap, so unreachable adapters are not
 # called in a loop.
 _RETRY_FIRST_S, _RETRY_MAX_S = 0.1, 2.0
-# One call's hits stay well under the largest gRPC message either side takes (16 MiB,
+# One call's hits stay well under the largest gRPC message either side takes (64 MiB,
 # atp_common.server.MAX_MESSAGE_BYTES), whatever `batch` and the queue's bound allow: a report over it
 # would be refused on every retry. A single hit larger than this is sent alone.
 _MAX_CALL_BYTES = 4 * 1024 * 1024

@@ -126,7 +126,9 @@ async def admit(gateway: Gateway, headers: RequestHeaders, receive: Receive) -> 
     if gateway.stopping.is_set():
         raise Unavailable("The gateway is shutting down; retry on another replica.", retry_after=1.0)
     principal = gateway.keys.authenticate(api_key_from_headers(headers.authorization, headers.api_key))
-    body = await read_body(receive, headers.content_length, gateway.settings.max_body_bytes)
+    body = await read_body(
+        receive, headers.content_length, gateway.settings.max_body_bytes, gateway.body_budget
+    )
     return principal, body
 
 
@@ -231,14 +233,37 @@ async def _serve(
     send: Send,
     started: float,
 ) -> int:
+    held = 0
     try:
         try:
             principal, body = await admit(gateway, headers, receive)
+            held = gateway.body_budget.hold(body)
         except Unavailable:
             if gateway.stopping.is_set():
                 reply_headers.append((b"connection", b"close"))
             raise
+    except Cancelled:
+        return CLIENT_GONE
+    except AtpError as exc:
+        return await send_error(send, dialect, exc, reply_headers)
+    try:
         caller = Caller(principal, headers.request_id, headers, scope)
+        return await _serve_admitted(dialect, gateway, caller, body, reply_headers, receive, send, started)
+    finally:
+        gateway.body_budget.give(held)
+
+
+async def _serve_admitted(
+    dialect: Dialect,
+    gateway: Gateway,
+    caller: Caller,
+    body: bytes,
+    reply_headers: list[tuple[bytes, bytes]],
+    receive: Receive,
+    send: Send,
+    started: float,
+) -> int:
+    try:
         request, encoder = dialect.parse(body, caller)
         stamp(request, caller, dialect.name)
         adapters = gateway.adapters

@@ -12,6 +12,7 @@ from atp_common.channels import open_channel
 from atp_common.config import AtpConfig
 from atp_common.limits.directory import Directory, DirectoryFollower, follow_directory
 from atp_gateway import metrics
+from atp_gateway.asgi import BodyBudget
 from atp_gateway.auth import KeyStore
 from atp_gateway.cache_copy import CacheCopy
 from atp_gateway.cache_reports import HitReporter
@@ -44,6 +45,7 @@ class Gateway:
     ):
         self.settings = settings
         self.config = config
+        self.body_budget = BodyBudget(settings.max_large_bodies_bytes)
         self.keys = key_store if key_store is not None else KeyStore.from_config(config)
         # Keys created, rotated or revoked through the admin API: a given key store is kept as it is.
         self.directory: DirectoryFollower | None = None

@@ -22,7 +22,16 @@ class GatewaySettings(ServiceSettings, DirectorySettings):
     observer_addr: str = Field("127.0.0.1:50052", description="host:port of the observer (feedback).")
     workers: int = Field(1, ge=1, le=64, description="HTTP worker processes sharing the listener.")
     max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body, enforced while reading."
+        32 * 1024 * 1024,
+        ge=1024,
+        le=48 * 1024 * 1024,
+        description="Largest request body, enforced while reading (Anthropic's own request limit: images and "
+        "documents travel inside the body).",
+    )
+    max_large_bodies_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes of bodies over 1 MiB one process holds at once, read or in flight; past it, 503.",
     )
     request_timeout_s: float = Field(
         600.0, gt=0, description="Deadline of one Generate call, streams included."

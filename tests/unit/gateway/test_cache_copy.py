@@ -18,6 +18,7 @@ from atp_common.cache_entries import canonical_key, replay
 from atp_common.channels import open_channel
 from atp_common.config import AtpConfig, hash_api_key
 from atp_common.limits.directory import Directory, config_key_id
+from atp_common.server import MAX_MESSAGE_BYTES
 from atp_gateway.auth import KeyStore
 from atp_gateway.cache_copy import CacheCopy
 from atp_gateway.cache_reports import HitReporter
@@ -186,7 +187,7 @@ def _gateway_hits() -> float:
 async def test_reports_stay_under_the_message_limit_and_one_refused_is_dropped_not_resent(
     tmp_path: Path,
 ) -> None:
-    # Large prompts with a generous queue bound: 256 hits in one call would be far over gRPC's 16 MiB, a
+    # Large prompts with a generous queue bound: 256 hits in one call would be far over gRPC's limit, a
     # report refused on every retry, holding back every hit behind it. Calls of at most 4 MiB all pass;
     # a single hit over the limit is refused, dropped and counted, and the hits after it still go.
     observer, observer_server = await start_recording_observer()
@@ -217,7 +218,7 @@ async def test_reports_stay_under_the_message_limit_and_one_refused_is_dropped_n
     try:
         for n in range(20):
             reporter.add(hit(n, 1 << 20))
-        reporter.add(hit(20, 17 << 20))
+        reporter.add(hit(20, MAX_MESSAGE_BYTES + (1 << 20)))
         reporter.add(hit(21, 10))
         reporter.start()
         # Reported in order: the last hit observed, every call before it has been answered.
