@@ -6,6 +6,11 @@ from collections.abc import AsyncIterable
 
 from atp.adapters.v1 import adapters_pb2
 
+# GenerateCompletion.provider_fields key of the fields an OpenAI-compatible server's reply had beyond the
+# typed reply (JSON: {"reply", "usage", "choices": {index: {"choice", "message"}}}); only the chat dialect,
+# which speaks that API, returns them.
+OPENAI_EXTRA_FIELD = "openai_extra"
+
 
 async def merged_reply(
     messages: AsyncIterable[adapters_pb2.GenerateResponse],

@@ -18,6 +18,7 @@ from atp_adapters.providers.base import (
 )
 from atp_adapters.providers.openai_count import Untranslatable, responses_count_body
 from atp_adapters.providers.openai_encode import encode_openai
+from atp_adapters.providers.openai_extra import StreamExtras, reply_extras
 from atp_common import config
 
 _FINISH_REASONS = {
@@ -162,12 +163,13 @@ class _Choices:
 
 
 class _OpenAIStream(StreamState):
-    __slots__ = ("_choices", "_provider")
+    __slots__ = ("_choices", "_extras", "_provider")
 
     def __init__(self, provider: str) -> None:
         super().__init__()
         self._provider = provider
         self._choices = _Choices()
+        self._extras = StreamExtras()
 
     def event(self, name: bytes, data: bytes) -> bool:
         if data == _DONE:
@@ -181,6 +183,7 @@ class _OpenAIStream(StreamState):
                 kind="http",
                 provider=self._provider,
             )
+        self._extras.add(chunk)
         if not self.response_id:
             self.response_id = chunk.get("id") or ""
             self.model_version = chunk.get("system_fingerprint") or ""
@@ -205,6 +208,7 @@ class _OpenAIStream(StreamState):
 
     def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
         self.choice_finish_reasons = self._choices.batch_fields(self.deltas)
+        self.provider_fields = self._extras.field()
         deltas = deltas + self.deltas.take()
         return super().last_batch(deltas)
 
@@ -233,6 +237,7 @@ def decode_openai(payload: dict[str, Any]) -> ProviderBatch:
         model_version=payload.get("system_fingerprint") or "",
         service_tier=payload.get("service_tier") or "",
         choice_finish_reasons=reasons,
+        provider_fields=reply_extras(payload),
     )
 
 

@@ -10,6 +10,7 @@ import orjson
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_common.errors import AtpError
+from atp_gateway.dialects.chat_extra import extras_of, fill, merge_whole
 from atp_gateway.errors import openai_error
 
 __all__ = [
@@ -254,7 +255,7 @@ def completion_json(
                 "finish_reason": _finish(reason, legacy_functions),
             }
         )
-    return {
+    whole = {
         "id": "chatcmpl-" + (header.decision_id or header.request_id),
         "object": "chat.completion",
         "created": header.created,
@@ -264,6 +265,10 @@ def completion_json(
         "choices": out,
         "usage": usage_json(completion.usage),
     }
+    extras = extras_of(completion)
+    if extras is not None:
+        merge_whole(whole, extras)
+    return whole
 
 
 def _plain_completion(reply: adapters_pb2.GenerateResponse) -> dict[str, Any]:
@@ -361,6 +366,8 @@ class ChatEncoder:
         self._custom: set[tuple[int, int]] = set()
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
+        if reply.completion.provider_fields:
+            return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
         for delta in reply.deltas:
             if not _plain(delta):
                 return orjson.dumps(completion_json(reply, legacy_functions=self._legacy))
@@ -378,10 +385,7 @@ class ChatEncoder:
             "system_fingerprint": header.system_fingerprint or None,
             "service_tier": header.service_tier or None,
         }
-        envelope = orjson.dumps(self._envelope)
-        # The envelope's closing brace is replaced by the choices array, built around each delta.
-        usage_null = b',"usage":null' if self._include_usage else b""
-        self._head = b"data: " + envelope[:-1] + usage_null + b',"choices":['
+        self._head = _head(self._envelope, self._include_usage)
         return (
             self._head + b'{"index":0,"delta":{"role":"assistant","content":"","refusal":null}' + self._tail
         )
@@ -412,7 +416,15 @@ class ChatEncoder:
         return self._head + orjson.dumps(choices)[1:] + b"}\n\n"
 
     def finish(self, completion: adapters_pb2.GenerateCompletion) -> bytes:
-        """The finish event of every unfinished choice, the usage event when asked for, and [DONE]."""
+        """The finish event of every unfinished choice, the usage event when asked for, and [DONE].
+
+        A server's own chunk fields (see chat_extra) ride on these last events, or on one of their own."""
+        extras = extras_of(completion)
+        envelope, head = self._envelope, self._head
+        if extras is not None and extras.get("reply"):
+            envelope = dict(envelope)
+            fill(envelope, extras["reply"])
+            head = _head(envelope, self._include_usage)
         choices: list[dict[str, Any]] = [
             {
                 "index": index,
@@ -422,14 +434,25 @@ class ChatEncoder:
             }
             for index in sorted(self._seen - self._finished)
         ]
-        out = self._head + orjson.dumps(choices)[1:] + b"}\n\n" if choices else b""
+        out = head + orjson.dumps(choices)[1:] + b"}\n\n" if choices else b""
         if self._include_usage:
-            usage = {**self._envelope, "choices": [], "usage": usage_json(completion.usage)}
+            usage = {**envelope, "choices": [], "usage": usage_json(completion.usage)}
+            if extras is not None:
+                fill(usage["usage"], extras.get("usage"))
             out += b"data: " + orjson.dumps(usage) + b"\n\n"
+        elif not choices and envelope is not self._envelope:
+            out += b"data: " + orjson.dumps({**envelope, "choices": []}) + b"\n\n"
         return out + b"data: [DONE]\n\n"
 
     def broken(self, error: AtpError) -> bytes:
         return sse_error(openai_error(error)[1])
+
+
+def _head(envelope: dict[str, Any], include_usage: bool) -> bytes:
+    """A chunk event up to its choices: the envelope's closing brace replaced by the choices array,
+    built around each delta."""
+    usage_null = b',"usage":null' if include_usage else b""
+    return b"data: " + orjson.dumps(envelope)[:-1] + usage_null + b',"choices":['
 
 
 def _plain_text(delta: chat_pb2.Delta, n: int) -> bool:

@@ -10,6 +10,7 @@ import orjson
 from atp.adapters.v1 import adapters_pb2
 from atp.common.v1 import chat_pb2
 from atp_common.errors import AtpError
+from atp_common.replies import OPENAI_EXTRA_FIELD
 from atp_gateway.dialects.messages_errors import stream_error_event
 
 __all__ = ["MessagesReply", "citation", "usage_json"]
@@ -266,12 +267,17 @@ class MessagesReply:
             self._emit("content_block_delta", index=index, delta=delta)
 
 
+# Provider fields that are not Anthropic's top-level reply fields: its usage and stop (read where they
+# belong) and an OpenAI-compatible server's extras, which only the chat dialect speaks.
+_NOT_TOP_LEVEL = frozenset(("usage", "stop", OPENAI_EXTRA_FIELD))
+
+
 def _provider_fields(completion: adapters_pb2.GenerateCompletion) -> dict[str, Any]:
     """Anthropic's own top-level reply fields (context_management's applied edits), as Anthropic sent them."""
     fields = completion.provider_fields
     if not fields:
         return {}
-    return {name: orjson.Fragment(raw) for name, raw in fields.items() if name not in ("usage", "stop")}
+    return {name: orjson.Fragment(raw) for name, raw in fields.items() if name not in _NOT_TOP_LEVEL}
 
 
 # What message_delta's usage may hold beyond the counts (Anthropic's MessageDeltaUsage); the rest of its
