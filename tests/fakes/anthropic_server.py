@@ -47,6 +47,10 @@ class AnthropicExtras:
     stop_sequence: str = ""
     # A stop reason of Anthropic's own that ends the reply instead of the usual one.
     stop_reason: str = ""
+    # Fields ATP's typed reply has no place for: a code execution container (a Message's top level, or
+    # message_delta's delta when streamed) and usage fields newer than ATP.
+    container: dict[str, Any] | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 class FakeAnthropic(FakeServer):
@@ -81,6 +85,7 @@ class FakeAnthropic(FakeServer):
         }
         # The request's speed and inference region, reported back as the API does.
         usage.update({k: body[k] for k in ("speed", "inference_geo") if k in body})
+        usage.update(self.extras.usage)
         return usage
 
     async def count_tokens(self, request: web.Request) -> web.StreamResponse:
@@ -129,8 +134,12 @@ class FakeAnthropic(FakeServer):
                 **self._stop(),
                 "usage": self._usage(reply.completion_tokens, body),
                 **edits,
+                **self._container(),
             }
         )
+
+    def _container(self) -> dict[str, Any]:
+        return {"container": self.extras.container} if self.extras.container is not None else {}
 
     def _blocks(self) -> list[dict[str, Any]]:
         reply, extras = self.reply, self.extras
@@ -198,10 +207,11 @@ class FakeAnthropic(FakeServer):
             for delta in self._deltas(block, reply.pieces()):
                 events.append(event("content_block_delta", index=index, delta=delta))
             events.append(event("content_block_stop", index=index))
-        stop = self._stop()
+        stop = {**self._stop(), **self._container()}
         usage = {
             "output_tokens": reply.completion_tokens,
             "output_tokens_details": {"thinking_tokens": reply.reasoning_tokens},
+            **self.extras.usage,
         }
         events.append(event("message_delta", delta=stop, usage=usage, **edits))
         events.append(event("message_stop"))

@@ -1,4 +1,5 @@
-"""How Claude's reply ended, as the anthropic SDK reads it through the gateway: stop reasons and details."""
+"""How Claude's reply ended, as the anthropic SDK reads it through the gateway: stop reasons and details,
+and the reply fields ATP's typed reply has no place for (a container, newer usage fields)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,16 @@ async def test_an_ordinary_end_carries_no_stop_details(
     raw = await anthropic_sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=HI)
     body = orjson.loads(raw.http_response.content)
     assert body["stop_reason"] == "end_turn" and "stop_details" not in body
+
+
+async def test_fields_atp_does_not_model_reach_the_client_as_claude_sent_them(
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    container = {"id": "container_1", "expires_at": "2026-12-06T10:00:00Z"}
+    dialects.anthropic.extras = AnthropicExtras(container=container, usage={"future_tokens": 7})
+    raw = await anthropic_sdk.messages.with_raw_response.create(model="claude", max_tokens=64, messages=HI)
+    body = orjson.loads(raw.http_response.content)
+    assert body["container"] == container and body["usage"]["future_tokens"] == 7
+    # Streamed, the container comes in message_delta's delta, where the SDK's stream helper reads it.
+    message = await _reply(anthropic_sdk, stream=True)
+    assert message.container is not None and message.container.id == "container_1"

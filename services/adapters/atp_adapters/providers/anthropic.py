@@ -53,8 +53,26 @@ def _usage(usage: dict[str, Any], output_tokens: Any = None) -> chat_pb2.Usage:
     return usage_from(prompt, completion, cached, thinking, cache_write=written)
 
 
-# Usage fields the internal Usage has no place for, returned to Messages clients as Anthropic sent them.
-_USAGE_EXTRAS = ("cache_creation", "inference_geo", "speed", "server_tool_use", "output_tokens_details")
+# The usage fields the internal Usage holds; every other (cache_creation, inference_geo, speed,
+# server_tool_use, output_tokens_details, and any Anthropic adds) returns to Messages clients as sent.
+_USAGE_HELD = frozenset(
+    (
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+        "service_tier",
+    )
+)
+# A Message's fields the typed reply holds, or that travel as provider fields of their own; any other
+# (a `container`, and whatever Anthropic adds) travels with the stop, which is where it belongs both in
+# a Message (its top level) and in a stream (message_delta's delta).
+_MESSAGE_HELD = frozenset(
+    (
+        *("id", "type", "role", "model", "content", "usage", "context_management"),
+        *("stop_reason", "stop_sequence", "stop_details"),
+    )
+)
 
 
 # Stop reasons the internal finish reasons fold into others; a Messages client gets them as sent.
@@ -69,7 +87,7 @@ def _provider_fields(edits: Any, usage: dict[str, Any], stop: dict[str, Any]) ->
         fields["context_management"] = orjson.dumps(edits)
     if stop:
         fields["stop"] = orjson.dumps(stop)
-    extras = {name: usage[name] for name in _USAGE_EXTRAS if usage.get(name) is not None}
+    extras = {name: value for name, value in usage.items() if name not in _USAGE_HELD and value is not None}
     if extras:
         fields["usage"] = orjson.dumps(extras)
     return fields or None
@@ -150,7 +168,13 @@ class _Reply:
             self.builder.annotation(_annotation(citation, self.block_start, self.text_length))
         self.citations = []
 
+    def keep_unknown(self, fields: dict[str, Any]) -> None:
+        """A Message's (or message_delta's delta's) fields the typed reply has no place for, as sent."""
+        if not fields.keys() <= _MESSAGE_HELD:
+            self.stop_fields.update((k, v) for k, v in fields.items() if k not in _MESSAGE_HELD)
+
     def stop(self, delta: dict[str, Any]) -> None:
+        self.keep_unknown(delta)
         reason = delta.get("stop_reason")
         if reason:
             self.finish_reason = _STOP_REASONS.get(reason, "stop")
@@ -185,6 +209,7 @@ class _AnthropicStream(StreamState):
             reply.stop_block()
         elif kind == "message_start":
             message = payload.get("message") or {}
+            reply.keep_unknown(message)
             self.response_id = reply.response_id = message.get("id") or ""
             self._start_usage = message.get("usage") or {}
             self.usage = _usage(self._start_usage)

@@ -140,6 +140,10 @@ class MessagesReply:
             )
         if own.get("stop_details"):
             stop["stop_details"] = own["stop_details"]
+        # Anthropic's fields the typed reply has no place for (a container, ...), as it sent them.
+        stop.update(
+            (k, v) for k, v in own.items() if k not in stop and k not in ("stop_reason", "stop_details")
+        )
         return stop
 
     def whole(self, reply: adapters_pb2.GenerateResponse) -> bytes:
