@@ -156,6 +156,21 @@ async def test_every_message_part_in_gemini_terms(
     }
 
 
+async def test_a_tool_result_that_is_not_a_json_object_stays_the_text_it_was(
+    fake: FakeGemini, provider: GeminiProvider
+) -> None:
+    call = chat_pb2.ToolCall(id="c1", type="function", function_name="count", arguments="{}")
+    messages = [
+        chat_pb2.ChatMessage(role="user", content="how many?"),
+        chat_pb2.ChatMessage(role="assistant", tool_calls=[call]),
+        chat_pb2.ChatMessage(role="tool", tool_call_id="c1", content="42"),
+    ]
+    request = ProviderRequest("gem-x", messages, chat_pb2.GenerationParams(), stream=False)
+    await collect_full(provider.stream(request))
+    part = fake.requests[0].body["contents"][-1]["parts"][0]
+    assert part == {"functionResponse": {"name": "count", "response": {"output": "42"}}}
+
+
 async def test_every_parameter_in_gemini_terms(
     fake: FakeGemini, provider: GeminiProvider, images: ImageServer
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -23,11 +24,11 @@ def _data_url(url: str) -> tuple[str, str]:
 
 def _tool_response(content: str, is_error: bool) -> dict[str, Any]:
     # Gemini reads a function's result under `output` and a failure under `error`; a JSON object result
-    # is the response itself.
-    try:
-        value = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        value = content
+    # is the response itself. Any other result stays the text it was ("42" is not the number 42).
+    value: Any = content
+    if content.lstrip().startswith("{"):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(content)
     if isinstance(value, dict) and not is_error:
         return value
     return {"error" if is_error else "output": value}
