@@ -83,6 +83,13 @@ FEATURES: tuple[Feature, ...] = (
         None,
         "messages",
     ),
+    Feature(
+        "prefill",
+        1 << 30,
+        "a reply that continues a final assistant message (Anthropic's prefill)",
+        None,
+        "messages",
+    ),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -102,8 +109,8 @@ def _all_but(*names: str) -> frozenset[str]:
 # the README is generated from this and the dialects' parameter tables.
 PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "openai": _all_but("top_k", "citations", *_ANTHROPIC_ONLY),
-        "azure": _all_but("top_k", "citations", *_ANTHROPIC_ONLY),
+        "openai": _all_but("top_k", "citations", "prefill", *_ANTHROPIC_ONLY),
+        "azure": _all_but("top_k", "citations", "prefill", *_ANTHROPIC_ONLY),
         "anthropic": frozenset(
             (
                 "tools",
@@ -117,6 +124,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "service_tier",
                 "chat",
                 "citations",
+                "prefill",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -153,6 +161,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "json_object",
                 "chat",
                 "citations",
+                "prefill",
             )
         ),
         # The echo model: parameters that change nothing in a deterministic echo are honoured as such;

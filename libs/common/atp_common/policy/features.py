@@ -244,6 +244,7 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("verbosity", _always("verbosity")),
             ("openai_options", _always("openai_options")),
             ("anthropic_options", _anthropic_option_bits),
+            ("prefill", _always("prefill")),
         )
     }
 )

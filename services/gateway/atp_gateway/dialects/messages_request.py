@@ -14,7 +14,7 @@ __all__ = ["COUNTED", "PARAMETERS", "parse_messages_request"]
 # what ATP does with it: the internal field it fills, or "refused" (a 400 naming it when set).
 PARAMETERS: tuple[tuple[str, str], ...] = (
     ("model", "model"),
-    ("messages", "messages"),
+    ("messages", "messages (a final assistant turn is a prefill, which only Claude's APIs continue)"),
     ("system", "messages[0] (system, blocks with cache_control)"),
     ("max_tokens", "params.max_tokens"),
     ("stop_sequences", "params.stop"),
@@ -79,10 +79,13 @@ def parse_messages_request(
         raise obj.invalid("model", "must not be empty.")
     stream = bool(obj.flag("stream"))
     messages, sources = conversation(obj)
+    params = _params(obj, counting)
+    # A final assistant turn is the start of the reply; a count measures the input, whoever continues it.
+    params.prefill = not counting and bool(messages) and messages[-1].role == "assistant"
     request = adapters_pb2.GenerateRequest(
         model=model,
         messages=messages,
-        params=_params(obj, counting),
+        params=params,
         stream=stream,
         # message_delta always carries usage.
         include_usage=stream,
