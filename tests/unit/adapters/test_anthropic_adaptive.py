@@ -38,10 +38,12 @@ async def provider(fake: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
         (chat_pb2.Reasoning(effort="high"), OMITTED, "high"),
         (chat_pb2.Reasoning(effort="minimal"), OMITTED, "low"),
         (
-            chat_pb2.Reasoning(budget_tokens=8192, include_thoughts=True),
+            chat_pb2.Reasoning(budget_tokens=8192, include_thoughts=True, display="summarized"),
             {"type": "adaptive", "display": "summarized"},
             "medium",
         ),
+        # A Messages client's budget without a display: the model's default display, as Anthropic's.
+        (chat_pb2.Reasoning(budget_tokens=8192, include_thoughts=True), {"type": "adaptive"}, "medium"),
         (chat_pb2.Reasoning(adaptive=True), {"type": "adaptive"}, None),
         (chat_pb2.Reasoning(adaptive=True, effort="xhigh", display="omitted"), OMITTED, "xhigh"),
         (chat_pb2.Reasoning(disabled=True), {"type": "disabled"}, None),

@@ -116,7 +116,7 @@ def every_param() -> chat_pb2.GenerationParams:
         ],
         tool_choice=chat_pb2.ToolChoice(mode="auto"),
         parallel_tool_calls=False,
-        reasoning=chat_pb2.Reasoning(effort="high", include_thoughts=True),
+        reasoning=chat_pb2.Reasoning(effort="high", include_thoughts=True, display="summarized"),
         response_format=chat_pb2.ResponseFormat(
             type="json_schema", name="w", schema_json=b'{"type":"object"}'
         ),

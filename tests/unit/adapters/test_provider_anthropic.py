@@ -63,7 +63,7 @@ async def test_text_reply_with_cached_usage(
     sent = fake.requests[0]
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == "sk-ant" and sent.headers["anthropic-version"] == "2023-06-01"
-    assert sent.body["system"] == [{"type": "text", "text": "be brief"}]
+    assert sent.body["system"] == "be brief"  # a plain system prompt goes as the string it was
     assert sent.body["messages"] == [{"role": "user", "content": "weather in Paris and Rome?"}]
     assert sent.body["max_tokens"] == 4096  # required by the API: the default when none is given
     assert sent.body.get("stream", False) is stream

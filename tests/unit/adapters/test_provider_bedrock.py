@@ -240,7 +240,7 @@ async def test_counts_are_signed_and_count_what_converse_would_read(
     [
         (chat_pb2.Reasoning(budget_tokens=8192), {"type": "adaptive", "display": "omitted"}, "medium"),
         (
-            chat_pb2.Reasoning(effort="high", include_thoughts=True),
+            chat_pb2.Reasoning(effort="high", include_thoughts=True, display="summarized"),
             {"type": "adaptive", "display": "summarized"},
             "high",
         ),

@@ -137,6 +137,7 @@ def test_parameters_map_to_the_internal_request() -> None:
     assert params.response_format.type == "json_schema" and params.response_format.name == "out"
     assert params.verbosity == "low"
     assert params.reasoning.effort == "high" and params.reasoning.include_thoughts
+    assert params.reasoning.display == "summarized"  # Claude shows it whatever its default
     assert dict(params.metadata) == {"team": "a"}
     assert (params.user, params.safety_identifier, params.service_tier) == ("u-1", "s-1", "flex")
     assert params.logprobs and params.top_logprobs == 3

@@ -208,8 +208,8 @@ class _Encoder:
                 raise self.refuse(f"{path}.name", "Messages has no participant names")
             if turns and turns[-1]["role"] == turn_role:
                 _merge(turns[-1], blocks)
-            elif role == "user" and not message.parts:
-                turns.append({"role": "user", "content": message.content})
+            elif role in ("user", "assistant") and _plain(message):
+                turns.append({"role": turn_role, "content": message.content})
             else:
                 turns.append({"role": turn_role, "content": blocks})
         return system, turns
@@ -281,10 +281,9 @@ class _Encoder:
             budget = EFFORT_BUDGETS[reasoning.effort]
         else:
             return None, default
-        # Without include_thoughts the thinking stays hidden, as OpenAI's reasoning does; its signature still
-        # comes back, so the block can be sent back in the next turn.
-        display = "summarized" if reasoning.include_thoughts else "omitted"
-        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget, "display": display}
+        thinking: dict[str, Any] = {"type": "enabled", "budget_tokens": budget}
+        if display := thinking_display(reasoning):
+            thinking["display"] = display
         if max_tokens is None:
             return thinking, budget + DEFAULT_MAX_TOKENS
         return thinking, max_tokens if max_tokens > budget else budget + max_tokens
@@ -299,6 +298,16 @@ class _Encoder:
         except orjson.JSONDecodeError as exc:
             raise self.refuse("response_format.json_schema.schema", "not JSON") from exc
         return {"format": {"type": "json_schema", "schema": schema}}
+
+
+def _plain(message: chat_pb2.ChatMessage) -> bool:
+    """A message that is only its text: sent as the string it came as. An assistant's needs some (Messages
+    refuses an empty turn); a user's empty text is the API's to refuse, as before."""
+    if message.role == "user":
+        return not message.parts
+    return bool(message.content) and not (
+        message.parts or message.tool_calls or message.refusal or message.audio_id
+    )
 
 
 def _merge(turn: dict[str, Any], blocks: list[dict[str, Any]]) -> None:
@@ -352,11 +361,19 @@ def adaptive_thinking(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> di
     thinking does not go as adaptive. Disabled thinking is the caller's to check first."""
     if not _adaptive(reasoning, adaptive_model):
         return None
-    display = reasoning.display
-    if not reasoning.adaptive:
-        # Asked as an effort or a budget: shown as an enabled budget would have been.
-        display = "summarized" if reasoning.include_thoughts else "omitted"
+    # Asked as adaptive, the display is the client's; as an effort or a budget, as an enabled one's.
+    display = reasoning.display if reasoning.adaptive else thinking_display(reasoning)
     return {"type": "adaptive", "display": display} if display else {"type": "adaptive"}
+
+
+def thinking_display(reasoning: chat_pb2.Reasoning) -> str:
+    """Claude's thinking.display for `reasoning`, empty for the model's default. Without include_thoughts
+    the thinking stays hidden, as OpenAI's reasoning does (its signature still comes back, so the block can
+    be sent back next turn); a display the client named (or a Responses summary's) goes as named; a
+    Messages client that named none gets the model's default, as it would from Anthropic."""
+    if reasoning.display:
+        return reasoning.display
+    return "" if reasoning.include_thoughts else "omitted"
 
 
 def anthropic_effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str:
@@ -405,6 +422,15 @@ def _options(
         enc.cache(body, params.cache_control, True, "cache_control")
 
 
+def _plain_system(messages: Any) -> str:
+    """The system prompt when it is one message's plain text (sent as a string, as such a client sent it);
+    empty when there are several system messages, parts or none."""
+    system = [m for m in messages if m.role in ("system", "developer")]
+    if len(system) == 1 and not system[0].parts:
+        return str(system[0].content)
+    return ""
+
+
 def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     """Our request as a Messages API body. System and developer messages become `system` blocks; tool
     results `tool_result` blocks of a user turn; assistant tool calls `tool_use` blocks."""
@@ -426,7 +452,7 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
         "messages": turns,
     }
     if system:
-        body["system"] = system
+        body["system"] = _plain_system(request.messages) or system
     if request.stream:
         body["stream"] = True
     if thinking is not None:

@@ -155,10 +155,10 @@ def _thinking(obj: Obj, params: chat_pb2.GenerationParams) -> None:
         if budget is not None and params.HasField("max_tokens") and params.max_tokens <= budget:
             raise thinking.invalid("budget_tokens", "must be less than max_tokens.")
         params.reasoning.budget_tokens = budget or 0
-        # Anthropic returns (summarized) thinking unless told to omit it.
-        params.reasoning.include_thoughts = (
-            thinking.text("display", choices=("summarized", "omitted")) != "omitted"
-        )
+        # Unsent, the display is the model's default (Anthropic's, which returns thinking on most models).
+        display = thinking.text("display", choices=("summarized", "omitted")) or ""
+        params.reasoning.display = display
+        params.reasoning.include_thoughts = display != "omitted"
     elif kind == "adaptive":
         thinking.known(("type", "display"))
         display = thinking.text("display", choices=("summarized", "omitted")) or ""

@@ -220,6 +220,7 @@ def _reasoning(obj: Obj, params: chat_pb2.GenerationParams) -> None:
     for key in ("summary", "generate_summary"):
         if reasoning.text(key, choices=("auto", "concise", "detailed")) is not None:
             params.reasoning.include_thoughts = True
+            params.reasoning.display = "summarized"
 
 
 _BUILT_IN = "ATP offers function and custom tools only; built-in tools need OpenAI's own Responses service"
