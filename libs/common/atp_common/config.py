@@ -8,6 +8,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 import yaml
@@ -76,8 +77,8 @@ class HttpProvider(_Strict):
     api_version: str = ""
     # OpenAI-compatible servers only: the body field that carries the output-token limit. OpenAI's own
     # API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`); most other
-    # OpenAI-compatible servers know only `max_tokens`.
-    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # OpenAI-compatible servers know only `max_tokens`. Unset: by host (see `token_limit`).
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(5.0, gt=0)
     first_token_timeout_s: float = Field(60.0, gt=0)
@@ -123,6 +124,16 @@ class HttpProvider(_Strict):
         if self.auth == "entra" and self.type != "azure":
             raise ValueError("auth: entra is for azure providers")
         return self
+
+    @property
+    def token_limit(self) -> str:
+        """The output-token limit's body field: as configured, else `max_completion_tokens` for OpenAI's
+        own API (every model there takes it, and its reasoning models take nothing else) and `max_tokens`
+        for any other server."""
+        if self.token_limit_field is not None:
+            return self.token_limit_field
+        openai_host = urlsplit(self.base_url).hostname == "api.openai.com"
+        return "max_completion_tokens" if self.type == "openai" and openai_host else "max_tokens"
 
     @property
     def wire_api(self) -> str:

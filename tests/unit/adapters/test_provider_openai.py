@@ -346,3 +346,21 @@ async def test_the_token_limit_goes_in_the_configured_field(fake: FakeOpenAI) ->
     await collect(provider.stream(request(stream=False, max_tokens=64)))
     body = fake.requests[0].body
     assert body["max_completion_tokens"] == 64 and "max_tokens" not in body
+
+
+@pytest.mark.parametrize(
+    ("kind", "base_url", "configured", "field"),
+    [
+        ("openai", "https://api.openai.com/v1", None, "max_completion_tokens"),
+        ("openai", "http://vllm.internal:8000/v1", None, "max_tokens"),
+        ("azure", "https://r.openai.azure.com", None, "max_tokens"),
+        ("openai", "https://api.openai.com/v1", "max_tokens", "max_tokens"),
+        ("openai", "http://vllm.internal:8000/v1", "max_completion_tokens", "max_completion_tokens"),
+    ],
+)
+def test_the_token_limit_field_defaults_by_host(
+    kind: str, base_url: str, configured: str | None, field: str
+) -> None:
+    # OpenAI's reasoning models refuse max_tokens; most compatible servers know nothing else.
+    cfg = HttpProvider(type=kind, base_url=base_url, token_limit_field=configured)
+    assert cfg.token_limit == field

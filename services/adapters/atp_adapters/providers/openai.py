@@ -251,7 +251,7 @@ class OpenAIProvider(HttpProvider):
     def __init__(self, cfg: config.HttpProvider, api_key: str | LiveSecret, name: str = "openai") -> None:
         self._azure = cfg.type == "azure"
         self._entra = cfg.auth == "entra"
-        self._token_limit_field = cfg.token_limit_field
+        self._token_limit_field = cfg.token_limit
         super().__init__(cfg, api_key, name)
         self._api_version = cfg.api_version or DEFAULT_AZURE_API_VERSION
 
