@@ -256,3 +256,12 @@ async def test_provider_refusals_name_paths_of_the_responses_body(
     assert caught.value.param == "input[0].content[1]"
     assert "input[0].content[1]" in caught.value.message
     assert not dialects.anthropic.requests
+
+
+async def test_top_logprobs_alone_asks_for_logprobs(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    # Chat Completions refuses top_logprobs without logprobs; the Responses API has no such switch.
+    await _raw(openai_sdk, model="gpt", input="Hi", top_logprobs=2)
+    [sent] = dialects.openai.requests
+    assert (sent.body["logprobs"], sent.body["top_logprobs"]) == (True, 2)

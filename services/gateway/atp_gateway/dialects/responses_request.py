@@ -25,7 +25,7 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("text", "params.response_format, params.verbosity"),
     ("reasoning", "params.reasoning (effort; summary → include_thoughts)"),
     ("include", "params.logprobs (message.output_text.logprobs); reasoning.encrypted_content recorded"),
-    ("top_logprobs", "params.top_logprobs"),
+    ("top_logprobs", "params.top_logprobs, params.logprobs (when above 0)"),
     ("metadata", "params.metadata, tags"),
     ("user", "params.user, end_user"),
     ("safety_identifier", "params.safety_identifier, end_user"),
@@ -158,6 +158,8 @@ def _params(obj: Obj) -> chat_pb2.GenerationParams:
         params.store = store
     if (top := obj.integer("top_logprobs", low=0, high=20)) is not None:
         params.top_logprobs = top
+        # Alternatives at each position are logprobs: Chat Completions refuses top_logprobs without them.
+        params.logprobs = params.logprobs or top > 0
     params.metadata.update(obj.string_map("metadata", max_items=16, max_key=64, max_value=512))
     params.user = obj.text("user", max_length=256) or ""
     params.safety_identifier = obj.text("safety_identifier", max_length=256) or ""
