@@ -163,18 +163,24 @@ def _param(loc: tuple[int | str, ...], body: Any = None) -> str | None:
     return "".join(parts) or None
 
 
+def _depth(error: Any) -> tuple[int, bool]:
+    return len(error["loc"]), not error["type"].endswith("_type")
+
+
 def error_from_validation(exc: ValidationError, body: Any = None) -> InvalidArgument:
     """A 400 that names the first offending parameter, in OpenAI's wording where OpenAI has one. With
     the parsed `body`, the path leaves out the tags of discriminated unions."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     # An unknown parameter is the clearer message when a request has several faults; otherwise the
-    # deepest fault (a union tried as a string first also reports where its other branch failed).
+    # deepest fault (a union tried as a string first also reports where its other branch failed), and of
+    # equally deep ones a branch whose type matched but whose value did not (10 stop sequences are a list
+    # too long, not a string that is not one).
     # A wrong part type or role explains the rest (the other keys of a part of another type), so it
     # comes first.
     first = next(
         (e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in ("type", "role")),
         None,
-    ) or next((e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=lambda e: len(e["loc"])))
+    ) or next((e for e in errors if e["type"] == "extra_forbidden"), max(errors, key=_depth))
     kind = first["type"]
     param = _param(tuple(first["loc"]), body)
     if kind == "json_invalid":

@@ -229,6 +229,13 @@ async def test_api_key_headers(client, api_key):
             "Unrecognized",
         ),
         (b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "n": 0}', 400, "n", "'n'"),
+        # A list of too many stop sequences is a list too long, not a string that is not one.
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}',
+            400,
+            "stop",
+            "at most 4 items",
+        ),
         (
             b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
             400,
