@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -12,6 +13,7 @@ import orjson
 from pydantic import ValidationError
 
 from atp.adapters.v1 import adapters_pb2
+from atp.common.v1 import chat_pb2
 from atp_common.errors import (
     ERROR_CLASS_KEY,
     ERROR_CLASSES,
@@ -37,6 +39,7 @@ __all__ = [
     "error_from_validation",
     "error_reply",
     "openai_error",
+    "param_as_sent",
 ]
 
 # Where OpenAI's own type and code differ from ATP's defaults for a class, clients branch on OpenAI's
@@ -203,3 +206,27 @@ def error_from_validation(exc: ValidationError, body: Any = None) -> InvalidArgu
     if kind == "missing":
         return InvalidArgument(f"Missing required parameter: '{param}'.", param=param)
     return InvalidArgument(f"Invalid value for '{param}': {first['msg']}.", param=param)
+
+
+# Routing names a feature by its first parameter; a request that set another of the feature's parameters
+# instead reads that one (a client that sent only frequency_penalty must not be told presence_penalty).
+_SET_INSTEAD: dict[str, Callable[[chat_pb2.GenerationParams], str]] = {
+    "presence_penalty": lambda p: "" if p.presence_penalty else "frequency_penalty",
+    "prompt_cache_key": lambda p: "" if p.prompt_cache_key else "prompt_cache_retention",
+    "logprobs": lambda p: "" if p.logprobs else "top_logprobs",
+    "modalities": lambda p: "" if "audio" in p.modalities else "audio",
+    "web_search_options": lambda p: (
+        next((k for k in sorted(p.openai_options) if k != "web_search_options"), "")
+        if "web_search_options" not in p.openai_options
+        else ""
+    ),
+}
+
+
+def param_as_sent(exc: AtpError, params: chat_pb2.GenerationParams) -> AtpError:
+    """`exc` with each parameter it names that the request did not set replaced by its sibling it did."""
+    if exc.param:
+        names = exc.param.split(", ")
+        sent = [(_SET_INSTEAD[n](params) if n in _SET_INSTEAD else "") or n for n in names]
+        exc.param = ", ".join(sent)
+    return exc

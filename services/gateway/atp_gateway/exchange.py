@@ -25,6 +25,7 @@ from atp_gateway.errors import (
     error_from_rpc,
     error_reply,
     openai_error,
+    param_as_sent,
 )
 from atp_gateway.gateway import Gateway
 from atp_gateway.reply_headers import add_limit_headers, add_route_headers
@@ -113,8 +114,16 @@ class Dialect:
     endpoint: str = ""
 
 
-async def send_error(send: Send, dialect: Dialect, exc: AtpError, headers: list[tuple[bytes, bytes]]) -> int:
-    """The dialect's error reply for `exc`; returns its status."""
+async def send_error(
+    send: Send,
+    dialect: Dialect,
+    exc: AtpError,
+    headers: list[tuple[bytes, bytes]],
+    request: adapters_pb2.GenerateRequest | None = None,
+) -> int:
+    """The dialect's error reply for `exc` (naming the parameters `request` set); returns its status."""
+    if request is not None:
+        exc = param_as_sent(exc, request.params)
     reply = dialect.error_reply(exc)
     await send_json(send, reply.status, reply.body, [*headers, *reply.headers])
     return reply.status
@@ -263,6 +272,7 @@ async def _serve_admitted(
     send: Send,
     started: float,
 ) -> int:
+    request: adapters_pb2.GenerateRequest | None = None
     try:
         request, encoder = dialect.parse(body, caller)
         stamp(request, caller, dialect.name)
@@ -284,7 +294,7 @@ async def _serve_admitted(
     except Cancelled:
         return CLIENT_GONE
     except AtpError as exc:
-        return await send_error(send, dialect, exc, reply_headers)
+        return await send_error(send, dialect, exc, reply_headers, request)
     if not request.stream:
         try:
             return await _send_whole(upstream, reply, encoder, reply_headers, send, started)
@@ -311,13 +321,14 @@ async def _serve_stream(
         try:
             upstream, first = await first_message(adapters, request, upstream, receive)
         except aio.AioRpcError as exc:
-            return await send_error(send, dialect, error_from_rpc(exc, generating=True), reply_headers)
+            error = error_from_rpc(exc, generating=True)
+            return await send_error(send, dialect, error, reply_headers, request)
         if first is None or not first.HasField("header"):
             log.error("adapters reply without a header", extra={"request_id": request.request_id})
             return await send_error(send, dialect, Internal("internal error"), reply_headers)
         if first.HasField("error"):
             error = error_from_generate(first.error.code, first.error.message, first.error.type)
-            return await send_error(send, dialect, error, reply_headers)
+            return await send_error(send, dialect, error, reply_headers, request)
         # The adapters admit the request against the tenant's limits and report x-ratelimit-* values in
         # the first header (none when the tenant has no limits).
         add_limit_headers(reply_headers, await upstream.limit_values(first.header))
