@@ -213,8 +213,6 @@ def error_from_validation(exc: ValidationError, body: Any = None) -> InvalidArgu
 _SET_INSTEAD: dict[str, Callable[[chat_pb2.GenerationParams], str]] = {
     "presence_penalty": lambda p: "" if p.presence_penalty else "frequency_penalty",
     "prompt_cache_key": lambda p: "" if p.prompt_cache_key else "prompt_cache_retention",
-    "logprobs": lambda p: "" if p.logprobs else "top_logprobs",
-    "modalities": lambda p: "" if "audio" in p.modalities else "audio",
     "web_search_options": lambda p: (
         next((k for k in sorted(p.openai_options) if k != "web_search_options"), "")
         if "web_search_options" not in p.openai_options

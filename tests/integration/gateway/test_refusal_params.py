@@ -31,3 +31,11 @@ async def test_the_refusal_names_what_was_sent(
         await openai_sdk.chat.completions.create(model="claude", messages=HI, stream=stream, **sent)  # type: ignore[call-overload]
     assert caught.value.param == param
     assert not dialects.anthropic.requests
+
+
+async def test_a_responses_option_is_named_as_sent(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await openai_sdk.responses.create(model="claude", input="Hi", extra_body={"prompt_cache_options": {}})
+    assert caught.value.param == "prompt_cache_options"
