@@ -40,6 +40,11 @@ class FakeGemini(FakeServer):
         self.audio_tokens = 0
         # countTokens' body: Google's API wraps the generateContent request, Vertex's does not.
         self.count_wrapped = True
+        # Fields ATP's typed reply has no place for, for a test that asks: on every response, in its
+        # usageMetadata, and on each candidate's last chunk.
+        self.reply_extras: dict[str, Any] = {}
+        self.usage_extras: dict[str, Any] = {}
+        self.candidate_extras: dict[str, Any] = {}
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{target}", self.handle)
@@ -58,6 +63,7 @@ class FakeGemini(FakeServer):
             usage["cachedContentTokenCount"] = reply.cached_tokens
         if reply.reasoning_tokens:
             usage["thoughtsTokenCount"] = reply.reasoning_tokens
+        usage.update(self.usage_extras)
         if self.audio_tokens:
             usage["promptTokensDetails"] = [
                 {"modality": "TEXT", "tokenCount": reply.prompt_tokens - self.audio_tokens},
@@ -116,6 +122,7 @@ class FakeGemini(FakeServer):
                         candidate["citationMetadata"] = {"citationSources": self.citations}
                     if self.finish_message and finish == "SAFETY":
                         candidate["finishMessage"] = self.finish_message
+                    candidate.update(self.candidate_extras)
                 candidates.append(candidate)
             responses.append(
                 {
@@ -123,6 +130,7 @@ class FakeGemini(FakeServer):
                     "usageMetadata": self._usage(),
                     "modelVersion": "fake-001",
                     "responseId": "resp-1",
+                    **self.reply_extras,
                 }
             )
         return responses

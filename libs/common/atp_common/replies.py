@@ -6,9 +6,9 @@ from collections.abc import AsyncIterable
 
 from atp.adapters.v1 import adapters_pb2
 
-# GenerateCompletion.provider_fields key of the fields an OpenAI-compatible server's reply had beyond the
-# typed reply (JSON: {"reply", "usage", "choices": {index: {"choice", "message"}}}); only the chat dialect,
-# which speaks that API, returns them.
+# GenerateCompletion.provider_fields key of the fields a reply had beyond the typed reply, placed as a chat
+# completion places them (JSON: {"reply", "usage", "choices": {index: {"choice", "message"}}}): an
+# OpenAI-compatible server's, and Gemini's under its own names. Only the chat dialect returns them.
 OPENAI_EXTRA_FIELD = "openai_extra"
 
 

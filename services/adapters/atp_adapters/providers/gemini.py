@@ -21,6 +21,7 @@ from atp_adapters.providers.base import (
     unsupported,
 )
 from atp_adapters.providers.gemini_encode import encode_gemini
+from atp_adapters.providers.gemini_extra import GeminiExtras
 from atp_adapters.providers.image_fetch import FetchLimits, ImageFetcher, remote_images
 from atp_common import config
 
@@ -85,7 +86,7 @@ class _Reply:
     """Applies GenerateContentResponse objects (whole, or stream chunks) to a DeltaBuilder; each
     candidate is the choice of its index."""
 
-    __slots__ = ("finish_reasons", "model_version", "response_id", "tool_counts", "usage")
+    __slots__ = ("extras", "finish_reasons", "model_version", "response_id", "tool_counts", "usage")
 
     def __init__(self) -> None:
         self.finish_reasons: dict[int, str] = {}
@@ -93,6 +94,7 @@ class _Reply:
         self.usage: chat_pb2.Usage | None = None
         self.response_id = ""
         self.model_version = ""
+        self.extras = GeminiExtras()
 
     def apply(self, provider: str, payload: dict[str, Any], builder: DeltaBuilder) -> None:
         error = payload.get("error")
@@ -103,6 +105,7 @@ class _Reply:
                 provider=provider,
                 status=error.get("code") if isinstance(error.get("code"), int) else None,
             )
+        self.extras.add(payload)
         self.response_id = payload.get("responseId") or self.response_id
         self.model_version = payload.get("modelVersion") or self.model_version
         candidates = payload.get("candidates") or ()
@@ -145,6 +148,7 @@ class _Reply:
                 )
             )
         reason = candidate.get("finishReason")
+        self.extras.candidate(index, candidate, _FINISH_REASONS.get(reason or "") == "content_filter")
         if reason:
             finish = _FINISH_REASONS.get(reason, "stop")
             if finish == "content_filter":
@@ -170,6 +174,7 @@ class _Reply:
             response_id=self.response_id,
             model_version=self.model_version,
             choice_finish_reasons=dict(self.finish_reasons),
+            provider_fields=self.extras.field(whole=True),
         )
 
 
@@ -191,6 +196,10 @@ class _GeminiStream(StreamState):
         self.finish_reason = reply.finish()
         # The stream has no end marker: it ends with the connection's body, after the finishReason.
         return False
+
+    def last_batch(self, deltas: list[chat_pb2.Delta]) -> ProviderBatch:
+        self.provider_fields = self._reply.extras.field(whole=False)
+        return super().last_batch(deltas)
 
 
 class GeminiProvider(HttpProvider):
