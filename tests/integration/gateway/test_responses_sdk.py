@@ -11,6 +11,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from tests.fakes.anthropic_server import AnthropicExtras
+from tests.fakes.base import FakeReply
 from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
@@ -265,3 +266,25 @@ async def test_top_logprobs_alone_asks_for_logprobs(
     await _raw(openai_sdk, model="gpt", input="Hi", top_logprobs=2)
     [sent] = dialects.openai.requests
     assert (sent.body["logprobs"], sent.body["top_logprobs"]) == (True, 2)
+
+
+async def test_streamed_items_come_one_after_another(dialects: DialectStack, api_key: str) -> None:
+    # OpenAI's own stream ends an item before the next begins; clients that keep one open item rely on it.
+    calls = [("get_weather", '{"city":"Rome"}'), ("get_weather", '{"city":"Oslo"}')]
+    dialects.anthropic.reply = FakeReply(text="Checking both.", tool_calls=calls)
+    body = {"model": "claude", "input": "Weather in Rome and Oslo?", "tools": [WEATHER]}
+    events = await _raw_events(dialects, api_key, body)
+    opened: list[int] = []
+    for event in events:
+        if event.type == "response.output_item.added":
+            assert not opened, "an item began before the one before it was done"
+            opened.append(event.output_index)
+        elif event.type == "response.output_item.done":
+            assert opened == [event.output_index]
+            opened.clear()
+    done = events[-1].response
+    assert [(item.type, getattr(item, "arguments", None)) for item in done.output] == [
+        ("message", None),
+        ("function_call", '{"city":"Rome"}'),
+        ("function_call", '{"city":"Oslo"}'),
+    ]

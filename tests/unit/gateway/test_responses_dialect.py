@@ -329,3 +329,17 @@ def test_an_image_without_detail_is_served_at_the_default_detail() -> None:
     )
     (image,) = request.messages[0].parts
     assert image.image.url == "https://img.test/a.png" and image.image.detail == ""
+
+
+def test_a_call_resumed_after_the_next_began_keeps_its_whole_arguments() -> None:
+    # No provider interleaves calls; if one did, the done events are early but the response is whole.
+    reply, _ = _reply(stream=True)
+    tool = chat_pb2.ToolCallDelta
+    deltas = [
+        chat_pb2.Delta(tool_calls=[tool(index=0, id="call_1", function_name="f", arguments='{"a"')]),
+        chat_pb2.Delta(tool_calls=[tool(index=1, id="call_2", function_name="f", arguments="{}")]),
+        chat_pb2.Delta(tool_calls=[tool(index=0, arguments=":1}")]),
+    ]
+    events = _events(reply.start(HEADER) + reply.deltas(deltas) + reply.finish(COMPLETION))
+    output = events[-1].response.output
+    assert [(item.call_id, item.arguments) for item in output] == [("call_1", '{"a":1}'), ("call_2", "{}")]

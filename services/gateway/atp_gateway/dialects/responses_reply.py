@@ -86,6 +86,7 @@ class ResponsesReply:
 
     __slots__ = (
         "_base",
+        "_closed",
         "_count",
         "_open",
         "_out",
@@ -110,6 +111,8 @@ class ResponsesReply:
         # The message or reasoning item being written, and function calls by tool-call index.
         self._open: dict[str, Any] | None = None
         self._tools: dict[int, dict[str, Any]] = {}
+        # The tool-call indexes whose items are done (a later item ended them).
+        self._closed: set[int] = set()
         # The encoded start of the open output_text part's delta events, and that part.
         self._text_head: tuple[dict[str, Any], bytes] | None = None
 
@@ -222,6 +225,9 @@ class ResponsesReply:
     # Output items.
 
     def _add_item(self, item: dict[str, Any], prefix: str) -> dict[str, Any]:
+        # Providers send one call after another: a new item ends the calls before it, so items are
+        # written one after another, as OpenAI's own stream writes them.
+        self._close_tools("completed")
         self._count += 1
         item["id"] = f"{prefix}_{self._base}_{self._count}"
         self.output.append(item)
@@ -358,7 +364,11 @@ class ResponsesReply:
             if fragment.id and not item["call_id"]:
                 item["call_id"] = fragment.id
             item["name"] += fragment.function_name
-        if fragment.arguments:
+        if fragment.arguments and fragment.index in self._closed:
+            # A call resumed after a later item began (no provider does this): its whole arguments still
+            # reach the completed response, though its item's done event had the part before.
+            item["input" if item["type"] == "custom_tool_call" else "arguments"] += fragment.arguments
+        elif fragment.arguments:
             key, event = (
                 ("input", "response.custom_tool_call_input.delta")
                 if item["type"] == "custom_tool_call"
@@ -400,6 +410,11 @@ class ResponsesReply:
         if self._open is not None:
             self._close(self._open, status)
             self._open = None
-        for index in sorted(self._tools):
-            self._close(self._tools[index], status)
+        self._close_tools(status)
         self._tools.clear()
+        self._closed.clear()
+
+    def _close_tools(self, status: str) -> None:
+        for index in sorted(self._tools.keys() - self._closed):
+            self._closed.add(index)
+            self._close(self._tools[index], status)
