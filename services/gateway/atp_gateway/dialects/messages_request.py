@@ -25,7 +25,11 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("tool_choice", "params.tool_choice, params.parallel_tool_calls"),
     ("thinking", "params.reasoning (budget_tokens, disabled, include_thoughts)"),
     ("output_config", "params.response_format (json_schema), params.reasoning.effort"),
-    ("output_format", "params.response_format (json_schema; the beta's name for output_config.format)"),
+    (
+        "output_format",
+        "translated: params.response_format (json_schema; the beta's name for output_config.format, which "
+        "Anthropic is sent)",
+    ),
     ("metadata", "params.user (metadata.user_id)"),
     ("service_tier", "params.service_tier (standard_only → default)"),
     ("cache_control", "params.cache_control"),
