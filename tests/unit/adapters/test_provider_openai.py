@@ -11,7 +11,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import OpenAIProvider, ProviderError, ProviderRequest
-from atp_adapters.providers._http import SseDecoder, SseError
+from atp_adapters.providers._http import USER_AGENT, SseDecoder, SseError
 from atp_common import errors
 from atp_common.config import HttpProvider
 from tests.fakes import FakeOpenAI, FakeReply, Faults, running_fake_openai
@@ -364,3 +364,15 @@ def test_the_token_limit_field_defaults_by_host(
     # OpenAI's reasoning models refuse max_tokens; most compatible servers know nothing else.
     cfg = HttpProvider(type=kind, base_url=base_url, token_limit_field=configured)
     assert cfg.token_limit == field
+
+
+async def test_providers_see_who_calls_and_configured_headers_win(fake: FakeOpenAI) -> None:
+    provider = make(fake)
+    await collect(provider.stream(request(stream=False)))
+    assert fake.requests[-1].headers["User-Agent"] == USER_AGENT and USER_AGENT.startswith("atp/")
+    await provider.close()
+    # An operator's own User-Agent (a provider that allow-lists clients by it) replaces ATP's.
+    named = make(fake, headers={"User-Agent": "acme-gateway/2"})
+    await collect(named.stream(request(stream=False)))
+    assert fake.requests[-1].headers["User-Agent"] == "acme-gateway/2"
+    await named.close()

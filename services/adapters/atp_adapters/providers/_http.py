@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import importlib.metadata
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ MAX_BODY_BYTES = 16 << 20
 MAX_ERROR_BODY_BYTES = 64 << 10
 _MAX_CACHED_URLS = 1024
 _DNS_CACHE_TTL_S = 300
+USER_AGENT = f"atp/{importlib.metadata.version('atp')}"
 # What a provider's stream decoding raises on a body that is not its format.
 _MALFORMED_STREAM = (StreamFormatError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError)
 
@@ -212,6 +214,8 @@ class HttpProvider(Provider):
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
+                # Who calls, for the provider's logs and support; a provider's configured headers win.
+                headers={"User-Agent": USER_AGENT},
                 # Our own per-phase deadlines bound everything else; aiohttp only bounds the socket connect.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s),
                 trust_env=False,
