@@ -14,7 +14,8 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 class ImageServer:
     """GET /ok.png, /big.png (`big_size` bytes, with a length), /stream.png (`big_size` bytes, chunked,
     no length), /page.html (not an image), /slow.png (answers after `slow_s`), /hop.png (a redirect to
-    /ok.png), /missing.png (404). `requests` counts what was asked for."""
+    /ok.png), /missing.png (404); 403 for a library's default User-Agent. `requests` counts what was asked
+    for."""
 
     def __init__(self, big_size: int = 4096, slow_s: float = 5.0) -> None:
         self.big_size = big_size
@@ -42,6 +43,9 @@ class ImageServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.requests.append(name)
+        if request.headers.get("User-Agent", "").startswith(("Python/", "python-")):
+            # As image hosts such as Wikimedia's do: a library's default agent is refused.
+            raise web.HTTPForbidden(text="set a User-Agent that says who you are")
         if name == "ok.png":
             return web.Response(body=PNG_BYTES, content_type="image/png")
         if name == "big.png":

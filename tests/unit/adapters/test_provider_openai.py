@@ -11,7 +11,8 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import OpenAIProvider, ProviderError, ProviderRequest
-from atp_adapters.providers._http import USER_AGENT, SseDecoder, SseError
+from atp_adapters.providers._http import SseDecoder, SseError
+from atp_adapters.providers.base import USER_AGENT
 from atp_common import errors
 from atp_common.config import HttpProvider
 from tests.fakes import FakeOpenAI, FakeReply, Faults, running_fake_openai

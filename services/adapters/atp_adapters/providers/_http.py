@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import importlib.metadata
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ from atp_adapters.providers._deltas import DeltaBuilder
 from atp_adapters.providers._errors import error_message, parse_retry_after
 from atp_adapters.providers._sse import SseDecoder, SseError, StreamFormatError
 from atp_adapters.providers.base import (
+    USER_AGENT,
     Provider,
     ProviderBatch,
     ProviderError,
@@ -32,7 +32,6 @@ MAX_BODY_BYTES = 16 << 20
 MAX_ERROR_BODY_BYTES = 64 << 10
 _MAX_CACHED_URLS = 1024
 _DNS_CACHE_TTL_S = 300
-USER_AGENT = f"atp/{importlib.metadata.version('atp')}"
 # What a provider's stream decoding raises on a body that is not its format.
 _MALFORMED_STREAM = (StreamFormatError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError)
 

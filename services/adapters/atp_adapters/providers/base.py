@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import importlib.metadata
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ ErrorKind = Literal["http", "timeout", "connect", "malformed", "cut", "unsupport
 # Statuses that say the request itself is wrong: retrying it, or opening a circuit over it, cannot help.
 _REQUEST_FAULT_STATUSES = frozenset((400, 413, 422))
 _RETRYABLE_STATUSES = frozenset((408, 409, 425, 429, 500, 502, 503, 504, 529))
+
+# Who calls, on every request ATP makes for a client (providers, the image hosts Gemini needs fetched):
+# some hosts refuse a library's default agent.
+USER_AGENT = f"atp/{importlib.metadata.version('atp')}"
 
 
 @dataclass(slots=True)

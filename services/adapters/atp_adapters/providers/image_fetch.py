@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError
+from atp_adapters.providers.base import USER_AGENT, ProviderError
 
 DEFAULT_MAX_BYTES = 8 << 20
 DEFAULT_TIMEOUT_S = 10.0
@@ -89,7 +89,9 @@ class ImageFetcher:
         if self._session is None or self._session.closed:
             resolver = None if self.limits.allow_private else PublicResolver()
             connector = aiohttp.TCPConnector(limit=32, resolver=resolver)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
+            )
         return self._session
 
     async def close(self) -> None:
