@@ -127,13 +127,10 @@ class HttpProvider(_Strict):
 
     @property
     def token_limit(self) -> str:
-        """The output-token limit's body field: as configured, else `max_completion_tokens` for OpenAI's
-        own API (every model there takes it, and its reasoning models take nothing else) and `max_tokens`
-        for any other server."""
-        if self.token_limit_field is not None:
-            return self.token_limit_field
-        openai_host = urlsplit(self.base_url).hostname == "api.openai.com"
-        return "max_completion_tokens" if self.type == "openai" and openai_host else "max_tokens"
+        """The output-token limit's body field: as configured, else OpenAI's own API's (every model there
+        takes `max_completion_tokens`, its reasoning models nothing else) or `max_tokens` elsewhere."""
+        openai = self.type == "openai" and urlsplit(self.base_url).hostname == "api.openai.com"
+        return self.token_limit_field or ("max_completion_tokens" if openai else "max_tokens")
 
     @property
     def wire_api(self) -> str:
