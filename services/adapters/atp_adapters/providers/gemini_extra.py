@@ -6,13 +6,14 @@ from typing import Any
 
 import orjson
 
+from atp_adapters.providers.openai_extra import StreamExtras, unknown
 from atp_common.replies import OPENAI_EXTRA_FIELD as EXTRA_FIELD
 
 __all__ = ["GeminiExtras"]
 
 # What the typed reply holds. Everything else Gemini sends (promptFeedback's safety ratings, a candidate's
-# safetyRatings, avgLogprobs, groundingMetadata and urlContextMetadata, the output's usage by modality, Vertex
-# AI's trafficType, and whatever Gemini adds) travels as it came, under Gemini's own names.
+# safetyRatings, avgLogprobs, groundingMetadata and urlContextMetadata, the output's usage by modality,
+# Vertex AI's trafficType, and whatever Gemini adds) travels as it came, under Gemini's own names.
 _REPLY = frozenset(("candidates", "usageMetadata", "modelVersion", "responseId"))
 _CANDIDATE = frozenset(("content", "finishReason", "index", "logprobsResult", "citationMetadata"))
 _USAGE = frozenset(
@@ -27,40 +28,33 @@ _USAGE = frozenset(
 )
 
 
-def _unknown(fields: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if key not in known}
-
-
-class GeminiExtras:
+class GeminiExtras(StreamExtras):
     """A reply's unknown fields, the latest value of each: at the top, in usageMetadata and per candidate
     (a stream's chunks each carry their own; its last values stand)."""
 
-    __slots__ = ("candidates", "reply", "usage")
+    __slots__ = ("candidates",)
 
     def __init__(self) -> None:
-        self.reply: dict[str, Any] = {}
-        self.usage: dict[str, Any] = {}
+        super().__init__()
         self.candidates: dict[str, dict[str, Any]] = {}
 
     def add(self, payload: dict[str, Any]) -> None:
         if not payload.keys() <= _REPLY:
-            self.reply.update(_unknown(payload, _REPLY))
+            self.reply.update(unknown(payload, _REPLY))
         usage = payload.get("usageMetadata")
         if isinstance(usage, dict) and not usage.keys() <= _USAGE:
-            self.usage.update(_unknown(usage, _USAGE))
+            self.usage.update(unknown(usage, _USAGE))
 
     def candidate(self, index: int, candidate: dict[str, Any], filtered: bool) -> None:
         """A candidate's unknown fields; its finishMessage is the refusal when the candidate was filtered."""
         known = _CANDIDATE | {"finishMessage"} if filtered else _CANDIDATE
         if not candidate.keys() <= known:
-            self.candidates.setdefault(str(index), {}).update(_unknown(candidate, known))
+            self.candidates.setdefault(str(index), {}).update(unknown(candidate, known))
 
-    def field(self, whole: bool) -> dict[str, bytes] | None:
+    def field(self, whole: bool = True) -> dict[str, bytes] | None:
         """The provider field, or None when Gemini sent nothing beyond the typed reply. A stream's chat
         chunks have no place for a choice's own fields, so only a whole reply carries them."""
-        extras: dict[str, Any] = {
-            key: value for key, value in (("reply", self.reply), ("usage", self.usage)) if value
-        }
+        extras = self.extras()
         if whole and self.candidates:
             extras["choices"] = {index: {"choice": own} for index, own in self.candidates.items()}
         return {EXTRA_FIELD: orjson.dumps(extras)} if extras else None

@@ -8,7 +8,7 @@ import orjson
 
 from atp_common.replies import OPENAI_EXTRA_FIELD as EXTRA_FIELD
 
-__all__ = ["StreamExtras", "reply_extras"]
+__all__ = ["StreamExtras", "reply_extras", "unknown"]
 
 # What the typed reply holds (or ATP writes itself: the id, created). Everything else a server adds
 # (vLLM's stop_reason and prompt_logprobs, OpenRouter's provider and reasoning_details, Perplexity's
@@ -34,12 +34,13 @@ _USAGE = frozenset(
 )
 
 
-def _unknown(fields: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+def unknown(fields: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The fields not in `known`, as they came."""
     return {key: value for key, value in fields.items() if key not in known}
 
 
 def _message_extras(message: dict[str, Any]) -> dict[str, Any]:
-    extras = _unknown(message, _MESSAGE)
+    extras = unknown(message, _MESSAGE)
     if message.get("annotations") == []:
         # OpenAI always sends the list, empty or not; the typed reply cannot tell empty from absent.
         extras["annotations"] = []
@@ -51,14 +52,14 @@ def reply_extras(payload: dict[str, Any]) -> dict[str, bytes] | None:
     provider field; None when there are none (the common case costs one subset check per level)."""
     extras: dict[str, Any] = {}
     if not payload.keys() <= _REPLY:
-        extras["reply"] = _unknown(payload, _REPLY)
+        extras["reply"] = unknown(payload, _REPLY)
     usage = payload.get("usage")
     if isinstance(usage, dict) and not usage.keys() <= _USAGE:
-        extras["usage"] = _unknown(usage, _USAGE)
+        extras["usage"] = unknown(usage, _USAGE)
     choices: dict[str, Any] = {}
     for choice in payload.get("choices") or ():
         message = choice.get("message") or {}
-        own, said = _unknown(choice, _CHOICE), _message_extras(message)
+        own, said = unknown(choice, _CHOICE), _message_extras(message)
         if own or said:
             choices[str(choice.get("index", 0))] = {"choice": own, "message": said}
     if choices:
@@ -77,11 +78,14 @@ class StreamExtras:
 
     def add(self, chunk: dict[str, Any]) -> None:
         if not chunk.keys() <= _CHUNK:
-            self.reply.update(_unknown(chunk, _CHUNK))
+            self.reply.update(unknown(chunk, _CHUNK))
         usage = chunk.get("usage")
         if isinstance(usage, dict) and not usage.keys() <= _USAGE:
-            self.usage.update(_unknown(usage, _USAGE))
+            self.usage.update(unknown(usage, _USAGE))
+
+    def extras(self) -> dict[str, Any]:
+        return {key: value for key, value in (("reply", self.reply), ("usage", self.usage)) if value}
 
     def field(self) -> dict[str, bytes] | None:
-        extras = {key: value for key, value in (("reply", self.reply), ("usage", self.usage)) if value}
+        extras = self.extras()
         return {EXTRA_FIELD: orjson.dumps(extras)} if extras else None
