@@ -59,9 +59,7 @@ FEATURES: tuple[Feature, ...] = (
         "web_search_options",
     ),
     Feature("custom_tools", 1 << 20, "custom (free-form) tools or allowed_tools", None, "tools"),
-    Feature(
-        "prompt_cache_key", 1 << 21, "prompt_cache_key or prompt_cache_retention", None, "prompt_cache_key"
-    ),
+    # 1 << 21 was prompt_cache_key: a cache hint every provider type now honours (design notes).
     Feature("embeddings", 1 << 22, "an embeddings request", "embeddings", "model"),
     Feature("chat", 1 << 23, "a chat, responses or messages request", None, "model"),
     # JSON without a schema: Anthropic's structured output takes a schema only.

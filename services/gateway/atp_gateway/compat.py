@@ -44,8 +44,6 @@ FIELD_FEATURES: dict[str, str] = {
     "params.anthropic_options": "context_management",
     "params.anthropic_options.speed": "speed",
     "params.anthropic_options.inference_geo": "inference_geo",
-    "params.prompt_cache_key": "prompt_cache_key",
-    "params.prompt_cache_retention": "prompt_cache_key",
     "params.reasoning": "reasoning",
     "params.modalities": "audio_output",
     "params.audio": "audio_output",

@@ -212,7 +212,6 @@ def error_from_validation(exc: ValidationError, body: Any = None) -> InvalidArgu
 # instead reads that one (a client that sent only frequency_penalty must not be told presence_penalty).
 _SET_INSTEAD: dict[str, Callable[[chat_pb2.GenerationParams], str]] = {
     "presence_penalty": lambda p: "" if p.presence_penalty else "frequency_penalty",
-    "prompt_cache_key": lambda p: "" if p.prompt_cache_key else "prompt_cache_retention",
     "web_search_options": lambda p: (
         next((k for k in sorted(p.openai_options) if k != "web_search_options"), "")
         if "web_search_options" not in p.openai_options

@@ -18,8 +18,6 @@ HI = [{"role": "user", "content": "Hello"}]
     [
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"presence_penalty": 0.5}, "presence_penalty"),
-        ({"prompt_cache_retention": "24h"}, "prompt_cache_retention"),
-        ({"prompt_cache_key": "k"}, "prompt_cache_key"),
         ({"seed": 1, "frequency_penalty": 0.5}, "seed, frequency_penalty"),
     ],
 )

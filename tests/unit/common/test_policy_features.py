@@ -121,8 +121,11 @@ def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
         ({"service_tier": "auto"}, []),
         ({"verbosity": "low"}, ["verbosity"]),
         ({"openai_options": {"web_search_options": b"{}"}}, ["openai_options"]),
-        ({"prompt_cache_key": "k"}, ["prompt_cache_key"]),
-        ({"prompt_cache_retention": "24h"}, ["prompt_cache_key"]),
+        # Cache hints every provider type honours (translated or by omission) need nothing.
+        ({"prompt_cache_key": "k"}, []),
+        ({"prompt_cache_retention": "24h"}, []),
+        # OpenAI's default verbosity is every provider's by omission; another needs OpenAI.
+        ({"verbosity": "medium"}, []),
         ({"metadata": {"a": "b"}, "safety_identifier": "s"}, []),
     ],
 )

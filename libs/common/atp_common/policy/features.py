@@ -175,7 +175,6 @@ _CHAT = _FEATURE["chat"].bit
 _AUDIO_OUTPUT = _FEATURE["audio_output"].bit
 _LOGPROBS = _FEATURE["logprobs"].bit
 _PENALTIES = _FEATURE["penalties"].bit
-_PROMPT_CACHE = _FEATURE["prompt_cache_key"].bit
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
 
@@ -239,9 +238,8 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             # A zero penalty is the default: any provider honours it by leaving it out.
             ("presence_penalty", lambda v: _PENALTIES if v else 0),
             ("frequency_penalty", lambda v: _PENALTIES if v else 0),
-            ("prompt_cache_key", lambda v: _PROMPT_CACHE),
-            ("prompt_cache_retention", lambda v: _PROMPT_CACHE),
-            ("verbosity", _always("verbosity")),
+            # OpenAI's default verbosity is what every provider gives by omission.
+            ("verbosity", lambda v: 0 if v == "medium" else _FEATURE["verbosity"].bit),
             ("openai_options", _always("openai_options")),
             ("anthropic_options", _anthropic_option_bits),
             ("prefill", _always("prefill")),

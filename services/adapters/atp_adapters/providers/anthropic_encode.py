@@ -337,10 +337,9 @@ def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> N
         ("prediction", params.HasField("prediction")),
         ("modalities", any(m != "text" for m in params.modalities)),
         ("audio", params.HasField("audio")),
-        ("verbosity", bool(params.verbosity)),
+        # OpenAI's default verbosity is Claude's by omission.
+        ("verbosity", params.verbosity not in ("", "medium")),
         ("store", params.store),
-        ("prompt_cache_key", bool(params.prompt_cache_key)),
-        ("prompt_cache_retention", bool(params.prompt_cache_retention)),
         *((name, True) for name in params.openai_options),
     ]
     for name, is_set in present:
@@ -420,6 +419,14 @@ def _options(
         body.setdefault("output_config", {})["effort"] = effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")
+    elif (params.prompt_cache_key or params.prompt_cache_retention) and not enc.cache_hints:
+        # OpenAI's cache key says this prompt comes again. Claude caches only what is marked, so an
+        # unmarked request is marked whole (automatic caching), kept as long as Claude keeps a prefix
+        # when OpenAI was asked for 24 hours.
+        hint = chat_pb2.CacheControl(
+            type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else ""
+        )
+        enc.cache(body, hint, True, "prompt_cache_key")
 
 
 def _plain_system(messages: Any) -> str:

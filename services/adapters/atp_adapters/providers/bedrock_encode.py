@@ -356,9 +356,9 @@ def _refuse_unsupported(provider: str, params: chat_pb2.GenerationParams) -> Non
         ("audio", params.HasField("audio")),
         ("store", params.HasField("store") and params.store),
         ("parallel_tool_calls", params.HasField("parallel_tool_calls") and not params.parallel_tool_calls),
-        ("verbosity", bool(params.verbosity)),
-        ("prompt_cache_key", bool(params.prompt_cache_key)),
-        ("prompt_cache_retention", bool(params.prompt_cache_retention)),
+        # OpenAI's default verbosity is every model's by omission; a prompt cache key routes OpenAI's
+        # cache and has no Converse counterpart (caching there is the client's cachePoint to mark).
+        ("verbosity", params.verbosity not in ("", "medium")),
     )
     for name, present in checks:
         if present:

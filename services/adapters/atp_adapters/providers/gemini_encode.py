@@ -233,13 +233,13 @@ def _refuse_unexpressible(enc: _Encoder, params: chat_pb2.GenerationParams) -> N
         ("prediction", params.HasField("prediction")),
         ("modalities", any(m != "text" for m in params.modalities)),
         ("audio", params.HasField("audio")),
-        ("verbosity", bool(params.verbosity)),
+        # OpenAI's default verbosity is Gemini's by omission.
+        ("verbosity", params.verbosity not in ("", "medium")),
         ("store", params.store),
         # Gemini serves every request at its one tier: `auto` and `default` ask for nothing else.
         ("service_tier", params.service_tier not in ("", "auto", "default")),
         ("parallel_tool_calls", params.HasField("parallel_tool_calls") and not params.parallel_tool_calls),
-        ("prompt_cache_key", bool(params.prompt_cache_key)),
-        ("prompt_cache_retention", bool(params.prompt_cache_retention)),
+        # (A prompt cache key or retention needs nothing: Gemini caches repeated prefixes by itself.)
         *((name, True) for name in params.openai_options),
     ]
     for name, is_set in present:
