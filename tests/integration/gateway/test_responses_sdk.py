@@ -288,3 +288,32 @@ async def test_streamed_items_come_one_after_another(dialects: DialectStack, api
         ("function_call", '{"city":"Rome"}'),
         ("function_call", '{"city":"Oslo"}'),
     ]
+
+
+async def test_a_grammar_tool_reaches_chat_completions_in_its_terms(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    # Codex's apply_patch: a custom tool with a Lark grammar, forced by name.
+    grammar = {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}
+    patch = {"type": "custom", "name": "apply_patch", "description": "Edit files", "format": grammar}
+    reply = await _raw(
+        openai_sdk,
+        model="gpt",
+        input="Fix it",
+        tools=[patch],
+        tool_choice={"type": "custom", "name": "apply_patch"},
+    )
+    [sent] = dialects.openai.requests
+    assert sent.body["tools"] == [
+        {
+            "type": "custom",
+            "custom": {
+                "name": "apply_patch",
+                "description": "Edit files",
+                "format": {"type": "grammar", "grammar": {"definition": "start: /.+/", "syntax": "lark"}},
+            },
+        }
+    ]
+    assert sent.body["tool_choice"] == {"type": "custom", "custom": {"name": "apply_patch"}}
+    # The Response repeats the tool as the client sent it.
+    assert reply.tools[0].model_dump(exclude_none=True)["format"] == grammar

@@ -343,3 +343,18 @@ def test_a_call_resumed_after_the_next_began_keeps_its_whole_arguments() -> None
     events = _events(reply.start(HEADER) + reply.deltas(deltas) + reply.finish(COMPLETION))
     output = events[-1].response.output
     assert [(item.call_id, item.arguments) for item in output] == [("call_1", '{"a":1}'), ("call_2", "{}")]
+
+
+@pytest.mark.parametrize(
+    ("form", "param"),
+    [
+        ({"type": "grammar", "syntax": "lark"}, "tools[0].format.definition"),
+        ({"type": "grammar", "syntax": "peg", "definition": "x"}, "tools[0].format.syntax"),
+        ({"type": "json"}, "tools[0].format.type"),
+        ({"type": "text", "extra": 1}, "tools[0].format.extra"),
+    ],
+)
+def test_a_custom_tool_format_is_checked_by_path(form: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        _parse(input="x", tools=[{"type": "custom", "name": "g", "format": form}])
+    assert caught.value.param == param

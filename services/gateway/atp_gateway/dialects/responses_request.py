@@ -250,7 +250,7 @@ def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
                 type="custom",
                 name=tool.text("name", required=True, max_length=64) or "",
                 description=tool.text("description") or "",
-                format_json=dump(form.value) if form is not None else b"",
+                format_json=_custom_format(form) if form is not None else b"",
             )
         else:
             path = tool.at("type")
@@ -260,6 +260,19 @@ def _tools(obj: Obj, params: chat_pb2.GenerationParams) -> None:
         names.add(entry.name)
         params.tools.append(entry)
     _tool_choice(obj, params, names)
+
+
+def _custom_format(form: Obj) -> bytes:
+    """A custom tool's format in Chat Completions' terms, the internal ones: a grammar's syntax and
+    definition sit under `grammar` there, beside `type` here."""
+    kind = form.text("type", required=True, choices=("text", "grammar"))
+    if kind == "text":
+        form.known(("type",))
+        return dump({"type": "text"})
+    form.known(("type", "syntax", "definition"), required=("syntax", "definition"))
+    syntax = form.text("syntax", required=True, choices=("lark", "regex"))
+    grammar = {"definition": form.text("definition", required=True), "syntax": syntax}
+    return dump({"type": "grammar", "grammar": grammar})
 
 
 def _tool_choice(obj: Obj, params: chat_pb2.GenerationParams, names: set[str]) -> None:
@@ -275,7 +288,8 @@ def _tool_choice(obj: Obj, params: chat_pb2.GenerationParams, names: set[str]) -
     kind = picked.text("type", required=True)
     if kind in ("function", "custom"):
         picked.known(("type", "name"), required=("name",))
-        choice.mode = "function"
+        # A custom tool is forced as one: Chat Completions names the two kinds apart.
+        choice.mode = kind
         choice.name = picked.text("name", required=True) or ""
         if choice.name not in names:
             raise picked.invalid("name", f"no tool named '{choice.name}' in 'tools'.")
