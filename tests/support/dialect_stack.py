@@ -59,7 +59,14 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                 },
             },
             "models": {
-                "gpt": {"provider": "openai", "provider_model": "gpt-upstream", "capabilities": everything},
+                # The one model with a configured window: the others' are unknown, so routing leaves it to
+                # the provider.
+                "gpt": {
+                    "provider": "openai",
+                    "provider_model": "gpt-upstream",
+                    "capabilities": everything,
+                    "context_window": 128_000,
+                },
                 "claude": {
                     "provider": "anthropic",
                     "provider_model": "claude-upstream",

@@ -174,7 +174,9 @@ class ModelConfig(_Strict):
     # Prompt tokens written to the provider's cache (Anthropic bills them above the input price).
     cache_write_usd_per_mtok: float | None = Field(None, ge=0)
     reasoning_usd_per_mtok: float | None = Field(None, ge=0)
-    context_window: int = Field(8192, gt=0)
+    # Prompt plus output tokens the model takes. Unset, routing does not guess: the provider's own refusal
+    # comes back as context_length_exceeded, and a route fails over to its next candidate.
+    context_window: int | None = Field(None, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
     # How the model takes a request to think, where its provider speaks Anthropic's API: `budget` (thinking

@@ -178,7 +178,9 @@ def list_models(
                 id=route.name,
                 provider="",
                 kind="route",
-                context_window=max(spec.context_window for spec in members),
+                # A route takes what its largest candidate takes; unknown (0) when any candidate's is.
+                context_window=min(spec.context_window for spec in members)
+                and max(spec.context_window for spec in members),
                 capabilities=_capabilities(bits),
             )
     for name, spec in specs.items():

@@ -196,7 +196,7 @@ def _model_json(model: adapters_pb2.ModelInfo) -> dict[str, Any]:
         "created": 0,
         "owned_by": model.provider or "atp",
         "kind": model.kind,
-        "context_window": model.context_window,
+        "context_window": model.context_window or None,
         "capabilities": list(model.capabilities),
     }
 

@@ -81,3 +81,13 @@ async def test_a_window_no_candidate_has_is_refused_before_any_call(
         await anthropic_sdk.messages.create(model="gpt", max_tokens=16, messages=huge)
     assert messages.value.body["error"]["message"].startswith("prompt is too long")
     assert dialects.openai.requests == []
+
+
+async def test_a_window_nobody_configured_is_the_providers_to_judge(
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    # Claude Code asks for 32,000 output tokens; no guessed window may refuse that before Claude sees it.
+    hi = [{"role": "user", "content": "Hello"}]
+    await anthropic_sdk.messages.create(model="claude", max_tokens=32_000, messages=hi)
+    [sent] = dialects.anthropic.requests
+    assert sent.body["max_tokens"] == 32_000

@@ -180,7 +180,7 @@ class CompiledPolicy:
                 if lacking:
                     lacking_any |= lacking
                     reason = "lacks " + ", ".join(capabilities.feature_names(lacking))
-                elif model.context_window < tokens:
+                elif 0 < model.context_window < tokens:
                     reason = f"{_TOO_LONG} {model.context_window} < {tokens} tokens needed"
                 elif model.name in exclusions:
                     why, until = exclusions[model.name]

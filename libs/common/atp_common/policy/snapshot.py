@@ -66,7 +66,7 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
                     if model.reasoning_usd_per_mtok is not None
                     else model.output_usd_per_mtok
                 ),
-                context_window=model.context_window,
+                context_window=model.context_window or 0,
                 supports_tools="tools" in caps,
                 supports_vision="vision" in caps,
                 supports_json="json" in caps,
