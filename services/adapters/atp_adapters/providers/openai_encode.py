@@ -129,6 +129,29 @@ def _message(message: chat_pb2.ChatMessage, provider: str, index: int) -> dict[s
     return out
 
 
+def _messages(messages: Any, provider: str) -> list[dict[str, Any]]:
+    """Each message in OpenAI's terms. A tool result's media (an image a tool returned, as Anthropic's and
+    Gemini's results may hold) has no place in OpenAI's tool messages, which take text only: it follows
+    the run of tool results as a user message, each result's media under a line naming its call."""
+    out: list[dict[str, Any]] = []
+    media: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        encoded = _message(message, provider, index)
+        if media and message.role != "tool":
+            out.append({"role": "user", "content": media})
+            media = []
+        content = encoded["content"]
+        if message.role == "tool" and isinstance(content, list) and any(p["type"] != "text" for p in content):
+            text = [part for part in content if part["type"] == "text"]
+            encoded["content"] = text or "The result is in the next message."
+            media.append({"type": "text", "text": f"Result of tool call {message.tool_call_id}:"})
+            media.extend(part for part in content if part["type"] != "text")
+        out.append(encoded)
+    if media:
+        out.append({"role": "user", "content": media})
+    return out
+
+
 def _tool(tool: chat_pb2.Tool) -> dict[str, Any]:
     if tool.type == "custom":
         custom: dict[str, Any] = {"name": tool.name}
@@ -264,7 +287,7 @@ def encode_openai(
     params = request.params
     body: dict[str, Any] = {
         "model": request.provider_model,
-        "messages": [_message(m, provider, i) for i, m in enumerate(request.messages)],
+        "messages": _messages(request.messages, provider),
         "stream": request.stream,
     }
     if request.stream and request.include_usage:
