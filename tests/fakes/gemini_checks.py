@@ -52,6 +52,22 @@ def _contents(contents: Any) -> None:
         _require(isinstance(parts, list) and bool(parts), f"contents[{i}].parts: must not be empty")
         for j, part in enumerate(parts):
             _part(part, f"contents[{i}].parts[{j}]")
+    _signed_calls(contents)
+
+
+def _signed_calls(contents: list[dict[str, Any]]) -> None:
+    """Gemini 3's rule: in the current turn (since the last user text), each model step's first function
+    call carries a thought signature."""
+    start = max(
+        (i for i, c in enumerate(contents) if c["role"] == "user" and any("text" in p for p in c["parts"])),
+        default=0,
+    )
+    for i, content in enumerate(contents[start:], start):
+        calls = [p for p in content["parts"] if "functionCall" in p] if content["role"] == "model" else []
+        _require(
+            not calls or "thoughtSignature" in calls[0],
+            f"Function call is missing a thought_signature in functionCall parts (contents[{i}])",
+        )
 
 
 def _generation(config: dict[str, Any]) -> None:

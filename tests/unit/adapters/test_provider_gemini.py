@@ -10,6 +10,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
+from atp_adapters.providers.gemini_encode import UNSIGNED_CALL
 from atp_common import errors
 from atp_common.config import HttpProvider
 from tests.fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
@@ -101,8 +102,13 @@ async def test_tool_round_trip_and_json_mode(fake: FakeGemini, provider: GeminiP
     ]
     await collect(provider.stream(req))
     body = fake.requests[0].body
+    # The call came without a signature (an OpenAI client keeps none): Google's value for unsigned calls.
+    unsigned = {
+        "functionCall": {"name": "weather", "args": {"city": "Paris"}},
+        "thoughtSignature": UNSIGNED_CALL,
+    }
     assert body["contents"][1:] == [
-        {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}]},
+        {"role": "model", "parts": [unsigned]},
         {"role": "user", "parts": [{"functionResponse": {"name": "weather", "response": {"temp": 21}}}]},
     ]
     assert body["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}

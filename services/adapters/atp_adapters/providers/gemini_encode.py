@@ -10,6 +10,8 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers.base import ProviderError, ProviderRequest, tool_description, unsupported
 
+# What Gemini takes in place of a thought signature for a function call it did not sign.
+UNSIGNED_CALL = "skip_thought_signature_validator"
 # reasoning_effort as Gemini's thinkingLevel; xhigh asks for the most Gemini offers.
 EFFORT_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH"}
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac"}
@@ -138,8 +140,11 @@ class _Encoder:
         if message.refusal:
             parts.append({"text": message.refusal})
         calls = [self.function_call(c, f"{path}.tool_calls[{k}]") for k, c in enumerate(message.tool_calls)]
-        if signature and calls:
-            calls[0]["thoughtSignature"] = signature
+        if calls:
+            # Gemini 3 refuses a turn's first call without its signature; a call another model made, or
+            # whose signature the client did not keep (Chat Completions has no place for it), gets the
+            # value Google documents for calls it did not sign.
+            calls[0]["thoughtSignature"] = signature or UNSIGNED_CALL
         elif signature:
             parts.append({"text": "", "thought": True, "thoughtSignature": signature})
         return parts + calls
