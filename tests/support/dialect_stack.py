@@ -66,6 +66,7 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     "provider_model": "gpt-upstream",
                     "capabilities": everything,
                     "context_window": 128_000,
+                    "max_output_tokens": 16_384,
                 },
                 "claude": {
                     "provider": "anthropic",

@@ -127,8 +127,7 @@ class HttpProvider(_Strict):
 
     @property
     def token_limit(self) -> str:
-        """The output-token limit's body field: as configured, else OpenAI's own API's (every model there
-        takes `max_completion_tokens`, its reasoning models nothing else) or `max_tokens` elsewhere."""
+        """The output-token limit's body field: as set, else `max_completion_tokens` at OpenAI, `max_tokens`."""
         openai = self.type == "openai" and urlsplit(self.base_url).hostname == "api.openai.com"
         return self.token_limit_field or ("max_completion_tokens" if openai else "max_tokens")
 
@@ -177,6 +176,8 @@ class ModelConfig(_Strict):
     # Prompt plus output tokens the model takes. Unset, routing does not guess: the provider's own refusal
     # comes back as context_length_exceeded, and a route fails over to its next candidate.
     context_window: int | None = Field(None, gt=0)
+    # The model's most output tokens: a larger max_tokens goes as this (providers refuse it otherwise).
+    max_output_tokens: int | None = Field(None, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
     # How the model takes a request to think, where its provider speaks Anthropic's API: `budget` (thinking

@@ -77,6 +77,8 @@ class Deployment:
     features: int = -1
     # The model takes only adaptive thinking (its configuration's `thinking: adaptive`).
     adaptive_thinking: bool = False
+    # The model's most output tokens (0: not configured).
+    max_output_tokens: int = 0
     rpm: int | None = None
     tpm: int | None = None
     in_flight: int = 0

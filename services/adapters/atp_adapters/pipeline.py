@@ -388,11 +388,18 @@ def _provider_request(
     messages: Sequence[chat_pb2.ChatMessage],
     deadline: float,
 ) -> ProviderRequest:
-    """What one deployment is asked: the request's messages (redacted when the route says) and params."""
+    """What one deployment is asked: the request's messages (redacted when the route says) and params,
+    a max_tokens above the model's most output tokens as that most (the same bound in effect)."""
+    params = request.params
+    cap = deployment.max_output_tokens
+    if cap and params.HasField("max_tokens") and params.max_tokens > cap:
+        params = chat_pb2.GenerationParams()
+        params.CopyFrom(request.params)
+        params.max_tokens = cap
     return ProviderRequest(
         provider_model=deployment.provider_model,
         messages=messages,
-        params=request.params,
+        params=params,
         stream=request.stream,
         include_usage=True,
         request_id=request_id,

@@ -89,6 +89,7 @@ def build_targets(
                     breaker=own,
                     features=supported_features(wire_api, model.capabilities),
                     adaptive_thinking=model.thinking == "adaptive",
+                    max_output_tokens=model.max_output_tokens or 0,
                     rpm=deployment.rpm,
                     tpm=deployment.tpm,
                 )

@@ -91,3 +91,13 @@ async def test_a_window_nobody_configured_is_the_providers_to_judge(
     await anthropic_sdk.messages.create(model="claude", max_tokens=32_000, messages=hi)
     [sent] = dialects.anthropic.requests
     assert sent.body["max_tokens"] == 32_000
+
+
+async def test_a_limit_above_the_models_most_output_goes_as_that_most(
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    # gpt writes at most 16,384 tokens; OpenAI refuses a larger max_tokens, which bounds nothing more.
+    hi = [{"role": "user", "content": "Hello"}]
+    await anthropic_sdk.messages.create(model="gpt", max_tokens=32_000, messages=hi)
+    await anthropic_sdk.messages.create(model="gpt", max_tokens=1_000, messages=hi)
+    assert [r.body["max_tokens"] for r in dialects.openai.requests] == [16_384, 1_000]
