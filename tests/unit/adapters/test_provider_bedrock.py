@@ -287,6 +287,28 @@ async def test_an_openai_breakpoint_lifetime_is_the_claude_lifetime_that_keeps_i
 
 
 @pytest.mark.parametrize(
+    ("model", "params", "point"),
+    [
+        (MODEL_ID, {"prompt_cache_key": "conv-1"}, {"type": "default"}),
+        (
+            MODEL_ID,
+            {"prompt_cache_key": "conv-1", "prompt_cache_retention": "24h"},
+            {"type": "default", "ttl": "1h"},
+        ),
+        # Other models cache only where told, if at all; OpenAI's default verbosity is theirs too.
+        ("meta.llama3-70b-instruct-v1:0", {"prompt_cache_key": "conv-1", "verbosity": "medium"}, None),
+    ],
+)
+async def test_an_openai_cache_key_caches_claudes_prompt_on_bedrock(
+    fake: FakeBedrock, provider: BedrockProvider, model: str, params: dict, point: dict | None
+) -> None:
+    ask = ProviderRequest(model, [user("hi")], chat_pb2.GenerationParams(**params), stream=False)
+    await drain(provider, ask)
+    content = fake.requests[-1].body["messages"][-1]["content"]
+    assert content[1:] == ([{"cachePoint": point}] if point else [])
+
+
+@pytest.mark.parametrize(
     ("message", "params", "path"),
     [
         (

@@ -369,14 +369,30 @@ def _refuse_unsupported(provider: str, params: chat_pb2.GenerationParams) -> Non
         raise unsupported(provider, "service_tier", f"tier {params.service_tier!r}")
 
 
+def _keyed_cache(request: ProviderRequest, messages: Any, system: Any) -> chat_pb2.CacheControl | None:
+    """OpenAI's cache key as a request-wide hint for Claude on Bedrock when the request placed no cache
+    point of its own (other models there cache only where told, if at all: they get nothing)."""
+    params = request.params
+    if (
+        not (params.prompt_cache_key or params.prompt_cache_retention)
+        or "anthropic." not in request.provider_model
+    ):
+        return None
+    blocks = [*(system or ()), *(block for message in messages for block in message["content"])]
+    if any("cachePoint" in block for block in blocks) or any(t.cache_control.type for t in params.tools):
+        return None
+    return chat_pb2.CacheControl(type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else "")
+
+
 def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
     """The Converse / ConverseStream body (the model id travels in the URL)."""
     params = request.params
     _refuse_unsupported(provider, params)
     system, messages = _conversation(provider, request)
-    if params.cache_control.type and messages:
+    hint = params.cache_control if params.cache_control.type else _keyed_cache(request, messages, system)
+    if hint is not None and messages:
         # A request-wide cache hint caches the whole prompt: a cache point after the last turn.
-        messages[-1]["content"].append(_cache_point(provider, "cache_control", params.cache_control))
+        messages[-1]["content"].append(_cache_point(provider, "cache_control", hint))
     body: dict[str, Any] = {"messages": messages}
     if system:
         body["system"] = system
