@@ -52,11 +52,15 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def _config(routes: dict[str, Any] | None = None, tenants: dict[str, Any] | None = None) -> AtpConfig:
+def _config(
+    routes: dict[str, Any] | None = None,
+    tenants: dict[str, Any] | None = None,
+    models: dict[str, Any] | None = None,
+) -> AtpConfig:
     return AtpConfig.model_validate(
         {
             "providers": {"p1": {"type": "local"}, "p2": {"type": "local"}},
-            "models": MODELS,
+            "models": models or MODELS,
             "routes": routes or {"auto": {"candidates": ["small", "medium", "large"]}},
             "tenants": tenants or {},
         }
@@ -148,6 +152,18 @@ def test_context_and_capability_filtering_with_reasons() -> None:
     assert (
         decision.filtered[0].reason == "lacks tools, vision" and decision.filtered[1].reason == "lacks vision"
     )
+
+
+def test_the_window_counts_no_more_output_than_the_model_writes() -> None:
+    # medium writes at most 4,096 tokens: a larger max_tokens is sent as that, and the window counts that.
+    policy = _policy(_config(models={**MODELS, "medium": {**MODELS["medium"], "max_output_tokens": 4096}}))
+    decision = policy.decide("auto", "t", _features(prompt_tokens=20_000, max_output=32_000))
+    assert _order(decision) == ["medium", "large"]
+    assert [f.model for f in decision.filtered] == ["small"]
+    # Unconfigured windows filter nothing: the provider judges.
+    unknown = {**MODELS, "small": {k: v for k, v in MODELS["small"].items() if k != "context_window"}}
+    policy = _policy(_config(models=unknown))
+    assert "small" in _order(policy.decide("auto", "t", _features(prompt_tokens=500_000)))
 
 
 def test_everything_filtered_by_the_request_is_invalid_argument() -> None:

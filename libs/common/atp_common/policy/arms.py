@@ -52,6 +52,7 @@ class Model:
     __slots__ = (
         "context_window",
         "input_per_token",
+        "max_output",
         "name",
         "output_per_token",
         "provider",
@@ -68,6 +69,8 @@ class Model:
         self.input_per_token = spec.input_usd_per_mtok / 1e6
         self.output_per_token = spec.output_usd_per_mtok / 1e6
         self.context_window = spec.context_window
+        # The most output a request can be sent (max_tokens above it goes as it); no bound when unset.
+        self.max_output = spec.max_output_tokens or 1 << 62
         self.quality_prior = spec.quality_prior
         self.regions = tuple(spec.regions)
         supported = spec.supported_features

@@ -158,7 +158,7 @@ class CompiledPolicy:
             | (JSON if features.needs_json else 0)
             | (STREAMING if features.stream else 0)
         )
-        tokens = features.estimated_prompt_tokens + features.max_output_tokens
+        prompt, output = features.estimated_prompt_tokens, features.max_output_tokens
         allowed, denied = self._tenants.get(tenant, (None, frozenset()))
         exclusions = self._exclusions
         survivors: list[Model] = []
@@ -180,7 +180,7 @@ class CompiledPolicy:
                 if lacking:
                     lacking_any |= lacking
                     reason = "lacks " + ", ".join(capabilities.feature_names(lacking))
-                elif 0 < model.context_window < tokens:
+                elif 0 < model.context_window < (tokens := prompt + min(output, model.max_output)):
                     reason = f"{_TOO_LONG} {model.context_window} < {tokens} tokens needed"
                 elif model.name in exclusions:
                     why, until = exclusions[model.name]

@@ -67,6 +67,7 @@ def model_specs(config: AtpConfig) -> list[router_pb2.ModelSpec]:
                     else model.output_usd_per_mtok
                 ),
                 context_window=model.context_window or 0,
+                max_output_tokens=model.max_output_tokens or 0,
                 supports_tools="tools" in caps,
                 supports_vision="vision" in caps,
                 supports_json="json" in caps,

@@ -26,45 +26,45 @@ from atp.common.v1 import chat_pb2 as atp_dot_common_dot_v1_dot_chat__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61tp/router/v1/router.proto\x12\ratp.router.v1\x1a\x18\x61tp/common/v1/chat.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x02\n\tModelSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12!\n\x19\x63\x61\x63hed_input_usd_per_mtok\x18\x06 \x01(\x01\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\x03\x12\x16\n\x0esupports_tools\x18\x08 \x01(\x08\x12\x17\n\x0fsupports_vision\x18\t \x01(\x08\x12\x15\n\rsupports_json\x18\n \x01(\x08\x12\x1a\n\x12supports_streaming\x18\x0b \x01(\x08\x12\x15\n\rquality_prior\x18\x0c \x01(\x01\x12\x1e\n\x16reasoning_usd_per_mtok\x18\r \x01(\x01\x12\x1a\n\x12supported_features\x18\x0e \x01(\x04\x12\x0f\n\x07regions\x18\x0f \x03(\t\"\xba\x01\n\x08\x41rmState\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05pulls\x18\x02 \x01(\x01\x12\x12\n\nreward_sum\x18\x03 \x01(\x01\x12\x15\n\rreward_sq_sum\x18\x04 \x01(\x01\x12\r\n\x05\x61lpha\x18\x05 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x06 \x01(\x01\x12\r\n\x05\x61_inv\x18\x07 \x03(\x01\x12\t\n\x01\x62\x18\x08 \x03(\x01\x12\x15\n\rmean_cost_usd\x18\t \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\n \x01(\x01\"<\n\rRewardWeights\x12\x13\n\x0b\x63ost_weight\x18\x01 \x01(\x01\x12\x16\n\x0elatency_weight\x18\x02 \x01(\x01\"C\n\nTenantArms\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x17.atp.router.v1.ArmState\"\xc5\x03\n\x0bRoutePolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.atp.router.v1.PolicyKind\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x16\n\x0estatic_weights\x18\x04 \x03(\x01\x12-\n\x07weights\x18\x05 \x01(\x0b\x32\x1c.atp.router.v1.RewardWeights\x12\x15\n\rquality_floor\x18\x06 \x01(\x01\x12\x13\n\x0b\x65xploration\x18\x07 \x01(\x01\x12%\n\x04\x61rms\x18\x08 \x03(\x0b\x32\x17.atp.router.v1.ArmState\x12.\n\x0btenant_arms\x18\t \x03(\x0b\x32\x19.atp.router.v1.TenantArms\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\n \x01(\x05\x12\x33\n\x08semantic\x18\x0b \x01(\x0b\x32!.atp.router.v1.SemanticProjection\x12\x12\n\nknown_cost\x18\x0c \x01(\x08\x12\x0f\n\x07\x65psilon\x18\r \x01(\x01\x12\x17\n\x0f\x61rtifact_digest\x18\x0e \x01(\t\x12\x19\n\x11\x61rtifact_training\x18\x0f \x01(\t\"S\n\x12SemanticProjection\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06matrix\x18\x02 \x03(\x02\x12\x0e\n\x06offset\x18\x03 \x03(\x02\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"^\n\x0cTenantPolicy\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x02 \x03(\t\x12\x15\n\rdenied_models\x18\x03 \x03(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\"U\n\tExclusion\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x02\n\x0ePolicySnapshot\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconfig_digest\x18\x03 \x01(\t\x12(\n\x06models\x18\x04 \x03(\x0b\x32\x18.atp.router.v1.ModelSpec\x12*\n\x06routes\x18\x05 \x03(\x0b\x32\x1a.atp.router.v1.RoutePolicy\x12,\n\x07tenants\x18\x06 \x03(\x0b\x32\x1b.atp.router.v1.TenantPolicy\x12,\n\nexclusions\x18\x07 \x03(\x0b\x32\x18.atp.router.v1.Exclusion\x12\x15\n\rdefault_route\x18\x08 \x01(\t\"?\n\x12WatchPolicyRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x15\n\rknown_version\x18\x02 \x01(\x04\"F\n\x13WatchPolicyResponse\x12/\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1d.atp.router.v1.PolicySnapshot\"\xce\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x08messages\x18\x03 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x04 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x05 \x01(\x08\x12\x30\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0b\x32\x1e.atp.common.v1.RequestFeatures\":\n\rRouteResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\"%\n\x0e\x45xplainRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x90\x01\n\x0f\x45xplainResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t*\xa2\x01\n\nPolicyKind\x12\x1b\n\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12POLICY_KIND_STATIC\x10\x01\x12\x18\n\x14POLICY_KIND_CHEAPEST\x10\x02\x12\x18\n\x14POLICY_KIND_THOMPSON\x10\x03\x12\x13\n\x0fPOLICY_KIND_UCB\x10\x04\x12\x16\n\x12POLICY_KIND_LINUCB\x10\x05\x32\xf5\x01\n\rRouterService\x12V\n\x0bWatchPolicy\x12!.atp.router.v1.WatchPolicyRequest\x1a\".atp.router.v1.WatchPolicyResponse0\x01\x12\x42\n\x05Route\x12\x1b.atp.router.v1.RouteRequest\x1a\x1c.atp.router.v1.RouteResponse\x12H\n\x07\x45xplain\x12\x1d.atp.router.v1.ExplainRequest\x1a\x1e.atp.router.v1.ExplainResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61tp/router/v1/router.proto\x12\ratp.router.v1\x1a\x18\x61tp/common/v1/chat.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x03\n\tModelSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x16\n\x0eprovider_model\x18\x03 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12!\n\x19\x63\x61\x63hed_input_usd_per_mtok\x18\x06 \x01(\x01\x12\x16\n\x0e\x63ontext_window\x18\x07 \x01(\x03\x12\x16\n\x0esupports_tools\x18\x08 \x01(\x08\x12\x17\n\x0fsupports_vision\x18\t \x01(\x08\x12\x15\n\rsupports_json\x18\n \x01(\x08\x12\x1a\n\x12supports_streaming\x18\x0b \x01(\x08\x12\x15\n\rquality_prior\x18\x0c \x01(\x01\x12\x1e\n\x16reasoning_usd_per_mtok\x18\r \x01(\x01\x12\x1a\n\x12supported_features\x18\x0e \x01(\x04\x12\x0f\n\x07regions\x18\x0f \x03(\t\x12\x19\n\x11max_output_tokens\x18\x10 \x01(\x03\"\xba\x01\n\x08\x41rmState\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05pulls\x18\x02 \x01(\x01\x12\x12\n\nreward_sum\x18\x03 \x01(\x01\x12\x15\n\rreward_sq_sum\x18\x04 \x01(\x01\x12\r\n\x05\x61lpha\x18\x05 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x06 \x01(\x01\x12\r\n\x05\x61_inv\x18\x07 \x03(\x01\x12\t\n\x01\x62\x18\x08 \x03(\x01\x12\x15\n\rmean_cost_usd\x18\t \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\n \x01(\x01\"<\n\rRewardWeights\x12\x13\n\x0b\x63ost_weight\x18\x01 \x01(\x01\x12\x16\n\x0elatency_weight\x18\x02 \x01(\x01\"C\n\nTenantArms\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12%\n\x04\x61rms\x18\x02 \x03(\x0b\x32\x17.atp.router.v1.ArmState\"\xc5\x03\n\x0bRoutePolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.atp.router.v1.PolicyKind\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x16\n\x0estatic_weights\x18\x04 \x03(\x01\x12-\n\x07weights\x18\x05 \x01(\x0b\x32\x1c.atp.router.v1.RewardWeights\x12\x15\n\rquality_floor\x18\x06 \x01(\x01\x12\x13\n\x0b\x65xploration\x18\x07 \x01(\x01\x12%\n\x04\x61rms\x18\x08 \x03(\x0b\x32\x17.atp.router.v1.ArmState\x12.\n\x0btenant_arms\x18\t \x03(\x0b\x32\x19.atp.router.v1.TenantArms\x12\x13\n\x0b\x66\x65\x61ture_dim\x18\n \x01(\x05\x12\x33\n\x08semantic\x18\x0b \x01(\x0b\x32!.atp.router.v1.SemanticProjection\x12\x12\n\nknown_cost\x18\x0c \x01(\x08\x12\x0f\n\x07\x65psilon\x18\r \x01(\x01\x12\x17\n\x0f\x61rtifact_digest\x18\x0e \x01(\t\x12\x19\n\x11\x61rtifact_training\x18\x0f \x01(\t\"S\n\x12SemanticProjection\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06matrix\x18\x02 \x03(\x02\x12\x0e\n\x06offset\x18\x03 \x03(\x02\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\"^\n\x0cTenantPolicy\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x02 \x03(\t\x12\x15\n\rdenied_models\x18\x03 \x03(\t\x12\x0f\n\x07regions\x18\x04 \x03(\t\"U\n\tExclusion\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x02\n\x0ePolicySnapshot\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rconfig_digest\x18\x03 \x01(\t\x12(\n\x06models\x18\x04 \x03(\x0b\x32\x18.atp.router.v1.ModelSpec\x12*\n\x06routes\x18\x05 \x03(\x0b\x32\x1a.atp.router.v1.RoutePolicy\x12,\n\x07tenants\x18\x06 \x03(\x0b\x32\x1b.atp.router.v1.TenantPolicy\x12,\n\nexclusions\x18\x07 \x03(\x0b\x32\x18.atp.router.v1.Exclusion\x12\x15\n\rdefault_route\x18\x08 \x01(\t\"?\n\x12WatchPolicyRequest\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x15\n\rknown_version\x18\x02 \x01(\x04\"F\n\x13WatchPolicyResponse\x12/\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1d.atp.router.v1.PolicySnapshot\"\xce\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x08messages\x18\x03 \x03(\x0b\x32\x1a.atp.common.v1.ChatMessage\x12/\n\x06params\x18\x04 \x01(\x0b\x32\x1f.atp.common.v1.GenerationParams\x12\x0e\n\x06stream\x18\x05 \x01(\x08\x12\x30\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0b\x32\x1e.atp.common.v1.RequestFeatures\":\n\rRouteResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\"%\n\x0e\x45xplainRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x90\x01\n\x0f\x45xplainResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.atp.common.v1.Decision\x12\x12\n\ndecided_by\x18\x02 \x01(\t\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06tenant\x18\x04 \x01(\t*\xa2\x01\n\nPolicyKind\x12\x1b\n\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12POLICY_KIND_STATIC\x10\x01\x12\x18\n\x14POLICY_KIND_CHEAPEST\x10\x02\x12\x18\n\x14POLICY_KIND_THOMPSON\x10\x03\x12\x13\n\x0fPOLICY_KIND_UCB\x10\x04\x12\x16\n\x12POLICY_KIND_LINUCB\x10\x05\x32\xf5\x01\n\rRouterService\x12V\n\x0bWatchPolicy\x12!.atp.router.v1.WatchPolicyRequest\x1a\".atp.router.v1.WatchPolicyResponse0\x01\x12\x42\n\x05Route\x12\x1b.atp.router.v1.RouteRequest\x1a\x1c.atp.router.v1.RouteResponse\x12H\n\x07\x45xplain\x12\x1d.atp.router.v1.ExplainRequest\x1a\x1e.atp.router.v1.ExplainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atp.router.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYKIND']._serialized_start=2437
-  _globals['_POLICYKIND']._serialized_end=2599
+  _globals['_POLICYKIND']._serialized_start=2464
+  _globals['_POLICYKIND']._serialized_end=2626
   _globals['_MODELSPEC']._serialized_start=105
-  _globals['_MODELSPEC']._serialized_end=488
-  _globals['_ARMSTATE']._serialized_start=491
-  _globals['_ARMSTATE']._serialized_end=677
-  _globals['_REWARDWEIGHTS']._serialized_start=679
-  _globals['_REWARDWEIGHTS']._serialized_end=739
-  _globals['_TENANTARMS']._serialized_start=741
-  _globals['_TENANTARMS']._serialized_end=808
-  _globals['_ROUTEPOLICY']._serialized_start=811
-  _globals['_ROUTEPOLICY']._serialized_end=1264
-  _globals['_SEMANTICPROJECTION']._serialized_start=1266
-  _globals['_SEMANTICPROJECTION']._serialized_end=1349
-  _globals['_TENANTPOLICY']._serialized_start=1351
-  _globals['_TENANTPOLICY']._serialized_end=1445
-  _globals['_EXCLUSION']._serialized_start=1447
-  _globals['_EXCLUSION']._serialized_end=1532
-  _globals['_POLICYSNAPSHOT']._serialized_start=1535
-  _globals['_POLICYSNAPSHOT']._serialized_end=1842
-  _globals['_WATCHPOLICYREQUEST']._serialized_start=1844
-  _globals['_WATCHPOLICYREQUEST']._serialized_end=1907
-  _globals['_WATCHPOLICYRESPONSE']._serialized_start=1909
-  _globals['_WATCHPOLICYRESPONSE']._serialized_end=1979
-  _globals['_ROUTEREQUEST']._serialized_start=1982
-  _globals['_ROUTEREQUEST']._serialized_end=2188
-  _globals['_ROUTERESPONSE']._serialized_start=2190
-  _globals['_ROUTERESPONSE']._serialized_end=2248
-  _globals['_EXPLAINREQUEST']._serialized_start=2250
-  _globals['_EXPLAINREQUEST']._serialized_end=2287
-  _globals['_EXPLAINRESPONSE']._serialized_start=2290
-  _globals['_EXPLAINRESPONSE']._serialized_end=2434
-  _globals['_ROUTERSERVICE']._serialized_start=2602
-  _globals['_ROUTERSERVICE']._serialized_end=2847
+  _globals['_MODELSPEC']._serialized_end=515
+  _globals['_ARMSTATE']._serialized_start=518
+  _globals['_ARMSTATE']._serialized_end=704
+  _globals['_REWARDWEIGHTS']._serialized_start=706
+  _globals['_REWARDWEIGHTS']._serialized_end=766
+  _globals['_TENANTARMS']._serialized_start=768
+  _globals['_TENANTARMS']._serialized_end=835
+  _globals['_ROUTEPOLICY']._serialized_start=838
+  _globals['_ROUTEPOLICY']._serialized_end=1291
+  _globals['_SEMANTICPROJECTION']._serialized_start=1293
+  _globals['_SEMANTICPROJECTION']._serialized_end=1376
+  _globals['_TENANTPOLICY']._serialized_start=1378
+  _globals['_TENANTPOLICY']._serialized_end=1472
+  _globals['_EXCLUSION']._serialized_start=1474
+  _globals['_EXCLUSION']._serialized_end=1559
+  _globals['_POLICYSNAPSHOT']._serialized_start=1562
+  _globals['_POLICYSNAPSHOT']._serialized_end=1869
+  _globals['_WATCHPOLICYREQUEST']._serialized_start=1871
+  _globals['_WATCHPOLICYREQUEST']._serialized_end=1934
+  _globals['_WATCHPOLICYRESPONSE']._serialized_start=1936
+  _globals['_WATCHPOLICYRESPONSE']._serialized_end=2006
+  _globals['_ROUTEREQUEST']._serialized_start=2009
+  _globals['_ROUTEREQUEST']._serialized_end=2215
+  _globals['_ROUTERESPONSE']._serialized_start=2217
+  _globals['_ROUTERESPONSE']._serialized_end=2275
+  _globals['_EXPLAINREQUEST']._serialized_start=2277
+  _globals['_EXPLAINREQUEST']._serialized_end=2314
+  _globals['_EXPLAINRESPONSE']._serialized_start=2317
+  _globals['_EXPLAINRESPONSE']._serialized_end=2461
+  _globals['_ROUTERSERVICE']._serialized_start=2629
+  _globals['_ROUTERSERVICE']._serialized_end=2874
 # @@protoc_insertion_point(module_scope)

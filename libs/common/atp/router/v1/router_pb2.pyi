@@ -27,7 +27,7 @@ POLICY_KIND_UCB: PolicyKind
 POLICY_KIND_LINUCB: PolicyKind
 
 class ModelSpec(_message.Message):
-    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok", "supported_features", "regions")
+    __slots__ = ("name", "provider", "provider_model", "input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok", "context_window", "supports_tools", "supports_vision", "supports_json", "supports_streaming", "quality_prior", "reasoning_usd_per_mtok", "supported_features", "regions", "max_output_tokens")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class ModelSpec(_message.Message):
     REASONING_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     SUPPORTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     provider_model: str
@@ -58,7 +59,8 @@ class ModelSpec(_message.Message):
     reasoning_usd_per_mtok: float
     supported_features: int
     regions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ..., supported_features: _Optional[int] = ..., regions: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_output_tokens: int
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., provider_model: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., cached_input_usd_per_mtok: _Optional[float] = ..., context_window: _Optional[int] = ..., supports_tools: _Optional[bool] = ..., supports_vision: _Optional[bool] = ..., supports_json: _Optional[bool] = ..., supports_streaming: _Optional[bool] = ..., quality_prior: _Optional[float] = ..., reasoning_usd_per_mtok: _Optional[float] = ..., supported_features: _Optional[int] = ..., regions: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class ArmState(_message.Message):
     __slots__ = ("model", "pulls", "reward_sum", "reward_sq_sum", "alpha", "beta", "a_inv", "b", "mean_cost_usd", "mean_latency_ms")
