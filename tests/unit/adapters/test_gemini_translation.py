@@ -13,7 +13,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
-from atp_adapters.providers.base import EmbedCall
+from atp_adapters.providers.base import GEMINI_SIGNED, EmbedCall
 from atp_common.config import HttpProvider
 from tests.fakes import FakeGemini, FakeReply, Faults, running_fake_gemini
 from tests.fakes.image_server import PNG_BYTES, ImageServer, running_image_server
@@ -68,10 +68,13 @@ def conversation(image_url: str) -> list[chat_pb2.ChatMessage]:
         chat_pb2.ChatMessage(
             role="assistant",
             parts=[
-                Part(thinking=chat_pb2.ThinkingContent(thinking="hmm", signature="s0")),
+                Part(thinking=chat_pb2.ThinkingContent(thinking="hmm", signature=GEMINI_SIGNED + "s0")),
+                # Another model's reasoning (Claude's signature): nothing Gemini can read, so not sent.
+                Part(thinking=chat_pb2.ThinkingContent(thinking="claude's", signature="EqQBCkYIBx")),
+                Part(thinking=chat_pb2.ThinkingContent(redacted_data="claude-redacted")),
                 Part(text="Checking."),
                 Part(refusal="not that"),
-                Part(thinking=chat_pb2.ThinkingContent(signature="ts1")),
+                Part(thinking=chat_pb2.ThinkingContent(signature=GEMINI_SIGNED + "ts1")),
             ],
             tool_calls=[call, call2],
         ),
@@ -247,11 +250,6 @@ HI = [chat_pb2.ChatMessage(role="user", content="hi")]
         ),
         (_with(Part(audio=chat_pb2.AudioContent(data="AAA=", format="opus"))), {}, "messages[1].content[1]"),
         (_with(Part(image=chat_pb2.ImageContent(url="ftp://x/y.png"))), {}, "messages[1].content[1]"),
-        (
-            _with(Part(thinking=chat_pb2.ThinkingContent(redacted_data="r")), "assistant"),
-            {},
-            "messages[1].content[1]",
-        ),
         (_with(Part(image=chat_pb2.ImageContent(url=PNG)), "system"), {}, "messages[1].content[1]"),
         ([chat_pb2.ChatMessage(role="user", content="hi", name="ann")], {}, "messages[0].name"),
         (

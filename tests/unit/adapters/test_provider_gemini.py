@@ -10,6 +10,7 @@ import pytest
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers import GeminiProvider, ProviderError, ProviderRequest
+from atp_adapters.providers.base import GEMINI_SIGNED
 from atp_adapters.providers.gemini_encode import UNSIGNED_CALL
 from atp_common import errors
 from atp_common.config import HttpProvider
@@ -78,7 +79,8 @@ async def test_function_calls_become_tool_calls(
         provider.stream(request(stream=stream, tools=TOOLS, tool_choice=chat_pb2.ToolChoice(mode="auto")))
     )
     assert reply.finish_reason == "tool_calls"
-    assert reply.first.thinking == [("", "ts0")]  # the call's thoughtSignature, to be sent back with it
+    # The call's thoughtSignature, marked as Gemini's, to be sent back with it (and to no other provider).
+    assert reply.first.thinking == [("", GEMINI_SIGNED + "ts0")]
     [(call_id, name, arguments)] = reply.first.tool_calls.values()
     assert call_id.startswith("call_") and name == "weather" and orjson.loads(arguments) == {"city": "Paris"}
     body = fake.requests[0].body

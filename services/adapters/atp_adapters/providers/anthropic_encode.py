@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError, ProviderRequest, claude_cache_ttl, unsupported
+from atp_adapters.providers.base import (
+    ProviderError,
+    ProviderRequest,
+    claude_cache_ttl,
+    from_gemini,
+    unsupported,
+)
 from atp_adapters.providers.openai_encode import effort_for_budget
 
 # Messages requires max_tokens; when the caller sets none, allow a long reply rather than cut it short.
@@ -138,7 +144,9 @@ class _Encoder:
     def blocks(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
         if not message.parts:
             return [{"type": "text", "text": message.content}] if message.content else []
-        return [self.part(p, f"{path}.content[{j}]", role) for j, p in enumerate(message.parts)]
+        # Gemini's thinking is signed for Gemini: Claude would refuse its signature.
+        parts = enumerate(message.parts)
+        return [self.part(p, f"{path}.content[{j}]", role) for j, p in parts if not from_gemini(p)]
 
     # Messages.
 

@@ -201,6 +201,17 @@ def tool_description(tool: chat_pb2.Tool) -> str:
     return f"{lead}Examples of valid input:\n{examples}"
 
 
+# A thought signature is valid only at the provider that wrote it. Claude's go out as Claude gave them (a
+# Messages client may have them from Anthropic itself); Gemini's go out marked, so each encoder can tell
+# its own from another's and send another's reasoning nowhere.
+GEMINI_SIGNED = "atp-gemini:"
+
+
+def from_gemini(part: chat_pb2.ContentPart) -> bool:
+    """Whether `part` is thinking Gemini signed (foreign to every other provider)."""
+    return part.WhichOneof("kind") == "thinking" and part.thinking.signature.startswith(GEMINI_SIGNED)
+
+
 # A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's
 # breakpoint lifetime, a minimum, as the shortest of Claude's that keeps it. Claude keeps nothing 12 hours.
 _CLAUDE_CACHE_TTLS = {"5m": "5m", "1h": "1h", "30m": "1h"}

@@ -9,7 +9,13 @@ import orjson
 
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers.anthropic_encode import adaptive_thinking, anthropic_effort
-from atp_adapters.providers.base import ProviderRequest, claude_cache_ttl, tool_description, unsupported
+from atp_adapters.providers.base import (
+    ProviderRequest,
+    claude_cache_ttl,
+    from_gemini,
+    tool_description,
+    unsupported,
+)
 
 _IMAGE_FORMATS = frozenset(("png", "jpeg", "gif", "webp"))
 _DOCUMENT_FORMATS = {
@@ -207,6 +213,8 @@ def _blocks(provider: str, path: str, message: chat_pb2.ChatMessage) -> list[dic
         return [{"text": message.content}] if message.content else []
     blocks: list[dict[str, Any]] = []
     for i, part in enumerate(message.parts):
+        if from_gemini(part):
+            continue  # signed for Gemini: Claude would refuse the signature, other models have no use for it
         blocks.append(_part(provider, f"{path}.content[{i}]", part, i))
         if part.cache_control.type:
             blocks.append(_cache_point(provider, f"{path}.content[{i}].cache_control", part.cache_control))

@@ -13,6 +13,7 @@ import orjson
 from atp.common.v1 import chat_pb2
 from atp_adapters.providers._http import DeltaBuilder, HttpProvider, LiveSecret, StreamState, usage_from
 from atp_adapters.providers.base import (
+    GEMINI_SIGNED,
     EmbedCall,
     Embeddings,
     ProviderBatch,
@@ -122,7 +123,7 @@ class _Reply:
         for part in (candidate.get("content") or {}).get("parts") or ():
             if part.get("thoughtSignature"):
                 # Ahead of the part it belongs to, which is where the encoder puts it back.
-                builder.reasoning(signature=part["thoughtSignature"])
+                builder.reasoning(signature=GEMINI_SIGNED + part["thoughtSignature"])
             text = part.get("text")
             if part.get("thought"):
                 builder.reasoning(text or "")

@@ -8,7 +8,14 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderError, ProviderRequest, tool_description, unsupported
+from atp_adapters.providers.base import (
+    GEMINI_SIGNED,
+    ProviderError,
+    ProviderRequest,
+    from_gemini,
+    tool_description,
+    unsupported,
+)
 
 # What Gemini takes in place of a thought signature for a function call it did not sign.
 UNSIGNED_CALL = "skip_thought_signature_validator"
@@ -34,6 +41,26 @@ def _tool_response(content: str, is_error: bool) -> dict[str, Any]:
     if isinstance(value, dict) and not is_error:
         return value
     return {"error" if is_error else "output": value}
+
+
+def _thought(
+    parts: list[dict[str, Any]], thinking: chat_pb2.ThinkingContent, pending: str, call: bool
+) -> str:
+    """Add Gemini's thought (with the signature `pending` from before it); the signature still to place.
+    A signature-only part's goes on the next part. One a client merged into the thought text before the
+    turn's calls (a Messages thinking block holds both) goes on the first call, where Gemini checks it."""
+    signature = thinking.signature.removeprefix(GEMINI_SIGNED)
+    if not thinking.thinking:
+        return signature
+    thought: dict[str, Any] = {"text": thinking.thinking, "thought": True}
+    parts.append(thought)
+    if pending:
+        thought["thoughtSignature"] = pending
+    if signature and call:
+        return signature
+    if signature:
+        thought["thoughtSignature"] = signature
+    return ""
 
 
 class _Encoder:
@@ -90,11 +117,6 @@ class _Encoder:
             return self.file(part.file, path)
         if kind == "refusal" and role == "assistant":
             return {"text": part.refusal}
-        if kind == "thinking" and role == "assistant" and not part.thinking.redacted_data:
-            thought: dict[str, Any] = {"text": part.thinking.thinking, "thought": True}
-            if part.thinking.signature:
-                thought["thoughtSignature"] = part.thinking.signature
-            return thought
         raise self.refuse(path, f"a {kind} part in a {role} message")
 
     def parts(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
@@ -123,14 +145,16 @@ class _Encoder:
     def assistant(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
         if message.audio_id:
             raise self.refuse(f"{path}.audio", "audio replies")
-        # A signature without thought text (what the decoder makes of Gemini's thoughtSignature) goes
+        # The decoder writes Gemini's thoughtSignature ahead of the part it came on, so a signature goes
         # back on the part that follows it, as Gemini sent it.
         parts: list[dict[str, Any]] = []
         signature = ""
         for j, item in enumerate(message.parts):
-            thinking = item.thinking
-            if item.WhichOneof("kind") == "thinking" and not thinking.thinking and thinking.signature:
-                signature = thinking.signature
+            if item.WhichOneof("kind") == "thinking":
+                # Another model's reasoning is nothing Gemini can read.
+                if from_gemini(item):
+                    last = not any(p.WhichOneof("kind") != "thinking" for p in message.parts[j + 1 :])
+                    signature = _thought(parts, item.thinking, signature, last and bool(message.tool_calls))
                 continue
             parts.append(self.part(item, f"{path}.content[{j}]", "assistant"))
             if signature:
