@@ -76,8 +76,7 @@ class HttpProvider(_Strict):
     api_key: str = ""
     api_version: str = ""
     # OpenAI-compatible servers only: the body field that carries the output-token limit. OpenAI's own
-    # API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`); most other
-    # OpenAI-compatible servers know only `max_tokens`. Unset: by host (see `token_limit`).
+    # API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`). Unset: `token_limit`.
     token_limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(5.0, gt=0)
@@ -126,10 +125,10 @@ class HttpProvider(_Strict):
         return self
 
     @property
-    def token_limit(self) -> str:
-        """The output-token limit's body field: as set, else `max_completion_tokens` at OpenAI, `max_tokens`."""
+    def token_limit(self) -> str | None:
+        """The token limit's field: as set, else `max_completion_tokens` at OpenAI; None: the client's."""
         openai = self.type == "openai" and urlsplit(self.base_url).hostname == "api.openai.com"
-        return self.token_limit_field or ("max_completion_tokens" if openai else "max_tokens")
+        return self.token_limit_field or ("max_completion_tokens" if openai else None)
 
     @property
     def wire_api(self) -> str:

@@ -225,7 +225,7 @@ async def test_parameters_pass_through_to_an_openai_compatible_provider(stack: S
     assert response.status_code == 200, response.text
     sent = stack.openai.requests[-1].body
     assert sent["model"] == "gpt-upstream"
-    assert sent["max_tokens"] == 50
+    assert sent["max_completion_tokens"] == 50  # under the name the client used
     assert sent["response_format"] == {"type": "json_object"}
     assert (sent["seed"], sent["user"], sent["stop"]) == (42, "end-user-7", ["\n\n"])
     assert (sent["temperature"], sent["top_p"]) == (0.3, 0.9)

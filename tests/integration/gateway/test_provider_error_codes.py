@@ -101,3 +101,15 @@ async def test_a_limit_above_the_models_most_output_goes_as_that_most(
     await anthropic_sdk.messages.create(model="gpt", max_tokens=32_000, messages=hi)
     await anthropic_sdk.messages.create(model="gpt", max_tokens=1_000, messages=hi)
     assert [r.body["max_tokens"] for r in dialects.openai.requests] == [16_384, 1_000]
+
+
+async def test_the_token_limit_goes_under_the_name_the_client_used(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    # An OpenAI-compatible server that is not OpenAI's own, with no token_limit_field configured.
+    hi = [{"role": "user", "content": "Hello"}]
+    await openai_sdk.chat.completions.create(model="gpt", messages=hi, max_completion_tokens=60)  # type: ignore[arg-type]
+    await openai_sdk.chat.completions.create(model="gpt", messages=hi, max_tokens=50)  # type: ignore[arg-type]
+    await anthropic_sdk.messages.create(model="gpt", max_tokens=40, messages=hi)  # type: ignore[arg-type]
+    limits = [{k: v for k, v in r.body.items() if k.startswith("max_")} for r in dialects.openai.requests]
+    assert limits == [{"max_completion_tokens": 60}, {"max_tokens": 50}, {"max_tokens": 40}]

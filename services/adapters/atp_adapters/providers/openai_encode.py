@@ -277,9 +277,10 @@ _RARE: tuple[tuple[str, str, Encoder], ...] = (
 
 
 def encode_openai(
-    request: ProviderRequest, token_limit_field: str = "max_tokens", provider: str = "openai"
+    request: ProviderRequest, token_limit_field: str | None = None, provider: str = "openai"
 ) -> bytes:
-    """Our request as an OpenAI Chat Completions body, the output-token limit in `token_limit_field`.
+    """Our request as an OpenAI Chat Completions body, the output-token limit in `token_limit_field` (None:
+    the name the client used).
 
     Raises ProviderError(kind='unsupported') naming the path of what OpenAI cannot take (top_k, a file
     by URL). A request-level cache_control is not sent: OpenAI caches long prompt prefixes by itself.
@@ -297,7 +298,11 @@ def encode_openai(
     if params.HasField("top_p"):
         body["top_p"] = params.top_p
     if params.HasField("max_tokens"):
-        body[token_limit_field] = params.max_tokens
+        # The configured name, else the one the client used (max_tokens from other dialects).
+        name = token_limit_field or (
+            "max_completion_tokens" if params.max_completion_tokens else "max_tokens"
+        )
+        body[name] = params.max_tokens
     if params.stop:
         body["stop"] = list(params.stop)
     if params.HasField("seed"):
@@ -327,6 +332,7 @@ _COMMON_NUMBERS = frozenset(
         "temperature",
         "top_p",
         "max_tokens",
+        "max_completion_tokens",
         "stop",
         "seed",
         "presence_penalty",

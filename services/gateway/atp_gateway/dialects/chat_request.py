@@ -31,7 +31,10 @@ PARAMETERS: tuple[tuple[str, str], ...] = (
     ("temperature", "params.temperature"),
     ("top_p", "params.top_p"),
     ("max_tokens", "params.max_tokens"),
-    ("max_completion_tokens", "params.max_tokens"),
+    (
+        "max_completion_tokens",
+        "params.max_tokens, params.max_completion_tokens (the name, for OpenAI-compatible providers)",
+    ),
     ("stop", "params.stop"),
     ("seed", "params.seed"),
     ("user", "params.user"),
@@ -338,6 +341,7 @@ def _params(body: Mapping[str, Any], stream: bool) -> chat_pb2.GenerationParams:
         )
     if (limit := max_completion if max_tokens is None else max_tokens) is not None:
         params.max_tokens = limit
+        params.max_completion_tokens = max_completion is not None
     if (stop := body.get("stop")) is not None:
         params.stop.extend((stop,) if isinstance(stop, str) else stop)
     if _RARE.isdisjoint(body):

@@ -211,7 +211,7 @@ class AudioOutput(_message.Message):
     def __init__(self, voice: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class GenerationParams(_message.Message):
-    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format", "parallel_tool_calls", "reasoning", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "prediction", "modalities", "audio", "logit_bias", "n", "top_k", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "verbosity", "openai_options", "cache_control", "anthropic_betas", "anthropic_options", "prefill")
+    __slots__ = ("temperature", "top_p", "max_tokens", "stop", "seed", "user", "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format", "parallel_tool_calls", "reasoning", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "prediction", "modalities", "audio", "logit_bias", "n", "top_k", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "verbosity", "openai_options", "cache_control", "anthropic_betas", "anthropic_options", "prefill", "max_completion_tokens")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,7 @@ class GenerationParams(_message.Message):
     ANTHROPIC_BETAS_FIELD_NUMBER: _ClassVar[int]
     ANTHROPIC_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     PREFILL_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_p: float
     max_tokens: int
@@ -306,7 +307,8 @@ class GenerationParams(_message.Message):
     anthropic_betas: _containers.RepeatedScalarFieldContainer[str]
     anthropic_options: _containers.ScalarMap[str, bytes]
     prefill: bool
-    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., reasoning: _Optional[_Union[Reasoning, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., store: _Optional[bool] = ..., service_tier: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., modalities: _Optional[_Iterable[str]] = ..., audio: _Optional[_Union[AudioOutput, _Mapping]] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., n: _Optional[int] = ..., top_k: _Optional[int] = ..., prompt_cache_key: _Optional[str] = ..., prompt_cache_retention: _Optional[str] = ..., safety_identifier: _Optional[str] = ..., verbosity: _Optional[str] = ..., openai_options: _Optional[_Mapping[str, bytes]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., anthropic_betas: _Optional[_Iterable[str]] = ..., anthropic_options: _Optional[_Mapping[str, bytes]] = ..., prefill: _Optional[bool] = ...) -> None: ...
+    max_completion_tokens: bool
+    def __init__(self, temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., user: _Optional[str] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ..., tool_choice: _Optional[_Union[ToolChoice, _Mapping]] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., reasoning: _Optional[_Union[Reasoning, _Mapping]] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., store: _Optional[bool] = ..., service_tier: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., modalities: _Optional[_Iterable[str]] = ..., audio: _Optional[_Union[AudioOutput, _Mapping]] = ..., logit_bias: _Optional[_Mapping[str, int]] = ..., n: _Optional[int] = ..., top_k: _Optional[int] = ..., prompt_cache_key: _Optional[str] = ..., prompt_cache_retention: _Optional[str] = ..., safety_identifier: _Optional[str] = ..., verbosity: _Optional[str] = ..., openai_options: _Optional[_Mapping[str, bytes]] = ..., cache_control: _Optional[_Union[CacheControl, _Mapping]] = ..., anthropic_betas: _Optional[_Iterable[str]] = ..., anthropic_options: _Optional[_Mapping[str, bytes]] = ..., prefill: _Optional[bool] = ..., max_completion_tokens: _Optional[bool] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "reasoning_tokens", "estimated", "cache_write_tokens", "prompt_audio_tokens", "completion_audio_tokens", "accepted_prediction_tokens", "rejected_prediction_tokens")
