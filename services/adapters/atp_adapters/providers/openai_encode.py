@@ -133,20 +133,25 @@ def _messages(messages: Any, provider: str) -> list[dict[str, Any]]:
     """Each message in OpenAI's terms. A tool result's media (an image a tool returned, as Anthropic's and
     Gemini's results may hold) has no place in OpenAI's tool messages, which take text only: it follows
     the run of tool results as a user message, each result's media under a line naming its call."""
+    encoded = [_message(m, provider, i) for i, m in enumerate(messages)]
+    for message in messages:
+        if message.parts and message.role == "tool":
+            break
+    else:
+        return encoded  # most requests: no tool result with parts
     out: list[dict[str, Any]] = []
     media: list[dict[str, Any]] = []
-    for index, message in enumerate(messages):
-        encoded = _message(message, provider, index)
+    for message, encoded_message in zip(messages, encoded, strict=True):
         if media and message.role != "tool":
             out.append({"role": "user", "content": media})
             media = []
-        content = encoded["content"]
+        content = encoded_message["content"]
         if message.role == "tool" and isinstance(content, list) and any(p["type"] != "text" for p in content):
             text = [part for part in content if part["type"] == "text"]
-            encoded["content"] = text or "The result is in the next message."
+            encoded_message["content"] = text or "The result is in the next message."
             media.append({"type": "text", "text": f"Result of tool call {message.tool_call_id}:"})
             media.extend(part for part in content if part["type"] != "text")
-        out.append(encoded)
+        out.append(encoded_message)
     if media:
         out.append({"role": "user", "content": media})
     return out
