@@ -73,3 +73,24 @@ async def test_claude_thinking_goes_back_to_claude_only(
         next(p for p in parts if "functionCall" in p)["thoughtSignature"]
         == "skip_thought_signature_validator"
     )
+
+
+async def test_a_turn_of_only_the_other_models_reasoning_is_left_out(
+    dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
+) -> None:
+    # A turn that is nothing but reasoning signed by the other provider says nothing the model can read;
+    # sent as an empty turn, either API would refuse the request.
+    for model, signature, fake in (
+        ("claude", "atp-gemini:ts0", "anthropic"),
+        ("gem", "EqQBCkYIBx", "gemini"),
+    ):
+        thought = {"type": "thinking", "thinking": "Hmm.", "signature": signature}
+        history = [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": [thought]},
+            {"role": "user", "content": "Still there?"},
+        ]
+        await anthropic_sdk.messages.create(model=model, max_tokens=64, messages=history)  # type: ignore[arg-type]
+        sent = getattr(dialects, fake).requests[-1].body
+        turns = sent.get("messages") or sent["contents"]
+        assert [turn["role"] for turn in turns] == ["user"]

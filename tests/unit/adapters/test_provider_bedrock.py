@@ -633,3 +633,26 @@ async def test_media_converse_cannot_take_is_refused_by_path(
     assert caught.value.kind == "unsupported" and caught.value.param == "messages[0].content[1]"
     assert why in caught.value.message
     assert not fake.requests
+
+
+async def test_gemini_reasoning_reaches_no_model_on_bedrock(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    # Signed for Gemini: Claude would refuse the signature. A turn of nothing else is left out whole.
+    thought = chat_pb2.ContentPart(
+        thinking=chat_pb2.ThinkingContent(thinking="Hmm.", signature="atp-gemini:ts0")
+    )
+    said = chat_pb2.ContentPart(text="Hello!")
+    await drain(
+        provider,
+        request(
+            user("hi"),
+            chat_pb2.ChatMessage(role="assistant", parts=[thought, said]),
+            user("and?"),
+            chat_pb2.ChatMessage(role="assistant", parts=[thought]),
+            user("still there?"),
+        ),
+    )
+    turns = fake.requests[-1].body["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert turns[1]["content"] == [{"text": "Hello!"}]

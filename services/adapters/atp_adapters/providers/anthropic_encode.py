@@ -214,6 +214,8 @@ class _Encoder:
                 raise self.refuse(f"{path}.role", f"role {role!r}")
             if role != "tool" and message.name:
                 raise self.refuse(f"{path}.name", "Messages has no participant names")
+            if role == "assistant" and not blocks and not message.content:
+                continue  # a turn of Gemini's reasoning only: nothing Claude can read
             if turns and turns[-1]["role"] == turn_role:
                 _merge(turns[-1], blocks)
             elif role in ("user", "assistant") and _plain(message):

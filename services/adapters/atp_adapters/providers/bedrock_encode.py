@@ -272,7 +272,8 @@ def _conversation(
                 blocks.append(_tool_use(provider, f"{path}.tool_calls[{i}]", call))
             if message.audio_id:
                 raise unsupported(provider, f"{path}.audio", "an earlier audio reply")
-            _append(messages, "assistant", blocks)
+            if blocks:  # none: a turn of Gemini's reasoning only, nothing another model can read
+                _append(messages, "assistant", blocks)
         elif role == "user":
             _append(messages, "user", _blocks(provider, path, message))
         else:

@@ -205,6 +205,8 @@ class _Encoder:
                 raise self.refuse(f"{path}.role", f"role {role!r}")
             if role != "tool" and message.name:
                 raise self.refuse(f"{path}.name", "Gemini has no participant names")
+            if not parts and turn_role == "model":
+                continue  # a turn of another model's reasoning only: nothing Gemini can read
             if contents and contents[-1]["role"] == turn_role:
                 contents[-1]["parts"].extend(parts)
             else:
