@@ -179,8 +179,9 @@ def list_models(
                 provider="",
                 kind="route",
                 # A route takes what its largest candidate takes; unknown (0) when any candidate's is.
-                context_window=min(spec.context_window for spec in members)
-                and max(spec.context_window for spec in members),
+                context_window=0
+                if any(not spec.context_window for spec in members)
+                else max(spec.context_window for spec in members),
                 capabilities=_capabilities(bits),
             )
     for name, spec in specs.items():

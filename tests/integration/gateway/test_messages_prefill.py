@@ -21,11 +21,11 @@ PREFILLED = [
 async def test_a_prefill_goes_only_to_claude(
     dialects: DialectStack, anthropic_sdk: anthropic.AsyncAnthropic
 ) -> None:
-    for _ in range(6):
-        await anthropic_sdk.messages.create(model="mixed", max_tokens=32, messages=PREFILLED)
+    # azure-first always tries Azure (OpenAI's API) first: the prefill must pass it over for Claude.
+    await anthropic_sdk.messages.create(model="azure-first", max_tokens=32, messages=PREFILLED)
     assert not dialects.openai.requests
-    assert len(dialects.anthropic.requests) == 6
-    assert dialects.anthropic.requests[0].body["messages"][-1]["role"] == "assistant"
+    [sent] = dialects.anthropic.requests
+    assert sent.body["messages"][-1]["role"] == "assistant"
 
 
 async def test_a_prefill_to_a_model_that_cannot_continue_one_is_refused_by_name(

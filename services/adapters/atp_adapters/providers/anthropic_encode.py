@@ -15,6 +15,7 @@ from atp_adapters.providers.base import (
     ProviderRequest,
     claude_cache_ttl,
     from_gemini,
+    keyed_cache_hint,
     unsupported,
 )
 from atp_adapters.providers.openai_encode import effort_for_budget
@@ -429,13 +430,8 @@ def _options(
         body.setdefault("output_config", {})["effort"] = effort
     if params.HasField("cache_control"):
         enc.cache(body, params.cache_control, True, "cache_control")
-    elif (params.prompt_cache_key or params.prompt_cache_retention) and not enc.cache_hints:
-        # OpenAI's cache key says this prompt comes again. Claude caches only what is marked, so an
-        # unmarked request is marked whole (automatic caching), kept as long as Claude keeps a prefix
-        # when OpenAI was asked for 24 hours.
-        hint = chat_pb2.CacheControl(
-            type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else ""
-        )
+    elif not enc.cache_hints and (hint := keyed_cache_hint(params)) is not None:
+        # An unmarked request whose client named a cache key is marked whole (automatic caching).
         enc.cache(body, hint, True, "prompt_cache_key")
 
 

@@ -212,6 +212,15 @@ def from_gemini(part: chat_pb2.ContentPart) -> bool:
     return part.WhichOneof("kind") == "thinking" and part.thinking.signature.startswith(GEMINI_SIGNED)
 
 
+def keyed_cache_hint(params: chat_pb2.GenerationParams) -> chat_pb2.CacheControl | None:
+    """OpenAI's prompt cache key (this prompt comes again) as a whole-request cache hint for Claude, which
+    caches only what is marked: kept as long as Claude keeps a prefix when OpenAI was asked for 24 hours.
+    None without a key or retention."""
+    if not (params.prompt_cache_key or params.prompt_cache_retention):
+        return None
+    return chat_pb2.CacheControl(type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else "")
+
+
 # A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's
 # breakpoint lifetime, a minimum, as the shortest of Claude's that keeps it. Claude keeps nothing 12 hours.
 _CLAUDE_CACHE_TTLS = {"5m": "5m", "1h": "1h", "30m": "1h"}

@@ -13,6 +13,7 @@ from atp_adapters.providers.base import (
     ProviderRequest,
     claude_cache_ttl,
     from_gemini,
+    keyed_cache_hint,
     tool_description,
     unsupported,
 )
@@ -365,8 +366,8 @@ def _refuse_unsupported(provider: str, params: chat_pb2.GenerationParams) -> Non
         ("audio", params.HasField("audio")),
         ("store", params.HasField("store") and params.store),
         ("parallel_tool_calls", params.HasField("parallel_tool_calls") and not params.parallel_tool_calls),
-        # OpenAI's default verbosity is every model's by omission; a prompt cache key routes OpenAI's
-        # cache and has no Converse counterpart (caching there is the client's cachePoint to mark).
+        # OpenAI's default verbosity is every model's by omission. (A prompt cache key is a cache point
+        # for Claude, see _keyed_cache, and nothing for models that cache only where told.)
         ("verbosity", params.verbosity not in ("", "medium")),
     )
     for name, present in checks:
@@ -382,15 +383,10 @@ def _keyed_cache(request: ProviderRequest, messages: Any, system: Any) -> chat_p
     """OpenAI's cache key as a request-wide hint for Claude on Bedrock when the request placed no cache
     point of its own (other models there cache only where told, if at all: they get nothing)."""
     params = request.params
-    if (
-        not (params.prompt_cache_key or params.prompt_cache_retention)
-        or "anthropic." not in request.provider_model
-    ):
+    if "anthropic." not in request.provider_model or any(t.cache_control.type for t in params.tools):
         return None
     blocks = [*(system or ()), *(block for message in messages for block in message["content"])]
-    if any("cachePoint" in block for block in blocks) or any(t.cache_control.type for t in params.tools):
-        return None
-    return chat_pb2.CacheControl(type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else "")
+    return None if any("cachePoint" in block for block in blocks) else keyed_cache_hint(params)
 
 
 def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
