@@ -20,6 +20,7 @@ from atp_router.evaluation.logs import LoggedOutcome, outcomes, read_reward_even
 from atp_router.evaluation.offline import ROUTE, RouteOptions, eval_config, replay_in_process
 from atp_router.evaluation.ope import estimate
 from atp_router.evaluation.replay import replay_over_grpc
+from atp_router.evaluation.report import QUALITY_FLOOR_GRID
 from atp_router.server import build_server as build_router
 from atp_router.settings import RouterSettings
 from atp_router.training import cli as train_cli
@@ -160,3 +161,19 @@ def test_atp_eval_sweeps_the_quality_floor_of_a_trained_route(tmp_path: Path) ->
     # A higher floor keeps more requests on the model predicted best: the strong share never falls.
     assert shares == sorted(shares) and shares[0] < shares[-1]
     assert 0.0 <= float(report["apgr"]) <= 1.5  # type: ignore[arg-type]
+
+
+def test_the_floor_knob_sweeps_fractions_by_default_and_refuses_others(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "d.jsonl", 40)
+    artifact = tmp_path / "router.json"
+    train_cli.run(["--dataset", str(data), "--out", str(artifact), "--semantic-dim", "4"])
+    base = ["--dataset", str(data), "--offline", "--artifact", str(artifact), "--knob", "quality_floor"]
+    report = run_replay([*base, "--max-tokens", "1", "--plot", "", "--workers", "1"])
+    # Without --cost-weights the floor knob sweeps floors (the cost-weight grid held values above 1,
+    # which the route's configuration refuses).
+    floors = [row["cost_weight"] for row in report["sweep"]]  # type: ignore[attr-defined]
+    assert floors == list(QUALITY_FLOOR_GRID)
+    for bad in (["--cost-weights", "0.5,2"], ["--quality-floor", "1.5"]):
+        with pytest.raises(SystemExit) as refused:
+            run_replay([*base, *bad])
+        assert refused.value.code == 2

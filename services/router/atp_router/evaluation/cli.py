@@ -21,6 +21,7 @@ from atp_router.evaluation.offline import (
 )
 from atp_router.evaluation.replay import replay_over_grpc
 from atp_router.evaluation.report import (
+    QUALITY_FLOOR_GRID,
     SweepPoint,
     build_report,
     cost_weight_grid,
@@ -86,7 +87,9 @@ def _add_pass_arguments(parser: argparse.ArgumentParser) -> None:
         help="cost weight of the gRPC pass (--spawn); default: the sweep's cheapest one reaching 95%%",
     )
     parser.add_argument(
-        "--cost-weights", type=_floats, help="comma-separated sweep; default: 24 around break-even"
+        "--cost-weights",
+        type=_floats,
+        help="comma-separated sweep; default: 24 around break-even (the floor knob: 0.5 to 1.0)",
     )
     parser.add_argument(
         "--exploration", type=float, default=DEFAULT_EXPLORATION, help="LinUCB exploration (alpha)"
@@ -251,6 +254,10 @@ def _replay_args(argv: Sequence[str]) -> argparse.Namespace:
         max_tokens=args.max_tokens,
         knob=args.knob,
     )
+    if not 0.0 <= args.quality_floor <= 1.0:
+        parser.error("--quality-floor is a fraction of the best predicted quality, from 0 to 1")
+    if args.knob == "quality_floor" and any(not 0.0 <= v <= 1.0 for v in args.cost_weights or ()):
+        parser.error("--knob quality_floor sweeps fractions from 0 to 1 (--cost-weights)")
     if args.knob == "quality_floor":
         args.refine = 0  # the refinement brackets a falling cost weight; floors rise toward quality
     return args
@@ -261,7 +268,12 @@ def _sweep(
 ) -> tuple[list[float], list[list[str]]]:
     """The in-process sweep over the cost weights (refined where `target` accuracy is lost), in order of
     cost weight: the weights and each one's choices."""
-    weights = args.cost_weights or cost_weight_grid(dataset, strong, weak)
+    if args.cost_weights:
+        weights = args.cost_weights
+    elif args.knob == "quality_floor":
+        weights = list(QUALITY_FLOOR_GRID)
+    else:
+        weights = cost_weight_grid(dataset, strong, weak)
     print(f"sweep: {len(weights)} cost weights, {args.workers} processes", file=sys.stderr, flush=True)
     sweep_choices = _sweep_pass(args, dataset, weights)
     finer = _refined(dataset, strong, weights, sweep_choices, target, args.refine)

@@ -22,6 +22,11 @@ class SweepPoint:
     outcome: Outcome
 
 
+# The floor knob's default sweep: fractions of the best candidate's predicted quality, denser near 1,
+# where the strong share changes fastest.
+QUALITY_FLOOR_GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.83, 0.86, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98, 1.0)
+
+
 def cost_weight_grid(dataset: Dataset, strong: str, weak: str, points: int = 24) -> list[float]:
     """Cost weights around the break-even one, where the strong model's mean quality edge equals the
     weighted mean extra cost: from a fifth to five times it, geometrically spaced."""
@@ -89,9 +94,10 @@ def render_text(report: Mapping[str, object]) -> str:
     """A human-readable summary of a report."""
     baselines: Mapping[str, Mapping[str, float]] = report["baselines"]  # type: ignore[assignment]
     weight = report["cost_weight"]
+    knob = str(report.get("knob", "cost_weight")).replace("_", " ")
     shown = "of the route's own configuration" if weight is None else f"{weight:.4g}"
     lines = [
-        f"{report['prompts']} prompts through {report['through']}, cost weight {shown}:",
+        f"{report['prompts']} prompts through {report['through']}, {knob} {shown}:",
         f"  accuracy {report['accuracy']:.4f}  cost ${report['cost_usd']:.4f}  "
         f"strong share {_pct(report['strong_share'])}",
         "baselines:",
@@ -101,7 +107,7 @@ def render_text(report: Mapping[str, object]) -> str:
             f"  {name:28s} accuracy {row['accuracy']:.4f}  cost ${row['cost_usd']:.4f}  "
             f"strong share {_pct(row['strong_share'])}"
         )
-    lines.append("sweep (in-process kernel, online from zero at each cost weight):")
+    lines.append(f"sweep (in-process kernel, online from zero at each {knob}):")
     for row in report["sweep"]:  # type: ignore[attr-defined]
         lines.append(
             f"  w={row['cost_weight']:9.4g}  accuracy {row['accuracy']:.4f}  cost ${row['cost_usd']:.4f}  "
@@ -109,7 +115,7 @@ def render_text(report: Mapping[str, object]) -> str:
         )
     lines += [
         f"target (95% of {report['strong_model']}): accuracy {report['target_accuracy']:.4f}",
-        f"  cost saved at 95%: {_pct(report['cost_saved_at_95'])} (cost weight "
+        f"  cost saved at 95%: {_pct(report['cost_saved_at_95'])} ({knob} "
         f"{report['cost_weight_at_95']}), interpolated {_pct(report['cost_saved_at_95_interpolated'])}, "
         f"strong calls saved {_pct(report['calls_saved_at_95'])}",
         f"  CPT(50%) {_pct(report['cpt50'])}  CPT(80%) {_pct(report['cpt80'])}  APGR {report['apgr']:.3f}",
