@@ -178,3 +178,34 @@ def test_learning_policies_recover_when_the_best_arm_degrades() -> None:
         assert chosen[900:].count(1) > 200, policy
     best_fixed, oracle, _ = synthetic.regret(env, runs["thompson"])
     assert best_fixed < 0 < oracle  # it beats every fixed arm, and loses only while adapting
+
+
+@pytest.mark.parametrize(
+    ("row", "said"),
+    [
+        (b"not json", ":1: "),
+        (b'{"id": "x", "quality": {"a": 1, "b": 0}}', ":1: missing field 'prompt'"),
+        (b'{"id": "x", "prompt": "q", "quality": [1, 0]}', "quality must be an object"),
+        (b'{"id": "x", "prompt": "q", "quality": {"a": 2, "b": 0}}', "from 0 to 1"),
+        (b'{"id": "x", "prompt": 3, "quality": {"a": 1, "b": 0}}', "prompt must be a string"),
+        (b'{"id": "x", "prompt": "q", "quality": {"a": 1}}', "at least two models"),
+    ],
+)
+def test_a_row_outside_the_format_is_refused_by_line_and_the_cli_says_so(
+    tmp_path: Path, row: bytes, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(row + b"\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: ") as refused:
+        load_dataset(path, prices={"a": (1.0, 1.0), "b": (2.0, 2.0)})
+    assert said in str(refused.value)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--dataset", str(path), "--offline", "--price", "a=1/1", "--price", "b=2/2"])
+    assert str(exited.value.code).startswith("atp-eval: error: ") and said in str(exited.value.code)
+
+
+def test_prompt_tokens_default_to_the_formats_estimate(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"id": "x", "prompt": "' + b"w" * 40 + b'", "quality": {"a": 0.5, "b": 0.25}}\n')
+    dataset = load_dataset(path, prices={"a": (1.0, 1.0), "b": (2.0, 2.0)})
+    assert dataset.prompts[0].prompt_tokens == 10 and dataset.prompts[0].quality == {"a": 0.5, "b": 0.25}

@@ -401,8 +401,14 @@ def _synthetic_text(report: dict[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Console entry point: a bad input file or argument is one error line, not a traceback."""
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"atp-eval: error: {exc}")
+
+
+def _main(argv: list[str]) -> None:
     if argv and argv[0] in commands.COMMANDS:
         report, text = commands.COMMANDS[argv[0]](argv[1:])
     elif argv and argv[0] == "synthetic":

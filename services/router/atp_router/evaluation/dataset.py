@@ -71,7 +71,8 @@ def load_dataset(
     prices: Mapping[str, tuple[float, float]] | None = None,
     limit: int | None = None,
 ) -> Dataset:
-    """Read a jsonl file of the mmlu_dev format; `prices` adds to or overrides KNOWN_PRICES."""
+    """Read a jsonl file of the mmlu_dev format; `prices` adds to or overrides KNOWN_PRICES. A row that
+    does not fit the format is a ValueError naming its line."""
     table = {**KNOWN_PRICES, **(prices or {})}
     prompts: list[Prompt] = []
     models: tuple[str, ...] | None = None
@@ -79,34 +80,50 @@ def load_dataset(
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            row = orjson.loads(line)
-            quality = {str(m): float(q) for m, q in row["quality"].items()}
+            try:
+                prompt = _prompt(orjson.loads(line), models)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise ValueError(f"{path}:{number}: {what}") from None
             if models is None:
-                models = tuple(sorted(quality))
-                if len(models) < 2:
-                    raise ValueError(f"{path}:{number}: need quality for at least two models")
+                models = tuple(sorted(prompt.quality))
                 missing = [m for m in models if m not in table]
                 if missing:
                     raise ValueError(f"no price for {missing}; pass --price MODEL=IN/OUT")
-            elif set(quality) != set(models):
-                raise ValueError(f"{path}:{number}: quality for {sorted(quality)}, expected {list(models)}")
-            completion = row.get("completion_tokens", 1)
-            completions = (
-                {m: int(completion[m]) for m in models}
-                if isinstance(completion, dict)
-                else dict.fromkeys(models, int(completion))
-            )
-            prompts.append(
-                Prompt(
-                    id=str(row["id"]),
-                    text=row["prompt"],
-                    prompt_tokens=int(row["prompt_tokens"]),
-                    completion_tokens=completions,
-                    quality=quality,
-                )
-            )
+            prompts.append(prompt)
             if limit is not None and len(prompts) >= limit:
                 break
     if models is None:
         raise ValueError(f"{path}: no rows")
     return Dataset(prompts, models, {m: table[m] for m in models})
+
+
+def _prompt(row: dict[str, object], models: tuple[str, ...] | None) -> Prompt:
+    """One row; `models` are the first row's (None for the first row itself)."""
+    raw_quality = row["quality"]
+    if not isinstance(raw_quality, dict):
+        raise ValueError("quality must be an object of model: score")
+    quality = {str(m): float(q) for m, q in raw_quality.items()}
+    if any(not 0.0 <= q <= 1.0 for q in quality.values()):
+        raise ValueError("quality scores must be numbers from 0 to 1")
+    if models is None and len(quality) < 2:
+        raise ValueError("need quality for at least two models")
+    if models is not None and set(quality) != set(models):
+        raise ValueError(f"quality for {sorted(quality)}, expected {list(models)}")
+    text = row["prompt"]
+    if not isinstance(text, str):
+        raise ValueError("prompt must be a string")
+    completion = row.get("completion_tokens", 1)
+    if isinstance(completion, dict):
+        completions = {m: int(completion[m]) for m in quality}
+    else:
+        completions = {m: int(completion) for m in quality}  # type: ignore[call-overload]
+    # The format's estimate when a file leaves it out: characters / 4.
+    prompt_tokens = row.get("prompt_tokens", len(text) // 4)
+    return Prompt(
+        id=str(row["id"]),
+        text=text,
+        prompt_tokens=int(prompt_tokens),  # type: ignore[call-overload]
+        completion_tokens=completions,
+        quality=quality,
+    )

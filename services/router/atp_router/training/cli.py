@@ -111,8 +111,11 @@ def run(argv: Sequence[str]) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
-    summary = run(list(sys.argv[1:] if argv is None else argv))
+    """Console entry point: a bad input file or argument is one error line, not a traceback."""
+    try:
+        summary = run(list(sys.argv[1:] if argv is None else argv))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"atp-train: error: {exc}")
     sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
