@@ -90,6 +90,7 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
             "routes": {
                 "mixed": {"candidates": ["claude", "gpt"]},
                 "azure-first": {"candidates": ["az", "claude"], "policy": "static"},
+                "claude-first": {"candidates": ["claude", "gpt"], "policy": "static"},
             },
             "default_route": "mixed",
             "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},

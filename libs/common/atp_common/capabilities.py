@@ -88,6 +88,15 @@ FEATURES: tuple[Feature, ...] = (
         None,
         "messages",
     ),
+    # Claude's APIs (Anthropic's and Bedrock's Converse, for every model) refuse a conversation that
+    # does not start with a user turn; a chat that opens with the assistant's greeting is common.
+    Feature(
+        "assistant_first",
+        1 << 31,
+        "a conversation whose first turn after the instructions is the assistant's",
+        None,
+        "messages",
+    ),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -143,6 +152,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "embeddings",
                 "json_object",
                 "chat",
+                "assistant_first",
             )
         ),
         "bedrock": frozenset(

@@ -13,7 +13,7 @@ from anthropic.types.shared import ErrorResponse
 from tests.support.dialect_stack import DialectStack
 from tests.support.sdk_models import strict
 
-EVERY = ["az", "azure-first", "claude", "claude-new", "gem", "gpt", "mixed"]
+EVERY = ["az", "azure-first", "claude", "claude-first", "claude-new", "gem", "gpt", "mixed"]
 
 
 def _strict_model(item: dict) -> ModelInfo:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from atp.common.v1 import chat_pb2
-from atp_common.capabilities import feature_names
+from atp_common.capabilities import BY_NAME, feature_names, supported_features
 from atp_common.policy import FEATURE_DIM, FEATURE_NAMES, compute_features
 from atp_common.policy.features import IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, REPLY_OVERHEAD_TOKENS
 
@@ -179,3 +179,17 @@ def test_huge_prompt_is_measured_but_cues_read_a_bounded_sample() -> None:
     assert features.estimated_prompt_tokens > 250_000
     # The trailing arithmetic lies beyond the sample the cues read.
     assert features.vector[IDX["math"]] == 0.0
+
+
+def test_an_opening_assistant_turn_after_the_instructions_is_a_feature() -> None:
+    greeting = chat_pb2.ChatMessage(role="assistant", content="Hello! How can I help?")
+    for system in ("system", "developer"):
+        opened = _features(chat_pb2.ChatMessage(role=system, content="be kind"), greeting, _user("hi"))
+        assert "assistant_first" in feature_names(opened.required_features)
+    later = _features(_user("hi"), greeting, _user("and?"))
+    assert "assistant_first" not in feature_names(later.required_features)
+    assert "assistant_first" not in feature_names(_features().required_features)
+    # Claude's APIs (Anthropic's, Bedrock's Converse) refuse such a conversation; the others take it.
+    for provider, honours in (("anthropic", False), ("bedrock", False), ("openai", True), ("gemini", True)):
+        bits = supported_features(provider, ["tools"])
+        assert bool(bits & BY_NAME["assistant_first"].bit) is honours, provider

@@ -175,6 +175,8 @@ _CHAT = _FEATURE["chat"].bit
 _AUDIO_OUTPUT = _FEATURE["audio_output"].bit
 _LOGPROBS = _FEATURE["logprobs"].bit
 _PENALTIES = _FEATURE["penalties"].bit
+_ASSISTANT_FIRST = _FEATURE["assistant_first"].bit
+_INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
 
@@ -289,7 +291,7 @@ def compute_features(
         + IMAGE_TOKENS * images
     )
     max_output = max(params.max_tokens, 0) if params.HasField("max_tokens") else 0
-    required |= _param_bits(params)
+    required |= _param_bits(params) | _opening_bits(messages)
     if tool_history:
         required |= _TOOLS
     if images:
@@ -308,6 +310,14 @@ def compute_features(
         ),
         required_features=required,
     )
+
+
+def _opening_bits(messages: Sequence[chat_pb2.ChatMessage]) -> int:
+    """The assistant_first bit when the first turn after the instructions is the assistant's."""
+    for message in messages:
+        if message.role not in _INSTRUCTIONS:
+            return _ASSISTANT_FIRST if message.role == "assistant" else 0
+    return 0
 
 
 def _context_vector(
