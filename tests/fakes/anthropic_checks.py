@@ -220,6 +220,11 @@ def _options(body: dict[str, Any]) -> int:
         _require(choice.get("type") in ("auto", "any", "tool", "none"), "tool_choice.type: invalid")
         _require(choice["type"] != "tool" or bool(choice.get("name")), "tool_choice.name: Field required")
     _require(body.get("service_tier", "auto") in ("auto", "standard_only"), "service_tier: invalid")
+    for stop in body.get("stop_sequences") or ():
+        _require(bool(stop), "stop_sequences: each stop sequence must be non-empty")
+        _require(bool(stop.strip()), "stop_sequences: each stop sequence must contain non-whitespace")
+    temperature = body.get("temperature", 1)
+    _require(isinstance(temperature, int | float) and 0 <= temperature <= 1, "temperature: range: 0..1")
     output = body.get("output_config")
     if output is not None:
         _require(set(output) <= {"format", "effort"}, "output_config: Extra inputs are not permitted")

@@ -67,6 +67,9 @@ def _check(shape: Any, value: Any, path: str) -> None:
     elif kind in ("float", "double"):
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ShapeError(f"{path}: expected a number")
+        low, high = shape.metadata.get("min"), shape.metadata.get("max")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ShapeError(f"{path}: {value} is outside {low}..{high}")
     elif kind == "boolean":
         if not isinstance(value, bool):
             raise ShapeError(f"{path}: expected a boolean")

@@ -97,6 +97,10 @@ FEATURES: tuple[Feature, ...] = (
         None,
         "messages",
     ),
+    # Claude's APIs refuse a stop sequence that is empty or only whitespace ("\n" is a common one).
+    Feature("blank_stop", 1 << 32, "a stop sequence that is empty or only whitespace", None, "stop"),
+    # OpenAI's and Gemini's temperature goes to 2; Anthropic's and every Bedrock model's to 1.
+    Feature("temperature_above_1", 1 << 33, "a temperature above 1", None, "temperature"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -153,6 +157,8 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "json_object",
                 "chat",
                 "assistant_first",
+                "blank_stop",
+                "temperature_above_1",
             )
         ),
         "bedrock": frozenset(

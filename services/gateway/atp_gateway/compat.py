@@ -53,6 +53,12 @@ FIELD_FEATURES: dict[str, str] = {
     "dimensions": "embeddings",
 }
 
+# Fields that need a feature only for some values: (feature, the values), shown beside the cell.
+VALUE_FEATURES: dict[str, tuple[str, str]] = {
+    "params.temperature": ("temperature_above_1", "above 1"),
+    "params.stop": ("blank_stop", "blank ones"),
+}
+
 # Each endpoint: its dialect's parameter table, the feature every request of it needs, and the provider
 # types that speak its API natively.
 _OPENAI_NATIVE = ("openai", "azure", "local")
@@ -66,7 +72,8 @@ _FIELD = re.compile(r"\b(?:params|messages|inputs|dimensions|stream)(?:\.[a-z_]+
 LEGEND = (
     "**native**: sent as the provider's API names it; **translated**: sent in the provider's own terms; "
     "**filtered (feature)**: when the parameter is set, candidates of that provider type are filtered out "
-    "before routing (a 400 naming the parameter when none is left); **gateway**: handled or recorded by "
+    "before routing (a 400 naming the parameter when none is left); **..., filtered for (values)**: only "
+    "those values filter that provider type's candidates; **gateway**: handled or recorded by "
     "the gateway itself; **refused**: a 400 naming the parameter; **—**: the provider type does not serve "
     "the endpoint."
 )
@@ -98,7 +105,13 @@ def _cell(internal: str, provider: str, base: str, native: Sequence[str]) -> str
     if missing:
         return f"filtered ({', '.join(missing)})"
     # A mapping that says "translated" is one even for the dialect's own provider (a beta's old name).
-    return "native" if provider in native and not internal.startswith("translated") else "translated"
+    kind = "native" if provider in native and not internal.startswith("translated") else "translated"
+    conditional = [
+        values
+        for field, (feature, values) in VALUE_FEATURES.items()
+        if field in _FIELD.findall(internal) and feature not in PROVIDER_FEATURES[provider]
+    ]
+    return f"{kind}, filtered for {', '.join(conditional)}" if conditional else kind
 
 
 def rows(module: str, base: str, native: Sequence[str]) -> list[list[str]]:

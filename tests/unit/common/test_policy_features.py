@@ -96,6 +96,11 @@ def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
     ("params", "names"),
     [
         ({"tools": [chat_pb2.Tool(type="custom", name="c")]}, ["tools", "custom_tools"]),
+        ({"temperature": 1.5}, ["temperature_above_1"]),
+        ({"temperature": 1.0}, []),
+        ({"stop": ["END", "\n"]}, ["blank_stop"]),
+        ({"stop": [""]}, ["blank_stop"]),
+        ({"stop": [" END "]}, []),
         ({"tool_choice": chat_pb2.ToolChoice(mode="allowed_tools", allowed=["f"])}, ["custom_tools"]),
         ({"response_format": chat_pb2.ResponseFormat(type="json_schema")}, ["json"]),
         ({"modalities": ["text", "audio"]}, ["audio_output"]),

@@ -26,7 +26,10 @@ def test_cells_follow_the_provider_features() -> None:
     providers = list(PROVIDER_FEATURES)
     anthropic = providers.index("anthropic")
     assert table["`temperature`"][providers.index("openai")] == "native"
-    assert table["`temperature`"][anthropic] == "translated"
+    # Claude takes temperatures up to 1 only: the cell says which values filter it.
+    assert table["`temperature`"][anthropic] == "translated, filtered for above 1"
+    assert table["`temperature`"][providers.index("gemini")] == "translated"
+    assert table["`stop`"][anthropic] == "translated, filtered for blank ones"
     assert table["`stream_options.include_obfuscation`"] == ["refused"] * len(providers)
     expected = "translated" if "logprobs" in PROVIDER_FEATURES["anthropic"] else "filtered (logprobs)"
     assert table["`logprobs`"][anthropic] == expected

@@ -208,8 +208,12 @@ def _always(name: str) -> Callable[[Any], int]:
     return lambda value: bit
 
 
-# Field number to the bits that field's value needs. Parameters every provider honours (temperature,
-# top_p, max_tokens, stop, user, metadata, safety_identifier) need none.
+def _stop_bits(stops: Sequence[str]) -> int:
+    return _FEATURE["blank_stop"].bit if any(not stop.strip() for stop in stops) else 0
+
+
+# Field number to the bits that field's value needs. Parameters every provider honours (top_p,
+# max_tokens, user, metadata, safety_identifier; temperature up to 1, stop sequences with text) need none.
 _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
     {
         _FIELDS[name].number: check
@@ -245,6 +249,8 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("openai_options", _always("openai_options")),
             ("anthropic_options", _anthropic_option_bits),
             ("prefill", _always("prefill")),
+            ("stop", _stop_bits),
+            ("temperature", lambda v: _FEATURE["temperature_above_1"].bit if v > 1 else 0),
         )
     }
 )
