@@ -223,6 +223,11 @@ def _options(body: dict[str, Any]) -> int:
     for stop in body.get("stop_sequences") or ():
         _require(bool(stop), "stop_sequences: each stop sequence must be non-empty")
         _require(bool(stop.strip()), "stop_sequences: each stop sequence must contain non-whitespace")
+    # Claude's newer models (Sonnet and Haiku 4.5 on; the fake's "new" models) take one of the two.
+    _require(
+        "new" not in body["model"] or "temperature" not in body or "top_p" not in body,
+        "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+    )
     temperature = body.get("temperature", 1)
     _require(isinstance(temperature, int | float) and 0 <= temperature <= 1, "temperature: range: 0..1")
     output = body.get("output_config")

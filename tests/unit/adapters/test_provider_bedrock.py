@@ -656,3 +656,26 @@ async def test_gemini_reasoning_reaches_no_model_on_bedrock(
     turns = fake.requests[-1].body["messages"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
     assert turns[1]["content"] == [{"text": "Hello!"}]
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "sent"),
+    [
+        # Claude refuses temperature and topP together: a value at Claude's default is left out.
+        (MODEL_ID, {"temperature": 0.3, "top_p": 1.0}, {"temperature": 0.3}),
+        (MODEL_ID, {"temperature": 1.0, "top_p": 0.8}, {"topP": pytest.approx(0.8)}),
+        (MODEL_ID, {"temperature": 0.3, "top_p": 0.8}, {"temperature": 0.3, "topP": pytest.approx(0.8)}),
+        # Another model's defaults differ (Llama's top_p is 0.9): both go as sent.
+        (
+            "meta.llama3-70b-instruct-v1:0",
+            {"temperature": 0.3, "top_p": 1.0},
+            {"temperature": 0.3, "topP": 1.0},
+        ),
+    ],
+)
+async def test_claude_gets_one_sampler_when_the_other_is_its_default(
+    fake: FakeBedrock, provider: BedrockProvider, model: str, params: dict, sent: dict
+) -> None:
+    ask = ProviderRequest(model, [user("hi")], chat_pb2.GenerationParams(**params), stream=False)
+    await drain(provider, ask)
+    assert fake.requests[-1].body["inferenceConfig"] == pytest.approx(sent)

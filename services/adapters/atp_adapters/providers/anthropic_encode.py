@@ -14,6 +14,7 @@ from atp_adapters.providers.base import (
     ProviderError,
     ProviderRequest,
     claude_cache_ttl,
+    claude_sampling,
     from_gemini,
     keyed_cache_hint,
     unsupported,
@@ -402,10 +403,11 @@ def anthropic_effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str
 def _options(
     enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, Any], adaptive_model: bool
 ) -> None:
-    if params.HasField("temperature"):
-        body["temperature"] = params.temperature
-    if params.HasField("top_p"):
-        body["top_p"] = params.top_p
+    temperature, top_p = claude_sampling(params)
+    if temperature is not None:
+        body["temperature"] = temperature
+    if top_p is not None:
+        body["top_p"] = top_p
     if params.HasField("top_k"):
         body["top_k"] = params.top_k
     if params.stop:

@@ -221,6 +221,20 @@ def keyed_cache_hint(params: chat_pb2.GenerationParams) -> chat_pb2.CacheControl
     return chat_pb2.CacheControl(type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else "")
 
 
+def claude_sampling(params: chat_pb2.GenerationParams) -> tuple[float | None, float | None]:
+    """(temperature, top_p) as Claude is sent them; None leaves one out. Claude's newer models refuse the
+    two together, so when both are set, one at Claude's own default (top_p 1 keeps every token,
+    temperature 1) is honoured by leaving it out; two non-default values go as sent."""
+    temperature = params.temperature if params.HasField("temperature") else None
+    top_p = params.top_p if params.HasField("top_p") else None
+    if temperature is not None and top_p is not None:
+        if top_p >= 1:
+            top_p = None
+        elif temperature == 1:
+            temperature = None
+    return temperature, top_p
+
+
 # A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's
 # breakpoint lifetime, a minimum, as the shortest of Claude's that keeps it. Claude keeps nothing 12 hours.
 _CLAUDE_CACHE_TTLS = {"5m": "5m", "1h": "1h", "30m": "1h"}

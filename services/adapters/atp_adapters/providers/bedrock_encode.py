@@ -12,6 +12,7 @@ from atp_adapters.providers.anthropic_encode import adaptive_thinking, anthropic
 from atp_adapters.providers.base import (
     ProviderRequest,
     claude_cache_ttl,
+    claude_sampling,
     from_gemini,
     keyed_cache_hint,
     tool_description,
@@ -389,6 +390,20 @@ def _keyed_cache(request: ProviderRequest, messages: Any, system: Any) -> chat_p
     return None if any("cachePoint" in block for block in blocks) else keyed_cache_hint(params)
 
 
+def _sampling(request: ProviderRequest) -> dict[str, float]:
+    """temperature and topP; Claude's by its rule (claude_sampling), since Claude refuses both at once.
+    Other models get both as sent: their defaults differ (Llama's top_p is 0.9), so omitting is not
+    the same request."""
+    params = request.params
+    if "anthropic." in request.provider_model:
+        temperature, top_p = claude_sampling(params)
+    else:
+        temperature = params.temperature if params.HasField("temperature") else None
+        top_p = params.top_p if params.HasField("top_p") else None
+    sampling = {"temperature": temperature, "topP": top_p}
+    return {name: value for name, value in sampling.items() if value is not None}
+
+
 def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
     """The Converse / ConverseStream body (the model id travels in the URL)."""
     params = request.params
@@ -404,10 +419,7 @@ def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:
     inference: dict[str, Any] = {}
     if params.HasField("max_tokens"):
         inference["maxTokens"] = params.max_tokens
-    if params.HasField("temperature"):
-        inference["temperature"] = params.temperature
-    if params.HasField("top_p"):
-        inference["topP"] = params.top_p
+    inference.update(_sampling(request))
     if params.stop:
         inference["stopSequences"] = list(params.stop)
     if inference:
