@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -114,6 +115,10 @@ def _block(block: dict[str, Any], where: str, role: str, tool_ids: set[str]) -> 
         _require(role == "assistant", f"{where}: tool_use blocks are only allowed in assistant turns")
         _require(isinstance(block.get("input"), dict), f"{where}.input: must be an object")
         _require(bool(block.get("id")) and bool(block.get("name")), f"{where}: tool_use needs id and name")
+        _require(
+            re.fullmatch(r"[a-zA-Z0-9_-]+", block["id"]) is not None,
+            f"{where}.id: String should match pattern '^[a-zA-Z0-9_-]+$'",
+        )
     elif kind == "tool_result":
         _require(role == "user", f"{where}: tool_result blocks are only allowed in user turns")
         _require(

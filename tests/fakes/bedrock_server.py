@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import re
 import struct
 from typing import Any
 from urllib.parse import unquote
@@ -61,6 +62,11 @@ def _check(shape: Any, value: Any, path: str) -> None:
             raise ShapeError(f"{path}: {value!r} is not one of {shape.enum}")
         if len(value) < shape.metadata.get("min", 0):
             raise ShapeError(f"{path}: shorter than {shape.metadata['min']}")
+        if len(value) > shape.metadata.get("max", len(value)):
+            raise ShapeError(f"{path}: longer than {shape.metadata['max']}")
+        pattern = shape.metadata.get("pattern")
+        if pattern and re.fullmatch(pattern, value) is None:
+            raise ShapeError(f"{path}: does not match {pattern}")
     elif kind in ("integer", "long"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ShapeError(f"{path}: expected an integer")

@@ -51,6 +51,11 @@ def _contents(contents: Any) -> None:
         parts = content.get("parts")
         _require(isinstance(parts, list) and bool(parts), f"contents[{i}].parts: must not be empty")
         for j, part in enumerate(parts):
+            # An empty string is proto3's default: the part's data oneof reads as unset.
+            _require(
+                part != {"text": ""},
+                f"contents[{i}].parts[{j}].data: required oneof field 'data' must have one initialized field",
+            )
             _part(part, f"contents[{i}].parts[{j}]")
     _signed_calls(contents)
 

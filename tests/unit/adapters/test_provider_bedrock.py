@@ -679,3 +679,23 @@ async def test_claude_gets_one_sampler_when_the_other_is_its_default(
     ask = ProviderRequest(model, [user("hi")], chat_pb2.GenerationParams(**params), stream=False)
     await drain(provider, ask)
     assert fake.requests[-1].body["inferenceConfig"] == pytest.approx(sent)
+
+
+async def test_tool_ids_bedrock_refuses_are_rewritten_alike(
+    fake: FakeBedrock, provider: BedrockProvider
+) -> None:
+    long_id = "call/" + "x" * 80  # Bedrock's ids: at most 64 of letters, digits and _.:-
+    call = chat_pb2.ToolCall(id=long_id, type="function", function_name="f", arguments="{}")
+    messages = [
+        user("go"),
+        chat_pb2.ChatMessage(role="assistant", tool_calls=[call]),
+        chat_pb2.ChatMessage(role="tool", tool_call_id=long_id, content="done"),
+    ]
+    params = chat_pb2.GenerationParams(tools=[chat_pb2.Tool(name="f", parameters_json=b"{}")])
+    await drain(provider, ProviderRequest(MODEL_ID, messages, params, stream=False))
+    sent = fake.requests[-1].body["messages"]
+    used, answered = (
+        sent[1]["content"][0]["toolUse"]["toolUseId"],
+        sent[2]["content"][0]["toolResult"]["toolUseId"],
+    )
+    assert used == answered and len(used) <= 64 and "/" not in used

@@ -13,8 +13,10 @@ from atp.common.v1 import chat_pb2
 from atp_adapters.providers.base import (
     ProviderError,
     ProviderRequest,
+    blank_text,
     claude_cache_ttl,
     claude_sampling,
+    claude_tool_id,
     from_gemini,
     keyed_cache_hint,
     unsupported,
@@ -146,9 +148,10 @@ class _Encoder:
     def blocks(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
         if not message.parts:
             return [{"type": "text", "text": message.content}] if message.content else []
-        # Gemini's thinking is signed for Gemini: Claude would refuse its signature.
-        parts = enumerate(message.parts)
-        return [self.part(p, f"{path}.content[{j}]", role) for j, p in parts if not from_gemini(p)]
+        # Gemini's thinking is signed for Gemini: Claude would refuse its signature. Messages refuses an
+        # empty text block, and one without a cache hint says nothing.
+        kept = [(j, p) for j, p in enumerate(message.parts) if not (from_gemini(p) or _blank(p))]
+        return [self.part(p, f"{path}.content[{j}]", role) for j, p in kept]
 
     # Messages.
 
@@ -160,7 +163,7 @@ class _Encoder:
         return [b for b in self.blocks(message, path, "system") if b["text"]]
 
     def tool_result(self, message: chat_pb2.ChatMessage, path: str) -> dict[str, Any]:
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": claude_tool_id(message.tool_call_id)}
         if message.parts:
             inner = []
             for j, part in enumerate(message.parts):
@@ -185,7 +188,12 @@ class _Encoder:
             raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object") from exc
         if not isinstance(arguments, dict):
             raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object")
-        return {"type": "tool_use", "id": call.id, "name": call.function_name, "input": arguments}
+        return {
+            "type": "tool_use",
+            "id": claude_tool_id(call.id),
+            "name": call.function_name,
+            "input": arguments,
+        }
 
     def assistant(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
         if message.audio_id:
@@ -312,6 +320,10 @@ class _Encoder:
         return {"format": {"type": "json_schema", "schema": schema}}
 
 
+def _blank(part: chat_pb2.ContentPart) -> bool:
+    return blank_text(part) and not part.HasField("cache_control")
+
+
 def _plain(message: chat_pb2.ChatMessage) -> bool:
     """A message that is only its text: sent as the string it came as. An assistant's needs some (Messages
     refuses an empty turn); a user's empty text is the API's to refuse, as before."""
@@ -403,11 +415,7 @@ def anthropic_effort(reasoning: chat_pb2.Reasoning, adaptive_model: bool) -> str
 def _options(
     enc: _Encoder, params: chat_pb2.GenerationParams, body: dict[str, Any], adaptive_model: bool
 ) -> None:
-    temperature, top_p = claude_sampling(params)
-    if temperature is not None:
-        body["temperature"] = temperature
-    if top_p is not None:
-        body["top_p"] = top_p
+    body.update(claude_sampling(params))
     if params.HasField("top_k"):
         body["top_k"] = params.top_k
     if params.stop:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 import importlib.metadata
+import re
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,18 +223,38 @@ def keyed_cache_hint(params: chat_pb2.GenerationParams) -> chat_pb2.CacheControl
     return chat_pb2.CacheControl(type="ephemeral", ttl="1h" if params.prompt_cache_retention == "24h" else "")
 
 
-def claude_sampling(params: chat_pb2.GenerationParams) -> tuple[float | None, float | None]:
-    """(temperature, top_p) as Claude is sent them; None leaves one out. Claude's newer models refuse the
+def blank_text(part: chat_pb2.ContentPart) -> bool:
+    """An empty text part without citations (an image sent with no words): it says nothing, and
+    Anthropic's and Gemini's APIs refuse an empty text block."""
+    return part.WhichOneof("kind") == "text" and not part.text and not part.citations_json
+
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def claude_tool_id(call_id: str) -> str:
+    """A tool call id as Claude's APIs take it (Anthropic's: letters, digits, _ and -; Bedrock's: at most
+    64 characters). Ids are the conversation's own references, so one made by another provider (Kimi's
+    `functions.get_weather:0`) is rewritten the same way in its call and its result, with a digest of
+    the original so two ids never meet; Claude's reply ids are its own."""
+    if _TOOL_ID.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:12]
+    return f"{_TOOL_ID_UNSAFE.sub('_', call_id)[:40]}_{digest}"
+
+
+def claude_sampling(params: chat_pb2.GenerationParams) -> dict[str, float]:
+    """`temperature` and `top_p` as Claude is sent them (the set ones). Claude's newer models refuse the
     two together, so when both are set, one at Claude's own default (top_p 1 keeps every token,
     temperature 1) is honoured by leaving it out; two non-default values go as sent."""
-    temperature = params.temperature if params.HasField("temperature") else None
-    top_p = params.top_p if params.HasField("top_p") else None
-    if temperature is not None and top_p is not None:
-        if top_p >= 1:
-            top_p = None
-        elif temperature == 1:
-            temperature = None
-    return temperature, top_p
+    sampling = {name: getattr(params, name) for name in ("temperature", "top_p") if params.HasField(name)}
+    if len(sampling) == 2:
+        if sampling["top_p"] >= 1:
+            del sampling["top_p"]
+        elif sampling["temperature"] == 1:
+            del sampling["temperature"]
+    return sampling
 
 
 # A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's

@@ -13,6 +13,7 @@ from atp_adapters.providers.base import (
     ProviderRequest,
     claude_cache_ttl,
     claude_sampling,
+    claude_tool_id,
     from_gemini,
     keyed_cache_hint,
     tool_description,
@@ -232,12 +233,12 @@ def _tool_use(provider: str, path: str, call: chat_pb2.ToolCall) -> dict[str, An
         raise unsupported(provider, f"{path}.function.arguments", "arguments are not JSON") from exc
     if not isinstance(arguments, dict):
         raise unsupported(provider, f"{path}.function.arguments", "arguments must be a JSON object")
-    return {"toolUse": {"toolUseId": call.id, "name": call.function_name, "input": arguments}}
+    return {"toolUse": {"toolUseId": claude_tool_id(call.id), "name": call.function_name, "input": arguments}}
 
 
 def _tool_result(provider: str, path: str, message: chat_pb2.ChatMessage) -> dict[str, Any]:
     content = _blocks(provider, path, message) or [{"text": ""}]
-    result: dict[str, Any] = {"toolUseId": message.tool_call_id, "content": content}
+    result: dict[str, Any] = {"toolUseId": claude_tool_id(message.tool_call_id), "content": content}
     if message.is_error:
         result["status"] = "error"
     return {"toolResult": result}
@@ -396,12 +397,10 @@ def _sampling(request: ProviderRequest) -> dict[str, float]:
     the same request."""
     params = request.params
     if "anthropic." in request.provider_model:
-        temperature, top_p = claude_sampling(params)
+        sampling = claude_sampling(params)
     else:
-        temperature = params.temperature if params.HasField("temperature") else None
-        top_p = params.top_p if params.HasField("top_p") else None
-    sampling = {"temperature": temperature, "topP": top_p}
-    return {name: value for name, value in sampling.items() if value is not None}
+        sampling = {name: getattr(params, name) for name in ("temperature", "top_p") if params.HasField(name)}
+    return {"topP" if name == "top_p" else name: value for name, value in sampling.items()}
 
 
 def encode_bedrock(provider: str, request: ProviderRequest) -> bytes:

@@ -12,6 +12,7 @@ from atp_adapters.providers.base import (
     GEMINI_SIGNED,
     ProviderError,
     ProviderRequest,
+    blank_text,
     from_gemini,
     tool_description,
     unsupported,
@@ -122,7 +123,9 @@ class _Encoder:
     def parts(self, message: chat_pb2.ChatMessage, path: str, role: str) -> list[dict[str, Any]]:
         if not message.parts:
             return [{"text": message.content}] if message.content else []
-        return [self.part(p, f"{path}.content[{j}]", role) for j, p in enumerate(message.parts)]
+        # Gemini refuses an empty text part as a part with no data.
+        kept = [(j, p) for j, p in enumerate(message.parts) if not blank_text(p)]
+        return [self.part(p, f"{path}.content[{j}]", role) for j, p in kept]
 
     def tool_result(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
         name = self.call_names.get(message.tool_call_id) or message.name
