@@ -69,6 +69,16 @@ def check_chat_request(body: Any) -> None:
             raise Invalid(f"Invalid value for '{field}': it requires '{needed}'.")
     if "max_tokens" in body and "max_completion_tokens" in body:
         raise Invalid("Use either max_tokens or max_completion_tokens, not both.")
+    for i, message in enumerate(body.get("messages") or ()):
+        ids = [("tool_call_id", message.get("tool_call_id"))] + [
+            (f"tool_calls[{k}].id", call.get("id")) for k, call in enumerate(message.get("tool_calls") or ())
+        ]
+        for where, value in ids:
+            if isinstance(value, str) and len(value) > 40:
+                raise Invalid(
+                    f"Invalid 'messages[{i}].{where}': string too long. Expected a string with maximum "
+                    f"length 40, but got a string with length {len(value)} instead."
+                )
 
 
 def counted_openai_tokens(body: dict[str, Any]) -> int:

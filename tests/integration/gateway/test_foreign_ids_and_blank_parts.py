@@ -72,3 +72,15 @@ async def test_an_image_sent_without_words_reaches_claude_and_gemini_without_an_
     assert [b["type"] for b in claude.body["messages"][0]["content"]] == ["image"]
     [gemini] = dialects.gemini.requests
     assert [list(p) for p in gemini.body["contents"][0]["parts"]] == [["inlineData"]]
+
+
+async def test_an_id_longer_than_openai_takes_is_fitted_alike_in_call_and_result(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    long_id = "toolu_framework-session-0042-call-0007-abcdef"  # 46 characters; OpenAI takes 40
+    await openai_sdk.chat.completions.create(model="gpt", messages=_called(long_id), tools=TOOLS)
+    [sent] = dialects.openai.requests
+    calls = [c["id"] for c in sent.body["messages"][1]["tool_calls"]]
+    results = [m["tool_call_id"] for m in sent.body["messages"][2:4]]
+    assert calls == results and calls[1] == "call_ok-2"
+    assert len(calls[0]) == 40 and calls[0].startswith("toolu_framework-session-004_")

@@ -229,19 +229,27 @@ def blank_text(part: chat_pb2.ContentPart) -> bool:
     return part.WhichOneof("kind") == "text" and not part.text and not part.citations_json
 
 
-_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_TOOL_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_CLAUDE_ID_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+# OpenAI's Chat Completions takes tool call ids of at most 40 characters, of any kind.
+OPENAI_TOOL_ID_MAX = 40
+
+
+def fitted_tool_id(call_id: str, limit: int, unsafe: re.Pattern[str] | None = None) -> str:
+    """A tool call id as an API takes it: at most `limit` characters, none that `unsafe` matches. Ids are
+    the conversation's own references, so one another provider or client made (Kimi's
+    `functions.get_weather:0`, a framework's 46-character id) is rewritten the same way in its call and
+    its result, keeping a digest of the original so two ids never meet; replies carry the provider's
+    own ids, so nothing maps back."""
+    if len(call_id) <= limit and (unsafe is None or unsafe.search(call_id) is None):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:12]
+    readable = unsafe.sub("_", call_id) if unsafe is not None else call_id
+    return f"{readable[: limit - len(digest) - 1]}_{digest}"
 
 
 def claude_tool_id(call_id: str) -> str:
-    """A tool call id as Claude's APIs take it (Anthropic's: letters, digits, _ and -; Bedrock's: at most
-    64 characters). Ids are the conversation's own references, so one made by another provider (Kimi's
-    `functions.get_weather:0`) is rewritten the same way in its call and its result, with a digest of
-    the original so two ids never meet; Claude's reply ids are its own."""
-    if _TOOL_ID.fullmatch(call_id):
-        return call_id
-    digest = hashlib.sha256(call_id.encode()).hexdigest()[:12]
-    return f"{_TOOL_ID_UNSAFE.sub('_', call_id)[:40]}_{digest}"
+    """A tool call id as Claude's APIs take it: Anthropic's letters, digits, _ and -; Bedrock's 64."""
+    return fitted_tool_id(call_id, 64, _CLAUDE_ID_UNSAFE)
 
 
 def claude_sampling(params: chat_pb2.GenerationParams) -> dict[str, float]:

@@ -8,7 +8,13 @@ from typing import Any
 import orjson
 
 from atp.common.v1 import chat_pb2
-from atp_adapters.providers.base import ProviderRequest, tool_description, unsupported
+from atp_adapters.providers.base import (
+    OPENAI_TOOL_ID_MAX,
+    ProviderRequest,
+    fitted_tool_id,
+    tool_description,
+    unsupported,
+)
 
 # A thinking budget (Anthropic and Gemini terms) as OpenAI's effort: up to each bound, that effort.
 # Documented in docs/design-notes.md ("Typed internal request and feature filtering").
@@ -84,12 +90,12 @@ def _part(part: chat_pb2.ContentPart, provider: str, path: str) -> dict[str, Any
 def _tool_call(call: chat_pb2.ToolCall) -> dict[str, Any]:
     if call.type == "custom":
         return {
-            "id": call.id,
+            "id": fitted_tool_id(call.id, OPENAI_TOOL_ID_MAX),
             "type": "custom",
             "custom": {"name": call.function_name, "input": call.arguments},
         }
     return {
-        "id": call.id,
+        "id": fitted_tool_id(call.id, OPENAI_TOOL_ID_MAX),
         "type": call.type or "function",
         "function": {"name": call.function_name, "arguments": call.arguments},
     }
@@ -119,7 +125,7 @@ def _message(message: chat_pb2.ChatMessage, provider: str, index: int) -> dict[s
     if message.name:
         out["name"] = message.name
     if message.tool_call_id:
-        out["tool_call_id"] = message.tool_call_id
+        out["tool_call_id"] = fitted_tool_id(message.tool_call_id, OPENAI_TOOL_ID_MAX)
     if message.tool_calls:
         out["tool_calls"] = [_tool_call(call) for call in message.tool_calls]
     if message.refusal:
@@ -149,7 +155,12 @@ def _messages(messages: Any, provider: str) -> list[dict[str, Any]]:
         if message.role == "tool" and isinstance(content, list) and any(p["type"] != "text" for p in content):
             text = [part for part in content if part["type"] == "text"]
             encoded_message["content"] = text or "The result is in the next message."
-            media.append({"type": "text", "text": f"Result of tool call {message.tool_call_id}:"})
+            media.append(
+                {
+                    "type": "text",
+                    "text": f"Result of tool call {encoded_message['tool_call_id']}:",
+                }
+            )
             media.extend(part for part in content if part["type"] != "text")
         out.append(encoded_message)
     if media:
