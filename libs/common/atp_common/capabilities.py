@@ -101,6 +101,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("blank_stop", 1 << 32, "a stop sequence that is empty or only whitespace", None, "stop"),
     # OpenAI's and Gemini's temperature goes to 2; Anthropic's and every Bedrock model's to 1.
     Feature("temperature_above_1", 1 << 33, "a temperature above 1", None, "temperature"),
+    # Claude's APIs refuse tool calls in the history when no tools are offered; Anthropic's is sent the
+    # called tools with tool_choice none, Bedrock's Converse has no such choice.
+    Feature("tool_history_only", 1 << 34, "earlier tool calls with no tools offered", None, "tools"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -136,6 +139,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "chat",
                 "citations",
                 "prefill",
+                "tool_history_only",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -159,6 +163,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "assistant_first",
                 "blank_stop",
                 "temperature_above_1",
+                "tool_history_only",
             )
         ),
         "bedrock": frozenset(

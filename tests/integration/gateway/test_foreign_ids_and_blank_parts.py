@@ -84,3 +84,17 @@ async def test_an_id_longer_than_openai_takes_is_fitted_alike_in_call_and_result
     results = [m["tool_call_id"] for m in sent.body["messages"][2:4]]
     assert calls == results and calls[1] == "call_ok-2"
     assert len(calls[0]) == 40 and calls[0].startswith("toolu_framework-session-004_")
+
+
+async def test_a_summary_after_tool_calls_offers_claude_the_called_tools_but_no_call(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    # An agent loop's closing summary: the history holds tool calls, the request offers no tools.
+    messages = [*_called("call_1"), {"role": "user", "content": "Summarise."}]
+    await openai_sdk.chat.completions.create(model="claude", messages=messages)
+    [sent] = dialects.anthropic.requests
+    assert [t["name"] for t in sent.body["tools"]] == ["get_weather"]
+    assert sent.body["tool_choice"] == {"type": "none"}
+    await openai_sdk.chat.completions.create(model="gpt", messages=messages)
+    [plain] = dialects.openai.requests
+    assert "tools" not in plain.body and "tool_choice" not in plain.body

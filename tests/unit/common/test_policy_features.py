@@ -147,7 +147,10 @@ def test_content_parts_require_their_features() -> None:
     audio_reply = chat_pb2.ChatMessage(role="assistant", audio_id="audio_1")
     assert sorted(_required(_user("hi"), audio_reply)) == ["audio_output", "chat"]
     tool_result = chat_pb2.ChatMessage(role="tool", content="42", tool_call_id="c1")
-    assert sorted(_required(_user("hi"), tool_result)) == ["chat", "tools"]
+    # Tool history with no tools offered is a feature of its own (Claude's APIs want the tools named).
+    assert sorted(_required(_user("hi"), tool_result)) == ["chat", "tool_history_only", "tools"]
+    offered = [chat_pb2.Tool(type="function", name="f")]
+    assert sorted(_required(_user("hi"), tool_result, tools=offered)) == ["chat", "tools"]
 
 
 def test_text_cues() -> None:
@@ -198,3 +201,7 @@ def test_an_opening_assistant_turn_after_the_instructions_is_a_feature() -> None
     for provider, honours in (("anthropic", False), ("bedrock", False), ("openai", True), ("gemini", True)):
         bits = supported_features(provider, ["tools"])
         assert bool(bits & BY_NAME["assistant_first"].bit) is honours, provider
+    # Bedrock's Converse refuses tool history without tools and has no tool_choice none to name them with.
+    for provider, honours in (("anthropic", True), ("bedrock", False), ("openai", True), ("gemini", True)):
+        bits = supported_features(provider, ["tools"])
+        assert bool(bits & BY_NAME["tool_history_only"].bit) is honours, provider

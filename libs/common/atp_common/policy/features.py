@@ -176,6 +176,7 @@ _AUDIO_OUTPUT = _FEATURE["audio_output"].bit
 _LOGPROBS = _FEATURE["logprobs"].bit
 _PENALTIES = _FEATURE["penalties"].bit
 _ASSISTANT_FIRST = _FEATURE["assistant_first"].bit
+_TOOL_HISTORY_ONLY = _FEATURE["tool_history_only"].bit
 _INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
@@ -299,7 +300,7 @@ def compute_features(
     max_output = max(params.max_tokens, 0) if params.HasField("max_tokens") else 0
     required |= _param_bits(params) | _opening_bits(messages)
     if tool_history:
-        required |= _TOOLS
+        required |= _TOOLS if params.tools else _TOOLS | _TOOL_HISTORY_ONLY
     if images:
         required |= _VISION
     needs_tools = bool(required & _TOOLS)

@@ -19,6 +19,7 @@ from atp_adapters.providers.base import (
     claude_tool_id,
     from_gemini,
     keyed_cache_hint,
+    recalled_tools,
     unsupported,
 )
 from atp_adapters.providers.openai_encode import effort_for_budget
@@ -325,8 +326,7 @@ def _blank(part: chat_pb2.ContentPart) -> bool:
 
 
 def _plain(message: chat_pb2.ChatMessage) -> bool:
-    """A message that is only its text: sent as the string it came as. An assistant's needs some (Messages
-    refuses an empty turn); a user's empty text is the API's to refuse, as before."""
+    """A message that is only its text, sent as the string it came as (an assistant's must have some)."""
     if message.role == "user":
         return not message.parts
     return bool(message.content) and not (
@@ -446,8 +446,7 @@ def _options(
 
 
 def _plain_system(messages: Any) -> str:
-    """The system prompt when it is one message's plain text (sent as a string, as such a client sent it);
-    empty when there are several system messages, parts or none."""
+    """The system prompt when it is one message's plain text (sent as the string it came as), else ''."""
     system = [m for m in messages if m.role in ("system", "developer")]
     if len(system) == 1 and not system[0].parts:
         return str(system[0].content)
@@ -483,6 +482,8 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     _options(enc, params, body, request.adaptive_thinking)
     for name, raw in params.anthropic_options.items():
         body[name] = orjson.Fragment(raw)  # Anthropic's own options, as the client sent them
+    if "tools" not in body and (recalled := recalled_tools(request.messages)):
+        body["tools"], body["tool_choice"] = recalled, {"type": "none"}
     if thinking is not None and thinking["type"] == "enabled":
         _refuse_with_thinking(enc, body)
     return orjson.dumps(body)

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -250,6 +250,24 @@ def fitted_tool_id(call_id: str, limit: int, unsafe: re.Pattern[str] | None = No
 def claude_tool_id(call_id: str) -> str:
     """A tool call id as Claude's APIs take it: Anthropic's letters, digits, _ and -; Bedrock's 64."""
     return fitted_tool_id(call_id, 64, _CLAUDE_ID_UNSAFE)
+
+
+def recalled_tools(messages: Sequence[chat_pb2.ChatMessage]) -> list[dict[str, Any]]:
+    """Claude's tool entries for the functions a conversation called, for a request that offers none:
+    Claude refuses tool history without tool definitions (a summary after an agent loop sends exactly
+    that). Sent with tool_choice none, they name what the history used and cannot be called."""
+    names = {c.function_name: None for m in messages for c in m.tool_calls if c.type in ("", "function")}
+    return [
+        {
+            "name": name,
+            "description": "Called earlier in this conversation; not offered now.",
+            "input_schema": _ANY,
+        }
+        for name in names
+    ]
+
+
+_ANY = {"type": "object"}
 
 
 def claude_sampling(params: chat_pb2.GenerationParams) -> dict[str, float]:
