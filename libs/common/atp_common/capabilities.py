@@ -104,6 +104,8 @@ FEATURES: tuple[Feature, ...] = (
     # Claude's APIs refuse tool calls in the history when no tools are offered; Anthropic's is sent the
     # called tools with tool_choice none, Bedrock's Converse has no such choice.
     Feature("tool_history_only", 1 << 34, "earlier tool calls with no tools offered", None, "tools"),
+    # Anthropic's, Gemini's and Bedrock's APIs need a conversation turn; OpenAI's takes instructions alone.
+    Feature("instructions_only", 1 << 35, "system or developer messages and no other turn", None, "messages"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)

@@ -63,3 +63,15 @@ async def test_a_user_first_conversation_still_reaches_claude(
     await openai_sdk.chat.completions.create(model="claude-first", messages=[GREETED[0], *GREETED[2:]])
     [sent] = dialects.anthropic.requests
     assert sent.body["messages"][0]["role"] == "user"
+
+
+async def test_instructions_alone_go_to_openai_and_claude_alone_refuses_them_by_name(
+    dialects: DialectStack, openai_sdk: openai.AsyncOpenAI
+) -> None:
+    alone: list[ChatCompletionMessageParam] = [{"role": "system", "content": "Write a haiku about rain."}]
+    raw = await openai_sdk.chat.completions.with_raw_response.create(model="claude-first", messages=alone)
+    assert raw.headers["x-atp-model"] == "gpt" and not dialects.anthropic.requests
+    with pytest.raises(openai.BadRequestError) as caught:
+        await openai_sdk.chat.completions.create(model="gem", messages=alone)
+    assert caught.value.param == "messages" and "instructions_only" in caught.value.message
+    assert not dialects.gemini.requests

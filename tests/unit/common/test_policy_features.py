@@ -197,10 +197,16 @@ def test_an_opening_assistant_turn_after_the_instructions_is_a_feature() -> None
     later = _features(_user("hi"), greeting, _user("and?"))
     assert "assistant_first" not in feature_names(later.required_features)
     assert "assistant_first" not in feature_names(_features().required_features)
+    alone = _features(chat_pb2.ChatMessage(role="system", content="Write a haiku."))
+    assert "instructions_only" in feature_names(alone.required_features)
+    assert "instructions_only" not in feature_names(later.required_features)
     # Claude's APIs (Anthropic's, Bedrock's Converse) refuse such a conversation; the others take it.
     for provider, honours in (("anthropic", False), ("bedrock", False), ("openai", True), ("gemini", True)):
         bits = supported_features(provider, ["tools"])
         assert bool(bits & BY_NAME["assistant_first"].bit) is honours, provider
+    for provider, honours in (("anthropic", False), ("bedrock", False), ("openai", True), ("gemini", False)):
+        bits = supported_features(provider, ["tools"])
+        assert bool(bits & BY_NAME["instructions_only"].bit) is honours, provider
     # Bedrock's Converse refuses tool history without tools and has no tool_choice none to name them with.
     for provider, honours in (("anthropic", True), ("bedrock", False), ("openai", True), ("gemini", True)):
         bits = supported_features(provider, ["tools"])

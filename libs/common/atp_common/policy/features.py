@@ -177,6 +177,7 @@ _LOGPROBS = _FEATURE["logprobs"].bit
 _PENALTIES = _FEATURE["penalties"].bit
 _ASSISTANT_FIRST = _FEATURE["assistant_first"].bit
 _TOOL_HISTORY_ONLY = _FEATURE["tool_history_only"].bit
+_INSTRUCTIONS_ONLY = _FEATURE["instructions_only"].bit
 _INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
@@ -320,11 +321,12 @@ def compute_features(
 
 
 def _opening_bits(messages: Sequence[chat_pb2.ChatMessage]) -> int:
-    """The assistant_first bit when the first turn after the instructions is the assistant's."""
+    """assistant_first when the first turn after the instructions is the assistant's; instructions_only
+    when there is no such turn."""
     for message in messages:
         if message.role not in _INSTRUCTIONS:
             return _ASSISTANT_FIRST if message.role == "assistant" else 0
-    return 0
+    return _INSTRUCTIONS_ONLY if messages else 0
 
 
 def _context_vector(
