@@ -178,6 +178,8 @@ _PENALTIES = _FEATURE["penalties"].bit
 _ASSISTANT_FIRST = _FEATURE["assistant_first"].bit
 _TOOL_HISTORY_ONLY = _FEATURE["tool_history_only"].bit
 _INSTRUCTIONS_ONLY = _FEATURE["instructions_only"].bit
+_BLANK_STOP = _FEATURE["blank_stop"].bit
+_HOT = _FEATURE["temperature_above_1"].bit
 _INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
@@ -211,7 +213,10 @@ def _always(name: str) -> Callable[[Any], int]:
 
 
 def _stop_bits(stops: Sequence[str]) -> int:
-    return _FEATURE["blank_stop"].bit if any(not stop.strip() for stop in stops) else 0
+    for stop in stops:
+        if not stop.strip():
+            return _BLANK_STOP
+    return 0
 
 
 # Field number to the bits that field's value needs. Parameters every provider honours (top_p,
@@ -252,7 +257,7 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("anthropic_options", _anthropic_option_bits),
             ("prefill", _always("prefill")),
             ("stop", _stop_bits),
-            ("temperature", lambda v: _FEATURE["temperature_above_1"].bit if v > 1 else 0),
+            ("temperature", lambda v: _HOT if v > 1 else 0),
         )
     }
 )

@@ -46,6 +46,7 @@ class _Encoder:
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.cache_hints = 0
+        self.called: list[str] = []
 
     def refuse(self, path: str, why: str) -> ProviderError:
         return unsupported(self.provider, path, why)
@@ -189,12 +190,8 @@ class _Encoder:
             raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object") from exc
         if not isinstance(arguments, dict):
             raise self.refuse(f"{path}.function.arguments", "arguments must be a JSON object")
-        return {
-            "type": "tool_use",
-            "id": claude_tool_id(call.id),
-            "name": call.function_name,
-            "input": arguments,
-        }
+        self.called.append(name := call.function_name)  # recalled when the request offers no tools
+        return {"type": "tool_use", "id": claude_tool_id(call.id), "name": name, "input": arguments}
 
     def assistant(self, message: chat_pb2.ChatMessage, path: str) -> list[dict[str, Any]]:
         if message.audio_id:
@@ -482,8 +479,8 @@ def encode_anthropic(provider: str, request: ProviderRequest) -> bytes:
     _options(enc, params, body, request.adaptive_thinking)
     for name, raw in params.anthropic_options.items():
         body[name] = orjson.Fragment(raw)  # Anthropic's own options, as the client sent them
-    if "tools" not in body and (recalled := recalled_tools(request.messages)):
-        body["tools"], body["tool_choice"] = recalled, {"type": "none"}
+    if enc.called and "tools" not in body:
+        body["tools"], body["tool_choice"] = recalled_tools(enc.called), {"type": "none"}
     if thinking is not None and thinking["type"] == "enabled":
         _refuse_with_thinking(enc, body)
     return orjson.dumps(body)

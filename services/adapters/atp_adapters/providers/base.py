@@ -7,7 +7,7 @@ import hashlib
 import importlib.metadata
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -252,18 +252,17 @@ def claude_tool_id(call_id: str) -> str:
     return fitted_tool_id(call_id, 64, _CLAUDE_ID_UNSAFE)
 
 
-def recalled_tools(messages: Sequence[chat_pb2.ChatMessage]) -> list[dict[str, Any]]:
-    """Claude's tool entries for the functions a conversation called, for a request that offers none:
-    Claude refuses tool history without tool definitions (a summary after an agent loop sends exactly
-    that). Sent with tool_choice none, they name what the history used and cannot be called."""
-    names = {c.function_name: None for m in messages for c in m.tool_calls if c.type in ("", "function")}
+def recalled_tools(names: Iterable[str]) -> list[dict[str, Any]]:
+    """Claude's tool entries for the functions a conversation called (`names`), for a request that offers
+    none: Claude refuses tool history without tool definitions (a summary after an agent loop sends
+    exactly that). Sent with tool_choice none, they name what the history used and cannot be called."""
     return [
         {
             "name": name,
             "description": "Called earlier in this conversation; not offered now.",
             "input_schema": _ANY,
         }
-        for name in names
+        for name in dict.fromkeys(names)
     ]
 
 
@@ -274,13 +273,16 @@ def claude_sampling(params: chat_pb2.GenerationParams) -> dict[str, float]:
     """`temperature` and `top_p` as Claude is sent them (the set ones). Claude's newer models refuse the
     two together, so when both are set, one at Claude's own default (top_p 1 keeps every token,
     temperature 1) is honoured by leaving it out; two non-default values go as sent."""
-    sampling = {name: getattr(params, name) for name in ("temperature", "top_p") if params.HasField(name)}
-    if len(sampling) == 2:
-        if sampling["top_p"] >= 1:
-            del sampling["top_p"]
-        elif sampling["temperature"] == 1:
-            del sampling["temperature"]
-    return sampling
+    has_temperature, has_top_p = params.HasField("temperature"), params.HasField("top_p")
+    if has_temperature and has_top_p:
+        if params.top_p >= 1:
+            return {"temperature": params.temperature}
+        if params.temperature == 1:
+            return {"top_p": params.top_p}
+        return {"temperature": params.temperature, "top_p": params.top_p}
+    if has_temperature:
+        return {"temperature": params.temperature}
+    return {"top_p": params.top_p} if has_top_p else {}
 
 
 # A cache hint's lifetime in Claude's terms (Anthropic's API, Bedrock): its own 5m and 1h, and OpenAI's
