@@ -252,6 +252,10 @@ def claude_tool_id(call_id: str) -> str:
     return fitted_tool_id(call_id, 64, _CLAUDE_ID_UNSAFE)
 
 
+# A recalled tool's input schema: any object (the history's calls are not checked against it).
+_ANY = {"type": "object"}
+
+
 def recalled_tools(names: Iterable[str]) -> list[dict[str, Any]]:
     """Claude's tool entries for the functions a conversation called (`names`), for a request that offers
     none: Claude refuses tool history without tool definitions (a summary after an agent loop sends
@@ -264,9 +268,6 @@ def recalled_tools(names: Iterable[str]) -> list[dict[str, Any]]:
         }
         for name in dict.fromkeys(names)
     ]
-
-
-_ANY = {"type": "object"}
 
 
 def claude_sampling(params: chat_pb2.GenerationParams) -> dict[str, float]:
