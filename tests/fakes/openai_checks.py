@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 import pydantic
@@ -67,6 +68,7 @@ def check_chat_request(body: Any) -> None:
     for field, needed, met in _NEEDS:
         if field in body and not (needed in body and met(body)):
             raise Invalid(f"Invalid value for '{field}': it requires '{needed}'.")
+    check_reasoning_model_sampling(body)
     if "max_tokens" in body and "max_completion_tokens" in body:
         raise Invalid("Use either max_tokens or max_completion_tokens, not both.")
     for i, message in enumerate(body.get("messages") or ()):
@@ -79,6 +81,27 @@ def check_chat_request(body: Any) -> None:
                     f"Invalid 'messages[{i}].{where}': string too long. Expected a string with maximum "
                     f"length 40, but got a string with length {len(value)} instead."
                 )
+
+
+# OpenAI's reasoning models (o1, o3, o4-mini, ...) take only the default sampling.
+_REASONING_MODEL = re.compile(r"o\d")
+_DEFAULT_SAMPLING = {"temperature": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}
+_NO_SAMPLING_OPTIONS = ("logprobs", "top_logprobs", "logit_bias")
+
+
+def check_reasoning_model_sampling(body: dict[str, Any]) -> None:
+    """Raise Invalid, as OpenAI does, for sampling a reasoning model refuses."""
+    if not _REASONING_MODEL.match(str(body.get("model", ""))):
+        return
+    for name, default in _DEFAULT_SAMPLING.items():
+        if name in body and body[name] != default:
+            raise Invalid(
+                f"Unsupported value: '{name}' does not support {body[name]} with this model. "
+                f"Only the default ({default}) value is supported."
+            )
+    for name in _NO_SAMPLING_OPTIONS:
+        if body.get(name):
+            raise Invalid(f"Unsupported parameter: '{name}' is not supported with this model.")
 
 
 def counted_openai_tokens(body: dict[str, Any]) -> int:

@@ -106,12 +106,21 @@ FEATURES: tuple[Feature, ...] = (
     Feature("tool_history_only", 1 << 34, "earlier tool calls with no tools offered", None, "tools"),
     # Anthropic's, Gemini's and Bedrock's APIs need a conversation turn; OpenAI's takes instructions alone.
     Feature("instructions_only", 1 << 35, "system or developer messages and no other turn", None, "messages"),
+    # Every provider type takes these; a model configured with `sampling: default` (OpenAI's reasoning
+    # models) does not (SAMPLING_FEATURES).
+    Feature("custom_temperature", 1 << 36, "a temperature other than 1", None, "temperature"),
+    Feature("custom_top_p", 1 << 37, "a top_p other than 1", None, "top_p"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
 
 _EVERYTHING_BUT = frozenset(f.name for f in FEATURES)
 
+
+# What a model that takes only the default sampling refuses (OpenAI's reasoning models answer each with a
+# 400): a temperature or top_p other than 1, penalties, log probabilities, token biases.
+SAMPLING_FEATURES = ("custom_temperature", "custom_top_p", "penalties", "logprobs", "logit_bias")
+_SAMPLING_BITS = sum(BY_NAME[name].bit for name in SAMPLING_FEATURES)
 
 # Options of Anthropic's API that no other provider type can honour.
 _ANTHROPIC_ONLY = ("context_management", "max_effort", "speed", "inference_geo")
@@ -142,6 +151,8 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "citations",
                 "prefill",
                 "tool_history_only",
+                "custom_temperature",
+                "custom_top_p",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -166,6 +177,8 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "blank_stop",
                 "temperature_above_1",
                 "tool_history_only",
+                "custom_temperature",
+                "custom_top_p",
             )
         ),
         "bedrock": frozenset(
@@ -183,6 +196,8 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "chat",
                 "citations",
                 "prefill",
+                "custom_temperature",
+                "custom_top_p",
             )
         ),
         # The echo model: parameters that change nothing in a deterministic echo are honoured as such;
@@ -205,8 +220,9 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
 MODEL_CAPABILITIES = ("tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings")
 
 
-def supported_features(provider_type: str, capabilities: Iterable[str]) -> int:
-    """The bit set of features a model of `provider_type` listing `capabilities` can honour."""
+def supported_features(provider_type: str, capabilities: Iterable[str], sampling: str = "any") -> int:
+    """The bit set of features a model of `provider_type` listing `capabilities` can honour (less the
+    SAMPLING_FEATURES for a model whose `sampling` is `default`)."""
     caps = set(capabilities)
     if "embeddings" not in caps:
         caps.add("chat")
@@ -218,7 +234,7 @@ def supported_features(provider_type: str, capabilities: Iterable[str]) -> int:
             needed = "chat"
         if needed is None or needed in caps:
             bits |= feature.bit
-    return bits
+    return bits & ~_SAMPLING_BITS if sampling == "default" else bits
 
 
 def feature_names(bits: int) -> list[str]:

@@ -179,10 +179,11 @@ class ModelConfig(_Strict):
     max_output_tokens: int | None = Field(None, gt=0)
     capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["streaming"]))
     quality_prior: float = Field(0.5, ge=0, le=1)
-    # How the model takes a request to think, where its provider speaks Anthropic's API: `budget` (thinking
-    # enabled with budget_tokens) or `adaptive` (Claude's newest models take nothing else: an effort or a
-    # budget becomes adaptive thinking with output_config.effort).
+    # How a model on Anthropic's API takes a request to think: `budget` (thinking enabled with budget_tokens)
+    # or `adaptive` (Claude's newest models: an effort or a budget goes as adaptive thinking with an effort).
     thinking: Literal["budget", "adaptive"] = "budget"
+    # `default`: only the default sampling, as OpenAI's reasoning models (capabilities.SAMPLING_FEATURES).
+    sampling: Literal["any", "default"] = "any"
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ModelConfig:

@@ -87,7 +87,7 @@ def build_targets(
                     weight=deployment.weight,
                     retry=retry,
                     breaker=own,
-                    features=supported_features(wire_api, model.capabilities),
+                    features=supported_features(wire_api, model.capabilities, model.sampling),
                     adaptive_thinking=model.thinking == "adaptive",
                     max_output_tokens=model.max_output_tokens or 0,
                     rpm=deployment.rpm,

@@ -88,7 +88,7 @@ def _required(*messages: chat_pb2.ChatMessage, stream: bool = False, **params) -
 
 
 def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
-    assert _required(_user("hi"), max_tokens=5, temperature=0.3, top_p=0.9, stop=["x"], user="u") == ["chat"]
+    assert _required(_user("hi"), max_tokens=5, temperature=1, top_p=1, stop=["x"], user="u") == ["chat"]
     assert _required(_user("hi"), stream=True) == ["streaming", "chat"]
 
 
@@ -96,8 +96,11 @@ def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
     ("params", "names"),
     [
         ({"tools": [chat_pb2.Tool(type="custom", name="c")]}, ["tools", "custom_tools"]),
-        ({"temperature": 1.5}, ["temperature_above_1"]),
+        ({"temperature": 1.5}, ["temperature_above_1", "custom_temperature"]),
+        ({"temperature": 0.3}, ["custom_temperature"]),
         ({"temperature": 1.0}, []),
+        ({"top_p": 0.9}, ["custom_top_p"]),
+        ({"top_p": 1.0}, []),
         ({"stop": ["END", "\n"]}, ["blank_stop"]),
         ({"stop": [""]}, ["blank_stop"]),
         ({"stop": [" END "]}, []),
@@ -211,3 +214,12 @@ def test_an_opening_assistant_turn_after_the_instructions_is_a_feature() -> None
     for provider, honours in (("anthropic", True), ("bedrock", False), ("openai", True), ("gemini", True)):
         bits = supported_features(provider, ["tools"])
         assert bool(bits & BY_NAME["tool_history_only"].bit) is honours, provider
+
+
+def test_a_model_taking_only_the_default_sampling_honours_none_of_the_rest() -> None:
+    sampling = ("custom_temperature", "custom_top_p", "penalties", "logprobs", "logit_bias")
+    for provider in ("openai", "azure", "anthropic", "gemini", "bedrock", "local"):
+        assert BY_NAME["custom_temperature"].bit & supported_features(provider, ["tools"]), provider
+    anything = feature_names(supported_features("openai", ["tools"]))
+    default_only = feature_names(supported_features("openai", ["tools"], "default"))
+    assert set(anything) - set(default_only) == set(sampling)

@@ -180,6 +180,9 @@ _TOOL_HISTORY_ONLY = _FEATURE["tool_history_only"].bit
 _INSTRUCTIONS_ONLY = _FEATURE["instructions_only"].bit
 _BLANK_STOP = _FEATURE["blank_stop"].bit
 _HOT = _FEATURE["temperature_above_1"].bit
+_WARM = _FEATURE["custom_temperature"].bit
+_HOT_WARM = _HOT | _WARM
+_TOP_P = _FEATURE["custom_top_p"].bit
 _INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
@@ -219,8 +222,8 @@ def _stop_bits(stops: Sequence[str]) -> int:
     return 0
 
 
-# Field number to the bits that field's value needs. Parameters every provider honours (top_p,
-# max_tokens, user, metadata, safety_identifier; temperature up to 1, stop sequences with text) need none.
+# Field number to the bits that field's value needs. Parameters every model honours (max_tokens, user,
+# metadata, safety_identifier; stop sequences with text) need none; a temperature or top_p of 1 neither.
 _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
     {
         _FIELDS[name].number: check
@@ -257,7 +260,8 @@ _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
             ("anthropic_options", _anthropic_option_bits),
             ("prefill", _always("prefill")),
             ("stop", _stop_bits),
-            ("temperature", lambda v: _HOT if v > 1 else 0),
+            ("temperature", lambda v: _HOT_WARM if v > 1 else 0 if v == 1 else _WARM),
+            ("top_p", lambda v: 0 if v == 1 else _TOP_P),
         )
     }
 )

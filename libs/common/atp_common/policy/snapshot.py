@@ -33,12 +33,12 @@ POLICY_KINDS: Mapping[str, router_pb2.PolicyKind] = {
 
 def model_features(config: AtpConfig, model: str) -> int:
     """What a model can honour: the union over its deployments (the adapters then pick one that can)."""
-    capabilities = config.models[model].capabilities
+    spec = config.models[model]
     bits = 0
     for deployment in config.deployments_of(model):
         provider = config.providers[deployment.provider]
         wire_api = provider.wire_api if isinstance(provider, HttpProvider) else provider.type
-        bits |= supported_features(wire_api, capabilities)
+        bits |= supported_features(wire_api, spec.capabilities, spec.sampling)
     return bits
 
 
