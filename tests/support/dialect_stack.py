@@ -74,12 +74,13 @@ def _config(openai: FakeOpenAI, anthropic: FakeAnthropic, gemini: FakeGemini, ap
                     "capabilities": everything,
                 },
                 "az": {"provider": "azure", "provider_model": "dep-1", "capabilities": everything},
-                # One of Claude's newest models: it takes only adaptive thinking.
+                # One of Claude's newest models: it takes only adaptive thinking, and temperature or top_p.
                 "claude-new": {
                     "provider": "anthropic",
                     "provider_model": "claude-new-upstream",
                     "capabilities": everything,
                     "thinking": "adaptive",
+                    "sampling": "temperature_or_top_p",
                 },
                 "gem": {
                     "provider": "gemini",

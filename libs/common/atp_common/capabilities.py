@@ -110,6 +110,8 @@ FEATURES: tuple[Feature, ...] = (
     # models) does not (SAMPLING_FEATURES).
     Feature("custom_temperature", 1 << 36, "a temperature other than 1", None, "temperature"),
     Feature("custom_top_p", 1 << 37, "a top_p other than 1", None, "top_p"),
+    # Both of the two; Claude's newer models (`sampling: temperature_or_top_p`) take one or the other.
+    Feature("temperature_and_top_p", 1 << 38, "a temperature and a top_p both other than 1", None, "top_p"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -120,7 +122,12 @@ _EVERYTHING_BUT = frozenset(f.name for f in FEATURES)
 # What a model that takes only the default sampling refuses (OpenAI's reasoning models answer each with a
 # 400): a temperature or top_p other than 1, penalties, log probabilities, token biases.
 SAMPLING_FEATURES = ("custom_temperature", "custom_top_p", "penalties", "logprobs", "logit_bias")
-_SAMPLING_BITS = sum(BY_NAME[name].bit for name in SAMPLING_FEATURES)
+# What a model's `sampling` configuration leaves out of what its provider type honours.
+_SAMPLING_BITS = {
+    "any": 0,
+    "default": sum(BY_NAME[name].bit for name in SAMPLING_FEATURES),
+    "temperature_or_top_p": BY_NAME["temperature_and_top_p"].bit,
+}
 
 # Options of Anthropic's API that no other provider type can honour.
 _ANTHROPIC_ONLY = ("context_management", "max_effort", "speed", "inference_geo")
@@ -153,6 +160,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "tool_history_only",
                 "custom_temperature",
                 "custom_top_p",
+                "temperature_and_top_p",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -179,6 +187,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "tool_history_only",
                 "custom_temperature",
                 "custom_top_p",
+                "temperature_and_top_p",
             )
         ),
         "bedrock": frozenset(
@@ -198,6 +207,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "prefill",
                 "custom_temperature",
                 "custom_top_p",
+                "temperature_and_top_p",
             )
         ),
         # The echo model: parameters that change nothing in a deterministic echo are honoured as such;
@@ -221,8 +231,8 @@ MODEL_CAPABILITIES = ("tools", "vision", "json", "streaming", "audio", "files", 
 
 
 def supported_features(provider_type: str, capabilities: Iterable[str], sampling: str = "any") -> int:
-    """The bit set of features a model of `provider_type` listing `capabilities` can honour (less the
-    SAMPLING_FEATURES for a model whose `sampling` is `default`)."""
+    """The bit set of features a model of `provider_type` listing `capabilities` and configured with
+    `sampling` can honour."""
     caps = set(capabilities)
     if "embeddings" not in caps:
         caps.add("chat")
@@ -234,7 +244,7 @@ def supported_features(provider_type: str, capabilities: Iterable[str], sampling
             needed = "chat"
         if needed is None or needed in caps:
             bits |= feature.bit
-    return bits & ~_SAMPLING_BITS if sampling == "default" else bits
+    return bits & ~_SAMPLING_BITS[sampling]
 
 
 def feature_names(bits: int) -> list[str]:

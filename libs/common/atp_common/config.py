@@ -182,8 +182,8 @@ class ModelConfig(_Strict):
     # How a model on Anthropic's API takes a request to think: `budget` (thinking enabled with budget_tokens)
     # or `adaptive` (Claude's newest models: an effort or a budget goes as adaptive thinking with an effort).
     thinking: Literal["budget", "adaptive"] = "budget"
-    # `default`: only the default sampling, as OpenAI's reasoning models (capabilities.SAMPLING_FEATURES).
-    sampling: Literal["any", "default"] = "any"
+    # What sampling the model takes beyond its provider type's limits (README, "sampling").
+    sampling: Literal["any", "default", "temperature_or_top_p"] = "any"
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ModelConfig:

@@ -1,7 +1,8 @@
-"""A model configured with `sampling: default` (OpenAI's reasoning models, which refuse any other sampling)
-through the real gateway and adapters: a request that sets temperature or top_p other than 1, a penalty,
-logprobs or logit_bias passes it over for the route's next candidate as sent; a request naming only it gets
-a 400 naming the parameter; the default values reach it as sent."""
+"""Models whose sampling is narrower than their API's, through the real gateway and adapters. `sampling:
+default` (OpenAI's reasoning models): a request that sets temperature or top_p other than 1, a penalty,
+logprobs or logit_bias passes the model over for the route's next candidate as sent; a request naming only
+it gets a 400 naming the parameter; the default values reach it as sent. `sampling: temperature_or_top_p`
+(Claude's newer models): both set pass it over the same way."""
 
 from __future__ import annotations
 
@@ -13,21 +14,39 @@ import openai
 import pytest
 
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
-from tests.fakes import FakeOpenAI
+from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.support.stack import adapters_and_gateway
+
+ANTHROPIC_KEY_ENV = "ATP_TEST_SAMPLING_ANTHROPIC_KEY"
 
 HI = [{"role": "user", "content": "Say hi."}]
 
 
-def _config(fake: FakeOpenAI, api_key: str) -> AtpConfig:
+def _config(fake: FakeOpenAI, claude: FakeAnthropic, api_key: str) -> AtpConfig:
     return AtpConfig.model_validate(
         {
-            "providers": {"openai": {"type": "openai", "base_url": fake.base_url, "max_retries": 0}},
+            "providers": {
+                "openai": {"type": "openai", "base_url": fake.base_url, "max_retries": 0},
+                "anthropic": {
+                    "type": "anthropic",
+                    "base_url": claude.base_url,
+                    "api_key": f"env:{ANTHROPIC_KEY_ENV}",
+                    "max_retries": 0,
+                },
+            },
             "models": {
                 "reasoner": {"provider": "openai", "provider_model": "o3-upstream", "sampling": "default"},
                 "gpt": {"provider": "openai", "provider_model": "gpt-upstream"},
+                "claude-new": {
+                    "provider": "anthropic",
+                    "provider_model": "claude-new-upstream",
+                    "sampling": "temperature_or_top_p",
+                },
             },
-            "routes": {"reasoner-first": {"candidates": ["reasoner", "gpt"], "policy": "static"}},
+            "routes": {
+                "reasoner-first": {"candidates": ["reasoner", "gpt"], "policy": "static"},
+                "claude-new-first": {"candidates": ["claude-new", "gpt"], "policy": "static"},
+            },
             "default_route": "reasoner-first",
             "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},
         }
@@ -43,8 +62,19 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def sdk(fake: FakeOpenAI, observer, tmp_path: Path, api_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    config = _config(fake, api_key)
+async def claude(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeAnthropic]:
+    monkeypatch.setenv(ANTHROPIC_KEY_ENV, "sk-ant-test")
+    server = FakeAnthropic()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def sdk(
+    fake: FakeOpenAI, claude: FakeAnthropic, observer, tmp_path: Path, api_key: str
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    config = _config(fake, claude, api_key)
     async with adapters_and_gateway(config, tmp_path, observer_addr=observer[0].address) as gateway:
         client = openai.AsyncOpenAI(
             base_url=f"http://127.0.0.1:{gateway.port}/v1", api_key=api_key, max_retries=0, timeout=10
@@ -99,3 +129,18 @@ async def test_the_fake_refuses_what_openai_refuses(fake: FakeOpenAI, api_key: s
     with pytest.raises(openai.BadRequestError, match="Only the default"):
         await client.chat.completions.create(model="o3-upstream", messages=HI, temperature=0.2)
     await client.close()
+
+
+async def test_both_samplers_pass_a_model_taking_one_of_them_over(
+    fake: FakeOpenAI, claude: FakeAnthropic, sdk: openai.AsyncOpenAI
+) -> None:
+    both = {"temperature": 0.2, "top_p": 0.5}
+    raw = await sdk.chat.completions.with_raw_response.create(model="claude-new-first", messages=HI, **both)
+    assert raw.headers["x-atp-model"] == "gpt" and not claude.requests
+    [sent] = fake.requests
+    assert {k: sent.body[k] for k in both} == both
+    # One of them is what the model takes: it serves it.
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model="claude-new-first", messages=HI, top_p=0.5
+    )
+    assert raw.headers["x-atp-model"] == "claude-new" and claude.requests[-1].body["top_p"] == 0.5

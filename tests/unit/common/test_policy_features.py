@@ -100,6 +100,8 @@ def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
         ({"temperature": 0.3}, ["custom_temperature"]),
         ({"temperature": 1.0}, []),
         ({"top_p": 0.9}, ["custom_top_p"]),
+        ({"top_p": 0.9, "temperature": 0.3}, ["custom_temperature", "custom_top_p", "temperature_and_top_p"]),
+        ({"top_p": 0.9, "temperature": 1.0}, ["custom_top_p"]),
         ({"top_p": 1.0}, []),
         ({"stop": ["END", "\n"]}, ["blank_stop"]),
         ({"stop": [""]}, ["blank_stop"]),
@@ -223,3 +225,7 @@ def test_a_model_taking_only_the_default_sampling_honours_none_of_the_rest() -> 
     anything = feature_names(supported_features("openai", ["tools"]))
     default_only = feature_names(supported_features("openai", ["tools"], "default"))
     assert set(anything) - set(default_only) == set(sampling)
+    one_of = feature_names(supported_features("anthropic", ["tools"], "temperature_or_top_p"))
+    assert set(feature_names(supported_features("anthropic", ["tools"]))) - set(one_of) == {
+        "temperature_and_top_p"
+    }

@@ -139,7 +139,7 @@ def _param_bits(params: chat_pb2.GenerationParams) -> int:
         check = _PARAM_BITS.get(field.number)
         if check is not None:
             bits |= check(value)
-    return bits
+    return bits | _TOGETHER if bits & _BOTH_SAMPLERS == _BOTH_SAMPLERS else bits
 
 
 def _tool_bits(tools: Sequence[chat_pb2.Tool]) -> int:
@@ -183,6 +183,8 @@ _HOT = _FEATURE["temperature_above_1"].bit
 _WARM = _FEATURE["custom_temperature"].bit
 _HOT_WARM = _HOT | _WARM
 _TOP_P = _FEATURE["custom_top_p"].bit
+_BOTH_SAMPLERS = _WARM | _TOP_P
+_TOGETHER = _FEATURE["temperature_and_top_p"].bit
 _INSTRUCTIONS = frozenset({"system", "developer"})
 _FIELDS = chat_pb2.GenerationParams.DESCRIPTOR.fields_by_name
 
