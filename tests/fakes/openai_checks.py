@@ -87,6 +87,8 @@ def check_chat_request(body: Any) -> None:
 _REASONING_MODEL = re.compile(r"o\d")
 _DEFAULT_SAMPLING = {"temperature": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}
 _NO_SAMPLING_OPTIONS = ("logprobs", "top_logprobs", "logit_bias")
+# o3 and o4-mini refuse stop sequences too (o3-mini takes them).
+_NO_STOP_MODEL = re.compile(r"o3(?!-mini)|o4-mini")
 
 
 def check_reasoning_model_sampling(body: dict[str, Any]) -> None:
@@ -102,6 +104,8 @@ def check_reasoning_model_sampling(body: dict[str, Any]) -> None:
     for name in _NO_SAMPLING_OPTIONS:
         if body.get(name):
             raise Invalid(f"Unsupported parameter: '{name}' is not supported with this model.")
+    if body.get("stop") and _NO_STOP_MODEL.match(str(body["model"])):
+        raise Invalid("Unsupported parameter: 'stop' is not supported with this model.")
 
 
 def counted_openai_tokens(body: dict[str, Any]) -> int:

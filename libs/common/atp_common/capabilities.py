@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("custom_top_p", 1 << 37, "a top_p other than 1", None, "top_p"),
     # Both of the two; Claude's newer models (`sampling: temperature_or_top_p`) take one or the other.
     Feature("temperature_and_top_p", 1 << 38, "a temperature and a top_p both other than 1", None, "top_p"),
+    # Any stop sequence; OpenAI's o3 and o4-mini (`stop_sequences: false`) refuse them.
+    Feature("stop_sequences", 1 << 39, "stop sequences", None, "stop"),
 )
 BY_NAME: Mapping[str, Feature] = MappingProxyType({f.name: f for f in FEATURES})
 ALL_BITS = sum(f.bit for f in FEATURES)
@@ -161,6 +164,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "custom_temperature",
                 "custom_top_p",
                 "temperature_and_top_p",
+                "stop_sequences",
                 *_ANTHROPIC_ONLY,
             )
         ),
@@ -188,6 +192,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "custom_temperature",
                 "custom_top_p",
                 "temperature_and_top_p",
+                "stop_sequences",
             )
         ),
         "bedrock": frozenset(
@@ -208,6 +213,7 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
                 "custom_temperature",
                 "custom_top_p",
                 "temperature_and_top_p",
+                "stop_sequences",
             )
         ),
         # The echo model: parameters that change nothing in a deterministic echo are honoured as such;
@@ -230,9 +236,11 @@ PROVIDER_FEATURES: Mapping[str, frozenset[str]] = MappingProxyType(
 MODEL_CAPABILITIES = ("tools", "vision", "json", "streaming", "audio", "files", "reasoning", "embeddings")
 
 
-def supported_features(provider_type: str, capabilities: Iterable[str], sampling: str = "any") -> int:
-    """The bit set of features a model of `provider_type` listing `capabilities` and configured with
-    `sampling` can honour."""
+def supported_features(
+    provider_type: str, capabilities: Iterable[str], sampling: str = "any", stop_sequences: bool = True
+) -> int:
+    """The bit set of features a model of `provider_type` listing `capabilities` can honour, less what
+    its `sampling` and `stop_sequences` configuration say it refuses."""
     caps = set(capabilities)
     if "embeddings" not in caps:
         caps.add("chat")
@@ -244,7 +252,22 @@ def supported_features(provider_type: str, capabilities: Iterable[str], sampling
             needed = "chat"
         if needed is None or needed in caps:
             bits |= feature.bit
-    return bits & ~_SAMPLING_BITS[sampling]
+    withheld = _SAMPLING_BITS[sampling] | (0 if stop_sequences else BY_NAME["stop_sequences"].bit)
+    return bits & ~withheld
+
+
+class _ModelLimits(Protocol):
+    @property
+    def capabilities(self) -> Sequence[str]: ...
+    @property
+    def sampling(self) -> str: ...
+    @property
+    def stop_sequences(self) -> bool: ...
+
+
+def model_supported_features(provider_type: str, model: _ModelLimits) -> int:
+    """supported_features for a configured model (a ModelConfig) served through `provider_type`."""
+    return supported_features(provider_type, model.capabilities, model.sampling, model.stop_sequences)
 
 
 def feature_names(bits: int) -> list[str]:

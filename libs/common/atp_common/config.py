@@ -75,8 +75,7 @@ class HttpProvider(_Strict):
     # A secret reference: `env:NAME`, `file:/path` or `vault:path#key`; empty for servers without auth.
     api_key: str = ""
     api_version: str = ""
-    # OpenAI-compatible servers only: the body field that carries the output-token limit. OpenAI's own
-    # API wants `max_completion_tokens` (its reasoning models refuse `max_tokens`). Unset: `token_limit`.
+    # OpenAI-compatible servers: the output-token limit's body field (unset: OpenAI's own name, see README).
     token_limit_field: Literal["max_tokens", "max_completion_tokens"] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(5.0, gt=0)
@@ -182,8 +181,9 @@ class ModelConfig(_Strict):
     # How a model on Anthropic's API takes a request to think: `budget` (thinking enabled with budget_tokens)
     # or `adaptive` (Claude's newest models: an effort or a budget goes as adaptive thinking with an effort).
     thinking: Literal["budget", "adaptive"] = "budget"
-    # What sampling the model takes beyond its provider type's limits (README, "sampling").
+    # What the model refuses that its provider type's API takes (README, `sampling` and `stop_sequences`).
     sampling: Literal["any", "default", "temperature_or_top_p"] = "any"
+    stop_sequences: bool = True
 
     @model_validator(mode="after")
     def _one_way_to_reach_it(self) -> ModelConfig:

@@ -13,7 +13,7 @@ from atp_adapters.pricing import Prices
 from atp_adapters.providers import Provider
 from atp_adapters.resilience import Circuits, RetryPolicy
 from atp_common import config as config_mod
-from atp_common.capabilities import supported_features
+from atp_common.capabilities import model_supported_features
 from atp_common.config import AtpConfig
 from atp_common.regions import RegionFilter
 
@@ -87,7 +87,7 @@ def build_targets(
                     weight=deployment.weight,
                     retry=retry,
                     breaker=own,
-                    features=supported_features(wire_api, model.capabilities, model.sampling),
+                    features=model_supported_features(wire_api, model),
                     adaptive_thinking=model.thinking == "adaptive",
                     max_output_tokens=model.max_output_tokens or 0,
                     rpm=deployment.rpm,

@@ -1,6 +1,7 @@
 """Models whose sampling is narrower than their API's, through the real gateway and adapters. `sampling:
 default` (OpenAI's reasoning models): a request that sets temperature or top_p other than 1, a penalty,
-logprobs or logit_bias passes the model over for the route's next candidate as sent; a request naming only
+logprobs or logit_bias (or, with `stop_sequences: false`, a stop sequence) passes the model over for the
+route's next candidate as sent; a request naming only
 it gets a 400 naming the parameter; the default values reach it as sent. `sampling: temperature_or_top_p`
 (Claude's newer models): both set pass it over the same way."""
 
@@ -35,7 +36,12 @@ def _config(fake: FakeOpenAI, claude: FakeAnthropic, api_key: str) -> AtpConfig:
                 },
             },
             "models": {
-                "reasoner": {"provider": "openai", "provider_model": "o3-upstream", "sampling": "default"},
+                "reasoner": {
+                    "provider": "openai",
+                    "provider_model": "o3-upstream",
+                    "sampling": "default",
+                    "stop_sequences": False,
+                },
                 "gpt": {"provider": "openai", "provider_model": "gpt-upstream"},
                 "claude-new": {
                     "provider": "anthropic",
@@ -89,6 +95,7 @@ OTHER_SAMPLING = [
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"logprobs": True}, "logprobs"),
     ({"logit_bias": {"50256": -100}}, "logit_bias"),
+    ({"stop": ["END"]}, "stop"),
 ]
 
 

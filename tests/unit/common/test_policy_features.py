@@ -88,7 +88,7 @@ def _required(*messages: chat_pb2.ChatMessage, stream: bool = False, **params) -
 
 
 def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
-    assert _required(_user("hi"), max_tokens=5, temperature=1, top_p=1, stop=["x"], user="u") == ["chat"]
+    assert _required(_user("hi"), max_tokens=5, temperature=1, top_p=1, user="u") == ["chat"]
     assert _required(_user("hi"), stream=True) == ["streaming", "chat"]
 
 
@@ -103,9 +103,9 @@ def test_a_plain_request_requires_chat_only_and_a_stream_streaming() -> None:
         ({"top_p": 0.9, "temperature": 0.3}, ["custom_temperature", "custom_top_p", "temperature_and_top_p"]),
         ({"top_p": 0.9, "temperature": 1.0}, ["custom_top_p"]),
         ({"top_p": 1.0}, []),
-        ({"stop": ["END", "\n"]}, ["blank_stop"]),
-        ({"stop": [""]}, ["blank_stop"]),
-        ({"stop": [" END "]}, []),
+        ({"stop": ["END", "\n"]}, ["blank_stop", "stop_sequences"]),
+        ({"stop": [""]}, ["blank_stop", "stop_sequences"]),
+        ({"stop": [" END "]}, ["stop_sequences"]),
         ({"tool_choice": chat_pb2.ToolChoice(mode="allowed_tools", allowed=["f"])}, ["custom_tools"]),
         ({"response_format": chat_pb2.ResponseFormat(type="json_schema")}, ["json"]),
         ({"modalities": ["text", "audio"]}, ["audio_output"]),
@@ -221,7 +221,8 @@ def test_an_opening_assistant_turn_after_the_instructions_is_a_feature() -> None
 def test_a_model_taking_only_the_default_sampling_honours_none_of_the_rest() -> None:
     sampling = ("custom_temperature", "custom_top_p", "penalties", "logprobs", "logit_bias")
     for provider in ("openai", "azure", "anthropic", "gemini", "bedrock", "local"):
-        assert BY_NAME["custom_temperature"].bit & supported_features(provider, ["tools"]), provider
+        for name in ("custom_temperature", "custom_top_p", "temperature_and_top_p", "stop_sequences"):
+            assert BY_NAME[name].bit & supported_features(provider, ["tools"]), (provider, name)
     anything = feature_names(supported_features("openai", ["tools"]))
     default_only = feature_names(supported_features("openai", ["tools"], "default"))
     assert set(anything) - set(default_only) == set(sampling)
@@ -229,3 +230,5 @@ def test_a_model_taking_only_the_default_sampling_honours_none_of_the_rest() -> 
     assert set(feature_names(supported_features("anthropic", ["tools"]))) - set(one_of) == {
         "temperature_and_top_p"
     }
+    stopless = feature_names(supported_features("openai", ["tools"], stop_sequences=False))
+    assert set(anything) - set(stopless) == {"stop_sequences"}

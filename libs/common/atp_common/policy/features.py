@@ -178,7 +178,8 @@ _PENALTIES = _FEATURE["penalties"].bit
 _ASSISTANT_FIRST = _FEATURE["assistant_first"].bit
 _TOOL_HISTORY_ONLY = _FEATURE["tool_history_only"].bit
 _INSTRUCTIONS_ONLY = _FEATURE["instructions_only"].bit
-_BLANK_STOP = _FEATURE["blank_stop"].bit
+_STOPS = _FEATURE["stop_sequences"].bit
+_BLANK_STOP = _FEATURE["blank_stop"].bit | _STOPS
 _HOT = _FEATURE["temperature_above_1"].bit
 _WARM = _FEATURE["custom_temperature"].bit
 _HOT_WARM = _HOT | _WARM
@@ -221,11 +222,11 @@ def _stop_bits(stops: Sequence[str]) -> int:
     for stop in stops:
         if not stop.strip():
             return _BLANK_STOP
-    return 0
+    return _STOPS
 
 
 # Field number to the bits that field's value needs. Parameters every model honours (max_tokens, user,
-# metadata, safety_identifier; stop sequences with text) need none; a temperature or top_p of 1 neither.
+# metadata, safety_identifier) need none; a temperature or top_p of 1 neither.
 _PARAM_BITS: Mapping[int, Callable[[Any], int]] = MappingProxyType(
     {
         _FIELDS[name].number: check

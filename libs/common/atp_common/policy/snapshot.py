@@ -8,7 +8,7 @@ from typing import NamedTuple
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from atp.router.v1 import router_pb2
-from atp_common.capabilities import supported_features
+from atp_common.capabilities import model_supported_features
 from atp_common.config import AtpConfig, HttpProvider
 from atp_common.policy.features import FEATURE_DIM
 from atp_common.policy.routesetup import RouteSetup, route_setup, start_arm
@@ -38,7 +38,7 @@ def model_features(config: AtpConfig, model: str) -> int:
     for deployment in config.deployments_of(model):
         provider = config.providers[deployment.provider]
         wire_api = provider.wire_api if isinstance(provider, HttpProvider) else provider.type
-        bits |= supported_features(wire_api, spec.capabilities, spec.sampling)
+        bits |= model_supported_features(wire_api, spec)
     return bits
 
 
