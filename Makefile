@@ -66,13 +66,9 @@ browser-deps: ## Install Debian's chromium and chromium-driver for the console's
 	fi
 
 .PHONY: test
-test: $(VENV)/.installed ## All three tiers, with branch coverage (fails under the floor in pyproject)
+test: $(VENV)/.installed ## All three tiers in one run, with branch coverage (fails under the floor in pyproject)
 	rm -f .coverage .coverage.*
-	# Unit and integration tests wait on sockets more than they compute: two workers halve their time.
-	# What conftest marks `serial` (the end-to-end tier, the shared PostgreSQL) runs after, alone.
-	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report= --cov-fail-under=0 \
-		-n 2 -m "not serial" tests
-	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-append --cov-report=term -m serial tests
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term tests
 
 # An environment that sets PYTHONDONTWRITEBYTECODE would make every run compile the tree and rewrite the
 # test modules' asserts again; the inner loop keeps the (git-ignored) __pycache__ instead.

@@ -7,7 +7,6 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Generator
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -22,7 +21,6 @@ pytest_plugins = [
 # CI sets this so a test that cannot reach a real server fails instead of skipping.
 REQUIRE_SERVICES = os.environ.get("ATP_REQUIRE_SERVICES", "") not in ("", "0", "false")
 POSTGRES_DSN = os.environ.get("ATP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-E2E = Path(__file__).parent / "tests" / "e2e"
 REDIS_URL = os.environ.get("ATP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -40,19 +38,6 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
         return (yield)
     finally:
         gc.enable()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark what `make test` runs after its parallel workers, alone: the end-to-end tier and the shared PostgreSQL.
-
-    End-to-end tests time processes against each other under load. A schema per test isolates rows but
-    not the cluster: the reward log's readers stop at the oldest running transaction of the whole
-    cluster, so another worker's open transaction would hide rows from a test.
-    """
-    serial = pytest.mark.serial
-    for item in items:
-        if item.path.is_relative_to(E2E) or "postgres_dsn" in getattr(item, "fixturenames", ()):
-            item.add_marker(serial)
 
 
 def _reachable(url: str, default_port: int) -> bool:
