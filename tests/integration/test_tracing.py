@@ -118,6 +118,19 @@ def _trace_of(spans: tuple[ReadableSpan, ...], trace_id: int) -> list[ReadableSp
     return [s for s in spans if s.context.trace_id == trace_id]
 
 
+async def _finished_spans(last: str, within_s: float = 5.0) -> list[ReadableSpan]:
+    """The exported spans once the edge span and the gateway's client span of the call (named ending
+    `last`) have ended: they end after the client has read the last byte, so they may lag the reply."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        spans = list(_EXPORTER.get_finished_spans())
+        edge = any(s.kind == SpanKind.SERVER and s.name == "POST /v1/chat/completions" for s in spans)
+        call = any(s.kind == SpanKind.CLIENT and s.name.endswith(last) for s in spans)
+        if (edge and call) or asyncio.get_running_loop().time() > deadline:
+            return spans
+        await asyncio.sleep(0.01)
+
+
 def _one(spans: list[ReadableSpan], predicate, what: str) -> ReadableSpan:
     found = [s for s in spans if predicate(s)]
     assert len(found) == 1, f"expected one {what}, got {[s.name for s in found]}"
@@ -136,9 +149,10 @@ async def test_one_trace_from_the_edge_to_the_provider_call(tmp_path, stream):
             assert reply.status_code == 200, reply.text
             decision_id = reply.headers["x-atp-decision-id"]
 
-        spans = _EXPORTER.get_finished_spans()
+        method = "AdaptersService/Generate" if stream else "AdaptersService/Complete"
+        spans = await _finished_spans(f"/{method}")
         edge = _one(
-            list(spans),
+            spans,
             lambda s: s.kind == SpanKind.SERVER and s.name == "POST /v1/chat/completions",
             "edge span",
         )
@@ -149,7 +163,6 @@ async def test_one_trace_from_the_edge_to_the_provider_call(tmp_path, stream):
 
         # gateway → adapters (Generate for a stream, Complete otherwise): the gRPC client span under the
         # edge, the adapters' server span under it.
-        method = "AdaptersService/Generate" if stream else "AdaptersService/Complete"
         generate_client = _one(
             trace, lambda s: s.kind == SpanKind.CLIENT and s.name.endswith(method), f"{method} client span"
         )
