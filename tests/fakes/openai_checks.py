@@ -15,7 +15,11 @@ __all__ = ["Invalid", "check_chat_request", "check_input_tokens_request", "count
 
 
 class Invalid(ValueError):
-    """A body the real endpoint answers with 400."""
+    """A body the real endpoint answers with 400 (with the parameter and code word, where OpenAI names them)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
 
 
 @functools.cache
@@ -83,8 +87,8 @@ def check_chat_request(body: Any) -> None:
                 )
 
 
-# OpenAI's reasoning models (o1, o3, o4-mini, ...) take only the default sampling.
-_REASONING_MODEL = re.compile(r"o\d")
+# OpenAI's reasoning models (o1, o3, o4-mini, ..., and the GPT-5 family) take only the default sampling.
+_REASONING_MODEL = re.compile(r"o\d|gpt-5")
 _DEFAULT_SAMPLING = {"temperature": 1, "top_p": 1, "presence_penalty": 0, "frequency_penalty": 0}
 _NO_SAMPLING_OPTIONS = ("logprobs", "top_logprobs", "logit_bias")
 # o3 and o4-mini refuse stop sequences too (o3-mini takes them).
@@ -99,13 +103,16 @@ def check_reasoning_model_sampling(body: dict[str, Any]) -> None:
         if name in body and body[name] != default:
             raise Invalid(
                 f"Unsupported value: '{name}' does not support {body[name]} with this model. "
-                f"Only the default ({default}) value is supported."
+                f"Only the default ({default}) value is supported.",
+                name,
+                "unsupported_value",
             )
-    for name in _NO_SAMPLING_OPTIONS:
-        if body.get(name):
-            raise Invalid(f"Unsupported parameter: '{name}' is not supported with this model.")
+    refused = [name for name in _NO_SAMPLING_OPTIONS if body.get(name)]
     if body.get("stop") and _NO_STOP_MODEL.match(str(body["model"])):
-        raise Invalid("Unsupported parameter: 'stop' is not supported with this model.")
+        refused.append("stop")
+    if refused:
+        message = f"Unsupported parameter: '{refused[0]}' is not supported with this model."
+        raise Invalid(message, refused[0], "unsupported_parameter")
 
 
 def counted_openai_tokens(body: dict[str, Any]) -> int:

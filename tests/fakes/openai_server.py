@@ -129,7 +129,9 @@ class FakeOpenAI(FakeServer):
         try:
             check_chat_request(body)
         except Invalid as exc:
-            return web.json_response(self.error_body(400, str(exc)), status=400)
+            refusal = self.error_body(400, str(exc))
+            refusal["error"].update(param=exc.param, code=exc.code)
+            return web.json_response(refusal, status=400)
         model = body.get("model") or request.match_info.get("deployment", "")
         if body.get("stream") and self.chunks is not None:
             events = [sse(orjson.dumps({"model": model, **chunk})) for chunk in self.chunks]

@@ -43,6 +43,8 @@ def _config(fake: FakeOpenAI, claude: FakeAnthropic, api_key: str) -> AtpConfig:
                     "stop_sequences": False,
                 },
                 "gpt": {"provider": "openai", "provider_model": "gpt-upstream"},
+                # The same kind of model, not marked: it is called and refuses.
+                "unmarked": {"provider": "openai", "provider_model": "gpt-5-upstream"},
                 "claude-new": {
                     "provider": "anthropic",
                     "provider_model": "claude-new-upstream",
@@ -52,6 +54,7 @@ def _config(fake: FakeOpenAI, claude: FakeAnthropic, api_key: str) -> AtpConfig:
             "routes": {
                 "reasoner-first": {"candidates": ["reasoner", "gpt"], "policy": "static"},
                 "claude-new-first": {"candidates": ["claude-new", "gpt"], "policy": "static"},
+                "unmarked-first": {"candidates": ["unmarked", "gpt"], "policy": "static"},
             },
             "default_route": "reasoner-first",
             "tenants": {LOCAL_TENANT: {"api_keys": [{"hash": hash_api_key(api_key), "name": "t"}]}},
@@ -130,12 +133,30 @@ async def test_the_default_sampling_reaches_the_model_as_sent(
     assert {k: sent.body[k] for k in defaults} == defaults
 
 
-async def test_the_fake_refuses_what_openai_refuses(fake: FakeOpenAI, api_key: str) -> None:
+async def test_the_fake_refuses_what_openai_refuses(fake: FakeOpenAI) -> None:
     # Without the filter, this is what the client would get: OpenAI's 400 for the reasoning model.
     client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0, timeout=10)
-    with pytest.raises(openai.BadRequestError, match="Only the default"):
+    with pytest.raises(openai.BadRequestError, match="Only the default") as caught:
         await client.chat.completions.create(model="o3-upstream", messages=HI, temperature=0.2)
+    assert (caught.value.param, caught.value.code) == ("temperature", "unsupported_value")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="o4-mini", messages=HI, stop=["END"])
+    assert (caught.value.param, caught.value.code) == ("stop", "unsupported_parameter")
+    await client.chat.completions.create(model="o3-mini", messages=HI, stop=["END"])
     await client.close()
+
+
+async def test_an_unmarked_model_costs_a_refused_call_then_the_route_fails_over(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI
+) -> None:
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model="unmarked-first", messages=HI, temperature=0.2
+    )
+    assert raw.headers["x-atp-model"] == "gpt"
+    assert [r.body["model"] for r in fake.requests] == ["gpt-5-upstream", "gpt-upstream"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model="unmarked", messages=HI, temperature=0.2)
+    assert caught.value.param == "temperature"
 
 
 async def test_both_samplers_pass_a_model_taking_one_of_them_over(
