@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
+from anthropic.types.shared import ErrorResponse
 
 from atp_common.config import LOCAL_TENANT, AtpConfig, hash_api_key
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.support.sdk_models import strict
 from tests.support.stack import adapters_and_gateway
 
 ANTHROPIC_KEY_ENV = "ATP_TEST_SAMPLING_ANTHROPIC_KEY"
@@ -172,3 +175,21 @@ async def test_both_samplers_pass_a_model_taking_one_of_them_over(
         model="claude-new-first", messages=HI, top_p=0.5
     )
     assert raw.headers["x-atp-model"] == "claude-new" and claude.requests[-1].body["top_p"] == 0.5
+
+
+async def test_a_messages_client_is_refused_in_its_own_dialect(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI, api_key: str
+) -> None:
+    base_url = str(sdk.base_url).removesuffix("/v1/")
+    client = anthropic.AsyncAnthropic(base_url=base_url, api_key=api_key, max_retries=0, timeout=10)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await client.messages.create(
+            model="reasoner", max_tokens=16, messages=HI, extra_body={"temperature": 0.5}
+        )
+    error = strict(ErrorResponse, caught.value.body).error
+    assert error.type == "invalid_request_error" and "temperature" in error.message
+    reply = await client.messages.create(
+        model="reasoner-first", max_tokens=16, messages=HI, extra_body={"top_p": 0.5}
+    )
+    assert reply.model == "gpt" and [r.body["model"] for r in fake.requests] == ["gpt-upstream"]
+    await client.close()
