@@ -25,6 +25,10 @@ from atp_common.errors import RateLimited, Unavailable
 from atp_common.limits import compile_limits
 from atp_common.limits.directory import DirectoryFollower, RedisDirectoryStore
 
+# These tests count admissions, not time: bursts of 100 near a limit wait for the pool's connections, and
+# on a loaded machine that wait can outlast the production timeout (0.25 s) and fail the store call.
+PATIENT_S = 2.0
+
 
 class CountingRedis(RedisBackend):
     """The real Redis backend, counting the admission calls it makes (what leases are there to save)."""
@@ -65,7 +69,7 @@ async def _counter(url: str, key: str) -> int:
 
 async def test_far_from_the_limit_admissions_spend_leases_and_the_count_stays_exact(redis_url):
     prefix = _prefix()
-    backends = [CountingRedis(redis_url), CountingRedis(redis_url)]
+    backends = [CountingRedis(redis_url, timeout_s=PATIENT_S), CountingRedis(redis_url, timeout_s=PATIENT_S)]
     limiters = [Limiter(b, prefix=prefix, lease_requests=32) for b in backends]
     for limiter in limiters:
         limiter.start()
@@ -91,7 +95,7 @@ async def test_far_from_the_limit_admissions_spend_leases_and_the_count_stays_ex
 
 async def test_unspent_leases_return_on_close(redis_url):
     prefix = _prefix()
-    limiter = Limiter(RedisBackend(redis_url), prefix=prefix, lease_requests=32)
+    limiter = Limiter(RedisBackend(redis_url, timeout_s=PATIENT_S), prefix=prefix, lease_requests=32)
     limits = compile_limits("acme", TenantConfig(requests_per_minute=1000))
     for _ in range(5):
         await limiter.admit(limits)
@@ -175,7 +179,7 @@ from atp_adapters.limits.backends import StoreUnavailable
 from atp_common.limits import compile_limits
 
 async def main():
-    limiter = Limiter(RedisBackend(sys.argv[1]), prefix=sys.argv[2], lease_requests=32)
+    limiter = Limiter(RedisBackend(sys.argv[1], timeout_s=2.0), prefix=sys.argv[2], lease_requests=32)
     limits = compile_limits("acme", TenantConfig(requests_per_minute=400))
     for _ in range(10):
         await limiter.admit(limits)
@@ -201,7 +205,7 @@ async def test_a_replica_killed_with_a_lease_loses_at_most_its_unspent_lease_nev
     key = f"{prefix}{{acme}}:rm"
     # The dead replica admitted 10 and held the rest of its lease (32 - 9): counted as used.
     assert await _counter(redis_url, key) == 33
-    survivor = Limiter(RedisBackend(redis_url), prefix=prefix, lease_requests=32)
+    survivor = Limiter(RedisBackend(redis_url, timeout_s=PATIENT_S), prefix=prefix, lease_requests=32)
     limits = compile_limits("acme", TenantConfig(requests_per_minute=400))
     try:
         admitted = sum([await _admit_many([survivor], limits, 100) for _ in range(6)])
@@ -310,7 +314,10 @@ async def test_a_limit_lowered_while_leases_are_out_takes_effect_within_a_second
         DirectoryFollower(config, RedisDirectoryStore(redis_url, prefix=prefix), poll_s=0.05)
         for _ in range(2)
     ]
-    limiters = [Limiter(RedisBackend(redis_url), prefix=prefix, lease_requests=32) for _ in range(2)]
+    limiters = [
+        Limiter(RedisBackend(redis_url, timeout_s=PATIENT_S), prefix=prefix, lease_requests=32)
+        for _ in range(2)
+    ]
     for follower, limiter in zip(followers, limiters, strict=True):
         await follower.start()
         limiter.start()
