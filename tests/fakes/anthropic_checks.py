@@ -249,11 +249,15 @@ def _options(body: dict[str, Any]) -> int:
     return breakpoints
 
 
-def _has_tool_blocks(messages: list[dict[str, Any]]) -> bool:
-    return any(
+def _tools_defined_for_tool_blocks(body: dict[str, Any]) -> None:
+    tool_blocks = any(
         isinstance(m.get("content"), list)
         and any(b.get("type") in ("tool_use", "tool_result") for b in m["content"])
-        for m in messages
+        for m in body["messages"]
+    )
+    _require(
+        bool(body.get("tools")) or not tool_blocks,
+        "Requests which include `tool_use` or `tool_result` blocks must define tools.",
     )
 
 
@@ -264,10 +268,7 @@ def check_messages_request(body: Any) -> None:
     max_tokens = body.get("max_tokens")
     _require(isinstance(max_tokens, int) and max_tokens >= 1, "max_tokens: Field required")
     breakpoints = _messages(body.get("messages")) + _options(body)
-    _require(
-        bool(body.get("tools")) or not _has_tool_blocks(body["messages"]),
-        "Requests which include `tool_use` or `tool_result` blocks must define tools.",
-    )
+    _tools_defined_for_tool_blocks(body)
     _thinking(body)
     _require(
         breakpoints <= _MAX_CACHE_BREAKPOINTS,
@@ -296,10 +297,7 @@ def check_count_request(body: Any) -> None:
         _require(key in COUNT_FIELDS, f"{key}: Extra inputs are not permitted")
     _require(isinstance(body.get("model"), str) and bool(body["model"]), "model: Field required")
     breakpoints = _messages(body.get("messages")) + _options(body)
-    _require(
-        bool(body.get("tools")) or not _has_tool_blocks(body["messages"]),
-        "Requests which include `tool_use` or `tool_result` blocks must define tools.",
-    )
+    _tools_defined_for_tool_blocks(body)
     thinking = body.get("thinking")
     if thinking is not None:
         _require(thinking.get("type") in ("enabled", "disabled"), "thinking.type: invalid")
