@@ -179,7 +179,7 @@ from atp_adapters.limits.backends import StoreUnavailable
 from atp_common.limits import compile_limits
 
 async def main():
-    limiter = Limiter(RedisBackend(sys.argv[1], timeout_s=2.0), prefix=sys.argv[2], lease_requests=32)
+    limiter = Limiter(RedisBackend(sys.argv[1], timeout_s=float(sys.argv[3])), prefix=sys.argv[2], lease_requests=32)
     limits = compile_limits("acme", TenantConfig(requests_per_minute=400))
     for _ in range(10):
         await limiter.admit(limits)
@@ -193,7 +193,14 @@ asyncio.run(main())
 async def test_a_replica_killed_with_a_lease_loses_at_most_its_unspent_lease_never_overadmits(redis_url):
     prefix = _prefix()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _CHILD, redis_url, prefix, stdout=subprocess.PIPE, start_new_session=True
+        sys.executable,
+        "-c",
+        _CHILD,
+        redis_url,
+        prefix,
+        str(PATIENT_S),
+        stdout=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         assert child.stdout is not None
